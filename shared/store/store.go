@@ -1,0 +1,121 @@
+// Package store defines what oauthbroker keeps between requests — pending
+// authorization states and connections — and the Store port that holds them.
+//
+// Two implementations exist: store/dynamo (DynamoDB, used in AWS) and
+// store/embedded (a single local file, used by `make dev`). Both pass the
+// conformance suite in store/storetest. The store knows nothing about
+// providers or OAuth wire formats: it keeps records and enforces the
+// conditional writes that make the flows safe (single-use states, optimistic
+// concurrency on connections).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store implementation.
+var (
+	// ErrNotFound means no record matched (for a state: absent, already
+	// consumed, expired, or bound to another browser).
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict means a conditional write lost: the record changed since it
+	// was read (its version moved on) or it already exists.
+	ErrConflict = errors.New("store: conflict")
+)
+
+// Status is the lifecycle status of a connection.
+type Status string
+
+// Connection statuses.
+const (
+	// StatusConnected means the tokens are believed valid.
+	StatusConnected Status = "connected"
+	// StatusNeedsReauth means the provider refused the grant (invalid_grant):
+	// the customer must connect again; the broker stops refreshing.
+	StatusNeedsReauth Status = "needs_reauth"
+	// StatusFailing means refreshes failed repeatedly for transient reasons.
+	StatusFailing Status = "failing"
+)
+
+// StateRecord is the server-side half of a pending authorization: created by
+// authorize, consumed exactly once by callback. It lives at most a few
+// minutes; ExpiresAt is enforced by code, the TTL attribute only cleans up.
+type StateRecord struct {
+	// ID identifies the record: the hex SHA-256 of the state's random nonce,
+	// so a leaked table does not reveal usable states.
+	ID           string
+	Provider     string
+	ConnectionID string
+	ReturnTo     string
+	Scopes       []string
+	// PKCEVerifier is the RFC 7636 code_verifier, empty when PKCE is off.
+	PKCEVerifier string
+	// BindingHash is the hex SHA-256 of the browser-binding cookie value.
+	BindingHash string
+	ExpiresAt   time.Time
+}
+
+// Connection is one customer account at one provider, with its tokens.
+type Connection struct {
+	Provider     string
+	ConnectionID string
+	Status       Status
+
+	AccessToken  string
+	RefreshToken string
+	TokenType    string
+	// ExpiresAt is zero when the token does not expire.
+	ExpiresAt time.Time
+	// Scope is the scope the provider actually granted (space-separated as
+	// received, or as requested when the provider did not say).
+	Scope string
+	// Metadata holds non-secret provider fields returned with the token,
+	// such as a provider-side user id.
+	Metadata map[string]string
+
+	// RefreshDue is when the refresh schedule should next renew the tokens;
+	// zero means never (no expiry, or the connection needs re-authorization).
+	// Only connections with a RefreshDue appear in ListDue.
+	RefreshDue time.Time
+	// FailureCount counts consecutive failed refreshes; LastError is a short
+	// credential-free description of the last failure.
+	FailureCount int
+	LastError    string
+
+	// Version increases by one on every write (optimistic concurrency).
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Store is the persistence port.
+type Store interface {
+	// PutState records a new pending authorization. It fails with
+	// ErrConflict if a record with the same ID exists.
+	PutState(ctx context.Context, s StateRecord) error
+	// TakeState atomically deletes and returns the state record with the
+	// given ID if, and only if, its BindingHash equals bindingHash. Anything
+	// else — absent, already taken, other binding — returns ErrNotFound and
+	// leaves the store unchanged. Two concurrent takes of one ID: exactly one
+	// succeeds. Expiry is checked by the caller.
+	TakeState(ctx context.Context, id, bindingHash string) (StateRecord, error)
+
+	// GetConnection returns a connection or ErrNotFound.
+	GetConnection(ctx context.Context, provider, connectionID string) (Connection, error)
+	// SaveConnection writes c if the stored version still equals c.Version
+	// (0 meaning "must not exist yet"), storing it with Version+1 and
+	// returning the saved connection. A lost race returns ErrConflict.
+	SaveConnection(ctx context.Context, c Connection) (Connection, error)
+	// ListDue returns the keys of up to limit connections whose RefreshDue
+	// is at or before now, earliest due first. It reads an index, so the
+	// caller re-reads each connection before acting on it.
+	ListDue(ctx context.Context, now time.Time, limit int) ([]Key, error)
+}
+
+// Key names one connection.
+type Key struct {
+	Provider     string
+	ConnectionID string
+}
