@@ -1,0 +1,18 @@
+// Command callback is the Lambda behind GET /callback/{provider}: it
+// verifies the state, redeems the code, stores the connection and sends
+// the browser back to the app.
+package main
+
+import (
+	"context"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
+	"github.com/oauthbroker/oauthbroker/shared/setup"
+)
+
+func main() {
+	b := setup.Must(setup.FromEnv(context.Background()))
+	lambda.Start(httpapi.Callback(b))
+}

@@ -1,0 +1,143 @@
+// Package broker holds the use cases of oauthbroker — Connect, Callback and
+// RefreshDue — on top of the provider catalog, the store and the secrets.
+// It imports no AWS SDK: the functions and the local server wire it to
+// DynamoDB or the embedded store, to Secrets Manager or a local file.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/returnto"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// DefaultStateTTL is how long a connect flow may take (S1 allows ≤ 15 min).
+const DefaultStateTTL = 10 * time.Minute
+
+// Config is the broker's configuration.
+type Config struct {
+	// BaseURL is the public URL of the API (no trailing slash); the
+	// redirect_uri is BaseURL + "/callback/" + provider. It comes from
+	// configuration only, never from request headers (S18).
+	BaseURL string
+	// SecretsPrefix prefixes secret names ("oauthbroker/").
+	SecretsPrefix string
+	// ReturnTo lists the origins a browser may be sent back to.
+	ReturnTo returnto.Allowlist
+	// StateTTL is the lifetime of a connect flow; DefaultStateTTL if zero.
+	StateTTL time.Duration
+}
+
+// Broker runs the flows. All fields are required except Log and Now.
+type Broker struct {
+	Config  Config
+	Catalog *provider.Catalog
+	Store   store.Store
+	// Secrets reads client credentials and the signing keyset; wrap it in
+	// a secrets.Cache.
+	Secrets secrets.Source
+	Wire    *provider.Client
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+func (b *Broker) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+func (b *Broker) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.Default()
+}
+
+func (b *Broker) stateTTL() time.Duration {
+	if b.Config.StateTTL > 0 {
+		return b.Config.StateTTL
+	}
+	return DefaultStateTTL
+}
+
+// RedirectURI is the callback URL registered at provider.
+func (b *Broker) RedirectURI(provider string) string {
+	return b.Config.BaseURL + "/callback/" + provider
+}
+
+// KeysSecret and ProviderSecret name the secrets the broker reads.
+func (b *Broker) KeysSecret() string { return b.Config.SecretsPrefix + "keys" }
+
+func (b *Broker) keyset(ctx context.Context) (*signing.Keyset, error) {
+	raw, err := b.Secrets.Secret(ctx, b.KeysSecret())
+	if err != nil {
+		return nil, fmt.Errorf("reading signing keys: %w", err)
+	}
+	return signing.ParseKeyset(raw)
+}
+
+func (b *Broker) credentials(ctx context.Context, p *provider.Provider) (secrets.ClientCredentials, error) {
+	return secrets.LoadClientCredentials(ctx, b.Secrets, b.Config.SecretsPrefix, p.Name)
+}
+
+// Error is a flow that ends without success. Message is safe to show to
+// the browser; Code is the fixed error code for the app when the browser
+// is sent back (RedirectTo non-nil).
+type Error struct {
+	Status  int
+	Message string
+	// Code is one of the Code* constants.
+	Code string
+	// Location, when set, is where the browser goes instead of an error
+	// page: the app's return URL with ?error=Code.
+	Location string
+	// Cause is for logs only; it never holds a credential.
+	Cause error
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Code + ": " + e.Message + ": " + e.Cause.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Error codes sent to the app in ?error= (a fixed set: nothing a provider
+// or browser sends is echoed, S10).
+const (
+	CodeAccessDenied        = "access_denied"
+	CodeInvalidScope        = "invalid_scope"
+	CodeProviderError       = "provider_error"
+	CodeProviderUnavailable = "provider_unavailable"
+	CodeServerError         = "server_error"
+	// Codes for error pages (no redirect possible).
+	CodeBadRequest  = "bad_request"
+	CodeForbidden   = "forbidden"
+	CodeNotFound    = "not_found"
+	CodeUnavailable = "unavailable"
+)
+
+func fail(status int, code, msg string, cause error) *Error {
+	return &Error{Status: status, Code: code, Message: msg, Cause: cause}
+}
+
+func unavailable(cause error) *Error {
+	return fail(http.StatusServiceUnavailable, CodeUnavailable, "The service is temporarily unavailable. Please try again.", cause)
+}
+
+// isNotFound reports a missing secret or record.
+func isNotFound(err error) bool {
+	return errors.Is(err, secrets.ErrNotFound) || errors.Is(err, store.ErrNotFound)
+}

@@ -1,0 +1,148 @@
+package broker
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/returnto"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// BindingCookiePrefix starts the name of every browser-binding cookie. The
+// __Host- prefix makes browsers insist on Secure, Path=/ and no Domain, so
+// no sibling subdomain can plant one (S2).
+const BindingCookiePrefix = "__Host-oauthbroker-"
+
+// BindingCookieName is the cookie that binds the flow with record id to
+// the browser. One name per flow, so two tabs can connect at once.
+func BindingCookieName(stateID string) string { return BindingCookiePrefix + stateID[:16] }
+
+// ConnectResult tells the browser where to go next.
+type ConnectResult struct {
+	// Location is the provider's authorization URL, or for providers
+	// without browser consent (client_credentials), the app's return URL.
+	Location string
+	// Cookie is the browser-binding cookie to set, nil when none.
+	Cookie *http.Cookie
+	// Created is set when the connection was created without a browser
+	// round trip (client_credentials); then Location may be empty when the
+	// link had no return URL.
+	Created *store.Connection
+}
+
+// Connect starts a flow for a connect link the app signed: it verifies
+// the link, records a single-use state bound to the browser, and returns
+// the authorization URL (S1, S2, S6, S17, S18).
+func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values) (ConnectResult, error) {
+	p, ok := b.Catalog.Get(providerName)
+	if !ok {
+		return ConnectResult{}, fail(http.StatusNotFound, CodeNotFound, "Unknown provider.", nil)
+	}
+	ks, err := b.keyset(ctx)
+	if err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	now := b.now()
+	link, err := signing.VerifyLink(ks, p.Name, q, now)
+	if err != nil {
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link is not valid or has expired. Please start again from the application.", err)
+	}
+	if _, err := b.Config.ReturnTo.Check(link.ReturnTo); err != nil {
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link's return address is not allowed.", err)
+	}
+	scopes := link.Scopes
+	if len(scopes) == 0 {
+		scopes = p.DefaultScopes
+	}
+	for _, s := range scopes {
+		if !provider.ValidScope(s) {
+			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link asks for an invalid scope.", nil)
+		}
+	}
+	creds, err := b.credentials(ctx, p)
+	if err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	if !p.Supports(provider.GrantAuthorizationCode) {
+		return b.connectWithoutBrowser(ctx, p, creds, link, scopes)
+	}
+
+	st, err := signing.NewState(ks, p.Name, now, b.stateTTL())
+	if err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	binding, err := signing.RandomString(32)
+	if err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	rec := store.StateRecord{
+		ID:           st.ID,
+		Provider:     p.Name,
+		ConnectionID: link.ConnectionID,
+		ReturnTo:     link.ReturnTo,
+		Scopes:       scopes,
+		BindingHash:  signing.Hash(binding),
+		ExpiresAt:    st.Expires,
+	}
+	cfg := oauth2.Config{
+		ClientID:    creds.ClientID,
+		RedirectURL: b.RedirectURI(p.Name),
+		Endpoint:    oauth2.Endpoint{AuthURL: p.AuthorizationURL},
+	}
+	var opts []oauth2.AuthCodeOption
+	if p.UsesPKCE() {
+		rec.PKCEVerifier = oauth2.GenerateVerifier() // 32 random bytes (S6)
+		opts = append(opts, oauth2.S256ChallengeOption(rec.PKCEVerifier))
+	}
+	if len(scopes) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam(p.ScopeParam, strings.Join(scopes, p.ScopeSeparator)))
+	}
+	for k, v := range p.AuthorizeParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	if err := b.Store.PutState(ctx, rec); err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "pkce", p.UsesPKCE())
+	return ConnectResult{
+		Location: cfg.AuthCodeURL(st.Value, opts...),
+		Cookie: &http.Cookie{
+			Name:     BindingCookieName(st.ID),
+			Value:    binding,
+			Path:     "/",
+			MaxAge:   int(b.stateTTL().Seconds()),
+			Secure:   true,
+			HttpOnly: true,
+			SameSite: http.SameSiteLaxMode,
+		},
+	}, nil
+}
+
+// connectWithoutBrowser mints a client_credentials token straight away:
+// such providers have no consent step, so the signed link is the consent.
+func (b *Broker) connectWithoutBrowser(ctx context.Context, p *provider.Provider, creds secrets.ClientCredentials, link signing.Link, scopes []string) (ConnectResult, error) {
+	u, _ := b.Config.ReturnTo.Check(link.ReturnTo)
+	tok, err := b.Wire.ClientCredentials(ctx, p, creds, scopes)
+	if err != nil {
+		e := tokenFailure(err)
+		e.Location = returnto.With(u, url.Values{"error": {e.Code}})
+		return ConnectResult{}, e
+	}
+	conn, err := b.storeToken(ctx, p, link.ConnectionID, scopes, tok)
+	if err != nil {
+		e := fail(http.StatusServiceUnavailable, CodeServerError, "The connection could not be saved.", err)
+		e.Location = returnto.With(u, url.Values{"error": {e.Code}})
+		return ConnectResult{}, e
+	}
+	return ConnectResult{
+		Location: returnto.With(u, url.Values{"connection_id": {conn.ConnectionID}, "status": {string(conn.Status)}}),
+		Created:  &conn,
+	}, nil
+}

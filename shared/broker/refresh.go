@@ -1,0 +1,211 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// Refresh tuning.
+const (
+	// RefreshBatch is how many due connections one sweep takes.
+	RefreshBatch = 500
+	// RefreshWorkers bounds concurrent provider calls in a sweep.
+	RefreshWorkers = 4
+	// FailingAfter consecutive transient failures mark a connection failing
+	// (it is still retried).
+	FailingAfter = 5
+	// deadlineReserve is left unused before the Lambda deadline.
+	deadlineReserve = 5 * time.Second
+)
+
+// ScheduleEvent is the refresh schedule's input (events/refresh.json).
+type ScheduleEvent struct {
+	Source string `json:"source"`
+	Action string `json:"action"`
+}
+
+// RefreshSummary counts what one sweep did.
+type RefreshSummary struct {
+	Due         int `json:"due"`
+	Refreshed   int `json:"refreshed"`
+	NeedsReauth int `json:"needs_reauth"`
+	Failed      int `json:"failed"`
+	Skipped     int `json:"skipped"`
+}
+
+// HandleSchedule is the refresh function's handler.
+func (b *Broker) HandleSchedule(ctx context.Context, raw json.RawMessage) (RefreshSummary, error) {
+	var ev ScheduleEvent
+	if err := json.Unmarshal(raw, &ev); err != nil || ev.Action != "refresh-due" {
+		return RefreshSummary{}, errors.New(`refresh: want the schedule event {"action":"refresh-due"}`)
+	}
+	return b.RefreshDue(ctx)
+}
+
+// RefreshDue renews every connection whose refresh is due, with bounded
+// concurrency, stopping before the context's deadline; what is left stays
+// due for the next tick. Running it twice at once, or again after a
+// partial run, is harmless: each write is conditional on the version read.
+func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
+	now := b.now()
+	keys, err := b.Store.ListDue(ctx, now, RefreshBatch)
+	if err != nil {
+		return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
+	}
+	var (
+		mu  sync.Mutex
+		sum = RefreshSummary{Due: len(keys)}
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, RefreshWorkers)
+	)
+	deadline, hasDeadline := ctx.Deadline()
+	for _, k := range keys {
+		if ctx.Err() != nil || hasDeadline && time.Until(deadline) < deadlineReserve {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			outcome := b.refreshOne(ctx, k, now)
+			mu.Lock()
+			defer mu.Unlock()
+			switch outcome {
+			case outcomeRefreshed:
+				sum.Refreshed++
+			case outcomeNeedsReauth:
+				sum.NeedsReauth++
+			case outcomeFailed:
+				sum.Failed++
+			default:
+				sum.Skipped++
+			}
+		}()
+	}
+	wg.Wait()
+	b.log().InfoContext(ctx, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth, "failed", sum.Failed, "skipped", sum.Skipped)
+	return sum, nil
+}
+
+type outcome string
+
+const (
+	outcomeRefreshed   outcome = "refreshed"
+	outcomeNeedsReauth outcome = "needs_reauth"
+	outcomeFailed      outcome = "failed"
+	outcomeSkipped     outcome = "skipped"
+)
+
+// refreshOne renews one connection. It re-reads the connection (the index
+// may be stale), calls the provider once, and writes the result with a
+// write conditional on the version it read, so a concurrent writer wins
+// cleanly instead of being overwritten.
+func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) outcome {
+	start := time.Now()
+	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
+	c, err := b.Store.GetConnection(ctx, k.Provider, k.ConnectionID)
+	if err != nil {
+		log.WarnContext(ctx, "refresh skipped", "reason", "read failed", "cause", err.Error())
+		return outcomeSkipped
+	}
+	if c.RefreshDue.IsZero() || c.RefreshDue.After(now) {
+		return outcomeSkipped // renewed or rescheduled since the index was read
+	}
+	p, ok := b.Catalog.Get(c.Provider)
+	if !ok {
+		// The provider left the catalog: stop scheduling, keep the tokens.
+		c.RefreshDue, c.LastError = time.Time{}, "provider not in catalog"
+		b.save(ctx, log, c)
+		return outcomeSkipped
+	}
+	tok, err := b.renew(ctx, p, &c)
+	var pe *provider.Error
+	switch {
+	case err == nil:
+		if tok.RefreshToken == "" {
+			tok.RefreshToken = c.RefreshToken // RFC 6749 §6: keep the old one
+		}
+		c.AccessToken, c.RefreshToken, c.TokenType, c.ExpiresAt = tok.AccessToken, tok.RefreshToken, tok.TokenType, tok.ExpiresAt
+		if tok.Scope != "" {
+			c.Scope = tok.Scope
+		}
+		for k, v := range tok.Metadata {
+			if c.Metadata == nil {
+				c.Metadata = map[string]string{}
+			}
+			c.Metadata[k] = v
+		}
+		c.Status, c.FailureCount, c.LastError = store.StatusConnected, 0, ""
+		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
+		if !b.save(ctx, log, c) {
+			return outcomeSkipped
+		}
+		log.InfoContext(ctx, "refreshed", "outcome", outcomeRefreshed, "latency_ms", time.Since(start).Milliseconds())
+		return outcomeRefreshed
+	case errors.As(err, &pe) && pe.Failure == provider.FailureGrant:
+		c.Status, c.RefreshDue, c.LastError = store.StatusNeedsReauth, time.Time{}, pe.Error()
+		if !b.save(ctx, log, c) {
+			return outcomeSkipped
+		}
+		log.WarnContext(ctx, "refresh refused", "outcome", outcomeNeedsReauth, "latency_ms", time.Since(start).Milliseconds())
+		return outcomeNeedsReauth
+	default:
+		c.FailureCount++
+		c.LastError = err.Error()
+		if c.FailureCount >= FailingAfter {
+			c.Status = store.StatusFailing
+		}
+		var wait time.Duration
+		if pe != nil {
+			wait = pe.RetryAfter
+		}
+		c.RefreshDue = now.Add(max(wait, backoff(c.FailureCount)))
+		if !b.save(ctx, log, c) {
+			return outcomeSkipped
+		}
+		log.WarnContext(ctx, "refresh failed", "outcome", outcomeFailed, "attempt", c.FailureCount, "cause", err.Error(), "latency_ms", time.Since(start).Milliseconds())
+		return outcomeFailed
+	}
+}
+
+// renew asks the provider for a new token: the refresh_token grant, or a
+// fresh client_credentials token for providers without user consent.
+func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection) (*provider.Token, error) {
+	creds, err := b.credentials(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.RefreshToken != "" && p.Supports(provider.GrantRefreshToken):
+		return b.Wire.Refresh(ctx, p, creds, c.RefreshToken)
+	case p.Supports(provider.GrantClientCredentials) && !p.Supports(provider.GrantAuthorizationCode):
+		return b.Wire.ClientCredentials(ctx, p, creds, strings.Fields(c.Scope))
+	default:
+		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
+	}
+}
+
+func (b *Broker) save(ctx context.Context, log *slog.Logger, c store.Connection) bool {
+	if _, err := b.Store.SaveConnection(ctx, c); err != nil {
+		log.WarnContext(ctx, "refresh result not saved", "cause", err.Error())
+		return false
+	}
+	return true
+}
+
+// backoff is exponential from one minute, capped at an hour, with jitter.
+func backoff(attempt int) time.Duration {
+	d := time.Minute << min(attempt-1, 6)
+	d = min(d, time.Hour)
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,165 @@
+// Package httpapi turns API Gateway HTTP API (payload 2.0) events into
+// broker calls and broker results into responses: strict query parsing,
+// cookies, redirects and the plain error pages a browser may see.
+//
+// The same handlers serve Lambda (functions/authorize, functions/callback)
+// and the local development server (cmd/dev), which builds the same events.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/oauthbroker/oauthbroker/shared/broker"
+)
+
+// Handler is a Lambda handler for HTTP API events.
+type Handler func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
+
+// Authorize handles GET /connect/{provider}.
+func Authorize(b *broker.Broker) Handler {
+	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		q, err := ParseQuery(req.RawQueryString)
+		if err != nil {
+			return ErrorPage(http.StatusBadRequest, "This connect link is malformed."), nil
+		}
+		res, err := b.Connect(ctx, req.PathParameters["provider"], q)
+		if err != nil {
+			return failure(ctx, b, "connect", err), nil
+		}
+		resp := Redirect(res.Location)
+		if res.Cookie != nil {
+			resp.Cookies = []string{res.Cookie.String()}
+		}
+		return resp, nil
+	}
+}
+
+// Callback handles GET /callback/{provider}.
+func Callback(b *broker.Broker) Handler {
+	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+		q, err := ParseQuery(req.RawQueryString)
+		if err != nil {
+			return ErrorPage(http.StatusBadRequest, "This sign-in response is malformed. Please start again from the application."), nil
+		}
+		res, err := b.Callback(ctx, broker.CallbackRequest{
+			Provider: req.PathParameters["provider"],
+			Query:    q,
+			Cookie:   func(name string) (string, bool) { return Cookie(req.Cookies, name) },
+		})
+		var resp events.APIGatewayV2HTTPResponse
+		if err != nil {
+			resp = failure(ctx, b, "callback", err)
+		} else {
+			resp = Redirect(res.Location)
+		}
+		if res.ClearCookie != "" {
+			resp.Cookies = append(resp.Cookies, (&http.Cookie{Name: res.ClearCookie, Value: "", Path: "/", MaxAge: -1,
+				Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}).String())
+		}
+		return resp, nil
+	}
+}
+
+// failure renders a broker error: a redirect to the app when it carries a
+// Location, else a plain page. Unexpected errors become a 503 page, never
+// a Lambda error (which API Gateway would turn into a bare 500).
+func failure(ctx context.Context, b *broker.Broker, flow string, err error) events.APIGatewayV2HTTPResponse {
+	var e *broker.Error
+	if !errors.As(err, &e) {
+		e = &broker.Error{Status: http.StatusServiceUnavailable, Code: broker.CodeUnavailable, Message: "The service is temporarily unavailable. Please try again.", Cause: err}
+	}
+	level := slog.LevelInfo
+	if e.Status >= 500 {
+		level = slog.LevelError
+	}
+	logger := b.Log
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", causeOf(e))
+	if e.Location != "" {
+		return Redirect(e.Location)
+	}
+	return ErrorPage(e.Status, e.Message)
+}
+
+func causeOf(e *broker.Error) string {
+	if e.Cause == nil {
+		return ""
+	}
+	return e.Cause.Error()
+}
+
+// ParseQuery parses a raw query string strictly: malformed escapes,
+// semicolons and any repeated parameter are errors. API Gateway's
+// queryStringParameters joins repeats with commas, so only the raw string
+// tells "state=a&state=b" from one value (S11).
+func ParseQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range q {
+		if len(v) != 1 {
+			return nil, fmt.Errorf("parameter %q is repeated", k)
+		}
+	}
+	return q, nil
+}
+
+// Cookie returns the value of the named cookie from a payload 2.0
+// cookies list. A name sent twice is treated as absent.
+func Cookie(cookies []string, name string) (string, bool) {
+	var value string
+	found := 0
+	for _, c := range cookies {
+		for _, part := range strings.Split(c, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && k == name {
+				value = v
+				found++
+			}
+		}
+	}
+	return value, found == 1
+}
+
+// securityHeaders go on every response (S16).
+func securityHeaders() map[string]string {
+	return map[string]string{
+		"Cache-Control":           "no-store",
+		"Pragma":                  "no-cache",
+		"Referrer-Policy":         "no-referrer",
+		"X-Content-Type-Options":  "nosniff",
+		"X-Frame-Options":         "DENY",
+		"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+	}
+}
+
+// Redirect answers 302 to location.
+func Redirect(location string) events.APIGatewayV2HTTPResponse {
+	h := securityHeaders()
+	h["Location"] = location
+	return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusFound, Headers: h}
+}
+
+// ErrorPage answers a short HTML page. The message is fixed text chosen
+// by the broker, escaped anyway.
+func ErrorPage(status int, message string) events.APIGatewayV2HTTPResponse {
+	h := securityHeaders()
+	h["Content-Type"] = "text/html; charset=utf-8"
+	title := http.StatusText(status)
+	body := "<!doctype html><html lang=en><meta charset=utf-8><title>" + html.EscapeString(title) +
+		"</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}</style>" +
+		"<h1>" + html.EscapeString(title) + "</h1><p>" + html.EscapeString(message) + "</p></html>\n"
+	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: body}
+}

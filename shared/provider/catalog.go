@@ -1,0 +1,381 @@
+// Package provider describes OAuth providers as data and speaks their token
+// endpoints.
+//
+// A provider is an entry in a YAML catalog: the embedded providers.yaml,
+// optionally extended or overridden by an operator's file (PROVIDERS_FILE).
+// Every difference between providers — token request method and encoding,
+// where the client secret goes, scope parameter and separator, expiry rules —
+// is a field here, read by the one wire layer in wire.go. Adding a provider
+// is adding an entry, never a branch on its name.
+package provider
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed providers.yaml
+var embedded []byte
+
+// Grant types a provider may declare (RFC 6749 §4.1, §6, §4.4). The implicit
+// and password grants are deliberately absent (RFC 9700 §2.1.2, §2.4).
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+)
+
+// ClientAuth says where the client credentials travel in a token request.
+type ClientAuth string
+
+// Client authentication methods (RFC 6749 §2.3.1).
+const (
+	// ClientAuthBasic sends client_id and client_secret in an HTTP Basic
+	// Authorization header.
+	ClientAuthBasic ClientAuth = "basic"
+	// ClientAuthBody sends them as request parameters.
+	ClientAuthBody ClientAuth = "body"
+)
+
+// AuthStyle returns the golang.org/x/oauth2 name for the method.
+func (a ClientAuth) AuthStyle() oauth2.AuthStyle {
+	if a == ClientAuthBasic {
+		return oauth2.AuthStyleInHeader
+	}
+	return oauth2.AuthStyleInParams
+}
+
+// TokenRequest says how the token request is encoded.
+type TokenRequest string
+
+// Token request encodings.
+const (
+	// TokenRequestForm is the RFC 6749 §4.1.3 POST with an
+	// application/x-www-form-urlencoded body.
+	TokenRequestForm TokenRequest = "form"
+	// TokenRequestJSON is a POST with an application/json object body.
+	TokenRequestJSON TokenRequest = "json"
+	// TokenRequestQuery is a GET with the parameters in the query string.
+	TokenRequestQuery TokenRequest = "query"
+)
+
+// Defaults applied to catalog entries that leave a field out.
+const (
+	DefaultRefreshMargin = 5 * time.Minute
+	// DefaultMaxLifetime is the longest expires_in taken at face value;
+	// a longer one (Omnisend sends 9223372036 s) means "does not expire".
+	DefaultMaxLifetime = 10 * 365 * 24 * time.Hour
+)
+
+// Provider is one catalog entry.
+type Provider struct {
+	// Name is the catalog key, used in URLs (/connect/{name}) and secret
+	// names ({prefix}provider/{name}).
+	Name string `yaml:"-"`
+	// DisplayName is shown on pages; it defaults to Name.
+	DisplayName string `yaml:"display_name"`
+	// AuthorizationURL is the authorization endpoint (RFC 6749 §3.1).
+	// Required for the authorization_code grant.
+	AuthorizationURL string `yaml:"authorization_url"`
+	// TokenURL is the token endpoint (RFC 6749 §3.2).
+	TokenURL string `yaml:"token_url"`
+	// GrantTypes lists the grants the broker may use with this provider.
+	GrantTypes []string `yaml:"grant_types"`
+	// ClientAuth is where the client secret goes; default basic.
+	ClientAuth ClientAuth `yaml:"client_auth"`
+	// TokenRequest is how token requests are encoded; default form.
+	TokenRequest TokenRequest `yaml:"token_request"`
+	// ScopeParam names the authorization request's scope parameter; default
+	// "scope". ScopeSeparator joins scopes; default a space.
+	ScopeParam     string `yaml:"scope_param"`
+	ScopeSeparator string `yaml:"scope_separator"`
+	// DefaultScopes are requested when a connect link names none.
+	DefaultScopes []string `yaml:"default_scopes"`
+	// AuthorizeParams and TokenParams are fixed extra parameters added to
+	// authorization and token requests.
+	AuthorizeParams map[string]string `yaml:"authorize_params"`
+	TokenParams     map[string]string `yaml:"token_params"`
+	// PKCE turns RFC 7636 S256 on (the default) or off.
+	PKCE *bool `yaml:"pkce"`
+	// Issuer is the provider's RFC 9207 issuer identifier. When set, an
+	// `iss` callback parameter must equal it; with RequireIssuer it must
+	// also be present.
+	Issuer        string `yaml:"issuer"`
+	RequireIssuer bool   `yaml:"require_issuer"`
+	// TokenTypeOptional accepts token responses without token_type
+	// (RFC 6749 §5.1 requires it; some providers omit it).
+	TokenTypeOptional bool `yaml:"token_type_optional"`
+	// MetadataFields lists non-secret token-response fields kept on the
+	// connection (e.g. a provider-side user id). Nothing else is kept.
+	MetadataFields []string `yaml:"metadata_fields"`
+	// Expiry says how to read token lifetimes.
+	Expiry Expiry `yaml:"expiry"`
+}
+
+// Expiry holds a provider's token lifetime rules.
+type Expiry struct {
+	// DefaultSeconds is assumed when a response has no expires_in; 0 means
+	// such a token does not expire.
+	DefaultSeconds int64 `yaml:"default_seconds"`
+	// MaxSeconds is the longest expires_in taken at face value; longer means
+	// "does not expire". Default DefaultMaxLifetime.
+	MaxSeconds int64 `yaml:"max_seconds"`
+	// RefreshMarginSeconds is how long before expiry the schedule renews a
+	// token; default DefaultRefreshMargin, never more than half the lifetime.
+	RefreshMarginSeconds int64 `yaml:"refresh_margin_seconds"`
+}
+
+// UsesPKCE reports whether authorization requests carry an S256 challenge.
+func (p *Provider) UsesPKCE() bool { return p.PKCE == nil || *p.PKCE }
+
+// Supports reports whether the provider declares the grant type.
+func (p *Provider) Supports(grant string) bool { return slices.Contains(p.GrantTypes, grant) }
+
+// MaxLifetime is the longest token lifetime taken at face value.
+func (p *Provider) MaxLifetime() time.Duration {
+	if p.Expiry.MaxSeconds > 0 {
+		return time.Duration(p.Expiry.MaxSeconds) * time.Second
+	}
+	return DefaultMaxLifetime
+}
+
+// RefreshMargin returns how long before expiry a token of the given
+// lifetime should be renewed.
+func (p *Provider) RefreshMargin(lifetime time.Duration) time.Duration {
+	m := DefaultRefreshMargin
+	if p.Expiry.RefreshMarginSeconds > 0 {
+		m = time.Duration(p.Expiry.RefreshMarginSeconds) * time.Second
+	}
+	return min(m, lifetime/2)
+}
+
+// Catalog is a validated set of providers.
+type Catalog struct {
+	providers map[string]*Provider
+}
+
+// Get returns the named provider.
+func (c *Catalog) Get(name string) (*Provider, bool) {
+	p, ok := c.providers[name]
+	return p, ok
+}
+
+// Names returns the provider names in order.
+func (c *Catalog) Names() []string {
+	names := make([]string, 0, len(c.providers))
+	for n := range c.providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Load returns the embedded catalog overlaid with the operator's file at
+// path (skipped when path is empty). An entry in the file replaces the
+// embedded entry of the same name as a whole.
+func Load(path string) (*Catalog, error) {
+	sources := []source{{"embedded providers.yaml", embedded}}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("provider catalog: %w", err)
+		}
+		sources = append(sources, source{path, b})
+	}
+	return parse(sources...)
+}
+
+// Parse builds a catalog from YAML documents only (no embedded entries);
+// useful for tests and tools.
+func Parse(name string, doc []byte) (*Catalog, error) {
+	return parse(source{name, doc})
+}
+
+type source struct {
+	name string
+	doc  []byte
+}
+
+type file struct {
+	Providers map[string]*Provider `yaml:"providers"`
+}
+
+func parse(sources ...source) (*Catalog, error) {
+	c := &Catalog{providers: map[string]*Provider{}}
+	for _, s := range sources {
+		dec := yaml.NewDecoder(bytes.NewReader(s.doc))
+		dec.KnownFields(true)
+		var f file
+		if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("provider catalog %s: %w", s.name, err)
+		}
+		for name, p := range f.Providers {
+			if p == nil {
+				return nil, fmt.Errorf("provider catalog %s: provider %q: empty entry", s.name, name)
+			}
+			p.Name = name
+			if err := p.normalize(); err != nil {
+				return nil, fmt.Errorf("provider catalog %s: provider %q: %w", s.name, name, err)
+			}
+			c.providers[name] = p
+		}
+	}
+	return c, nil
+}
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	paramRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+)
+
+// reserved parameters that catalog extras must not override.
+var reserved = []string{"response_type", "client_id", "client_secret", "redirect_uri", "state", "code",
+	"code_challenge", "code_challenge_method", "code_verifier", "grant_type", "refresh_token"}
+
+func (p *Provider) normalize() error {
+	if !nameRE.MatchString(p.Name) {
+		return errors.New("name must match " + nameRE.String())
+	}
+	if p.DisplayName == "" {
+		p.DisplayName = p.Name
+	}
+	if len(p.GrantTypes) == 0 {
+		return errors.New("grant_types is required")
+	}
+	for _, g := range p.GrantTypes {
+		switch g {
+		case GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials:
+		case "implicit", "password":
+			return fmt.Errorf("grant type %q is not allowed (RFC 9700 §2.1.2, §2.4)", g)
+		default:
+			return fmt.Errorf("unknown grant type %q", g)
+		}
+	}
+	if p.Supports(GrantAuthorizationCode) {
+		if err := checkURL("authorization_url", p.AuthorizationURL); err != nil {
+			return err
+		}
+	} else if p.Supports(GrantRefreshToken) {
+		return errors.New("refresh_token needs authorization_code")
+	}
+	if err := checkURL("token_url", p.TokenURL); err != nil {
+		return err
+	}
+	switch p.ClientAuth {
+	case "":
+		p.ClientAuth = ClientAuthBasic
+	case ClientAuthBasic, ClientAuthBody:
+	default:
+		return fmt.Errorf("client_auth %q: want basic or body", p.ClientAuth)
+	}
+	switch p.TokenRequest {
+	case "":
+		p.TokenRequest = TokenRequestForm
+	case TokenRequestForm, TokenRequestJSON, TokenRequestQuery:
+	default:
+		return fmt.Errorf("token_request %q: want form, json or query", p.TokenRequest)
+	}
+	if p.TokenRequest == TokenRequestQuery && p.ClientAuth == ClientAuthBasic {
+		// A GET token request with Basic auth is not a combination any
+		// documented provider uses; refuse it rather than guess.
+		return errors.New("token_request query needs client_auth body")
+	}
+	if p.ScopeParam == "" {
+		p.ScopeParam = "scope"
+	} else if !paramRE.MatchString(p.ScopeParam) {
+		return fmt.Errorf("scope_param %q is not a parameter name", p.ScopeParam)
+	}
+	if p.ScopeSeparator == "" {
+		p.ScopeSeparator = " "
+	}
+	for _, s := range p.DefaultScopes {
+		if !ValidScope(s) {
+			return fmt.Errorf("default scope %q is not an RFC 6749 scope token", s)
+		}
+	}
+	for _, m := range []map[string]string{p.AuthorizeParams, p.TokenParams} {
+		for k := range m {
+			if !paramRE.MatchString(k) || slices.Contains(reserved, k) || k == p.ScopeParam {
+				return fmt.Errorf("extra parameter %q is not allowed", k)
+			}
+		}
+	}
+	if p.RequireIssuer && p.Issuer == "" {
+		return errors.New("require_issuer needs issuer")
+	}
+	if p.Issuer != "" {
+		if err := checkURL("issuer", p.Issuer); err != nil {
+			return err
+		}
+	}
+	if p.Expiry.DefaultSeconds < 0 || p.Expiry.MaxSeconds < 0 || p.Expiry.RefreshMarginSeconds < 0 {
+		return errors.New("expiry values must not be negative")
+	}
+	const century = 100 * 365 * 24 * 3600
+	if p.Expiry.DefaultSeconds > century || p.Expiry.MaxSeconds > century || p.Expiry.RefreshMarginSeconds > century {
+		return errors.New("expiry values must be at most 100 years")
+	}
+	for _, f := range p.MetadataFields {
+		if slices.Contains([]string{"access_token", "refresh_token", "id_token"}, f) {
+			return fmt.Errorf("metadata field %q is a credential", f)
+		}
+	}
+	return nil
+}
+
+// ValidScope reports whether s is an RFC 6749 §3.3 scope-token.
+func ValidScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// checkURL accepts absolute https URLs, and http ones on a loopback host
+// (for local providers in tests and development).
+func checkURL(field, raw string) error {
+	if raw == "" {
+		return fmt.Errorf("%s is required", field)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("%s %q is not an absolute URL without userinfo or fragment", field, raw)
+	}
+	switch {
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && IsLoopback(u.Hostname()):
+		return nil
+	default:
+		return fmt.Errorf("%s %q must be https (http only on a loopback address)", field, raw)
+	}
+}
+
+// IsLoopback reports whether host is localhost or a loopback IP address.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

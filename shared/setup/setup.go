@@ -1,0 +1,115 @@
+// Package setup builds a broker.Broker from the environment, once per
+// Lambda execution environment (outside the handler), on DynamoDB and
+// Secrets Manager.
+package setup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/returnto"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
+)
+
+// SecretsTTL is how long a warm function reuses a secret it read.
+const SecretsTTL = 5 * time.Minute
+
+// Env is the configuration read from the environment.
+type Env struct {
+	// TableName is the DynamoDB table (TABLE_NAME).
+	TableName string
+	// Broker holds BASE_URL, SECRETS_PREFIX and RETURN_ORIGINS.
+	Broker broker.Config
+	// ProvidersFile is the operator's catalog file (PROVIDERS_FILE).
+	ProvidersFile string
+}
+
+// ReadEnv reads and validates the configuration; getenv is os.Getenv in
+// production. Errors name the variable, never a secret (none is here).
+func ReadEnv(getenv func(string) string) (Env, error) {
+	var errs []error
+	e := Env{TableName: getenv("TABLE_NAME"), ProvidersFile: getenv("PROVIDERS_FILE")}
+	if e.TableName == "" {
+		errs = append(errs, errors.New("TABLE_NAME is required"))
+	}
+	base, err := BaseURL(getenv("BASE_URL"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	e.Broker.BaseURL = base
+	e.Broker.SecretsPrefix = getenv("SECRETS_PREFIX")
+	if e.Broker.SecretsPrefix == "" {
+		e.Broker.SecretsPrefix = "oauthbroker/"
+	}
+	if e.Broker.ReturnTo, err = returnto.ParseOrigins(getenv("RETURN_ORIGINS")); err != nil {
+		errs = append(errs, err)
+	}
+	return e, errors.Join(errs...)
+}
+
+// BaseURL validates the public base URL: absolute, https (http only on
+// loopback), no query or fragment; a trailing slash is dropped.
+func BaseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		!(u.Scheme == "https" || u.Scheme == "http" && provider.IsLoopback(u.Hostname())) {
+		return "", fmt.Errorf("BASE_URL %q must be an absolute https URL (http only on loopback) without query", raw)
+	}
+	return strings.TrimRight(raw, "/"), nil
+}
+
+// FromEnv builds the broker for a Lambda function: configuration from the
+// environment, the catalog (failing fast on an invalid one), and AWS
+// clients from the default chain — which honours AWS_ENDPOINT_URL_DYNAMODB
+// and AWS_ENDPOINT_URL_SECRETS_MANAGER, so tests and `sam local` can point
+// the function anywhere.
+func FromEnv(ctx context.Context) (*broker.Broker, error) {
+	env, err := ReadEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := provider.Load(env.ProvidersFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	return &broker.Broker{
+		Config:  env.Broker,
+		Catalog: cat,
+		Store:   dynamo.New(dynamodb.NewFromConfig(cfg), env.TableName),
+		Secrets: secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), SecretsTTL),
+		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
+		Log:     Logger(),
+	}, nil
+}
+
+// Logger returns the JSON logger every function uses (one line per event,
+// CloudWatch-friendly).
+func Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stdout, nil))
+}
+
+// Must ends the process with a logged error if err is not nil; for main.
+func Must(b *broker.Broker, err error) *broker.Broker {
+	if err != nil {
+		Logger().Error("configuration error", "cause", err.Error())
+		os.Exit(1)
+	}
+	return b
+}
