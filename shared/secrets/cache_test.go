@@ -1,0 +1,280 @@
+package secrets_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+)
+
+// fakeClock is a settable clock for Cache.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// newCache returns a Cache over a Manager talking to a fresh test server.
+func newCache(t *testing.T, ttl time.Duration) (*secrets.Cache, *secretsmanagertest.Server, *fakeClock) {
+	t.Helper()
+	srv := secretsmanagertest.New(t)
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := secrets.NewCache(secrets.NewManager(srv.Client(t)), ttl)
+	secrets.SetClock(c, clock.Now)
+	return c, srv, clock
+}
+
+func mustSecret(t *testing.T, src secrets.Source, name, want string) {
+	t.Helper()
+	got, err := src.Secret(context.Background(), name)
+	if err != nil || string(got) != want {
+		t.Fatalf("Secret(%q) = %q, %v; want %q", name, got, err, want)
+	}
+}
+
+func TestCacheTTL(t *testing.T) {
+	c, srv, clock := newCache(t, time.Minute)
+	srv.Put("k", "v1")
+
+	mustSecret(t, c, "k", "v1")
+	if got := srv.Calls("k"); got != 1 {
+		t.Fatalf("first read: calls = %d, want 1", got)
+	}
+
+	srv.Put("k", "v2")
+	clock.Advance(59 * time.Second)
+	mustSecret(t, c, "k", "v1") // still cached
+	if got := srv.Calls("k"); got != 1 {
+		t.Fatalf("read within TTL: calls = %d, want 1", got)
+	}
+
+	clock.Advance(time.Second)
+	mustSecret(t, c, "k", "v2")
+	if got := srv.Calls("k"); got != 2 {
+		t.Fatalf("read after TTL: calls = %d, want 2", got)
+	}
+	mustSecret(t, c, "k", "v2")
+	if got := srv.Calls("k"); got != 2 {
+		t.Fatalf("read within new TTL: calls = %d, want 2", got)
+	}
+}
+
+func TestCacheTTLClamp(t *testing.T) {
+	for _, tt := range []struct{ in, want time.Duration }{
+		{0, 5 * time.Minute},
+		{-time.Second, 5 * time.Minute},
+		{time.Minute, time.Minute},
+		{5 * time.Minute, 5 * time.Minute},
+		{time.Hour, 5 * time.Minute},
+	} {
+		if got := secrets.TTL(secrets.NewCache(nil, tt.in)); got != tt.want {
+			t.Errorf("NewCache(ttl %v): TTL %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCacheDoesNotCacheFailures(t *testing.T) {
+	c, srv, _ := newCache(t, time.Minute)
+
+	for i := range 2 {
+		if _, err := c.Secret(context.Background(), "k"); !errors.Is(err, secrets.ErrNotFound) {
+			t.Fatalf("read %d: err = %v, want ErrNotFound", i, err)
+		}
+	}
+	if got := srv.Calls("k"); got != 2 {
+		t.Fatalf("not found twice: calls = %d, want 2 (not cached)", got)
+	}
+
+	srv.Put("k", "v")
+	srv.Fail("k", "ThrottlingException")
+	if _, err := c.Secret(context.Background(), "k"); err == nil || errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("throttled: err = %v", err)
+	}
+	srv.Fail("k", "")
+	mustSecret(t, c, "k", "v")
+	if got := srv.Calls("k"); got != 4 {
+		t.Fatalf("calls = %d, want 4", got)
+	}
+}
+
+func TestCacheInvalidate(t *testing.T) {
+	c, srv, _ := newCache(t, time.Minute)
+	srv.Put("k", "v1")
+	mustSecret(t, c, "k", "v1")
+
+	srv.Put("k", "v2")
+	c.Invalidate("k")
+	mustSecret(t, c, "k", "v2")
+	mustSecret(t, c, "k", "v2")
+	if got := srv.Calls("k"); got != 2 {
+		t.Fatalf("calls = %d, want 2", got)
+	}
+	c.Invalidate("never-read") // no-op
+}
+
+func TestCacheReturnsCopies(t *testing.T) {
+	c, srv, _ := newCache(t, time.Minute)
+	srv.Put("k", "value")
+	got, _ := c.Secret(context.Background(), "k")
+	clear(got)
+	mustSecret(t, c, "k", "value")
+}
+
+// gate is a Source that holds every read until released.
+type gate struct {
+	src     secrets.Source
+	entered chan struct{} // receives once per read
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func newGate(src secrets.Source) *gate {
+	return &gate{src: src, entered: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+func (g *gate) Secret(ctx context.Context, name string) ([]byte, error) {
+	g.calls.Add(1)
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.src.Secret(ctx, name)
+}
+
+func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
+	srv := secretsmanagertest.New(t)
+	srv.Put("k", "v")
+	g := newGate(secrets.NewManager(srv.Client(t)))
+	c := secrets.NewCache(g, time.Minute)
+
+	const readers = 20
+	var started, done sync.WaitGroup
+	errs := make(chan error, readers)
+	for range readers {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			started.Done()
+			got, err := c.Secret(context.Background(), "k")
+			if err == nil && string(got) != "v" {
+				err = errors.New("wrong value " + string(got))
+			}
+			errs <- err
+		}()
+	}
+	started.Wait()
+	<-g.entered
+	time.Sleep(50 * time.Millisecond) // let every reader reach the cache
+	close(g.release)
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if got := srv.Calls("k"); got != 1 {
+		t.Errorf("upstream calls = %d, want 1", got)
+	}
+	if got := g.calls.Load(); got != 1 {
+		t.Errorf("source reads = %d, want 1", got)
+	}
+}
+
+func TestCacheInvalidateInFlight(t *testing.T) {
+	srv := secretsmanagertest.New(t)
+	srv.Put("k", "old")
+	g := newGate(secrets.NewManager(srv.Client(t)))
+	c := secrets.NewCache(g, time.Minute)
+
+	first := make(chan string)
+	go func() {
+		got, _ := c.Secret(context.Background(), "k")
+		first <- string(got)
+	}()
+	<-g.entered // first read in flight
+
+	srv.Put("k", "new")
+	c.Invalidate("k")
+	second := make(chan string)
+	go func() {
+		got, _ := c.Secret(context.Background(), "k")
+		second <- string(got)
+	}()
+	<-g.entered // a second upstream read started: not joined to the stale one
+	close(g.release)
+	<-first
+	if got := <-second; got != "new" {
+		t.Errorf("read after Invalidate = %q, want new", got)
+	}
+	mustSecret(t, c, "k", "new")
+	if got := g.calls.Load(); got != 2 {
+		t.Errorf("source reads = %d, want 2", got)
+	}
+}
+
+func TestCacheLeaderCanceled(t *testing.T) {
+	srv := secretsmanagertest.New(t)
+	srv.Put("k", "v")
+	g := newGate(secrets.NewManager(srv.Client(t)))
+	c := secrets.NewCache(g, time.Minute)
+
+	leaderCtx, cancel := context.WithCancel(context.Background())
+	leaderErr := make(chan error)
+	go func() {
+		_, err := c.Secret(leaderCtx, "k")
+		leaderErr <- err
+	}()
+	<-g.entered
+
+	joiner := make(chan string)
+	go func() {
+		got, err := c.Secret(context.Background(), "k")
+		if err != nil {
+			got = []byte("error: " + err.Error())
+		}
+		joiner <- string(got)
+	}()
+	time.Sleep(20 * time.Millisecond) // let the joiner join
+	cancel()
+	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader err = %v, want context.Canceled", err)
+	}
+	<-g.entered // the joiner retried as leader
+	close(g.release)
+	if got := <-joiner; got != "v" {
+		t.Errorf("joiner got %q, want v", got)
+	}
+
+	// A joiner whose own context ends stops waiting.
+	c.Invalidate("k")
+	g2 := newGate(secrets.NewManager(srv.Client(t)))
+	c2 := secrets.NewCache(g2, time.Minute)
+	go func() { _, _ = c2.Secret(context.Background(), "k") }()
+	<-g2.entered
+	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel2()
+	if _, err := c2.Secret(ctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("joiner err = %v, want DeadlineExceeded", err)
+	}
+	close(g2.release)
+}

@@ -1,0 +1,9 @@
+package secrets
+
+import "time"
+
+// SetClock replaces the Cache's clock, for tests.
+func SetClock(c *Cache, now func() time.Time) { c.now = now }
+
+// TTL reports the Cache's effective TTL, for tests.
+func TTL(c *Cache) time.Duration { return c.ttl }
