@@ -88,8 +88,15 @@ func parse(raw string) (*url.URL, error) {
 	if strings.ContainsAny(u.Host, "@%") || u.Host != strings.ToLower(u.Host) {
 		return nil, ErrNotAllowed
 	}
-	if u.Path != "" && !strings.HasPrefix(u.Path, "/") {
+	if u.Path != "" && !strings.HasPrefix(u.Path, "/") || strings.HasSuffix(u.Host, ":") {
 		return nil, ErrNotAllowed
+	}
+	// Decoded, the path must still be free of control characters and
+	// backslashes (the "/%09/" and "/%5C" families of bypasses).
+	for i := 0; i < len(u.Path); i++ {
+		if c := u.Path[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return nil, ErrNotAllowed
+		}
 	}
 	host := u.Hostname()
 	switch {

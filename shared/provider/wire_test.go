@@ -1,0 +1,257 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+)
+
+var (
+	creds = secrets.ClientCredentials{ClientID: "id-1", ClientSecret: "s3cr3t+/&"}
+	t0    = time.Unix(1_800_000_000, 0)
+)
+
+func testProvider(t *testing.T, tokenURL string, auth ClientAuth, enc TokenRequest) *Provider {
+	t.Helper()
+	doc := "providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: " + tokenURL +
+		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: " + string(auth) +
+		"\n    token_request: " + string(enc) + "\n    token_params: {audience: api}\n    metadata_fields: [user_id]\n"
+	c, err := Parse("test", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.Get("acme")
+	return p
+}
+
+func client() *Client { return &Client{HTTP: NewHTTPClient(), Now: func() time.Time { return t0 }} }
+
+// TestExchangeWire asserts the exact token request for every encoding and
+// client-auth placement the catalog can describe.
+func TestExchangeWire(t *testing.T) {
+	tests := []struct {
+		auth   ClientAuth
+		enc    TokenRequest
+		method string
+		ctype  string
+	}{
+		{ClientAuthBasic, TokenRequestForm, "POST", "application/x-www-form-urlencoded"},
+		{ClientAuthBody, TokenRequestForm, "POST", "application/x-www-form-urlencoded"},
+		{ClientAuthBasic, TokenRequestJSON, "POST", "application/json"},
+		{ClientAuthBody, TokenRequestJSON, "POST", "application/json"},
+		{ClientAuthBody, TokenRequestQuery, "GET", ""},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.auth)+"/"+string(tt.enc), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != tt.method || r.Header.Get("Content-Type") != tt.ctype {
+					t.Errorf("method %s content type %q", r.Method, r.Header.Get("Content-Type"))
+				}
+				if r.Header.Get("User-Agent") != UserAgent || r.Header.Get("Accept") != "application/json" {
+					t.Errorf("headers %v", r.Header)
+				}
+				params := readParams(t, r)
+				want := map[string]string{"grant_type": "authorization_code", "code": "the-code", "redirect_uri": "https://b.example/callback/acme", "code_verifier": "ver", "audience": "api"}
+				user, pass, basic := r.BasicAuth()
+				if tt.auth == ClientAuthBasic {
+					// RFC 6749 §2.3.1: form-encoded before Basic.
+					if !basic || user != "id-1" || pass != url.QueryEscape(creds.ClientSecret) {
+						t.Errorf("basic auth = %q %q %v", user, pass, basic)
+					}
+				} else {
+					if basic {
+						t.Error("Authorization header sent with client_auth body")
+					}
+					want["client_id"], want["client_secret"] = "id-1", creds.ClientSecret
+				}
+				if len(params) != len(want) {
+					t.Errorf("params %v, want %v", keys(params), want)
+				}
+				for k, v := range want {
+					if params[k] != v {
+						t.Errorf("%s = %q, want %q", k, params[k], v)
+					}
+				}
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, `{"access_token":"at","token_type":"bearer","expires_in":3600,"refresh_token":"rt","scope":"read","user_id":42}`)
+			}))
+			defer srv.Close()
+			tok, err := client().Exchange(context.Background(), testProvider(t, srv.URL+"/token", tt.auth, tt.enc), creds, "the-code", "https://b.example/callback/acme", "ver")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.AccessToken != "at" || tok.RefreshToken != "rt" || tok.TokenType != "Bearer" || tok.Scope != "read" ||
+				!tok.ExpiresAt.Equal(t0.Add(time.Hour)) || tok.Metadata["user_id"] != "42" {
+				t.Fatalf("token %+v", tok)
+			}
+		})
+	}
+}
+
+func readParams(t *testing.T, r *http.Request) map[string]string {
+	out := map[string]string{}
+	switch r.Header.Get("Content-Type") {
+	case "application/json":
+		if err := json.NewDecoder(r.Body).Decode(&out); err != nil {
+			t.Errorf("body is not a JSON object of strings: %v", err)
+		}
+	case "application/x-www-form-urlencoded":
+		b, _ := io.ReadAll(r.Body)
+		v, err := url.ParseQuery(string(b))
+		if err != nil {
+			t.Error(err)
+		}
+		for k := range v {
+			out[k] = v.Get(k)
+		}
+	default:
+		for k := range r.URL.Query() {
+			out[k] = r.URL.Query().Get(k)
+		}
+	}
+	return out
+}
+
+func keys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func TestTokenResponses(t *testing.T) {
+	tests := []struct {
+		name, ctype, body string
+		status            int
+		header            http.Header
+		failure           Failure
+		check             func(*testing.T, *Token, *Error)
+	}{
+		{name: "omnisend never expires", status: 200, body: `{"access_token":"a","token_type":"Bearer","expires_in":9223372036}`,
+			check: func(t *testing.T, tok *Token, _ *Error) {
+				if !tok.ExpiresAt.IsZero() {
+					t.Errorf("ExpiresAt = %v, want none", tok.ExpiresAt)
+				}
+			}},
+		{name: "string expires_in", status: 200, body: `{"access_token":"a","token_type":"Bearer","expires_in":"300"}`,
+			check: func(t *testing.T, tok *Token, _ *Error) {
+				if !tok.ExpiresAt.Equal(t0.Add(300 * time.Second)) {
+					t.Errorf("ExpiresAt = %v", tok.ExpiresAt)
+				}
+			}},
+		{name: "narrower scope kept as granted (S14)", status: 200, body: `{"access_token":"a","token_type":"Bearer","scope":"read"}`,
+			check: func(t *testing.T, tok *Token, _ *Error) {
+				if tok.Scope != "read" || !tok.ExpiresAt.IsZero() {
+					t.Errorf("token %+v", tok)
+				}
+			}},
+		{name: "form encoded response", status: 200, ctype: "application/x-www-form-urlencoded", body: `access_token=a&token_type=bearer&expires_in=60`},
+		{name: "mac token type (S14)", status: 200, body: `{"access_token":"a","token_type":"mac"}`, failure: FailureResponse},
+		{name: "no token type", status: 200, body: `{"access_token":"a"}`, failure: FailureResponse},
+		{name: "no access token", status: 200, body: `{"token_type":"bearer"}`, failure: FailureResponse},
+		{name: "negative expires_in", status: 200, body: `{"access_token":"a","token_type":"bearer","expires_in":-1}`, failure: FailureResponse},
+		{name: "html 200", status: 200, ctype: "text/html", body: `<html>hi</html>`, failure: FailureResponse},
+		{name: "garbage json", status: 200, body: `{"access_token":`, failure: FailureResponse},
+		{name: "error in 200", status: 200, body: `{"error":"invalid_grant"}`, failure: FailureGrant},
+		{name: "invalid_grant", status: 400, body: `{"error":"invalid_grant","error_description":"used"}`, failure: FailureGrant},
+		{name: "invalid_client", status: 401, body: `{"error":"invalid_client"}`, failure: FailureClient},
+		{name: "invalid_scope", status: 400, body: `{"error":"invalid_scope"}`, failure: FailureRequest},
+		{name: "unsafe error code dropped", status: 400, body: `{"error":"<script>"}`, failure: FailureResponse,
+			check: func(t *testing.T, _ *Token, e *Error) {
+				if e.Code != "" {
+					t.Errorf("Code = %q", e.Code)
+				}
+			}},
+		{name: "500", status: 500, body: `oops`, failure: FailureUnavailable},
+		{name: "html 502", status: 502, ctype: "text/html", body: `<html>bad gateway</html>`, failure: FailureUnavailable},
+		{name: "429 retry-after", status: 429, header: http.Header{"Retry-After": {"120"}}, body: `{}`, failure: FailureUnavailable,
+			check: func(t *testing.T, _ *Token, e *Error) {
+				if e.RetryAfter != 2*time.Minute {
+					t.Errorf("RetryAfter = %v", e.RetryAfter)
+				}
+			}},
+		{name: "redirect not followed (S13)", status: 307, header: http.Header{"Location": {"/elsewhere"}}, failure: FailureResponse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				for k, v := range tt.header {
+					w.Header()[k] = v
+				}
+				ct := tt.ctype
+				if ct == "" {
+					ct = "application/json"
+				}
+				w.Header().Set("Content-Type", ct)
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			tok, err := client().Refresh(context.Background(), testProvider(t, srv.URL, ClientAuthBasic, TokenRequestForm), creds, "rt-secret")
+			var pe *Error
+			if tt.failure == "" {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+			} else if !errors.As(err, &pe) || pe.Failure != tt.failure {
+				t.Fatalf("err = %v, want failure %s", err, tt.failure)
+			}
+			if err != nil && (strings.Contains(err.Error(), "rt-secret") || strings.Contains(err.Error(), srv.URL)) {
+				t.Fatalf("error leaks a credential or URL: %v", err)
+			}
+			if hits.Load() != 1 {
+				t.Fatalf("%d requests, want exactly 1", hits.Load())
+			}
+			if tt.check != nil {
+				tt.check(t, tok, pe)
+			}
+		})
+	}
+}
+
+func TestBoundedBody(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"`+strings.Repeat("x", 10<<20)+`"}`)
+	}))
+	defer srv.Close()
+	_, err := client().Refresh(context.Background(), testProvider(t, srv.URL, ClientAuthBasic, TokenRequestForm), creds, "rt")
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Failure != FailureResponse || !strings.Contains(pe.Reason, "larger") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestQueryRequestErrorsHideURL: a GET token request carries the secret
+// and the code in its URL, so no error may include it.
+func TestQueryRequestErrorsHideURL(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := client().Exchange(ctx, testProvider(t, srv.URL, ClientAuthBody, TokenRequestQuery), creds, "code-xyz", "https://b.example/cb", "")
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Failure != FailureUnavailable || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, leak := range []string{creds.ClientSecret, url.QueryEscape(creds.ClientSecret), "code-xyz", srv.URL} {
+		if strings.Contains(err.Error(), leak) {
+			t.Fatalf("error %q leaks %q", err, leak)
+		}
+	}
+}

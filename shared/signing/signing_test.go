@@ -1,0 +1,174 @@
+package signing
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	t0   = time.Unix(1_800_000_000, 0)
+	key1 = []byte(strings.Repeat("a", 32))
+	key2 = []byte(strings.Repeat("b", 40))
+)
+
+func keyset(t testing.TB, current string) *Keyset {
+	t.Helper()
+	ks, err := NewKeyset(current, map[string][]byte{"k1": key1, "k2": key2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks
+}
+
+func TestParseKeyset(t *testing.T) {
+	tests := []struct {
+		name, json, err string
+	}{
+		{"ok", `{"current_kid":"k1","k1":"` + string(key1) + `"}`, ""},
+		{"not json", `nope`, "not a JSON object"},
+		{"short key", `{"current_kid":"k1","k1":"short"}`, "shorter than 32"},
+		{"bad kid", `{"current_kid":"k 1","k 1":"` + string(key1) + `"}`, "must match"},
+		{"missing current", `{"k1":"` + string(key1) + `"}`, "current_kid"},
+		{"current unknown", `{"current_kid":"k9","k1":"` + string(key1) + `"}`, "current_kid"},
+		{"nested", `{"current_kid":"k1","k1":{"x":1}}`, "not a JSON object of strings"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseKeyset([]byte(tt.json))
+			if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Fatalf("err = %v, want containing %q", err, tt.err)
+			}
+			if err != nil && strings.Contains(err.Error(), string(key1)) {
+				t.Fatal("error message contains key material")
+			}
+		})
+	}
+}
+
+func TestLinkRoundTripAndRotation(t *testing.T) {
+	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done?x=1", Scopes: []string{"read", "write"}, Expires: t0.Add(time.Hour)}
+	raw, err := SignLink(keyset(t, "k1"), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := url.ParseQuery(raw)
+	// The previous key still verifies after the current key changes.
+	got, err := VerifyLink(keyset(t, "k2"), "acme", q, t0)
+	if err != nil {
+		t.Fatalf("VerifyLink: %v", err)
+	}
+	if got.ConnectionID != l.ConnectionID || got.ReturnTo != l.ReturnTo || strings.Join(got.Scopes, " ") != "read write" {
+		t.Fatalf("got %+v", got)
+	}
+	// Once k1 is removed, its links stop verifying.
+	only2, _ := NewKeyset("k2", map[string][]byte{"k2": key2})
+	if _, err := VerifyLink(only2, "acme", q, t0); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("removed key: err = %v", err)
+	}
+}
+
+// TestLinkCanonical pins the documented canonical string so that other
+// languages can sign links: a change here breaks every app's signer.
+func TestLinkCanonical(t *testing.T) {
+	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done", Scopes: []string{"read", "write"}, Expires: time.Unix(1800003600, 0)}
+	want := "oauthbroker-connect-v1\nk1\nacme\ncust-42\nhttps://app.example.com/done\nread write\n1800003600"
+	if got := l.Canonical("k1"); got != want {
+		t.Fatalf("canonical = %q, want %q", got, want)
+	}
+	// HMAC-SHA256(key="aaaa…" (32 × "a"), canonical), base64url without
+	// padding; cross-checked with Python: hmac.new(b"a"*32, m, sha256).
+	if got := mac(key1, want); got != "JRtsQB5ypWoTU6UnQNduSwxKMjRrFP8DEfcDeCm2Fcw" {
+		t.Fatalf("signature = %s", got)
+	}
+}
+
+func TestVerifyLinkRejects(t *testing.T) {
+	ks := keyset(t, "k1")
+	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/", Expires: t0.Add(time.Hour)}
+	raw, _ := SignLink(ks, l)
+	good, _ := url.ParseQuery(raw)
+	mod := func(f func(q url.Values)) url.Values {
+		q := url.Values{}
+		for k, v := range good {
+			q[k] = append([]string(nil), v...)
+		}
+		f(q)
+		return q
+	}
+	tests := []struct {
+		name     string
+		provider string
+		q        url.Values
+		now      time.Time
+		want     error
+	}{
+		{"other provider", "other", good, t0, ErrBadSignature},
+		{"changed connection", "acme", mod(func(q url.Values) { q.Set("connection_id", "cust-43") }), t0, ErrBadSignature},
+		{"changed return_to", "acme", mod(func(q url.Values) { q.Set("return_to", "https://evil.example/") }), t0, ErrBadSignature},
+		{"added scope", "acme", mod(func(q url.Values) { q.Set("scope", "admin") }), t0, ErrBadSignature},
+		{"extended expiry", "acme", mod(func(q url.Values) { q.Set("exp", "1900000000") }), t0, ErrBadSignature},
+		{"unsigned", "acme", mod(func(q url.Values) { q.Del("sig") }), t0, ErrMalformed},
+		{"unknown kid", "acme", mod(func(q url.Values) { q.Set("kid", "k9") }), t0, ErrUnknownKey},
+		{"garbage sig", "acme", mod(func(q url.Values) { q.Set("sig", "!!") }), t0, ErrMalformed},
+		{"expired", "acme", good, t0.Add(time.Hour), ErrExpired},
+		{"newline in id", "acme", mod(func(q url.Values) { q.Set("connection_id", "a\nb") }), t0, ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := VerifyLink(ks, tt.provider, tt.q, tt.now); !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	far := l
+	far.Expires = t0.Add(MaxLinkLifetime + time.Hour)
+	raw, _ = SignLink(ks, far)
+	q, _ := url.ParseQuery(raw)
+	if _, err := VerifyLink(ks, "acme", q, t0); !errors.Is(err, ErrExpired) {
+		t.Fatalf("link beyond MaxLinkLifetime: err = %v", err)
+	}
+}
+
+func TestState(t *testing.T) {
+	ks := keyset(t, "k1")
+	st, err := NewState(ks, "acme", t0, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := NewState(ks, "acme", t0, 10*time.Minute)
+	if st.Value == st2.Value || st.ID == st2.ID {
+		t.Fatal("two states are equal")
+	}
+	if strings.ContainsAny(st.Value, "+/=&# ") {
+		t.Fatalf("state %q is not URL-safe", st.Value)
+	}
+	id, err := VerifyState(ks, "acme", st.Value, t0.Add(9*time.Minute))
+	if err != nil || id != st.ID {
+		t.Fatalf("VerifyState = %q, %v; want %q", id, err, st.ID)
+	}
+	flip := []byte(st.Value)
+	flip[len(flip)/2] ^= 1
+	tests := []struct {
+		name, provider, value string
+		now                   time.Time
+		want                  error
+	}{
+		{"expired", "acme", st.Value, t0.Add(10 * time.Minute), ErrExpired},
+		{"other provider (S9)", "other", st.Value, t0, ErrBadSignature},
+		{"flipped byte (S5)", "acme", string(flip), t0, nil},
+		{"empty", "acme", "", t0, ErrMalformed},
+		{"extended expiry", "acme", strings.Replace(st.Value, ".1800000600.", ".1900000600.", 1), t0, ErrBadSignature},
+		{"non-canonical exp", "acme", strings.Replace(st.Value, ".1800000600.", ".01800000600.", 1), t0, ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := VerifyState(ks, tt.provider, tt.value, tt.now)
+			if err == nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
