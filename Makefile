@@ -1,0 +1,46 @@
+# oauthbroker — the two commands a newcomer needs are `make dev` and `make test`.
+
+GO       ?= go
+TOOLS    := .tools
+DYNALITE := $(TOOLS)/node_modules/.bin/dynalite
+FUNCS    := authorize callback refresh
+ARCH     ?= arm64
+LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
+
+.PHONY: dev test tools build fuzz vet clean
+
+## dev: run the whole product locally (embedded store, sandbox provider, no AWS account)
+dev:
+	$(GO) run ./cmd/dev
+
+## test: every test, with the race detector, against dynalite and the Lambda emulator
+test: tools vet
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+## tools: the test-only servers that come from npm (dynalite)
+tools: $(DYNALITE)
+
+$(DYNALITE):
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error dynalite@4.0.0
+
+vet:
+	$(GO) vet ./...
+
+## build: Lambda bootstraps for deployment (ARCH=arm64 by default), as `sam build` makes them
+build:
+	@for f in $(FUNCS); do \
+		echo "build/$$f/bootstrap"; \
+		GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o build/$$f/bootstrap ./functions/$$f || exit 1; \
+	done
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf build .dev
