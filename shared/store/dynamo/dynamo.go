@@ -1,0 +1,435 @@
+// Package dynamo implements store.Store on Amazon DynamoDB.
+//
+// Everything lives in one table keyed by pk (S) and sk (S):
+//
+//	conn#<provider>#<connection_id>  conn   a Connection
+//	state#<id>                       state  a StateRecord
+//
+// A sparse global secondary index named "due" (HASH due_shard, RANGE
+// refresh_due) holds the connections that have a RefreshDue, spread over
+// DueShards shards; it projects only provider and connection_id, never
+// tokens. States carry a ttl attribute for the table's TTL cleanup.
+//
+// Only single-item conditional writes are used: no transactions.
+//
+// Times are stored as unix seconds: they come back truncated to the second,
+// in UTC, and a zero time stays zero.
+package dynamo
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// DueShards is the number of due_shard partitions of the "due" index.
+// ListDue queries each of them.
+const DueShards = 8
+
+const (
+	dueIndex = "due"
+	connSK   = "conn"
+	stateSK  = "state"
+)
+
+// Store is a store.Store on one DynamoDB table.
+type Store struct {
+	client *dynamodb.Client
+	table  string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store on the named table, which must have the schema that
+// CreateTable creates.
+func New(client *dynamodb.Client, table string) *Store {
+	return &Store{client: client, table: table}
+}
+
+// CreateTable creates table with the store's schema (keys, the "due" index,
+// on-demand billing) and waits until it is active. It does not enable TTL.
+func CreateTable(ctx context.Context, client *dynamodb.Client, table string) error {
+	attr := func(name string, t types.ScalarAttributeType) types.AttributeDefinition {
+		return types.AttributeDefinition{AttributeName: aws.String(name), AttributeType: t}
+	}
+	key := func(name string, t types.KeyType) types.KeySchemaElement {
+		return types.KeySchemaElement{AttributeName: aws.String(name), KeyType: t}
+	}
+	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:   aws.String(table),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			attr("pk", types.ScalarAttributeTypeS),
+			attr("sk", types.ScalarAttributeTypeS),
+			attr("due_shard", types.ScalarAttributeTypeS),
+			attr("refresh_due", types.ScalarAttributeTypeN),
+		},
+		KeySchema: []types.KeySchemaElement{key("pk", types.KeyTypeHash), key("sk", types.KeyTypeRange)},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String(dueIndex),
+			KeySchema: []types.KeySchemaElement{key("due_shard", types.KeyTypeHash), key("refresh_due", types.KeyTypeRange)},
+			Projection: &types.Projection{
+				ProjectionType:   types.ProjectionTypeInclude,
+				NonKeyAttributes: []string{"provider", "connection_id"},
+			},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("dynamo: create table: %w", err)
+	}
+	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 2 * time.Second
+	})
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute); err != nil {
+		return fmt.Errorf("dynamo: wait for table: %w", err)
+	}
+	return nil
+}
+
+// stateItem and connItem are the stored layouts (see the package comment).
+type stateItem struct {
+	PK           string   `dynamodbav:"pk"`
+	SK           string   `dynamodbav:"sk"`
+	Provider     string   `dynamodbav:"provider"`
+	ConnectionID string   `dynamodbav:"connection_id"`
+	ReturnTo     string   `dynamodbav:"return_to"`
+	Scopes       []string `dynamodbav:"scopes,omitempty"`
+	PKCEVerifier string   `dynamodbav:"pkce_verifier,omitempty"`
+	BindingHash  string   `dynamodbav:"binding_hash"`
+	ExpiresAt    int64    `dynamodbav:"expires_at"`
+	TTL          int64    `dynamodbav:"ttl"`
+}
+
+type connItem struct {
+	PK           string            `dynamodbav:"pk"`
+	SK           string            `dynamodbav:"sk"`
+	Provider     string            `dynamodbav:"provider"`
+	ConnectionID string            `dynamodbav:"connection_id"`
+	Status       string            `dynamodbav:"status"`
+	AccessToken  string            `dynamodbav:"access_token"`
+	RefreshToken string            `dynamodbav:"refresh_token,omitempty"`
+	TokenType    string            `dynamodbav:"token_type,omitempty"`
+	ExpiresAt    int64             `dynamodbav:"expires_at,omitempty"`
+	Scope        string            `dynamodbav:"scope,omitempty"`
+	Metadata     map[string]string `dynamodbav:"metadata,omitempty"`
+	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
+	DueShard     string            `dynamodbav:"due_shard,omitempty"`
+	FailureCount int               `dynamodbav:"failure_count"`
+	LastError    string            `dynamodbav:"last_error,omitempty"`
+	Version      int64             `dynamodbav:"version"`
+	CreatedAt    int64             `dynamodbav:"created_at"`
+	UpdatedAt    int64             `dynamodbav:"updated_at"`
+}
+
+// PutState implements store.Store.
+func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
+	if r.ID == "" {
+		return errors.New("dynamo: put state: empty ID")
+	}
+	item, err := attributevalue.MarshalMap(stateItem{
+		PK:           statePK(r.ID),
+		SK:           stateSK,
+		Provider:     r.Provider,
+		ConnectionID: r.ConnectionID,
+		ReturnTo:     r.ReturnTo,
+		Scopes:       nilIfEmpty(r.Scopes),
+		PKCEVerifier: r.PKCEVerifier,
+		BindingHash:  r.BindingHash,
+		ExpiresAt:    unix(r.ExpiresAt),
+		TTL:          unix(r.ExpiresAt),
+	})
+	if err != nil {
+		return fmt.Errorf("dynamo: put state: %w", err)
+	}
+	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                aws.String(s.table),
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
+	})
+	if isConditionFailed(err) {
+		return store.ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("dynamo: put state: %w", err)
+	}
+	return nil
+}
+
+// TakeState implements store.Store.
+func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.StateRecord, error) {
+	out, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(statePK(id), stateSK),
+		ConditionExpression:       aws.String("attribute_exists(#pk) AND #bh = :h"),
+		ExpressionAttributeNames:  map[string]string{"#pk": "pk", "#bh": "binding_hash"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":h": &types.AttributeValueMemberS{Value: bindingHash}},
+		ReturnValues:              types.ReturnValueAllOld,
+	})
+	if isConditionFailed(err) {
+		return store.StateRecord{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.StateRecord{}, fmt.Errorf("dynamo: take state: %w", err)
+	}
+	var it stateItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return store.StateRecord{}, fmt.Errorf("dynamo: take state: decode: %w", err)
+	}
+	return store.StateRecord{
+		ID:           id,
+		Provider:     it.Provider,
+		ConnectionID: it.ConnectionID,
+		ReturnTo:     it.ReturnTo,
+		Scopes:       nilIfEmpty(it.Scopes),
+		PKCEVerifier: it.PKCEVerifier,
+		BindingHash:  it.BindingHash,
+		ExpiresAt:    fromUnix(it.ExpiresAt),
+	}, nil
+}
+
+// GetConnection implements store.Store. It reads consistently.
+func (s *Store) GetConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
+	if err := checkKey(provider, connectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: get connection: %w", err)
+	}
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            key(connPK(provider, connectionID), connSK),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: get connection: %w", err)
+	}
+	if out.Item == nil {
+		return store.Connection{}, store.ErrNotFound
+	}
+	var it connItem
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: get connection: decode: %w", err)
+	}
+	return store.Connection{
+		Provider:     it.Provider,
+		ConnectionID: it.ConnectionID,
+		Status:       store.Status(it.Status),
+		AccessToken:  it.AccessToken,
+		RefreshToken: it.RefreshToken,
+		TokenType:    it.TokenType,
+		ExpiresAt:    fromUnix(it.ExpiresAt),
+		Scope:        it.Scope,
+		Metadata:     nilIfEmptyMap(it.Metadata),
+		RefreshDue:   fromUnix(it.RefreshDue),
+		FailureCount: it.FailureCount,
+		LastError:    it.LastError,
+		Version:      it.Version,
+		CreatedAt:    fromUnix(it.CreatedAt),
+		UpdatedAt:    fromUnix(it.UpdatedAt),
+	}, nil
+}
+
+// SaveConnection implements store.Store.
+func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	if err := checkKey(c.Provider, c.ConnectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+	}
+	now := time.Now()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	c.UpdatedAt = now
+	expected := c.Version
+	c.Version++
+
+	pk := connPK(c.Provider, c.ConnectionID)
+	it := connItem{
+		PK:           pk,
+		SK:           connSK,
+		Provider:     c.Provider,
+		ConnectionID: c.ConnectionID,
+		Status:       string(c.Status),
+		AccessToken:  c.AccessToken,
+		RefreshToken: c.RefreshToken,
+		TokenType:    c.TokenType,
+		ExpiresAt:    unix(c.ExpiresAt),
+		Scope:        c.Scope,
+		Metadata:     nilIfEmptyMap(c.Metadata),
+		RefreshDue:   unix(c.RefreshDue),
+		FailureCount: c.FailureCount,
+		LastError:    c.LastError,
+		Version:      c.Version,
+		CreatedAt:    unix(c.CreatedAt),
+		UpdatedAt:    unix(c.UpdatedAt),
+	}
+	if it.RefreshDue != 0 {
+		it.DueShard = dueShard(pk)
+	}
+	item, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+	}
+	in := &dynamodb.PutItemInput{
+		TableName:                aws.String(s.table),
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
+	}
+	if expected != 0 {
+		in.ConditionExpression = aws.String("#v = :v")
+		in.ExpressionAttributeNames = map[string]string{"#v": "version"}
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{
+			":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(expected, 10)},
+		}
+	}
+	_, err = s.client.PutItem(ctx, in)
+	if isConditionFailed(err) {
+		return store.Connection{}, store.ErrConflict
+	}
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+	}
+	c.Metadata = nilIfEmptyMap(maps.Clone(c.Metadata))
+	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
+		*t = fromUnix(unix(*t))
+	}
+	return c, nil
+}
+
+// ListDue implements store.Store. It queries every shard of the "due" index
+// (an eventually consistent read) and merges the results.
+func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]store.Key, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	type due struct {
+		key store.Key
+		at  int64
+	}
+	var all []due
+	for n := range DueShards {
+		in := &dynamodb.QueryInput{
+			TableName:                aws.String(s.table),
+			IndexName:                aws.String(dueIndex),
+			KeyConditionExpression:   aws.String("#s = :s AND #d <= :now"),
+			ExpressionAttributeNames: map[string]string{"#s": "due_shard", "#d": "refresh_due"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":s":   &types.AttributeValueMemberS{Value: shardName(n)},
+				":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+			},
+			Limit: aws.Int32(int32(min(limit, 1000))),
+		}
+		// Each shard returns its items by refresh_due ascending, so its first
+		// limit items are all it can contribute to the merged result.
+		for got := 0; got < limit; {
+			out, err := s.client.Query(ctx, in)
+			if err != nil {
+				return nil, fmt.Errorf("dynamo: list due: %w", err)
+			}
+			for _, item := range out.Items {
+				var it connItem
+				if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+					return nil, fmt.Errorf("dynamo: list due: decode: %w", err)
+				}
+				all = append(all, due{store.Key{Provider: it.Provider, ConnectionID: it.ConnectionID}, it.RefreshDue})
+				got++
+			}
+			if out.LastEvaluatedKey == nil {
+				break
+			}
+			in.ExclusiveStartKey = out.LastEvaluatedKey
+		}
+	}
+	slices.SortFunc(all, func(a, b due) int {
+		return cmp.Or(
+			cmp.Compare(a.at, b.at),
+			strings.Compare(a.key.Provider, b.key.Provider),
+			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
+		)
+	})
+	keys := make([]store.Key, 0, min(limit, len(all)))
+	for _, d := range all[:min(limit, len(all))] {
+		keys = append(keys, d.key)
+	}
+	return keys, nil
+}
+
+func statePK(id string) string { return "state#" + id }
+
+func connPK(provider, connectionID string) string {
+	return "conn#" + provider + "#" + connectionID
+}
+
+// checkKey rejects keys that would make pk ambiguous: with no "#" in the
+// provider, conn#<provider>#<connection_id> names exactly one pair.
+func checkKey(provider, connectionID string) error {
+	switch {
+	case provider == "" || connectionID == "":
+		return errors.New("empty provider or connection ID")
+	case strings.Contains(provider, "#"):
+		return errors.New(`provider name contains "#"`)
+	}
+	return nil
+}
+
+func dueShard(pk string) string {
+	h := fnv.New32a()
+	h.Write([]byte(pk))
+	return shardName(int(h.Sum32() % DueShards))
+}
+
+func shardName(n int) string { return "due#" + strconv.Itoa(n) }
+
+func key(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: pk},
+		"sk": &types.AttributeValueMemberS{Value: sk},
+	}
+}
+
+func isConditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+// unix and fromUnix convert times to stored seconds and back; zero maps to 0.
+func unix(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+func fromUnix(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func nilIfEmptyMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}

@@ -1,0 +1,210 @@
+package dynamo_test
+
+import (
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
+	"github.com/oauthbroker/oauthbroker/shared/store/storetest"
+)
+
+func TestMain(m *testing.M) { dynalite.Main(m) }
+
+func TestConformance(t *testing.T) {
+	client := dynalite.Shared(t).Client
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return dynamo.New(client, dynalite.NewTable(t, client))
+	})
+}
+
+// TestItemLayout pins the stored layout that template.yaml and the README
+// document.
+func TestItemLayout(t *testing.T) {
+	client := dynalite.Shared(t).Client
+	table := dynalite.NewTable(t, client)
+	s := dynamo.New(client, table)
+	ctx := t.Context()
+	at := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+
+	desc, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := desc.Table
+	if got := keyNames(td.KeySchema); !slices.Equal(got, []string{"pk/HASH", "sk/RANGE"}) {
+		t.Errorf("table keys = %v", got)
+	}
+	if len(td.GlobalSecondaryIndexes) != 1 {
+		t.Fatalf("%d global secondary indexes, want 1", len(td.GlobalSecondaryIndexes))
+	}
+	gsi := td.GlobalSecondaryIndexes[0]
+	if aws.ToString(gsi.IndexName) != "due" || !slices.Equal(keyNames(gsi.KeySchema), []string{"due_shard/HASH", "refresh_due/RANGE"}) {
+		t.Errorf("index %q keys %v, want due with due_shard/HASH, refresh_due/RANGE", aws.ToString(gsi.IndexName), keyNames(gsi.KeySchema))
+	}
+	if p := gsi.Projection; p.ProjectionType != types.ProjectionTypeInclude || !slices.Equal(slices.Sorted(slices.Values(p.NonKeyAttributes)), []string{"connection_id", "provider"}) {
+		t.Errorf("index projection = %s %v, want INCLUDE [provider connection_id]", p.ProjectionType, p.NonKeyAttributes)
+	}
+	if td.BillingModeSummary == nil || td.BillingModeSummary.BillingMode != types.BillingModePayPerRequest {
+		t.Errorf("billing mode summary = %+v, want PAY_PER_REQUEST", td.BillingModeSummary)
+	}
+
+	full := store.Connection{
+		Provider: "github", ConnectionID: "c1", Status: store.StatusConnected,
+		AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer", ExpiresAt: at.Add(time.Hour),
+		Scope: "repo", Metadata: map[string]string{"user_id": "42"}, RefreshDue: at,
+		FailureCount: 2, LastError: "boom", CreatedAt: at.Add(-time.Hour),
+	}
+	if _, err := s.SaveConnection(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	item := getItem(t, client, table, "conn#github#c1", "conn")
+	want := map[string]string{
+		"pk": "S conn#github#c1", "sk": "S conn",
+		"provider": "S github", "connection_id": "S c1", "status": "S connected",
+		"access_token": "S at", "refresh_token": "S rt", "token_type": "S Bearer",
+		"expires_at": fmt.Sprint("N ", at.Add(time.Hour).Unix()), "scope": "S repo",
+		"metadata":    "M map[user_id:S 42]",
+		"refresh_due": fmt.Sprint("N ", at.Unix()), "due_shard": "S " + shard("conn#github#c1"),
+		"failure_count": "N 2", "last_error": "S boom", "version": "N 1",
+		"created_at": fmt.Sprint("N ", at.Add(-time.Hour).Unix()),
+	}
+	checkItem(t, item, want, "updated_at")
+
+	// A minimal connection omits the empty attributes and stays out of the
+	// sparse index.
+	if _, err := s.SaveConnection(ctx, store.Connection{Provider: "github", ConnectionID: "c2", Status: store.StatusNeedsReauth, Metadata: map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	item = getItem(t, client, table, "conn#github#c2", "conn")
+	checkItem(t, item, map[string]string{
+		"pk": "S conn#github#c2", "sk": "S conn", "provider": "S github", "connection_id": "S c2",
+		"status": "S needs_reauth", "access_token": "S ", "failure_count": "N 0", "version": "N 1",
+	}, "created_at", "updated_at")
+
+	if err := s.PutState(ctx, store.StateRecord{
+		ID: "abc", Provider: "github", ConnectionID: "c1", ReturnTo: "https://app/",
+		Scopes: []string{"a", "b"}, PKCEVerifier: "v", BindingHash: "h", ExpiresAt: at,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkItem(t, getItem(t, client, table, "state#abc", "state"), map[string]string{
+		"pk": "S state#abc", "sk": "S state", "provider": "S github", "connection_id": "S c1",
+		"return_to": "S https://app/", "scopes": "L [S a S b]", "pkce_verifier": "S v",
+		"binding_hash": "S h", "expires_at": fmt.Sprint("N ", at.Unix()), "ttl": fmt.Sprint("N ", at.Unix()),
+	})
+
+	// The index holds only keys, provider and connection_id: no tokens.
+	out, err := client.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(table),
+		IndexName:                 aws.String("due"),
+		KeyConditionExpression:    aws.String("due_shard = :s"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: shard("conn#github#c1")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Items) != 1 {
+		t.Fatalf("index shard holds %d items, want 1", len(out.Items))
+	}
+	if got := slices.Sorted(maps.Keys(out.Items[0])); !slices.Equal(got, []string{"connection_id", "due_shard", "pk", "provider", "refresh_due", "sk"}) {
+		t.Errorf("index item attributes = %v", got)
+	}
+}
+
+func shard(pk string) string {
+	h := fnv.New32a()
+	h.Write([]byte(pk))
+	return fmt.Sprint("due#", h.Sum32()%dynamo.DueShards)
+}
+
+func getItem(t *testing.T, client *dynamodb.Client, table, pk, sk string) map[string]types.AttributeValue {
+	t.Helper()
+	out, err := client.GetItem(t.Context(), &dynamodb.GetItemInput{
+		TableName: aws.String(table),
+		Key: map[string]types.AttributeValue{
+			"pk": &types.AttributeValueMemberS{Value: pk},
+			"sk": &types.AttributeValueMemberS{Value: sk},
+		},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Item == nil {
+		t.Fatalf("no item %s/%s", pk, sk)
+	}
+	return out.Item
+}
+
+// checkItem compares item, rendered by format, with want; the attributes
+// named in present must exist with any N value.
+func checkItem(t *testing.T, item map[string]types.AttributeValue, want map[string]string, present ...string) {
+	t.Helper()
+	got := make(map[string]string)
+	for name, v := range item {
+		if slices.Contains(present, name) {
+			if _, ok := v.(*types.AttributeValueMemberN); !ok {
+				t.Errorf("attribute %s is %T, want N", name, v)
+			}
+			continue
+		}
+		got[name] = format(v)
+	}
+	for name, w := range want {
+		if g, ok := got[name]; !ok {
+			t.Errorf("attribute %s missing, want %q", name, w)
+		} else if g != w {
+			t.Errorf("attribute %s = %q, want %q", name, g, w)
+		}
+	}
+	for name, g := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("unexpected attribute %s = %q", name, g)
+		}
+	}
+	for _, name := range present {
+		if _, ok := item[name]; !ok {
+			t.Errorf("attribute %s missing", name)
+		}
+	}
+}
+
+func format(v types.AttributeValue) string {
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		return "S " + v.Value
+	case *types.AttributeValueMemberN:
+		return "N " + v.Value
+	case *types.AttributeValueMemberL:
+		var s []string
+		for _, e := range v.Value {
+			s = append(s, format(e))
+		}
+		return fmt.Sprint("L ", s)
+	case *types.AttributeValueMemberM:
+		m := make(map[string]string)
+		for k, e := range v.Value {
+			m[k] = format(e)
+		}
+		return fmt.Sprint("M ", m)
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func keyNames(ks []types.KeySchemaElement) []string {
+	var s []string
+	for _, k := range ks {
+		s = append(s, aws.ToString(k.AttributeName)+"/"+string(k.KeyType))
+	}
+	return s
+}

@@ -1,0 +1,282 @@
+// Package embedded implements store.Store in memory, optionally persisted to
+// a local JSON file, for development without AWS.
+//
+// It behaves like store/dynamo: times are kept as whole seconds in UTC (a
+// zero time stays zero), empty slices and maps come back nil, and provider
+// names may not contain "#".
+//
+// The file is read once by Open and rewritten after every change, so only
+// one process may use a given file at a time.
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// Store is a store.Store held in memory. It is safe for concurrent use.
+type Store struct {
+	path string // "" for memory only
+
+	mu     sync.Mutex
+	states map[string]store.StateRecord
+	conns  map[store.Key]store.Connection
+}
+
+var _ store.Store = (*Store)(nil)
+
+// file is the JSON layout of a store file.
+type file struct {
+	States      []store.StateRecord `json:"states"`
+	Connections []store.Connection  `json:"connections"`
+}
+
+// Open returns a Store persisted at path, loading the file if it exists.
+// An empty path gives a memory-only Store.
+func Open(path string) (*Store, error) {
+	s := &Store{
+		path:   path,
+		states: make(map[string]store.StateRecord),
+		conns:  make(map[store.Key]store.Connection),
+	}
+	if path == "" {
+		return s, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	var f file
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("embedded: decode %s: %w", path, err)
+	}
+	for _, r := range f.States {
+		s.states[r.ID] = canonState(r)
+	}
+	for _, c := range f.Connections {
+		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = canonConn(c)
+	}
+	return s, nil
+}
+
+// PutState implements store.Store.
+func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.ID == "" {
+		return errors.New("embedded: put state: empty ID")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.states[r.ID]; ok {
+		return store.ErrConflict
+	}
+	s.states[r.ID] = canonState(r)
+	if err := s.save(); err != nil {
+		delete(s.states, r.ID)
+		return err
+	}
+	return nil
+}
+
+// TakeState implements store.Store.
+func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.StateRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return store.StateRecord{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.states[id]
+	if !ok || r.BindingHash != bindingHash {
+		return store.StateRecord{}, store.ErrNotFound
+	}
+	delete(s.states, id)
+	if err := s.save(); err != nil {
+		s.states[id] = r
+		return store.StateRecord{}, err
+	}
+	return canonState(r), nil
+}
+
+// GetConnection implements store.Store.
+func (s *Store) GetConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Connection{}, err
+	}
+	if err := checkKey(provider, connectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("embedded: get connection: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conns[store.Key{Provider: provider, ConnectionID: connectionID}]
+	if !ok {
+		return store.Connection{}, store.ErrNotFound
+	}
+	return canonConn(c), nil
+}
+
+// SaveConnection implements store.Store.
+func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Connection{}, err
+	}
+	if err := checkKey(c.Provider, c.ConnectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("embedded: save connection: %w", err)
+	}
+	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, exists := s.conns[k]
+	if (c.Version == 0 && exists) || (c.Version != 0 && (!exists || old.Version != c.Version)) {
+		return store.Connection{}, store.ErrConflict
+	}
+	now := time.Now()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	c.UpdatedAt = now
+	c.Version++
+	c = canonConn(c)
+	s.conns[k] = c
+	if err := s.save(); err != nil {
+		if exists {
+			s.conns[k] = old
+		} else {
+			delete(s.conns, k)
+		}
+		return store.Connection{}, err
+	}
+	return canonConn(c), nil
+}
+
+// ListDue implements store.Store.
+func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]store.Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	s.mu.Lock()
+	var due []store.Connection
+	for _, c := range s.conns {
+		if !c.RefreshDue.IsZero() && c.RefreshDue.Unix() <= now.Unix() {
+			due = append(due, c)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(due, func(a, b store.Connection) int {
+		return cmp.Or(
+			a.RefreshDue.Compare(b.RefreshDue),
+			strings.Compare(a.Provider, b.Provider),
+			strings.Compare(a.ConnectionID, b.ConnectionID),
+		)
+	})
+	keys := make([]store.Key, 0, min(limit, len(due)))
+	for _, c := range due[:min(limit, len(due))] {
+		keys = append(keys, store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID})
+	}
+	return keys, nil
+}
+
+// save writes the whole store to s.path atomically. s.mu must be held.
+func (s *Store) save() error {
+	if s.path == "" {
+		return nil
+	}
+	f := file{
+		States:      slices.Collect(maps.Values(s.states)),
+		Connections: slices.Collect(maps.Values(s.conns)),
+	}
+	slices.SortFunc(f.States, func(a, b store.StateRecord) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(f.Connections, func(a, b store.Connection) int {
+		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID))
+	})
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("embedded: encode: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("embedded: save: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("embedded: save: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("embedded: save: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("embedded: save: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("embedded: save: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path); err != nil {
+		return fmt.Errorf("embedded: save: %w", err)
+	}
+	return nil
+}
+
+// checkKey matches store/dynamo, whose keys cannot hold a "#" in provider.
+func checkKey(provider, connectionID string) error {
+	switch {
+	case provider == "" || connectionID == "":
+		return errors.New("empty provider or connection ID")
+	case strings.Contains(provider, "#"):
+		return errors.New(`provider name contains "#"`)
+	}
+	return nil
+}
+
+// canonState and canonConn return deep copies in the stored form: whole
+// seconds in UTC, nil for empty slices and maps.
+func canonState(r store.StateRecord) store.StateRecord {
+	r.Scopes = slices.Clone(r.Scopes)
+	if len(r.Scopes) == 0 {
+		r.Scopes = nil
+	}
+	r.ExpiresAt = canonTime(r.ExpiresAt)
+	return r
+}
+
+func canonConn(c store.Connection) store.Connection {
+	c.Metadata = maps.Clone(c.Metadata)
+	if len(c.Metadata) == 0 {
+		c.Metadata = nil
+	}
+	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
+		*t = canonTime(*t)
+	}
+	return c
+}
+
+// canonTime truncates t to the second in UTC; zero, and the unix epoch, give
+// the zero time, as in store/dynamo.
+func canonTime(t time.Time) time.Time {
+	if t.IsZero() || t.Unix() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(t.Unix(), 0).UTC()
+}
