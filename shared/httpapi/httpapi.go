@@ -130,7 +130,10 @@ func Cookie(cookies []string, name string) (string, bool) {
 			}
 		}
 	}
-	return value, found == 1
+	if found != 1 {
+		return "", false
+	}
+	return value, true
 }
 
 // securityHeaders go on every response (S16).

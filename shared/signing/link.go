@@ -117,3 +117,13 @@ func VerifyLink(ks *Keyset, provider string, q url.Values, now time.Time) (Link,
 	}
 	return l, nil
 }
+
+// ConnectURL returns the full connect link for l under baseURL (the
+// broker's BASE_URL): the URL an app puts behind its "Connect" button.
+func ConnectURL(ks *Keyset, baseURL string, l Link) (string, error) {
+	q, err := SignLink(ks, l)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(baseURL, "/") + "/connect/" + l.Provider + "?" + q, nil
+}

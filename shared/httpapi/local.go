@@ -1,0 +1,64 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// Event builds the API Gateway HTTP API (payload 2.0) event that API
+// Gateway would send for r on the route routeKey ("GET /callback/{provider}")
+// — what the local development server feeds the same handlers.
+func Event(r *http.Request, routeKey string, pathParameters map[string]string) events.APIGatewayV2HTTPRequest {
+	headers := map[string]string{}
+	for k, v := range r.Header {
+		if !strings.EqualFold(k, "Cookie") {
+			headers[strings.ToLower(k)] = strings.Join(v, ",")
+		}
+	}
+	var cookies []string
+	for _, c := range r.Cookies() {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	query := map[string]string{}
+	for k, v := range r.URL.Query() {
+		query[k] = strings.Join(v, ",") // as API Gateway does; handlers use the raw string
+	}
+	return events.APIGatewayV2HTTPRequest{
+		Version:               "2.0",
+		RouteKey:              routeKey,
+		RawPath:               r.URL.EscapedPath(),
+		RawQueryString:        r.URL.RawQuery,
+		Cookies:               cookies,
+		Headers:               headers,
+		QueryStringParameters: query,
+		PathParameters:        pathParameters,
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			RouteKey:   routeKey,
+			Stage:      "$default",
+			DomainName: r.Host,
+			TimeEpoch:  time.Now().UnixMilli(),
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{
+				Method:    r.Method,
+				Path:      r.URL.Path,
+				Protocol:  r.Proto,
+				SourceIP:  strings.Split(r.RemoteAddr, ":")[0],
+				UserAgent: r.UserAgent(),
+			},
+		},
+	}
+}
+
+// Write sends a handler's response the way API Gateway would.
+func Write(w http.ResponseWriter, resp events.APIGatewayV2HTTPResponse) {
+	for k, v := range resp.Headers {
+		w.Header().Set(k, v)
+	}
+	for _, c := range resp.Cookies {
+		w.Header().Add("Set-Cookie", c)
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write([]byte(resp.Body))
+}
