@@ -108,7 +108,9 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	if err != nil {
 		return redirectErr(CodeServerError, err)
 	}
-	tok, err := b.Wire.Exchange(ctx, p, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+	xctx, cancel := leaveTimeToAnswer(ctx)
+	defer cancel()
+	tok, err := b.Wire.Exchange(xctx, p, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	if err != nil {
 		e := tokenFailure(err)
 		return redirectErr(e.Code, err)
@@ -198,4 +200,16 @@ func causeString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// answerReserve is kept free before the invocation's deadline so that a
+// slow provider still leaves time to send the browser back with an error
+// instead of the function timing out (which API Gateway shows as a 500).
+const answerReserve = time.Second
+
+func leaveTimeToAnswer(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, d.Add(-answerReserve))
+	}
+	return context.WithCancel(ctx)
 }

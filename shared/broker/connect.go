@@ -129,7 +129,9 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 // such providers have no consent step, so the signed link is the consent.
 func (b *Broker) connectWithoutBrowser(ctx context.Context, p *provider.Provider, creds secrets.ClientCredentials, link signing.Link, scopes []string) (ConnectResult, error) {
 	u, _ := b.Config.ReturnTo.Check(link.ReturnTo)
-	tok, err := b.Wire.ClientCredentials(ctx, p, creds, scopes)
+	xctx, cancel := leaveTimeToAnswer(ctx)
+	defer cancel()
+	tok, err := b.Wire.ClientCredentials(xctx, p, creds, scopes)
 	if err != nil {
 		e := tokenFailure(err)
 		e.Location = returnto.With(u, url.Values{"error": {e.Code}})
