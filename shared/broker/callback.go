@@ -100,17 +100,23 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	if perr := req.Query.Get("error"); perr != "" {
 		return redirectErr(mapProviderError(perr), nil)
 	}
-	code := req.Query.Get("code")
-	if code == "" {
-		return redirectErr(CodeProviderError, errors.New("callback without code"))
-	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
 		return redirectErr(CodeServerError, err)
 	}
 	xctx, cancel := leaveTimeToAnswer(ctx)
 	defer cancel()
-	tok, err := b.Wire.Exchange(xctx, p, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+	var tok *provider.Token
+	code := req.Query.Get("code")
+	switch {
+	case !p.Supports(provider.GrantAuthorizationCode) && code == "":
+		// client_credentials: authorize sent the browser here directly.
+		tok, err = b.Wire.ClientCredentials(xctx, p, creds, rec.Scopes)
+	case code == "" || !p.Supports(provider.GrantAuthorizationCode):
+		return redirectErr(CodeProviderError, errors.New("callback without code"))
+	default:
+		tok, err = b.Wire.Exchange(xctx, p, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+	}
 	if err != nil {
 		e := tokenFailure(err)
 		return redirectErr(e.Code, err)

@@ -9,8 +9,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/returnto"
-	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -27,14 +25,10 @@ func BindingCookieName(stateID string) string { return BindingCookiePrefix + sta
 // ConnectResult tells the browser where to go next.
 type ConnectResult struct {
 	// Location is the provider's authorization URL, or for providers
-	// without browser consent (client_credentials), the app's return URL.
+	// without a consent step (client_credentials) the broker's callback.
 	Location string
-	// Cookie is the browser-binding cookie to set, nil when none.
+	// Cookie is the browser-binding cookie to set.
 	Cookie *http.Cookie
-	// Created is set when the connection was created without a browser
-	// round trip (client_credentials); then Location may be empty when the
-	// link had no return URL.
-	Created *store.Connection
 }
 
 // Connect starts a flow for a connect link the app signed: it verifies
@@ -70,9 +64,6 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	if err != nil {
 		return ConnectResult{}, unavailable(err)
 	}
-	if !p.Supports(provider.GrantAuthorizationCode) {
-		return b.connectWithoutBrowser(ctx, p, creds, link, scopes)
-	}
 
 	st, err := signing.NewState(ks, p.Name, now, b.stateTTL())
 	if err != nil {
@@ -97,7 +88,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		Endpoint:    oauth2.Endpoint{AuthURL: p.AuthorizationURL},
 	}
 	var opts []oauth2.AuthCodeOption
-	if p.UsesPKCE() {
+	if p.UsesPKCE() && p.Supports(provider.GrantAuthorizationCode) {
 		rec.PKCEVerifier = oauth2.GenerateVerifier() // 32 random bytes (S6)
 		opts = append(opts, oauth2.S256ChallengeOption(rec.PKCEVerifier))
 	}
@@ -110,9 +101,16 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	if err := b.Store.PutState(ctx, rec); err != nil {
 		return ConnectResult{}, unavailable(err)
 	}
-	b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "pkce", p.UsesPKCE())
+	b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID)
+	location := cfg.AuthCodeURL(st.Value, opts...)
+	if !p.Supports(provider.GrantAuthorizationCode) {
+		// No consent step (client_credentials): the signed link is the
+		// consent. The browser goes straight to the callback, which mints
+		// the token — so only the callback function ever writes tokens.
+		location = b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode()
+	}
 	return ConnectResult{
-		Location: cfg.AuthCodeURL(st.Value, opts...),
+		Location: location,
 		Cookie: &http.Cookie{
 			Name:     BindingCookieName(st.ID),
 			Value:    binding,
@@ -122,29 +120,5 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 			HttpOnly: true,
 			SameSite: http.SameSiteLaxMode,
 		},
-	}, nil
-}
-
-// connectWithoutBrowser mints a client_credentials token straight away:
-// such providers have no consent step, so the signed link is the consent.
-func (b *Broker) connectWithoutBrowser(ctx context.Context, p *provider.Provider, creds secrets.ClientCredentials, link signing.Link, scopes []string) (ConnectResult, error) {
-	u, _ := b.Config.ReturnTo.Check(link.ReturnTo)
-	xctx, cancel := leaveTimeToAnswer(ctx)
-	defer cancel()
-	tok, err := b.Wire.ClientCredentials(xctx, p, creds, scopes)
-	if err != nil {
-		e := tokenFailure(err)
-		e.Location = returnto.With(u, url.Values{"error": {e.Code}})
-		return ConnectResult{}, e
-	}
-	conn, err := b.storeToken(ctx, p, link.ConnectionID, scopes, tok)
-	if err != nil {
-		e := fail(http.StatusServiceUnavailable, CodeServerError, "The connection could not be saved.", err)
-		e.Location = returnto.With(u, url.Values{"error": {e.Code}})
-		return ConnectResult{}, e
-	}
-	return ConnectResult{
-		Location: returnto.With(u, url.Values{"connection_id": {conn.ConnectionID}, "status": {string(conn.Status)}}),
-		Created:  &conn,
 	}, nil
 }

@@ -1,0 +1,1906 @@
+package templatecheck
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"gopkg.in/yaml.v3"
+)
+
+// ---------------------------------------------------------------- expectations
+
+// The functions the template must declare.
+var wantFunctions = []struct {
+	name    string
+	codeURI string
+	timeout int
+	// env lists the environment variables the function must receive.
+	env []string
+}{
+	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
+	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
+	// shared/setup.ReadEnv validates the whole configuration in every function.
+	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
+}
+
+// The HTTP routes and the function each must reach.
+var wantRoutes = map[string]string{
+	"GET /connect/{provider}":  "AuthorizeFunction",
+	"GET /callback/{provider}": "CallbackFunction",
+}
+
+const (
+	tableRes   = "GetAtt:ConnectionsTable.Arn"
+	dueIndex   = "Sub:${ConnectionsTable.Arn}/index/due"
+	keysRes    = "Ref:SigningKeysSecret"
+	providers  = "Sub:arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}provider/*"
+	stateKeys  = "ForAllValues:StringLike dynamodb:LeadingKeys=[state#*]"
+	connKeys   = "ForAllValues:StringLike dynamodb:LeadingKeys=[conn#*]"
+	noCond     = ""
+	scheduleIn = `{"source":"oauthbroker.schedule","action":"refresh-due"}`
+)
+
+// The exact IAM grants of each function, as "action on resource [condition]".
+// Anything missing or extra fails: widening a function's access must be a
+// deliberate change of this list.
+var wantGrants = map[string][]grant{
+	"AuthorizeFunction": {
+		{"dynamodb:PutItem", tableRes, stateKeys},
+		{"secretsmanager:GetSecretValue", keysRes, noCond},
+		{"secretsmanager:GetSecretValue", providers, noCond},
+	},
+	"CallbackFunction": {
+		{"dynamodb:DeleteItem", tableRes, stateKeys},
+		{"dynamodb:GetItem", tableRes, connKeys},
+		{"dynamodb:PutItem", tableRes, connKeys},
+		{"secretsmanager:GetSecretValue", keysRes, noCond},
+		{"secretsmanager:GetSecretValue", providers, noCond},
+	},
+	"RefreshFunction": {
+		{"dynamodb:Query", dueIndex, noCond},
+		{"dynamodb:GetItem", tableRes, connKeys},
+		{"dynamodb:PutItem", tableRes, connKeys},
+		{"secretsmanager:GetSecretValue", providers, noCond},
+	},
+}
+
+// Sample values used to evaluate ARNs and URLs built with !Sub.
+var sampleVars = map[string]string{
+	"AWS::Partition":       "aws",
+	"AWS::Region":          "us-east-1",
+	"AWS::AccountId":       "123456789012",
+	"AWS::URLSuffix":       "amazonaws.com",
+	"AWS::StackName":       "oauthbroker",
+	"HttpApi":              "abcdef1234",
+	"ConnectionsTable":     "oauthbroker-ConnectionsTable-1ABCDEFGHIJK",
+	"ConnectionsTable.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/oauthbroker-ConnectionsTable-1ABCDEFGHIJK",
+	"SigningKeysSecret":    "arn:aws:secretsmanager:us-east-1:123456789012:secret:oauthbroker/keys-Ab12Cd",
+}
+
+// ------------------------------------------------------------------ template
+
+type obj = map[string]any
+
+type resource struct {
+	Type                string
+	Properties          obj
+	Metadata            obj
+	DeletionPolicy      any
+	UpdateReplacePolicy any
+	raw                 obj
+}
+
+type cfnTemplate struct {
+	root       obj
+	Parameters map[string]obj
+	Conditions obj
+	Globals    obj
+	Resources  map[string]resource
+	Outputs    map[string]obj
+}
+
+// findRoot finds the directory of go.mod above the test's working directory.
+var findRoot = sync.OnceValues(func() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+})
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := findRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+var loadTemplateOnce = sync.OnceValues(func() (*cfnTemplate, error) {
+	root, err := findRoot()
+	if err != nil {
+		return nil, err
+	}
+	return parseTemplateFile(filepath.Join(root, "template.yaml"))
+})
+
+func loadTemplate(t *testing.T) *cfnTemplate {
+	t.Helper()
+	tpl, err := loadTemplateOnce()
+	if err != nil {
+		t.Fatalf("template.yaml: %v", err)
+	}
+	return tpl
+}
+
+func parseTemplateFile(path string) (*cfnTemplate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	v, err := convert(&doc)
+	if err != nil {
+		return nil, err
+	}
+	root, ok := v.(obj)
+	if !ok {
+		return nil, errors.New("the document is not a mapping")
+	}
+	tpl := &cfnTemplate{
+		root:       root,
+		Parameters: map[string]obj{},
+		Resources:  map[string]resource{},
+		Outputs:    map[string]obj{},
+	}
+	tpl.Conditions, _ = root["Conditions"].(obj)
+	tpl.Globals, _ = root["Globals"].(obj)
+	for section, dst := range map[string]map[string]obj{"Parameters": tpl.Parameters, "Outputs": tpl.Outputs} {
+		m, _ := root[section].(obj)
+		for name, v := range m {
+			o, ok := v.(obj)
+			if !ok {
+				return nil, fmt.Errorf("%s.%s is not a mapping", section, name)
+			}
+			dst[name] = o
+		}
+	}
+	res, ok := root["Resources"].(obj)
+	if !ok {
+		return nil, errors.New("no Resources mapping")
+	}
+	for name, v := range res {
+		o, ok := v.(obj)
+		if !ok {
+			return nil, fmt.Errorf("Resources.%s is not a mapping", name)
+		}
+		r := resource{raw: o, DeletionPolicy: o["DeletionPolicy"], UpdateReplacePolicy: o["UpdateReplacePolicy"]}
+		r.Type, _ = o["Type"].(string)
+		if r.Type == "" {
+			return nil, fmt.Errorf("Resources.%s has no Type", name)
+		}
+		r.Properties, _ = o["Properties"].(obj)
+		r.Metadata, _ = o["Metadata"].(obj)
+		tpl.Resources[name] = r
+	}
+	return tpl, nil
+}
+
+// intrinsicNames maps CloudFormation short tags to their long forms.
+var intrinsicNames = map[string]string{
+	"Ref": "Ref", "Condition": "Condition",
+	"Base64": "Fn::Base64", "Cidr": "Fn::Cidr", "FindInMap": "Fn::FindInMap",
+	"GetAtt": "Fn::GetAtt", "GetAZs": "Fn::GetAZs", "ImportValue": "Fn::ImportValue",
+	"Join": "Fn::Join", "Select": "Fn::Select", "Split": "Fn::Split", "Sub": "Fn::Sub",
+	"Transform": "Fn::Transform", "And": "Fn::And", "Equals": "Fn::Equals",
+	"If": "Fn::If", "Not": "Fn::Not", "Or": "Fn::Or", "ToJsonString": "Fn::ToJsonString",
+	"Length": "Fn::Length",
+}
+
+// yaml11Bools are plain scalars that YAML 1.1 parsers (CloudFormation, SAM)
+// read as booleans while yaml.v3 reads them as strings.
+var yaml11Bools = regexp.MustCompile(`^(?i:yes|no|on|off)$`)
+
+// convert turns a yaml.Node tree into maps, slices and scalars, rewriting
+// short-form intrinsics (!Ref X) into their JSON form ({"Ref": "X"}).
+func convert(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) != 1 {
+			return nil, errors.New("expected exactly one YAML document")
+		}
+		return convert(n.Content[0])
+	case yaml.AliasNode:
+		return convert(n.Alias)
+	}
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		long, ok := intrinsicNames[n.Tag[1:]]
+		if !ok {
+			return nil, fmt.Errorf("line %d: unknown tag %s", n.Line, n.Tag)
+		}
+		var arg any
+		if n.Kind == yaml.ScalarNode {
+			arg = n.Value
+			if long == "Fn::GetAtt" {
+				res, attr, found := strings.Cut(n.Value, ".")
+				if !found {
+					return nil, fmt.Errorf("line %d: !GetAtt %q needs Resource.Attribute", n.Line, n.Value)
+				}
+				arg = []any{res, attr}
+			}
+		} else {
+			plain := *n
+			plain.Tag = ""
+			var err error
+			if arg, err = convert(&plain); err != nil {
+				return nil, err
+			}
+		}
+		return obj{long: arg}, nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := obj{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("line %d: non-scalar mapping key", k.Line)
+			}
+			if k.Value == "<<" {
+				return nil, fmt.Errorf("line %d: YAML merge keys are not supported by CloudFormation", k.Line)
+			}
+			if _, dup := m[k.Value]; dup {
+				return nil, fmt.Errorf("line %d: duplicate key %q", k.Line, k.Value)
+			}
+			v, err := convert(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			m[k.Value] = v
+		}
+		return m, nil
+	case yaml.SequenceNode:
+		l := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := convert(c)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, v)
+		}
+		return l, nil
+	case yaml.ScalarNode:
+		if n.Style == 0 && yaml11Bools.MatchString(n.Value) {
+			return nil, fmt.Errorf("line %d: plain %q is a boolean to CloudFormation's YAML 1.1 parser: quote it", n.Line, n.Value)
+		}
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil, fmt.Errorf("line %d: %v", n.Line, err)
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("line %d: unsupported YAML node", n.Line)
+}
+
+// ---------------------------------------------------------- value helpers
+
+func intrinsic(v any) (name string, arg any, ok bool) {
+	m, isMap := v.(obj)
+	if !isMap || len(m) != 1 {
+		return "", nil, false
+	}
+	for k, a := range m {
+		if k == "Ref" || k == "Condition" || strings.HasPrefix(k, "Fn::") {
+			return k, a, true
+		}
+	}
+	return "", nil, false
+}
+
+func refName(v any) (string, bool) {
+	name, arg, ok := intrinsic(v)
+	if !ok || name != "Ref" {
+		return "", false
+	}
+	s, ok := arg.(string)
+	return s, ok
+}
+
+func getAtt(v any) (res, attr string, ok bool) {
+	name, arg, isFn := intrinsic(v)
+	if !isFn || name != "Fn::GetAtt" {
+		return "", "", false
+	}
+	l, isList := arg.([]any)
+	if !isList || len(l) != 2 {
+		return "", "", false
+	}
+	res, ok1 := l[0].(string)
+	attr, ok2 := l[1].(string)
+	return res, attr, ok1 && ok2
+}
+
+func subOf(v any) (tmpl string, vars obj, ok bool) {
+	name, arg, isFn := intrinsic(v)
+	if !isFn || name != "Fn::Sub" {
+		return "", nil, false
+	}
+	switch a := arg.(type) {
+	case string:
+		return a, nil, true
+	case []any:
+		if len(a) != 2 {
+			return "", nil, false
+		}
+		s, ok1 := a[0].(string)
+		m, ok2 := a[1].(obj)
+		return s, m, ok1 && ok2
+	}
+	return "", nil, false
+}
+
+var subVar = regexp.MustCompile(`\$\{([^}]*)\}`)
+
+// subVars lists the ${...} variables of a Fn::Sub template, without ${!literals}.
+func subVars(tmpl string) []string {
+	var out []string
+	for _, m := range subVar.FindAllStringSubmatch(tmpl, -1) {
+		if !strings.HasPrefix(m[1], "!") {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+// canonical renders a resource expression compactly: Ref:X, GetAtt:X.Y,
+// Sub:template, or the literal string.
+func canonical(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	if r, ok := refName(v); ok {
+		return "Ref:" + r
+	}
+	if res, attr, ok := getAtt(v); ok {
+		return "GetAtt:" + res + "." + attr
+	}
+	if tmpl, vars, ok := subOf(v); ok && vars == nil {
+		return "Sub:" + tmpl
+	}
+	return describe(v)
+}
+
+func describe(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// resolve evaluates a string expression with sampleVars (and parameter
+// defaults), as CloudFormation would for one sample deployment.
+func (tpl *cfnTemplate) resolve(v any) (string, error) {
+	lookup := func(name string) (string, error) {
+		if s, ok := sampleVars[name]; ok {
+			return s, nil
+		}
+		if p, ok := tpl.Parameters[name]; ok {
+			if d, ok := p["Default"]; ok {
+				return fmt.Sprint(d), nil
+			}
+			return "", fmt.Errorf("parameter %s has no default", name)
+		}
+		return "", fmt.Errorf("no sample value for %s", name)
+	}
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	if r, ok := refName(v); ok {
+		return lookup(r)
+	}
+	if res, attr, ok := getAtt(v); ok {
+		return lookup(res + "." + attr)
+	}
+	if tmpl, vars, ok := subOf(v); ok {
+		var firstErr error
+		out := subVar.ReplaceAllStringFunc(tmpl, func(m string) string {
+			name := m[2 : len(m)-1]
+			if strings.HasPrefix(name, "!") {
+				return "${" + name[1:] + "}"
+			}
+			var s string
+			var err error
+			if local, ok := vars[name]; ok {
+				s, err = tpl.resolve(local)
+			} else {
+				s, err = lookup(name)
+			}
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			return s
+		})
+		return out, firstErr
+	}
+	if name, arg, ok := intrinsic(v); ok && name == "Fn::If" {
+		l, _ := arg.([]any)
+		if len(l) != 3 {
+			return "", fmt.Errorf("malformed Fn::If %s", describe(v))
+		}
+		cond, _ := l[0].(string)
+		holds, err := tpl.evalCondition(cond)
+		if err != nil {
+			return "", err
+		}
+		if holds {
+			return tpl.resolve(l[1])
+		}
+		return tpl.resolve(l[2])
+	}
+	return "", fmt.Errorf("cannot evaluate %s", describe(v))
+}
+
+// evalCondition evaluates a condition of the simple forms used here, with
+// parameter defaults.
+func (tpl *cfnTemplate) evalCondition(name string) (bool, error) {
+	c, ok := tpl.Conditions[name]
+	if !ok {
+		return false, fmt.Errorf("unknown condition %s", name)
+	}
+	var eval func(v any) (bool, error)
+	eval = func(v any) (bool, error) {
+		fn, arg, ok := intrinsic(v)
+		if !ok {
+			return false, fmt.Errorf("cannot evaluate condition %s", describe(v))
+		}
+		l, _ := arg.([]any)
+		switch fn {
+		case "Fn::Not":
+			if len(l) != 1 {
+				return false, errors.New("Fn::Not takes one condition")
+			}
+			b, err := eval(l[0])
+			return !b, err
+		case "Fn::Equals":
+			if len(l) != 2 {
+				return false, errors.New("Fn::Equals takes two values")
+			}
+			a, err1 := tpl.resolve(l[0])
+			b, err2 := tpl.resolve(l[1])
+			return a == b, errors.Join(err1, err2)
+		case "Condition":
+			s, _ := arg.(string)
+			return tpl.evalCondition(s)
+		}
+		return false, fmt.Errorf("unsupported %s in condition", fn)
+	}
+	return eval(c)
+}
+
+func path(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(obj)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func asInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case float64:
+		if n == float64(int(n)) {
+			return int(n), true
+		}
+	}
+	return 0, false
+}
+
+// stringList accepts a string or a list of strings.
+func stringList(v any) ([]string, bool) {
+	switch x := v.(type) {
+	case string:
+		return []string{x}, true
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, s)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func anyList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	if v == nil {
+		return nil
+	}
+	return []any{v}
+}
+
+// mergeSAM merges a Globals value into a resource value as SAM does: maps
+// merge recursively, lists concatenate, anything else (intrinsics included)
+// takes the resource's value.
+func mergeSAM(global, local any) any {
+	if local == nil {
+		return global
+	}
+	if global == nil {
+		return local
+	}
+	_, _, gIntr := intrinsic(global)
+	_, _, lIntr := intrinsic(local)
+	gm, gMap := global.(obj)
+	lm, lMap := local.(obj)
+	if gMap && lMap && !gIntr && !lIntr {
+		out := maps.Clone(gm)
+		for k, v := range lm {
+			out[k] = mergeSAM(gm[k], v)
+		}
+		return out
+	}
+	gl, gList := global.([]any)
+	ll, lList := local.([]any)
+	if gList && lList {
+		return append(slices.Clone(gl), ll...)
+	}
+	return local
+}
+
+func (tpl *cfnTemplate) functionProps(name string) obj {
+	r := tpl.Resources[name]
+	g, _ := path(tpl.Globals, "Function").(obj)
+	props, _ := mergeSAM(g, r.Properties).(obj)
+	return props
+}
+
+func (tpl *cfnTemplate) ofType(typ string) []string {
+	var names []string
+	for name, r := range tpl.Resources {
+		if r.Type == typ {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// iamWildcard compiles an IAM/ARN pattern (* and ?) into a regexp.
+func iamWildcard(pattern string) *regexp.Regexp {
+	q := regexp.QuoteMeta(pattern)
+	q = strings.ReplaceAll(q, `\*`, `.*`)
+	q = strings.ReplaceAll(q, `\?`, `.`)
+	return regexp.MustCompile("^" + q + "$")
+}
+
+// -------------------------------------------------------------------- tests
+
+func TestTemplateStructure(t *testing.T) {
+	tpl := loadTemplate(t)
+	if v := tpl.root["AWSTemplateFormatVersion"]; v != "2010-09-09" {
+		t.Errorf("AWSTemplateFormatVersion = %v, want the string 2010-09-09", describe(v))
+	}
+	if v := tpl.root["Transform"]; v != "AWS::Serverless-2016-10-31" {
+		t.Errorf("Transform = %v, want AWS::Serverless-2016-10-31 (SAM)", describe(v))
+	}
+	for _, section := range []string{"Globals", "Parameters", "Conditions", "Resources", "Outputs"} {
+		if _, ok := tpl.root[section]; !ok {
+			t.Errorf("template has no %s section", section)
+		}
+	}
+}
+
+// TestTemplateReferences checks that every Ref, GetAtt, Sub variable, If
+// condition and DependsOn names something that exists, and that every
+// parameter and condition is used.
+func TestTemplateReferences(t *testing.T) {
+	tpl := loadTemplate(t)
+	pseudo := map[string]bool{
+		"AWS::AccountId": true, "AWS::NotificationARNs": true, "AWS::NoValue": true,
+		"AWS::Partition": true, "AWS::Region": true, "AWS::StackId": true,
+		"AWS::StackName": true, "AWS::URLSuffix": true,
+	}
+	usedParams := map[string]bool{}
+	usedConds := map[string]bool{}
+	refOK := func(name string) bool {
+		if _, ok := tpl.Parameters[name]; ok {
+			usedParams[name] = true
+			return true
+		}
+		_, isRes := tpl.Resources[name]
+		return isRes || pseudo[name]
+	}
+	condOK := func(name string) bool {
+		usedConds[name] = true
+		_, ok := tpl.Conditions[name]
+		return ok
+	}
+	var walk func(where string, v any)
+	walk = func(where string, v any) {
+		if fn, arg, ok := intrinsic(v); ok {
+			switch fn {
+			case "Ref":
+				if s, _ := arg.(string); !refOK(s) {
+					t.Errorf("%s: !Ref %s names no parameter, resource or pseudo parameter", where, describe(arg))
+				}
+			case "Fn::GetAtt":
+				if res, _, ok := getAtt(v); !ok {
+					t.Errorf("%s: malformed !GetAtt %s", where, describe(arg))
+				} else if _, ok := tpl.Resources[res]; !ok {
+					t.Errorf("%s: !GetAtt names unknown resource %s", where, res)
+				}
+			case "Fn::Sub":
+				tmpl, vars, ok := subOf(v)
+				if !ok {
+					t.Errorf("%s: malformed !Sub %s", where, describe(arg))
+					break
+				}
+				for _, name := range subVars(tmpl) {
+					if _, local := vars[name]; local {
+						continue
+					}
+					if res, _, dotted := strings.Cut(name, "."); dotted && !strings.HasPrefix(name, "AWS::") {
+						if _, ok := tpl.Resources[res]; !ok {
+							t.Errorf("%s: ${%s} in !Sub names unknown resource %s", where, name, res)
+						}
+					} else if !refOK(name) {
+						t.Errorf("%s: ${%s} in !Sub names no parameter, resource or pseudo parameter", where, name)
+					}
+				}
+			case "Fn::If":
+				l, _ := arg.([]any)
+				if len(l) != 3 {
+					t.Errorf("%s: !If needs [condition, then, else], got %s", where, describe(arg))
+				} else if c, _ := l[0].(string); !condOK(c) {
+					t.Errorf("%s: !If names unknown condition %s", where, describe(l[0]))
+				}
+			case "Condition":
+				if c, _ := arg.(string); !condOK(c) {
+					t.Errorf("%s: !Condition names unknown condition %s", where, describe(arg))
+				}
+			}
+		}
+		switch x := v.(type) {
+		case obj:
+			for k, e := range x {
+				walk(where+"."+k, e)
+			}
+		case []any:
+			for i, e := range x {
+				walk(fmt.Sprintf("%s[%d]", where, i), e)
+			}
+		}
+	}
+	for _, section := range []string{"Globals", "Conditions", "Resources", "Outputs"} {
+		walk(section, tpl.root[section])
+	}
+	for name, r := range tpl.Resources {
+		if c, ok := r.raw["Condition"].(string); ok && !condOK(c) {
+			t.Errorf("Resources.%s: Condition %s is not defined", name, c)
+		}
+		deps, _ := stringList(r.raw["DependsOn"])
+		for _, d := range deps {
+			if _, ok := tpl.Resources[d]; !ok {
+				t.Errorf("Resources.%s: DependsOn unknown resource %s", name, d)
+			}
+		}
+	}
+	for name := range tpl.Parameters {
+		if !usedParams[name] {
+			t.Errorf("parameter %s is declared but never used", name)
+		}
+	}
+	for name := range tpl.Conditions {
+		if !usedConds[name] {
+			t.Errorf("condition %s is declared but never used", name)
+		}
+	}
+}
+
+func TestParameters(t *testing.T) {
+	tpl := loadTemplate(t)
+	defaults := []struct {
+		name     string
+		required bool
+		def      string
+	}{
+		{"ReturnOrigins", true, ""},
+		{"BaseUrl", false, ""},
+		{"SecretsPrefix", false, "oauthbroker/"},
+		{"ProvidersFile", false, ""},
+		{"RefreshScheduleExpression", false, "rate(5 minutes)"},
+	}
+	for _, d := range defaults {
+		p, ok := tpl.Parameters[d.name]
+		if !ok {
+			t.Errorf("parameter %s is missing", d.name)
+			continue
+		}
+		if p["Type"] != "String" {
+			t.Errorf("parameter %s: Type = %v, want String", d.name, describe(p["Type"]))
+		}
+		def, hasDefault := p["Default"]
+		switch {
+		case d.required && hasDefault:
+			t.Errorf("parameter %s must be required (no Default), has Default %s", d.name, describe(def))
+		case !d.required && !hasDefault:
+			t.Errorf("parameter %s: no Default, want %q", d.name, d.def)
+		case !d.required && def != d.def:
+			t.Errorf("parameter %s: Default = %s, want %q", d.name, describe(def), d.def)
+		}
+	}
+	for name, p := range tpl.Parameters {
+		if _, ok := p["NoEcho"]; ok {
+			t.Errorf("parameter %s is NoEcho: secrets never go through parameters (they would reach the environment)", name)
+		}
+	}
+
+	// AllowedPattern is a Java regex matched against the whole value; the
+	// patterns here stay within what RE2 and Java agree on.
+	cases := []struct {
+		param, value string
+		ok           bool
+	}{
+		{"ReturnOrigins", "https://app.example.com", true},
+		{"ReturnOrigins", "https://app.example.com,https://admin.example.com:8443", true},
+		{"ReturnOrigins", "", false},
+		{"ReturnOrigins", "http://app.example.com", false},
+		{"ReturnOrigins", "https://app.example.com/", false},
+		{"ReturnOrigins", "https://app.example.com/connected", false},
+		{"ReturnOrigins", "https://app.example.com, https://admin.example.com", false},
+		{"ReturnOrigins", "https://user@app.example.com", false},
+		{"ReturnOrigins", "https://app.example.com,", false},
+		{"ReturnOrigins", "*", false},
+		{"BaseUrl", "", true},
+		{"BaseUrl", "https://connect.example.com", true},
+		{"BaseUrl", "https://example.com/oauth", true},
+		{"BaseUrl", "https://connect.example.com/", false},
+		{"BaseUrl", "http://connect.example.com", false},
+		{"BaseUrl", "https://connect.example.com?x=1", false},
+		{"BaseUrl", "https://connect.example.com#x", false},
+		{"SecretsPrefix", "oauthbroker/", true},
+		{"SecretsPrefix", "team-a/oauthbroker-prod/", true},
+		{"SecretsPrefix", "", false},
+		{"SecretsPrefix", "oauth*", false},
+		{"SecretsPrefix", "a b", false},
+		{"ProvidersLayerArn", "", true},
+		{"ProvidersLayerArn", "arn:aws:lambda:us-east-1:123456789012:layer:oauthbroker-providers:3", true},
+		{"ProvidersLayerArn", "arn:aws:lambda:us-east-1:123456789012:layer:oauthbroker-providers", false},
+	}
+	for _, c := range cases {
+		p := tpl.Parameters[c.param]
+		pattern, ok := p["AllowedPattern"].(string)
+		if !ok {
+			t.Errorf("parameter %s has no AllowedPattern", c.param)
+			continue
+		}
+		re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+		if err != nil {
+			t.Errorf("parameter %s: AllowedPattern %q does not compile: %v", c.param, pattern, err)
+			continue
+		}
+		if got := re.MatchString(c.value); got != c.ok {
+			verb := "rejects"
+			if got {
+				verb = "accepts"
+			}
+			t.Errorf("parameter %s: AllowedPattern %q %s %q", c.param, pattern, verb, c.value)
+		}
+	}
+}
+
+func TestFunctions(t *testing.T) {
+	tpl := loadTemplate(t)
+
+	var want []string
+	for _, f := range wantFunctions {
+		want = append(want, f.name)
+	}
+	slices.Sort(want)
+	if got := tpl.ofType("AWS::Serverless::Function"); !slices.Equal(got, want) {
+		t.Errorf("AWS::Serverless::Function resources = %v, want %v", got, want)
+	}
+	for _, typ := range []string{"AWS::Serverless::HttpApi", "AWS::Serverless::Api", "AWS::Lambda::Function"} {
+		if got := tpl.ofType(typ); len(got) > 0 {
+			t.Errorf("unexpected %s resources %v (the HTTP API is plain AWS::ApiGatewayV2: BASE_URL refers to it, a SAM HttpApi would be circular)", typ, got)
+		}
+	}
+	if g, _ := path(tpl.Globals, "Function").(obj); g != nil {
+		for _, k := range []string{"CodeUri", "Policies", "Events", "Role"} {
+			if _, ok := g[k]; ok {
+				t.Errorf("Globals.Function.%s: set it per function", k)
+			}
+		}
+	}
+
+	baseURL := tpl.baseURLExpr(t)
+	secretLike := regexp.MustCompile(`(?i)SECRET|TOKEN|PASSW|PRIVATE|CREDENTIAL|API_?KEY|SIGNING`)
+
+	for _, f := range wantFunctions {
+		t.Run(f.name, func(t *testing.T) {
+			r, ok := tpl.Resources[f.name]
+			if !ok || r.Type != "AWS::Serverless::Function" {
+				t.Fatalf("no AWS::Serverless::Function %s", f.name)
+			}
+			props := tpl.functionProps(f.name)
+			expect := func(key string, got, want any) {
+				t.Helper()
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s = %s, want %s (Globals.Function merged in as SAM does)", key, describe(got), describe(want))
+				}
+			}
+			expect("Runtime", props["Runtime"], "provided.al2023")
+			expect("Architectures", props["Architectures"], []any{"arm64"})
+			expect("Handler", props["Handler"], "bootstrap")
+			expect("Metadata.BuildMethod", path(r.Metadata, "BuildMethod"), "go1.x")
+			expect("CodeUri", props["CodeUri"], f.codeURI)
+			expect("MemorySize", props["MemorySize"], 128)
+			expect("Timeout", props["Timeout"], f.timeout)
+			if props["PackageType"] != nil && props["PackageType"] != "Zip" {
+				t.Errorf("PackageType = %s, want Zip", describe(props["PackageType"]))
+			}
+			if props["Role"] != nil {
+				t.Errorf("Role is set: SAM then ignores Policies; keep the generated least-privilege role")
+			}
+
+			vars, _ := path(props, "Environment", "Variables").(obj)
+			wantEnv := map[string]any{
+				"TABLE_NAME":     obj{"Ref": "ConnectionsTable"},
+				"BASE_URL":       baseURL,
+				"SECRETS_PREFIX": obj{"Ref": "SecretsPrefix"},
+				"RETURN_ORIGINS": obj{"Ref": "ReturnOrigins"},
+				"PROVIDERS_FILE": obj{"Ref": "ProvidersFile"},
+			}
+			for _, name := range f.env {
+				got, ok := vars[name]
+				if !ok {
+					t.Errorf("environment variable %s is missing", name)
+					continue
+				}
+				if !reflect.DeepEqual(got, wantEnv[name]) {
+					t.Errorf("environment variable %s = %s, want %s", name, describe(got), describe(wantEnv[name]))
+				}
+			}
+			for name, v := range vars {
+				if name != "SECRETS_PREFIX" && secretLike.MatchString(name) {
+					t.Errorf("environment variable %s looks like a secret: secrets are read from Secrets Manager, never from the environment", name)
+				}
+				if s, ok := v.(string); ok && len(s) > 40 {
+					t.Errorf("environment variable %s has a long literal value: nothing secret belongs in the environment", name)
+				}
+			}
+
+			evs, _ := props["Events"].(obj)
+			for evName, ev := range evs {
+				switch typ := path(ev, "Type"); typ {
+				case "HttpApi", "Api":
+					t.Errorf("event %s is of type %v: routes are AWS::ApiGatewayV2::Route resources (a SAM HttpApi event makes BASE_URL circular)", evName, typ)
+				}
+			}
+		})
+	}
+}
+
+// baseURLExpr returns the BASE_URL expression after checking its shape:
+// !If [HasBaseUrl, !Ref BaseUrl, !Sub https://${HttpApi}.execute-api...].
+func (tpl *cfnTemplate) baseURLExpr(t *testing.T) any {
+	t.Helper()
+	want := obj{"Fn::If": []any{
+		"HasBaseUrl",
+		obj{"Ref": "BaseUrl"},
+		obj{"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"},
+	}}
+	cond := obj{"Fn::Not": []any{obj{"Fn::Equals": []any{obj{"Ref": "BaseUrl"}, ""}}}}
+	if got := tpl.Conditions["HasBaseUrl"]; !reflect.DeepEqual(got, cond) {
+		t.Errorf("condition HasBaseUrl = %s, want %s", describe(got), describe(cond))
+	}
+	if api := tpl.Resources["HttpApi"]; api.Type != "AWS::ApiGatewayV2::Api" {
+		t.Errorf("BASE_URL is built from HttpApi, which must be an AWS::ApiGatewayV2::Api; it is %q", api.Type)
+	}
+	// With the default (empty) BaseUrl it must be the execute-api URL, with no trailing slash.
+	if got, err := tpl.resolve(want); err != nil || got != "https://abcdef1234.execute-api.us-east-1.amazonaws.com" {
+		t.Errorf("BASE_URL with default parameters = %q (%v), want https://abcdef1234.execute-api.us-east-1.amazonaws.com", got, err)
+	}
+	return want
+}
+
+// TestFunctionsBuild builds every CodeUri the way `sam build` (BuildMethod
+// go1.x) does for provided.al2023 on arm64.
+func TestFunctionsBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: not building the functions")
+	}
+	tpl := loadTemplate(t)
+	root := repoRoot(t)
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	for _, f := range wantFunctions {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			codeURI, _ := tpl.functionProps(f.name)["CodeUri"].(string)
+			if codeURI == "" {
+				t.Fatalf("%s has no string CodeUri", f.name)
+			}
+			dir := filepath.Join(root, filepath.FromSlash(codeURI))
+			info, err := os.Stat(dir)
+			if errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%s: CodeUri %s does not exist (yet): sam build compiles that directory, which must hold a package main", f.name, codeURI)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !info.IsDir() {
+				t.Fatalf("%s: CodeUri %s is not a directory", f.name, codeURI)
+			}
+			out := filepath.Join(t.TempDir(), "bootstrap")
+			pkg := "./" + strings.TrimSuffix(filepath.ToSlash(filepath.Clean(filepath.FromSlash(codeURI))), "/")
+			cmd := exec.CommandContext(t.Context(), goBin, "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", out, pkg)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+			var stderr bytes.Buffer
+			cmd.Stdout = &stderr
+			cmd.Stderr = &stderr
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%s: GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build %s failed: %v\n%s", f.name, pkg, err, stderr.String())
+			}
+			head := make([]byte, 8)
+			fh, err := os.Open(out)
+			if errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%s: go build %s wrote no binary: CodeUri must hold a package main", f.name, pkg)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = fh.Read(head)
+			fh.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.HasPrefix(head, []byte("!<arch>")) {
+				t.Fatalf("%s: go build %s produced a library archive, not a program: CodeUri must hold a package main", f.name, pkg)
+			}
+			bin, err := elf.Open(out)
+			if err != nil {
+				t.Fatalf("%s: the built bootstrap is not an ELF file: %v", f.name, err)
+			}
+			defer bin.Close()
+			if bin.Machine != elf.EM_AARCH64 {
+				t.Errorf("%s: bootstrap is built for %v, want EM_AARCH64 (Architectures: [arm64])", f.name, bin.Machine)
+			}
+			for _, p := range bin.Progs {
+				if p.Type == elf.PT_INTERP {
+					t.Errorf("%s: bootstrap is dynamically linked; build it with CGO_ENABLED=0", f.name)
+				}
+			}
+			t.Logf("%s: built %s in %v", f.name, pkg, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+func TestHTTPAPI(t *testing.T) {
+	tpl := loadTemplate(t)
+
+	apis := tpl.ofType("AWS::ApiGatewayV2::Api")
+	if !slices.Equal(apis, []string{"HttpApi"}) {
+		t.Fatalf("AWS::ApiGatewayV2::Api resources = %v, want exactly [HttpApi]", apis)
+	}
+	api := tpl.Resources["HttpApi"].Properties
+	if api["ProtocolType"] != "HTTP" {
+		t.Errorf("HttpApi.ProtocolType = %s, want HTTP", describe(api["ProtocolType"]))
+	}
+	for _, k := range []string{"Target", "RouteKey", "Body", "BodyS3Location", "CredentialsArn"} {
+		if _, ok := api[k]; ok {
+			t.Errorf("HttpApi.%s is set: no quick-create or OpenAPI body; routes are declared as AWS::ApiGatewayV2::Route", k)
+		}
+	}
+	isAPI := func(v any) bool { r, ok := refName(v); return ok && r == "HttpApi" }
+
+	// Stage.
+	stages := tpl.ofType("AWS::ApiGatewayV2::Stage")
+	if len(stages) != 1 {
+		t.Errorf("AWS::ApiGatewayV2::Stage resources = %v, want exactly one ($default)", stages)
+	}
+	for _, name := range stages {
+		st := tpl.Resources[name].Properties
+		if !isAPI(st["ApiId"]) {
+			t.Errorf("stage %s: ApiId = %s, want !Ref HttpApi", name, describe(st["ApiId"]))
+		}
+		if st["StageName"] != "$default" {
+			t.Errorf("stage %s: StageName = %s, want $default (BASE_URL has no stage path)", name, describe(st["StageName"]))
+		}
+		if st["AutoDeploy"] != true {
+			t.Errorf("stage %s: AutoDeploy = %s, want true", name, describe(st["AutoDeploy"]))
+		}
+		for _, k := range []string{"ThrottlingRateLimit", "ThrottlingBurstLimit"} {
+			v := path(st, "DefaultRouteSettings", k)
+			if r, ok := refName(v); ok {
+				v = tpl.Parameters[r]["Default"]
+			}
+			if n, ok := asInt(v); !ok || n <= 0 {
+				t.Errorf("stage %s: DefaultRouteSettings.%s = %s, want a positive limit (or a Number parameter with one as default)", name, k, describe(path(st, "DefaultRouteSettings", k)))
+			}
+		}
+	}
+
+	// Routes -> integrations -> functions.
+	got := map[string]string{}
+	for _, name := range tpl.ofType("AWS::ApiGatewayV2::Route") {
+		rt := tpl.Resources[name].Properties
+		key, _ := rt["RouteKey"].(string)
+		if !isAPI(rt["ApiId"]) {
+			t.Errorf("route %s (%s): ApiId = %s, want !Ref HttpApi", name, key, describe(rt["ApiId"]))
+		}
+		if a, ok := rt["AuthorizationType"]; ok && a != "NONE" {
+			t.Errorf("route %s (%s): AuthorizationType = %s: the connect and callback routes are public (authorized by signed links and state)", name, key, describe(a))
+		}
+		tmpl, _, ok := subOf(rt["Target"])
+		integ, found := strings.CutPrefix(tmpl, "integrations/")
+		if !ok || !found || !strings.HasPrefix(integ, "${") || !strings.HasSuffix(integ, "}") {
+			t.Errorf("route %s (%s): Target = %s, want !Sub integrations/${SomeIntegration}", name, key, describe(rt["Target"]))
+			continue
+		}
+		integ = integ[2 : len(integ)-1]
+		ir, ok := tpl.Resources[integ]
+		if !ok || ir.Type != "AWS::ApiGatewayV2::Integration" {
+			t.Errorf("route %s (%s): Target names %s, which is not an AWS::ApiGatewayV2::Integration", name, key, integ)
+			continue
+		}
+		ip := ir.Properties
+		if !isAPI(ip["ApiId"]) {
+			t.Errorf("integration %s: ApiId = %s, want !Ref HttpApi", integ, describe(ip["ApiId"]))
+		}
+		if ip["IntegrationType"] != "AWS_PROXY" {
+			t.Errorf("integration %s: IntegrationType = %s, want AWS_PROXY", integ, describe(ip["IntegrationType"]))
+		}
+		if pfv := ip["PayloadFormatVersion"]; pfv != "2.0" {
+			t.Errorf("integration %s: PayloadFormatVersion = %s, want the string \"2.0\" (quoted: an unquoted 2.0 is a number)", integ, describe(pfv))
+		}
+		fn, attr, ok := getAtt(ip["IntegrationUri"])
+		if !ok || attr != "Arn" {
+			if r, isRef := refName(ip["IntegrationUri"]); isRef {
+				fn, ok = r, true
+			} else {
+				t.Errorf("integration %s: IntegrationUri = %s, want !GetAtt <Function>.Arn", integ, describe(ip["IntegrationUri"]))
+				continue
+			}
+		}
+		if prev, dup := got[key]; dup {
+			t.Errorf("route key %q is declared twice (%s and %s)", key, prev, fn)
+		}
+		got[key] = fn
+	}
+	for key, fn := range wantRoutes {
+		switch g, ok := got[key]; {
+		case !ok:
+			t.Errorf("no route %q (to %s)", key, fn)
+		case g != fn:
+			t.Errorf("route %q reaches %s, want %s", key, g, fn)
+		}
+	}
+	for key, fn := range got {
+		if _, ok := wantRoutes[key]; !ok {
+			t.Errorf("unexpected route %q (to %s): every route is public; add it to wantRoutes deliberately", key, fn)
+		}
+	}
+
+	// Invoke permissions, scoped to this API and route.
+	for key, fn := range wantRoutes {
+		method, routePath, _ := strings.Cut(key, " ")
+		samplePath := strings.ReplaceAll(routePath, "{provider}", "acme")
+		arn := func(api, p string) string {
+			return "arn:aws:execute-api:us-east-1:123456789012:" + api + "/$default/" + method + p
+		}
+		var perms []string
+		for _, name := range tpl.ofType("AWS::Lambda::Permission") {
+			pp := tpl.Resources[name].Properties
+			target, _ := refName(pp["FunctionName"])
+			if res, _, ok := getAtt(pp["FunctionName"]); ok {
+				target = res
+			}
+			if target != fn {
+				continue
+			}
+			perms = append(perms, name)
+			if pp["Action"] != "lambda:InvokeFunction" {
+				t.Errorf("permission %s: Action = %s, want lambda:InvokeFunction", name, describe(pp["Action"]))
+			}
+			if pp["Principal"] != "apigateway.amazonaws.com" {
+				t.Errorf("permission %s: Principal = %s, want apigateway.amazonaws.com", name, describe(pp["Principal"]))
+			}
+			tmpl, _, isSub := subOf(pp["SourceArn"])
+			if !isSub || !strings.Contains(tmpl, ":${HttpApi}/") {
+				t.Errorf("permission %s: SourceArn = %s, want an execute-api ARN of ${HttpApi}", name, describe(pp["SourceArn"]))
+				continue
+			}
+			src, err := tpl.resolve(pp["SourceArn"])
+			if err != nil {
+				t.Errorf("permission %s: SourceArn: %v", name, err)
+				continue
+			}
+			re := iamWildcard(src)
+			if !re.MatchString(arn("abcdef1234", samplePath)) || !re.MatchString(arn("abcdef1234", routePath)) {
+				t.Errorf("permission %s: SourceArn %s does not cover %s %s", name, src, method, routePath)
+			}
+			if re.MatchString(arn("zzzzzzzzzz", samplePath)) {
+				t.Errorf("permission %s: SourceArn %s is not scoped to this API", name, src)
+			}
+			for other := range wantRoutes {
+				if other == key {
+					continue
+				}
+				_, op, _ := strings.Cut(other, " ")
+				if re.MatchString(arn("abcdef1234", strings.ReplaceAll(op, "{provider}", "acme"))) {
+					t.Errorf("permission %s: SourceArn %s also covers route %q", name, src, other)
+				}
+			}
+		}
+		if len(perms) == 0 {
+			t.Errorf("no AWS::Lambda::Permission lets API Gateway invoke %s", fn)
+		}
+	}
+}
+
+func TestRefreshSchedule(t *testing.T) {
+	tpl := loadTemplate(t)
+	for _, f := range wantFunctions {
+		if f.name == "RefreshFunction" {
+			continue
+		}
+		if evs, _ := tpl.functionProps(f.name)["Events"].(obj); len(evs) > 0 {
+			t.Errorf("%s has Events %v: only RefreshFunction has an event source", f.name, slices.Sorted(maps.Keys(evs)))
+		}
+	}
+
+	props := tpl.functionProps("RefreshFunction")
+	evs, _ := props["Events"].(obj)
+	if len(evs) != 1 {
+		t.Fatalf("RefreshFunction has %d events, want exactly one ScheduleV2", len(evs))
+	}
+	for name, ev := range evs {
+		if typ := path(ev, "Type"); typ != "ScheduleV2" {
+			t.Fatalf("RefreshFunction event %s: Type = %s, want ScheduleV2 (EventBridge Scheduler)", name, describe(typ))
+		}
+		p, _ := path(ev, "Properties").(obj)
+		if expr, err := tpl.resolve(p["ScheduleExpression"]); err != nil || expr != "rate(5 minutes)" {
+			t.Errorf("event %s: ScheduleExpression = %s (default %q, %v), want rate(5 minutes)", name, describe(p["ScheduleExpression"]), expr, err)
+		}
+		input, ok := p["Input"].(string)
+		if !ok {
+			t.Fatalf("event %s: Input = %s, want a JSON string", name, describe(p["Input"]))
+		}
+		var got, want any
+		if err := json.Unmarshal([]byte(input), &got); err != nil {
+			t.Fatalf("event %s: Input is not valid JSON: %v", name, err)
+		}
+		file := readFile(t, "events/refresh.json")
+		if err := json.Unmarshal(file, &want); err != nil {
+			t.Fatalf("events/refresh.json is not valid JSON: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("event %s: Input %s differs from events/refresh.json %s", name, input, bytes.TrimSpace(file))
+		}
+		var canon any
+		_ = json.Unmarshal([]byte(scheduleIn), &canon)
+		if !reflect.DeepEqual(want, canon) {
+			t.Errorf("events/refresh.json = %s, want %s", bytes.TrimSpace(file), scheduleIn)
+		}
+
+		retries, ok := asInt(path(p, "RetryPolicy", "MaximumRetryAttempts"))
+		if !ok || retries < 0 || retries > 3 {
+			t.Errorf("event %s: RetryPolicy.MaximumRetryAttempts = %s, want a small number (0-3)", name, describe(path(p, "RetryPolicy", "MaximumRetryAttempts")))
+		}
+		if v := path(p, "RetryPolicy", "MaximumEventAgeInSeconds"); v != nil {
+			if n, ok := asInt(v); !ok || n < 60 || n > 86400 {
+				t.Errorf("event %s: RetryPolicy.MaximumEventAgeInSeconds = %s, want 60-86400", name, describe(v))
+			}
+		}
+		if v := path(p, "FlexibleTimeWindow", "Mode"); v != nil && v != "OFF" && v != "FLEXIBLE" {
+			t.Errorf("event %s: FlexibleTimeWindow.Mode = %s, want the string OFF or FLEXIBLE", name, describe(v))
+		}
+	}
+
+	// Lambda retries failed asynchronous invocations twice by default; the
+	// next scheduled run does that work instead.
+	if n, ok := asInt(path(props, "EventInvokeConfig", "MaximumRetryAttempts")); !ok || n != 0 {
+		t.Errorf("RefreshFunction: EventInvokeConfig.MaximumRetryAttempts = %s, want 0", describe(path(props, "EventInvokeConfig", "MaximumRetryAttempts")))
+	}
+}
+
+func TestConnectionsTable(t *testing.T) {
+	tpl := loadTemplate(t)
+	if got := tpl.ofType("AWS::DynamoDB::Table"); !slices.Equal(got, []string{"ConnectionsTable"}) {
+		t.Fatalf("AWS::DynamoDB::Table resources = %v, want [ConnectionsTable]", got)
+	}
+	if got := tpl.ofType("AWS::Serverless::SimpleTable"); len(got) > 0 {
+		t.Errorf("unexpected AWS::Serverless::SimpleTable %v", got)
+	}
+	r := tpl.Resources["ConnectionsTable"]
+	p := r.Properties
+	check := func(what string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("ConnectionsTable %s = %s, want %s", what, describe(got), describe(want))
+		}
+	}
+	check("DeletionPolicy", r.DeletionPolicy, "Retain")
+	check("UpdateReplacePolicy", r.UpdateReplacePolicy, "Retain")
+	check("BillingMode", p["BillingMode"], "PAY_PER_REQUEST")
+	check("DeletionProtectionEnabled", p["DeletionProtectionEnabled"], true)
+	check("TimeToLiveSpecification", p["TimeToLiveSpecification"], obj{"AttributeName": "ttl", "Enabled": true})
+	check("PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled", path(p, "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"), true)
+	check("SSESpecification.SSEEnabled", path(p, "SSESpecification", "SSEEnabled"), true)
+	if _, ok := p["TableName"]; ok {
+		t.Errorf("ConnectionsTable has a fixed TableName: let CloudFormation name it so stacks can coexist (functions get TABLE_NAME)")
+	}
+	if _, ok := p["ProvisionedThroughput"]; ok {
+		t.Errorf("ConnectionsTable has ProvisionedThroughput with on-demand billing")
+	}
+
+	attrs := map[string]any{}
+	for _, a := range anyList(p["AttributeDefinitions"]) {
+		name, _ := path(a, "AttributeName").(string)
+		attrs[name] = path(a, "AttributeType")
+	}
+	check("AttributeDefinitions", attrs, map[string]any{"pk": "S", "sk": "S", "due_shard": "S", "refresh_due": "N"})
+	keySchema := func(hash, rng string) []any {
+		return []any{obj{"AttributeName": hash, "KeyType": "HASH"}, obj{"AttributeName": rng, "KeyType": "RANGE"}}
+	}
+	check("KeySchema", p["KeySchema"], keySchema("pk", "sk"))
+
+	gsis := anyList(p["GlobalSecondaryIndexes"])
+	if len(gsis) != 1 {
+		t.Fatalf("ConnectionsTable has %d global secondary indexes, want exactly one (due)", len(gsis))
+	}
+	g := gsis[0]
+	check("GSI IndexName", path(g, "IndexName"), "due")
+	check("GSI due KeySchema", path(g, "KeySchema"), keySchema("due_shard", "refresh_due"))
+	check("GSI due ProjectionType", path(g, "Projection", "ProjectionType"), "INCLUDE")
+	nka, _ := stringList(path(g, "Projection", "NonKeyAttributes"))
+	slices.Sort(nka)
+	check("GSI due NonKeyAttributes (sorted; never tokens)", nka, []string{"connection_id", "provider"})
+}
+
+func TestSigningKeysSecret(t *testing.T) {
+	tpl := loadTemplate(t)
+	if got := tpl.ofType("AWS::SecretsManager::Secret"); !slices.Equal(got, []string{"SigningKeysSecret"}) {
+		t.Fatalf("AWS::SecretsManager::Secret resources = %v, want [SigningKeysSecret] (provider credentials are created by the operator)", got)
+	}
+	p := tpl.Resources["SigningKeysSecret"].Properties
+	if tmpl, _, ok := subOf(p["Name"]); !ok || tmpl != "${SecretsPrefix}keys" {
+		t.Errorf("SigningKeysSecret Name = %s, want !Sub ${SecretsPrefix}keys", describe(p["Name"]))
+	}
+	if _, ok := p["SecretString"]; ok {
+		t.Errorf("SigningKeysSecret has a literal SecretString: the key must be generated (GenerateSecretString)")
+	}
+	gen, _ := p["GenerateSecretString"].(obj)
+	key, _ := gen["GenerateStringKey"].(string)
+	tmplStr, _ := gen["SecretStringTemplate"].(string)
+	var tmpl map[string]any
+	if err := json.Unmarshal([]byte(tmplStr), &tmpl); err != nil {
+		t.Fatalf("GenerateSecretString.SecretStringTemplate %q is not a JSON object: %v", tmplStr, err)
+	}
+	if !reflect.DeepEqual(tmpl, map[string]any{"current_kid": key}) || key == "" {
+		t.Errorf("SecretStringTemplate %s with GenerateStringKey %q: want {\"current_kid\":\"<GenerateStringKey>\"} so the generated key is the current one", tmplStr, key)
+	}
+	if key != "k1" {
+		t.Errorf("GenerateStringKey = %q, want k1", key)
+	}
+	if n, ok := asInt(gen["PasswordLength"]); !ok || n < 64 {
+		t.Errorf("GenerateSecretString.PasswordLength = %s, want >= 64", describe(gen["PasswordLength"]))
+	}
+	if gen["ExcludePunctuation"] != true {
+		t.Errorf("GenerateSecretString.ExcludePunctuation = %s, want true", describe(gen["ExcludePunctuation"]))
+	}
+	for _, k := range []string{"ExcludeLowercase", "ExcludeUppercase", "ExcludeNumbers"} {
+		if gen[k] == true {
+			t.Errorf("GenerateSecretString.%s = true needlessly weakens the key", k)
+		}
+	}
+}
+
+// grant is one (action, resource, condition) an IAM statement allows.
+type grant struct {
+	Action, Resource, Condition string
+}
+
+func (g grant) String() string {
+	s := g.Action + " on " + g.Resource
+	if g.Condition != "" {
+		s += " when " + g.Condition
+	}
+	return s
+}
+
+// conditionString renders a statement's Condition as sorted
+// "Operator key=[values]" clauses.
+func conditionString(c any) string {
+	m, _ := c.(obj)
+	var clauses []string
+	for op, kv := range m {
+		km, _ := kv.(obj)
+		for k, v := range km {
+			vals, ok := stringList(v)
+			if !ok {
+				vals = []string{describe(v)}
+			}
+			slices.Sort(vals)
+			clauses = append(clauses, fmt.Sprintf("%s %s=[%s]", op, k, strings.Join(vals, ",")))
+		}
+	}
+	slices.Sort(clauses)
+	return strings.Join(clauses, "; ")
+}
+
+// statements returns a function's inline policy statements, failing on
+// policy forms that cannot be checked.
+func (tpl *cfnTemplate) statements(t *testing.T, fn string) []obj {
+	t.Helper()
+	var out []obj
+	addDoc := func(doc obj) {
+		for _, s := range anyList(doc["Statement"]) {
+			st, ok := s.(obj)
+			if !ok {
+				t.Errorf("%s: policy statement %s is not a mapping", fn, describe(s))
+				continue
+			}
+			out = append(out, st)
+		}
+	}
+	pols := tpl.functionProps(fn)["Policies"]
+	if doc, ok := pols.(obj); ok && doc["Statement"] != nil {
+		addDoc(doc)
+		return out
+	}
+	for _, p := range anyList(pols) {
+		switch x := p.(type) {
+		case string:
+			for _, bad := range []string{"FullAccess", "AdministratorAccess", "PowerUserAccess", "ReadOnlyAccess"} {
+				if strings.Contains(x, bad) {
+					t.Errorf("%s: managed policy %s is far broader than the function needs", fn, x)
+				}
+			}
+		case obj:
+			if x["Statement"] == nil {
+				t.Errorf("%s: policy %s is a SAM policy template or unknown form; write explicit statements (templates like DynamoDBCrudPolicy grant Scan and more)", fn, describe(x))
+				continue
+			}
+			addDoc(x)
+		default:
+			t.Errorf("%s: unsupported Policies entry %s", fn, describe(p))
+		}
+	}
+	return out
+}
+
+func TestPolicies(t *testing.T) {
+	tpl := loadTemplate(t)
+
+	// Every statement anywhere in the template (functions and IAM resources).
+	type located struct {
+		where string
+		st    obj
+	}
+	var all []located
+	for _, f := range wantFunctions {
+		for i, st := range tpl.statements(t, f.name) {
+			all = append(all, located{fmt.Sprintf("%s statement %d (%v)", f.name, i, st["Sid"]), st})
+		}
+	}
+	for name, r := range tpl.Resources {
+		switch r.Type {
+		case "AWS::IAM::Role":
+			for i, pol := range anyList(r.Properties["Policies"]) {
+				for j, s := range anyList(path(pol, "PolicyDocument", "Statement")) {
+					st, _ := s.(obj)
+					all = append(all, located{fmt.Sprintf("%s policy %d statement %d", name, i, j), st})
+				}
+			}
+		case "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
+			for j, s := range anyList(path(r.Properties, "PolicyDocument", "Statement")) {
+				st, _ := s.(obj)
+				all = append(all, located{fmt.Sprintf("%s statement %d", name, j), st})
+			}
+		}
+	}
+	if len(all) == 0 {
+		t.Fatal("no IAM policy statements found")
+	}
+	for _, l := range all {
+		st := l.st
+		if e := st["Effect"]; e != "Allow" && e != "Deny" {
+			t.Errorf("%s: Effect = %s", l.where, describe(e))
+		}
+		for _, k := range []string{"NotAction", "NotResource", "NotPrincipal"} {
+			if _, ok := st[k]; ok {
+				t.Errorf("%s: %s is not allowed (it grants everything else)", l.where, k)
+			}
+		}
+		actions, ok := stringList(st["Action"])
+		if !ok || len(actions) == 0 {
+			t.Errorf("%s: Action = %s, want literal action names", l.where, describe(st["Action"]))
+		}
+		dataAction := false
+		for _, a := range actions {
+			if strings.Contains(a, "*") {
+				t.Errorf("%s: action %q has a wildcard", l.where, a)
+			}
+			if strings.EqualFold(a, "dynamodb:Scan") {
+				t.Errorf("%s: dynamodb:Scan is not allowed (and ForAllValues LeadingKeys conditions do not restrict it)", l.where)
+			}
+			lower := strings.ToLower(a)
+			if strings.HasPrefix(lower, "dynamodb:") || strings.HasPrefix(lower, "secretsmanager:") {
+				dataAction = true
+			}
+		}
+		for _, r := range anyList(st["Resource"]) {
+			if s, ok := r.(string); ok && strings.TrimSpace(s) == "*" && dataAction {
+				t.Errorf("%s: Resource \"*\" with DynamoDB or Secrets Manager actions %v", l.where, actions)
+			}
+		}
+		if st["Resource"] == nil {
+			t.Errorf("%s: no Resource", l.where)
+		}
+	}
+
+	const (
+		keysARN     = "arn:aws:secretsmanager:us-east-1:123456789012:secret:oauthbroker/keys-Ab12Cd"
+		providerARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:oauthbroker/provider/acme-Ab12Cd"
+		otherARN    = "arn:aws:secretsmanager:us-east-1:123456789012:secret:payments/db-Ab12Cd"
+	)
+	for _, f := range wantFunctions {
+		t.Run(f.name, func(t *testing.T) {
+			var got []grant
+			canRead := map[string]bool{}
+			for _, st := range tpl.statements(t, f.name) {
+				if st["Effect"] != "Allow" {
+					continue
+				}
+				actions, _ := stringList(st["Action"])
+				for _, a := range actions {
+					for _, r := range anyList(st["Resource"]) {
+						got = append(got, grant{a, canonical(r), conditionString(st["Condition"])})
+						if a != "secretsmanager:GetSecretValue" {
+							continue
+						}
+						pattern, err := tpl.resolve(r)
+						if err != nil {
+							t.Errorf("GetSecretValue resource %s: %v", canonical(r), err)
+							continue
+						}
+						re := iamWildcard(pattern)
+						for _, arn := range []string{keysARN, providerARN, otherARN} {
+							if re.MatchString(arn) {
+								canRead[arn] = true
+							}
+						}
+					}
+				}
+			}
+			want := wantGrants[f.name]
+			for _, g := range got {
+				if !slices.Contains(want, g) {
+					t.Errorf("unexpected grant: %s", g)
+				}
+			}
+			for _, g := range want {
+				if !slices.Contains(got, g) {
+					t.Errorf("missing grant: %s", g)
+				}
+			}
+			if t.Failed() {
+				lines := make([]string, len(got))
+				for i, g := range got {
+					lines[i] = g.String()
+				}
+				t.Logf("%s grants:\n  %s", f.name, strings.Join(lines, "\n  "))
+			}
+
+			// Evaluate the secret ARNs for one sample deployment.
+			wantKeys := f.name != "RefreshFunction"
+			if canRead[keysARN] != wantKeys {
+				t.Errorf("can read the signing keys secret (%s): %v, want %v", keysARN, canRead[keysARN], wantKeys)
+			}
+			if !canRead[providerARN] {
+				t.Errorf("cannot read provider client credentials %s", providerARN)
+			}
+			if canRead[otherARN] {
+				t.Errorf("can read an unrelated secret %s", otherARN)
+			}
+		})
+	}
+}
+
+func TestOutputs(t *testing.T) {
+	tpl := loadTemplate(t)
+	base := tpl.baseURLExpr(t)
+	want := map[string]any{
+		"ApiUrl":               base,
+		"ConnectUrlPattern":    obj{"Fn::Sub": []any{"${Base}/connect/{provider}", obj{"Base": base}}},
+		"CallbackUrlPattern":   obj{"Fn::Sub": []any{"${Base}/callback/{provider}", obj{"Base": base}}},
+		"TableName":            obj{"Ref": "ConnectionsTable"},
+		"SigningKeysSecretArn": obj{"Ref": "SigningKeysSecret"},
+	}
+	for name, w := range want {
+		o, ok := tpl.Outputs[name]
+		if !ok {
+			t.Errorf("output %s is missing", name)
+			continue
+		}
+		if !reflect.DeepEqual(o["Value"], w) {
+			t.Errorf("output %s = %s, want %s", name, describe(o["Value"]), describe(w))
+		}
+	}
+	cb, err := tpl.resolve(tpl.Outputs["CallbackUrlPattern"]["Value"])
+	if err != nil || cb != "https://abcdef1234.execute-api.us-east-1.amazonaws.com/callback/{provider}" {
+		t.Errorf("CallbackUrlPattern with default parameters = %q (%v)", cb, err)
+	}
+}
+
+// ------------------------------------------------------------ sample events
+
+func readFile(t *testing.T, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), filepath.FromSlash(rel)))
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return b
+}
+
+func TestSampleHTTPEvents(t *testing.T) {
+	tpl := loadTemplate(t)
+	routeKeys := map[string]bool{}
+	for _, name := range tpl.ofType("AWS::ApiGatewayV2::Route") {
+		if k, ok := tpl.Resources[name].Properties["RouteKey"].(string); ok {
+			routeKeys[k] = true
+		}
+	}
+	cases := []struct {
+		file, routeKey, rawPath string
+		query                   []string // required query parameters
+		placeholders            []string // parameters that must hold REPLACE_ME
+		cookies                 bool
+	}{
+		{"events/connect.json", "GET /connect/{provider}", "/connect/acme",
+			[]string{"connection_id", "return_to", "exp", "kid", "sig"}, []string{"sig"}, false},
+		{"events/callback.json", "GET /callback/{provider}", "/callback/acme",
+			[]string{"code", "state"}, []string{"code", "state"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			dec := json.NewDecoder(bytes.NewReader(readFile(t, c.file)))
+			dec.DisallowUnknownFields()
+			var ev events.APIGatewayV2HTTPRequest
+			if err := dec.Decode(&ev); err != nil {
+				t.Fatalf("does not decode into events.APIGatewayV2HTTPRequest (unknown or mistyped field?): %v", err)
+			}
+			rc := ev.RequestContext
+			check := func(what string, got, want any) {
+				t.Helper()
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s = %s, want %s", what, describe(got), describe(want))
+				}
+			}
+			check("version", ev.Version, "2.0")
+			check("routeKey", ev.RouteKey, c.routeKey)
+			if !routeKeys[ev.RouteKey] {
+				t.Errorf("routeKey %q is not a route of template.yaml (%v)", ev.RouteKey, slices.Sorted(maps.Keys(routeKeys)))
+			}
+			check("requestContext.routeKey", rc.RouteKey, ev.RouteKey)
+			check("rawPath", ev.RawPath, c.rawPath)
+			check("requestContext.http.path", rc.HTTP.Path, ev.RawPath)
+			check("requestContext.http.method", rc.HTTP.Method, "GET")
+			check("requestContext.stage", rc.Stage, "$default")
+			check("pathParameters", ev.PathParameters, map[string]string{"provider": "acme"})
+			check("isBase64Encoded", ev.IsBase64Encoded, false)
+			check("body", ev.Body, "")
+			if rc.RequestID == "" || rc.TimeEpoch <= 0 || rc.DomainName == "" {
+				t.Errorf("requestContext needs requestId, timeEpoch and domainName; got %q, %d, %q", rc.RequestID, rc.TimeEpoch, rc.DomainName)
+			}
+			check("headers.host", ev.Headers["host"], rc.DomainName)
+			if net.ParseIP(rc.HTTP.SourceIP) == nil {
+				t.Errorf("requestContext.http.sourceIp %q is not an IP", rc.HTTP.SourceIP)
+			}
+			if rc.HTTP.UserAgent == "" || ev.Headers["user-agent"] != rc.HTTP.UserAgent {
+				t.Errorf("requestContext.http.userAgent %q must equal headers.user-agent %q", rc.HTTP.UserAgent, ev.Headers["user-agent"])
+			}
+			for k := range ev.Headers {
+				if k != strings.ToLower(k) {
+					t.Errorf("header %q: API Gateway lower-cases header names", k)
+				}
+			}
+			if _, ok := ev.Headers["cookie"]; ok {
+				t.Errorf("headers.cookie: payload 2.0 moves cookies to the cookies array")
+			}
+
+			q, err := url.ParseQuery(ev.RawQueryString)
+			if err != nil {
+				t.Fatalf("rawQueryString %q: %v", ev.RawQueryString, err)
+			}
+			flat := map[string]string{}
+			for k, v := range q {
+				if len(v) != 1 {
+					t.Errorf("rawQueryString repeats %q", k)
+				}
+				flat[k] = strings.Join(v, ",")
+			}
+			check("queryStringParameters (must match rawQueryString)", ev.QueryStringParameters, flat)
+			for _, k := range c.query {
+				if _, ok := flat[k]; !ok {
+					t.Errorf("query parameter %s is missing", k)
+				}
+			}
+			for _, k := range c.placeholders {
+				if flat[k] != "REPLACE_ME" {
+					t.Errorf("query parameter %s = %q, want the placeholder REPLACE_ME (tests fill it in; never commit a real value)", k, flat[k])
+				}
+			}
+			if c.cookies {
+				if len(ev.Cookies) == 0 {
+					t.Errorf("cookies is empty: the callback needs the __Host- binding cookie")
+				}
+				for _, ck := range ev.Cookies {
+					name, val, ok := strings.Cut(ck, "=")
+					if !ok || !strings.HasPrefix(name, "__Host-") || !strings.Contains(val, "REPLACE_ME") {
+						t.Errorf("cookie %q: want __Host-<name>=REPLACE_ME", ck)
+					}
+				}
+			} else if len(ev.Cookies) > 0 {
+				t.Errorf("cookies = %v: the connect request comes before the broker sets any cookie", ev.Cookies)
+			}
+		})
+	}
+}
+
+// ----------------------------------------------------------- samconfig.toml
+
+// parseSimpleTOML reads the subset of TOML samconfig.toml uses: [a.b.c]
+// tables and key = value lines with strings, booleans, numbers and
+// one-line string arrays.
+func parseSimpleTOML(data string) (map[string]map[string]any, error) {
+	out := map[string]map[string]any{"": {}}
+	table := ""
+	for i, line := range strings.Split(data, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasPrefix(line, "[") {
+			end := strings.Index(line, "]")
+			if end < 0 || strings.HasPrefix(line, "[[") {
+				return nil, fmt.Errorf("line %d: unsupported table header %q", i+1, line)
+			}
+			table = strings.TrimSpace(line[1:end])
+			if _, dup := out[table]; dup {
+				return nil, fmt.Errorf("line %d: table [%s] defined twice", i+1, table)
+			}
+			out[table] = map[string]any{}
+			continue
+		}
+		key, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: expected key = value", i+1)
+		}
+		key = strings.TrimSpace(key)
+		v, tail, err := tomlValue(strings.TrimSpace(rest))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %v", i+1, err)
+		}
+		if tail = strings.TrimSpace(tail); tail != "" && !strings.HasPrefix(tail, "#") {
+			return nil, fmt.Errorf("line %d: trailing %q", i+1, tail)
+		}
+		if _, dup := out[table][key]; dup {
+			return nil, fmt.Errorf("line %d: key %s repeated in [%s]", i+1, key, table)
+		}
+		out[table][key] = v
+	}
+	return out, nil
+}
+
+func tomlValue(s string) (v any, rest string, err error) {
+	switch {
+	case strings.HasPrefix(s, `"`):
+		for i := 1; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				i++
+			case '"':
+				u, err := strconv.Unquote(s[:i+1])
+				return u, s[i+1:], err
+			}
+		}
+		return nil, "", errors.New("unterminated string")
+	case strings.HasPrefix(s, "["):
+		var list []any
+		s = strings.TrimSpace(s[1:])
+		for !strings.HasPrefix(s, "]") {
+			e, r, err := tomlValue(s)
+			if err != nil {
+				return nil, "", err
+			}
+			list = append(list, e)
+			s = strings.TrimPrefix(strings.TrimSpace(r), ",")
+			s = strings.TrimSpace(s)
+			if s == "" {
+				return nil, "", errors.New("unterminated or multi-line array")
+			}
+		}
+		return list, s[1:], nil
+	}
+	word, rest, _ := strings.Cut(s, " ")
+	switch word {
+	case "true":
+		return true, rest, nil
+	case "false":
+		return false, rest, nil
+	}
+	if f, err := strconv.ParseFloat(word, 64); err == nil {
+		return f, rest, nil
+	}
+	return nil, "", fmt.Errorf("unsupported value %q", s)
+}
+
+// parseOverrides splits SAM's parameter_overrides (Key=Value or Key="Value"
+// separated by spaces, or a list of such strings).
+func parseOverrides(v any) (map[string]string, error) {
+	var parts []string
+	switch x := v.(type) {
+	case string:
+		parts = []string{x}
+	case []any:
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("non-string entry %v", e)
+			}
+			parts = append(parts, s)
+		}
+	default:
+		return nil, fmt.Errorf("unsupported parameter_overrides %v", v)
+	}
+	out := map[string]string{}
+	for _, s := range parts {
+		for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+			key, rest, ok := strings.Cut(s, "=")
+			if !ok || key == "" || strings.ContainsAny(key, " ,\"") {
+				return nil, fmt.Errorf("cannot parse %q: want Key=Value", s)
+			}
+			var val string
+			if strings.HasPrefix(rest, `"`) {
+				end := strings.Index(rest[1:], `"`)
+				if end < 0 {
+					return nil, fmt.Errorf("unterminated quote in %q", s)
+				}
+				val, s = rest[1:end+1], rest[end+2:]
+			} else {
+				val, s, _ = strings.Cut(rest, " ")
+			}
+			if _, dup := out[key]; dup {
+				return nil, fmt.Errorf("%s given twice", key)
+			}
+			out[key] = val
+		}
+	}
+	return out, nil
+}
+
+func TestSamconfig(t *testing.T) {
+	tpl := loadTemplate(t)
+	cfg, err := parseSimpleTOML(string(readFile(t, "samconfig.toml")))
+	if err != nil {
+		t.Fatalf("samconfig.toml: %v", err)
+	}
+	get := func(table, key string) any { return cfg[table][key] }
+	if v := get("", "version"); v != 0.1 {
+		t.Errorf("samconfig.toml version = %v, want 0.1", describe(v))
+	}
+	if get("default.build.parameters", "cached") != true || get("default.build.parameters", "parallel") != true {
+		t.Errorf("[default.build.parameters] should set cached = true and parallel = true")
+	}
+
+	prefixes := map[string]string{}
+	for env, stack := range map[string]string{"default": "oauthbroker", "prod": "oauthbroker-prod"} {
+		if got := get(env+".global.parameters", "stack_name"); got != stack {
+			t.Errorf("[%s.global.parameters] stack_name = %s, want %q", env, describe(got), stack)
+		}
+		deploy := env + ".deploy.parameters"
+		for key, want := range map[string]any{"capabilities": "CAPABILITY_IAM", "confirm_changeset": true, "resolve_s3": true} {
+			if got := get(deploy, key); got != want {
+				t.Errorf("[%s] %s = %s, want %s", deploy, key, describe(got), describe(want))
+			}
+		}
+		ov, err := parseOverrides(get(deploy, "parameter_overrides"))
+		if err != nil {
+			t.Errorf("[%s] parameter_overrides: %v", deploy, err)
+			continue
+		}
+		for name, p := range tpl.Parameters {
+			if _, hasDefault := p["Default"]; !hasDefault {
+				if _, ok := ov[name]; !ok {
+					t.Errorf("[%s] parameter_overrides lacks required parameter %s", deploy, name)
+				}
+			}
+		}
+		prefix, ok := ov["SecretsPrefix"]
+		if !ok {
+			prefix = fmt.Sprint(tpl.Parameters["SecretsPrefix"]["Default"])
+		}
+		if other, dup := prefixes[prefix]; dup {
+			t.Errorf("environments %s and %s share SecretsPrefix %q: both stacks would create the secret %skeys", other, env, prefix, prefix)
+		}
+		prefixes[prefix] = env
+	}
+
+	// Every parameter_overrides anywhere names template parameters with
+	// values their AllowedPattern accepts.
+	for table, kv := range cfg {
+		v, ok := kv["parameter_overrides"]
+		if !ok {
+			continue
+		}
+		ov, err := parseOverrides(v)
+		if err != nil {
+			t.Errorf("[%s] parameter_overrides: %v", table, err)
+			continue
+		}
+		for name, val := range ov {
+			p, ok := tpl.Parameters[name]
+			if !ok {
+				t.Errorf("[%s] parameter_overrides sets %s, which template.yaml does not declare", table, name)
+				continue
+			}
+			if pattern, ok := p["AllowedPattern"].(string); ok {
+				if re, err := regexp.Compile(`^(?:` + pattern + `)$`); err == nil && !re.MatchString(val) {
+					t.Errorf("[%s] parameter_overrides %s=%q does not match its AllowedPattern %q", table, name, val, pattern)
+				}
+			}
+		}
+	}
+}
