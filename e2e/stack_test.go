@@ -1,0 +1,299 @@
+// Package e2e drives the built Lambda functions — authorize, callback,
+// refresh — under the Lambda Runtime Interface Emulator, with the events in
+// events/ as templates, against dynalite (the DynamoDB API), a Secrets
+// Manager protocol server and a strict OAuth provider.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
+)
+
+func TestMain(m *testing.M) { dynalite.Main(m) }
+
+const (
+	baseURL   = "https://broker.example.test"
+	appOrigin = "https://app.example.com"
+	returnTo  = appOrigin + "/connected?tab=integrations"
+	clientID  = "acme-client-id"
+	// Test credentials: the log check searches every function log for them.
+	clientSecret = "acme-client-secret-Zq81"
+	keyMaterial  = "test-signing-key-0123456789abcdef0123456789"
+)
+
+// stack is one deployment of the product on local parts.
+type stack struct {
+	t         *testing.T
+	ddb       *dynamodb.Client
+	table     string
+	store     *dynamo.Store
+	sm        *secretsmanagertest.Server
+	prov      *providertest.Server
+	keys      *signing.Keyset
+	authorize *lambdarie.Function
+	callback  *lambdarie.Function
+	callback2 *lambdarie.Function // a second instance, for concurrent callbacks
+	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
+	refresh   *lambdarie.Function
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ddb := dynalite.Shared(t)
+	table := dynalite.NewTable(t, ddb.Client)
+
+	prov := providertest.New(t, providertest.Config{
+		ClientID:            clientID,
+		ClientSecret:        clientSecret,
+		RedirectURI:         baseURL + "/callback/acme",
+		ClientAuth:          "basic",
+		TokenRequest:        "form",
+		RequirePKCE:         true,
+		Scopes:              []string{"read", "write"},
+		AccessTokenTTL:      time.Hour,
+		RotateRefreshTokens: true,
+	})
+
+	dir := t.TempDir()
+	catalog := "providers:\n" +
+		"  acme:\n    display_name: Acme\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
+		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    token_request: form\n    default_scopes: [read]\n" +
+		"  other:\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
+		"\n    grant_types: [authorization_code]\n"
+	providersFile := filepath.Join(dir, "providers.yaml")
+	if err := os.WriteFile(providersFile, []byte(catalog), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	keys, err := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMaterial)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanagertest.New(t)
+	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
+	sm.Put("oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
+	sm.Put("oauthbroker/provider/other", `{"client_id":"other-id","client_secret":"other-secret-Pw2"}`)
+
+	env := map[string]string{
+		"TABLE_NAME":                       table,
+		"BASE_URL":                         baseURL,
+		"RETURN_ORIGINS":                   appOrigin,
+		"PROVIDERS_FILE":                   providersFile,
+		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
+	}
+	slow := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"}
+	for k, v := range env {
+		slow[k] = v
+	}
+	cb := lambdarie.Build(t, "./functions/callback")
+	s := &stack{
+		t:         t,
+		ddb:       ddb.Client,
+		table:     table,
+		store:     dynamo.New(ddb.Client, table),
+		sm:        sm,
+		prov:      prov,
+		keys:      keys,
+		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), env),
+		callback:  lambdarie.Start(t, cb, env),
+		callback2: lambdarie.Start(t, cb, env),
+		slowCB:    lambdarie.Start(t, cb, slow),
+		refresh:   lambdarie.Start(t, lambdarie.Build(t, "./functions/refresh"), env),
+	}
+	t.Cleanup(s.checkLogs)
+	return s
+}
+
+// checkLogs fails the test if any function printed a credential (S22).
+func (s *stack) checkLogs() {
+	secretsSeen := []string{clientSecret, keyMaterial, "other-secret-Pw2"}
+	secretsSeen = append(secretsSeen, s.prov.Credentials()...)
+	for _, fn := range []*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh} {
+		logs := fn.Logs()
+		for _, secret := range secretsSeen {
+			if secret != "" && strings.Contains(logs, secret) {
+				s.t.Errorf("%s logged a credential (%.6s…)", fn.Name(), secret)
+			}
+		}
+		for _, marker := range []string{"state=", "code=", "sig="} {
+			if strings.Contains(logs, marker) {
+				s.t.Errorf("%s logged %q", fn.Name(), marker)
+			}
+		}
+	}
+}
+
+// event loads events/<name>.json — the file a user passes to
+// `sam local invoke -e` — and applies edits.
+func event(t *testing.T, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
+	t.Helper()
+	root, err := lambdarie.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "events", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	edit(&ev)
+	out, _ := json.Marshal(ev)
+	return out
+}
+
+func setQuery(ev *events.APIGatewayV2HTTPRequest, provider, path, raw string) {
+	ev.PathParameters = map[string]string{"provider": provider}
+	ev.RawPath = "/" + path + "/" + provider
+	ev.RequestContext.HTTP.Path = ev.RawPath
+	ev.RawQueryString = raw
+	q, _ := url.ParseQuery(raw)
+	ev.QueryStringParameters = map[string]string{}
+	for k, v := range q {
+		ev.QueryStringParameters[k] = strings.Join(v, ",")
+	}
+}
+
+func invoke(t *testing.T, fn *lambdarie.Function, ev []byte) events.APIGatewayV2HTTPResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	out, err := fn.Invoke(ctx, ev)
+	if err != nil {
+		t.Fatalf("invoke %s: %v\n%s", fn.Name(), err, out)
+	}
+	var resp events.APIGatewayV2HTTPResponse
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("invoke %s: response %s: %v", fn.Name(), out, err)
+	}
+	return resp
+}
+
+// link signs a connect link for connectionID.
+func (s *stack) link(connectionID, ret string, scopes []string, exp time.Time) string {
+	q, err := signing.SignLink(s.keys, signing.Link{Provider: "acme", ConnectionID: connectionID, ReturnTo: ret, Scopes: scopes, Expires: exp})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return q
+}
+
+// connect invokes authorize with a connect query.
+func (s *stack) connect(provider, rawQuery string, headers map[string]string) events.APIGatewayV2HTTPResponse {
+	return invoke(s.t, s.authorize, event(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		setQuery(ev, provider, "connect", rawQuery)
+		for k, v := range headers {
+			ev.Headers[k] = v
+		}
+	}))
+}
+
+// flow is a started authorization: what the browser holds when it comes
+// back from the provider.
+type flow struct {
+	callbackQuery string // code=…&state=… as the provider sent it
+	state, code   string
+	cookie        string // name=value of the binding cookie
+	authURL       *url.URL
+}
+
+// begin runs authorize and the provider's consent for connectionID.
+func (s *stack) begin(connectionID string) flow {
+	s.t.Helper()
+	resp := s.connect("acme", s.link(connectionID, returnTo, nil, time.Now().Add(time.Hour)), nil)
+	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+		s.t.Fatalf("authorize: %d %v %s", resp.StatusCode, resp.Cookies, resp.Body)
+	}
+	authURL, err := url.Parse(resp.Headers["Location"])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
+	back := s.consent(authURL)
+	return flow{callbackQuery: back.RawQuery, state: back.Query().Get("state"), code: back.Query().Get("code"), cookie: cookie, authURL: authURL}
+}
+
+// consent is the user approving at the provider: it returns where the
+// provider redirects the browser.
+func (s *stack) consent(authURL *url.URL) *url.URL {
+	s.t.Helper()
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Get(authURL.String())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		s.t.Fatalf("provider authorize: %d", resp.StatusCode)
+	}
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return u
+}
+
+// deliver invokes a callback function with the browser's query and cookies.
+func (s *stack) deliver(fn *lambdarie.Function, provider, rawQuery string, cookies ...string) events.APIGatewayV2HTTPResponse {
+	return invoke(s.t, fn, event(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		setQuery(ev, provider, "callback", rawQuery)
+		ev.Cookies = cookies
+	}))
+}
+
+func (s *stack) conn(id string) (store.Connection, error) {
+	return s.store.GetConnection(context.Background(), "acme", id)
+}
+
+// makeDue moves a connection's refresh time into the past, as if the
+// clock had advanced to it.
+func (s *stack) makeDue(id string) {
+	s.t.Helper()
+	c, err := s.conn(id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	c.RefreshDue = time.Now().Add(-time.Minute)
+	if _, err := s.store.SaveConnection(context.Background(), c); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *stack) runRefresh() map[string]int {
+	s.t.Helper()
+	root, _ := lambdarie.ModuleRoot()
+	ev, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out, err := s.refresh.Invoke(s.t.Context(), ev)
+	if err != nil {
+		s.t.Fatalf("refresh: %v", err)
+	}
+	var sum map[string]int
+	if err := json.Unmarshal(out, &sum); err != nil {
+		s.t.Fatalf("refresh summary %s: %v", out, err)
+	}
+	return sum
+}

@@ -1,0 +1,668 @@
+package providertest_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+)
+
+const redirectURI = "https://broker.example/callback/acme?tenant=t1"
+
+// A secret with characters that HTTP Basic must form-urlencode (RFC 6749 §2.3.1).
+const clientSecret = "s3cr:t+/=%&é"
+
+func baseConfig(auth, req string) providertest.Config {
+	return providertest.Config{
+		ClientID:       "client-1",
+		ClientSecret:   clientSecret,
+		RedirectURI:    redirectURI,
+		ClientAuth:     auth,
+		TokenRequest:   req,
+		RequirePKCE:    true,
+		Scopes:         []string{"read", "write", "admin"},
+		AccessTokenTTL: time.Hour,
+		Issuer:         "https://provider.example",
+		ExtraResponse:  map[string]any{"user_id": "U123"},
+	}
+}
+
+func newPKCE(t *testing.T) (verifier, challenge string) {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	verifier = base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// authURL builds an authorization request; extra overrides or (with "")
+// removes parameters.
+func authURL(s *providertest.Server, cfg providertest.Config, challenge string, extra map[string]string) string {
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {cfg.ClientID},
+		"redirect_uri":          {cfg.RedirectURI},
+		"scope":                 {"read write"},
+		"state":                 {"state-123"},
+		"code_challenge":        {challenge},
+		"code_challenge_method": {"S256"},
+	}
+	if challenge == "" {
+		delete(q, "code_challenge")
+		delete(q, "code_challenge_method")
+	}
+	for k, v := range extra {
+		if v == "" {
+			delete(q, k)
+		} else {
+			q.Set(k, v)
+		}
+	}
+	return s.AuthorizeURL() + "?" + q.Encode()
+}
+
+type tokenReply struct {
+	status int
+	header http.Header
+	raw    []byte
+	body   map[string]any
+}
+
+func (r tokenReply) str(k string) string { s, _ := r.body[k].(string); return s }
+
+func (r tokenReply) String() string { return fmt.Sprintf("%d %s", r.status, r.raw) }
+
+// tokenRequest sends params the way cfg says, adding client authentication.
+func tokenRequest(t *testing.T, s *providertest.Server, cfg providertest.Config, params url.Values) tokenReply {
+	t.Helper()
+	params = cloneValues(params)
+	if cfg.ClientAuth == providertest.AuthBody {
+		params.Set("client_id", cfg.ClientID)
+		params.Set("client_secret", cfg.ClientSecret)
+	}
+	var req *http.Request
+	var err error
+	switch cfg.TokenRequest {
+	case providertest.RequestForm:
+		req, err = http.NewRequest(http.MethodPost, s.TokenURL(), strings.NewReader(params.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	case providertest.RequestJSON:
+		m := map[string]string{}
+		for k := range params {
+			m[k] = params.Get(k)
+		}
+		b, _ := json.Marshal(m)
+		req, err = http.NewRequest(http.MethodPost, s.TokenURL(), strings.NewReader(string(b)))
+		req.Header.Set("Content-Type", "application/json")
+	case providertest.RequestQuery:
+		req, err = http.NewRequest(http.MethodGet, s.TokenURL()+"?"+params.Encode(), nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClientAuth == providertest.AuthBasic {
+		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) tokenReply {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := tokenReply{status: resp.StatusCode, header: resp.Header, raw: raw}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		out[k] = slices.Clone(vs)
+	}
+	return out
+}
+
+// obtainCode runs the authorization step and returns code and verifier.
+func obtainCode(t *testing.T, s *providertest.Server, cfg providertest.Config) (code, verifier string) {
+	t.Helper()
+	verifier, challenge := newPKCE(t)
+	loc := s.Authorize(t, authURL(s, cfg, challenge, nil))
+	code = loc.Query().Get("code")
+	if code == "" {
+		t.Fatalf("no code in %s", loc)
+	}
+	return code, verifier
+}
+
+func codeParams(code, verifier string) url.Values {
+	return url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {redirectURI},
+		"code_verifier": {verifier},
+	}
+}
+
+func wantError(t *testing.T, r tokenReply, status int, code string) {
+	t.Helper()
+	if r.status != status || r.str("error") != code {
+		t.Fatalf("got %s, want %d %s", r, status, code)
+	}
+	if r.header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+		t.Fatalf("error response headers %v", r.header)
+	}
+}
+
+func TestCodeFlowEveryClientAuthAndEncoding(t *testing.T) {
+	for _, auth := range []string{providertest.AuthBasic, providertest.AuthBody} {
+		for _, enc := range []string{providertest.RequestForm, providertest.RequestJSON, providertest.RequestQuery} {
+			t.Run(auth+"/"+enc, func(t *testing.T) {
+				t.Parallel()
+				cfg := baseConfig(auth, enc)
+				s := providertest.New(t, cfg)
+
+				// Authorization: 302 to the registered URI, its query kept.
+				verifier, challenge := newPKCE(t)
+				loc := s.Authorize(t, authURL(s, cfg, challenge, nil))
+				if got := loc.Scheme + "://" + loc.Host + loc.Path; got != "https://broker.example/callback/acme" {
+					t.Fatalf("redirected to %s", loc)
+				}
+				q := loc.Query()
+				if q.Get("tenant") != "t1" || q.Get("state") != "state-123" || q.Get("iss") != "https://provider.example" || q.Get("code") == "" {
+					t.Fatalf("redirect query %v", q)
+				}
+
+				// Code redemption.
+				r := tokenRequest(t, s, cfg, codeParams(q.Get("code"), verifier))
+				if r.status != 200 {
+					t.Fatalf("token: %s", r)
+				}
+				if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
+					t.Errorf("token response headers %v", r.header)
+				}
+				at, rt := r.str("access_token"), r.str("refresh_token")
+				if at == "" || rt == "" || r.str("token_type") != "Bearer" || r.body["expires_in"] != float64(3600) ||
+					r.str("scope") != "read write" || r.str("user_id") != "U123" {
+					t.Fatalf("token response %s", r.raw)
+				}
+				if !s.Issued(at) || !s.Valid(at) || !s.ValidRefresh(rt) {
+					t.Fatal("issued token not known as valid")
+				}
+
+				// The recorded request has the configured shape.
+				reqs := s.Requests()
+				last := reqs[len(reqs)-1]
+				wantMethod := map[string]string{"form": "POST", "json": "POST", "query": "GET"}[enc]
+				if last.Path != "/token" || last.Method != wantMethod || last.Params.Get("code") != q.Get("code") || last.Status != 200 {
+					t.Fatalf("recorded %v %v", last, last.Params)
+				}
+				if (auth == providertest.AuthBasic) != (last.Header.Get("Authorization") != "") {
+					t.Fatalf("Authorization header %q with %s", last.Header.Get("Authorization"), auth)
+				}
+
+				// The token works at the resource.
+				req, _ := http.NewRequest(http.MethodGet, s.ResourceURL(), nil)
+				req.Header.Set("Authorization", "Bearer "+at)
+				if res := do(t, req); res.status != 200 || res.str("scope") != "read write" {
+					t.Fatalf("resource: %s", res)
+				}
+
+				// Refresh without rotation: new access token, no new refresh token.
+				r2 := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read"}})
+				if r2.status != 200 || r2.str("access_token") == "" || r2.str("access_token") == at || r2.body["refresh_token"] != nil || r2.str("scope") != "read" {
+					t.Fatalf("refresh: %s", r2)
+				}
+				if !s.ValidRefresh(rt) {
+					t.Fatal("refresh token gone without rotation")
+				}
+
+				// Client credentials: no refresh token (RFC 6749 §4.4.3).
+				r3 := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}})
+				if r3.status != 200 || r3.str("access_token") == "" || r3.body["refresh_token"] != nil || r3.str("scope") != "admin" {
+					t.Fatalf("client_credentials: %s", r3)
+				}
+				if s.TokenRequests() != 3 {
+					t.Fatalf("TokenRequests = %d", s.TokenRequests())
+				}
+				creds := s.Credentials()
+				for _, c := range []string{clientSecret, q.Get("code"), at, rt, r2.str("access_token"), r3.str("access_token")} {
+					if !slices.Contains(creds, c) {
+						t.Errorf("Credentials lacks %q", c)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestTokenRejections(t *testing.T) {
+	basicForm := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	bodyForm := baseConfig(providertest.AuthBody, providertest.RequestForm)
+	s := providertest.New(t, basicForm)
+	sb := providertest.New(t, bodyForm)
+
+	post := func(srv *providertest.Server, contentType, body string, mutate func(*http.Request)) tokenReply {
+		req, _ := http.NewRequest(http.MethodPost, srv.TokenURL(), strings.NewReader(body))
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		if mutate != nil {
+			mutate(req)
+		}
+		return do(t, req)
+	}
+	basic := func(req *http.Request) { req.SetBasicAuth("client-1", url.QueryEscape(clientSecret)) }
+	code, verifier := obtainCode(t, s, basicForm)
+	good := codeParams(code, verifier).Encode()
+
+	t.Run("wrong method", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, s.TokenURL()+"?"+good, nil)
+		basic(req)
+		wantError(t, do(t, req), 405, "invalid_request")
+	})
+	t.Run("wrong content type", func(t *testing.T) {
+		b, _ := json.Marshal(map[string]string{"grant_type": "authorization_code", "code": code})
+		wantError(t, post(s, "application/json", string(b), basic), 400, "invalid_request")
+		wantError(t, post(s, "", good, basic), 400, "invalid_request")
+	})
+	t.Run("parameters in the URL of a POST", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, s.TokenURL()+"?code="+code, strings.NewReader(good))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		basic(req)
+		wantError(t, do(t, req), 400, "invalid_request")
+	})
+	t.Run("secret in the body with basic", func(t *testing.T) {
+		wantError(t, post(s, "application/x-www-form-urlencoded", good+"&client_secret="+url.QueryEscape(clientSecret), basic), 400, "invalid_request")
+	})
+	t.Run("no client authentication", func(t *testing.T) {
+		r := post(s, "application/x-www-form-urlencoded", good+"&client_id=client-1", nil)
+		wantError(t, r, 401, "invalid_client")
+		if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
+			t.Fatalf("WWW-Authenticate %q", r.header.Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("secret not form-encoded in basic", func(t *testing.T) {
+		r := post(s, "application/x-www-form-urlencoded", good, func(req *http.Request) { req.SetBasicAuth("client-1", clientSecret) })
+		wantError(t, r, 401, "invalid_client")
+	})
+	t.Run("wrong secret", func(t *testing.T) {
+		wantError(t, post(s, "application/x-www-form-urlencoded", good, func(req *http.Request) { req.SetBasicAuth("client-1", "nope") }), 401, "invalid_client")
+	})
+	t.Run("Authorization header with body auth", func(t *testing.T) {
+		p := url.Values{"grant_type": {"client_credentials"}, "client_id": {"client-1"}, "client_secret": {clientSecret}}
+		wantError(t, post(sb, "application/x-www-form-urlencoded", p.Encode(), basic), 400, "invalid_request")
+		p.Set("client_secret", "nope")
+		wantError(t, post(sb, "application/x-www-form-urlencoded", p.Encode(), nil), 401, "invalid_client")
+	})
+	t.Run("repeated parameter", func(t *testing.T) {
+		wantError(t, post(s, "application/x-www-form-urlencoded", good+"&code="+code, basic), 400, "invalid_request")
+	})
+	t.Run("grant types", func(t *testing.T) {
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"password"}, "username": {"u"}, "password": {"p"}}), 400, "unsupported_grant_type")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"code": {code}}), 400, "invalid_request")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"client_credentials"}, "scope": {"read root"}}), 400, "invalid_scope")
+	})
+	t.Run("bad verifier", func(t *testing.T) {
+		c, _ := obtainCode(t, s, basicForm)
+		other, _ := newPKCE(t)
+		wantError(t, tokenRequest(t, s, basicForm, codeParams(c, other)), 400, "invalid_grant")
+	})
+	t.Run("missing verifier", func(t *testing.T) {
+		c, _ := obtainCode(t, s, basicForm)
+		p := codeParams(c, "")
+		wantError(t, tokenRequest(t, s, basicForm, p), 400, "invalid_grant")
+	})
+	t.Run("verifier without challenge", func(t *testing.T) {
+		cfg := basicForm
+		cfg.RequirePKCE = false
+		s2 := providertest.New(t, cfg)
+		loc := s2.Authorize(t, authURL(s2, cfg, "", nil))
+		v, _ := newPKCE(t)
+		wantError(t, tokenRequest(t, s2, cfg, codeParams(loc.Query().Get("code"), v)), 400, "invalid_grant") // RFC 9700 §2.1.1
+	})
+	t.Run("wrong redirect_uri", func(t *testing.T) {
+		c, v := obtainCode(t, s, basicForm)
+		p := codeParams(c, v)
+		p.Set("redirect_uri", "https://broker.example/callback/acme")
+		wantError(t, tokenRequest(t, s, basicForm, p), 400, "invalid_grant")
+	})
+	t.Run("unknown code", func(t *testing.T) {
+		_, v := obtainCode(t, s, basicForm)
+		wantError(t, tokenRequest(t, s, basicForm, codeParams("ptc_madeup", v)), 400, "invalid_grant")
+	})
+	t.Run("expired code", func(t *testing.T) {
+		cfg := basicForm
+		cfg.CodeTTL = time.Millisecond
+		s2 := providertest.New(t, cfg)
+		c, v := obtainCode(t, s2, cfg)
+		time.Sleep(5 * time.Millisecond)
+		wantError(t, tokenRequest(t, s2, cfg, codeParams(c, v)), 400, "invalid_grant")
+	})
+	t.Run("reused code revokes its tokens", func(t *testing.T) {
+		c, v := obtainCode(t, s, basicForm)
+		first := tokenRequest(t, s, basicForm, codeParams(c, v))
+		if first.status != 200 {
+			t.Fatalf("first redemption: %s", first)
+		}
+		at, rt := first.str("access_token"), first.str("refresh_token")
+		wantError(t, tokenRequest(t, s, basicForm, codeParams(c, v)), 400, "invalid_grant")
+		if s.Valid(at) || s.ValidRefresh(rt) || !s.Issued(at) {
+			t.Fatal("tokens from a reused code still valid")
+		}
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}), 400, "invalid_grant")
+	})
+	t.Run("revoked refresh token", func(t *testing.T) {
+		c, v := obtainCode(t, s, basicForm)
+		rt := tokenRequest(t, s, basicForm, codeParams(c, v)).str("refresh_token")
+		s.RevokeRefresh(rt)
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}), 400, "invalid_grant")
+	})
+	t.Run("refresh beyond the granted scope", func(t *testing.T) {
+		c, v := obtainCode(t, s, basicForm)
+		rt := tokenRequest(t, s, basicForm, codeParams(c, v)).str("refresh_token")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read admin"}}), 400, "invalid_scope")
+	})
+}
+
+func TestAuthorizeRejections(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	s := providertest.New(t, cfg)
+	_, challenge := newPKCE(t)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(u string) *http.Response {
+		t.Helper()
+		resp, err := noRedirect.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	// Never a redirect to an unregistered URI (RFC 6749 §4.1.2.1).
+	for _, extra := range []map[string]string{
+		{"client_id": "client-2"},
+		{"client_id": ""},
+		{"redirect_uri": ""},
+		{"redirect_uri": "https://evil.example/callback/acme?tenant=t1"},
+		{"redirect_uri": "https://broker.example/callback/acme?tenant=t1&x=1"},
+		{"redirect_uri": "https://broker.example/callback/acme/?tenant=t1"},
+		{"redirect_uri": "https://BROKER.example/callback/acme?tenant=t1"},
+	} {
+		resp := get(authURL(s, cfg, challenge, extra))
+		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
+			t.Errorf("%v: %d Location %q", extra, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	if resp := get(authURL(s, cfg, challenge, nil) + "&redirect_uri=https%3A%2F%2Fevil.example%2F"); resp.StatusCode != 400 {
+		t.Errorf("repeated redirect_uri: %d", resp.StatusCode)
+	}
+
+	// Errors after the client is known go back to it (RFC 6749 §4.1.2.1).
+	for _, tc := range []struct {
+		name  string
+		extra map[string]string
+		want  string
+	}{
+		{"plain PKCE", map[string]string{"code_challenge_method": "plain"}, "invalid_request"},
+		{"PKCE method missing", map[string]string{"code_challenge_method": ""}, "invalid_request"},
+		{"PKCE missing", map[string]string{"code_challenge": "", "code_challenge_method": ""}, "invalid_request"},
+		{"malformed challenge", map[string]string{"code_challenge": "short"}, "invalid_request"},
+		{"unknown scope", map[string]string{"scope": "read root"}, "invalid_scope"},
+		{"implicit", map[string]string{"response_type": "token"}, "unsupported_response_type"},
+	} {
+		loc := s.Authorize(t, authURL(s, cfg, challenge, tc.extra))
+		if q := loc.Query(); q.Get("error") != tc.want || q.Get("state") != "state-123" || q.Get("code") != "" || loc.Host != "broker.example" {
+			t.Errorf("%s: redirected to %s", tc.name, loc)
+		}
+	}
+	loc := s.Authorize(t, authURL(s, cfg, challenge, map[string]string{"state": ""}))
+	if q := loc.Query(); q.Get("error") != "invalid_request" || q.Has("state") || q.Has("code") {
+		t.Errorf("missing state: redirected to %s", loc)
+	}
+
+	s.Deny(true)
+	loc = s.Authorize(t, authURL(s, cfg, challenge, nil))
+	if q := loc.Query(); q.Get("error") != "access_denied" || q.Get("error_description") == "" || q.Get("state") != "state-123" || q.Has("code") || q.Get("iss") != cfg.Issuer {
+		t.Errorf("deny: redirected to %s", loc)
+	}
+	s.Deny(false)
+	if loc := s.Authorize(t, authURL(s, cfg, challenge, nil)); !loc.Query().Has("code") {
+		t.Errorf("after Deny(false): %s", loc)
+	}
+
+	resp, err := noRedirect.Post(s.AuthorizeURL(), "application/x-www-form-urlencoded", strings.NewReader("client_id=client-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Errorf("POST /authorize: %d", resp.StatusCode)
+	}
+}
+
+func TestRefreshRotationAndReplay(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBody, providertest.RequestJSON)
+	cfg.RotateRefreshTokens = true
+	cfg.AccessTokenTTL = 0
+	s := providertest.New(t, cfg)
+	code, verifier := obtainCode(t, s, cfg)
+	first := tokenRequest(t, s, cfg, codeParams(code, verifier))
+	if _, ok := first.body["expires_in"]; ok || first.status != 200 {
+		t.Fatalf("with AccessTokenTTL 0: %s", first)
+	}
+	rt1 := first.str("refresh_token")
+	second := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
+	rt2 := second.str("refresh_token")
+	if second.status != 200 || rt2 == "" || rt2 == rt1 || s.ValidRefresh(rt1) || !s.ValidRefresh(rt2) {
+		t.Fatalf("rotation: %s", second)
+	}
+	// Replaying the old token revokes the grant (RFC 9700 §4.14.2).
+	wantError(t, tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}}), 400, "invalid_grant")
+	if s.ValidRefresh(rt2) || s.Valid(second.str("access_token")) {
+		t.Fatal("grant not revoked after a refresh token replay")
+	}
+}
+
+func TestScopeParamSeparatorAndNarrowing(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	cfg.ScopeParam, cfg.ScopeSeparator = "scopes", ","
+	cfg.GrantOnly = []string{"read"}
+	s := providertest.New(t, cfg)
+	v, c := newPKCE(t)
+	loc := s.Authorize(t, authURL(s, cfg, c, map[string]string{"scope": "", "scopes": "read,write"}))
+	r := tokenRequest(t, s, cfg, codeParams(loc.Query().Get("code"), v))
+	if r.status != 200 || r.str("scope") != "read" {
+		t.Fatalf("narrowed grant: %s", r)
+	}
+	loc = s.Authorize(t, authURL(s, cfg, c, map[string]string{"scope": "", "scopes": "read write"}))
+	if loc.Query().Get("error") != "invalid_scope" {
+		t.Fatalf("space-separated scopes with a comma separator: %s", loc)
+	}
+}
+
+func TestFailNextAndDelay(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	s := providertest.New(t, cfg)
+	cc := url.Values{"grant_type": {"client_credentials"}}
+
+	s.FailNext(2, 429, "text/html", "<html>slow down</html>", http.Header{"Retry-After": {"7"}})
+	for range 2 {
+		r := tokenRequest(t, s, cfg, cc)
+		if r.status != 429 || r.header.Get("Retry-After") != "7" || r.header.Get("Content-Type") != "text/html" || string(r.raw) != "<html>slow down</html>" {
+			t.Fatalf("injected failure: %s %v", r, r.header)
+		}
+	}
+	if r := tokenRequest(t, s, cfg, cc); r.status != 200 {
+		t.Fatalf("after injected failures: %s", r)
+	}
+	if n := s.TokenRequests(); n != 3 {
+		t.Fatalf("TokenRequests = %d", n)
+	}
+
+	// A delayed request ends as soon as the client gives up.
+	s.Delay(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.TokenURL(), strings.NewReader(cc.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
+	start := time.Now()
+	if _, err := http.DefaultClient.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("delayed request: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("delayed request took %v", d)
+	}
+	s.Delay(0)
+
+	// A request still delayed when its test ends does not hold the test up.
+	var sub *providertest.Server
+	errc := make(chan error, 1)
+	start = time.Now()
+	t.Run("server closed under a delayed request", func(t *testing.T) {
+		sub = providertest.New(t, cfg)
+		sub.Delay(time.Minute)
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, sub.TokenURL(), strings.NewReader(cc.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			_, err := http.DefaultClient.Do(req)
+			errc <- err
+		}()
+		for sub.TokenRequests() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	if err := <-errc; err == nil {
+		t.Fatal("delayed request answered after the server closed")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closing took %v", d)
+	}
+}
+
+func TestRecordedRequests(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	s := providertest.New(t, cfg)
+	code, verifier := obtainCode(t, s, cfg)
+	tokenRequest(t, s, cfg, codeParams(code, verifier))
+	reqs := s.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("recorded %v", reqs)
+	}
+	a, tok := reqs[0], reqs[1]
+	if a.Method != "GET" || a.Path != "/authorize" || a.Status != 302 || a.Query.Get("state") != "state-123" || a.Params.Get("code_challenge_method") != "S256" {
+		t.Errorf("authorize recorded as %v %v", a, a.Query)
+	}
+	if tok.Method != "POST" || tok.Path != "/token" || tok.Status != 200 || len(tok.Query) != 0 ||
+		tok.Params.Get("code_verifier") != verifier || !strings.Contains(string(tok.Body), "grant_type=authorization_code") ||
+		tok.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		t.Errorf("token recorded as %v %v %s", tok, tok.Params, tok.Body)
+	}
+	// Callers get copies.
+	reqs[1].Params.Set("code_verifier", "x")
+	if s.Requests()[1].Params.Get("code_verifier") != verifier {
+		t.Error("Requests shares its maps")
+	}
+}
+
+func TestConcurrentRedemptionsOfOneCode(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	s := providertest.New(t, cfg)
+	code, verifier := obtainCode(t, s, cfg)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var statuses []int
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := tokenRequest(t, s, cfg, codeParams(code, verifier))
+			mu.Lock()
+			statuses = append(statuses, r.status)
+			mu.Unlock()
+			_ = s.Requests()
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, st := range statuses {
+		if st == 200 {
+			ok++
+		}
+	}
+	if ok != 1 || s.TokenRequests() != 8 {
+		t.Fatalf("statuses %v, token requests %d", statuses, s.TokenRequests())
+	}
+}
+
+func TestRevokeAndResource(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	s := providertest.New(t, cfg)
+	code, verifier := obtainCode(t, s, cfg)
+	first := tokenRequest(t, s, cfg, codeParams(code, verifier))
+	at, rt := first.str("access_token"), first.str("refresh_token")
+
+	resource := func(h string) tokenReply {
+		req, _ := http.NewRequest(http.MethodGet, s.ResourceURL(), nil)
+		if h != "" {
+			req.Header.Set("Authorization", h)
+		}
+		return do(t, req)
+	}
+	if r := resource("bearer " + at); r.status != 200 { // the scheme is case-insensitive
+		t.Fatalf("resource: %s", r)
+	}
+	if r := resource(""); r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("no token: %s %v", r, r.header)
+	}
+	s.RevokeAccess(at)
+	if r := resource("Bearer " + at); r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("revoked token: %s %v", r, r.header)
+	}
+
+	revoke := func(token string, withAuth bool) int {
+		req, _ := http.NewRequest(http.MethodPost, s.RevokeURL(), strings.NewReader(url.Values{"token": {token}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if withAuth {
+			req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
+		}
+		return do(t, req).status
+	}
+	if st := revoke(rt, false); st != 401 {
+		t.Fatalf("unauthenticated revoke: %d", st)
+	}
+	if !s.ValidRefresh(rt) {
+		t.Fatal("refresh token revoked by an unauthenticated request")
+	}
+	if st := revoke(rt, true); st != 200 || s.ValidRefresh(rt) {
+		t.Fatalf("revoke: %d, still valid %v", st, s.ValidRefresh(rt))
+	}
+	if st := revoke("unknown", true); st != 200 { // RFC 7009 §2.2
+		t.Fatalf("revoking an unknown token: %d", st)
+	}
+}
