@@ -35,13 +35,17 @@ func NewState(ks *Keyset, provider string, now time.Time, ttl time.Duration) (St
 	if err != nil {
 		return State{}, err
 	}
-	exp := strconv.FormatInt(now.Add(ttl).Unix(), 10)
+	return mintState(ks, provider, nonce, now.Add(ttl)), nil
+}
+
+func mintState(ks *Keyset, provider, nonce string, expires time.Time) State {
+	exp := strconv.FormatInt(expires.Unix(), 10)
 	kid, sig := ks.sign(func(kid string) string { return stateCanonical(kid, provider, nonce, exp) })
 	return State{
 		Value:   kid + "." + nonce + "." + exp + "." + sig,
 		ID:      Hash(nonce),
-		Expires: time.Unix(now.Add(ttl).Unix(), 0),
-	}, nil
+		Expires: time.Unix(expires.Unix(), 0),
+	}
 }
 
 // VerifyState checks a state value received at provider's callback: its

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"html"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// lockedBuffer collects log lines written from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// startServer runs a dev server on a free port in dataDir until the test
+// ends.
+func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *devServer {
+	t.Helper()
+	s, err := newServer(options{
+		Addr:         "127.0.0.1:0",
+		DataDir:      dataDir,
+		RefreshEvery: time.Hour, // the test runs sweeps itself
+		Log:          slog.New(slog.NewJSONHandler(logs, nil)),
+		Now:          clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s
+}
+
+// browser is a net/http client with a cookie jar that does not follow
+// redirects, so the test sees (and can replay) every hop.
+type browser struct {
+	t      *testing.T
+	c      *http.Client
+	bodies []string // every page body seen
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, c: &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (b *browser) do(req *http.Request) (*http.Response, string) {
+	b.t.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	b.bodies = append(b.bodies, string(body))
+	return resp, string(body)
+}
+
+func (b *browser) get(u string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return b.do(req)
+}
+
+func (b *browser) postForm(u string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// redirect asserts a 302 to a URL starting with prefix and returns it.
+func redirect(t *testing.T, step string, resp *http.Response, body, prefix string) string {
+	t.Helper()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, prefix) {
+		t.Fatalf("%s: %d Location %q, want 302 to %s…\n%s", step, resp.StatusCode, loc, prefix, body)
+	}
+	return loc
+}
+
+var (
+	connectLinkRE = regexp.MustCompile(`href="(http://localhost:\d+/connect/sandbox\?[^"]+)"`)
+	requestIDRE   = regexp.MustCompile(`name="request" value="([^"]+)"`)
+)
+
+func TestDevServerFlow(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	clk := &testClock{}
+	logs := &lockedBuffer{}
+	s := startServer(t, dataDir, clk, logs)
+	base := s.baseURL
+	if !regexp.MustCompile(`^http://localhost:\d+$`).MatchString(base) {
+		t.Fatalf("base URL %q", base)
+	}
+	br := newBrowser(t)
+
+	// The demo app's page carries a freshly signed connect link.
+	resp, body := br.get(base + "/")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Connect the sandbox provider") {
+		t.Fatalf("GET /: %d\n%s", resp.StatusCode, body)
+	}
+	m := connectLinkRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no connect link on the home page:\n%s", body)
+	}
+	connectLink := html.UnescapeString(m[1])
+
+	// Broker: connect → provider's authorization page, binding cookie set.
+	resp, body = br.get(connectLink)
+	authURL := redirect(t, "connect", resp, body, base+"/sandbox/authorize?")
+	var binding *http.Cookie
+	for _, c := range resp.Cookies() {
+		if strings.HasPrefix(c.Name, broker.BindingCookiePrefix) {
+			binding = c
+		}
+	}
+	if binding == nil || !binding.Secure || !binding.HttpOnly || binding.Path != "/" {
+		t.Fatalf("binding cookie %+v", binding)
+	}
+	// Go's cookiejar keeps a Secure cookie set over http and sends it back
+	// to http://localhost (it treats localhost and loopback IPs as secure
+	// origins, as browsers do); it does not enforce the __Host- prefix.
+	baseURL, _ := url.Parse(base)
+	if !hasCookie(br.c.Jar.Cookies(baseURL), binding.Name) {
+		t.Fatal("the cookie jar did not keep the Secure binding cookie for http://localhost")
+	}
+
+	// Sandbox: consent page, then Approve.
+	resp, body = br.get(authURL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Sandbox provider — dev only") {
+		t.Fatalf("consent page: %d\n%s", resp.StatusCode, body)
+	}
+	rm := requestIDRE.FindStringSubmatch(body)
+	if rm == nil {
+		t.Fatalf("no request id on the consent page:\n%s", body)
+	}
+	resp, body = br.postForm(base+"/sandbox/decide", url.Values{"request": {html.UnescapeString(rm[1])}, "decision": {"approve"}})
+	callbackURL := redirect(t, "approve", resp, body, base+"/callback/sandbox?")
+	cb, _ := url.Parse(callbackURL)
+	code, state := cb.Query().Get("code"), cb.Query().Get("state")
+
+	// Broker: callback → app's return URL, binding cookie cleared.
+	resp, body = br.get(callbackURL)
+	returnURL := redirect(t, "callback", resp, body, base+"/app/return?")
+	ru, _ := url.Parse(returnURL)
+	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != "demo-1" || q.Has("code") || q.Has("state") {
+		t.Fatalf("return URL %q", returnURL)
+	}
+	if hasCookie(br.c.Jar.Cookies(baseURL), binding.Name) {
+		t.Error("the binding cookie was not cleared")
+	}
+
+	// App: the return page shows the connection, never its tokens.
+	resp, body = br.get(returnURL)
+	for _, want := range []string{"<code>connected</code>", "<code>demo-1</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("return page lacks %q:\n%s", want, body)
+		}
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Errorf("return page: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	// Store: connected, with a refresh due before the token expires.
+	ctx := context.Background()
+	c1, err := s.store.GetConnection(ctx, "sandbox", "demo-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1.Status != store.StatusConnected || c1.AccessToken == "" || c1.RefreshToken == "" || c1.Scope != "profile" || c1.Version != 1 {
+		t.Fatalf("connection %+v", redact(c1))
+	}
+	if c1.RefreshDue.IsZero() || !c1.RefreshDue.Before(c1.ExpiresAt) || c1.ExpiresAt.Sub(clk.Now()) > 2*time.Minute+time.Second {
+		t.Fatalf("refresh due %v, expires %v", c1.RefreshDue, c1.ExpiresAt)
+	}
+
+	// Replays of the callback: from the same browser (its cookie is gone),
+	// and with the binding cookie put back by hand (the state is used up).
+	// Both are refused with a page, and nothing is written.
+	resp, body = br.get(callbackURL)
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Location") != "" {
+		t.Errorf("replay: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	req, _ := http.NewRequest(http.MethodGet, callbackURL, nil)
+	req.AddCookie(&http.Cookie{Name: binding.Name, Value: binding.Value})
+	resp, body = br.do(req)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "already used") {
+		t.Errorf("replay with the cookie: %d\n%s", resp.StatusCode, body)
+	}
+	if c, _ := s.store.GetConnection(ctx, "sandbox", "demo-1"); c.Version != c1.Version || c.AccessToken != c1.AccessToken {
+		t.Errorf("a replay changed the connection: version %d → %d", c1.Version, c.Version)
+	}
+
+	// Nothing is due yet; once the clock passes RefreshDue, one sweep
+	// renews the token and the sandbox rotates the refresh token.
+	if sum, err := s.refreshOnce(ctx); err != nil || sum.Due != 0 {
+		t.Fatalf("early sweep: %+v %v", sum, err)
+	}
+	clk.Add(c1.RefreshDue.Sub(clk.Now()) + time.Second)
+	if sum, err := s.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
+		t.Fatalf("sweep: %+v %v", sum, err)
+	}
+	c2, err := s.store.GetConnection(ctx, "sandbox", "demo-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.AccessToken == c1.AccessToken || c2.RefreshToken == c1.RefreshToken || c2.Version != c1.Version+1 ||
+		!c2.RefreshDue.After(c1.RefreshDue) || c2.Status != store.StatusConnected {
+		t.Fatalf("after refresh: %+v (before %+v)", redact(c2), redact(c1))
+	}
+	_, body = br.get(returnURL)
+	if !strings.Contains(body, "<td>2</td>") {
+		t.Errorf("return page does not show version 2:\n%s", body)
+	}
+
+	// No credential in any page body or log line.
+	raw, _ := os.ReadFile(filepath.Join(dataDir, "secrets.json"))
+	var sec map[string]map[string]string
+	if err := json.Unmarshal(raw, &sec); err != nil {
+		t.Fatal(err)
+	}
+	secretsList := []string{c1.AccessToken, c1.RefreshToken, c2.AccessToken, c2.RefreshToken, code, state,
+		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value}
+	logText := logs.String()
+	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"msg":"refreshed"`) {
+		t.Errorf("expected log lines missing:\n%s", logText)
+	}
+	for _, v := range secretsList {
+		if v == "" {
+			t.Fatal("empty credential in the list")
+		}
+		for i, b := range br.bodies {
+			if strings.Contains(b, v) {
+				t.Errorf("page %d shows a credential", i)
+			}
+		}
+		if strings.Contains(logText, v) {
+			t.Error("a log line shows a credential")
+		}
+	}
+}
+
+func TestDevServerDataDir(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	s := startServer(t, dataDir, &testClock{}, io.Discard)
+
+	if gi, err := os.ReadFile(filepath.Join(dataDir, ".gitignore")); err != nil || !bytes.Contains(gi, []byte("\n*\n")) {
+		t.Errorf(".gitignore %q %v", gi, err)
+	}
+	for name, want := range map[string]os.FileMode{"": 0o700, "secrets.json": 0o600} {
+		fi, err := os.Stat(filepath.Join(dataDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%q mode %v, want %v", name, fi.Mode().Perm(), want)
+		}
+	}
+	secretsBefore, _ := os.ReadFile(filepath.Join(dataDir, "secrets.json"))
+	for _, want := range []string{`"oauthbroker/keys"`, `"current_kid": "k1"`, `"oauthbroker/provider/sandbox"`, `"client_id": "sandbox-`, `"client_secret"`} {
+		if !bytes.Contains(secretsBefore, []byte(want)) {
+			t.Errorf("secrets.json lacks %s", want)
+		}
+	}
+	cat, _ := os.ReadFile(filepath.Join(dataDir, "providers.yaml"))
+	for _, want := range []string{s.baseURL + "/sandbox/authorize", s.baseURL + "/sandbox/token", "default_scopes: [profile]", "client_auth: basic", "pkce: true"} {
+		if !bytes.Contains(cat, []byte(want)) {
+			t.Errorf("providers.yaml lacks %q", want)
+		}
+	}
+
+	var banner bytes.Buffer
+	if err := s.printBanner(context.Background(), &banner); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Open       " + s.baseURL + "/", s.baseURL + "/connect/sandbox?", "demo-1", dataDir} {
+		if !strings.Contains(banner.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner.String())
+		}
+	}
+
+	// A second start on the same directory keeps the generated secrets.
+	s2 := startServer(t, dataDir, &testClock{}, io.Discard)
+	secretsAfter, _ := os.ReadFile(filepath.Join(dataDir, "secrets.json"))
+	if !bytes.Equal(secretsBefore, secretsAfter) {
+		t.Error("secrets.json was regenerated")
+	}
+	if s2.baseURL == s.baseURL {
+		t.Error("two servers on one port")
+	}
+}
+
+func TestAppReturnEscapesQuery(t *testing.T) {
+	s := startServer(t, t.TempDir(), &testClock{}, io.Discard)
+	br := newBrowser(t)
+	_, body := br.get(s.baseURL + "/app/return?" + url.Values{
+		"error":         {"<script>alert(1)</script>"},
+		"status":        {"<b>x</b>"},
+		"connection_id": {"<img src=x>"},
+	}.Encode())
+	if strings.Contains(body, "<script>alert") || strings.Contains(body, "<b>x") || strings.Contains(body, "<img") {
+		t.Fatalf("query echoed into the page:\n%s", body)
+	}
+	if !strings.Contains(body, "unrecognised error") {
+		t.Errorf("unknown error code not reported:\n%s", body)
+	}
+}
+
+func hasCookie(cs []*http.Cookie, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// redact keeps failure messages free of tokens.
+func redact(c store.Connection) store.Connection {
+	c.AccessToken, c.RefreshToken = "[redacted]", "[redacted]"
+	return c
+}

@@ -1,0 +1,53 @@
+// Command dev runs the whole of oauthbroker on localhost, with no AWS
+// account and no real provider: what `make dev` starts.
+//
+// One HTTP server plays every part. The broker's routes
+// (GET /connect/{provider}, GET /callback/{provider}) run the very
+// API Gateway handlers the Lambda functions run; a development-only OAuth
+// provider (package sandbox) answers under /sandbox/; a tiny demo app at /
+// signs connect links and shows connections when the browser comes back;
+// and a ticker calls RefreshDue in place of the EventBridge schedule.
+// Connections go to an embedded store and secrets to a local file, both
+// under the data directory (default .dev, created 0700).
+//
+// Usage:
+//
+//	go run ./cmd/dev [-addr 127.0.0.1:8787] [-data .dev] [-refresh-every 20s]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/setup"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8787", "listen address")
+	data := flag.String("data", ".dev", "data directory (secrets, provider catalog, store)")
+	every := flag.Duration("refresh-every", 20*time.Second, "period of the token refresh schedule")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s, err := newServer(options{Addr: *addr, DataDir: *data, RefreshEvery: *every, Log: setup.Logger()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+	if err := s.printBanner(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+	fmt.Println("dev: stopped")
+}

@@ -1,0 +1,38 @@
+package provider
+
+import (
+	"errors"
+	"testing"
+)
+
+// FuzzParseTokenResponse: no body panics the parser or overflows an
+// expiry; what it accepts has an access token and a bearer type.
+func FuzzParseTokenResponse(f *testing.F) {
+	for _, s := range []string{
+		`{"access_token":"a","token_type":"bearer","expires_in":3600}`,
+		`{"access_token":"a","token_type":"Bearer","expires_in":9223372036}`,
+		`{"access_token":"a","token_type":"bearer","expires_in":"1e308"}`,
+		`{"access_token":"a","token_type":"mac"}`, `{"error":"invalid_grant"}`, `<html>`, `{`, `null`, `[]`,
+	} {
+		f.Add("application/json", []byte(s))
+	}
+	f.Add("application/x-www-form-urlencoded", []byte("access_token=a&token_type=bearer&expires_in=1"))
+	c, err := Parse("fuzz", []byte("providers:\n  p:\n    token_url: https://p.example/t\n    grant_types: [client_credentials]\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, _ := c.Get("p")
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		tok, err := ParseTokenResponse(p, contentType, body, t0)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("error of type %T", err)
+			}
+			return
+		}
+		if tok.AccessToken == "" || tok.TokenType != "Bearer" || (!tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(t0)) {
+			t.Fatalf("accepted %+v", tok)
+		}
+	})
+}
