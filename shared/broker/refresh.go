@@ -93,7 +93,11 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 		}()
 	}
 	wg.Wait()
-	b.log().InfoContext(ctx, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth, "failed", sum.Failed, "skipped", sum.Skipped)
+	level := slog.LevelInfo
+	if sum.Due == 0 {
+		level = slog.LevelDebug // an idle tick is not news
+	}
+	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth, "failed", sum.Failed, "skipped", sum.Skipped)
 	return sum, nil
 }
 

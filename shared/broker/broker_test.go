@@ -1,0 +1,186 @@
+package broker_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/returnto"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
+)
+
+const (
+	base     = "https://broker.example.test"
+	returnTo = "https://app.example.com/done"
+	keyMat   = "broker-test-key-0123456789abcdef0123456789"
+)
+
+// fixture is a broker on the embedded store, a secrets file and a strict
+// provider described by catalogEntry (with URL placeholders filled in).
+type fixture struct {
+	b    *broker.Broker // logs to the default logger (go test shows it on failure)
+	st   *embedded.Store
+	prov *providertest.Server
+	keys *signing.Keyset
+	now  time.Time
+}
+
+func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
+	t.Helper()
+	cfg.ClientID, cfg.ClientSecret, cfg.RedirectURI = "cid", "csecret", base+"/callback/acme"
+	prov := providertest.New(t, cfg)
+	entry = strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL()).Replace(entry)
+	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+entry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sf := filepath.Join(dir, "secrets.json")
+	os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
+	st, err := embedded.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, _ := returnto.ParseOrigins("https://app.example.com")
+	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMat)})
+	f := &fixture{st: st, prov: prov, keys: keys, now: time.Now()}
+	f.b = &broker.Broker{
+		Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
+		Catalog: cat,
+		Store:   st,
+		Secrets: secrets.NewFile(sf),
+		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
+		Now:     func() time.Time { return f.now },
+	}
+	return f
+}
+
+// connect runs a whole flow for id and returns the stored connection.
+func (f *fixture) connect(t *testing.T, id string) store.Connection {
+	t.Helper()
+	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Add(time.Hour)})
+	qv, _ := url.ParseQuery(q)
+	res, err := f.b.Connect(context.Background(), "acme", qv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := url.Parse(res.Location)
+	if !strings.HasPrefix(res.Location, base+"/callback/") {
+		loc = f.prov.Authorize(t, res.Location)
+	}
+	cb, err := f.b.Callback(context.Background(), broker.CallbackRequest{
+		Provider: "acme",
+		Query:    loc.Query(),
+		Cookie: func(name string) (string, bool) {
+			return res.Cookie.Value, name == res.Cookie.Name
+		},
+	})
+	if err != nil || cb.Connection == nil {
+		t.Fatalf("callback: %v", err)
+	}
+	return *cb.Connection
+}
+
+func (f *fixture) get(t *testing.T, id string) store.Connection {
+	t.Helper()
+	c, err := f.st.GetConnection(context.Background(), "acme", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sweepAt runs the refresh schedule with the clock at now+d.
+func (f *fixture) sweepAt(t *testing.T, d time.Duration) broker.RefreshSummary {
+	t.Helper()
+	f.now = f.now.Add(d)
+	sum, err := f.b.RefreshDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+const codeEntry = "    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code, refresh_token]\n"
+
+// RFC 6749 §6: a refresh response without refresh_token keeps the old one.
+func TestRefreshKeepsRefreshTokenWhenOmitted(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
+	c := f.connect(t, "c1")
+	if sum := f.sweepAt(t, 56*time.Minute); sum.Refreshed != 1 {
+		t.Fatalf("sweep %+v", sum)
+	}
+	c2 := f.get(t, "c1")
+	if c2.RefreshToken != c.RefreshToken || c2.AccessToken == c.AccessToken || !f.prov.Valid(c2.AccessToken) || c2.Version != 2 {
+		t.Fatalf("after refresh: version %d, same refresh token %v", c2.Version, c2.RefreshToken == c.RefreshToken)
+	}
+}
+
+// Transient failures back off, keep tokens, honour Retry-After, turn the
+// connection "failing" after FailingAfter attempts, and a success clears it.
+func TestRefreshFailureClasses(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, codeEntry)
+	c := f.connect(t, "c1")
+	f.prov.FailNext(1, http.StatusTooManyRequests, "application/json", `{}`, http.Header{"Retry-After": {"3600"}})
+	if sum := f.sweepAt(t, 56*time.Minute); sum.Failed != 1 {
+		t.Fatalf("sweep %+v", sum)
+	}
+	c2 := f.get(t, "c1")
+	if c2.RefreshToken != c.RefreshToken || c2.AccessToken != c.AccessToken || c2.FailureCount != 1 ||
+		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.now) < 59*time.Minute {
+		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.now))
+	}
+	for i := 2; i <= broker.FailingAfter; i++ {
+		f.prov.FailNext(1, 502, "text/html", "<html>bad gateway</html>", nil)
+		f.sweepAt(t, 2*time.Hour)
+	}
+	if c3 := f.get(t, "c1"); c3.Status != store.StatusFailing || c3.FailureCount != broker.FailingAfter || strings.Contains(c3.LastError, "<html>") {
+		t.Fatalf("after %d failures: status %s count %d error %q", broker.FailingAfter, c3.Status, c3.FailureCount, c3.LastError)
+	}
+	if sum := f.sweepAt(t, 2*time.Hour); sum.Refreshed != 1 {
+		t.Fatalf("recovery sweep %+v", sum)
+	}
+	if c4 := f.get(t, "c1"); c4.Status != store.StatusConnected || c4.FailureCount != 0 || c4.LastError != "" || c4.RefreshToken == c.RefreshToken {
+		t.Fatalf("after recovery: status %s count %d", c4.Status, c4.FailureCount)
+	}
+}
+
+// A provider without consent (client_credentials): the connect link leads
+// through the callback, which mints the token; the schedule re-mints it.
+func TestClientCredentialsProvider(t *testing.T) {
+	f := newFixture(t, providertest.Config{AccessTokenTTL: 300 * time.Second, ClientAuth: "body", TokenRequest: "json"},
+		"    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n    token_request: json\n")
+	c := f.connect(t, "svc")
+	if c.RefreshToken != "" || c.ExpiresAt.IsZero() || !c.RefreshDue.Equal(c.ExpiresAt.Add(-150*time.Second)) {
+		t.Fatalf("connection: refresh token %v, expires %v, due %v", c.RefreshToken != "", c.ExpiresAt, c.RefreshDue)
+	}
+	if sum := f.sweepAt(t, 151*time.Second); sum.Refreshed != 1 {
+		t.Fatalf("sweep %+v", sum)
+	}
+	if c2 := f.get(t, "svc"); c2.AccessToken == c.AccessToken || !f.prov.Valid(c2.AccessToken) {
+		t.Fatal("token not re-minted")
+	}
+}
+
+// A provider whose tokens do not expire is never scheduled.
+func TestNonExpiringTokenNeverScheduled(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true}, codeEntry)
+	c := f.connect(t, "forever")
+	if !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() {
+		t.Fatalf("expires %v due %v", c.ExpiresAt, c.RefreshDue)
+	}
+	if sum := f.sweepAt(t, 365*24*time.Hour); sum.Due != 0 {
+		t.Fatalf("sweep %+v", sum)
+	}
+}
