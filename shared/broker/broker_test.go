@@ -6,7 +6,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +63,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 		Catalog: cat,
 		Store:   st,
 		Secrets: secrets.NewFile(sf),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
+		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: func() time.Time { return f.now }},
 		Now:     func() time.Time { return f.now },
 	}
 	return f
@@ -122,7 +125,7 @@ func TestRefreshKeepsRefreshTokenWhenOmitted(t *testing.T) {
 		t.Fatalf("sweep %+v", sum)
 	}
 	c2 := f.get(t, "c1")
-	if c2.RefreshToken != c.RefreshToken || c2.AccessToken == c.AccessToken || !f.prov.Valid(c2.AccessToken) || c2.Version != 2 {
+	if c2.RefreshToken != c.RefreshToken || c2.AccessToken == c.AccessToken || !f.prov.Valid(c2.AccessToken) || c2.Version != 3 { // created, claimed, refreshed
 		t.Fatalf("after refresh: version %d, same refresh token %v", c2.Version, c2.RefreshToken == c.RefreshToken)
 	}
 }
@@ -182,5 +185,41 @@ func TestNonExpiringTokenNeverScheduled(t *testing.T) {
 	}
 	if sum := f.sweepAt(t, 365*24*time.Hour); sum.Due != 0 {
 		t.Fatalf("sweep %+v", sum)
+	}
+}
+
+// S21: refreshers running at once over the same due connections never
+// send one refresh token twice, so a rotating provider revokes nothing
+// and every connection still refreshes afterwards.
+func TestConcurrentSweepsRefreshEachConnectionOnce(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, codeEntry)
+	const n = 20
+	for i := range n {
+		f.connect(t, "c"+strconv.Itoa(i))
+	}
+	before := f.prov.TokenRequests()
+	f.now = f.now.Add(56 * time.Minute)
+	var wg sync.WaitGroup
+	var refreshed atomic.Int32
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sum, err := f.b.RefreshDue(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			refreshed.Add(int32(sum.Refreshed))
+		}()
+	}
+	wg.Wait()
+	if got := f.prov.TokenRequests() - before; got != n || refreshed.Load() != n {
+		t.Fatalf("%d token requests and %d refreshes for %d connections", got, refreshed.Load(), n)
+	}
+	for i := range n {
+		c := f.get(t, "c"+strconv.Itoa(i))
+		if c.Status != store.StatusConnected || !f.prov.ValidRefresh(c.RefreshToken) {
+			t.Fatalf("connection c%d lost: status %s", i, c.Status)
+		}
 	}
 }

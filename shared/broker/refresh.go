@@ -24,6 +24,9 @@ const (
 	// FailingAfter consecutive transient failures mark a connection failing
 	// (it is still retried).
 	FailingAfter = 5
+	// ClaimPeriod is how long a refresher owns a connection it claimed;
+	// far longer than one provider call (NewHTTPClient times out at 10 s).
+	ClaimPeriod = 2 * time.Minute
 	// deadlineReserve is left unused before the Lambda deadline.
 	deadlineReserve = 5 * time.Second
 )
@@ -110,10 +113,17 @@ const (
 	outcomeSkipped     outcome = "skipped"
 )
 
-// refreshOne renews one connection. It re-reads the connection (the index
-// may be stale), calls the provider once, and writes the result with a
-// write conditional on the version it read, so a concurrent writer wins
-// cleanly instead of being overwritten.
+// refreshOne renews one connection.
+//
+// Rotating refresh tokens make a race destructive: if two refreshers send
+// the same refresh token, the provider honours one and answers the other
+// invalid_grant, and writing the loser's view would kill the connection
+// (RFC 9700 §4.14, S21). So a refresher first claims the connection — a
+// write conditional on the version it read that moves RefreshDue one
+// ClaimPeriod ahead — and only the winner of that write calls the
+// provider; its result is written conditional on the claimed version. A
+// refresher that crashes after claiming costs one ClaimPeriod, never the
+// connection.
 func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) outcome {
 	start := time.Now()
 	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
@@ -131,6 +141,13 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) out
 		c.RefreshDue, c.LastError = time.Time{}, "provider not in catalog"
 		b.save(ctx, log, c)
 		return outcomeSkipped
+	}
+	c.RefreshDue = now.Add(ClaimPeriod)
+	if c, err = b.Store.SaveConnection(ctx, c); err != nil {
+		if !errors.Is(err, store.ErrConflict) {
+			log.WarnContext(ctx, "refresh skipped", "reason", "claim failed", "cause", err.Error())
+		}
+		return outcomeSkipped // another refresher holds it
 	}
 	tok, err := b.renew(ctx, p, &c)
 	var pe *provider.Error
