@@ -24,6 +24,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"gopkg.in/yaml.v3"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
 // ---------------------------------------------------------------- expectations
@@ -118,27 +120,9 @@ type cfnTemplate struct {
 	Outputs    map[string]obj
 }
 
-// findRoot finds the directory of go.mod above the test's working directory.
-var findRoot = sync.OnceValues(func() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-})
-
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, err := findRoot()
+	dir, err := modroot.Dir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +130,7 @@ func repoRoot(t *testing.T) string {
 }
 
 var loadTemplateOnce = sync.OnceValues(func() (*cfnTemplate, error) {
-	root, err := findRoot()
+	root, err := modroot.Dir()
 	if err != nil {
 		return nil, err
 	}

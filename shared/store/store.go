@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -112,6 +113,20 @@ type Store interface {
 	// is at or before now, earliest due first. It reads an index, so the
 	// caller re-reads each connection before acting on it.
 	ListDue(ctx context.Context, now time.Time, limit int) ([]Key, error)
+}
+
+// CheckKey rejects connection keys a store cannot hold unambiguously: an
+// empty part, or a "#" in the provider name (DynamoDB's partition key is
+// conn#<provider>#<connection_id>). Provider names in the catalog and
+// signed connection IDs never contain one.
+func CheckKey(provider, connectionID string) error {
+	switch {
+	case provider == "" || connectionID == "":
+		return errors.New("store: empty provider or connection ID")
+	case strings.Contains(provider, "#"):
+		return errors.New(`store: provider name contains "#"`)
+	}
+	return nil
 }
 
 // Key names one connection.

@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -31,6 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
 // startTimeout bounds how long a server may take to accept connections.
@@ -170,7 +171,7 @@ func (s *Server) stop() {
 func binary() (string, error) {
 	bin := os.Getenv("DYNALITE_BIN")
 	if bin == "" {
-		root, err := moduleRoot()
+		root, err := modroot.Dir()
 		if err != nil {
 			return "", fmt.Errorf("dynalite not installed: run 'make tools' (%v)", err)
 		}
@@ -180,25 +181,6 @@ func binary() (string, error) {
 		return "", fmt.Errorf("dynalite not installed: run 'make tools' (%v)", err)
 	}
 	return bin, nil
-}
-
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.

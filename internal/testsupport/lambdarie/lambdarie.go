@@ -53,6 +53,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
 const (
@@ -127,24 +129,8 @@ func Cleanup() {
 	}
 }
 
-// ModuleRoot returns the directory of the go.mod found by walking up from the
-// working directory (a test's package directory).
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if st, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && !st.IsDir() {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("lambdarie: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+// ModuleRoot returns the module's root directory (see modroot.Dir).
+func ModuleRoot() (string, error) { return modroot.Dir() }
 
 func goCommand() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {

@@ -205,7 +205,7 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 
 // GetConnection implements store.Store. It reads consistently.
 func (s *Store) GetConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
-	if err := checkKey(provider, connectionID); err != nil {
+	if err := store.CheckKey(provider, connectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: get connection: %w", err)
 	}
 	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
@@ -244,7 +244,7 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 
 // SaveConnection implements store.Store.
 func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
-	if err := checkKey(c.Provider, c.ConnectionID); err != nil {
+	if err := store.CheckKey(c.Provider, c.ConnectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
 	}
 	now := time.Now()
@@ -371,18 +371,6 @@ func statePK(id string) string { return "state#" + id }
 
 func connPK(provider, connectionID string) string {
 	return "conn#" + provider + "#" + connectionID
-}
-
-// checkKey rejects keys that would make pk ambiguous: with no "#" in the
-// provider, conn#<provider>#<connection_id> names exactly one pair.
-func checkKey(provider, connectionID string) error {
-	switch {
-	case provider == "" || connectionID == "":
-		return errors.New("empty provider or connection ID")
-	case strings.Contains(provider, "#"):
-		return errors.New(`provider name contains "#"`)
-	}
-	return nil
 }
 
 func dueShard(pk string) string {

@@ -120,7 +120,7 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, err
 	}
-	if err := checkKey(provider, connectionID); err != nil {
+	if err := store.CheckKey(provider, connectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("embedded: get connection: %w", err)
 	}
 	s.mu.Lock()
@@ -137,7 +137,7 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, err
 	}
-	if err := checkKey(c.Provider, c.ConnectionID); err != nil {
+	if err := store.CheckKey(c.Provider, c.ConnectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("embedded: save connection: %w", err)
 	}
 	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}
@@ -235,17 +235,6 @@ func (s *Store) save() error {
 	}
 	if err := os.Rename(tmp.Name(), s.path); err != nil {
 		return fmt.Errorf("embedded: save: %w", err)
-	}
-	return nil
-}
-
-// checkKey matches store/dynamo, whose keys cannot hold a "#" in provider.
-func checkKey(provider, connectionID string) error {
-	switch {
-	case provider == "" || connectionID == "":
-		return errors.New("empty provider or connection ID")
-	case strings.Contains(provider, "#"):
-		return errors.New(`provider name contains "#"`)
 	}
 	return nil
 }

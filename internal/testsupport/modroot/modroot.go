@@ -1,0 +1,27 @@
+// Package modroot finds the module's root directory from a test.
+package modroot
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// Dir returns the directory of the go.mod found by walking up from the
+// working directory (a test's package directory).
+func Dir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if st, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && !st.IsDir() {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
