@@ -100,9 +100,13 @@ func newStack(t *testing.T) *stack {
 		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
 	}
+	// The callback's provider call must end before a 3 s Lambda timeout;
+	// the refresh function gets a minute, as a sweep only starts a
+	// connection with 20 s to spare (production: 300 s).
 	slow := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"}
+	sweeper := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"}
 	for k, v := range env {
-		slow[k] = v
+		slow[k], sweeper[k] = v, v
 	}
 	cb := lambdarie.Build(t, "./functions/callback")
 	s := &stack{
@@ -117,7 +121,7 @@ func newStack(t *testing.T) *stack {
 		callback:  lambdarie.Start(t, cb, env),
 		callback2: lambdarie.Start(t, cb, env),
 		slowCB:    lambdarie.Start(t, cb, slow),
-		refresh:   lambdarie.Start(t, lambdarie.Build(t, "./functions/refresh"), env),
+		refresh:   lambdarie.Start(t, lambdarie.Build(t, "./functions/refresh"), sweeper),
 	}
 	t.Cleanup(s.checkLogs)
 	return s

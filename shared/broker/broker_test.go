@@ -36,8 +36,15 @@ type fixture struct {
 	st   *embedded.Store
 	prov *providertest.Server
 	keys *signing.Keyset
-	now  time.Time
+	now  clock
 }
+
+// clock is a settable clock safe for concurrent use.
+type clock struct{ unixNano atomic.Int64 }
+
+func (c *clock) Now() time.Time      { return time.Unix(0, c.unixNano.Load()) }
+func (c *clock) Set(t time.Time)     { c.unixNano.Store(t.UnixNano()) }
+func (c *clock) Add(d time.Duration) { c.unixNano.Add(int64(d)) }
 
 func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	t.Helper()
@@ -57,14 +64,15 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	}
 	allow, _ := returnto.ParseOrigins("https://app.example.com")
 	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMat)})
-	f := &fixture{st: st, prov: prov, keys: keys, now: time.Now()}
+	f := &fixture{st: st, prov: prov, keys: keys}
+	f.now.Set(time.Now())
 	f.b = &broker.Broker{
 		Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
 		Catalog: cat,
 		Store:   st,
 		Secrets: secrets.NewFile(sf),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: func() time.Time { return f.now }},
-		Now:     func() time.Time { return f.now },
+		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: f.now.Now},
+		Now:     f.now.Now,
 	}
 	return f
 }
@@ -72,7 +80,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 // connect runs a whole flow for id and returns the stored connection.
 func (f *fixture) connect(t *testing.T, id string) store.Connection {
 	t.Helper()
-	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Add(time.Hour)})
+	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)})
 	qv, _ := url.ParseQuery(q)
 	res, err := f.b.Connect(context.Background(), "acme", qv)
 	if err != nil {
@@ -107,7 +115,7 @@ func (f *fixture) get(t *testing.T, id string) store.Connection {
 // sweepAt runs the refresh schedule with the clock at now+d.
 func (f *fixture) sweepAt(t *testing.T, d time.Duration) broker.RefreshSummary {
 	t.Helper()
-	f.now = f.now.Add(d)
+	f.now.Add(d)
 	sum, err := f.b.RefreshDue(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -141,8 +149,8 @@ func TestRefreshFailureClasses(t *testing.T) {
 	}
 	c2 := f.get(t, "c1")
 	if c2.RefreshToken != c.RefreshToken || c2.AccessToken != c.AccessToken || c2.FailureCount != 1 ||
-		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.now) < 59*time.Minute {
-		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.now))
+		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.now.Now()) < 59*time.Minute {
+		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.now.Now()))
 	}
 	for i := 2; i <= broker.FailingAfter; i++ {
 		f.prov.FailNext(1, 502, "text/html", "<html>bad gateway</html>", nil)
@@ -198,7 +206,7 @@ func TestConcurrentSweepsRefreshEachConnectionOnce(t *testing.T) {
 		f.connect(t, "c"+strconv.Itoa(i))
 	}
 	before := f.prov.TokenRequests()
-	f.now = f.now.Add(56 * time.Minute)
+	f.now.Add(56 * time.Minute)
 	var wg sync.WaitGroup
 	var refreshed atomic.Int32
 	for range 4 {
@@ -221,5 +229,36 @@ func TestConcurrentSweepsRefreshEachConnectionOnce(t *testing.T) {
 		if c.Status != store.StatusConnected || !f.prov.ValidRefresh(c.RefreshToken) {
 			t.Fatalf("connection c%d lost: status %s", i, c.Status)
 		}
+	}
+}
+
+// H1 of the review: a claim must outlast its holder. A sweep stuck in a
+// slow provider call, with minutes of its invocation left, keeps the
+// connection even when another sweep starts after ClaimPeriod.
+func TestClaimOutlastsSlowHolder(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, codeEntry)
+	f.connect(t, "slow")
+	before := f.prov.TokenRequests()
+	f.now.Add(56 * time.Minute)
+	f.prov.Delay(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // the Lambda's deadline
+	defer cancel()
+	done := make(chan broker.RefreshSummary)
+	go func() {
+		sum, _ := f.b.RefreshDue(ctx)
+		done <- sum
+	}()
+	time.Sleep(300 * time.Millisecond) // the first sweep is inside its provider call
+	f.now.Add(3 * time.Minute)         // longer than ClaimPeriod
+	second, err := f.b.RefreshDue(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-done
+	if got := f.prov.TokenRequests() - before; got != 1 || first.Refreshed != 1 || second.Refreshed != 0 {
+		t.Fatalf("%d token requests; first sweep %+v, second %+v", got, first, second)
+	}
+	if c := f.get(t, "slow"); c.Status != store.StatusConnected || !f.prov.ValidRefresh(c.RefreshToken) {
+		t.Fatalf("connection lost: %s", c.Status)
 	}
 }

@@ -24,11 +24,17 @@ const (
 	// FailingAfter consecutive transient failures mark a connection failing
 	// (it is still retried).
 	FailingAfter = 5
-	// ClaimPeriod is how long a refresher owns a connection it claimed;
-	// far longer than one provider call (NewHTTPClient times out at 10 s).
+	// ClaimPeriod is how long a claim outlives the claimer's own deadline
+	// (or, without a deadline, how long it lasts).
 	ClaimPeriod = 2 * time.Minute
-	// deadlineReserve is left unused before the Lambda deadline.
-	deadlineReserve = 5 * time.Second
+	// startReserve: a connection is started only while this much time is
+	// left before the deadline — one provider call (NewHTTPClient gives up
+	// after 10 s) and the save of its result.
+	startReserve = 20 * time.Second
+	// saveTimeout bounds the write of a result; it runs even if the
+	// invocation's context ends, because a rotated refresh token exists
+	// nowhere else.
+	saveTimeout = 5 * time.Second
 )
 
 // ScheduleEvent is the refresh schedule's input (events/refresh.json).
@@ -44,6 +50,9 @@ type RefreshSummary struct {
 	NeedsReauth int `json:"needs_reauth"`
 	Failed      int `json:"failed"`
 	Skipped     int `json:"skipped"`
+	// Lost counts provider results that could not be saved (logged as
+	// errors): with a rotating provider, such a connection needs re-auth.
+	Lost int `json:"lost"`
 }
 
 // HandleSchedule is the refresh function's handler.
@@ -58,10 +67,9 @@ func (b *Broker) HandleSchedule(ctx context.Context, raw json.RawMessage) (Refre
 // RefreshDue renews every connection whose refresh is due, with bounded
 // concurrency, stopping before the context's deadline; what is left stays
 // due for the next tick. Running it twice at once, or again after a
-// partial run, is harmless: each write is conditional on the version read.
+// partial run, is harmless: a connection is claimed before it is renewed.
 func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
-	now := b.now()
-	keys, err := b.Store.ListDue(ctx, now, RefreshBatch)
+	keys, err := b.Store.ListDue(ctx, b.now(), RefreshBatch)
 	if err != nil {
 		return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
 	}
@@ -73,14 +81,14 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 	)
 	deadline, hasDeadline := ctx.Deadline()
 	for _, k := range keys {
-		if ctx.Err() != nil || hasDeadline && time.Until(deadline) < deadlineReserve {
+		if ctx.Err() != nil || hasDeadline && time.Until(deadline) < startReserve {
 			break
 		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			outcome := b.refreshOne(ctx, k, now)
+			outcome := b.refreshOne(ctx, k)
 			mu.Lock()
 			defer mu.Unlock()
 			switch outcome {
@@ -90,6 +98,8 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 				sum.NeedsReauth++
 			case outcomeFailed:
 				sum.Failed++
+			case outcomeLost:
+				sum.Lost++
 			default:
 				sum.Skipped++
 			}
@@ -100,7 +110,7 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 	if sum.Due == 0 {
 		level = slog.LevelDebug // an idle tick is not news
 	}
-	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth, "failed", sum.Failed, "skipped", sum.Skipped)
+	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth, "failed", sum.Failed, "skipped", sum.Skipped, "lost", sum.Lost)
 	return sum, nil
 }
 
@@ -111,6 +121,7 @@ const (
 	outcomeNeedsReauth outcome = "needs_reauth"
 	outcomeFailed      outcome = "failed"
 	outcomeSkipped     outcome = "skipped"
+	outcomeLost        outcome = "lost"
 )
 
 // refreshOne renews one connection.
@@ -123,8 +134,10 @@ const (
 // ClaimPeriod ahead — and only the winner of that write calls the
 // provider; its result is written conditional on the claimed version. A
 // refresher that crashes after claiming costs one ClaimPeriod, never the
-// connection.
-func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) outcome {
+// connection. The claim lasts past the invocation's deadline, so no claim
+// expires while its holder may still be working.
+func (b *Broker) refreshOne(ctx context.Context, k store.Key) outcome {
+	now := b.now()
 	start := time.Now()
 	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
 	c, err := b.Store.GetConnection(ctx, k.Provider, k.ConnectionID)
@@ -143,6 +156,9 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) out
 		return outcomeSkipped
 	}
 	c.RefreshDue = now.Add(ClaimPeriod)
+	if d, ok := ctx.Deadline(); ok {
+		c.RefreshDue = now.Add(time.Until(d) + ClaimPeriod)
+	}
 	if c, err = b.Store.SaveConnection(ctx, c); err != nil {
 		if !errors.Is(err, store.ErrConflict) {
 			log.WarnContext(ctx, "refresh skipped", "reason", "claim failed", "cause", err.Error())
@@ -168,15 +184,15 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) out
 		}
 		c.Status, c.FailureCount, c.LastError = store.StatusConnected, 0, ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
-		if !b.save(ctx, log, c) {
-			return outcomeSkipped
+		if !b.saveResult(ctx, log, c) {
+			return outcomeLost
 		}
 		log.InfoContext(ctx, "refreshed", "outcome", outcomeRefreshed, "latency_ms", time.Since(start).Milliseconds())
 		return outcomeRefreshed
 	case errors.As(err, &pe) && pe.Failure == provider.FailureGrant:
 		c.Status, c.RefreshDue, c.LastError = store.StatusNeedsReauth, time.Time{}, pe.Error()
-		if !b.save(ctx, log, c) {
-			return outcomeSkipped
+		if !b.saveResult(ctx, log, c) {
+			return outcomeSkipped // the claim expires and the next sweep tries again
 		}
 		log.WarnContext(ctx, "refresh refused", "outcome", outcomeNeedsReauth, "latency_ms", time.Since(start).Milliseconds())
 		return outcomeNeedsReauth
@@ -191,8 +207,8 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key, now time.Time) out
 			wait = pe.RetryAfter
 		}
 		c.RefreshDue = now.Add(max(wait, backoff(c.FailureCount)))
-		if !b.save(ctx, log, c) {
-			return outcomeSkipped
+		if !b.saveResult(ctx, log, c) {
+			return outcomeSkipped // the claim expires and the next sweep tries again
 		}
 		log.WarnContext(ctx, "refresh failed", "outcome", outcomeFailed, "attempt", c.FailureCount, "cause", err.Error(), "latency_ms", time.Since(start).Milliseconds())
 		return outcomeFailed
@@ -222,6 +238,26 @@ func (b *Broker) save(ctx context.Context, log *slog.Logger, c store.Connection)
 		return false
 	}
 	return true
+}
+
+// saveResult writes the outcome of a provider call on the claimed version,
+// even when ctx has ended, and tries once more after a failure other than
+// a lost race.
+func (b *Broker) saveResult(ctx context.Context, log *slog.Logger, c store.Connection) bool {
+	var err error
+	for range 2 {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+		_, err = b.Store.SaveConnection(sctx, c)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	log.ErrorContext(ctx, "refresh result lost", "cause", err.Error())
+	return false
 }
 
 // backoff is exponential from one minute, capped at an hour, with jitter.
