@@ -18,6 +18,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -88,7 +89,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 		c.TokenType != "Bearer" || c.Version != 1 || c.ExpiresAt.IsZero() {
 		t.Fatalf("stored connection %+v", redact(c))
 	}
-	if want := c.ExpiresAt.Add(-5 * time.Minute); !c.RefreshDue.Equal(want) {
+	if want := c.ExpiresAt.Add(-provider.DefaultRefreshMargin); !c.RefreshDue.Equal(want) {
 		t.Errorf("refresh due %v, want %v", c.RefreshDue, want)
 	}
 

@@ -27,9 +27,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
@@ -105,9 +105,9 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 	if fs.NArg() > 0 {
 		problems = append(problems, "unexpected arguments: "+strings.Join(fs.Args(), " "))
 	}
-	base, err := checkBaseURL(*baseURL)
+	base, err := setup.BaseURL(*baseURL) // the broker's own rule for BASE_URL
 	if err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, "-base-url: "+err.Error())
 	}
 	if *prov == "" {
 		problems = append(problems, "-provider is required")
@@ -139,17 +139,6 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 		keysFile:   *keysFile,
 		keysSecret: *keysSecret,
 	}, nil
-}
-
-// checkBaseURL accepts an absolute https URL (http only on loopback)
-// without query or fragment, and drops a trailing slash.
-func checkBaseURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if raw == "" || err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
-		!(u.Scheme == "https" || u.Scheme == "http" && provider.IsLoopback(u.Hostname())) {
-		return "", errors.New("-base-url must be an absolute https URL (http only on loopback) without query")
-	}
-	return strings.TrimRight(raw, "/"), nil
 }
 
 // checkReturnTo applies the broker's return URL rules with the URL's own

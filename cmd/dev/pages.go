@@ -14,7 +14,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/sandbox"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -201,7 +201,7 @@ func (s *devServer) printBanner(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	warn := ""
-	if host, _, _ := net.SplitHostPort(s.listener.Addr().String()); !provider.IsLoopback(host) {
+	if host, _, _ := net.SplitHostPort(s.listener.Addr().String()); !returnto.IsLoopback(host) {
 		warn = "\n  WARNING    listening on " + host + ": this server has no authentication; keep it on loopback.\n"
 	}
 	_, err = fmt.Fprintf(w, `

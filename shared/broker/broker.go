@@ -75,7 +75,7 @@ func (b *Broker) RedirectURI(provider string) string {
 	return b.Config.BaseURL + "/callback/" + provider
 }
 
-// KeysSecret and ProviderSecret name the secrets the broker reads.
+// KeysSecret names the secret holding the signing keyset.
 func (b *Broker) KeysSecret() string { return b.Config.SecretsPrefix + "keys" }
 
 func (b *Broker) keyset(ctx context.Context) (*signing.Keyset, error) {
@@ -92,7 +92,7 @@ func (b *Broker) credentials(ctx context.Context, p *provider.Provider) (secrets
 
 // Error is a flow that ends without success. Message is safe to show to
 // the browser; Code is the fixed error code for the app when the browser
-// is sent back (RedirectTo non-nil).
+// is sent back (Location set).
 type Error struct {
 	Status  int
 	Message string

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -24,8 +23,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/oauthbroker/oauthbroker/shared/returnto"
 )
 
 //go:embed providers.yaml
@@ -51,14 +51,6 @@ const (
 	ClientAuthBody ClientAuth = "body"
 )
 
-// AuthStyle returns the golang.org/x/oauth2 name for the method.
-func (a ClientAuth) AuthStyle() oauth2.AuthStyle {
-	if a == ClientAuthBasic {
-		return oauth2.AuthStyleInHeader
-	}
-	return oauth2.AuthStyleInParams
-}
-
 // TokenRequest says how the token request is encoded.
 type TokenRequest string
 
@@ -75,7 +67,9 @@ const (
 
 // Defaults applied to catalog entries that leave a field out.
 const (
-	DefaultRefreshMargin = 5 * time.Minute
+	// DefaultRefreshMargin is three ticks of the default 5-minute refresh
+	// schedule, so one failed attempt still leaves time before expiry.
+	DefaultRefreshMargin = 15 * time.Minute
 	// DefaultMaxLifetime is the longest expires_in taken at face value;
 	// a longer one (Omnisend sends 9223372036 s) means "does not expire".
 	DefaultMaxLifetime = 10 * 365 * 24 * time.Hour
@@ -244,7 +238,8 @@ var (
 
 // reserved parameters that catalog extras must not override.
 var reserved = []string{"response_type", "client_id", "client_secret", "redirect_uri", "state", "code",
-	"code_challenge", "code_challenge_method", "code_verifier", "grant_type", "refresh_token"}
+	"code_challenge", "code_challenge_method", "code_verifier", "grant_type", "refresh_token", "scope",
+	"response_mode", "request", "request_uri", "nonce", "client_assertion", "client_assertion_type", "iss"}
 
 func (p *Provider) normalize() error {
 	if !nameRE.MatchString(p.Name) {
@@ -330,8 +325,13 @@ func (p *Provider) normalize() error {
 		return errors.New("expiry values must be at most 100 years")
 	}
 	for _, f := range p.MetadataFields {
-		if slices.Contains([]string{"access_token", "refresh_token", "id_token"}, f) {
-			return fmt.Errorf("metadata field %q is a credential", f)
+		// Metadata is stored in clear and returned to apps: anything that
+		// looks like a credential stays out.
+		lf := strings.ToLower(f)
+		for _, w := range []string{"token", "secret", "password", "key", "code"} {
+			if strings.Contains(lf, w) {
+				return fmt.Errorf("metadata field %q looks like a credential", f)
+			}
 		}
 	}
 	return nil
@@ -364,18 +364,9 @@ func checkURL(field, raw string) error {
 	switch {
 	case u.Scheme == "https":
 		return nil
-	case u.Scheme == "http" && IsLoopback(u.Hostname()):
+	case u.Scheme == "http" && returnto.IsLoopback(u.Hostname()):
 		return nil
 	default:
 		return fmt.Errorf("%s %q must be https (http only on a loopback address)", field, raw)
 	}
-}
-
-// IsLoopback reports whether host is localhost or a loopback IP address.
-func IsLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

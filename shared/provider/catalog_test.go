@@ -57,6 +57,9 @@ func TestParseRejects(t *testing.T) {
 		{"bad scope", entry("    default_scopes: [\"a b\"]\n"), "scope token"},
 		{"bad name", "providers:\n  Acme!:\n    token_url: https://a.example/t\n    grant_types: [client_credentials]\n", "name must match"},
 		{"credential as metadata", entry("    metadata_fields: [refresh_token]\n"), "credential"},
+		{"credential-like metadata", entry("    metadata_fields: [bot_access_Token]\n"), "credential"},
+		{"scope as extra param", entry("    authorize_params: {scope: all}\n"), "not allowed"},
+		{"request object as extra param", entry("    authorize_params: {request_uri: x}\n"), "not allowed"},
 		{"huge expiry", entry("    expiry: {max_seconds: 99999999999}\n"), "100 years"},
 		{"require_issuer without issuer", entry("    require_issuer: true\n"), "needs issuer"},
 	}

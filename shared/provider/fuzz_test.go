@@ -23,7 +23,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 	}
 	p, _ := c.Get("p")
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
-		tok, err := ParseTokenResponse(p, contentType, body, t0)
+		tok, err := parseToken(p, contentType, body, t0)
 		if err != nil {
 			var pe *Error
 			if !errors.As(err, &pe) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -329,13 +330,8 @@ func isJSON(contentType string, body []byte) bool {
 	return (mt == "" || strings.HasPrefix(mt, "text/plain") || mt == "text/javascript") && len(t) > 0 && t[0] == '{'
 }
 
-// ParseTokenResponse validates a 2xx token response body (RFC 6749 §5.1,
-// S14) for provider p; sent is when the request was sent, the base of
-// expires_in.
-func ParseTokenResponse(p *Provider, contentType string, body []byte, sent time.Time) (*Token, error) {
-	return parseToken(p, contentType, body, sent)
-}
-
+// parseToken validates a 2xx token response body (RFC 6749 §5.1, S14) for
+// provider p; sent is when the request was sent, the base of expires_in.
 func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*Token, error) {
 	bad := func(reason string) (*Token, error) {
 		return nil, &Error{Failure: FailureResponse, Status: 200, Reason: reason}
@@ -460,5 +456,5 @@ func expiresIn(p *Provider, v any) (time.Duration, error) {
 	case f > p.MaxLifetime().Seconds():
 		return 0, nil // "never expires" (Omnisend's 9223372036)
 	}
-	return time.Duration(f) * time.Second, nil
+	return time.Duration(math.Ceil(f)) * time.Second, nil // 0.5 s is a lifetime, not "never"
 }

@@ -101,7 +101,7 @@ func parse(raw string) (*url.URL, error) {
 	host := u.Hostname()
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(host):
+	case u.Scheme == "http" && IsLoopback(host):
 	default:
 		return nil, ErrNotAllowed
 	}
@@ -127,7 +127,9 @@ func origin(u *url.URL) string {
 	return u.Scheme + "://" + host
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host is localhost or a loopback IP address:
+// the only hosts allowed plain http, for local development and tests.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

@@ -65,7 +65,7 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 func BaseURL(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if raw == "" || err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
-		!(u.Scheme == "https" || u.Scheme == "http" && provider.IsLoopback(u.Hostname())) {
+		!(u.Scheme == "https" || u.Scheme == "http" && returnto.IsLoopback(u.Hostname())) {
 		return "", fmt.Errorf("BASE_URL %q must be an absolute https URL (http only on loopback) without query", raw)
 	}
 	return strings.TrimRight(raw, "/"), nil

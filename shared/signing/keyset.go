@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 )
 
 // MinKeyBytes is the shortest key material accepted.
@@ -75,19 +74,6 @@ func NewKeyset(current string, keys map[string][]byte) (*Keyset, error) {
 	}
 	b, _ := json.Marshal(raw)
 	return ParseKeyset(b)
-}
-
-// CurrentKID returns the id of the signing key.
-func (ks *Keyset) CurrentKID() string { return ks.current }
-
-// KIDs returns every key id, sorted.
-func (ks *Keyset) KIDs() []string {
-	ids := make([]string, 0, len(ks.keys))
-	for k := range ks.keys {
-		ids = append(ids, k)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 // sign returns the current key id and the base64url (unpadded)

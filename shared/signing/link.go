@@ -11,7 +11,7 @@ import (
 )
 
 // MaxLinkLifetime bounds how far ahead a connect link may expire.
-const MaxLinkLifetime = 7 * 24 * time.Hour
+const MaxLinkLifetime = time.Hour
 
 // linkTag starts every connect link's canonical string.
 const linkTag = "oauthbroker-connect-v1"

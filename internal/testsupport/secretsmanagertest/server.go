@@ -13,7 +13,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -246,6 +249,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
+		if r.Context().Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return // the client went away (a cancelled caller): not a protocol error
+		}
 		s.t.Errorf("secretsmanagertest: GetSecretValue body: %v", err)
 		writeError(w, "SerializationException", "")
 		return
