@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -47,6 +48,8 @@ type Broker struct {
 	Wire    *provider.Client
 	Log     *slog.Logger
 	Now     func() time.Time
+
+	lastKeyReload atomic.Int64 // unix nanoseconds of the last forced keyset re-read
 }
 
 func (b *Broker) now() time.Time {
@@ -55,6 +58,9 @@ func (b *Broker) now() time.Time {
 	}
 	return time.Now()
 }
+
+// Logger returns the broker's logger (slog.Default when Log is nil).
+func (b *Broker) Logger() *slog.Logger { return b.log() }
 
 func (b *Broker) log() *slog.Logger {
 	if b.Log != nil {
@@ -84,6 +90,26 @@ func (b *Broker) keyset(ctx context.Context) (*signing.Keyset, error) {
 		return nil, fmt.Errorf("reading signing keys: %w", err)
 	}
 	return signing.ParseKeyset(raw)
+}
+
+// KeyReloadEvery bounds forced re-reads of the signing keyset: a link or
+// state naming an unknown key id triggers at most one per interval, so
+// random key ids cannot turn into a flood of Secrets Manager calls.
+const KeyReloadEvery = 30 * time.Second
+
+// reloadKeyset re-reads the keyset past the cache, when a value names a key
+// id the cached keyset does not know: the app may have rotated keys and
+// signed with the new one minutes before this instance's cache expires.
+func (b *Broker) reloadKeyset(ctx context.Context) (*signing.Keyset, bool) {
+	inv, ok := b.Secrets.(interface{ Invalidate(name string) })
+	last := b.lastKeyReload.Load()
+	now := time.Now().UnixNano()
+	if !ok || now-last < int64(KeyReloadEvery) || !b.lastKeyReload.CompareAndSwap(last, now) {
+		return nil, false
+	}
+	inv.Invalidate(b.KeysSecret())
+	ks, err := b.keyset(ctx)
+	return ks, err == nil
 }
 
 func (b *Broker) credentials(ctx context.Context, p *provider.Provider) (secrets.ClientCredentials, error) {

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +38,8 @@ type fixture struct {
 	prov *providertest.Server
 	keys *signing.Keyset
 	now  clock
+	// secretsFile is the secrets file behind f.b.Secrets.
+	secretsFile string
 }
 
 // clock is a settable clock safe for concurrent use.
@@ -64,7 +67,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	}
 	allow, _ := returnto.ParseOrigins("https://app.example.com")
 	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMat)})
-	f := &fixture{st: st, prov: prov, keys: keys}
+	f := &fixture{st: st, prov: prov, keys: keys, secretsFile: sf}
 	f.now.Set(time.Now())
 	f.b = &broker.Broker{
 		Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
@@ -80,9 +83,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 // connect runs a whole flow for id and returns the stored connection.
 func (f *fixture) connect(t *testing.T, id string) store.Connection {
 	t.Helper()
-	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)})
-	qv, _ := url.ParseQuery(q)
-	res, err := f.b.Connect(context.Background(), "acme", qv)
+	res, err := f.start(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,17 +91,29 @@ func (f *fixture) connect(t *testing.T, id string) store.Connection {
 	if !strings.HasPrefix(res.Location, base+"/callback/") {
 		loc = f.prov.Authorize(t, res.Location)
 	}
-	cb, err := f.b.Callback(context.Background(), broker.CallbackRequest{
-		Provider: "acme",
-		Query:    loc.Query(),
-		Cookie: func(name string) (string, bool) {
-			return res.Cookie.Value, name == res.Cookie.Name
-		},
-	})
+	cb, err := f.finish(res, loc.Query())
 	if err != nil || cb.Connection == nil {
 		t.Fatalf("callback: %v", err)
 	}
 	return *cb.Connection
+}
+
+// start signs a connect link for id with f.keys and runs Connect.
+func (f *fixture) start(id string) (broker.ConnectResult, error) {
+	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)})
+	qv, _ := url.ParseQuery(q)
+	return f.b.Connect(context.Background(), "acme", qv)
+}
+
+// finish delivers the callback query in the browser that holds res's cookie.
+func (f *fixture) finish(res broker.ConnectResult, q url.Values) (broker.CallbackResult, error) {
+	return f.b.Callback(context.Background(), broker.CallbackRequest{
+		Provider: "acme",
+		Query:    q,
+		Cookie: func(name string) (string, bool) {
+			return res.Cookie.Value, name == res.Cookie.Name
+		},
+	})
 }
 
 func (f *fixture) get(t *testing.T, id string) store.Connection {
@@ -261,4 +274,82 @@ func TestClaimOutlastsSlowHolder(t *testing.T) {
 	if c := f.get(t, "slow"); c.Status != store.StatusConnected || !f.prov.ValidRefresh(c.RefreshToken) {
 		t.Fatalf("connection lost: %s", c.Status)
 	}
+}
+
+// S8 (RFC 9207): where the catalog names the issuer, a callback carrying
+// another iss is refused before any token request; with require_issuer, a
+// callback without iss is refused too.
+func TestIssuerMixUp(t *testing.T) {
+	entry := codeEntry + "    issuer: https://acme.example\n    require_issuer: true\n"
+	tests := []struct {
+		name, iss string
+		ok        bool
+	}{
+		{"matching issuer", "https://acme.example", true},
+		{"other issuer", "https://evil.example", false},
+		{"missing issuer", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, providertest.Config{RequirePKCE: true, Issuer: tt.iss}, entry)
+			res, err := f.start("c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			back := f.prov.Authorize(t, res.Location)
+			if tt.iss == "" && back.Query().Has("iss") {
+				t.Fatal("provider sent iss")
+			}
+			before := f.prov.TokenRequests()
+			_, err = f.finish(res, back.Query())
+			var e *broker.Error
+			if tt.ok != (err == nil) || !tt.ok && (!errors.As(err, &e) || e.Status != http.StatusForbidden) {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if !tt.ok && f.prov.TokenRequests() != before {
+				t.Fatal("the code was redeemed")
+			}
+		})
+	}
+}
+
+// Signing keys rotate without an outage: a link signed with a key id that
+// the warm instance's cached keyset does not know yet forces one re-read.
+func TestKeyRotationReachesWarmInstances(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true}, codeEntry)
+	counting := &countingSource{src: secrets.NewFile(f.secretsFile)}
+	f.b.Secrets = secrets.NewCache(counting, 5*time.Minute)
+	f.connect(t, "before-rotation")
+
+	k2 := "second-key-0123456789abcdef0123456789abcdef"
+	os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k2","k1":"`+keyMat+`","k2":"`+k2+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
+	f.keys, _ = signing.NewKeyset("k2", map[string][]byte{"k2": []byte(k2)})
+	reads := counting.n.Load()
+	f.connect(t, "after-rotation")
+	if got := counting.n.Load() - reads; got != 1 {
+		t.Fatalf("%d keyset reads after rotation, want 1", got)
+	}
+	// Unknown key ids do not turn into a flood of Secrets Manager reads.
+	f.keys, _ = signing.NewKeyset("k9", map[string][]byte{"k9": []byte(k2)})
+	reads = counting.n.Load()
+	for range 5 {
+		if _, err := f.start("forged"); err == nil {
+			t.Fatal("link under an unknown key accepted")
+		}
+	}
+	if got := counting.n.Load() - reads; got > 1 {
+		t.Fatalf("%d forced keyset reads for 5 unknown-key links", got)
+	}
+}
+
+type countingSource struct {
+	src secrets.Source
+	n   atomic.Int32
+}
+
+func (c *countingSource) Secret(ctx context.Context, name string) ([]byte, error) {
+	if strings.HasSuffix(name, "keys") {
+		c.n.Add(1)
+	}
+	return c.src.Secret(ctx, name)
 }

@@ -60,6 +60,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	}
 	now := b.now()
 	id, err := signing.VerifyState(ks, p.Name, stateValue, now)
+	if errors.Is(err, signing.ErrUnknownKey) {
+		if fresh, ok := b.reloadKeyset(ctx); ok {
+			id, err = signing.VerifyState(fresh, p.Name, stateValue, now)
+		}
+	}
 	if errors.Is(err, signing.ErrExpired) {
 		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, "This sign-in took too long and has expired. Please start again from the application.", err)
 	} else if err != nil {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -45,6 +46,12 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	}
 	now := b.now()
 	link, err := signing.VerifyLink(ks, p.Name, q, now)
+	if errors.Is(err, signing.ErrUnknownKey) {
+		if fresh, ok := b.reloadKeyset(ctx); ok {
+			ks = fresh
+			link, err = signing.VerifyLink(ks, p.Name, q, now)
+		}
+	}
 	if err != nil {
 		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link is not valid or has expired. Please start again from the application.", err)
 	}

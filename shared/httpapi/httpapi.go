@@ -81,11 +81,7 @@ func failure(ctx context.Context, b *broker.Broker, flow string, err error) even
 	if e.Status >= 500 {
 		level = slog.LevelError
 	}
-	logger := b.Log
-	if logger == nil {
-		logger = slog.Default()
-	}
-	logger.Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", causeOf(e))
+	b.Logger().Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", causeOf(e))
 	if e.Location != "" {
 		return Redirect(e.Location)
 	}
