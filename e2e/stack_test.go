@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,16 @@ type stack struct {
 	callback2 *lambdarie.Function // a second instance, for concurrent callbacks
 	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
 	refresh   *lambdarie.Function
+
+	mu   sync.Mutex
+	seen []string // states, binding cookies and link signatures handed out
+}
+
+// remember notes values that must never appear in a log.
+func (s *stack) remember(values ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen = append(s.seen, values...)
 }
 
 func newStack(t *testing.T) *stack {
@@ -130,7 +141,13 @@ func newStack(t *testing.T) *stack {
 // checkLogs fails the test if any function printed a credential (S22).
 func (s *stack) checkLogs() {
 	secretsSeen := []string{clientSecret, keyMaterial, "other-secret-Pw2"}
-	secretsSeen = append(secretsSeen, s.prov.Credentials()...)
+	secretsSeen = append(secretsSeen, s.prov.Credentials()...) // codes and tokens
+	s.mu.Lock()
+	secretsSeen = append(secretsSeen, s.seen...)
+	s.mu.Unlock()
+	for _, r := range s.prov.Requests() {
+		secretsSeen = append(secretsSeen, r.Params.Get("code_verifier"), r.Query.Get("state"))
+	}
 	for _, fn := range []*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh} {
 		logs := fn.Logs()
 		for _, secret := range secretsSeen {
@@ -200,6 +217,8 @@ func (s *stack) link(connectionID, ret string, scopes []string, exp time.Time) s
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	v, _ := url.ParseQuery(q)
+	s.remember(v.Get("sig"))
 	return q
 }
 
@@ -234,6 +253,7 @@ func (s *stack) begin(connectionID string) flow {
 		s.t.Fatal(err)
 	}
 	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
+	s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
 	back := s.consent(authURL)
 	return flow{callbackQuery: back.RawQuery, state: back.Query().Get("state"), code: back.Query().Get("code"), cookie: cookie, authURL: authURL}
 }
