@@ -14,8 +14,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/sandbox"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
-	"github.com/oauthbroker/oauthbroker/shared/sandbox"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 

@@ -1183,6 +1183,9 @@ func TestRefreshSchedule(t *testing.T) {
 	}
 
 	props := tpl.functionProps("RefreshFunction")
+	if rc := props["ReservedConcurrentExecutions"]; fmt.Sprint(rc) != "1" {
+		t.Errorf("RefreshFunction ReservedConcurrentExecutions = %s, want 1 (one sweep at a time)", describe(rc))
+	}
 	evs, _ := props["Events"].(obj)
 	if len(evs) != 1 {
 		t.Fatalf("RefreshFunction has %d events, want exactly one ScheduleV2", len(evs))
