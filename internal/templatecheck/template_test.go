@@ -16,12 +16,12 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/aws/aws-lambda-go/events"
 	"gopkg.in/yaml.v3"
 
@@ -1688,90 +1688,30 @@ func TestSampleHTTPEvents(t *testing.T) {
 
 // ----------------------------------------------------------- samconfig.toml
 
-// parseSimpleTOML reads the subset of TOML samconfig.toml uses: [a.b.c]
-// tables and key = value lines with strings, booleans, numbers and
-// one-line string arrays.
-func parseSimpleTOML(data string) (map[string]map[string]any, error) {
+// parseSamconfig reads samconfig.toml into its tables by dotted name
+// ("default.deploy.parameters"), top-level keys under "".
+func parseSamconfig(data []byte) (map[string]map[string]any, error) {
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil, err
+	}
 	out := map[string]map[string]any{"": {}}
-	table := ""
-	for i, line := range strings.Split(data, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasPrefix(line, "[") {
-			end := strings.Index(line, "]")
-			if end < 0 || strings.HasPrefix(line, "[[") {
-				return nil, fmt.Errorf("line %d: unsupported table header %q", i+1, line)
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			if sub, ok := v.(map[string]any); ok {
+				name := strings.TrimPrefix(prefix+"."+k, ".")
+				if out[name] == nil {
+					out[name] = map[string]any{}
+				}
+				walk(name, sub)
+			} else {
+				out[prefix][k] = v
 			}
-			table = strings.TrimSpace(line[1:end])
-			if _, dup := out[table]; dup {
-				return nil, fmt.Errorf("line %d: table [%s] defined twice", i+1, table)
-			}
-			out[table] = map[string]any{}
-			continue
 		}
-		key, rest, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("line %d: expected key = value", i+1)
-		}
-		key = strings.TrimSpace(key)
-		v, tail, err := tomlValue(strings.TrimSpace(rest))
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %v", i+1, err)
-		}
-		if tail = strings.TrimSpace(tail); tail != "" && !strings.HasPrefix(tail, "#") {
-			return nil, fmt.Errorf("line %d: trailing %q", i+1, tail)
-		}
-		if _, dup := out[table][key]; dup {
-			return nil, fmt.Errorf("line %d: key %s repeated in [%s]", i+1, key, table)
-		}
-		out[table][key] = v
 	}
+	walk("", doc)
 	return out, nil
-}
-
-func tomlValue(s string) (v any, rest string, err error) {
-	switch {
-	case strings.HasPrefix(s, `"`):
-		for i := 1; i < len(s); i++ {
-			switch s[i] {
-			case '\\':
-				i++
-			case '"':
-				u, err := strconv.Unquote(s[:i+1])
-				return u, s[i+1:], err
-			}
-		}
-		return nil, "", errors.New("unterminated string")
-	case strings.HasPrefix(s, "["):
-		var list []any
-		s = strings.TrimSpace(s[1:])
-		for !strings.HasPrefix(s, "]") {
-			e, r, err := tomlValue(s)
-			if err != nil {
-				return nil, "", err
-			}
-			list = append(list, e)
-			s = strings.TrimPrefix(strings.TrimSpace(r), ",")
-			s = strings.TrimSpace(s)
-			if s == "" {
-				return nil, "", errors.New("unterminated or multi-line array")
-			}
-		}
-		return list, s[1:], nil
-	}
-	word, rest, _ := strings.Cut(s, " ")
-	switch word {
-	case "true":
-		return true, rest, nil
-	case "false":
-		return false, rest, nil
-	}
-	if f, err := strconv.ParseFloat(word, 64); err == nil {
-		return f, rest, nil
-	}
-	return nil, "", fmt.Errorf("unsupported value %q", s)
 }
 
 // parseOverrides splits SAM's parameter_overrides (Key=Value or Key="Value"
@@ -1820,7 +1760,7 @@ func parseOverrides(v any) (map[string]string, error) {
 
 func TestSamconfig(t *testing.T) {
 	tpl := loadTemplate(t)
-	cfg, err := parseSimpleTOML(string(readFile(t, "samconfig.toml")))
+	cfg, err := parseSamconfig(readFile(t, "samconfig.toml"))
 	if err != nil {
 		t.Fatalf("samconfig.toml: %v", err)
 	}
