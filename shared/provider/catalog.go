@@ -118,6 +118,29 @@ type Provider struct {
 	MetadataFields []string `yaml:"metadata_fields"`
 	// Expiry says how to read token lifetimes.
 	Expiry Expiry `yaml:"expiry"`
+	// TokenHeaders are extra headers sent with every token request; values
+	// may name connection parameters ("{domain}").
+	TokenHeaders map[string]string `yaml:"token_headers"`
+	// ConnectionParams declares per-connection values supplied in the
+	// signed connect link, stored on the connection and templated as
+	// {name} into AuthorizationURL, TokenURL and TokenHeaders.
+	ConnectionParams map[string]*Param `yaml:"connection_params"`
+}
+
+// Param is a declared connection parameter. Its value must match Pattern
+// (anchored at both ends), on top of the link's own rule: letters, digits,
+// ".", "_" and "-" only, so no value can change a URL's host or path
+// structure or start a new header line.
+type Param struct {
+	// Pattern is a regular expression the whole value must match.
+	Pattern string `yaml:"pattern"`
+	// Default is used when the link gives no value; without one the
+	// parameter is required.
+	Default string `yaml:"default"`
+	// Description says what the value is, for docs and error messages.
+	Description string `yaml:"description"`
+
+	re *regexp.Regexp
 }
 
 // Expiry holds a provider's token lifetime rules.
@@ -131,10 +154,20 @@ type Expiry struct {
 	// RefreshMarginSeconds is how long before expiry the schedule renews a
 	// token; default DefaultRefreshMargin, never more than half the lifetime.
 	RefreshMarginSeconds int64 `yaml:"refresh_margin_seconds"`
+	// IssuedAtField names a response member holding the token's issue time
+	// in Unix seconds (Outstand's created_at). When present and within
+	// IssuedAtSkew of the request, expires_in counts from it.
+	IssuedAtField string `yaml:"issued_at_field"`
 }
 
+// IssuedAtSkew is how far an issued-at time may be from the moment the
+// token request was sent and still be believed.
+const IssuedAtSkew = 5 * time.Minute
+
 // UsesPKCE reports whether authorization requests carry an S256 challenge.
-func (p *Provider) UsesPKCE() bool { return p.PKCE == nil || *p.PKCE }
+func (p *Provider) UsesPKCE() bool {
+	return p.Supports(GrantAuthorizationCode) && (p.PKCE == nil || *p.PKCE)
+}
 
 // Supports reports whether the provider declares the grant type.
 func (p *Provider) Supports(grant string) bool { return slices.Contains(p.GrantTypes, grant) }
@@ -260,15 +293,26 @@ func (p *Provider) normalize() error {
 			return fmt.Errorf("unknown grant type %q", g)
 		}
 	}
+	if err := p.normalizeParams(); err != nil {
+		return err
+	}
 	if p.Supports(GrantAuthorizationCode) {
-		if err := checkURL("authorization_url", p.AuthorizationURL); err != nil {
+		if err := p.checkTemplateURL("authorization_url", p.AuthorizationURL); err != nil {
 			return err
 		}
 	} else if p.Supports(GrantRefreshToken) {
 		return errors.New("refresh_token needs authorization_code")
 	}
-	if err := checkURL("token_url", p.TokenURL); err != nil {
+	if err := p.checkTemplateURL("token_url", p.TokenURL); err != nil {
 		return err
+	}
+	for name, v := range p.TokenHeaders {
+		if !headerNameRE.MatchString(name) || slices.Contains(reservedHeaders, strings.ToLower(name)) {
+			return fmt.Errorf("token header %q is not allowed", name)
+		}
+		if _, err := p.expand(v, p.sampleParams()); err != nil || strings.ContainsAny(v, "\r\n") {
+			return fmt.Errorf("token header %q: bad value", name)
+		}
 	}
 	switch p.ClientAuth {
 	case "":
@@ -324,6 +368,9 @@ func (p *Provider) normalize() error {
 	if p.Expiry.DefaultSeconds > century || p.Expiry.MaxSeconds > century || p.Expiry.RefreshMarginSeconds > century {
 		return errors.New("expiry values must be at most 100 years")
 	}
+	if f := p.Expiry.IssuedAtField; f != "" && (!paramRE.MatchString(f) || slices.Contains([]string{"access_token", "refresh_token", "expires_in", "token_type", "scope"}, f)) {
+		return fmt.Errorf("expiry.issued_at_field %q is not allowed", f)
+	}
 	for _, f := range p.MetadataFields {
 		// Metadata is stored in clear and returned to apps: anything that
 		// looks like a credential stays out.
@@ -335,6 +382,135 @@ func (p *Provider) normalize() error {
 		}
 	}
 	return nil
+}
+
+var (
+	headerNameRE    = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	paramNameRE     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	paramValueRE    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`) // as signing's link rule
+	placeholderRE   = regexp.MustCompile(`\{([^{}]*)\}`)
+	reservedHeaders = []string{"authorization", "proxy-authorization", "content-type", "content-length", "host",
+		"cookie", "user-agent", "accept", "transfer-encoding", "connection", "te", "trailer", "upgrade", "expect"}
+)
+
+func (p *Provider) normalizeParams() error {
+	for name, prm := range p.ConnectionParams {
+		if prm == nil || prm.Pattern == "" {
+			return fmt.Errorf("connection parameter %q needs a pattern", name)
+		}
+		if !paramNameRE.MatchString(name) {
+			return fmt.Errorf("connection parameter name %q must match %s", name, paramNameRE)
+		}
+		re, err := regexp.Compile(`^(?:` + prm.Pattern + `)$`)
+		if err != nil {
+			return fmt.Errorf("connection parameter %q: pattern: %w", name, err)
+		}
+		prm.re = re
+		if prm.Default != "" && !prm.matches(prm.Default) {
+			return fmt.Errorf("connection parameter %q: default does not match its pattern", name)
+		}
+	}
+	return nil
+}
+
+func (prm *Param) matches(v string) bool { return paramValueRE.MatchString(v) && prm.re.MatchString(v) }
+
+// sampleParams gives every declared parameter a value, for checking the
+// shape of templated URLs when the catalog loads.
+func (p *Provider) sampleParams() map[string]string {
+	out := map[string]string{}
+	for name, prm := range p.ConnectionParams {
+		out[name] = prm.Default
+		if out[name] == "" {
+			out[name] = "example"
+		}
+	}
+	return out
+}
+
+// expand substitutes {name} placeholders; every one must be a declared
+// parameter with a value.
+func (p *Provider) expand(tmpl string, vals map[string]string) (string, error) {
+	var bad error
+	out := placeholderRE.ReplaceAllStringFunc(tmpl, func(m string) string {
+		name := m[1 : len(m)-1]
+		v, ok := vals[name]
+		if _, declared := p.ConnectionParams[name]; !declared || !ok {
+			bad = fmt.Errorf("placeholder %s is not a declared connection parameter", m)
+		}
+		return v
+	})
+	if bad == nil && strings.ContainsAny(out, "{}") {
+		bad = errors.New("unbalanced braces")
+	}
+	return out, bad
+}
+
+func (p *Provider) checkTemplateURL(field, tmpl string) error {
+	u, err := p.expand(tmpl, p.sampleParams())
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	return checkURL(field, u)
+}
+
+// NeedsParams reports whether the entry declares connection parameters,
+// so that it must be Resolved before use.
+func (p *Provider) NeedsParams() bool { return len(p.ConnectionParams) > 0 }
+
+// Resolve checks a connection's parameters against the declarations —
+// no unknown name, every required one present, every value matching its
+// pattern — fills in defaults, and returns a copy of the entry with the
+// values templated into its URLs and token headers, and the full set of
+// values. An entry without parameters resolves to itself.
+func (p *Provider) Resolve(params map[string]string) (*Provider, map[string]string, error) {
+	for name := range params {
+		if _, ok := p.ConnectionParams[name]; !ok {
+			return nil, nil, fmt.Errorf("provider %s takes no connection parameter %q", p.Name, name)
+		}
+	}
+	if !p.NeedsParams() {
+		return p, nil, nil
+	}
+	vals := make(map[string]string, len(p.ConnectionParams))
+	for name, prm := range p.ConnectionParams {
+		v, ok := params[name]
+		if !ok || v == "" {
+			v = prm.Default
+		}
+		if v == "" {
+			return nil, nil, fmt.Errorf("provider %s needs connection parameter %q (%s)", p.Name, name, prm.Description)
+		}
+		if !prm.matches(v) {
+			return nil, nil, fmt.Errorf("connection parameter %q does not match the pattern the catalog allows", name)
+		}
+		vals[name] = v
+	}
+	r := *p
+	var err error
+	fields := []struct {
+		name string
+		f    *string
+	}{{"authorization_url", &r.AuthorizationURL}, {"token_url", &r.TokenURL}}
+	for _, fl := range fields {
+		if *fl.f == "" {
+			continue
+		}
+		if *fl.f, err = p.expand(*fl.f, vals); err != nil {
+			return nil, nil, err
+		}
+		if err := checkURL(fl.name, *fl.f); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.TokenHeaders = make(map[string]string, len(p.TokenHeaders))
+	for k, v := range p.TokenHeaders {
+		if r.TokenHeaders[k], err = p.expand(v, vals); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.ConnectionParams = nil // resolved: nothing left to template
+	return &r, vals, nil
 }
 
 // ValidScope reports whether s is an RFC 6749 §3.3 scope-token.

@@ -3,9 +3,12 @@ package provider
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
 
 const acme = `
@@ -62,6 +65,17 @@ func TestParseRejects(t *testing.T) {
 		{"request object as extra param", entry("    authorize_params: {request_uri: x}\n"), "not allowed"},
 		{"huge expiry", entry("    expiry: {max_seconds: 99999999999}\n"), "100 years"},
 		{"require_issuer without issuer", entry("    require_issuer: true\n"), "needs issuer"},
+		{"undeclared placeholder", strings.Replace(entry(""), "https://acme.example/t", "https://{tenant}.acme.example/t", 1), "not a declared connection parameter"},
+		{"stray brace", strings.Replace(entry("    connection_params: {tenant: {pattern: '[a-z]+'}}\n"), "https://acme.example/t", "https://{tenant.acme.example/t", 1), "unbalanced"},
+		{"param without pattern", entry("    connection_params: {tenant: {default: a}}\n"), "needs a pattern"},
+		{"param bad name", entry("    connection_params: {Tenant: {pattern: '[a-z]+'}}\n"), "must match"},
+		{"param bad pattern", entry("    connection_params: {tenant: {pattern: '[a-z'}}\n"), "pattern"},
+		{"param default off pattern", entry("    connection_params: {tenant: {pattern: '[a-z]+', default: A1}}\n"), "default does not match"},
+		{"templated http host", strings.Replace(entry("    connection_params: {tenant: {pattern: '[a-z]+'}}\n"), "https://acme.example/t", "http://{tenant}.example/t", 1), "must be https"},
+		{"authorization header", entry("    token_headers: {Authorization: x}\n"), "not allowed"},
+		{"host header", entry("    token_headers: {host: x}\n"), "not allowed"},
+		{"header undeclared placeholder", entry("    token_headers: {X-Domain: '{domain}'}\n"), "bad value"},
+		{"issued_at as access_token", entry("    expiry: {issued_at_field: access_token}\n"), "not allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,5 +113,120 @@ func TestLoadOverlaysOperatorFile(t *testing.T) {
 	}
 	if _, err := Load(""); err != nil {
 		t.Fatalf("embedded catalog invalid: %v", err)
+	}
+}
+
+// TestSeedEntries pins the embedded catalog to the provider documents in
+// ../shared/seeds (each value is quoted in docs/providers.md).
+func TestSeedEntries(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		auth, token       string
+		grants            []string
+		clientAuth        ClientAuth
+		request           TokenRequest
+		pkce              bool
+		scopeParam        string
+		metadata          []string
+		issuedAt          string
+		defaultExpiry     int64
+		tokenTypeOptional bool
+	}
+	tests := map[string]want{
+		// "GET https://app.omnisend.com/oauth2/authorize?...&scope=RESOURCEX%20RESOURCEY";
+		// "POST https://app.omnisend.com/oauth2/token Content-Type: application/x-www-form-urlencoded client_id=...&client_secret=..."
+		"omnisend": {auth: "https://app.omnisend.com/oauth2/authorize", token: "https://app.omnisend.com/oauth2/token",
+			grants: []string{GrantAuthorizationCode}, clientAuth: ClientAuthBody, request: TokenRequestForm, scopeParam: "scope"},
+		// "POST https://app.outstand.com/oauth/token with a body of: { "client_id": ..., "client_secret": ... }"
+		"outstand": {auth: "https://app.outstand.com/oauth/authorize", token: "https://app.outstand.com/oauth/token",
+			grants: []string{GrantAuthorizationCode, GrantRefreshToken}, clientAuth: ClientAuthBody, request: TokenRequestJSON, scopeParam: "scope", issuedAt: "created_at"},
+		// "performing a GET request to https://vrapi.verticalresponse.com/api/v1/oauth/access_token, passing in the client ID, client secret"
+		"verticalresponse": {auth: "https://vrapi.verticalresponse.com/api/v1/oauth/authorize", token: "https://vrapi.verticalresponse.com/api/v1/oauth/access_token",
+			grants: []string{GrantAuthorizationCode}, clientAuth: ClientAuthBody, request: TokenRequestQuery, scopeParam: "scope", metadata: []string{"user_id"}},
+		// "grant_type (sent as "client_credentials") client_id client_secret"; "The token will expire in 5 minutes (300 seconds)."
+		"kaisa": {token: "https://auth.freespee.com/oauth2/token", grants: []string{GrantClientCredentials}, clientAuth: ClientAuthBody,
+			request: TokenRequestJSON, scopeParam: "scope", defaultExpiry: 300, tokenTypeOptional: true},
+		// "curl -u client_id:client_secret https://api.getresponse.com/v3/token -d 'grant_type=authorization_code&code=...'"
+		"getresponse": {auth: "https://app.getresponse.com/oauth2_authorize.html", token: "https://api.getresponse.com/v3/token",
+			grants: []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}, clientAuth: ClientAuthBasic, request: TokenRequestForm, scopeParam: "scope"},
+		"getresponse360": {auth: "https://{domain}/oauth2_authorize.html", token: "https://api3.getresponse360.{region}/v3/token",
+			grants: []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}, clientAuth: ClientAuthBasic, request: TokenRequestForm, scopeParam: "scope"},
+	}
+	for name, w := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, ok := c.Get(name)
+			if !ok {
+				t.Fatalf("%s not in the embedded catalog", name)
+			}
+			if p.AuthorizationURL != w.auth || p.TokenURL != w.token || !slices.Equal(p.GrantTypes, w.grants) || p.ClientAuth != w.clientAuth ||
+				p.TokenRequest != w.request || p.UsesPKCE() != w.pkce || p.ScopeParam != w.scopeParam || !slices.Equal(p.MetadataFields, w.metadata) ||
+				p.Expiry.IssuedAtField != w.issuedAt || p.Expiry.DefaultSeconds != w.defaultExpiry || p.TokenTypeOptional != w.tokenTypeOptional {
+				t.Fatalf("entry %+v", p)
+			}
+			if p.Supports("implicit") || p.Supports("password") {
+				t.Fatal("implicit or password grant offered")
+			}
+		})
+	}
+	if len(c.Names()) != len(tests) {
+		t.Errorf("embedded catalog has %v", c.Names())
+	}
+}
+
+// TestResolveGetResponse360 checks that per-connection values reach only
+// the places the catalog templates, and that no value can point the
+// token request at a host of its choosing.
+func TestResolveGetResponse360(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.Get("getresponse360")
+	r, vals, err := p.Resolve(map[string]string{"domain": "mail.acme.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.AuthorizationURL != "https://mail.acme.com/oauth2_authorize.html" || r.TokenURL != "https://api3.getresponse360.com/v3/token" ||
+		r.TokenHeaders["X-Domain"] != "mail.acme.com" || vals["region"] != "com" || r.NeedsParams() {
+		t.Fatalf("resolved %+v %v", r, vals)
+	}
+	if p.AuthorizationURL != "https://{domain}/oauth2_authorize.html" {
+		t.Fatal("Resolve changed the catalog entry")
+	}
+	r, _, err = p.Resolve(map[string]string{"domain": "mail.acme.pl", "region": "pl"})
+	if err != nil || r.TokenURL != "https://api3.getresponse360.pl/v3/token" {
+		t.Fatalf("pl: %v %v", r, err)
+	}
+	for _, bad := range []map[string]string{
+		nil, // domain is required
+		{"domain": "evil.example/x"},
+		{"domain": "evil.example:8443"},
+		{"domain": "user@evil.example"},
+		{"domain": "evil.example#"},
+		{"domain": "evil.example?x="},
+		{"domain": "127.0.0.1"},
+		{"domain": "localhost"},
+		{"domain": "%2e%2e"},
+		{"domain": "EVIL.example"},
+		{"domain": "a.example", "region": "org"},
+		{"domain": "a.example", "region": "com.evil.example"},
+		{"domain": "a.example", "host": "evil.example"},
+		{"domain": "a.example\r\nX-Injected: 1"},
+	} {
+		if r, _, err := p.Resolve(bad); err == nil {
+			t.Errorf("Resolve(%q) = %s %s, want an error", bad, r.AuthorizationURL, r.TokenURL)
+		}
+	}
+	// An entry without parameters takes none.
+	o, _ := c.Get("omnisend")
+	if _, _, err := o.Resolve(map[string]string{"domain": "a.example"}); err == nil {
+		t.Error("omnisend accepted a connection parameter")
+	}
+	// An unresolved entry is never used for a token request.
+	if _, err := (&Client{}).ClientCredentials(t.Context(), p, secrets.ClientCredentials{ClientID: "a", ClientSecret: "b"}, nil); err == nil {
+		t.Error("token request with an unresolved URL template")
 	}
 }

@@ -167,6 +167,9 @@ func (c *Client) ClientCredentials(ctx context.Context, p *Provider, creds secre
 }
 
 func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCredentials, v url.Values) (*Token, error) {
+	if p.NeedsParams() {
+		return nil, &Error{Failure: FailureRequest, Reason: "provider entry used without its connection parameters (Resolve)"}
+	}
 	for k, val := range p.TokenParams {
 		v.Set(k, val)
 	}
@@ -181,6 +184,9 @@ func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCreden
 	if p.ClientAuth == ClientAuthBasic {
 		// RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
 		req.SetBasicAuth(url.QueryEscape(creds.ClientID), url.QueryEscape(creds.ClientSecret))
+	}
+	for k, val := range p.TokenHeaders {
+		req.Header.Set(k, val)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
@@ -406,7 +412,7 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 	}
 	if lifetime > 0 {
 		t.Lifetime = lifetime
-		t.ExpiresAt = sent.Add(lifetime).Truncate(time.Second)
+		t.ExpiresAt = issuedAt(p, fields, sent).Add(lifetime).Truncate(time.Second)
 	}
 	for _, f := range p.MetadataFields {
 		switch v := fields[f].(type) {
@@ -419,6 +425,39 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 		}
 	}
 	return t, nil
+}
+
+// issuedAt is the base of expires_in: the provider's own issue time
+// (Expiry.IssuedAtField) when it is within IssuedAtSkew of sent — never
+// later than sent, so a fast provider clock cannot lengthen a lifetime —
+// and otherwise sent. A response delayed in transit or a provider clock
+// running behind then shortens the lifetime instead of outliving the
+// token; an absurd value (Outstand's own example says 2015) is ignored.
+func issuedAt(p *Provider, fields map[string]any, sent time.Time) time.Time {
+	if p.Expiry.IssuedAtField == "" {
+		return sent
+	}
+	var s string
+	switch x := fields[p.Expiry.IssuedAtField].(type) {
+	case json.Number:
+		s = x.String()
+	case string:
+		s = x
+	default:
+		return sent
+	}
+	secs, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return sent
+	}
+	at := time.Unix(secs, 0)
+	if at.Before(sent.Add(-IssuedAtSkew)) || at.After(sent.Add(IssuedAtSkew)) {
+		return sent
+	}
+	if at.After(sent) {
+		return sent
+	}
+	return at
 }
 
 func (t *Token) setMeta(k, v string) {

@@ -255,3 +255,74 @@ func TestQueryRequestErrorsHideURL(t *testing.T) {
 		}
 	}
 }
+
+// TestIssuedAt: Outstand's "created_at" is the base of expires_in when it
+// is believable, and never lengthens a lifetime.
+func TestIssuedAt(t *testing.T) {
+	doc := "providers:\n  outstand:\n    authorization_url: https://o.example/a\n    token_url: %s\n    grant_types: [authorization_code, refresh_token]\n    expiry: {issued_at_field: created_at}\n"
+	tests := []struct {
+		name      string
+		createdAt string
+		want      time.Time
+	}{
+		{"a little before the request", `1799999990`, t0.Add(-10 * time.Second).Add(7200 * time.Second)},
+		{"as a string", `"1799999990"`, t0.Add(-10 * time.Second).Add(7200 * time.Second)},
+		{"after the request (fast clock)", `1800000030`, t0.Add(7200 * time.Second)},
+		{"the document's own example (2015)", `1447820578`, t0.Add(7200 * time.Second)},
+		{"far future", `1900000000`, t0.Add(7200 * time.Second)},
+		{"not a number", `"yesterday"`, t0.Add(7200 * time.Second)},
+		{"null", `null`, t0.Add(7200 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, `{"access_token":"a","token_type":"bearer","expires_in":7200,"refresh_token":"r","created_at":`+tt.createdAt+`}`)
+			}))
+			defer srv.Close()
+			c, err := Parse("test", []byte(strings.Replace(doc, "%s", srv.URL, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := c.Get("outstand")
+			tok, err := client().Refresh(context.Background(), p, creds, "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tok.ExpiresAt.Equal(tt.want) || tok.Lifetime != 7200*time.Second {
+				t.Fatalf("ExpiresAt = %v, want %v", tok.ExpiresAt, tt.want)
+			}
+		})
+	}
+}
+
+// TestTokenHeadersAndQuirks: templated token headers are sent (GetResponse
+// 360's X-Domain), "scope": null means "not stated" (GetResponse), and a
+// numeric metadata field is kept as text (VerticalResponse's user_id).
+func TestTokenHeadersAndQuirks(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"a","token_type":"bearer","expires_in":3600,"scope":null,"user_id":1234567}`)
+	}))
+	defer srv.Close()
+	doc := "providers:\n  gr:\n    authorization_url: https://{domain}/a\n    token_url: " + srv.URL + "/t\n    grant_types: [authorization_code]\n" +
+		"    token_headers: {X-Domain: '{domain}'}\n    metadata_fields: [user_id]\n    connection_params: {domain: {pattern: '[a-z.]+'}}\n"
+	c, err := Parse("test", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.Get("gr")
+	r, _, err := p.Resolve(map[string]string{"domain": "mail.acme.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := client().Exchange(context.Background(), r, creds, "c", "https://b.example/cb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Get("X-Domain") != "mail.acme.com" || tok.Scope != "" || tok.Metadata["user_id"] != "1234567" {
+		t.Fatalf("X-Domain %q scope %q metadata %v", got.Get("X-Domain"), tok.Scope, tok.Metadata)
+	}
+}

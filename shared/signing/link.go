@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -13,42 +14,86 @@ import (
 // MaxLinkLifetime bounds how far ahead a connect link may expire.
 const MaxLinkLifetime = time.Hour
 
-// linkTag starts every connect link's canonical string.
-const linkTag = "oauthbroker-connect-v1"
+// linkTag starts every connect link's canonical string. v2 added the grant
+// and connection parameters; a v1 signature never verifies as v2.
+const linkTag = "oauthbroker-connect-v2"
+
+// ParamPrefix starts the query name of each connection parameter in a
+// connect link: param.domain=mail.example.com.
+const ParamPrefix = "param."
 
 var (
 	connectionIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
 	providerRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	grantRE        = regexp.MustCompile(`^[a-z_]{1,32}$`)
+	// Connection parameter names and values: values are spliced into
+	// provider URLs and headers, so only characters that can change
+	// neither a URL's structure nor a header line are allowed here (the
+	// catalog's own pattern then narrows each one further).
+	paramNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	paramValueRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
 )
 
+// MaxParams bounds the connection parameters of one link.
+const MaxParams = 8
+
 // Link is what an app authorizes when it signs a connect link: this
-// customer's connection (ConnectionID) to this provider, these scopes, and
-// where to send the browser afterwards.
+// customer's connection (ConnectionID) to this provider, these scopes,
+// this grant and these connection parameters, and where to send the
+// browser afterwards.
 type Link struct {
 	Provider     string
 	ConnectionID string
-	ReturnTo     string
+	// ReturnTo is where the browser goes afterwards. It may be empty only
+	// for a client_credentials connect, which then answers 201 JSON.
+	ReturnTo string
 	// Scopes may be empty: the provider's default scopes are used.
-	Scopes  []string
+	Scopes []string
+	// Grant may be empty: the provider's default grant (authorization_code
+	// when it has one) is used.
+	Grant string
+	// Params are per-connection values the provider's catalog entry
+	// declares (GetResponse 360's customer domain), templated into its
+	// URLs and headers.
+	Params  map[string]string
 	Expires time.Time
 }
 
 // Canonical returns the string a connect link's signature covers: these
-// seven lines joined by "\n", no trailing newline —
+// nine lines joined by "\n", no trailing newline —
 //
-//	oauthbroker-connect-v1
+//	oauthbroker-connect-v2
 //	<kid>
 //	<provider>
 //	<connection_id>
-//	<return_to>            (exactly as in the query, after URL-decoding)
+//	<return_to>            (exactly as in the query, after URL-decoding; may be empty)
 //	<scope>                (scopes joined by one space; empty line if none)
+//	<grant>                (empty line if none)
+//	<params>               (name=value pairs sorted by name, joined by "&"; empty line if none)
 //	<exp>                  (expiry, decimal Unix seconds)
 //
 // The signature is HMAC-SHA256 under the key named by kid, encoded as
-// unpadded base64url (RFC 4648 §5). No field may contain a newline.
+// unpadded base64url (RFC 4648 §5). No field may contain a newline;
+// parameter names and values use only characters that need no escaping.
 func (l Link) Canonical(kid string) string {
 	return strings.Join([]string{linkTag, kid, l.Provider, l.ConnectionID, l.ReturnTo,
-		strings.Join(l.Scopes, " "), strconv.FormatInt(l.Expires.Unix(), 10)}, "\n")
+		strings.Join(l.Scopes, " "), l.Grant, canonicalParams(l.Params), strconv.FormatInt(l.Expires.Unix(), 10)}, "\n")
+}
+
+func canonicalParams(p map[string]string) string {
+	names := make([]string, 0, len(p))
+	for k := range p {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for i, k := range names {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(k + "=" + p[k])
+	}
+	return b.String()
 }
 
 func (l Link) check() error {
@@ -57,12 +102,21 @@ func (l Link) check() error {
 		return errors.New("provider name is invalid")
 	case !connectionIDRE.MatchString(l.ConnectionID):
 		return fmt.Errorf("connection_id must match %s", connectionIDRE)
-	case l.ReturnTo == "" || strings.ContainsAny(l.ReturnTo, "\r\n"):
-		return errors.New("return_to is required and must be one line")
+	case strings.ContainsAny(l.ReturnTo, "\r\n"):
+		return errors.New("return_to must be one line")
+	case l.Grant != "" && !grantRE.MatchString(l.Grant):
+		return errors.New("grant is invalid")
+	case len(l.Params) > MaxParams:
+		return fmt.Errorf("at most %d connection parameters", MaxParams)
 	}
 	for _, s := range l.Scopes {
 		if s == "" || strings.ContainsAny(s, " \r\n\t") {
 			return errors.New("a scope is empty or contains white space")
+		}
+	}
+	for k, v := range l.Params {
+		if !paramNameRE.MatchString(k) || !paramValueRE.MatchString(v) {
+			return fmt.Errorf("connection parameter names must match %s and values %s", paramNameRE, paramValueRE)
 		}
 	}
 	return nil
@@ -82,8 +136,17 @@ func SignLink(ks *Keyset, l Link) (string, error) {
 		"kid":           {kid},
 		"sig":           {sig},
 	}
+	if l.ReturnTo == "" {
+		delete(q, "return_to")
+	}
 	if len(l.Scopes) > 0 {
 		q.Set("scope", strings.Join(l.Scopes, " "))
+	}
+	if l.Grant != "" {
+		q.Set("grant", l.Grant)
+	}
+	for k, v := range l.Params {
+		q.Set(ParamPrefix+k, v)
 	}
 	return q.Encode(), nil
 }
@@ -105,6 +168,15 @@ func VerifyLink(ks *Keyset, provider string, q url.Values, now time.Time) (Link,
 	}
 	if s := q.Get("scope"); s != "" {
 		l.Scopes = strings.Split(s, " ")
+	}
+	l.Grant = q.Get("grant")
+	for k := range q {
+		if name, ok := strings.CutPrefix(k, ParamPrefix); ok {
+			if l.Params == nil {
+				l.Params = map[string]string{}
+			}
+			l.Params[name] = q.Get(k)
+		}
 	}
 	if l.check() != nil || q.Get("kid") == "" || q.Get("sig") == "" {
 		return Link{}, ErrMalformed

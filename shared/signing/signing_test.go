@@ -2,6 +2,7 @@ package signing
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -73,14 +74,15 @@ func TestLinkRoundTripAndRotation(t *testing.T) {
 // TestLinkCanonical pins the documented canonical string so that other
 // languages can sign links: a change here breaks every app's signer.
 func TestLinkCanonical(t *testing.T) {
-	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done", Scopes: []string{"read", "write"}, Expires: time.Unix(1800003600, 0)}
-	want := "oauthbroker-connect-v1\nk1\nacme\ncust-42\nhttps://app.example.com/done\nread write\n1800003600"
+	l := Link{Provider: "getresponse360", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done", Scopes: []string{"read", "write"},
+		Grant: "authorization_code", Params: map[string]string{"region": "pl", "domain": "mail.acme.com"}, Expires: time.Unix(1800003600, 0)}
+	want := "oauthbroker-connect-v2\nk1\ngetresponse360\ncust-42\nhttps://app.example.com/done\nread write\nauthorization_code\ndomain=mail.acme.com&region=pl\n1800003600"
 	if got := l.Canonical("k1"); got != want {
 		t.Fatalf("canonical = %q, want %q", got, want)
 	}
 	// HMAC-SHA256(key="aaaa…" (32 × "a"), canonical), base64url without
 	// padding; cross-checked with Python: hmac.new(b"a"*32, m, sha256).
-	if got := mac(key1, want); got != "JRtsQB5ypWoTU6UnQNduSwxKMjRrFP8DEfcDeCm2Fcw" {
+	if got := mac(key1, want); got != "6Qh-_3G0CfewbV-q8D7gwMF4rr1XkrPJv2iQJl4tTDo" {
 		t.Fatalf("signature = %s", got)
 	}
 }
@@ -109,6 +111,13 @@ func TestVerifyLinkRejects(t *testing.T) {
 		{"changed connection", "acme", mod(func(q url.Values) { q.Set("connection_id", "cust-43") }), t0, ErrBadSignature},
 		{"changed return_to", "acme", mod(func(q url.Values) { q.Set("return_to", "https://evil.example/") }), t0, ErrBadSignature},
 		{"added scope", "acme", mod(func(q url.Values) { q.Set("scope", "admin") }), t0, ErrBadSignature},
+		{"added grant", "acme", mod(func(q url.Values) { q.Set("grant", "client_credentials") }), t0, ErrBadSignature},
+		{"added param", "acme", mod(func(q url.Values) { q.Set("param.domain", "evil.example") }), t0, ErrBadSignature},
+		{"dropped return_to", "acme", mod(func(q url.Values) { q.Del("return_to") }), t0, ErrBadSignature},
+		{"param with a slash", "acme", mod(func(q url.Values) { q.Set("param.domain", "evil.example/x") }), t0, ErrMalformed},
+		{"param with a colon", "acme", mod(func(q url.Values) { q.Set("param.domain", "evil.example:8443") }), t0, ErrMalformed},
+		{"param with an at", "acme", mod(func(q url.Values) { q.Set("param.domain", "u@evil.example") }), t0, ErrMalformed},
+		{"upper-case param name", "acme", mod(func(q url.Values) { q.Set("param.Domain", "a.example") }), t0, ErrMalformed},
 		{"extended expiry", "acme", mod(func(q url.Values) { q.Set("exp", "1900000000") }), t0, ErrBadSignature},
 		{"unsigned", "acme", mod(func(q url.Values) { q.Del("sig") }), t0, ErrMalformed},
 		{"unknown kid", "acme", mod(func(q url.Values) { q.Set("kid", "k9") }), t0, ErrUnknownKey},
@@ -170,5 +179,34 @@ func TestState(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestLinkGrantAndParamsRoundTrip(t *testing.T) {
+	ks := keyset(t, "k1")
+	l := Link{Provider: "getresponse360", ConnectionID: "cust-7", Grant: "client_credentials",
+		Params: map[string]string{"domain": "mail.acme.com", "region": "pl"}, Expires: t0.Add(time.Hour)}
+	raw, err := SignLink(ks, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := url.ParseQuery(raw)
+	if q.Has("return_to") || q.Get("param.domain") != "mail.acme.com" || q.Get("grant") != "client_credentials" {
+		t.Fatalf("link query %s", raw)
+	}
+	got, err := VerifyLink(ks, "getresponse360", q, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ReturnTo != "" || got.Grant != l.Grant || len(got.Params) != 2 || got.Params["region"] != "pl" {
+		t.Fatalf("got %+v", got)
+	}
+	tooMany := l
+	tooMany.Params = map[string]string{}
+	for i := range MaxParams + 1 {
+		tooMany.Params[fmt.Sprintf("p%d", i)] = "x"
+	}
+	if _, err := SignLink(ks, tooMany); err == nil {
+		t.Fatal("signed a link with too many parameters")
 	}
 }
