@@ -5,7 +5,11 @@
 //
 //	connectlink -base-url https://api.example.com -provider acme \
 //	    -connection-id cust-42 -return-to https://app.example.com/done \
-//	    [-scope "a b"] [-ttl 15m] (-keys-file keys.json | -keys-secret oauthbroker/keys)
+//	    [-scope "a b"] [-grant client_credentials] [-param domain=mail.example.com]... \
+//	    [-ttl 15m] (-keys-file keys.json | -keys-secret oauthbroker/keys)
+//
+// -return-to may be left out only for a client_credentials connect; the
+// broker then answers 201 JSON instead of redirecting.
 //
 // The signing keys come from a local keyset file
 // ({"current_kid":"k1","k1":"…"}) or from AWS Secrets Manager, read with
@@ -93,8 +97,21 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 	baseURL := fs.String("base-url", "", "the broker's BASE_URL, e.g. https://api.example.com (required)")
 	prov := fs.String("provider", "", "provider name in the catalog (required)")
 	connID := fs.String("connection-id", "", "the app's id for this customer connection (required)")
-	returnTo := fs.String("return-to", "", "where the browser goes afterwards; its origin must be in RETURN_ORIGINS (required)")
+	returnTo := fs.String("return-to", "", "where the browser goes afterwards; its origin must be in RETURN_ORIGINS (required except for client_credentials)")
 	scope := fs.String("scope", "", `space-separated scopes; empty: the provider's default scopes`)
+	grant := fs.String("grant", "", "authorization_code or client_credentials; empty: the provider's default")
+	params := map[string]string{}
+	fs.Func("param", "connection parameter name=value the provider declares (repeatable), e.g. domain=mail.example.com", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return errors.New("want name=value")
+		}
+		if _, dup := params[k]; dup {
+			return fmt.Errorf("%s given twice", k)
+		}
+		params[k] = v
+		return nil
+	})
 	ttl := fs.Duration("ttl", DefaultTTL, "how long the link stays valid")
 	keysFile := fs.String("keys-file", "", `signing keyset file {"current_kid":"k1","k1":"…"}`)
 	keysSecret := fs.String("keys-secret", "", "Secrets Manager secret holding the keyset, e.g. oauthbroker/keys")
@@ -115,8 +132,10 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 	if *connID == "" {
 		problems = append(problems, "-connection-id is required")
 	}
-	if err := checkReturnTo(*returnTo); err != nil {
-		problems = append(problems, err.Error())
+	if *returnTo != "" || *grant != "client_credentials" {
+		if err := checkReturnTo(*returnTo); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if *ttl <= 0 || *ttl > signing.MaxLinkLifetime {
 		problems = append(problems, fmt.Sprintf("-ttl must be positive and at most %s", signing.MaxLinkLifetime))
@@ -134,6 +153,8 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 			ConnectionID: *connID,
 			ReturnTo:     *returnTo,
 			Scopes:       strings.Fields(*scope),
+			Grant:        *grant,
+			Params:       params,
 			Expires:      now.Add(*ttl),
 		},
 		keysFile:   *keysFile,

@@ -187,3 +187,27 @@ func TestBadKeysFileNotEchoed(t *testing.T) {
 		t.Errorf("missing file: exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestGrantAndParams(t *testing.T) {
+	keys := writeKeys(t, testKeyset)
+	code, out, errOut := runCmd("-base-url", "https://api.example.com", "-provider", "getresponse360", "-connection-id", "svc-1",
+		"-grant", "client_credentials", "-param", "domain=mail.acme.com", "-param", "region=pl", "-keys-file", keys)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	l := verify(t, strings.TrimSpace(out), "https://api.example.com", "getresponse360")
+	if l.Grant != "client_credentials" || l.ReturnTo != "" || l.Params["domain"] != "mail.acme.com" || l.Params["region"] != "pl" {
+		t.Fatalf("link %+v", l)
+	}
+	for _, args := range [][]string{
+		{"-param", "domain"}, // no value
+		{"-param", "domain=a.example", "-param", "domain=b.example"}, // twice
+		{"-param", "domain=a.example/x"},                             // not signable
+		{"-grant", "authorization_code"},                             // needs -return-to
+	} {
+		all := append([]string{"-base-url", "https://api.example.com", "-provider", "p", "-connection-id", "c", "-keys-file", keys}, args...)
+		if code, _, _ := runCmd(all...); code == 0 {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

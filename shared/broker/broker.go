@@ -129,6 +129,10 @@ type Error struct {
 	Location string
 	// Cause is for logs only; it never holds a credential.
 	Cause error
+	// JSON marks an error for a program rather than a browser (a
+	// client_credentials connect without a return address): it is
+	// answered {"error": Code} instead of a page.
+	JSON bool
 }
 
 func (e *Error) Error() string {

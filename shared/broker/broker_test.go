@@ -111,6 +111,9 @@ func (f *fixture) finish(res broker.ConnectResult, q url.Values) (broker.Callbac
 		Provider: "acme",
 		Query:    q,
 		Cookie: func(name string) (string, bool) {
+			if res.Cookie == nil {
+				return "", false
+			}
 			return res.Cookie.Value, name == res.Cookie.Name
 		},
 	})
@@ -352,4 +355,138 @@ func (c *countingSource) Secret(ctx context.Context, name string) ([]byte, error
 		c.n.Add(1)
 	}
 	return c.src.Secret(ctx, name)
+}
+
+// startLink runs Connect for a link with the given edits.
+func (f *fixture) startLink(edit func(*signing.Link)) (broker.ConnectResult, error) {
+	l := signing.Link{Provider: "acme", ConnectionID: "c1", ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)}
+	edit(&l)
+	q, err := signing.SignLink(f.keys, l)
+	if err != nil {
+		return broker.ConnectResult{}, err
+	}
+	qv, _ := url.ParseQuery(q)
+	return f.b.Connect(context.Background(), "acme", qv)
+}
+
+// A client_credentials connect without a return address is for a program:
+// no cookie, the callback mints and reports the connection (201 upstream),
+// and the state is single-use like any other.
+func TestClientCredentialsWithoutReturnTo(t *testing.T) {
+	f := newFixture(t, providertest.Config{AccessTokenTTL: 300 * time.Second, ClientAuth: "body", TokenRequest: "json"},
+		"    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n    token_request: json\n")
+	res, err := f.startLink(func(l *signing.Link) { l.ReturnTo = "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cookie != nil || !strings.HasPrefix(res.Location, base+"/callback/acme?state=") {
+		t.Fatalf("connect: %+v", res)
+	}
+	loc, _ := url.Parse(res.Location)
+	cb, err := f.finish(res, loc.Query())
+	if err != nil || cb.Location != "" || cb.Connection == nil || cb.Connection.Grant != provider.GrantClientCredentials || cb.ClearCookie != "" {
+		t.Fatalf("callback: %+v %v", cb, err)
+	}
+	if _, err := f.finish(res, loc.Query()); err == nil {
+		t.Fatal("replayed client_credentials state accepted")
+	}
+	if n := f.prov.TokenRequests(); n != 1 {
+		t.Fatalf("%d token requests", n)
+	}
+}
+
+// A provider offering both grants (GetResponse): the link chooses. The
+// client_credentials connection is re-minted, never refreshed.
+func TestLinkChoosesGrant(t *testing.T) {
+	f := newFixture(t, providertest.Config{AccessTokenTTL: time.Hour, Scopes: []string{"read"}},
+		"    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code, refresh_token, client_credentials]\n    pkce: false\n")
+	res, err := f.startLink(func(l *signing.Link) { l.Grant = provider.GrantClientCredentials })
+	if err != nil || res.Cookie != nil {
+		t.Fatalf("connect: %+v %v", res, err)
+	}
+	loc, _ := url.Parse(res.Location)
+	cb, err := f.finish(res, loc.Query())
+	if err != nil || cb.Connection == nil || !strings.HasPrefix(cb.Location, returnTo+"?") {
+		t.Fatalf("callback: %+v %v", cb, err)
+	}
+	if sum := f.sweepAt(t, 56*time.Minute); sum.Refreshed != 1 {
+		t.Fatalf("sweep %+v", sum)
+	}
+	reqs := f.prov.Requests()
+	if last := reqs[len(reqs)-1]; last.Params.Get("grant_type") != provider.GrantClientCredentials {
+		t.Fatalf("renewed with %q", last.Params.Get("grant_type"))
+	}
+	// The default stays authorization_code, with a cookie.
+	res, err = f.startLink(func(*signing.Link) {})
+	if err != nil || res.Cookie == nil {
+		t.Fatalf("default grant: %+v %v", res, err)
+	}
+}
+
+func TestConnectRejectsGrantAndParams(t *testing.T) {
+	entry := "    authorization_url: AUTH_URL?tenant={tenant}\n    token_url: TOKEN_URL\n    grant_types: [authorization_code]\n" +
+		"    token_headers: {X-Tenant: '{tenant}'}\n    connection_params: {tenant: {pattern: '[a-z]{2,10}'}}\n"
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, entry)
+	tests := []struct {
+		name string
+		edit func(*signing.Link)
+	}{
+		{"grant not offered", func(l *signing.Link) {
+			l.Grant = provider.GrantClientCredentials
+			l.Params = map[string]string{"tenant": "acme"}
+		}},
+		{"unknown grant", func(l *signing.Link) { l.Grant = "password"; l.Params = map[string]string{"tenant": "acme"} }},
+		{"code flow without return_to", func(l *signing.Link) { l.ReturnTo = ""; l.Params = map[string]string{"tenant": "acme"} }},
+		{"missing required parameter", func(*signing.Link) {}},
+		{"parameter off pattern", func(l *signing.Link) { l.Params = map[string]string{"tenant": "a"} }},
+		{"undeclared parameter", func(l *signing.Link) { l.Params = map[string]string{"tenant": "acme", "host": "evil"} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := f.startLink(tt.edit)
+			var be *broker.Error
+			if !errors.As(err, &be) || be.Status != http.StatusForbidden {
+				t.Fatalf("err = %v, want 403", err)
+			}
+		})
+	}
+
+	// A valid parameter is templated into the authorization URL and the
+	// token request's header, and kept on the connection for refreshes.
+	res, err := f.startLink(func(l *signing.Link) { l.Params = map[string]string{"tenant": "acme"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := url.Parse(res.Location); u.Query().Get("tenant") != "acme" {
+		t.Fatalf("authorization URL %s", res.Location)
+	}
+	back := f.prov.Authorize(t, res.Location)
+	cb, err := f.finish(res, back.Query())
+	if err != nil || cb.Connection.Params["tenant"] != "acme" {
+		t.Fatalf("callback %+v %v", cb, err)
+	}
+	reqs := f.prov.Requests()
+	if h := reqs[len(reqs)-1].Header.Get("X-Tenant"); h != "acme" {
+		t.Fatalf("token request X-Tenant = %q", h)
+	}
+}
+
+// S3: a code-flow callback without its cookie is refused, and the state
+// survives for the browser that holds the cookie.
+func TestMissingCookieLeavesStateForItsBrowser(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
+	res, err := f.start("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := f.prov.Authorize(t, res.Location)
+	_, err = f.b.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
+		Cookie: func(string) (string, bool) { return "", false }})
+	var be *broker.Error
+	if !errors.As(err, &be) || be.Status != http.StatusForbidden || f.prov.TokenRequests() != 0 {
+		t.Fatalf("without cookie: %v, %d token requests", err, f.prov.TokenRequests())
+	}
+	if cb, err := f.finish(res, back.Query()); err != nil || cb.Connection == nil {
+		t.Fatalf("with cookie: %v", err)
+	}
 }

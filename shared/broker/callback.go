@@ -26,8 +26,10 @@ type CallbackRequest struct {
 
 // CallbackResult sends the browser back to the app.
 type CallbackResult struct {
-	// Location is the app's return URL with connection_id and status, or
-	// with error=<code>.
+	// Location is the app's return URL with connection_id and status. It
+	// is empty after a client_credentials connect whose link named no
+	// return address: the caller is a program, answered 201 with the
+	// Connection (never its tokens).
 	Location string
 	// ClearCookie names the binding cookie to delete ("" when unknown).
 	ClearCookie string
@@ -70,31 +72,58 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	} else if err != nil {
 		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", err)
 	}
+	// A browser flow is bound to its cookie (S2); a client_credentials
+	// flow has no browser to bind and was recorded Unbound. Without the
+	// cookie only an Unbound record can be taken, so a missing cookie
+	// still fails closed for every authorization_code flow (S3).
 	cookieName := BindingCookieName(id)
-	binding, ok := req.Cookie(cookieName)
-	if !ok || binding == "" {
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, "This sign-in was started in another browser or its cookie is missing. Please start again from the application.", nil)
+	bindingHash := store.Unbound
+	if binding, ok := req.Cookie(cookieName); ok && binding != "" {
+		bindingHash = signing.Hash(binding)
 	}
-	rec, err := b.Store.TakeState(ctx, id, signing.Hash(binding))
+	rec, err := b.Store.TakeState(ctx, id, bindingHash)
 	if errors.Is(err, store.ErrNotFound) {
-		e := fail(http.StatusForbidden, CodeForbidden, "This sign-in response was already used or belongs to another browser. Please start again from the application.", err)
-		return CallbackResult{}, e
+		msg := "This sign-in response was already used or belongs to another browser. Please start again from the application."
+		if bindingHash == store.Unbound {
+			msg = "This sign-in was started in another browser or its cookie is missing, or it was already used. Please start again from the application."
+		}
+		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, msg, err)
 	} else if err != nil {
 		return CallbackResult{}, unavailable(err)
 	}
+	res := CallbackResult{}
+	if rec.BindingHash != store.Unbound {
+		res.ClearCookie = cookieName
+	}
 	if rec.Provider != p.Name || !now.Before(rec.ExpiresAt) {
-		return CallbackResult{ClearCookie: cookieName}, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", nil)
+		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
-	back, err := b.Config.ReturnTo.Check(rec.ReturnTo)
-	if err != nil { // RETURN_ORIGINS changed while the flow ran
-		return CallbackResult{ClearCookie: cookieName}, fail(http.StatusForbidden, CodeForbidden, "The application's return address is no longer allowed.", err)
+	var back *url.URL
+	if rec.ReturnTo != "" {
+		if back, err = b.Config.ReturnTo.Check(rec.ReturnTo); err != nil { // RETURN_ORIGINS changed while the flow ran
+			return res, fail(http.StatusForbidden, CodeForbidden, "The application's return address is no longer allowed.", err)
+		}
 	}
-	res := CallbackResult{ClearCookie: cookieName}
 	redirectErr := func(code string, cause error) (CallbackResult, error) {
 		e := fail(http.StatusFound, code, "", cause)
-		e.Location = returnto.With(back, url.Values{"error": {code}, "connection_id": {rec.ConnectionID}})
+		if back != nil {
+			e.Location = returnto.With(back, url.Values{"error": {code}, "connection_id": {rec.ConnectionID}})
+		} else { // a program called: answer JSON
+			e.Status, e.JSON = tokenFailure(cause).Status, true
+			if code == CodeServerError {
+				e.Status = http.StatusServiceUnavailable
+			}
+		}
 		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", causeString(cause))
 		return res, e
+	}
+	grant := rec.Grant
+	if grant == "" { // a state recorded before grants were stored
+		grant, _ = connectGrant(p, "")
+	}
+	rp, _, err := p.Resolve(rec.Params)
+	if err != nil { // the catalog's pattern changed while the flow ran
+		return redirectErr(CodeServerError, err)
 	}
 
 	// RFC 9207 / S8: a mismatched issuer means the response came from
@@ -114,25 +143,27 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	var tok *provider.Token
 	code := req.Query.Get("code")
 	switch {
-	case !p.Supports(provider.GrantAuthorizationCode) && code == "":
-		// client_credentials: authorize sent the browser here directly.
-		tok, err = b.Wire.ClientCredentials(xctx, p, creds, rec.Scopes)
-	case code == "" || !p.Supports(provider.GrantAuthorizationCode):
-		return redirectErr(CodeProviderError, errors.New("callback without code"))
+	case grant == provider.GrantClientCredentials && code == "" && p.Supports(grant):
+		// client_credentials: authorize sent the caller here directly.
+		tok, err = b.Wire.ClientCredentials(xctx, rp, creds, rec.Scopes)
+	case grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(grant):
+		return redirectErr(CodeProviderError, errors.New("callback does not fit the flow's grant"))
 	default:
-		tok, err = b.Wire.Exchange(xctx, p, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+		tok, err = b.Wire.Exchange(xctx, rp, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	}
 	if err != nil {
 		e := tokenFailure(err)
 		return redirectErr(e.Code, err)
 	}
-	conn, err := b.storeToken(ctx, p, rec.ConnectionID, rec.Scopes, tok)
+	conn, err := b.storeToken(ctx, p, rec, tok)
 	if err != nil {
 		return redirectErr(CodeServerError, err)
 	}
 	b.log().InfoContext(ctx, "connected", "provider", p.Name, "connection_id", conn.ConnectionID, "version", conn.Version, "expires", !conn.ExpiresAt.IsZero())
 	res.Connection = &conn
-	res.Location = returnto.With(back, url.Values{"connection_id": {conn.ConnectionID}, "status": {string(conn.Status)}})
+	if back != nil {
+		res.Location = returnto.With(back, url.Values{"connection_id": {conn.ConnectionID}, "status": {string(conn.Status)}})
+	}
 	return res, nil
 }
 
@@ -166,13 +197,13 @@ func tokenFailure(err error) *Error {
 // storeToken saves a freshly granted token as the connection's current
 // one (a new grant replaces whatever the connection held), retrying a lost
 // optimistic-concurrency race with a re-read.
-func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, connectionID string, requested []string, tok *provider.Token) (store.Connection, error) {
+func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store.StateRecord, tok *provider.Token) (store.Connection, error) {
 	var err error
 	for range 3 {
 		var c store.Connection
-		c, err = b.Store.GetConnection(ctx, p.Name, connectionID)
+		c, err = b.Store.GetConnection(ctx, p.Name, rec.ConnectionID)
 		if errors.Is(err, store.ErrNotFound) {
-			c = store.Connection{Provider: p.Name, ConnectionID: connectionID}
+			c = store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID}
 		} else if err != nil {
 			return store.Connection{}, err
 		}
@@ -180,9 +211,10 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, connectio
 		c.ExpiresAt = tok.ExpiresAt
 		c.Scope = tok.Scope
 		if c.Scope == "" {
-			c.Scope = strings.Join(requested, " ")
+			c.Scope = strings.Join(rec.Scopes, " ")
 		}
 		c.Metadata = tok.Metadata
+		c.Grant, c.Params = rec.Grant, rec.Params
 		c.Status, c.FailureCount, c.LastError = store.StatusConnected, 0, ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		var saved store.Connection
@@ -197,11 +229,26 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, connectio
 // refreshDue is when the schedule should renew c's token: a margin before
 // expiry, or never when the token does not expire or cannot be renewed.
 func refreshDue(p *provider.Provider, c *store.Connection, lifetime time.Duration) time.Time {
-	canRenew := c.RefreshToken != "" && p.Supports(provider.GrantRefreshToken) || p.Supports(provider.GrantClientCredentials) && !p.Supports(provider.GrantAuthorizationCode)
-	if c.ExpiresAt.IsZero() || !canRenew {
+	if c.ExpiresAt.IsZero() || renewGrant(p, c) == "" {
 		return time.Time{}
 	}
 	return c.ExpiresAt.Add(-p.RefreshMargin(lifetime))
+}
+
+// renewGrant is how c's token is renewed: "refresh_token",
+// "client_credentials" (re-minted), or "" when it cannot be.
+func renewGrant(p *provider.Provider, c *store.Connection) string {
+	grant := c.Grant
+	if grant == "" { // stored before grants were recorded
+		grant, _ = connectGrant(p, "")
+	}
+	switch {
+	case grant == provider.GrantClientCredentials && p.Supports(grant):
+		return provider.GrantClientCredentials
+	case grant == provider.GrantAuthorizationCode && c.RefreshToken != "" && p.Supports(provider.GrantRefreshToken):
+		return provider.GrantRefreshToken
+	}
+	return ""
 }
 
 // causeString renders an error for logs; callers only pass errors whose

@@ -25,16 +25,25 @@ func BindingCookieName(stateID string) string { return BindingCookiePrefix + sta
 
 // ConnectResult tells the browser where to go next.
 type ConnectResult struct {
-	// Location is the provider's authorization URL, or for providers
-	// without a consent step (client_credentials) the broker's callback.
+	// Location is the provider's authorization URL, or for the
+	// client_credentials grant (no consent step) the broker's callback.
 	Location string
-	// Cookie is the browser-binding cookie to set.
+	// Cookie is the browser-binding cookie to set; nil for
+	// client_credentials, where there is no user at the provider to bind.
 	Cookie *http.Cookie
 }
 
 // Connect starts a flow for a connect link the app signed: it verifies
 // the link, records a single-use state bound to the browser, and returns
 // the authorization URL (S1, S2, S6, S17, S18).
+//
+// A client_credentials connect has no consent step: the signed link is the
+// consent. Connect then records an unbound single-use state and sends the
+// caller on to the callback, which mints and stores the token. Minting
+// here instead would save one redirect but give this function the right to
+// write tokens; keeping it to "PutItem state#*" is worth the hop. A caller
+// that follows redirects (a browser, curl -L, Go's http.Client) lands on
+// the link's return_to, or on a 201 JSON answer when the link has none.
 func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values) (ConnectResult, error) {
 	p, ok := b.Catalog.Get(providerName)
 	if !ok {
@@ -55,8 +64,21 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	if err != nil {
 		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link is not valid or has expired. Please start again from the application.", err)
 	}
-	if _, err := b.Config.ReturnTo.Check(link.ReturnTo); err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link's return address is not allowed.", err)
+	grant, err := connectGrant(p, link.Grant)
+	if err != nil {
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link asks for a grant the provider does not offer.", err)
+	}
+	if link.ReturnTo == "" && grant == provider.GrantAuthorizationCode {
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link has no return address.", nil)
+	}
+	if link.ReturnTo != "" {
+		if _, err := b.Config.ReturnTo.Check(link.ReturnTo); err != nil {
+			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link's return address is not allowed.", err)
+		}
+	}
+	rp, params, err := p.Resolve(link.Params)
+	if err != nil {
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link's connection parameters are not valid for this provider.", err)
 	}
 	scopes := link.Scopes
 	if len(scopes) == 0 {
@@ -67,16 +89,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link asks for an invalid scope.", nil)
 		}
 	}
-	creds, err := b.credentials(ctx, p)
-	if err != nil {
-		return ConnectResult{}, unavailable(err)
-	}
-
 	st, err := signing.NewState(ks, p.Name, now, b.stateTTL())
-	if err != nil {
-		return ConnectResult{}, unavailable(err)
-	}
-	binding, err := signing.RandomString(32)
 	if err != nil {
 		return ConnectResult{}, unavailable(err)
 	}
@@ -86,16 +99,35 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		ConnectionID: link.ConnectionID,
 		ReturnTo:     link.ReturnTo,
 		Scopes:       scopes,
-		BindingHash:  signing.Hash(binding),
+		Grant:        grant,
+		Params:       params,
+		BindingHash:  store.Unbound,
 		ExpiresAt:    st.Expires,
 	}
+	if grant == provider.GrantClientCredentials {
+		if err := b.Store.PutState(ctx, rec); err != nil {
+			return ConnectResult{}, unavailable(err)
+		}
+		b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
+		return ConnectResult{Location: b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode()}, nil
+	}
+
+	creds, err := b.credentials(ctx, p)
+	if err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	binding, err := signing.RandomString(32)
+	if err != nil {
+		return ConnectResult{}, unavailable(err)
+	}
+	rec.BindingHash = signing.Hash(binding)
 	cfg := oauth2.Config{
 		ClientID:    creds.ClientID,
 		RedirectURL: b.RedirectURI(p.Name),
-		Endpoint:    oauth2.Endpoint{AuthURL: p.AuthorizationURL},
+		Endpoint:    oauth2.Endpoint{AuthURL: rp.AuthorizationURL},
 	}
 	var opts []oauth2.AuthCodeOption
-	if p.UsesPKCE() && p.Supports(provider.GrantAuthorizationCode) {
+	if p.UsesPKCE() {
 		rec.PKCEVerifier = oauth2.GenerateVerifier() // 32 random bytes (S6)
 		opts = append(opts, oauth2.S256ChallengeOption(rec.PKCEVerifier))
 	}
@@ -108,16 +140,9 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	if err := b.Store.PutState(ctx, rec); err != nil {
 		return ConnectResult{}, unavailable(err)
 	}
-	b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID)
-	location := cfg.AuthCodeURL(st.Value, opts...)
-	if !p.Supports(provider.GrantAuthorizationCode) {
-		// No consent step (client_credentials): the signed link is the
-		// consent. The browser goes straight to the callback, which mints
-		// the token — so only the callback function ever writes tokens.
-		location = b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode()
-	}
+	b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
 	return ConnectResult{
-		Location: location,
+		Location: cfg.AuthCodeURL(st.Value, opts...),
 		Cookie: &http.Cookie{
 			Name:     BindingCookieName(st.ID),
 			Value:    binding,
@@ -128,4 +153,19 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 			SameSite: http.SameSiteLaxMode,
 		},
 	}, nil
+}
+
+// connectGrant picks the grant for a connect: the link's, which the
+// provider must offer, or the provider's default — authorization_code when
+// it has one, else client_credentials.
+func connectGrant(p *provider.Provider, asked string) (string, error) {
+	switch {
+	case asked == "" && p.Supports(provider.GrantAuthorizationCode):
+		return provider.GrantAuthorizationCode, nil
+	case asked == "" && p.Supports(provider.GrantClientCredentials):
+		return provider.GrantClientCredentials, nil
+	case (asked == provider.GrantAuthorizationCode || asked == provider.GrantClientCredentials) && p.Supports(asked):
+		return asked, nil
+	}
+	return "", errors.New("grant not offered by the provider")
 }

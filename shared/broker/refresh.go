@@ -218,18 +218,22 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key) outcome {
 // renew asks the provider for a new token: the refresh_token grant, or a
 // fresh client_credentials token for providers without user consent.
 func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection) (*provider.Token, error) {
+	grant := renewGrant(p, c)
+	if grant == "" {
+		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
+	}
+	rp, _, err := p.Resolve(c.Params)
+	if err != nil {
+		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection parameters no longer match the catalog"}
+	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case c.RefreshToken != "" && p.Supports(provider.GrantRefreshToken):
-		return b.Wire.Refresh(ctx, p, creds, c.RefreshToken)
-	case p.Supports(provider.GrantClientCredentials) && !p.Supports(provider.GrantAuthorizationCode):
-		return b.Wire.ClientCredentials(ctx, p, creds, strings.Fields(c.Scope))
-	default:
-		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
+	if grant == provider.GrantClientCredentials {
+		return b.Wire.ClientCredentials(ctx, rp, creds, strings.Fields(c.Scope))
 	}
+	return b.Wire.Refresh(ctx, rp, creds, c.RefreshToken)
 }
 
 func (b *Broker) save(ctx context.Context, log *slog.Logger, c store.Connection) bool {

@@ -8,6 +8,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -15,10 +16,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
 // Handler is a Lambda handler for HTTP API events.
@@ -56,9 +59,12 @@ func Callback(b *broker.Broker) Handler {
 			Cookie:   func(name string) (string, bool) { return Cookie(req.Cookies, name) },
 		})
 		var resp events.APIGatewayV2HTTPResponse
-		if err != nil {
+		switch {
+		case err != nil:
 			resp = failure(ctx, b, "callback", err)
-		} else {
+		case res.Location == "" && res.Connection != nil:
+			resp = Created(res.Connection)
+		default:
 			resp = Redirect(res.Location)
 		}
 		if res.ClearCookie != "" {
@@ -82,10 +88,44 @@ func failure(ctx context.Context, b *broker.Broker, flow string, err error) even
 		level = slog.LevelError
 	}
 	b.Logger().Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", causeOf(e))
-	if e.Location != "" {
+	switch {
+	case e.Location != "":
 		return Redirect(e.Location)
+	case e.JSON:
+		return JSON(e.Status, map[string]string{"error": e.Code})
 	}
 	return ErrorPage(e.Status, e.Message)
+}
+
+// ConnectionInfo is the 201 answer to a client_credentials connect without
+// a return address: what was stored, never a token.
+type ConnectionInfo struct {
+	Provider     string `json:"provider"`
+	ConnectionID string `json:"connection_id"`
+	Status       string `json:"status"`
+	// ExpiresAt is RFC 3339, omitted when the token does not expire.
+	ExpiresAt string `json:"expires_at,omitempty"`
+	Scope     string `json:"scope,omitempty"`
+}
+
+// Created answers 201 with the ConnectionInfo of c.
+func Created(c *store.Connection) events.APIGatewayV2HTTPResponse {
+	info := ConnectionInfo{Provider: c.Provider, ConnectionID: c.ConnectionID, Status: string(c.Status), Scope: c.Scope}
+	if !c.ExpiresAt.IsZero() {
+		info.ExpiresAt = c.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return JSON(http.StatusCreated, info)
+}
+
+// JSON answers status with v as a JSON body.
+func JSON(status int, v any) events.APIGatewayV2HTTPResponse {
+	h := securityHeaders()
+	h["Content-Type"] = "application/json"
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
+	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(b)}
 }
 
 func causeOf(e *broker.Error) string {

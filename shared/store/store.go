@@ -53,10 +53,21 @@ type StateRecord struct {
 	Scopes       []string
 	// PKCEVerifier is the RFC 7636 code_verifier, empty when PKCE is off.
 	PKCEVerifier string
-	// BindingHash is the hex SHA-256 of the browser-binding cookie value.
+	// Grant is the grant the flow uses: "authorization_code" or
+	// "client_credentials".
+	Grant string
+	// Params are the connection parameters from the signed link (with
+	// the catalog's defaults filled in).
+	Params map[string]string
+	// BindingHash is the hex SHA-256 of the browser-binding cookie value,
+	// or Unbound for a flow without a browser to bind (client_credentials).
 	BindingHash string
 	ExpiresAt   time.Time
 }
+
+// Unbound is the BindingHash of a state not bound to a browser cookie. A
+// cookie's hash is 64 hex digits, so it never equals Unbound.
+const Unbound = "unbound"
 
 // Connection is one customer account at one provider, with its tokens.
 type Connection struct {
@@ -75,6 +86,12 @@ type Connection struct {
 	// Metadata holds non-secret provider fields returned with the token,
 	// such as a provider-side user id.
 	Metadata map[string]string
+	// Grant is how the connection was made: "authorization_code" (renewed
+	// with its refresh token) or "client_credentials" (re-minted).
+	Grant string
+	// Params are the connection parameters its provider entry declares
+	// (GetResponse 360's customer domain), used for every token request.
+	Params map[string]string
 
 	// RefreshDue is when the refresh schedule should next renew the tokens;
 	// zero means never (no expiry, or the connection needs re-authorization).

@@ -103,16 +103,18 @@ func CreateTable(ctx context.Context, client *dynamodb.Client, table string) err
 
 // stateItem and connItem are the stored layouts (see the package comment).
 type stateItem struct {
-	PK           string   `dynamodbav:"pk"`
-	SK           string   `dynamodbav:"sk"`
-	Provider     string   `dynamodbav:"provider"`
-	ConnectionID string   `dynamodbav:"connection_id"`
-	ReturnTo     string   `dynamodbav:"return_to"`
-	Scopes       []string `dynamodbav:"scopes,omitempty"`
-	PKCEVerifier string   `dynamodbav:"pkce_verifier,omitempty"`
-	BindingHash  string   `dynamodbav:"binding_hash"`
-	ExpiresAt    int64    `dynamodbav:"expires_at"`
-	TTL          int64    `dynamodbav:"ttl"`
+	PK           string            `dynamodbav:"pk"`
+	SK           string            `dynamodbav:"sk"`
+	Provider     string            `dynamodbav:"provider"`
+	ConnectionID string            `dynamodbav:"connection_id"`
+	ReturnTo     string            `dynamodbav:"return_to"`
+	Scopes       []string          `dynamodbav:"scopes,omitempty"`
+	PKCEVerifier string            `dynamodbav:"pkce_verifier,omitempty"`
+	Grant        string            `dynamodbav:"grant,omitempty"`
+	Params       map[string]string `dynamodbav:"params,omitempty"`
+	BindingHash  string            `dynamodbav:"binding_hash"`
+	ExpiresAt    int64             `dynamodbav:"expires_at"`
+	TTL          int64             `dynamodbav:"ttl"`
 }
 
 type connItem struct {
@@ -127,6 +129,8 @@ type connItem struct {
 	ExpiresAt    int64             `dynamodbav:"expires_at,omitempty"`
 	Scope        string            `dynamodbav:"scope,omitempty"`
 	Metadata     map[string]string `dynamodbav:"metadata,omitempty"`
+	Grant        string            `dynamodbav:"grant,omitempty"`
+	Params       map[string]string `dynamodbav:"params,omitempty"`
 	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
 	DueShard     string            `dynamodbav:"due_shard,omitempty"`
 	FailureCount int               `dynamodbav:"failure_count"`
@@ -149,6 +153,8 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 		ReturnTo:     r.ReturnTo,
 		Scopes:       nilIfEmpty(r.Scopes),
 		PKCEVerifier: r.PKCEVerifier,
+		Grant:        r.Grant,
+		Params:       nilIfEmptyMap(r.Params),
 		BindingHash:  r.BindingHash,
 		ExpiresAt:    unix(r.ExpiresAt),
 		TTL:          unix(r.ExpiresAt),
@@ -198,6 +204,8 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 		ReturnTo:     it.ReturnTo,
 		Scopes:       nilIfEmpty(it.Scopes),
 		PKCEVerifier: it.PKCEVerifier,
+		Grant:        it.Grant,
+		Params:       nilIfEmptyMap(it.Params),
 		BindingHash:  it.BindingHash,
 		ExpiresAt:    fromUnix(it.ExpiresAt),
 	}, nil
@@ -233,6 +241,8 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 		ExpiresAt:    fromUnix(it.ExpiresAt),
 		Scope:        it.Scope,
 		Metadata:     nilIfEmptyMap(it.Metadata),
+		Grant:        it.Grant,
+		Params:       nilIfEmptyMap(it.Params),
 		RefreshDue:   fromUnix(it.RefreshDue),
 		FailureCount: it.FailureCount,
 		LastError:    it.LastError,
@@ -268,6 +278,8 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 		ExpiresAt:    unix(c.ExpiresAt),
 		Scope:        c.Scope,
 		Metadata:     nilIfEmptyMap(c.Metadata),
+		Grant:        c.Grant,
+		Params:       nilIfEmptyMap(c.Params),
 		RefreshDue:   unix(c.RefreshDue),
 		FailureCount: c.FailureCount,
 		LastError:    c.LastError,
@@ -303,6 +315,7 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
 	}
 	c.Metadata = nilIfEmptyMap(maps.Clone(c.Metadata))
+	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
 	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
 		*t = fromUnix(unix(*t))
 	}

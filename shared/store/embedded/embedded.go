@@ -246,6 +246,10 @@ func canonState(r store.StateRecord) store.StateRecord {
 	if len(r.Scopes) == 0 {
 		r.Scopes = nil
 	}
+	r.Params = maps.Clone(r.Params)
+	if len(r.Params) == 0 {
+		r.Params = nil
+	}
 	r.ExpiresAt = canonTime(r.ExpiresAt)
 	return r
 }
@@ -254,6 +258,10 @@ func canonConn(c store.Connection) store.Connection {
 	c.Metadata = maps.Clone(c.Metadata)
 	if len(c.Metadata) == 0 {
 		c.Metadata = nil
+	}
+	c.Params = maps.Clone(c.Params)
+	if len(c.Params) == 0 {
+		c.Params = nil
 	}
 	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
 		*t = canonTime(*t)

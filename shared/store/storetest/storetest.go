@@ -40,6 +40,8 @@ func newState(id string) store.StateRecord {
 		ReturnTo:     "https://app.example/done?x=1",
 		Scopes:       []string{"repo", "read:user"},
 		PKCEVerifier: "verifier-" + id,
+		Grant:        "authorization_code",
+		Params:       map[string]string{"domain": "mail.example.com", "region": "pl"},
 		BindingHash:  "binding-" + id,
 		ExpiresAt:    base.Add(10*time.Minute + sub),
 	}
@@ -77,6 +79,7 @@ func testState(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"absent", "nope", r.BindingHash},
 			{"wrong binding", r.ID, "binding-other"},
 			{"empty binding", r.ID, ""},
+			{"unbound marker on a bound state", r.ID, store.Unbound},
 		} {
 			if _, err := s.TakeState(t.Context(), tc.id, tc.binding); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("%s: TakeState error = %v, want ErrNotFound", tc.name, err)
@@ -138,6 +141,8 @@ func newConn(provider, id string) store.Connection {
 		ExpiresAt:    base.Add(time.Hour + sub),
 		Scope:        "repo read:user",
 		Metadata:     map[string]string{"user_id": "42", "login": "octo"},
+		Grant:        "authorization_code",
+		Params:       map[string]string{"domain": "mail.example.com"},
 		RefreshDue:   base.Add(50*time.Minute + sub),
 	}
 }
@@ -153,7 +158,7 @@ func testConnection(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}{
 			{"full", newConn("github", "full")},
 			{"minimal", store.Connection{Provider: "p", ConnectionID: "min", Status: store.StatusConnected, AccessToken: "a"}},
-			{"empty metadata", store.Connection{Provider: "p", ConnectionID: "m", AccessToken: "a", Metadata: map[string]string{}}},
+			{"empty metadata", store.Connection{Provider: "p", ConnectionID: "m", AccessToken: "a", Metadata: map[string]string{}, Params: map[string]string{}}},
 			{"no tokens", store.Connection{Provider: "p", ConnectionID: "n", Status: store.StatusNeedsReauth}},
 			{"failing, created earlier", failing},
 		} {
@@ -440,6 +445,9 @@ func canonState(r store.StateRecord) store.StateRecord {
 	if len(r.Scopes) == 0 {
 		r.Scopes = nil
 	}
+	if len(r.Params) == 0 {
+		r.Params = nil
+	}
 	r.ExpiresAt = canonTime(r.ExpiresAt)
 	return r
 }
@@ -447,6 +455,9 @@ func canonState(r store.StateRecord) store.StateRecord {
 func canonConn(c store.Connection) store.Connection {
 	if len(c.Metadata) == 0 {
 		c.Metadata = nil
+	}
+	if len(c.Params) == 0 {
+		c.Params = nil
 	}
 	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
 		*t = canonTime(*t)
