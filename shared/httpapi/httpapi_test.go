@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
 func TestParseQuery(t *testing.T) {
@@ -56,5 +60,21 @@ func TestErrorPageEscapesAndHeaders(t *testing.T) {
 	}
 	if r := Redirect("https://app.example.com/"); r.StatusCode != 302 || r.Headers["Location"] != "https://app.example.com/" || r.Headers["Cache-Control"] != "no-store" {
 		t.Fatalf("redirect %+v", r)
+	}
+}
+
+func TestCreatedCarriesNoToken(t *testing.T) {
+	c := &store.Connection{Provider: "kaisa", ConnectionID: "svc", Status: store.StatusConnected, AccessToken: "tok-secret",
+		RefreshToken: "rt-secret", ExpiresAt: time.Unix(1_800_000_300, 0), Scope: "read"}
+	resp := Created(c)
+	if resp.StatusCode != http.StatusCreated || resp.Headers["Content-Type"] != "application/json" || resp.Headers["Cache-Control"] != "no-store" {
+		t.Fatalf("response %+v", resp)
+	}
+	want := `{"provider":"kaisa","connection_id":"svc","status":"connected","expires_at":"2027-01-15T08:05:00Z","scope":"read"}`
+	if resp.Body != want {
+		t.Fatalf("body %s, want %s", resp.Body, want)
+	}
+	if resp := Created(&store.Connection{Provider: "p", ConnectionID: "c", Status: store.StatusConnected}); strings.Contains(resp.Body, "expires_at") {
+		t.Fatalf("non-expiring token reported an expiry: %s", resp.Body)
 	}
 }
