@@ -55,8 +55,20 @@ type stack struct {
 	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
 	refresh   *lambdarie.Function
 
+	extra []extraProvider
+
 	mu   sync.Mutex
 	seen []string // states, binding cookies and link signatures handed out
+}
+
+// extraProvider is one more provider in the stack's catalog and secrets,
+// served by its own test server.
+type extraProvider struct {
+	name   string
+	entry  string // the catalog entry's YAML, indented under "providers:"
+	id     string // client_id and client_secret in Secrets Manager
+	secret string
+	srv    *providertest.Server
 }
 
 // remember notes values that must never appear in a log.
@@ -66,7 +78,11 @@ func (s *stack) remember(values ...string) {
 	s.seen = append(s.seen, values...)
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
+
+// newStackWith is newStack with more providers; extras is called with the
+// stack's BASE_URL-derived redirect URI rule before the functions start.
+func newStackWith(t *testing.T, extras func(redirectURI func(provider string) string) []extraProvider) *stack {
 	t.Helper()
 	ddb := dynalite.Shared(t)
 	table := dynalite.NewTable(t, ddb.Client)
@@ -89,6 +105,13 @@ func newStack(t *testing.T) *stack {
 		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    token_request: form\n    default_scopes: [read]\n" +
 		"  other:\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
 		"\n    grant_types: [authorization_code]\n"
+	var extra []extraProvider
+	if extras != nil {
+		extra = extras(func(p string) string { return baseURL + "/callback/" + p })
+	}
+	for _, e := range extra {
+		catalog += e.entry
+	}
 	providersFile := filepath.Join(dir, "providers.yaml")
 	if err := os.WriteFile(providersFile, []byte(catalog), 0o600); err != nil {
 		t.Fatal(err)
@@ -102,6 +125,10 @@ func newStack(t *testing.T) *stack {
 	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
 	sm.Put("oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
 	sm.Put("oauthbroker/provider/other", `{"client_id":"other-id","client_secret":"other-secret-Pw2"}`)
+	for _, e := range extra {
+		b, _ := json.Marshal(map[string]string{"client_id": e.id, "client_secret": e.secret})
+		sm.Put("oauthbroker/provider/"+e.name, string(b))
+	}
 
 	env := map[string]string{
 		"TABLE_NAME":                       table,
@@ -127,6 +154,7 @@ func newStack(t *testing.T) *stack {
 		store:     dynamo.New(ddb.Client, table),
 		sm:        sm,
 		prov:      prov,
+		extra:     extra,
 		keys:      keys,
 		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), env),
 		callback:  lambdarie.Start(t, cb, env),
@@ -141,12 +169,19 @@ func newStack(t *testing.T) *stack {
 // checkLogs fails the test if any function printed a credential (S22).
 func (s *stack) checkLogs() {
 	secretsSeen := []string{clientSecret, keyMaterial, "other-secret-Pw2"}
-	secretsSeen = append(secretsSeen, s.prov.Credentials()...) // codes and tokens
+	servers := []*providertest.Server{s.prov}
+	for _, e := range s.extra {
+		secretsSeen = append(secretsSeen, e.secret, url.QueryEscape(e.secret))
+		servers = append(servers, e.srv)
+	}
 	s.mu.Lock()
 	secretsSeen = append(secretsSeen, s.seen...)
 	s.mu.Unlock()
-	for _, r := range s.prov.Requests() {
-		secretsSeen = append(secretsSeen, r.Params.Get("code_verifier"), r.Query.Get("state"))
+	for _, srv := range servers {
+		secretsSeen = append(secretsSeen, srv.Credentials()...) // codes and tokens
+		for _, r := range srv.Requests() {
+			secretsSeen = append(secretsSeen, r.Params.Get("code_verifier"), r.Query.Get("state"))
+		}
 	}
 	for _, fn := range []*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh} {
 		logs := fn.Logs()

@@ -3,10 +3,12 @@
 // codes bound to client, redirect_uri and PKCE challenge (RFC 7636, S256
 // only), exactly one client authentication method (RFC 6749 §2.3), RFC 6749
 // §5.2 error responses, refresh token rotation with replay detection
-// (RFC 9700 §4.14.2). It records every request and can inject failures and
-// delays into the token endpoint.
+// (RFC 9700 §4.14.2). It records every request and can inject failures,
+// delays and a rate limit into the token endpoint. Config knobs reproduce
+// non-standard providers (JSON or GET token requests, created_at, echoed
+// refresh tokens, required headers, restricted grant types).
 //
-// Endpoints (all under Server.URL):
+// Endpoints (all under Server.URL, at the default paths the Config can change):
 //
 //	GET  /authorize  authorization endpoint (RFC 6749 §4.1.1); answers as if the user approved
 //	     /token      token endpoint (RFC 6749 §3.2, §4.1.3, §4.4, §6), method per Config.TokenRequest
@@ -16,6 +18,7 @@ package providertest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -28,8 +31,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,16 +54,52 @@ const (
 	RequestQuery = "query" // GET with query parameters (non-standard, used by some providers)
 )
 
+// Grant types the token endpoint implements (RFC 6749 §4.1.3, §4.4.2, §6).
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+)
+
 // Config describes the registered client and the provider's behaviour.
 type Config struct {
 	ClientID, ClientSecret string
 	// RedirectURI is the one registered redirect URI; authorization and token
-	// requests must carry exactly this string (RFC 9700 §4.1.3).
+	// requests must carry exactly this string (RFC 9700 §4.1.3). It may be
+	// empty only when GrantTypes excludes authorization_code.
 	RedirectURI string
+	// RedirectURIOptional lets authorization requests omit redirect_uri (the
+	// registered one is used). The token request must then omit it or send
+	// exactly the registered one; a code requested with redirect_uri still
+	// needs the identical value (RFC 6749 §4.1.3).
+	RedirectURIOptional bool
+	// AuthorizePath, TokenPath, RevokePath and ResourcePath are where the
+	// endpoints are served; defaults "/authorize", "/token", "/revoke",
+	// "/resource". They must be distinct.
+	AuthorizePath, TokenPath, RevokePath, ResourcePath string
 	// ClientAuth is AuthBasic (default) or AuthBody.
 	ClientAuth string
 	// TokenRequest is RequestForm (default), RequestJSON or RequestQuery.
 	TokenRequest string
+	// AlsoAccept, if set, is a second accepted token request encoding.
+	AlsoAccept string
+	// GrantTypes, if not nil, lists the grant types the token endpoint
+	// accepts; others get unsupported_grant_type (RFC 6749 §5.2). Without
+	// authorization_code the authorization endpoint is not served (404).
+	GrantTypes []string
+	// DefaultGrantType, if set, is assumed for token requests without
+	// grant_type (providers documenting a code exchange without it).
+	DefaultGrantType string
+	// RequireHeaders: every token request must carry each header exactly
+	// once with exactly this value, else 400 invalid_request.
+	RequireHeaders map[string]string
+	// RateLimit, if positive, allows that many token requests per fixed
+	// RateWindow (starting at the first request of each window); beyond it
+	// the answer is 429 with Retry-After (whole seconds, at least 1) and a
+	// JSON body, and no state changes. Such requests count in TokenRequests
+	// and do not use up FailNext.
+	RateLimit  int
+	RateWindow time.Duration
 	// RequirePKCE makes code_challenge (S256) mandatory in authorization
 	// requests. A challenge sent anyway is always enforced, and a
 	// code_verifier without a challenge is always rejected (RFC 9700 §2.1.1).
@@ -76,8 +117,12 @@ type Config struct {
 	AccessTokenTTL time.Duration
 	// RotateRefreshTokens: a refresh returns a new refresh token and revokes
 	// the old one; presenting a rotated-out token revokes the whole grant.
-	// Without rotation the response carries no refresh_token (RFC 6749 §6).
+	// Without rotation the response carries no refresh_token (RFC 6749 §6)
+	// unless EchoRefreshToken.
 	RotateRefreshTokens bool
+	// EchoRefreshToken: without rotation, a refresh response carries the
+	// refresh token that was presented. It conflicts with RotateRefreshTokens.
+	EchoRefreshToken bool
 	// NoRefreshTokens: the authorization code grant issues no refresh token.
 	NoRefreshTokens bool
 	// CodeTTL is the authorization code lifetime (default 10 minutes,
@@ -85,8 +130,12 @@ type Config struct {
 	CodeTTL time.Duration
 	// Issuer, if set, is sent as iss in authorization responses (RFC 9207).
 	Issuer string
+	// CreatedAt adds "created_at" (Unix seconds of issue) to successful token
+	// responses, as Doorkeeper does.
+	CreatedAt bool
 	// ExtraResponse is merged into successful token responses last, so it
-	// can add members (a user_id) or override standard ones (token_type).
+	// can add members (a user_id) or override standard ones (token_type,
+	// expires_in); a nil value sends JSON null.
 	ExtraResponse map[string]any
 }
 
@@ -115,6 +164,8 @@ type Server struct {
 	mu            sync.Mutex
 	requests      []Recorded
 	tokenRequests int
+	windowStart   time.Time // current rate limit window
+	windowCount   int
 	codes         map[string]*codeInfo
 	access        map[string]*tokenInfo
 	refresh       map[string]*tokenInfo
@@ -127,12 +178,13 @@ type Server struct {
 }
 
 type codeInfo struct {
-	clientID, redirectURI string
-	scope                 []string
-	challenge             string
-	expires               time.Time
-	used                  bool
-	grant                 int
+	clientID    string
+	redirectURI string // as sent in the authorization request; "" if omitted
+	scope       []string
+	challenge   string
+	expires     time.Time
+	used        bool
+	grant       int
 }
 
 type tokenInfo struct {
@@ -154,20 +206,11 @@ type failure struct {
 // New starts a server for cfg and stops it when the test ends.
 func New(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	if cfg.ClientID == "" || cfg.RedirectURI == "" {
-		t.Fatalf("providertest: Config needs ClientID and RedirectURI")
-	}
 	if cfg.ClientAuth == "" {
 		cfg.ClientAuth = AuthBasic
 	}
 	if cfg.TokenRequest == "" {
 		cfg.TokenRequest = RequestForm
-	}
-	if cfg.ClientAuth != AuthBasic && cfg.ClientAuth != AuthBody {
-		t.Fatalf("providertest: ClientAuth %q: want %q or %q", cfg.ClientAuth, AuthBasic, AuthBody)
-	}
-	if cfg.TokenRequest != RequestForm && cfg.TokenRequest != RequestJSON && cfg.TokenRequest != RequestQuery {
-		t.Fatalf("providertest: TokenRequest %q: want form, json or query", cfg.TokenRequest)
 	}
 	if cfg.ScopeParam == "" {
 		cfg.ScopeParam = "scope"
@@ -177,6 +220,13 @@ func New(t testing.TB, cfg Config) *Server {
 	}
 	if cfg.CodeTTL == 0 {
 		cfg.CodeTTL = 10 * time.Minute
+	}
+	cfg.AuthorizePath = cmp.Or(cfg.AuthorizePath, "/authorize")
+	cfg.TokenPath = cmp.Or(cfg.TokenPath, "/token")
+	cfg.RevokePath = cmp.Or(cfg.RevokePath, "/revoke")
+	cfg.ResourcePath = cmp.Or(cfg.ResourcePath, "/resource")
+	if err := cfg.check(); err != nil {
+		t.Fatalf("providertest: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -191,10 +241,12 @@ func New(t testing.TB, cfg Config) *Server {
 		s.secrets = append(s.secrets, cfg.ClientSecret)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/authorize", s.handleAuthorize)
-	mux.HandleFunc("/token", s.handleToken)
-	mux.HandleFunc("/revoke", s.handleRevoke)
-	mux.HandleFunc("/resource", s.handleResource)
+	if cfg.grants(GrantAuthorizationCode) {
+		mux.HandleFunc(cfg.AuthorizePath, s.handleAuthorize)
+	}
+	mux.HandleFunc(cfg.TokenPath, s.handleToken)
+	mux.HandleFunc(cfg.RevokePath, s.handleRevoke)
+	mux.HandleFunc(cfg.ResourcePath, s.handleResource)
 	s.srv = httptest.NewServer(s.record(mux))
 	s.URL = s.srv.URL
 	t.Cleanup(func() {
@@ -204,17 +256,76 @@ func New(t testing.TB, cfg Config) *Server {
 	return s
 }
 
+// endpointPath is what a ServeMux takes as an exact path: no host, method,
+// wildcard or trailing slash.
+var endpointPath = regexp.MustCompile(`^(/[A-Za-z0-9._~!$&'()*+,;=:@-]+)+$`)
+
+// check validates a Config with defaults applied.
+func (cfg *Config) check() error {
+	if cfg.ClientID == "" {
+		return fmt.Errorf("Config needs ClientID")
+	}
+	if cfg.RedirectURI == "" && cfg.grants(GrantAuthorizationCode) {
+		return fmt.Errorf("Config needs RedirectURI unless GrantTypes excludes authorization_code")
+	}
+	if cfg.ClientAuth != AuthBasic && cfg.ClientAuth != AuthBody {
+		return fmt.Errorf("ClientAuth %q: want %q or %q", cfg.ClientAuth, AuthBasic, AuthBody)
+	}
+	encodings := []string{RequestForm, RequestJSON, RequestQuery}
+	if !slices.Contains(encodings, cfg.TokenRequest) {
+		return fmt.Errorf("TokenRequest %q: want form, json or query", cfg.TokenRequest)
+	}
+	if cfg.AlsoAccept != "" && (!slices.Contains(encodings, cfg.AlsoAccept) || cfg.AlsoAccept == cfg.TokenRequest) {
+		return fmt.Errorf("AlsoAccept %q: want form, json or query other than TokenRequest", cfg.AlsoAccept)
+	}
+	known := []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+	for _, g := range cfg.GrantTypes {
+		if !slices.Contains(known, g) {
+			return fmt.Errorf("GrantTypes: %q not implemented", g)
+		}
+	}
+	if cfg.DefaultGrantType != "" && (!slices.Contains(known, cfg.DefaultGrantType) || !cfg.grants(cfg.DefaultGrantType)) {
+		return fmt.Errorf("DefaultGrantType %q: not an accepted grant type", cfg.DefaultGrantType)
+	}
+	if cfg.EchoRefreshToken && cfg.RotateRefreshTokens {
+		return fmt.Errorf("EchoRefreshToken and RotateRefreshTokens exclude each other")
+	}
+	if cfg.RateLimit < 0 || (cfg.RateLimit > 0) != (cfg.RateWindow > 0) {
+		return fmt.Errorf("RateLimit and RateWindow go together (got %d, %v)", cfg.RateLimit, cfg.RateWindow)
+	}
+	for k := range cfg.RequireHeaders {
+		if k == "" || http.CanonicalHeaderKey(k) == "Authorization" {
+			return fmt.Errorf("RequireHeaders: header %q not allowed", k)
+		}
+	}
+	paths := []string{cfg.AuthorizePath, cfg.TokenPath, cfg.RevokePath, cfg.ResourcePath}
+	for i, p := range paths {
+		if !endpointPath.MatchString(p) || path.Clean(p) != p {
+			return fmt.Errorf("endpoint path %q: want /segment/... without wildcards or a trailing slash", p)
+		}
+		if slices.Contains(paths[:i], p) {
+			return fmt.Errorf("endpoint path %q used twice", p)
+		}
+	}
+	return nil
+}
+
+// grants reports whether the token endpoint accepts grant type g.
+func (cfg *Config) grants(g string) bool {
+	return cfg.GrantTypes == nil || slices.Contains(cfg.GrantTypes, g)
+}
+
 // AuthorizeURL is the authorization endpoint.
-func (s *Server) AuthorizeURL() string { return s.URL + "/authorize" }
+func (s *Server) AuthorizeURL() string { return s.URL + s.cfg.AuthorizePath }
 
 // TokenURL is the token endpoint.
-func (s *Server) TokenURL() string { return s.URL + "/token" }
+func (s *Server) TokenURL() string { return s.URL + s.cfg.TokenPath }
 
 // RevokeURL is the revocation endpoint (RFC 7009).
-func (s *Server) RevokeURL() string { return s.URL + "/revoke" }
+func (s *Server) RevokeURL() string { return s.URL + s.cfg.RevokePath }
 
 // ResourceURL is a protected resource that accepts valid access tokens.
-func (s *Server) ResourceURL() string { return s.URL + "/resource" }
+func (s *Server) ResourceURL() string { return s.URL + s.cfg.ResourcePath }
 
 // Deny makes the authorization endpoint answer as if the user clicked Deny
 // (error=access_denied, RFC 6749 §4.1.2.1), until Deny(false).
@@ -457,7 +568,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid_request: unknown or repeated client_id", http.StatusBadRequest)
 		return
 	}
-	if len(q["redirect_uri"]) != 1 || q.Get("redirect_uri") != s.cfg.RedirectURI {
+	omitted := len(q["redirect_uri"]) == 0 && s.cfg.RedirectURIOptional
+	if !omitted && (len(q["redirect_uri"]) != 1 || q.Get("redirect_uri") != s.cfg.RedirectURI) {
 		http.Error(w, "invalid_request: redirect_uri is missing, repeated or not the registered one", http.StatusBadRequest)
 		return
 	}
@@ -511,7 +623,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.nextGrant++
 	s.codes[code] = &codeInfo{
 		clientID:    s.cfg.ClientID,
-		redirectURI: s.cfg.RedirectURI,
+		redirectURI: q.Get("redirect_uri"),
 		scope:       s.narrow(scope),
 		challenge:   challenge,
 		expires:     time.Now().Add(s.cfg.CodeTTL),
@@ -608,8 +720,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.tokenRequests++
 	delay := s.delay
+	retryAfter := s.rateLimited(time.Now())
 	var inject *failure
-	if s.failN > 0 {
+	if s.failN > 0 && retryAfter == 0 {
 		s.failN--
 		f := s.fail
 		inject = &f
@@ -627,6 +740,14 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{
+			"error":             "too_many_requests",
+			"error_description": fmt.Sprintf("at most %d requests per %v", s.cfg.RateLimit, s.cfg.RateWindow),
+		})
+		return
+	}
 	if inject != nil {
 		for k, vs := range inject.header {
 			w.Header()[k] = slices.Clone(vs)
@@ -641,24 +762,34 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 	params, oerr := s.tokenParams(r)
 	if oerr == nil {
+		oerr = s.requiredHeaders(r)
+	}
+	if oerr == nil {
 		oerr = s.authenticate(r, params)
 	}
 	if oerr != nil {
 		oerr.write(w)
 		return
 	}
+	grant := params.Get("grant_type")
+	if grant == "" {
+		grant = s.cfg.DefaultGrantType
+	}
+	unsupported := &oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type", desc: "grant_type not supported"}
 	var resp map[string]any
-	switch params.Get("grant_type") {
-	case "authorization_code":
-		resp, oerr = s.grantCode(params)
-	case "refresh_token":
-		resp, oerr = s.grantRefresh(params)
-	case "client_credentials":
-		resp, oerr = s.grantClientCredentials(params)
-	case "":
+	switch {
+	case grant == "":
 		oerr = errInvalidRequest("grant_type is required")
+	case !s.cfg.grants(grant):
+		oerr = unsupported
+	case grant == GrantAuthorizationCode:
+		resp, oerr = s.grantCode(params)
+	case grant == GrantRefreshToken:
+		resp, oerr = s.grantRefresh(params)
+	case grant == GrantClientCredentials:
+		resp, oerr = s.grantClientCredentials(params)
 	default:
-		oerr = &oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type", desc: "grant_type not supported"}
+		oerr = unsupported
 	}
 	if oerr != nil {
 		oerr.write(w)
@@ -670,16 +801,49 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// tokenParams enforces the configured method and encoding and returns the
+// rateLimited counts a token request in the current fixed window and returns
+// 0 if it is allowed, else the seconds until the window ends (at least 1);
+// s.mu is held.
+func (s *Server) rateLimited(now time.Time) int {
+	if s.cfg.RateLimit <= 0 {
+		return 0
+	}
+	end := s.windowStart.Add(s.cfg.RateWindow)
+	if s.windowStart.IsZero() || !now.Before(end) {
+		s.windowStart, s.windowCount = now, 0
+		end = now.Add(s.cfg.RateWindow)
+	}
+	s.windowCount++
+	if s.windowCount <= s.cfg.RateLimit {
+		return 0
+	}
+	return max(1, int((end.Sub(now)+time.Second-1)/time.Second))
+}
+
+// accepts reports whether enc is an accepted token request encoding.
+func (s *Server) accepts(enc string) bool {
+	return s.cfg.TokenRequest == enc || s.cfg.AlsoAccept == enc
+}
+
+// tokenParams enforces the configured methods and encodings and returns the
 // request parameters; parameters sent without a value count as omitted and
 // none may be repeated (RFC 6749 §3.1, §3.2).
 func (s *Server) tokenParams(r *http.Request) (url.Values, *oauthError) {
-	want := http.MethodPost
-	if s.cfg.TokenRequest == RequestQuery {
-		want = http.MethodGet
+	var methods, types []string
+	if s.accepts(RequestQuery) {
+		methods = append(methods, http.MethodGet)
 	}
-	if r.Method != want {
-		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "token requests must use " + want}
+	if s.accepts(RequestForm) {
+		types = append(types, "application/x-www-form-urlencoded")
+	}
+	if s.accepts(RequestJSON) {
+		types = append(types, "application/json")
+	}
+	if len(types) > 0 {
+		methods = append(methods, http.MethodPost)
+	}
+	if !slices.Contains(methods, r.Method) {
+		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "token requests must use " + strings.Join(methods, " or ")}
 	}
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -687,25 +851,20 @@ func (s *Server) tokenParams(r *http.Request) (url.Values, *oauthError) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	var params url.Values
-	switch s.cfg.TokenRequest {
-	case RequestQuery:
+	if r.Method == http.MethodGet {
 		if len(body) > 0 {
 			return nil, errInvalidRequest("token requests carry their parameters in the query, not a body")
 		}
 		params = query
-	case RequestForm, RequestJSON:
+	} else {
 		if len(query) > 0 { // the secret must never travel in the URI (RFC 6749 §2.3.1)
 			return nil, errInvalidRequest("parameters in the query string are not accepted")
 		}
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		wantType := "application/x-www-form-urlencoded"
-		if s.cfg.TokenRequest == RequestJSON {
-			wantType = "application/json"
+		if err != nil || !slices.Contains(types, mt) {
+			return nil, errInvalidRequest("Content-Type must be " + strings.Join(types, " or "))
 		}
-		if err != nil || mt != wantType {
-			return nil, errInvalidRequest("Content-Type must be " + wantType)
-		}
-		if s.cfg.TokenRequest == RequestForm {
+		if mt == "application/x-www-form-urlencoded" {
 			if params, err = url.ParseQuery(string(body)); err != nil {
 				return nil, errInvalidRequest("malformed form body")
 			}
@@ -734,6 +893,16 @@ func (s *Server) tokenParams(r *http.Request) (url.Values, *oauthError) {
 		}
 	}
 	return params, nil
+}
+
+// requiredHeaders checks Config.RequireHeaders.
+func (s *Server) requiredHeaders(r *http.Request) *oauthError {
+	for k, want := range s.cfg.RequireHeaders {
+		if got := r.Header.Values(k); len(got) != 1 || got[0] != want {
+			return errInvalidRequest("header " + http.CanonicalHeaderKey(k) + " missing, repeated or wrong")
+		}
+	}
+	return nil
 }
 
 // authenticate checks the client with exactly the configured method
@@ -795,8 +964,11 @@ func (s *Server) grantCode(params url.Values) (map[string]any, *oauthError) {
 	switch {
 	case time.Now().After(ci.expires):
 		return nil, errInvalidGrant("code expired")
-	case params.Get("redirect_uri") != ci.redirectURI:
+	case ci.redirectURI != "" && params.Get("redirect_uri") != ci.redirectURI:
+		// RFC 6749 §4.1.3: "identical" to the authorization request's.
 		return nil, errInvalidGrant("redirect_uri differs from the authorization request")
+	case ci.redirectURI == "" && params.Has("redirect_uri") && params.Get("redirect_uri") != s.cfg.RedirectURI:
+		return nil, errInvalidGrant("redirect_uri is not the registered one")
 	case ci.challenge == "" && params.Has("code_verifier"):
 		return nil, errInvalidGrant("code_verifier sent but the authorization request had no code_challenge")
 	case ci.challenge != "" && !params.Has("code_verifier"):
@@ -846,7 +1018,11 @@ func (s *Server) grantRefresh(params url.Values) (map[string]any, *oauthError) {
 	if s.cfg.RotateRefreshTokens {
 		ti.rotated = true
 	}
-	return s.issue(scope, ti.grant, s.cfg.RotateRefreshTokens), nil
+	resp := s.issue(scope, ti.grant, s.cfg.RotateRefreshTokens)
+	if s.cfg.EchoRefreshToken {
+		resp["refresh_token"] = params.Get("refresh_token")
+	}
+	return resp, nil
 }
 
 // grantClientCredentials issues a token to the client itself, without a
@@ -882,6 +1058,9 @@ func (s *Server) issue(scope []string, grant int, withRefresh bool) map[string]a
 	}
 	if len(scope) > 0 {
 		resp["scope"] = strings.Join(scope, s.cfg.ScopeSeparator)
+	}
+	if s.cfg.CreatedAt {
+		resp["created_at"] = now.Unix()
 	}
 	return resp
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -664,5 +665,507 @@ func TestRevokeAndResource(t *testing.T) {
 	}
 	if st := revoke("unknown", true); st != 200 { // RFC 7009 §2.2
 		t.Fatalf("revoking an unknown token: %d", st)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Config fields beyond RFC 6749 defaults
+
+// fatalTB records the first Fatalf and stops the caller, so tests can check
+// that New refuses a Config.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+type fatalStop struct{}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	panic(fatalStop{})
+}
+
+// newFails reports New's Fatalf message for cfg, "" if it accepted it.
+func newFails(t *testing.T, cfg providertest.Config) (msg string) {
+	t.Helper()
+	tb := &fatalTB{TB: t}
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(fatalStop); !ok {
+				panic(r)
+			}
+			msg = tb.msg
+		}
+	}()
+	providertest.New(tb, cfg)
+	return ""
+}
+
+func TestConfigValidation(t *testing.T) {
+	ok := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	for _, tc := range []struct {
+		name   string
+		mutate func(*providertest.Config)
+		want   string // substring of the Fatalf message; "" if accepted
+	}{
+		{"base", func(*providertest.Config) {}, ""},
+		{"no redirect_uri with code grant", func(c *providertest.Config) { c.RedirectURI = "" }, "RedirectURI"},
+		{"no redirect_uri, client credentials only", func(c *providertest.Config) {
+			c.RedirectURI = ""
+			c.GrantTypes = []string{"client_credentials"}
+		}, ""},
+		{"unknown grant type", func(c *providertest.Config) { c.GrantTypes = []string{"password"} }, "not implemented"},
+		{"default grant not accepted", func(c *providertest.Config) {
+			c.GrantTypes = []string{"client_credentials"}
+			c.DefaultGrantType = "authorization_code"
+		}, "DefaultGrantType"},
+		{"AlsoAccept same as TokenRequest", func(c *providertest.Config) { c.AlsoAccept = providertest.RequestForm }, "AlsoAccept"},
+		{"AlsoAccept unknown", func(c *providertest.Config) { c.AlsoAccept = "xml" }, "AlsoAccept"},
+		{"echo with rotation", func(c *providertest.Config) {
+			c.EchoRefreshToken = true
+			c.RotateRefreshTokens = true
+		}, "exclude"},
+		{"rate limit without window", func(c *providertest.Config) { c.RateLimit = 5 }, "RateWindow"},
+		{"rate window without limit", func(c *providertest.Config) { c.RateWindow = time.Second }, "RateWindow"},
+		{"duplicate paths", func(c *providertest.Config) { c.TokenPath = "/authorize" }, "twice"},
+		{"path without slash", func(c *providertest.Config) { c.TokenPath = "token" }, "endpoint path"},
+		{"path with wildcard", func(c *providertest.Config) { c.TokenPath = "/{host}/token" }, "endpoint path"},
+		{"path with trailing slash", func(c *providertest.Config) { c.TokenPath = "/token/" }, "endpoint path"},
+		{"path not clean", func(c *providertest.Config) { c.TokenPath = "/a/../token" }, "endpoint path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			tc.mutate(&cfg)
+			got := newFails(t, cfg)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("New: Fatalf %q, want one containing %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name                               string
+		authorize, token, revoke, resource string
+	}{
+		{"defaults", "", "", "", ""},
+		{"provider paths", "/app.example.com/oauth2/authorize", "/api.example.com/v3/token", "/api.example.com/v3/revoke", "/api.example.com/v3/token/info"},
+		{"resource under token", "/a", "/oauth/token", "/r", "/oauth/token/info"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+			cfg.AuthorizePath, cfg.TokenPath, cfg.RevokePath, cfg.ResourcePath = tc.authorize, tc.token, tc.revoke, tc.resource
+			s := providertest.New(t, cfg)
+			or := func(p, def string) string {
+				if p == "" {
+					return def
+				}
+				return p
+			}
+			for got, want := range map[string]string{
+				s.AuthorizeURL(): s.URL + or(tc.authorize, "/authorize"),
+				s.TokenURL():     s.URL + or(tc.token, "/token"),
+				s.RevokeURL():    s.URL + or(tc.revoke, "/revoke"),
+				s.ResourceURL():  s.URL + or(tc.resource, "/resource"),
+			} {
+				if got != want {
+					t.Errorf("URL %q, want %q", got, want)
+				}
+			}
+			code, verifier := obtainCode(t, s, cfg)
+			r := tokenRequest(t, s, cfg, codeParams(code, verifier))
+			if r.status != 200 {
+				t.Fatalf("token at %s: %s", s.TokenURL(), r)
+			}
+			req, _ := http.NewRequest(http.MethodGet, s.ResourceURL(), nil)
+			req.Header.Set("Authorization", "Bearer "+r.str("access_token"))
+			if res := do(t, req); res.status != 200 {
+				t.Fatalf("resource at %s: %s", s.ResourceURL(), res)
+			}
+			if rec := s.Requests(); rec[len(rec)-1].Path != or(tc.resource, "/resource") {
+				t.Fatalf("recorded path %q", rec[len(rec)-1].Path)
+			}
+			if tc.token != "" {
+				// Nothing is served at the default paths any more.
+				req, _ := http.NewRequest(http.MethodPost, s.URL+"/token", strings.NewReader("grant_type=client_credentials"))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
+				if res := do(t, req); res.status != 404 {
+					t.Fatalf("default /token still served: %s", res)
+				}
+			}
+		})
+	}
+}
+
+func TestRedirectURIOptional(t *testing.T) {
+	const other = "https://broker.example/callback/other"
+	for _, tc := range []struct {
+		name      string
+		optional  bool
+		authorize string // redirect_uri in the authorization request; "" omits it
+		token     string // redirect_uri in the token request; "" omits it
+		status    int    // authorization answer
+		want      string // token error code; "" for success
+	}{
+		{"required, sent, same", false, redirectURI, redirectURI, 302, ""},
+		{"required, omitted", false, "", "", 400, ""},
+		{"optional, sent, same", true, redirectURI, redirectURI, 302, ""},
+		{"optional, sent, omitted at token", true, redirectURI, "", 302, "invalid_grant"},
+		{"optional, sent, other at token", true, redirectURI, other, 302, "invalid_grant"},
+		{"optional, sent unregistered", true, other, "", 400, ""},
+		{"optional, omitted, omitted at token", true, "", "", 302, ""},
+		{"optional, omitted, registered at token", true, "", redirectURI, 302, ""},
+		{"optional, omitted, other at token", true, "", other, 302, "invalid_grant"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+			cfg.RequirePKCE = false
+			cfg.RedirectURIOptional = tc.optional
+			s := providertest.New(t, cfg)
+			u := authURL(s, cfg, "", map[string]string{"redirect_uri": tc.authorize})
+			noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := noRedirect.Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("authorize: %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.status != 302 {
+				return
+			}
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			if got := loc.Scheme + "://" + loc.Host + loc.Path; got != "https://broker.example/callback/acme" || loc.Query().Get("tenant") != "t1" {
+				t.Fatalf("redirected to %s", loc)
+			}
+			p := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}}
+			if tc.token != "" {
+				p.Set("redirect_uri", tc.token)
+			}
+			r := tokenRequest(t, s, cfg, p)
+			if tc.want == "" {
+				if r.status != 200 {
+					t.Fatalf("token: %s", r)
+				}
+				return
+			}
+			wantError(t, r, 400, tc.want)
+		})
+	}
+}
+
+// rawToken sends a token request with the given method, content type and
+// body, authenticated with HTTP Basic.
+func rawToken(t *testing.T, s *providertest.Server, method, contentType, query, body string, header http.Header) tokenReply {
+	t.Helper()
+	u := s.TokenURL()
+	if query != "" {
+		u += "?" + query
+	}
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
+	return do(t, req)
+}
+
+func TestAlsoAccept(t *testing.T) {
+	const form = "grant_type=client_credentials"
+	const jsonBody = `{"grant_type":"client_credentials"}`
+	for _, tc := range []struct {
+		name          string
+		primary, also string
+		method, ct    string
+		query, body   string
+		status        int
+		want          string
+	}{
+		{"json+form: json", "json", "form", "POST", "application/json", "", jsonBody, 200, ""},
+		{"json+form: form", "json", "form", "POST", "application/x-www-form-urlencoded", "", form, 200, ""},
+		{"json+form: form with charset", "json", "form", "POST", "application/x-www-form-urlencoded; charset=utf-8", "", form, 200, ""},
+		{"json+form: text", "json", "form", "POST", "text/plain", "", form, 400, "invalid_request"},
+		{"json+form: GET", "json", "form", "GET", "", form, "", 405, "invalid_request"},
+		{"json+form: form body labelled JSON", "json", "form", "POST", "application/json", "", form, 400, "invalid_request"},
+		{"json only: form", "json", "", "POST", "application/x-www-form-urlencoded", "", form, 400, "invalid_request"},
+		{"form+query: GET", "form", "query", "GET", "", form, "", 200, ""},
+		{"form+query: POST", "form", "query", "POST", "application/x-www-form-urlencoded", "", form, 200, ""},
+		{"form+query: POST JSON", "form", "query", "POST", "application/json", "", jsonBody, 400, "invalid_request"},
+		{"query+json: POST JSON", "query", "json", "POST", "application/json", "", jsonBody, 200, ""},
+		{"query+json: POST form", "query", "json", "POST", "application/x-www-form-urlencoded", "", form, 400, "invalid_request"},
+		{"query only: POST", "query", "", "POST", "application/x-www-form-urlencoded", "", form, 405, "invalid_request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBasic, tc.primary)
+			cfg.AlsoAccept = tc.also
+			s := providertest.New(t, cfg)
+			r := rawToken(t, s, tc.method, tc.ct, tc.query, tc.body, nil)
+			if tc.want == "" {
+				if r.status != tc.status || r.str("access_token") == "" {
+					t.Fatalf("got %s, want %d with a token", r, tc.status)
+				}
+				return
+			}
+			wantError(t, r, tc.status, tc.want)
+		})
+	}
+}
+
+func TestCreatedAt(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint(on), func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBody, providertest.RequestJSON)
+			cfg.CreatedAt = on
+			cfg.RotateRefreshTokens = true
+			s := providertest.New(t, cfg)
+			before := time.Now().Unix()
+			code, verifier := obtainCode(t, s, cfg)
+			first := tokenRequest(t, s, cfg, codeParams(code, verifier))
+			second := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.str("refresh_token")}})
+			third := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}})
+			after := time.Now().Unix()
+			for _, r := range []tokenReply{first, second, third} {
+				if r.status != 200 {
+					t.Fatalf("token: %s", r)
+				}
+				v, has := r.body["created_at"]
+				if has != on {
+					t.Fatalf("created_at present %v, want %v: %s", has, on, r)
+				}
+				if !on {
+					continue
+				}
+				// A JSON integer of Unix seconds, not a string or a float.
+				n, ok := v.(float64)
+				if !ok || n != float64(int64(n)) || int64(n) < before || int64(n) > after {
+					t.Fatalf("created_at %v not in [%d, %d]: %s", v, before, after, r)
+				}
+			}
+		})
+	}
+}
+
+func TestEchoRefreshToken(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		echo, rotate bool
+	}{
+		{"neither", false, false},
+		{"echo", true, false},
+		{"rotate", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+			cfg.EchoRefreshToken, cfg.RotateRefreshTokens = tc.echo, tc.rotate
+			s := providertest.New(t, cfg)
+			code, verifier := obtainCode(t, s, cfg)
+			rt := tokenRequest(t, s, cfg, codeParams(code, verifier)).str("refresh_token")
+			for i := range 2 { // the echoed token keeps working
+				r := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+				if r.status != 200 {
+					t.Fatalf("refresh %d: %s", i, r)
+				}
+				got, has := r.body["refresh_token"]
+				switch {
+				case tc.echo && got != rt:
+					t.Fatalf("refresh %d: refresh_token %v, want the presented %q", i, got, rt)
+				case tc.rotate && (r.str("refresh_token") == "" || got == rt):
+					t.Fatalf("refresh %d: refresh_token %v, want a new one", i, got)
+				case !tc.echo && !tc.rotate && has:
+					t.Fatalf("refresh %d: refresh_token %v without rotation or echo", i, got)
+				}
+				if tc.rotate {
+					rt = r.str("refresh_token")
+				}
+			}
+			if !s.ValidRefresh(rt) {
+				t.Fatal("last refresh token not valid")
+			}
+		})
+	}
+}
+
+func TestRequireHeaders(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	cfg.RequireHeaders = map[string]string{"x-domain": "mail.example.com"}
+	s := providertest.New(t, cfg)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		status int
+		want   string
+	}{
+		{"present", http.Header{"X-Domain": {"mail.example.com"}}, 200, ""},
+		{"missing", nil, 400, "invalid_request"},
+		{"empty", http.Header{"X-Domain": {""}}, 400, "invalid_request"},
+		{"other value", http.Header{"X-Domain": {"other.example.com"}}, 400, "invalid_request"},
+		{"case differs", http.Header{"X-Domain": {"MAIL.example.com"}}, 400, "invalid_request"},
+		{"repeated", http.Header{"X-Domain": {"mail.example.com", "mail.example.com"}}, 400, "invalid_request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawToken(t, s, "POST", "application/x-www-form-urlencoded", "", "grant_type=client_credentials", tc.header)
+			if tc.want == "" {
+				if r.status != tc.status || r.str("access_token") == "" {
+					t.Fatalf("got %s", r)
+				}
+				return
+			}
+			wantError(t, r, tc.status, tc.want)
+		})
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		limit          int
+		window         time.Duration
+		minRA, maxRA   int // Retry-After bounds
+		waitForNewWind bool
+	}{
+		{"five minutes", 3, 5 * time.Minute, 299, 300, false},
+		{"sub-second window still says 1", 2, 400 * time.Millisecond, 1, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+			cfg.RateLimit, cfg.RateWindow = tc.limit, tc.window
+			s := providertest.New(t, cfg)
+			code, verifier := obtainCode(t, s, cfg)
+			for i := range tc.limit {
+				if r := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}}); r.status != 200 {
+					t.Fatalf("request %d within the limit: %s", i, r)
+				}
+			}
+			// Over the limit: 429, and the code it carried is not used up.
+			s.FailNext(1, 500, "", "", nil)
+			r := tokenRequest(t, s, cfg, codeParams(code, verifier))
+			if r.status != 429 || r.str("error") == "" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
+				t.Fatalf("over the limit: %s %v", r, r.header)
+			}
+			ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+			if err != nil || ra < tc.minRA || ra > tc.maxRA {
+				t.Fatalf("Retry-After %q, want %d..%d", r.header.Get("Retry-After"), tc.minRA, tc.maxRA)
+			}
+			if n := s.TokenRequests(); n != tc.limit+1 {
+				t.Fatalf("TokenRequests = %d, want %d", n, tc.limit+1)
+			}
+			if rec := s.Requests(); rec[len(rec)-1].Status != 429 {
+				t.Fatalf("recorded %v", rec[len(rec)-1])
+			}
+			if !tc.waitForNewWind {
+				return
+			}
+			time.Sleep(tc.window + 50*time.Millisecond)
+			// A new window: the FailNext armed while limited still applies once,
+			// then the code the limited request carried redeems.
+			if r := tokenRequest(t, s, cfg, codeParams(code, verifier)); r.status != 500 {
+				t.Fatalf("FailNext after the window: %s", r)
+			}
+			if r := tokenRequest(t, s, cfg, codeParams(code, verifier)); r.status != 200 {
+				t.Fatalf("code after the window: %s", r)
+			}
+		})
+	}
+}
+
+func TestGrantTypes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		grants []string
+		def    string
+		send   string // grant_type sent; "" omits it
+		want   string // error code; "" for success
+	}{
+		{"nil allows code", nil, "", "authorization_code", ""},
+		{"nil allows client_credentials", nil, "", "client_credentials", ""},
+		{"nil still needs grant_type", nil, "", "", "invalid_request"},
+		{"code only refuses refresh", []string{"authorization_code"}, "", "refresh_token", "unsupported_grant_type"},
+		{"code only refuses client_credentials", []string{"authorization_code"}, "", "client_credentials", "unsupported_grant_type"},
+		{"code only allows code", []string{"authorization_code"}, "", "authorization_code", ""},
+		{"client_credentials only refuses code", []string{"client_credentials"}, "", "authorization_code", "unsupported_grant_type"},
+		{"client_credentials only allows it", []string{"client_credentials"}, "", "client_credentials", ""},
+		{"unknown grant", []string{"authorization_code"}, "", "password", "unsupported_grant_type"},
+		{"default used when absent", []string{"authorization_code"}, "authorization_code", "", ""},
+		{"default does not replace a sent one", []string{"authorization_code"}, "authorization_code", "client_credentials", "unsupported_grant_type"},
+		{"empty list refuses all", []string{}, "", "client_credentials", "unsupported_grant_type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := baseConfig(providertest.AuthBody, providertest.RequestForm)
+			cfg.GrantTypes, cfg.DefaultGrantType = tc.grants, tc.def
+			s := providertest.New(t, cfg)
+			p := url.Values{}
+			if tc.send != "" {
+				p.Set("grant_type", tc.send)
+			}
+			switch tc.send {
+			case "authorization_code", "":
+				if cfg.GrantTypes == nil || slices.Contains(cfg.GrantTypes, "authorization_code") {
+					code, verifier := obtainCode(t, s, cfg)
+					p.Set("code", code)
+					p.Set("redirect_uri", redirectURI)
+					p.Set("code_verifier", verifier)
+				}
+			case "refresh_token":
+				p.Set("refresh_token", "ptr_unknown")
+			}
+			r := tokenRequest(t, s, cfg, p)
+			if tc.want == "" {
+				if r.status != 200 || r.str("access_token") == "" {
+					t.Fatalf("got %s", r)
+				}
+				return
+			}
+			wantError(t, r, 400, tc.want)
+		})
+	}
+
+	// Without the code grant there is no authorization endpoint.
+	cfg := baseConfig(providertest.AuthBody, providertest.RequestForm)
+	cfg.GrantTypes, cfg.RedirectURI = []string{"client_credentials"}, ""
+	s := providertest.New(t, cfg)
+	resp, err := http.Get(authURL(s, cfg, "", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("authorization endpoint without the code grant: %d", resp.StatusCode)
+	}
+}
+
+func TestExtraResponseNullAndOverride(t *testing.T) {
+	cfg := baseConfig(providertest.AuthBasic, providertest.RequestForm)
+	cfg.AccessTokenTTL = 0 // never expires...
+	cfg.ExtraResponse = map[string]any{"scope": nil, "expires_in": int64(9223372036), "token_type": "bearer"}
+	s := providertest.New(t, cfg)
+	code, verifier := obtainCode(t, s, cfg)
+	r := tokenRequest(t, s, cfg, codeParams(code, verifier))
+	if r.status != 200 {
+		t.Fatalf("token: %s", r)
+	}
+	// ...yet says 9223372036 seconds, and scope is JSON null, not absent.
+	if !strings.Contains(string(r.raw), `"scope":null`) || !strings.Contains(string(r.raw), `"expires_in":9223372036`) || r.str("token_type") != "bearer" {
+		t.Fatalf("token response %s", r.raw)
+	}
+	if v, has := r.body["scope"]; !has || v != nil {
+		t.Fatalf("scope %v present %v", v, has)
+	}
+	if !s.Valid(r.str("access_token")) {
+		t.Fatal("token not valid")
 	}
 }
