@@ -153,6 +153,8 @@ func (s *stack) connOf(provider, id string) store.Connection {
 	return c
 }
 
+// dueNow moves a connection's refresh time into the past, as if the clock
+// had advanced to it.
 func (s *stack) dueNow(provider, id string) {
 	s.t.Helper()
 	c := s.connOf(provider, id)
