@@ -97,7 +97,7 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 	baseURL := fs.String("base-url", "", "the broker's BASE_URL, e.g. https://api.example.com (required)")
 	prov := fs.String("provider", "", "provider name in the catalog (required)")
 	connID := fs.String("connection-id", "", "the app's id for this customer connection (required)")
-	returnTo := fs.String("return-to", "", "where the browser goes afterwards; its origin must be in RETURN_ORIGINS (required except for client_credentials)")
+	returnTo := fs.String("return-to", "", "where the browser goes afterwards; its origin must be in RETURN_ORIGINS (leave out only for client_credentials)")
 	scope := fs.String("scope", "", `space-separated scopes; empty: the provider's default scopes`)
 	grant := fs.String("grant", "", "authorization_code or client_credentials; empty: the provider's default")
 	params := map[string]string{}
@@ -132,7 +132,10 @@ func parseArgs(args []string, stderr io.Writer, now time.Time) (request, error) 
 	if *connID == "" {
 		problems = append(problems, "-connection-id is required")
 	}
-	if *returnTo != "" || *grant != "client_credentials" {
+	// An empty -return-to is for client_credentials connects; whether that
+	// is the provider's default grant is the broker's call (it answers 403
+	// to an authorization_code link without one).
+	if *returnTo != "" || *grant == "authorization_code" {
 		if err := checkReturnTo(*returnTo); err != nil {
 			problems = append(problems, err.Error())
 		}

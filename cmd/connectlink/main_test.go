@@ -146,7 +146,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad provider", map[string]string{"-provider": "Acme!"}, "provider"},
 		{"no connection id", map[string]string{"-connection-id": ""}, "-connection-id"},
 		{"bad connection id", map[string]string{"-connection-id": "a b"}, "connection_id"},
-		{"no return URL", map[string]string{"-return-to": ""}, "-return-to"},
+		{"no return URL for a code flow", map[string]string{"-return-to": "", "-grant": "authorization_code"}, "-return-to"},
 		{"http return URL", map[string]string{"-return-to": "http://app.example.com/done"}, "-return-to"},
 		{"return URL with userinfo", map[string]string{"-return-to": "https://user@app.example.com/"}, "-return-to"},
 		{"return URL with backslash", map[string]string{"-return-to": `https://app.example.com\@evil.example/`}, "-return-to"},

@@ -152,6 +152,9 @@ const (
 	CodeProviderError       = "provider_error"
 	CodeProviderUnavailable = "provider_unavailable"
 	CodeServerError         = "server_error"
+	// CodeConnectionConflict: the connection id already holds a
+	// connection made with another grant; delete it or use another id.
+	CodeConnectionConflict = "connection_conflict"
 	// Codes for error pages (no redirect possible).
 	CodeBadRequest  = "bad_request"
 	CodeForbidden   = "forbidden"

@@ -490,3 +490,108 @@ func TestMissingCookieLeavesStateForItsBrowser(t *testing.T) {
 		t.Fatalf("with cookie: %v", err)
 	}
 }
+
+// A client_credentials connect never replaces a customer's authorization
+// under the same connection id (nor the reverse): the app gets
+// connection_conflict and the stored connection is untouched.
+func TestGrantChangeRefused(t *testing.T) {
+	f := newFixture(t, providertest.Config{AccessTokenTTL: time.Hour, Scopes: []string{"read"}},
+		"    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code, refresh_token, client_credentials]\n    pkce: false\n")
+	c := f.connect(t, "c1")
+	res, err := f.startLink(func(l *signing.Link) { l.Grant = provider.GrantClientCredentials })
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := url.Parse(res.Location)
+	_, err = f.finish(res, loc.Query())
+	var be *broker.Error
+	if !errors.As(err, &be) || be.Code != broker.CodeConnectionConflict || !strings.Contains(be.Location, "error=connection_conflict") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := f.get(t, "c1"); got.AccessToken != c.AccessToken || got.Grant != provider.GrantAuthorizationCode || got.Version != c.Version {
+		t.Fatalf("connection changed: %+v", got)
+	}
+}
+
+// Errors of a client_credentials connect without a return address are
+// JSON with a status that says whose fault it is.
+func TestClientCredentialsJSONErrors(t *testing.T) {
+	f := newFixture(t, providertest.Config{AccessTokenTTL: 300 * time.Second, ClientAuth: "body"},
+		"    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n")
+	tests := []struct {
+		name  string
+		fail  int
+		extra url.Values
+		want  int
+		code  string
+	}{
+		{"provider down", http.StatusServiceUnavailable, nil, http.StatusBadGateway, broker.CodeProviderUnavailable},
+		{"provider refuses", http.StatusUnauthorized, nil, http.StatusBadGateway, broker.CodeProviderError},
+		{"error parameter added", 0, url.Values{"error": {"access_denied"}}, http.StatusBadRequest, broker.CodeAccessDenied},
+		{"code parameter added", 0, url.Values{"code": {"x"}}, http.StatusBadRequest, broker.CodeProviderError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.fail != 0 {
+				f.prov.FailNext(1, tt.fail, "application/json", `{"error":"invalid_client"}`, nil)
+			}
+			res, err := f.startLink(func(l *signing.Link) { l.ReturnTo = "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			loc, _ := url.Parse(res.Location)
+			q := loc.Query()
+			for k, v := range tt.extra {
+				q[k] = v
+			}
+			_, err = f.finish(res, q)
+			var be *broker.Error
+			if !errors.As(err, &be) || !be.JSON || be.Status != tt.want || be.Code != tt.code || be.Location != "" {
+				t.Fatalf("err = %+v", be)
+			}
+		})
+	}
+}
+
+// A connection whose parameters no longer fit the catalog (an operator's
+// change) keeps its tokens and is retried, not sent to needs_reauth.
+func TestRefreshWithStaleParamsKeepsConnection(t *testing.T) {
+	entry := "    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code, refresh_token]\n" +
+		"    token_headers: {X-Tenant: '{tenant}'}\n    connection_params: {tenant: {pattern: '[a-z]{2,10}'}}\n"
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, entry)
+	res, err := f.startLink(func(l *signing.Link) { l.Params = map[string]string{"tenant": "acme"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.finish(res, f.prov.Authorize(t, res.Location).Query()); err != nil {
+		t.Fatal(err)
+	}
+	c := f.get(t, "c1")
+	c.Params = map[string]string{"tenant": "x"} // no longer matches
+	if c, err = f.st.SaveConnection(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if sum := f.sweepAt(t, 56*time.Minute); sum.Failed != 1 {
+		t.Fatalf("sweep %+v", sum)
+	}
+	got := f.get(t, "c1")
+	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.RefreshDue.IsZero() || got.FailureCount != 1 {
+		t.Fatalf("after stale params: %+v", got)
+	}
+}
+
+// S2: an empty binding cookie counts as no cookie.
+func TestEmptyCookieIsNoCookie(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
+	res, err := f.start("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := f.prov.Authorize(t, res.Location)
+	_, err = f.b.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
+		Cookie: func(name string) (string, bool) { return "", name == res.Cookie.Name }})
+	var be *broker.Error
+	if !errors.As(err, &be) || be.Status != http.StatusForbidden || f.prov.TokenRequests() != 0 {
+		t.Fatalf("empty cookie: %v", err)
+	}
+}

@@ -46,7 +46,8 @@ type CallbackResult struct {
 //
 // A failure before the state is consumed returns an *Error with no
 // Location (an error page). After it, failures redirect to the app with
-// ?error=.
+// ?error=, or — for a client_credentials connect without a return
+// address — are answered JSON {"error": code} (Error.JSON).
 func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackResult, error) {
 	p, ok := b.Catalog.Get(req.Provider)
 	if !ok {
@@ -94,6 +95,9 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	res := CallbackResult{}
 	if rec.BindingHash != store.Unbound {
 		res.ClearCookie = cookieName
+	} else if rec.Grant != provider.GrantClientCredentials {
+		// Defence in depth: only client_credentials states are unbound.
+		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
 	if rec.Provider != p.Name || !now.Before(rec.ExpiresAt) {
 		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", nil)
@@ -109,10 +113,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		if back != nil {
 			e.Location = returnto.With(back, url.Values{"error": {code}, "connection_id": {rec.ConnectionID}})
 		} else { // a program called: answer JSON
-			e.Status, e.JSON = tokenFailure(cause).Status, true
-			if code == CodeServerError {
-				e.Status = http.StatusServiceUnavailable
-			}
+			e.Status, e.JSON = jsonStatus(code, cause), true
 		}
 		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", causeString(cause))
 		return res, e
@@ -155,8 +156,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		e := tokenFailure(err)
 		return redirectErr(e.Code, err)
 	}
+	rec.Grant = grant
 	conn, err := b.storeToken(ctx, p, rec, tok)
-	if err != nil {
+	if errors.Is(err, errGrantConflict) {
+		return redirectErr(CodeConnectionConflict, err)
+	} else if err != nil {
 		return redirectErr(CodeServerError, err)
 	}
 	b.log().InfoContext(ctx, "connected", "provider", p.Name, "connection_id", conn.ConnectionID, "version", conn.Version, "expires", !conn.ExpiresAt.IsZero())
@@ -194,9 +198,31 @@ func tokenFailure(err error) *Error {
 	return fail(http.StatusBadGateway, CodeProviderError, "The provider refused the request.", err)
 }
 
+// jsonStatus is the HTTP status of a failed client_credentials connect
+// answered as JSON.
+func jsonStatus(code string, cause error) int {
+	var pe *provider.Error
+	switch {
+	case code == CodeServerError:
+		return http.StatusServiceUnavailable
+	case code == CodeConnectionConflict:
+		return http.StatusConflict
+	case errors.As(cause, &pe):
+		return tokenFailure(cause).Status
+	}
+	return http.StatusBadRequest
+}
+
+// errGrantConflict: the connection id already holds a connection made with
+// another grant.
+var errGrantConflict = errors.New("connection exists with another grant")
+
 // storeToken saves a freshly granted token as the connection's current
-// one (a new grant replaces whatever the connection held), retrying a lost
-// optimistic-concurrency race with a re-read.
+// one (reconnecting replaces whatever the connection held), retrying a
+// lost optimistic-concurrency race with a re-read. It refuses to turn a
+// connection into one of another grant: a client_credentials token (the
+// app's own account) must never silently replace a customer's
+// authorization, nor the reverse.
 func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store.StateRecord, tok *provider.Token) (store.Connection, error) {
 	var err error
 	for range 3 {
@@ -206,6 +232,8 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 			c = store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID}
 		} else if err != nil {
 			return store.Connection{}, err
+		} else if c.Grant != "" && c.Grant != rec.Grant {
+			return store.Connection{}, errGrantConflict
 		}
 		c.AccessToken, c.RefreshToken, c.TokenType = tok.AccessToken, tok.RefreshToken, tok.TokenType
 		c.ExpiresAt = tok.ExpiresAt

@@ -35,7 +35,8 @@ type ConnectResult struct {
 
 // Connect starts a flow for a connect link the app signed: it verifies
 // the link, records a single-use state bound to the browser, and returns
-// the authorization URL (S1, S2, S6, S17, S18).
+// the authorization URL (S1, S2, S6, S17, S18). Only a client_credentials
+// state is recorded unbound (below).
 //
 // A client_credentials connect has no consent step: the signed link is the
 // consent. Connect then records an unbound single-use state and sends the
@@ -101,10 +102,10 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		Scopes:       scopes,
 		Grant:        grant,
 		Params:       params,
-		BindingHash:  store.Unbound,
 		ExpiresAt:    st.Expires,
 	}
 	if grant == provider.GrantClientCredentials {
+		rec.BindingHash = store.Unbound
 		if err := b.Store.PutState(ctx, rec); err != nil {
 			return ConnectResult{}, unavailable(err)
 		}

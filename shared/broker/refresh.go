@@ -216,7 +216,7 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key) outcome {
 }
 
 // renew asks the provider for a new token: the refresh_token grant, or a
-// fresh client_credentials token for providers without user consent.
+// fresh client_credentials token for a connection made with that grant.
 func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection) (*provider.Token, error) {
 	grant := renewGrant(p, c)
 	if grant == "" {
@@ -224,7 +224,9 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	}
 	rp, _, err := p.Resolve(c.Params)
 	if err != nil {
-		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection parameters no longer match the catalog"}
+		// An operator's catalog change, not the customer's doing: keep the
+		// tokens and retry with backoff, so fixing the catalog recovers it.
+		return nil, &provider.Error{Failure: provider.FailureRequest, Reason: "connection parameters no longer match the catalog"}
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {

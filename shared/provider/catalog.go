@@ -26,6 +26,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
 //go:embed providers.yaml
@@ -128,9 +129,12 @@ type Provider struct {
 }
 
 // Param is a declared connection parameter. Its value must match Pattern
-// (anchored at both ends), on top of the link's own rule: letters, digits,
-// ".", "_" and "-" only, so no value can change a URL's host or path
-// structure or start a new header line.
+// (anchored at both ends), on top of signing.ValidParamValue: letters,
+// digits, ".", "_" and "-" only and no "..", so no value can end a URL's
+// host, add a port, userinfo, path segment, query or fragment, or start a
+// new header line. A value in a host position can still add DNS labels:
+// that is why a placeholder in the token URL's host must have a pattern
+// that lists its values (see normalize).
 type Param struct {
 	// Pattern is a regular expression the whole value must match.
 	Pattern string `yaml:"pattern"`
@@ -306,6 +310,9 @@ func (p *Provider) normalize() error {
 	if err := p.checkTemplateURL("token_url", p.TokenURL); err != nil {
 		return err
 	}
+	if err := p.checkTokenHost(); err != nil {
+		return err
+	}
 	for name, v := range p.TokenHeaders {
 		if !headerNameRE.MatchString(name) || slices.Contains(reservedHeaders, strings.ToLower(name)) {
 			return fmt.Errorf("token header %q is not allowed", name)
@@ -386,8 +393,6 @@ func (p *Provider) normalize() error {
 
 var (
 	headerNameRE    = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
-	paramNameRE     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-	paramValueRE    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`) // as signing's link rule
 	placeholderRE   = regexp.MustCompile(`\{([^{}]*)\}`)
 	reservedHeaders = []string{"authorization", "proxy-authorization", "content-type", "content-length", "host",
 		"cookie", "user-agent", "accept", "transfer-encoding", "connection", "te", "trailer", "upgrade", "expect"}
@@ -398,8 +403,8 @@ func (p *Provider) normalizeParams() error {
 		if prm == nil || prm.Pattern == "" {
 			return fmt.Errorf("connection parameter %q needs a pattern", name)
 		}
-		if !paramNameRE.MatchString(name) {
-			return fmt.Errorf("connection parameter name %q must match %s", name, paramNameRE)
+		if !signing.ValidParamName(name) {
+			return fmt.Errorf("connection parameter name %q must be a lower-case letter and up to 31 of [a-z0-9_]", name)
 		}
 		re, err := regexp.Compile(`^(?:` + prm.Pattern + `)$`)
 		if err != nil {
@@ -413,7 +418,7 @@ func (p *Provider) normalizeParams() error {
 	return nil
 }
 
-func (prm *Param) matches(v string) bool { return paramValueRE.MatchString(v) && prm.re.MatchString(v) }
+func (prm *Param) matches(v string) bool { return signing.ValidParamValue(v) && prm.re.MatchString(v) }
 
 // sampleParams gives every declared parameter a value, for checking the
 // shape of templated URLs when the catalog loads.
@@ -452,6 +457,26 @@ func (p *Provider) checkTemplateURL(field, tmpl string) error {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	return checkURL(field, u)
+}
+
+// literalAlternation matches patterns that list their values: "com|pl".
+var literalAlternation = regexp.MustCompile(`^[a-z0-9-]+(\|[a-z0-9-]+)*$`)
+
+// checkTokenHost keeps the token request — which carries the client
+// secret — on hosts the catalog names: a placeholder in the token URL's
+// host is allowed only when its pattern lists every value it accepts, so
+// no connection can send the secret to a host of its choosing.
+func (p *Provider) checkTokenHost() error {
+	rest := p.TokenURL[strings.Index(p.TokenURL, "://")+3:]
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	for _, m := range placeholderRE.FindAllStringSubmatch(rest, -1) {
+		if prm := p.ConnectionParams[m[1]]; prm == nil || !literalAlternation.MatchString(prm.Pattern) {
+			return fmt.Errorf("token_url: placeholder %s in the host needs a pattern that lists its values (like com|pl)", m[0])
+		}
+	}
+	return nil
 }
 
 // NeedsParams reports whether the entry declares connection parameters,

@@ -68,7 +68,9 @@ func TestParseRejects(t *testing.T) {
 		{"undeclared placeholder", strings.Replace(entry(""), "https://acme.example/t", "https://{tenant}.acme.example/t", 1), "not a declared connection parameter"},
 		{"stray brace", strings.Replace(entry("    connection_params: {tenant: {pattern: '[a-z]+'}}\n"), "https://acme.example/t", "https://{tenant.acme.example/t", 1), "unbalanced"},
 		{"param without pattern", entry("    connection_params: {tenant: {default: a}}\n"), "needs a pattern"},
-		{"param bad name", entry("    connection_params: {Tenant: {pattern: '[a-z]+'}}\n"), "must match"},
+		{"param bad name", entry("    connection_params: {Tenant: {pattern: '[a-z]+'}}\n"), "lower-case letter"},
+		{"open token host", strings.Replace(entry("    connection_params: {tenant: {pattern: '[a-z]+'}}\n"), "https://acme.example/t", "https://{tenant}.acme.example/t", 1), "lists its values"},
+		{"wildcard token host", strings.Replace(entry("    connection_params: {tenant: {pattern: 'a.c|pl'}}\n"), "https://acme.example/t", "https://api.acme.{tenant}/t", 1), "lists its values"},
 		{"param bad pattern", entry("    connection_params: {tenant: {pattern: '[a-z'}}\n"), "pattern"},
 		{"param default off pattern", entry("    connection_params: {tenant: {pattern: '[a-z]+', default: A1}}\n"), "default does not match"},
 		{"templated http host", strings.Replace(entry("    connection_params: {tenant: {pattern: '[a-z]+'}}\n"), "https://acme.example/t", "http://{tenant}.example/t", 1), "must be https"},
@@ -170,6 +172,14 @@ func TestSeedEntries(t *testing.T) {
 				t.Fatal("implicit or password grant offered")
 			}
 		})
+	}
+	gr, _ := c.Get("getresponse360")
+	if gr.TokenHeaders["X-Domain"] != "{domain}" || gr.ConnectionParams["region"].Pattern != "com|pl" || gr.ConnectionParams["region"].Default != "com" ||
+		gr.ConnectionParams["domain"].Default != "" {
+		t.Errorf("getresponse360 headers %v params %+v", gr.TokenHeaders, gr.ConnectionParams)
+	}
+	if om, _ := c.Get("omnisend"); om.ScopeSeparator != " " {
+		t.Errorf("omnisend scope separator %q", om.ScopeSeparator)
 	}
 	if len(c.Names()) != len(tests) {
 		t.Errorf("embedded catalog has %v", c.Names())

@@ -451,10 +451,7 @@ func issuedAt(p *Provider, fields map[string]any, sent time.Time) time.Time {
 		return sent
 	}
 	at := time.Unix(secs, 0)
-	if at.Before(sent.Add(-IssuedAtSkew)) || at.After(sent.Add(IssuedAtSkew)) {
-		return sent
-	}
-	if at.After(sent) {
+	if at.Before(sent.Add(-IssuedAtSkew)) || at.After(sent) {
 		return sent
 	}
 	return at

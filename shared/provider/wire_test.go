@@ -326,3 +326,32 @@ func TestTokenHeadersAndQuirks(t *testing.T) {
 		t.Fatalf("X-Domain %q scope %q metadata %v", got.Get("X-Domain"), tok.Scope, tok.Metadata)
 	}
 }
+
+// TestKaisaUndocumentedResponse: Kaisa's document shows no response body,
+// only "The token will expire in 5 minutes (300 seconds)." The embedded
+// entry accepts an answer without token_type or expires_in and gives it
+// 300 s.
+func TestKaisaUndocumentedResponse(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"kt"}`)
+	}))
+	defer srv.Close()
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := c.Get("kaisa")
+	p := *k
+	p.TokenURL = srv.URL
+	tok, err := client().ClientCredentials(context.Background(), &p, creds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.TokenType != "Bearer" || tok.Lifetime != 300*time.Second || !tok.ExpiresAt.Equal(t0.Add(300*time.Second)) {
+		t.Fatalf("token %+v", tok)
+	}
+	if m := p.RefreshMargin(tok.Lifetime); m != 120*time.Second {
+		t.Fatalf("refresh margin %v", m)
+	}
+}

@@ -26,13 +26,20 @@ var (
 	connectionIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
 	providerRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	grantRE        = regexp.MustCompile(`^[a-z_]{1,32}$`)
-	// Connection parameter names and values: values are spliced into
-	// provider URLs and headers, so only characters that can change
-	// neither a URL's structure nor a header line are allowed here (the
-	// catalog's own pattern then narrows each one further).
-	paramNameRE  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-	paramValueRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+	paramNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	paramValueRE   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
 )
+
+// ValidParamName reports whether name may name a connection parameter:
+// a lower-case letter, then up to 31 lower-case letters, digits or "_".
+func ValidParamName(name string) bool { return paramNameRE.MatchString(name) }
+
+// ValidParamValue reports whether v may be a connection parameter value.
+// Values are spliced into provider URLs and headers, so only letters,
+// digits, ".", "_" and "-" are allowed (nothing that ends a host, starts a
+// path, query, port or userinfo, or a header line), and never "..", which
+// could climb a path. The catalog's own pattern narrows each one further.
+func ValidParamValue(v string) bool { return paramValueRE.MatchString(v) && !strings.Contains(v, "..") }
 
 // MaxParams bounds the connection parameters of one link.
 const MaxParams = 8
@@ -115,8 +122,8 @@ func (l Link) check() error {
 		}
 	}
 	for k, v := range l.Params {
-		if !paramNameRE.MatchString(k) || !paramValueRE.MatchString(v) {
-			return fmt.Errorf("connection parameter names must match %s and values %s", paramNameRE, paramValueRE)
+		if !ValidParamName(k) || !ValidParamValue(v) {
+			return fmt.Errorf("connection parameter names must match %s and values %s without \"..\"", paramNameRE, paramValueRE)
 		}
 	}
 	return nil
