@@ -26,7 +26,8 @@ import (
 // TestConnectCallbackRefresh walks the whole product: a signed connect
 // link → authorize → the provider's consent → callback → the stored
 // connection → scheduled refreshes, including rotation, a provider
-// outage and a revoked grant.
+// outage and a revoked grant. "acme" is a user-defined provider: it
+// exists only in the stack's PROVIDERS_FILE, with no Go code of its own.
 func TestConnectCallbackRefresh(t *testing.T) {
 	s := newStack(t)
 

@@ -28,7 +28,9 @@ func FuzzVerifyState(f *testing.F) {
 func FuzzVerifyLink(f *testing.F) {
 	ks := keyset(f, "k1")
 	good, _ := SignLink(ks, Link{Provider: "acme", ConnectionID: "c1", ReturnTo: "https://app.example.com/", Expires: t0.Add(time.Hour)})
-	for _, s := range []string{good, "", "exp=1&kid=k1&sig=x", "connection_id=c1&return_to=x&exp=99999999999&kid=k1&sig=AAAA"} {
+	withParams, _ := SignLink(ks, Link{Provider: "acme", ConnectionID: "c1", Grant: "client_credentials",
+		Params: map[string]string{"domain": "mail.example.com", "region": "pl"}, Expires: t0.Add(time.Hour)})
+	for _, s := range []string{good, withParams, "", "exp=1&kid=k1&sig=x", "connection_id=c1&return_to=x&exp=99999999999&kid=k1&sig=AAAA"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
