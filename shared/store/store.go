@@ -93,14 +93,23 @@ type Connection struct {
 	// (GetResponse 360's customer domain), used for every token request.
 	Params map[string]string
 
-	// RefreshDue is when the refresh schedule should next renew the tokens;
-	// zero means never (no expiry, or the connection needs re-authorization).
-	// Only connections with a RefreshDue appear in ListDue.
+	// RefreshDue is when the refresh schedule should next renew the tokens
+	// (after a failure: the next attempt); zero means never (no expiry, or
+	// the connection needs re-authorization). Only connections with a
+	// RefreshDue appear in ListDue.
 	RefreshDue time.Time
-	// FailureCount counts consecutive failed refreshes; LastError is a short
-	// credential-free description of the last failure.
+	// FailureCount counts consecutive failed refreshes; FailureClass is the
+	// class of the last one (such as "rate_limited" or "invalid_grant") and
+	// LastError a short credential-free description of it. A success
+	// clears all three.
 	FailureCount int
+	FailureClass string
 	LastError    string
+
+	// Lease is the refresh lease, held while one refresher renews the
+	// tokens; zero when free. Only Lease sets it and only SaveLeased
+	// (or a plain SaveConnection, which supersedes it) clears it.
+	Lease Lease
 
 	// Version increases by one on every write (optimistic concurrency).
 	Version   int64
@@ -125,11 +134,61 @@ type Store interface {
 	// SaveConnection writes c if the stored version still equals c.Version
 	// (0 meaning "must not exist yet"), storing it with Version+1 and
 	// returning the saved connection. A lost race returns ErrConflict.
+	// c.Lease is ignored: the saved connection holds no lease, so a plain
+	// save (a customer reconnecting) supersedes a refresher's lease, whose
+	// SaveLeased then fails.
 	SaveConnection(ctx context.Context, c Connection) (Connection, error)
+	// Lease takes the refresh lease of a connection for req.Owner until
+	// req.Until, in one conditional write that bumps the version, and
+	// returns the connection as stored after it. It succeeds only if the
+	// connection exists, its lease is free or expired (Until before
+	// req.Now), and the request's own conditions hold (see LeaseRequest);
+	// otherwise it returns ErrConflict and changes nothing.
+	Lease(ctx context.Context, k Key, req LeaseRequest) (Connection, error)
+	// SaveLeased writes c like SaveConnection, but only while the stored
+	// lease is still owner's and the version is still c.Version, and
+	// releases the lease in the same write. Anything else — the lease
+	// expired and was taken by another, or a plain save superseded it —
+	// returns ErrConflict and changes nothing.
+	SaveLeased(ctx context.Context, c Connection, owner string) (Connection, error)
 	// ListDue returns the keys of up to limit connections whose RefreshDue
 	// is at or before now, earliest due first. It reads an index, so the
 	// caller re-reads each connection before acting on it.
 	ListDue(ctx context.Context, now time.Time, limit int) ([]Key, error)
+}
+
+// Lease is a refresher's exclusive right to renew one connection's tokens.
+type Lease struct {
+	// Owner identifies one lease taking (unique per attempt, not per
+	// process), so an expired holder can never mistake a later lease for
+	// its own.
+	Owner string
+	// Until is when the lease expires; holders finish their work well
+	// before it.
+	Until time.Time
+}
+
+// Free reports whether the lease may be taken at now: never taken,
+// released, or expired.
+func (l Lease) Free(now time.Time) bool {
+	return l.Owner == "" || l.Until.Unix() < now.Unix()
+}
+
+// LeaseRequest describes one attempt to take a connection's lease.
+type LeaseRequest struct {
+	Owner string
+	// Now is the taker's clock: a lease whose Until is before Now (in whole
+	// seconds) has expired.
+	Now   time.Time
+	Until time.Time
+	// Due, for the refresh schedule, takes the lease only if the
+	// connection's RefreshDue is set and not after Now, and moves RefreshDue
+	// to Until: the connection leaves the due index while leased and comes
+	// back to it by itself if the holder dies.
+	Due bool
+	// Version, when not 0, takes the lease only if the stored version still
+	// equals it: an on-demand reader acting on what it read.
+	Version int64
 }
 
 // CheckKey rejects connection keys a store cannot hold unambiguously: an

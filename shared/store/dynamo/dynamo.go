@@ -134,7 +134,10 @@ type connItem struct {
 	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
 	DueShard     string            `dynamodbav:"due_shard,omitempty"`
 	FailureCount int               `dynamodbav:"failure_count"`
+	FailureClass string            `dynamodbav:"failure_class,omitempty"`
 	LastError    string            `dynamodbav:"last_error,omitempty"`
+	LeaseOwner   string            `dynamodbav:"lease_owner,omitempty"`
+	LeaseUntil   int64             `dynamodbav:"lease_until,omitempty"`
 	Version      int64             `dynamodbav:"version"`
 	CreatedAt    int64             `dynamodbav:"created_at"`
 	UpdatedAt    int64             `dynamodbav:"updated_at"`
@@ -227,9 +230,17 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	if out.Item == nil {
 		return store.Connection{}, store.ErrNotFound
 	}
+	c, err := decodeConn(out.Item)
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: get connection: %w", err)
+	}
+	return c, nil
+}
+
+func decodeConn(item map[string]types.AttributeValue) (store.Connection, error) {
 	var it connItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: get connection: decode: %w", err)
+	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
+		return store.Connection{}, fmt.Errorf("decode: %w", err)
 	}
 	return store.Connection{
 		Provider:     it.Provider,
@@ -245,7 +256,9 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 		Params:       nilIfEmptyMap(it.Params),
 		RefreshDue:   fromUnix(it.RefreshDue),
 		FailureCount: it.FailureCount,
+		FailureClass: it.FailureClass,
 		LastError:    it.LastError,
+		Lease:        store.Lease{Owner: it.LeaseOwner, Until: fromUnix(it.LeaseUntil)},
 		Version:      it.Version,
 		CreatedAt:    fromUnix(it.CreatedAt),
 		UpdatedAt:    fromUnix(it.UpdatedAt),
@@ -254,6 +267,20 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 
 // SaveConnection implements store.Store.
 func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	return s.save(ctx, c, "")
+}
+
+// SaveLeased implements store.Store.
+func (s *Store) SaveLeased(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
+	if owner == "" {
+		return store.Connection{}, errors.New("dynamo: save leased: empty owner")
+	}
+	return s.save(ctx, c, owner)
+}
+
+// save puts the whole item (without a lease) conditional on the version
+// and, when owner is set, on the lease being owner's.
+func (s *Store) save(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
 	if err := store.CheckKey(c.Provider, c.ConnectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
 	}
@@ -264,6 +291,7 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 	c.UpdatedAt = now
 	expected := c.Version
 	c.Version++
+	c.Lease = store.Lease{}
 
 	pk := connPK(c.Provider, c.ConnectionID)
 	it := connItem{
@@ -282,6 +310,7 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 		Params:       nilIfEmptyMap(c.Params),
 		RefreshDue:   unix(c.RefreshDue),
 		FailureCount: c.FailureCount,
+		FailureClass: c.FailureClass,
 		LastError:    c.LastError,
 		Version:      c.Version,
 		CreatedAt:    unix(c.CreatedAt),
@@ -300,7 +329,15 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
 	}
-	if expected != 0 {
+	switch {
+	case owner != "":
+		in.ConditionExpression = aws.String("#v = :v AND #lo = :o")
+		in.ExpressionAttributeNames = map[string]string{"#v": "version", "#lo": "lease_owner"}
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{
+			":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(expected, 10)},
+			":o": &types.AttributeValueMemberS{Value: owner},
+		}
+	case expected != 0:
 		in.ConditionExpression = aws.String("#v = :v")
 		in.ExpressionAttributeNames = map[string]string{"#v": "version"}
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{
@@ -318,6 +355,54 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
 	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
 		*t = fromUnix(unix(*t))
+	}
+	return c, nil
+}
+
+// Lease implements store.Store with one conditional UpdateItem that
+// returns the item as updated, so taking the lease is also the read.
+func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) (store.Connection, error) {
+	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
+	}
+	if req.Owner == "" || !req.Until.After(req.Now) {
+		return store.Connection{}, errors.New("dynamo: lease: want an owner and Until after Now")
+	}
+	num := func(n int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)} }
+	names := map[string]string{"#pk": "pk", "#lo": "lease_owner", "#lu": "lease_until", "#v": "version", "#ua": "updated_at"}
+	values := map[string]types.AttributeValue{
+		":o": &types.AttributeValueMemberS{Value: req.Owner}, ":u": num(req.Until.Unix()),
+		":now": num(req.Now.Unix()), ":one": num(1), ":t": num(time.Now().Unix()),
+	}
+	update := "SET #lo = :o, #lu = :u, #v = #v + :one, #ua = :t"
+	cond := "attribute_exists(#pk) AND (attribute_not_exists(#lu) OR #lu < :now)"
+	if req.Due {
+		names["#d"] = "refresh_due"
+		update += ", #d = :u"
+		cond += " AND #d <= :now"
+	}
+	if req.Version != 0 {
+		values[":v"] = num(req.Version)
+		cond += " AND #v = :v"
+	}
+	out, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(connPK(k.Provider, k.ConnectionID), connSK),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: values,
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if isConditionFailed(err) {
+		return store.Connection{}, store.ErrConflict
+	}
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
+	}
+	c, err := decodeConn(out.Attributes)
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
 	}
 	return c, nil
 }

@@ -134,6 +134,18 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 
 // SaveConnection implements store.Store.
 func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	return s.saveConn(ctx, c, "")
+}
+
+// SaveLeased implements store.Store.
+func (s *Store) SaveLeased(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
+	if owner == "" {
+		return store.Connection{}, errors.New("embedded: save leased: empty owner")
+	}
+	return s.saveConn(ctx, c, owner)
+}
+
+func (s *Store) saveConn(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, err
 	}
@@ -144,7 +156,10 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, exists := s.conns[k]
-	if (c.Version == 0 && exists) || (c.Version != 0 && (!exists || old.Version != c.Version)) {
+	switch {
+	case owner != "" && (!exists || old.Version != c.Version || old.Lease.Owner != owner),
+		owner == "" && c.Version == 0 && exists,
+		owner == "" && c.Version != 0 && (!exists || old.Version != c.Version):
 		return store.Connection{}, store.ErrConflict
 	}
 	now := time.Now()
@@ -153,10 +168,46 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 	}
 	c.UpdatedAt = now
 	c.Version++
+	c.Lease = store.Lease{}
+	return s.put(k, c, old, exists)
+}
+
+// Lease implements store.Store.
+func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) (store.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Connection{}, err
+	}
+	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("embedded: lease: %w", err)
+	}
+	if req.Owner == "" || !req.Until.After(req.Now) {
+		return store.Connection{}, errors.New("embedded: lease: want an owner and Until after Now")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, exists := s.conns[k]
+	if !exists || !old.Lease.Free(req.Now) ||
+		req.Due && (old.RefreshDue.IsZero() || old.RefreshDue.Unix() > req.Now.Unix()) ||
+		req.Version != 0 && old.Version != req.Version {
+		return store.Connection{}, store.ErrConflict
+	}
+	c := canonConn(old)
+	c.Lease = store.Lease{Owner: req.Owner, Until: req.Until}
+	if req.Due {
+		c.RefreshDue = req.Until
+	}
+	c.Version++
+	c.UpdatedAt = time.Now()
+	return s.put(k, c, old, true)
+}
+
+// put stores c under k, restoring old (or nothing) if the file write fails.
+// s.mu must be held.
+func (s *Store) put(k store.Key, c, old store.Connection, existed bool) (store.Connection, error) {
 	c = canonConn(c)
 	s.conns[k] = c
 	if err := s.save(); err != nil {
-		if exists {
+		if existed {
 			s.conns[k] = old
 		} else {
 			delete(s.conns, k)
@@ -263,7 +314,7 @@ func canonConn(c store.Connection) store.Connection {
 	if len(c.Params) == 0 {
 		c.Params = nil
 	}
-	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
+	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt, &c.Lease.Until} {
 		*t = canonTime(*t)
 	}
 	return c

@@ -20,6 +20,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("State", func(t *testing.T) { testState(t, newStore) })
 	t.Run("Connection", func(t *testing.T) { testConnection(t, newStore) })
 	t.Run("ListDue", func(t *testing.T) { testListDue(t, newStore) })
+	t.Run("Lease", func(t *testing.T) { testLease(t, newStore) })
 }
 
 // base is an arbitrary fixed instant; sub is a sub-second offset that every
@@ -150,7 +151,7 @@ func newConn(provider, id string) store.Connection {
 func testConnection(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("RoundTrip", func(t *testing.T) {
 		failing := newConn("github", "failing")
-		failing.Status, failing.FailureCount, failing.LastError = store.StatusFailing, 3, "token endpoint: 503"
+		failing.Status, failing.FailureCount, failing.FailureClass, failing.LastError = store.StatusFailing, 3, "unavailable", "token endpoint: 503"
 		failing.CreatedAt = base.Add(-time.Hour + sub)
 		for _, tc := range []struct {
 			name string
@@ -459,7 +460,7 @@ func canonConn(c store.Connection) store.Connection {
 	if len(c.Params) == 0 {
 		c.Params = nil
 	}
-	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
+	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt, &c.Lease.Until} {
 		*t = canonTime(*t)
 	}
 	return c
@@ -470,4 +471,205 @@ func canonTime(t time.Time) time.Time {
 		return t
 	}
 	return time.Unix(t.Unix(), 0).UTC()
+}
+
+func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
+	// sameExceptLease compares two views of one connection, ignoring what a
+	// lease write changes (Version, UpdatedAt, Lease, RefreshDue).
+	sameExceptLease := func(t *testing.T, got, want store.Connection) {
+		t.Helper()
+		got, want = canonConn(got), canonConn(want)
+		for _, c := range []*store.Connection{&got, &want} {
+			c.Version, c.UpdatedAt, c.Lease, c.RefreshDue = 0, time.Time{}, store.Lease{}, time.Time{}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("lease changed the connection:\n got %+v\nwant %+v", got, want)
+		}
+	}
+	until := base.Add(time.Minute)
+	req := func(owner string, now time.Time) store.LeaseRequest {
+		return store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(time.Minute)}
+	}
+	k := store.Key{Provider: "github", ConnectionID: "c1"}
+
+	t.Run("TakeHoldExpire", func(t *testing.T) {
+		s := newStore(t)
+		saved := mustSave(t, s, newConn("github", "c1"))
+		got, err := s.Lease(t.Context(), k, req("owner-a", base))
+		if err != nil {
+			t.Fatalf("Lease on a free connection: %v", err)
+		}
+		if got.Lease.Owner != "owner-a" || !got.Lease.Until.Equal(until) || got.Version != saved.Version+1 {
+			t.Errorf("Lease returned lease %+v version %d, want owner-a until %v version %d", got.Lease, got.Version, until, saved.Version+1)
+		}
+		if !got.RefreshDue.Equal(saved.RefreshDue) {
+			t.Errorf("a lease without Due moved RefreshDue to %v", got.RefreshDue)
+		}
+		sameExceptLease(t, got, saved)
+		if stored := mustGet(t, s, "github", "c1"); !reflect.DeepEqual(canonConn(stored), canonConn(got)) {
+			t.Errorf("stored %+v, Lease returned %+v", stored, got)
+		}
+		// Held, up to and including its last second.
+		for _, now := range []time.Time{base, until} {
+			if _, err := s.Lease(t.Context(), k, req("owner-b", now)); !errors.Is(err, store.ErrConflict) {
+				t.Errorf("Lease of a held lease at %v: err = %v, want ErrConflict", now, err)
+			}
+		}
+		if v := mustGet(t, s, "github", "c1").Version; v != got.Version {
+			t.Errorf("refused lease changed the version: %d, want %d", v, got.Version)
+		}
+		// Expired: another owner takes it, and the first can no longer save.
+		taken, err := s.Lease(t.Context(), k, req("owner-b", until.Add(time.Second)))
+		if err != nil || taken.Lease.Owner != "owner-b" {
+			t.Fatalf("Lease of an expired lease: %+v, %v", taken.Lease, err)
+		}
+		late := got
+		late.AccessToken = "late"
+		if _, err := s.SaveLeased(t.Context(), late, "owner-a"); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased by the expired holder: err = %v, want ErrConflict", err)
+		}
+		late.Version = taken.Version
+		if _, err := s.SaveLeased(t.Context(), late, "owner-a"); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased by the expired holder with the current version: err = %v, want ErrConflict", err)
+		}
+		// The holder saves and releases in one write.
+		taken.AccessToken, taken.FailureCount = "renewed", 0
+		done, err := s.SaveLeased(t.Context(), taken, "owner-b")
+		if err != nil {
+			t.Fatalf("SaveLeased by the holder: %v", err)
+		}
+		if done.Lease != (store.Lease{}) || done.Version != taken.Version+1 {
+			t.Errorf("SaveLeased returned lease %+v version %d, want no lease, version %d", done.Lease, done.Version, taken.Version+1)
+		}
+		stored := mustGet(t, s, "github", "c1")
+		if stored.AccessToken != "renewed" || stored.Lease != (store.Lease{}) {
+			t.Errorf("after SaveLeased: token %q lease %+v", stored.AccessToken, stored.Lease)
+		}
+		if _, err := s.SaveLeased(t.Context(), stored, "owner-b"); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased after release: err = %v, want ErrConflict", err)
+		}
+		// Released: free again at once.
+		if _, err := s.Lease(t.Context(), k, req("owner-c", base)); err != nil {
+			t.Errorf("Lease after release: %v", err)
+		}
+	})
+
+	t.Run("PlainSaveSupersedes", func(t *testing.T) {
+		s := newStore(t)
+		mustSave(t, s, newConn("github", "c1"))
+		held, err := s.Lease(t.Context(), k, req("owner-a", base))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reconnect := held
+		reconnect.AccessToken = "reconnected"
+		saved := mustSave(t, s, reconnect)
+		if saved.Lease != (store.Lease{}) || mustGet(t, s, "github", "c1").Lease != (store.Lease{}) {
+			t.Errorf("a plain save kept the lease")
+		}
+		held.AccessToken = "refreshed"
+		if _, err := s.SaveLeased(t.Context(), held, "owner-a"); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased after a plain save: err = %v, want ErrConflict", err)
+		}
+		if got := mustGet(t, s, "github", "c1").AccessToken; got != "reconnected" {
+			t.Errorf("token = %q, want the reconnect's", got)
+		}
+	})
+
+	t.Run("Due", func(t *testing.T) {
+		s := newStore(t)
+		c := newConn("github", "c1") // due at base+50m
+		mustSave(t, s, c)
+		never := newConn("github", "never")
+		never.RefreshDue = time.Time{}
+		mustSave(t, s, never)
+		due := func(owner string, now time.Time) store.LeaseRequest {
+			r := req(owner, now)
+			r.Due = true
+			return r
+		}
+		if _, err := s.Lease(t.Context(), k, due("a", base)); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Due lease before RefreshDue: err = %v, want ErrConflict", err)
+		}
+		if _, err := s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "never"}, due("a", base.Add(time.Hour))); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Due lease of a connection never due: err = %v, want ErrConflict", err)
+		}
+		now := base.Add(50*time.Minute + sub) // RefreshDue, to the second
+		got, err := s.Lease(t.Context(), k, due("a", now))
+		if err != nil {
+			t.Fatalf("Due lease at RefreshDue: %v", err)
+		}
+		if want := canonTime(now.Add(time.Minute)); !got.RefreshDue.Equal(want) {
+			t.Errorf("RefreshDue = %v, want moved to the lease's end %v", got.RefreshDue, want)
+		}
+		if keys := mustListDue(t, s, now, 10); len(keys) != 0 {
+			t.Errorf("ListDue while leased = %v, want none", keys)
+		}
+		if keys := mustListDue(t, s, now.Add(time.Minute), 10); len(keys) != 1 {
+			t.Errorf("ListDue at the lease's end = %v, want the connection back", keys)
+		}
+		if _, err := s.Lease(t.Context(), k, due("b", now.Add(30*time.Second))); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("second Due lease while held: err = %v, want ErrConflict", err)
+		}
+		if _, err := s.Lease(t.Context(), k, due("b", now.Add(2*time.Minute))); err != nil {
+			t.Errorf("Due lease after a holder died: %v", err)
+		}
+	})
+
+	t.Run("Version", func(t *testing.T) {
+		s := newStore(t)
+		saved := mustSave(t, s, newConn("github", "c1"))
+		r := req("a", base)
+		r.Version = saved.Version + 1
+		if _, err := s.Lease(t.Context(), k, r); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Lease with a stale version: err = %v, want ErrConflict", err)
+		}
+		r.Version = saved.Version
+		if _, err := s.Lease(t.Context(), k, r); err != nil {
+			t.Errorf("Lease with the current version: %v", err)
+		}
+	})
+
+	t.Run("Missing", func(t *testing.T) {
+		s := newStore(t)
+		if _, err := s.Lease(t.Context(), k, req("a", base)); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("Lease of a missing connection: err = %v, want ErrConflict", err)
+		}
+		if _, err := s.GetConnection(t.Context(), "github", "c1"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Lease created the connection: %v", err)
+		}
+		c := newConn("github", "c1")
+		c.Version = 1
+		if _, err := s.SaveLeased(t.Context(), c, "a"); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased of a missing connection: err = %v, want ErrConflict", err)
+		}
+	})
+
+	t.Run("BadRequest", func(t *testing.T) {
+		s := newStore(t)
+		mustSave(t, s, newConn("github", "c1"))
+		for _, r := range []store.LeaseRequest{{Now: base, Until: until}, {Owner: "a", Now: base, Until: base}} {
+			if _, err := s.Lease(t.Context(), k, r); err == nil || errors.Is(err, store.ErrConflict) {
+				t.Errorf("Lease(%+v): err = %v, want a request error", r, err)
+			}
+		}
+		if _, err := s.SaveLeased(t.Context(), mustGet(t, s, "github", "c1"), ""); err == nil || errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased without owner: err = %v, want a request error", err)
+		}
+	})
+
+	t.Run("Race", func(t *testing.T) {
+		s := newStore(t)
+		c := newConn("github", "c1")
+		c.RefreshDue = base
+		mustSave(t, s, c)
+		errs := race(func(i int) error {
+			_, err := s.Lease(t.Context(), k, store.LeaseRequest{Owner: fmt.Sprint("owner-", i), Now: base, Until: until, Due: i%2 == 0})
+			return err
+		})
+		w := checkOneWinner(t, errs, store.ErrConflict)
+		if got := mustGet(t, s, "github", "c1").Lease.Owner; got != fmt.Sprint("owner-", w) {
+			t.Errorf("lease owner = %q, want the winner owner-%d", got, w)
+		}
+	})
 }
