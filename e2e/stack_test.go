@@ -54,6 +54,12 @@ type stack struct {
 	callback2 *lambdarie.Function // a second instance, for concurrent callbacks
 	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
 	refresh   *lambdarie.Function
+	// retired are refresh instances replaced by newRefreshInstance; their
+	// logs are still checked.
+	retired      []*lambdarie.Function
+	refreshEnv   map[string]string
+	refreshBuild string
+	root         *testing.T // the test that owns the stack (t may be a subtest)
 
 	extra []extraProvider
 
@@ -147,6 +153,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		slow[k], sweeper[k] = v, v
 	}
 	cb := lambdarie.Build(t, "./functions/callback")
+	rf := lambdarie.Build(t, "./functions/refresh")
 	s := &stack{
 		t:         t,
 		ddb:       ddb.Client,
@@ -160,10 +167,21 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		callback:  lambdarie.Start(t, cb, env),
 		callback2: lambdarie.Start(t, cb, env),
 		slowCB:    lambdarie.Start(t, cb, slow),
-		refresh:   lambdarie.Start(t, lambdarie.Build(t, "./functions/refresh"), sweeper),
+		refresh:   lambdarie.Start(t, rf, sweeper),
+
+		refreshEnv:   sweeper,
+		refreshBuild: rf,
+		root:         t,
 	}
 	t.Cleanup(s.checkLogs)
 	return s
+}
+
+// newRefreshInstance replaces the refresh function by a fresh execution
+// environment, as Lambda does after an idle instance is recycled.
+func (s *stack) newRefreshInstance() {
+	s.retired = append(s.retired, s.refresh)
+	s.refresh = lambdarie.Start(s.root, s.refreshBuild, s.refreshEnv)
 }
 
 // checkLogs fails the test if any function printed a credential (S22).
@@ -183,7 +201,7 @@ func (s *stack) checkLogs() {
 			secretsSeen = append(secretsSeen, r.Params.Get("code_verifier"), r.Query.Get("state"))
 		}
 	}
-	for _, fn := range []*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh} {
+	for _, fn := range append([]*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh}, s.retired...) {
 		logs := fn.Logs()
 		for _, secret := range secretsSeen {
 			if secret != "" && strings.Contains(logs, secret) {

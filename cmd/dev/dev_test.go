@@ -283,7 +283,7 @@ func TestDevServerFlow(t *testing.T) {
 	secretsList := []string{c1.AccessToken, c1.RefreshToken, c2.AccessToken, c2.RefreshToken, code, state,
 		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value}
 	logText := logs.String()
-	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"msg":"refreshed"`) {
+	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"outcome":"refreshed"`) {
 		t.Errorf("expected log lines missing:\n%s", logText)
 	}
 	for _, v := range secretsList {

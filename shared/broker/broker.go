@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,7 +38,8 @@ type Config struct {
 	StateTTL time.Duration
 }
 
-// Broker runs the flows. All fields are required except Log and Now.
+// Broker runs the flows. All fields are required except Log, Now and
+// Refresh. A Broker must not be copied after first use.
 type Broker struct {
 	Config  Config
 	Catalog *provider.Catalog
@@ -48,8 +50,11 @@ type Broker struct {
 	Wire    *provider.Client
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Refresh tunes the refresh sweep and on-demand refreshes.
+	Refresh RefreshOptions
 
 	lastKeyReload atomic.Int64 // unix nanoseconds of the last forced keyset re-read
+	throttles     sync.Map     // provider name → *throttle
 }
 
 func (b *Broker) now() time.Time {

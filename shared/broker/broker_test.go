@@ -168,12 +168,12 @@ func TestRefreshFailureClasses(t *testing.T) {
 		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.now.Now()) < 59*time.Minute {
 		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.now.Now()))
 	}
-	for i := 2; i <= broker.FailingAfter; i++ {
+	for i := 2; i <= broker.DefaultFailingAfter; i++ {
 		f.prov.FailNext(1, 502, "text/html", "<html>bad gateway</html>", nil)
 		f.sweepAt(t, 2*time.Hour)
 	}
-	if c3 := f.get(t, "c1"); c3.Status != store.StatusFailing || c3.FailureCount != broker.FailingAfter || strings.Contains(c3.LastError, "<html>") {
-		t.Fatalf("after %d failures: status %s count %d error %q", broker.FailingAfter, c3.Status, c3.FailureCount, c3.LastError)
+	if c3 := f.get(t, "c1"); c3.Status != store.StatusFailing || c3.FailureCount != broker.DefaultFailingAfter || strings.Contains(c3.LastError, "<html>") {
+		t.Fatalf("after %d failures: status %s count %d error %q", broker.DefaultFailingAfter, c3.Status, c3.FailureCount, c3.LastError)
 	}
 	if sum := f.sweepAt(t, 2*time.Hour); sum.Refreshed != 1 {
 		t.Fatalf("recovery sweep %+v", sum)
@@ -189,10 +189,10 @@ func TestClientCredentialsProvider(t *testing.T) {
 	f := newFixture(t, providertest.Config{AccessTokenTTL: 300 * time.Second, ClientAuth: "body", TokenRequest: "json"},
 		"    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n    token_request: json\n")
 	c := f.connect(t, "svc")
-	if c.RefreshToken != "" || c.ExpiresAt.IsZero() || !c.RefreshDue.Equal(c.ExpiresAt.Add(-150*time.Second)) {
+	if margin := c.ExpiresAt.Sub(c.RefreshDue); c.RefreshToken != "" || c.ExpiresAt.IsZero() || margin > 150*time.Second || margin < 120*time.Second {
 		t.Fatalf("connection: refresh token %v, expires %v, due %v", c.RefreshToken != "", c.ExpiresAt, c.RefreshDue)
 	}
-	if sum := f.sweepAt(t, 151*time.Second); sum.Refreshed != 1 {
+	if sum := f.sweepAt(t, 181*time.Second); sum.Refreshed != 1 {
 		t.Fatalf("sweep %+v", sum)
 	}
 	if c2 := f.get(t, "svc"); c2.AccessToken == c.AccessToken || !f.prov.Valid(c2.AccessToken) {
@@ -248,10 +248,9 @@ func TestConcurrentSweepsRefreshEachConnectionOnce(t *testing.T) {
 	}
 }
 
-// H1 of the review: a claim must outlast its holder. A sweep stuck in a
-// slow provider call, with minutes of its invocation left, keeps the
-// connection even when another sweep starts after ClaimPeriod.
-func TestClaimOutlastsSlowHolder(t *testing.T) {
+// A sweep stuck in a slow provider call holds the connection's lease: a
+// second sweep within the lease period leaves it alone.
+func TestLeaseHeldBlocksOtherSweeps(t *testing.T) {
 	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, codeEntry)
 	f.connect(t, "slow")
 	before := f.prov.TokenRequests()
@@ -265,7 +264,7 @@ func TestClaimOutlastsSlowHolder(t *testing.T) {
 		done <- sum
 	}()
 	time.Sleep(300 * time.Millisecond) // the first sweep is inside its provider call
-	f.now.Add(3 * time.Minute)         // longer than ClaimPeriod
+	f.now.Add(broker.DefaultLeasePeriod - time.Second)
 	second, err := f.b.RefreshDue(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -274,8 +273,8 @@ func TestClaimOutlastsSlowHolder(t *testing.T) {
 	if got := f.prov.TokenRequests() - before; got != 1 || first.Refreshed != 1 || second.Refreshed != 0 {
 		t.Fatalf("%d token requests; first sweep %+v, second %+v", got, first, second)
 	}
-	if c := f.get(t, "slow"); c.Status != store.StatusConnected || !f.prov.ValidRefresh(c.RefreshToken) {
-		t.Fatalf("connection lost: %s", c.Status)
+	if c := f.get(t, "slow"); c.Status != store.StatusConnected || !f.prov.ValidRefresh(c.RefreshToken) || c.Lease != (store.Lease{}) {
+		t.Fatalf("connection lost or still leased: %s %+v", c.Status, c.Lease)
 	}
 }
 

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -260,7 +261,11 @@ func refreshDue(p *provider.Provider, c *store.Connection, lifetime time.Duratio
 	if c.ExpiresAt.IsZero() || renewGrant(p, c) == "" {
 		return time.Time{}
 	}
-	return c.ExpiresAt.Add(-p.RefreshMargin(lifetime))
+	// Jitter takes up to a fifth off the margin, so tokens minted together
+	// (a bulk import, a provider outage's recovery) do not all come due in
+	// the same sweep; the margin never exceeds half the lifetime.
+	m := p.RefreshMargin(lifetime)
+	return c.ExpiresAt.Add(-m + rand.N(m/5+1))
 }
 
 // renewGrant is how c's token is renewed: "refresh_token",

@@ -2,40 +2,84 @@ package broker
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
-// Refresh tuning.
+// Refresh defaults, used where RefreshOptions leaves a field zero.
 const (
-	// RefreshBatch is how many due connections one sweep takes.
-	RefreshBatch = 500
-	// RefreshWorkers bounds concurrent provider calls in a sweep.
-	RefreshWorkers = 4
-	// FailingAfter consecutive transient failures mark a connection failing
-	// (it is still retried).
-	FailingAfter = 5
-	// ClaimPeriod is how long a claim outlives the claimer's own deadline
-	// (or, without a deadline, how long it lasts).
-	ClaimPeriod = 2 * time.Minute
-	// startReserve: a connection is started only while this much time is
-	// left before the deadline — one provider call (NewHTTPClient gives up
-	// after 10 s) and the save of its result.
+	// DefaultRefreshWorkers bounds concurrent provider calls in a sweep.
+	DefaultRefreshWorkers = 8
+	// DefaultRefreshBatch is how many due connections one sweep lists.
+	DefaultRefreshBatch = 1000
+	// DefaultLeasePeriod is how long a refresher holds a connection's lease.
+	DefaultLeasePeriod = time.Minute
+	// MinLeasePeriod leaves room for one provider call and the save.
+	MinLeasePeriod = 30 * time.Second
+	// DefaultFailingAfter consecutive transient failures mark a connection
+	// failing (it is still retried).
+	DefaultFailingAfter = 5
+)
+
+const (
+	// startReserve: a sweep starts a connection only while this much time
+	// is left before the invocation's deadline — one provider call
+	// (NewHTTPClient gives up after 10 s) and the save of its result.
 	startReserve = 20 * time.Second
-	// saveTimeout bounds the write of a result; it runs even if the
+	// saveTimeout bounds one write of a result; it runs even if the
 	// invocation's context ends, because a rotated refresh token exists
 	// nowhere else.
 	saveTimeout = 5 * time.Second
+	// saveReserve is the part of a lease kept for saving the result (two
+	// tries) and clock skew between refreshers: the provider call must
+	// end this long before the lease does.
+	saveReserve = 2*saveTimeout + 5*time.Second
 )
+
+// RefreshOptions tune the refresh. The zero value takes every default.
+type RefreshOptions struct {
+	// Workers bounds concurrent provider calls in a sweep.
+	Workers int
+	// Batch is how many due connections one sweep lists; the rest wait
+	// for the next tick.
+	Batch int
+	// LeasePeriod is how long a refresher holds a connection; a refresher
+	// that dies costs this long. At least MinLeasePeriod.
+	LeasePeriod time.Duration
+	// FailingAfter consecutive transient failures mark a connection failing.
+	FailingAfter int
+}
+
+func (b *Broker) refreshOptions() RefreshOptions {
+	o := b.Refresh
+	if o.Workers <= 0 {
+		o.Workers = DefaultRefreshWorkers
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultRefreshBatch
+	}
+	if o.LeasePeriod <= 0 {
+		o.LeasePeriod = DefaultLeasePeriod
+	}
+	o.LeasePeriod = max(o.LeasePeriod, MinLeasePeriod)
+	if o.FailingAfter <= 0 {
+		o.FailingAfter = DefaultFailingAfter
+	}
+	return o
+}
 
 // ScheduleEvent is the refresh schedule's input (events/refresh.json).
 type ScheduleEvent struct {
@@ -45,14 +89,41 @@ type ScheduleEvent struct {
 
 // RefreshSummary counts what one sweep did.
 type RefreshSummary struct {
-	Due         int `json:"due"`
-	Refreshed   int `json:"refreshed"`
+	// Due is how many due connections the sweep listed.
+	Due       int `json:"due"`
+	Refreshed int `json:"refreshed"`
+	// NeedsReauth counts connections the provider refused for good.
 	NeedsReauth int `json:"needs_reauth"`
-	Failed      int `json:"failed"`
-	Skipped     int `json:"skipped"`
+	// Failed counts transient failures, rescheduled with backoff.
+	Failed int `json:"failed"`
+	// Skipped counts connections another refresher held or had renewed.
+	Skipped int `json:"skipped"`
+	// Deferred counts connections left due for the next tick: the deadline
+	// came near, or their provider's budget or Retry-After held them back.
+	Deferred int `json:"deferred"`
+	// Superseded counts results discarded because the connection changed
+	// under the lease (a customer reconnected meanwhile).
+	Superseded int `json:"superseded"`
 	// Lost counts provider results that could not be saved (logged as
 	// errors): with a rotating provider, such a connection needs re-auth.
 	Lost int `json:"lost"`
+}
+
+func (s *RefreshSummary) count(o outcome) {
+	switch o {
+	case outcomeRefreshed:
+		s.Refreshed++
+	case outcomeNeedsReauth:
+		s.NeedsReauth++
+	case outcomeFailed:
+		s.Failed++
+	case outcomeSuperseded:
+		s.Superseded++
+	case outcomeLost:
+		s.Lost++
+	default:
+		s.Skipped++
+	}
 }
 
 // HandleSchedule is the refresh function's handler.
@@ -64,109 +135,142 @@ func (b *Broker) HandleSchedule(ctx context.Context, raw json.RawMessage) (Refre
 	return b.RefreshDue(ctx)
 }
 
-// RefreshDue renews every connection whose refresh is due, with bounded
-// concurrency, stopping before the context's deadline; what is left stays
-// due for the next tick. Running it twice at once, or again after a
-// partial run, is harmless: a connection is claimed before it is renewed.
+// RefreshDue renews the connections whose refresh is due: up to Batch of
+// them, earliest first, with at most Workers provider calls at once, each
+// provider within its rate budget and Retry-After. It stops starting work
+// when the context's deadline comes near; what is left stays due for the
+// next tick. Every connection is leased before its provider is called, so
+// running sweeps twice at once, or again after a partial run (a duplicated
+// EventBridge delivery, a Lambda retry), is harmless.
 func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
-	keys, err := b.Store.ListDue(ctx, b.now(), RefreshBatch)
+	opt := b.refreshOptions()
+	keys, err := b.Store.ListDue(ctx, b.now(), opt.Batch)
 	if err != nil {
 		return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
 	}
-	var (
-		mu  sync.Mutex
-		sum = RefreshSummary{Due: len(keys)}
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, RefreshWorkers)
-	)
-	deadline, hasDeadline := ctx.Deadline()
-	for _, k := range keys {
-		if ctx.Err() != nil || hasDeadline && time.Until(deadline) < startReserve {
-			break
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			outcome := b.refreshOne(ctx, k)
-			mu.Lock()
-			defer mu.Unlock()
-			switch outcome {
-			case outcomeRefreshed:
-				sum.Refreshed++
-			case outcomeNeedsReauth:
-				sum.NeedsReauth++
-			case outcomeFailed:
-				sum.Failed++
-			case outcomeLost:
-				sum.Lost++
-			default:
-				sum.Skipped++
-			}
-		}()
-	}
-	wg.Wait()
+	sum := RefreshSummary{Due: len(keys)}
+	m := newRefreshMetrics()
+	var mu sync.Mutex
+	sum.Deferred = b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) {
+		r := b.refreshDueKey(ctx, k, call)
+		mu.Lock()
+		defer mu.Unlock()
+		sum.count(r.outcome)
+		m.add(k.Provider, r)
+	})
+	m.flush(ctx, b.log(), b.now())
 	level := slog.LevelInfo
 	if sum.Due == 0 {
 		level = slog.LevelDebug // an idle tick is not news
 	}
-	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth, "failed", sum.Failed, "skipped", sum.Skipped, "lost", sum.Lost)
+	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth,
+		"failed", sum.Failed, "skipped", sum.Skipped, "deferred", sum.Deferred, "superseded", sum.Superseded, "lost", sum.Lost)
 	return sum, nil
 }
 
 type outcome string
 
+// Refresh outcomes, as logged and counted in metrics.
 const (
 	outcomeRefreshed   outcome = "refreshed"
 	outcomeNeedsReauth outcome = "needs_reauth"
 	outcomeFailed      outcome = "failed"
 	outcomeSkipped     outcome = "skipped"
+	outcomeSuperseded  outcome = "superseded"
 	outcomeLost        outcome = "lost"
 )
 
-// refreshOne renews one connection.
+// Failure classes stored on a connection (store.Connection.FailureClass).
+const (
+	// ClassInvalidGrant: the provider refused the refresh token (or the
+	// connection has none): only the customer can fix it. needs_reauth.
+	ClassInvalidGrant = "invalid_grant"
+	// ClassInvalidClient: the provider refused the client credentials
+	// even after a fresh read of the secret. needs_reauth.
+	ClassInvalidClient = "invalid_client"
+	// ClassRateLimited: 429; retried after Retry-After.
+	ClassRateLimited = "rate_limited"
+	// ClassUnavailable: 5xx or a network error; retried with backoff.
+	ClassUnavailable = "unavailable"
+	// ClassTimeout: no answer in time; retried with backoff.
+	ClassTimeout = "timeout"
+	// ClassBadResponse: HTML, garbage or an unusable token response;
+	// retried with backoff.
+	ClassBadResponse = "bad_response"
+	// ClassRejected: another OAuth error (invalid_request, invalid_scope,
+	// unsupported_grant_type); retried with backoff, since it is usually a
+	// catalog or provider-side mistake the operator can fix.
+	ClassRejected = "rejected"
+	// ClassInternal: the broker could not make the request (secret
+	// unreadable, connection parameters no longer match the catalog).
+	ClassInternal = "internal"
+)
+
+// result is what one refresh attempt came to.
+type result struct {
+	outcome outcome
+	class   string
+	// conn is the connection as saved (valid for refreshed, needs_reauth
+	// and failed).
+	conn       store.Connection
+	retryAfter time.Duration
+	latency    time.Duration
+	err        error
+}
+
+// refreshDueKey is the sweep's work on one due connection: take its lease
+// (which is also the read), then renew it. call is released unused when
+// the provider is not called.
+func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermit) result {
+	now := b.now()
+	owner := b.newLeaseOwner()
+	c, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Due: true})
+	if err != nil {
+		call.release()
+		if !errors.Is(err, store.ErrConflict) {
+			b.log().WarnContext(ctx, "refresh skipped", "provider", k.Provider, "connection_id", k.ConnectionID, "reason", "lease failed", "cause", err.Error())
+		}
+		return result{outcome: outcomeSkipped} // held by another, or renewed since the index was read
+	}
+	p, ok := b.Catalog.Get(c.Provider)
+	if !ok {
+		call.release()
+		// The provider left the catalog: stop scheduling, keep the tokens.
+		c.RefreshDue, c.FailureClass, c.LastError = time.Time{}, ClassInternal, "provider not in catalog"
+		b.saveResult(ctx, c, owner)
+		return result{outcome: outcomeSkipped}
+	}
+	return b.renewLeased(ctx, p, c, owner, "schedule", call)
+}
+
+// renewLeased calls the provider for c, whose lease owner holds, and
+// saves the outcome in the write that releases the lease.
 //
 // Rotating refresh tokens make a race destructive: if two refreshers send
 // the same refresh token, the provider honours one and answers the other
 // invalid_grant, and writing the loser's view would kill the connection
-// (RFC 9700 §4.14, S21). So a refresher first claims the connection — a
-// write conditional on the version it read that moves RefreshDue one
-// ClaimPeriod ahead — and only the winner of that write calls the
-// provider; its result is written conditional on the claimed version. A
-// refresher that crashes after claiming costs one ClaimPeriod, never the
-// connection. The claim lasts past the invocation's deadline, so no claim
-// expires while its holder may still be working.
-func (b *Broker) refreshOne(ctx context.Context, k store.Key) outcome {
-	now := b.now()
+// (RFC 9700 §4.14, S21). The lease makes the holder the only caller, and
+// its provider call ends saveReserve before the lease does, so the result
+// is written while the lease still holds. A holder that dies costs one
+// lease period, never the connection.
+func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.Connection, owner, trigger string, call *callPermit) result {
+	opt := b.refreshOptions()
 	start := time.Now()
-	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
-	c, err := b.Store.GetConnection(ctx, k.Provider, k.ConnectionID)
-	if err != nil {
-		log.WarnContext(ctx, "refresh skipped", "reason", "read failed", "cause", err.Error())
-		return outcomeSkipped
-	}
-	if c.RefreshDue.IsZero() || c.RefreshDue.After(now) {
-		return outcomeSkipped // renewed or rescheduled since the index was read
-	}
-	p, ok := b.Catalog.Get(c.Provider)
-	if !ok {
-		// The provider left the catalog: stop scheduling, keep the tokens.
-		c.RefreshDue, c.LastError = time.Time{}, "provider not in catalog"
-		b.save(ctx, log, c)
-		return outcomeSkipped
-	}
-	c.RefreshDue = now.Add(ClaimPeriod)
-	if d, ok := ctx.Deadline(); ok {
-		c.RefreshDue = now.Add(time.Until(d) + ClaimPeriod)
-	}
-	if c, err = b.Store.SaveConnection(ctx, c); err != nil {
-		if !errors.Is(err, store.ErrConflict) {
-			log.WarnContext(ctx, "refresh skipped", "reason", "claim failed", "cause", err.Error())
-		}
-		return outcomeSkipped // another refresher holds it
-	}
-	tok, err := b.renew(ctx, p, &c)
+	now := b.now()
+	callCtx, cancel := context.WithTimeout(ctx, opt.LeasePeriod-saveReserve)
+	defer cancel()
+	tok, err := b.renew(callCtx, p, &c, call)
 	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Failure == provider.FailureClient {
+		// The operator may have rotated the client secret: read it past
+		// the cache once before giving up on the connection.
+		if inv, ok := b.Secrets.(interface{ Invalidate(name string) }); ok {
+			inv.Invalidate(b.Config.SecretsPrefix + "provider/" + p.Name)
+			tok, err = b.renew(callCtx, p, &c, nil)
+		}
+	}
+	r := result{latency: time.Since(start), err: err}
+	pe = nil
 	switch {
 	case err == nil:
 		if tok.RefreshToken == "" {
@@ -182,93 +286,179 @@ func (b *Broker) refreshOne(ctx context.Context, k store.Key) outcome {
 			}
 			c.Metadata[k] = v
 		}
-		c.Status, c.FailureCount, c.LastError = store.StatusConnected, 0, ""
+		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
-		if !b.saveResult(ctx, log, c) {
-			return outcomeLost
+		r.outcome = outcomeRefreshed
+	case errors.As(err, &pe) && (pe.Failure == provider.FailureGrant || pe.Failure == provider.FailureClient):
+		r.class = ClassInvalidGrant
+		if pe.Failure == provider.FailureClient {
+			r.class = ClassInvalidClient
 		}
-		log.InfoContext(ctx, "refreshed", "outcome", outcomeRefreshed, "latency_ms", time.Since(start).Milliseconds())
-		return outcomeRefreshed
-	case errors.As(err, &pe) && pe.Failure == provider.FailureGrant:
-		c.Status, c.RefreshDue, c.LastError = store.StatusNeedsReauth, time.Time{}, pe.Error()
-		if !b.saveResult(ctx, log, c) {
-			return outcomeSkipped // the claim expires and the next sweep tries again
-		}
-		log.WarnContext(ctx, "refresh refused", "outcome", outcomeNeedsReauth, "latency_ms", time.Since(start).Milliseconds())
-		return outcomeNeedsReauth
-	default:
+		c.Status, c.RefreshDue = store.StatusNeedsReauth, time.Time{}
 		c.FailureCount++
-		c.LastError = err.Error()
-		if c.FailureCount >= FailingAfter {
+		c.FailureClass, c.LastError = r.class, err.Error()
+		r.outcome = outcomeNeedsReauth
+	default:
+		r.class = failureClass(err)
+		if pe != nil {
+			r.retryAfter = pe.RetryAfter
+		}
+		c.FailureCount++
+		c.FailureClass, c.LastError = r.class, err.Error()
+		if c.FailureCount >= opt.FailingAfter {
 			c.Status = store.StatusFailing
 		}
-		var wait time.Duration
-		if pe != nil {
-			wait = pe.RetryAfter
-		}
-		c.RefreshDue = now.Add(max(wait, backoff(c.FailureCount)))
-		if !b.saveResult(ctx, log, c) {
-			return outcomeSkipped // the claim expires and the next sweep tries again
-		}
-		log.WarnContext(ctx, "refresh failed", "outcome", outcomeFailed, "attempt", c.FailureCount, "cause", err.Error(), "latency_ms", time.Since(start).Milliseconds())
-		return outcomeFailed
+		c.RefreshDue = now.Add(max(r.retryAfter, backoff(c.FailureCount)))
+		r.outcome = outcomeFailed
 	}
+	saved, serr := b.saveResult(ctx, c, owner)
+	switch {
+	case serr == nil:
+		r.conn = saved
+	case errors.Is(serr, store.ErrConflict):
+		// A plain save (a reconnect) replaced the connection under the
+		// lease: its tokens are newer than ours.
+		r.outcome, r.err = outcomeSuperseded, serr
+	case r.outcome == outcomeRefreshed:
+		r.outcome, r.err = outcomeLost, serr
+	default:
+		// Nothing new to keep: the lease expires and a later attempt
+		// retries.
+		r.outcome, r.err = outcomeSkipped, serr
+	}
+	b.logOutcome(ctx, c, trigger, r)
+	return r
 }
 
 // renew asks the provider for a new token: the refresh_token grant, or a
 // fresh client_credentials token for a connection made with that grant.
-func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection) (*provider.Token, error) {
+// It waits for call (the provider's rate budget) just before the request;
+// a nil call is not waited for.
+func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *callPermit) (*provider.Token, error) {
 	grant := renewGrant(p, c)
 	if grant == "" {
+		call.release()
 		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
 	}
 	rp, _, err := p.Resolve(c.Params)
 	if err != nil {
+		call.release()
 		// An operator's catalog change, not the customer's doing: keep the
 		// tokens and retry with backoff, so fixing the catalog recovers it.
-		return nil, &provider.Error{Failure: provider.FailureRequest, Reason: "connection parameters no longer match the catalog"}
+		return nil, &internalError{"connection parameters no longer match the catalog"}
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		return nil, err
+		call.release()
+		return nil, &internalError{"client credentials unreadable: " + err.Error()}
 	}
+	call.use()
+	var tok *provider.Token
 	if grant == provider.GrantClientCredentials {
-		return b.Wire.ClientCredentials(ctx, rp, creds, strings.Fields(c.Scope))
+		tok, err = b.Wire.ClientCredentials(ctx, rp, creds, strings.Fields(c.Scope))
+	} else {
+		tok, err = b.Wire.Refresh(ctx, rp, creds, c.RefreshToken)
 	}
-	return b.Wire.Refresh(ctx, rp, creds, c.RefreshToken)
+	var pe *provider.Error
+	if errors.As(err, &pe) {
+		b.throttleFor(p.Name).observe(b.now(), pe)
+	} else if err == nil {
+		b.throttleFor(p.Name).observe(b.now(), nil)
+	}
+	return tok, err
 }
 
-func (b *Broker) save(ctx context.Context, log *slog.Logger, c store.Connection) bool {
-	if _, err := b.Store.SaveConnection(ctx, c); err != nil {
-		log.WarnContext(ctx, "refresh result not saved", "cause", err.Error())
-		return false
+// internalError is a refresh that failed on the broker's side.
+type internalError struct{ reason string }
+
+func (e *internalError) Error() string { return e.reason }
+
+// failureClass names the class of a transient failure.
+func failureClass(err error) string {
+	var pe *provider.Error
+	var ie *internalError
+	switch {
+	case errors.As(err, &ie):
+		return ClassInternal
+	case !errors.As(err, &pe):
+		return ClassInternal
+	case pe.Status == 429:
+		return ClassRateLimited
+	case pe.Failure == provider.FailureUnavailable && pe.Status == 0 && (pe.Reason == "timeout" || errors.Is(pe, context.DeadlineExceeded)):
+		return ClassTimeout
+	case pe.Failure == provider.FailureUnavailable:
+		return ClassUnavailable
+	case pe.Failure == provider.FailureRequest:
+		return ClassRejected
+	default:
+		return ClassBadResponse
 	}
-	return true
 }
 
-// saveResult writes the outcome of a provider call on the claimed version,
-// even when ctx has ended, and tries once more after a failure other than
-// a lost race.
-func (b *Broker) saveResult(ctx context.Context, log *slog.Logger, c store.Connection) bool {
+// saveResult writes the outcome on the leased version and releases the
+// lease, even when ctx has ended, and tries once more after a failure
+// other than ErrConflict.
+func (b *Broker) saveResult(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
 	var err error
 	for range 2 {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
-		_, err = b.Store.SaveConnection(sctx, c)
+		var saved store.Connection
+		saved, err = b.Store.SaveLeased(sctx, c, owner)
 		cancel()
-		if err == nil {
-			return true
-		}
-		if errors.Is(err, store.ErrConflict) {
-			break
+		if err == nil || errors.Is(err, store.ErrConflict) {
+			return saved, err
 		}
 	}
-	log.ErrorContext(ctx, "refresh result lost", "cause", err.Error())
-	return false
+	return store.Connection{}, err
+}
+
+// logOutcome writes the one log line of a refresh outcome: provider,
+// connection, outcome, class and latency — never a token.
+func (b *Broker) logOutcome(ctx context.Context, c store.Connection, trigger string, r result) {
+	level := slog.LevelInfo
+	switch r.outcome {
+	case outcomeLost:
+		level = slog.LevelError
+	case outcomeFailed, outcomeNeedsReauth, outcomeSuperseded:
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("provider", c.Provider), slog.String("connection_id", c.ConnectionID),
+		slog.String("outcome", string(r.outcome)), slog.String("trigger", trigger),
+		slog.Int64("latency_ms", r.latency.Milliseconds()),
+	}
+	if r.class != "" {
+		attrs = append(attrs, slog.String("class", r.class), slog.Int("attempt", c.FailureCount))
+	}
+	if r.outcome == outcomeFailed {
+		attrs = append(attrs, slog.Time("next_attempt", c.RefreshDue))
+	}
+	if r.err != nil {
+		attrs = append(attrs, slog.String("cause", r.err.Error())) // provider and store errors carry no credential
+	}
+	b.log().LogAttrs(ctx, level, "refresh", attrs...)
 }
 
 // backoff is exponential from one minute, capped at an hour, with jitter.
 func backoff(attempt int) time.Duration {
-	d := time.Minute << min(attempt-1, 6)
+	d := time.Minute << min(max(attempt, 1)-1, 6)
 	d = min(d, time.Hour)
 	return d/2 + rand.N(d/2+1)
+}
+
+// leaseOwners makes lease owner ids: a random id per process and a counter,
+// so every lease taking has its own.
+var leaseOwners struct {
+	once   sync.Once
+	prefix string
+	n      atomic.Uint64
+}
+
+func (b *Broker) newLeaseOwner() string {
+	leaseOwners.once.Do(func() {
+		var buf [8]byte
+		_, _ = crand.Read(buf[:])
+		leaseOwners.prefix = hex.EncodeToString(buf[:])
+	})
+	return leaseOwners.prefix + "-" + strconv.FormatUint(leaseOwners.n.Add(1), 10)
 }

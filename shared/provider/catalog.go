@@ -68,9 +68,9 @@ const (
 
 // Defaults applied to catalog entries that leave a field out.
 const (
-	// DefaultRefreshMargin is three ticks of the default 5-minute refresh
-	// schedule, so one failed attempt still leaves time before expiry.
-	DefaultRefreshMargin = 15 * time.Minute
+	// DefaultRefreshMargin is two ticks of the default 5-minute refresh
+	// schedule, so one failed attempt still leaves a second before expiry.
+	DefaultRefreshMargin = 10 * time.Minute
 	// DefaultMaxLifetime is the longest expires_in taken at face value;
 	// a longer one (Omnisend sends 9223372036 s) means "does not expire".
 	DefaultMaxLifetime = 10 * 365 * 24 * time.Hour
@@ -126,6 +126,23 @@ type Provider struct {
 	// signed connect link, stored on the connection and templated as
 	// {name} into AuthorizationURL, TokenURL and TokenHeaders.
 	ConnectionParams map[string]*Param `yaml:"connection_params"`
+	// RateLimit caps the broker's own token requests to the provider.
+	RateLimit RateLimit `yaml:"rate_limit"`
+}
+
+// RateLimit is a request budget: at most Requests per PeriodSeconds. The
+// zero value means no budget.
+type RateLimit struct {
+	Requests      int   `yaml:"requests"`
+	PeriodSeconds int64 `yaml:"period_seconds"`
+}
+
+// Every returns the steady interval between requests (0 without a budget).
+func (r RateLimit) Every() time.Duration {
+	if r.Requests <= 0 || r.PeriodSeconds <= 0 {
+		return 0
+	}
+	return time.Duration(r.PeriodSeconds) * time.Second / time.Duration(r.Requests)
 }
 
 // Param is a declared connection parameter. Its value must match Pattern
@@ -374,6 +391,9 @@ func (p *Provider) normalize() error {
 	const century = 100 * 365 * 24 * 3600
 	if p.Expiry.DefaultSeconds > century || p.Expiry.MaxSeconds > century || p.Expiry.RefreshMarginSeconds > century {
 		return errors.New("expiry values must be at most 100 years")
+	}
+	if rl := p.RateLimit; (rl.Requests == 0) != (rl.PeriodSeconds == 0) || rl.Requests < 0 || rl.PeriodSeconds < 0 || rl.Requests > 1_000_000 || rl.PeriodSeconds > 86400 {
+		return errors.New("rate_limit needs requests (1 to 1000000) and period_seconds (1 to 86400), or neither")
 	}
 	if f := p.Expiry.IssuedAtField; f != "" && (!paramRE.MatchString(f) || slices.Contains([]string{"access_token", "refresh_token", "expires_in", "token_type", "scope"}, f)) {
 		return fmt.Errorf("expiry.issued_at_field %q is not allowed", f)

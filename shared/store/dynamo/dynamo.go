@@ -368,7 +368,9 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	if req.Owner == "" || !req.Until.After(req.Now) {
 		return store.Connection{}, errors.New("dynamo: lease: want an owner and Until after Now")
 	}
-	num := func(n int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)} }
+	num := func(n int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+	}
 	names := map[string]string{"#pk": "pk", "#lo": "lease_owner", "#lu": "lease_until", "#v": "version", "#ua": "updated_at"}
 	values := map[string]types.AttributeValue{
 		":o": &types.AttributeValueMemberS{Value: req.Owner}, ":u": num(req.Until.Unix()),

@@ -1,0 +1,267 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// Provider throttling for sweeps.
+const (
+	// defaultRetryAfter pauses a provider that answered 429 without a
+	// usable Retry-After.
+	defaultRetryAfter = 10 * time.Second
+	// tripAfter consecutive unavailable answers (5xx, timeouts) pause a
+	// provider for tripPause, so a failing provider does not hold workers
+	// the other providers could use.
+	tripAfter = 3
+	tripPause = 30 * time.Second
+	// maxIdleWait: a sweep with nothing running waits at most this long
+	// for a provider to become ready; a longer pause (a Retry-After) leaves
+	// its connections to a later tick rather than bill an idle Lambda.
+	maxIdleWait = 10 * time.Second
+)
+
+// throttle is one provider's sending discipline in this process: its rate
+// budget (provider.RateLimit) and a pause after 429 or repeated failures.
+// It lives as long as the warm function, across sweeps.
+type throttle struct {
+	mu          sync.Mutex
+	lim         *rate.Limiter // nil without a budget
+	pausedUntil time.Time
+	unavailable int // consecutive unavailable answers
+}
+
+func (b *Broker) throttleFor(name string) *throttle {
+	if t, ok := b.throttles.Load(name); ok {
+		return t.(*throttle)
+	}
+	t := &throttle{}
+	if p, ok := b.Catalog.Get(name); ok {
+		if every := p.RateLimit.Every(); every > 0 {
+			// A burst of one: the budget is spent evenly, so no window of
+			// the provider's period sees more than its Requests.
+			t.lim = rate.NewLimiter(rate.Every(every), 1)
+		}
+	}
+	got, _ := b.throttles.LoadOrStore(name, t)
+	return got.(*throttle)
+}
+
+// take reserves one request at now if the provider may be called now;
+// otherwise it reports when to ask again.
+func (t *throttle) take(now time.Time) (*callPermit, time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Before(t.pausedUntil) {
+		return nil, t.pausedUntil
+	}
+	if t.lim == nil {
+		return &callPermit{}, now
+	}
+	r := t.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, now.Add(d)
+	}
+	return &callPermit{res: r}, now
+}
+
+// observe updates the pause from a provider's answer (nil: success).
+func (t *throttle) observe(now time.Time, pe *provider.Error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case pe == nil:
+		t.unavailable = 0
+	case pe.Status == 429:
+		wait := pe.RetryAfter
+		if wait <= 0 {
+			wait = defaultRetryAfter
+		}
+		t.pausedUntil = later(t.pausedUntil, now.Add(wait))
+	case pe.Failure == provider.FailureUnavailable:
+		if t.unavailable++; t.unavailable >= tripAfter {
+			t.unavailable = 0
+			t.pausedUntil = later(t.pausedUntil, now.Add(tripPause))
+		}
+	default:
+		t.unavailable = 0
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// callPermit is a reserved provider request. The worker uses it or
+// releases it (the connection needed no call), giving the budget back.
+// A nil permit is valid and does nothing.
+type callPermit struct {
+	mu   sync.Mutex
+	res  *rate.Reservation
+	done bool
+}
+
+func (c *callPermit) use() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+}
+
+func (c *callPermit) release() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.done && c.res != nil {
+		c.res.Cancel()
+	}
+	c.done = true
+}
+
+// lane is one provider's queue of due connections in a sweep.
+type lane struct {
+	provider string
+	keys     []store.Key
+	inflight int
+}
+
+// dispatch runs work on keys with at most workers at once. Keys are
+// grouped by provider and served round-robin; a provider is served only
+// when its throttle allows, and holds at most half the workers while
+// others wait, so a slow, throttled or failing provider does not hold up
+// the rest. It stops starting work when ctx ends or its deadline is
+// closer than startReserve, and returns how many keys it left.
+func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, work func(context.Context, store.Key, *callPermit)) (left int) {
+	var lanes []*lane
+	byProvider := map[string]*lane{}
+	for _, k := range keys {
+		l := byProvider[k.Provider]
+		if l == nil {
+			l = &lane{provider: k.Provider}
+			byProvider[k.Provider] = l
+			lanes = append(lanes, l)
+		}
+		l.keys = append(l.keys, k)
+	}
+	var (
+		mu   sync.Mutex // guards lanes' inflight
+		wg   sync.WaitGroup
+		free = make(chan struct{}, workers) // a worker finished
+		rr   int
+	)
+	running := 0
+	lastStart := time.Now() // real time of the last start, for the idle guard
+	deadline, hasDeadline := ctx.Deadline()
+	stopAt := deadline.Add(-startReserve)
+	for {
+		// Reap finished workers without blocking.
+		for drained := false; !drained; {
+			select {
+			case <-free:
+				running--
+			default:
+				drained = true
+			}
+		}
+		if ctx.Err() != nil || hasDeadline && !time.Now().Before(stopAt) {
+			break
+		}
+		now := b.now() // throttles run on the broker's clock
+		// Drop finished lanes.
+		active := lanes[:0]
+		for _, l := range lanes {
+			if len(l.keys) > 0 {
+				active = append(active, l)
+			}
+		}
+		lanes = active
+		if len(lanes) == 0 {
+			break
+		}
+		perLane := workers
+		if len(lanes) > 1 {
+			perLane = max(1, (workers+1)/2)
+		}
+		var (
+			picked *lane
+			permit *callPermit
+			wake   time.Time
+		)
+		if running < workers {
+			mu.Lock()
+			for i := range lanes {
+				l := lanes[(rr+i)%len(lanes)]
+				if l.inflight >= perLane {
+					continue
+				}
+				p, at := b.throttleFor(l.provider).take(now)
+				if p != nil {
+					picked, permit, rr = l, p, (rr+i+1)%len(lanes)
+					break
+				}
+				if wake.IsZero() || at.Before(wake) {
+					wake = at
+				}
+			}
+			if picked != nil {
+				picked.inflight++
+			}
+			mu.Unlock()
+		}
+		if picked == nil {
+			// Wait for a worker to finish or a provider to become ready.
+			wait := wake.Sub(now)
+			if running == 0 && (wait > maxIdleWait || time.Since(lastStart) > maxIdleWait || hasDeadline && time.Now().Add(wait).After(stopAt)) {
+				break // nothing can start soon enough
+			}
+			var timer *time.Timer
+			var fire <-chan time.Time
+			if !wake.IsZero() {
+				timer = time.NewTimer(wait)
+				fire = timer.C
+			}
+			select {
+			case <-free:
+				running--
+			case <-fire:
+			case <-ctx.Done():
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+			continue
+		}
+		k := picked.keys[0]
+		picked.keys = picked.keys[1:]
+		running++
+		lastStart = time.Now()
+		wg.Go(func() {
+			defer func() {
+				mu.Lock()
+				picked.inflight--
+				mu.Unlock()
+				free <- struct{}{}
+			}()
+			work(ctx, k, permit)
+		})
+	}
+	wg.Wait()
+	for _, l := range lanes {
+		left += len(l.keys)
+	}
+	return left
+}
