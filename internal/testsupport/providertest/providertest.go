@@ -422,6 +422,17 @@ func (s *Server) RevokeAccess(access string) {
 	}
 }
 
+// IssueGrant creates a new grant for the registered client, as a completed
+// authorization code flow would, and returns its access and refresh
+// tokens: for tests that need many connections without a browser flow.
+func (s *Server) IssueGrant(scope ...string) (access, refresh string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextGrant++
+	resp := s.issue(scope, s.nextGrant, true)
+	return resp["access_token"].(string), resp["refresh_token"].(string)
+}
+
 // Credentials returns the client secret and every code, access token and
 // refresh token issued so far: the strings that must never appear in a log
 // (RFC 6750 §5.3, RFC 9700 §4.2).
