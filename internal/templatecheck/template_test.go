@@ -41,7 +41,7 @@ var wantFunctions = []struct {
 	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
 	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
 	// shared/setup.ReadEnv validates the whole configuration in every function.
-	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
+	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "REFRESH_WORKERS", "REFRESH_FAILING_AFTER"}},
 }
 
 // The HTTP routes and the function each must reach.
@@ -79,7 +79,7 @@ var wantGrants = map[string][]grant{
 	},
 	"RefreshFunction": {
 		{"dynamodb:Query", dueIndex, noCond},
-		{"dynamodb:GetItem", tableRes, connKeys},
+		{"dynamodb:UpdateItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 	},
@@ -878,6 +878,9 @@ func TestFunctions(t *testing.T) {
 				"SECRETS_PREFIX": obj{"Ref": "SecretsPrefix"},
 				"RETURN_ORIGINS": obj{"Ref": "ReturnOrigins"},
 				"PROVIDERS_FILE": obj{"Ref": "ProvidersFile"},
+				// Only the refresh function's; shared/setup reads them.
+				"REFRESH_WORKERS":       obj{"Ref": "RefreshWorkers"},
+				"REFRESH_FAILING_AFTER": obj{"Ref": "RefreshFailingAfter"},
 			}
 			for _, name := range f.env {
 				got, ok := vars[name]

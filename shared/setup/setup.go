@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +36,9 @@ type Env struct {
 	Broker broker.Config
 	// ProvidersFile is the operator's catalog file (PROVIDERS_FILE).
 	ProvidersFile string
+	// Refresh holds REFRESH_WORKERS, REFRESH_BATCH, REFRESH_LEASE_SECONDS
+	// and REFRESH_FAILING_AFTER; unset means the broker's default.
+	Refresh broker.RefreshOptions
 }
 
 // ReadEnv reads and validates the configuration; getenv is os.Getenv in
@@ -57,6 +61,22 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 	if e.Broker.ReturnTo, err = returnto.ParseOrigins(getenv("RETURN_ORIGINS")); err != nil {
 		errs = append(errs, err)
 	}
+	intVar := func(name string, lo, hi int) int {
+		raw := getenv(name)
+		if raw == "" {
+			return 0
+		}
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("%s %q must be a whole number from %d to %d", name, raw, lo, hi))
+			return 0
+		}
+		return n
+	}
+	e.Refresh.Workers = intVar("REFRESH_WORKERS", 1, 256)
+	e.Refresh.Batch = intVar("REFRESH_BATCH", 1, 100000)
+	e.Refresh.LeasePeriod = time.Duration(intVar("REFRESH_LEASE_SECONDS", int(broker.MinLeasePeriod/time.Second), 3600)) * time.Second
+	e.Refresh.FailingAfter = intVar("REFRESH_FAILING_AFTER", 1, 1000)
 	return e, errors.Join(errs...)
 }
 
@@ -96,6 +116,7 @@ func FromEnv(ctx context.Context) (*broker.Broker, error) {
 		Secrets: secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), SecretsTTL),
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
 		Log:     Logger(),
+		Refresh: env.Refresh,
 	}, nil
 }
 

@@ -3,6 +3,9 @@ package setup
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/broker"
 )
 
 func TestReadEnv(t *testing.T) {
@@ -37,6 +40,11 @@ func TestReadEnv(t *testing.T) {
 		{"base url with query", map[string]string{"BASE_URL": "https://connect.example.com/?x=1"}, "BASE_URL"},
 		{"no origins", map[string]string{"RETURN_ORIGINS": ""}, "RETURN_ORIGINS"},
 		{"origin with path", map[string]string{"RETURN_ORIGINS": "https://app.example.com/x"}, "RETURN_ORIGINS"},
+		{"workers not a number", map[string]string{"REFRESH_WORKERS": "eight"}, "REFRESH_WORKERS"},
+		{"no workers", map[string]string{"REFRESH_WORKERS": "0"}, "REFRESH_WORKERS"},
+		{"lease too short", map[string]string{"REFRESH_LEASE_SECONDS": "10"}, "REFRESH_LEASE_SECONDS"},
+		{"batch too large", map[string]string{"REFRESH_BATCH": "1000000"}, "REFRESH_BATCH"},
+		{"failing after zero", map[string]string{"REFRESH_FAILING_AFTER": "0"}, "REFRESH_FAILING_AFTER"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,6 +52,13 @@ func TestReadEnv(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %s", err, tt.want)
 			}
 		})
+	}
+	if e.Refresh != (broker.RefreshOptions{}) {
+		t.Errorf("refresh options without variables = %+v, want the defaults (zero)", e.Refresh)
+	}
+	e, err = ReadEnv(env(map[string]string{"REFRESH_WORKERS": "16", "REFRESH_BATCH": "5000", "REFRESH_LEASE_SECONDS": "90", "REFRESH_FAILING_AFTER": "3"}))
+	if want := (broker.RefreshOptions{Workers: 16, Batch: 5000, LeasePeriod: 90 * time.Second, FailingAfter: 3}); err != nil || e.Refresh != want {
+		t.Errorf("refresh options = %+v, %v; want %+v", e.Refresh, err, want)
 	}
 	if _, err := ReadEnv(env(map[string]string{"BASE_URL": "http://localhost:8787"})); err != nil {
 		t.Fatalf("loopback http BASE_URL rejected: %v", err)
