@@ -7,7 +7,7 @@ FUNCS    := authorize callback refresh
 ARCH     ?= arm64
 LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
 
-.PHONY: dev test tools build fuzz vet clean
+.PHONY: dev test tools build fuzz vet clean bench-refresh
 
 ## dev: run the whole product locally (embedded store, sandbox provider, no AWS account)
 dev:
@@ -41,6 +41,10 @@ fuzz:
 			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+## bench-refresh: sweep 10 000 due connections against a 50 ms provider (figures: bench/README.md)
+bench-refresh: tools
+	$(GO) test -run '^$$' -bench BenchmarkRefreshSweep -benchtime 1x -timeout 20m ./bench/
 
 clean:
 	rm -rf build .dev
