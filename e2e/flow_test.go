@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -108,6 +109,24 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	c2, _ := s.conn("cust-42")
 	if c2.AccessToken == c.AccessToken || c2.RefreshToken == c.RefreshToken || !s.prov.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
 		t.Fatalf("after refresh %+v", redact(c2))
+	}
+	// One structured line for the outcome, and an Embedded Metric Format
+	// record CloudWatch turns into the Refreshes metric.
+	var outcomeLine, emf bool
+	for _, line := range strings.Split(s.refresh.Logs(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		if rec["msg"] == "refresh" && rec["provider"] == "acme" && rec["connection_id"] == "cust-42" && rec["outcome"] == "refreshed" && rec["latency_ms"] != nil {
+			outcomeLine = true
+		}
+		if aws, ok := rec["_aws"].(map[string]any); ok && rec["provider"] == "acme" && rec["outcome"] == "refreshed" && rec["Refreshes"] == 1.0 && aws["CloudWatchMetrics"] != nil {
+			emf = true
+		}
+	}
+	if !outcomeLine || !emf {
+		t.Errorf("refresh logs: outcome line %v, EMF record %v:\n%s", outcomeLine, emf, s.refresh.Logs())
 	}
 
 	// The provider is down: the connection keeps its tokens, counts the
