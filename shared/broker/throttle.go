@@ -72,6 +72,13 @@ func (t *throttle) take(now time.Time) (*callPermit, time.Time) {
 	return &callPermit{res: r}, now
 }
 
+// paused reports whether the provider is paused at now (429 or failures).
+func (t *throttle) paused(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return now.Before(t.pausedUntil)
+}
+
 // observe updates the pause from a provider's answer (nil: success).
 func (t *throttle) observe(now time.Time, pe *provider.Error) {
 	t.mu.Lock()
@@ -192,8 +199,16 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 		if len(lanes) == 0 {
 			break
 		}
+		// A provider holds at most half the workers while another one can
+		// use them; a paused provider leaves them all to the others.
+		contending := 0
+		for _, l := range lanes {
+			if !b.throttleFor(l.provider).paused(now) {
+				contending++
+			}
+		}
 		perLane := workers
-		if len(lanes) > 1 {
+		if contending > 1 {
 			perLane = max(1, (workers+1)/2)
 		}
 		var (
