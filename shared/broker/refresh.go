@@ -99,7 +99,8 @@ type RefreshSummary struct {
 	// Skipped counts connections another refresher held or had renewed.
 	Skipped int `json:"skipped"`
 	// Deferred counts connections left due for the next tick: the deadline
-	// came near, or their provider's budget or Retry-After held them back.
+	// came near, their provider's budget or Retry-After held them back, or
+	// the invocation ended during their provider call.
 	Deferred int `json:"deferred"`
 	// Superseded counts results discarded because the connection changed
 	// under the lease (a customer reconnected meanwhile).
@@ -121,6 +122,8 @@ func (s *RefreshSummary) count(o outcome) {
 		s.Superseded++
 	case outcomeLost:
 		s.Lost++
+	case outcomeInterrupted:
+		s.Deferred++
 	default:
 		s.Skipped++
 	}
@@ -151,13 +154,14 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 	sum := RefreshSummary{Due: len(keys)}
 	m := newRefreshMetrics()
 	var mu sync.Mutex
-	sum.Deferred = b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) {
+	left := b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) {
 		r := b.refreshDueKey(ctx, k, call)
 		mu.Lock()
 		defer mu.Unlock()
 		sum.count(r.outcome)
 		m.add(k.Provider, r)
 	})
+	sum.Deferred += left
 	m.flush(ctx, b.log(), b.now())
 	level := slog.LevelInfo
 	if sum.Due == 0 {
@@ -178,6 +182,9 @@ const (
 	outcomeSkipped     outcome = "skipped"
 	outcomeSuperseded  outcome = "superseded"
 	outcomeLost        outcome = "lost"
+	// outcomeInterrupted: the invocation ended during the provider call;
+	// the connection is released, due again, with no failure counted.
+	outcomeInterrupted outcome = "interrupted"
 )
 
 // Failure classes stored on a connection (store.Connection.FailureClass).
@@ -298,6 +305,11 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.FailureCount++
 		c.FailureClass, c.LastError = r.class, err.Error()
 		r.outcome = outcomeNeedsReauth
+	case ctx.Err() != nil:
+		// The invocation itself ended (not the provider's doing): release
+		// the connection, due again at once, without counting a failure.
+		c.RefreshDue = now
+		r.outcome = outcomeInterrupted
 	default:
 		r.class = failureClass(err)
 		if pe != nil {
@@ -419,7 +431,7 @@ func (b *Broker) logOutcome(ctx context.Context, c store.Connection, trigger str
 	switch r.outcome {
 	case outcomeLost:
 		level = slog.LevelError
-	case outcomeFailed, outcomeNeedsReauth, outcomeSuperseded:
+	case outcomeFailed, outcomeNeedsReauth, outcomeSuperseded, outcomeInterrupted:
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
