@@ -244,7 +244,7 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 		}
 		c.Metadata = tok.Metadata
 		c.Grant, c.Params = rec.Grant, rec.Params
-		c.Status, c.FailureCount, c.LastError = store.StatusConnected, 0, ""
+		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		var saved store.Connection
 		saved, err = b.Store.SaveConnection(ctx, c)

@@ -21,7 +21,7 @@ import (
 
 // Refresh defaults, used where RefreshOptions leaves a field zero.
 const (
-	// DefaultRefreshWorkers bounds concurrent provider calls in a sweep.
+	// DefaultRefreshWorkers bounds the connections a sweep renews at once.
 	DefaultRefreshWorkers = 8
 	// DefaultRefreshBatch is how many due connections one sweep lists.
 	DefaultRefreshBatch = 1000
@@ -51,7 +51,8 @@ const (
 
 // RefreshOptions tune the refresh. The zero value takes every default.
 type RefreshOptions struct {
-	// Workers bounds concurrent provider calls in a sweep.
+	// Workers bounds the connections a sweep renews at once (each: the
+	// lease, the provider call, the save).
 	Workers int
 	// Batch is how many due connections one sweep lists; the rest wait
 	// for the next tick.
@@ -90,6 +91,7 @@ type ScheduleEvent struct {
 // RefreshSummary counts what one sweep did.
 type RefreshSummary struct {
 	// Due is how many due connections the sweep listed.
+	// Refreshed counts renewed connections.
 	Due       int `json:"due"`
 	Refreshed int `json:"refreshed"`
 	// NeedsReauth counts connections the provider refused for good.
@@ -129,6 +131,15 @@ func (s *RefreshSummary) count(o outcome) {
 	}
 }
 
+// maxListings bounds the listings of one sweep (see RefreshDue).
+const maxListings = 4
+
+// nearDeadline reports whether ctx's deadline leaves less than startReserve.
+func nearDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < startReserve
+}
+
 // HandleSchedule is the refresh function's handler.
 func (b *Broker) HandleSchedule(ctx context.Context, raw json.RawMessage) (RefreshSummary, error) {
 	var ev ScheduleEvent
@@ -147,21 +158,38 @@ func (b *Broker) HandleSchedule(ctx context.Context, raw json.RawMessage) (Refre
 // EventBridge delivery, a Lambda retry), is harmless.
 func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 	opt := b.refreshOptions()
-	keys, err := b.Store.ListDue(ctx, b.now(), opt.Batch)
-	if err != nil {
-		return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
-	}
-	sum := RefreshSummary{Due: len(keys)}
+	var (
+		sum  RefreshSummary
+		mu   sync.Mutex
+		skip []string
+	)
 	m := newRefreshMetrics()
-	var mu sync.Mutex
-	left := b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) {
-		r := b.refreshDueKey(ctx, k, call)
-		mu.Lock()
-		defer mu.Unlock()
-		sum.count(r.outcome)
-		m.add(k.Provider, r)
-	})
-	sum.Deferred += left
+	// A provider that is paused or pacing its budget keeps its due
+	// connections at the front of the index; when a full batch ends with
+	// such connections left, the sweep lists again past those providers,
+	// so one backlogged provider never starves the others.
+	for range maxListings {
+		keys, err := b.Store.ListDue(ctx, b.now(), opt.Batch, skip...)
+		if err != nil {
+			if sum.Due > 0 {
+				break // keep what this sweep did; the next tick lists again
+			}
+			return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
+		}
+		sum.Due += len(keys)
+		left, held := b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) {
+			r := b.refreshDueKey(ctx, k, call)
+			mu.Lock()
+			defer mu.Unlock()
+			sum.count(r.outcome)
+			m.add(k.Provider, r)
+		})
+		sum.Deferred += left
+		if len(keys) < opt.Batch || len(held) == 0 || ctx.Err() != nil || nearDeadline(ctx) {
+			break
+		}
+		skip = append(skip, held...)
+	}
 	m.flush(ctx, b.log(), b.now())
 	level := slog.LevelInfo
 	if sum.Due == 0 {
@@ -231,6 +259,7 @@ type result struct {
 func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermit) result {
 	now := b.now()
 	owner := b.newLeaseOwner()
+	leaseStart := time.Now()
 	c, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Due: true})
 	if err != nil {
 		call.release()
@@ -242,12 +271,15 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 	p, ok := b.Catalog.Get(c.Provider)
 	if !ok {
 		call.release()
-		// The provider left the catalog: stop scheduling, keep the tokens.
-		c.RefreshDue, c.FailureClass, c.LastError = time.Time{}, ClassInternal, "provider not in catalog"
-		b.saveResult(ctx, c, owner)
-		return result{outcome: outcomeSkipped}
+		// The provider left the catalog (an operator's change, perhaps for
+		// one deploy): keep the tokens and keep retrying with backoff, so
+		// restoring the entry recovers the connection.
+		r := result{err: &internalError{"provider not in catalog"}}
+		b.recordFailure(&c, &r, now)
+		b.finish(ctx, &c, owner, "schedule", &r)
+		return r
 	}
-	return b.renewLeased(ctx, p, c, owner, "schedule", call)
+	return b.renewLeased(ctx, p, c, owner, "schedule", leaseStart, call)
 }
 
 // renewLeased calls the provider for c, whose lease owner holds, and
@@ -260,11 +292,15 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 // its provider call ends saveReserve before the lease does, so the result
 // is written while the lease still holds. A holder that dies costs one
 // lease period, never the connection.
-func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.Connection, owner, trigger string, call *callPermit) result {
+//
+// leaseStart is the wall-clock time just before the lease was requested:
+// the lease cannot end before leaseStart + LeasePeriod, so the provider
+// call is cut off saveReserve before that.
+func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.Connection, owner, trigger string, leaseStart time.Time, call *callPermit) result {
 	opt := b.refreshOptions()
 	start := time.Now()
 	now := b.now()
-	callCtx, cancel := context.WithTimeout(ctx, opt.LeasePeriod-saveReserve)
+	callCtx, cancel := context.WithDeadline(ctx, leaseStart.Add(opt.LeasePeriod-saveReserve))
 	defer cancel()
 	tok, err := b.renew(callCtx, p, &c, call)
 	var pe *provider.Error
@@ -300,6 +336,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		r.class = ClassInvalidGrant
 		if pe.Failure == provider.FailureClient {
 			r.class = ClassInvalidClient
+			b.throttleFor(p.Name).pause(b.now().Add(clientPause))
 		}
 		c.Status, c.RefreshDue = store.StatusNeedsReauth, time.Time{}
 		c.FailureCount++
@@ -311,19 +348,34 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.RefreshDue = now
 		r.outcome = outcomeInterrupted
 	default:
-		r.class = failureClass(err)
-		if pe != nil {
-			r.retryAfter = pe.RetryAfter
-		}
-		c.FailureCount++
-		c.FailureClass, c.LastError = r.class, err.Error()
-		if c.FailureCount >= opt.FailingAfter {
-			c.Status = store.StatusFailing
-		}
-		c.RefreshDue = now.Add(max(r.retryAfter, backoff(c.FailureCount)))
-		r.outcome = outcomeFailed
+		b.recordFailure(&c, &r, now)
 	}
-	saved, serr := b.saveResult(ctx, c, owner)
+	b.finish(ctx, &c, owner, trigger, &r)
+	return r
+}
+
+// recordFailure marks c with the transient failure r.err: class, attempt
+// count, description and the next attempt (backoff, or Retry-After if
+// later); failing after FailingAfter in a row. Nothing else changes.
+func (b *Broker) recordFailure(c *store.Connection, r *result, now time.Time) {
+	r.class = failureClass(r.err)
+	var pe *provider.Error
+	if errors.As(r.err, &pe) {
+		r.retryAfter = pe.RetryAfter
+	}
+	c.FailureCount++
+	c.FailureClass, c.LastError = r.class, r.err.Error()
+	if c.FailureCount >= b.refreshOptions().FailingAfter {
+		c.Status = store.StatusFailing
+	}
+	c.RefreshDue = now.Add(max(r.retryAfter, backoff(c.FailureCount)))
+	r.outcome = outcomeFailed
+}
+
+// finish saves c with its outcome r, releasing owner's lease, records what
+// the save came to in r, and logs the outcome.
+func (b *Broker) finish(ctx context.Context, c *store.Connection, owner, trigger string, r *result) {
+	saved, serr := b.saveResult(ctx, *c, owner)
 	switch {
 	case serr == nil:
 		r.conn = saved
@@ -338,17 +390,22 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		// retries.
 		r.outcome, r.err = outcomeSkipped, serr
 	}
-	b.logOutcome(ctx, c, trigger, r)
-	return r
+	b.logOutcome(ctx, *c, trigger, *r)
 }
 
 // renew asks the provider for a new token: the refresh_token grant, or a
 // fresh client_credentials token for a connection made with that grant.
-// It waits for call (the provider's rate budget) just before the request;
-// a nil call is not waited for.
+// call is the sweep's reserved request (nil on demand): marked used when
+// the request goes out, released when it does not.
 func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *callPermit) (*provider.Token, error) {
 	grant := renewGrant(p, c)
-	if grant == "" {
+	switch {
+	case grant == "" && c.RefreshToken != "" && !p.Supports(provider.GrantRefreshToken) && (c.Grant == "" || c.Grant == provider.GrantAuthorizationCode):
+		// The catalog no longer lists refresh_token: an operator's change,
+		// not the customer's doing; retried with backoff.
+		call.release()
+		return nil, &internalError{"provider entry no longer allows the refresh_token grant"}
+	case grant == "":
 		call.release()
 		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
 	}
@@ -390,9 +447,7 @@ func failureClass(err error) string {
 	var pe *provider.Error
 	var ie *internalError
 	switch {
-	case errors.As(err, &ie):
-		return ClassInternal
-	case !errors.As(err, &pe):
+	case errors.As(err, &ie), !errors.As(err, &pe):
 		return ClassInternal
 	case pe.Status == 429:
 		return ClassRateLimited

@@ -21,6 +21,11 @@ const (
 	// the other providers could use.
 	tripAfter = 3
 	tripPause = 30 * time.Second
+	// clientPause: a provider that refused the client credentials twice
+	// (with a fresh read of the secret between) is left alone this long,
+	// so one bad secret rotation marks one connection needs_reauth per
+	// pause — and raises the alarm — rather than every due connection.
+	clientPause = 5 * time.Minute
 	// maxIdleWait: a sweep with nothing running waits at most this long
 	// for a provider to become ready; a longer pause (a Retry-After) leaves
 	// its connections to a later tick rather than bill an idle Lambda.
@@ -54,29 +59,37 @@ func (b *Broker) throttleFor(name string) *throttle {
 }
 
 // take reserves one request at now if the provider may be called now;
-// otherwise it reports when to ask again.
-func (t *throttle) take(now time.Time) (*callPermit, time.Time) {
+// otherwise it reports when to ask again, and whether that is because the
+// provider is paused (rather than pacing its rate budget).
+func (t *throttle) take(now time.Time) (permit *callPermit, at time.Time, paused bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Before(t.pausedUntil) {
-		return nil, t.pausedUntil
+		return nil, t.pausedUntil, true
 	}
 	if t.lim == nil {
-		return &callPermit{}, now
+		return &callPermit{}, now, false
 	}
 	r := t.lim.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
-		return nil, now.Add(d)
+		return nil, now.Add(d), false
 	}
-	return &callPermit{res: r}, now
+	return &callPermit{res: r}, now, false
 }
 
-// paused reports whether the provider is paused at now (429 or failures).
-func (t *throttle) paused(now time.Time) bool {
+// ready reports whether take would succeed at now.
+func (t *throttle) ready(now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return now.Before(t.pausedUntil)
+	return !now.Before(t.pausedUntil) && (t.lim == nil || t.lim.TokensAt(now) >= 1)
+}
+
+// pause leaves the provider alone until until.
+func (t *throttle) pause(until time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pausedUntil = later(t.pausedUntil, until)
 }
 
 // observe updates the pause from a provider's answer (nil: success).
@@ -110,8 +123,11 @@ func later(a, b time.Time) time.Time {
 }
 
 // callPermit is a reserved provider request. The worker uses it or
-// releases it (the connection needed no call), giving the budget back.
-// A nil permit is valid and does nothing.
+// releases it (the connection needed no call). Releasing returns the
+// budget only while the reservation's time has not passed, which for an
+// immediate reservation it has: a skipped connection (lease conflict, a
+// stale index entry) spends one request of the budget. A nil permit is
+// valid and does nothing.
 type callPermit struct {
 	mu   sync.Mutex
 	res  *rate.Reservation
@@ -151,8 +167,9 @@ type lane struct {
 // when its throttle allows, and holds at most half the workers while
 // others wait, so a slow, throttled or failing provider does not hold up
 // the rest. It stops starting work when ctx ends or its deadline is
-// closer than startReserve, and returns how many keys it left.
-func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, work func(context.Context, store.Key, *callPermit)) (left int) {
+// closer than startReserve, and returns how many keys it left and the
+// providers they belong to.
+func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, work func(context.Context, store.Key, *callPermit)) (left int, held []string) {
 	var lanes []*lane
 	byProvider := map[string]*lane{}
 	for _, k := range keys {
@@ -200,10 +217,10 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 			break
 		}
 		// A provider holds at most half the workers while another one can
-		// use them; a paused provider leaves them all to the others.
+		// use them now; a paused or pacing provider leaves them to the rest.
 		contending := 0
 		for _, l := range lanes {
-			if !b.throttleFor(l.provider).paused(now) {
+			if b.throttleFor(l.provider).ready(now) {
 				contending++
 			}
 		}
@@ -212,9 +229,10 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 			perLane = max(1, (workers+1)/2)
 		}
 		var (
-			picked *lane
-			permit *callPermit
-			wake   time.Time
+			picked    *lane
+			permit    *callPermit
+			pacedWake time.Time // earliest a rate budget allows a request
+			pauseWake time.Time // earliest a paused provider comes back
 		)
 		if running < workers {
 			mu.Lock()
@@ -223,13 +241,17 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 				if l.inflight >= perLane {
 					continue
 				}
-				p, at := b.throttleFor(l.provider).take(now)
-				if p != nil {
+				p, at, paused := b.throttleFor(l.provider).take(now)
+				switch {
+				case p != nil:
 					picked, permit, rr = l, p, (rr+i+1)%len(lanes)
-					break
+				case paused && (pauseWake.IsZero() || at.Before(pauseWake)):
+					pauseWake = at
+				case !paused && (pacedWake.IsZero() || at.Before(pacedWake)):
+					pacedWake = at
 				}
-				if wake.IsZero() || at.Before(wake) {
-					wake = at
+				if picked != nil {
+					break
 				}
 			}
 			if picked != nil {
@@ -239,14 +261,35 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 		}
 		if picked == nil {
 			// Wait for a worker to finish or a provider to become ready.
-			wait := wake.Sub(now)
-			if running == 0 && (wait > maxIdleWait || time.Since(lastStart) > maxIdleWait || hasDeadline && time.Now().Add(wait).After(stopAt)) {
+			// With nothing running, wait for a rate budget up to the
+			// deadline (pacing is the budget's point), but for a paused
+			// provider at most maxIdleWait: a long Retry-After is left to a
+			// later tick rather than billed as an idle Lambda. Without a
+			// deadline (local runs, tests) every wait is capped.
+			fits := func(at time.Time, limit time.Duration) bool {
+				if at.IsZero() {
+					return false
+				}
+				wait := at.Sub(now)
+				if hasDeadline {
+					return time.Now().Add(wait).Before(stopAt) && wait <= limit
+				}
+				return wait <= maxIdleWait && time.Since(lastStart) <= maxIdleWait
+			}
+			var wake time.Time
+			if fits(pacedWake, time.Until(stopAt)) {
+				wake = pacedWake
+			}
+			if fits(pauseWake, maxIdleWait) && (wake.IsZero() || pauseWake.Before(wake)) {
+				wake = pauseWake
+			}
+			if running == 0 && wake.IsZero() {
 				break // nothing can start soon enough
 			}
 			var timer *time.Timer
 			var fire <-chan time.Time
 			if !wake.IsZero() {
-				timer = time.NewTimer(wait)
+				timer = time.NewTimer(wake.Sub(now))
 				fire = timer.C
 			}
 			select {
@@ -276,7 +319,10 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 	}
 	wg.Wait()
 	for _, l := range lanes {
-		left += len(l.keys)
+		if len(l.keys) > 0 {
+			left += len(l.keys)
+			held = append(held, l.provider)
+		}
 	}
-	return left
+	return left, held
 }

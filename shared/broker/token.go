@@ -82,10 +82,11 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 		}
 		if c.Lease.Free(now) {
 			owner := b.newLeaseOwner()
+			leaseStart := time.Now()
 			leased, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Version: c.Version})
 			switch {
 			case err == nil:
-				r := b.renewLeased(ctx, p, leased, owner, "on_demand", nil)
+				r := b.renewLeased(ctx, p, leased, owner, "on_demand", leaseStart, nil)
 				m := newRefreshMetrics()
 				m.add(p.Name, r)
 				m.flush(ctx, b.log(), now)

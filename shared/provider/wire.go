@@ -118,7 +118,7 @@ func NewHTTPClient() *http.Client {
 			DialContext:           dialer.DialContext,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Second,
-			MaxIdleConnsPerHost:   4,
+			MaxIdleConnsPerHost:   32, // a sweep runs up to REFRESH_WORKERS calls to one provider
 			IdleConnTimeout:       60 * time.Second,
 			ForceAttemptHTTP2:     true,
 		},

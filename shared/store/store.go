@@ -154,7 +154,9 @@ type Store interface {
 	// ListDue returns the keys of up to limit connections whose RefreshDue
 	// is at or before now, earliest due first. It reads an index, so the
 	// caller re-reads each connection before acting on it.
-	ListDue(ctx context.Context, now time.Time, limit int) ([]Key, error)
+	// Connections of the providers named in skip are left out (a sweep
+	// lists past providers it cannot call now).
+	ListDue(ctx context.Context, now time.Time, limit int, skip ...string) ([]Key, error)
 }
 
 // Lease is a refresher's exclusive right to renew one connection's tokens.

@@ -411,7 +411,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 
 // ListDue implements store.Store. It queries every shard of the "due" index
 // (an eventually consistent read) and merges the results.
-func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]store.Key, error) {
+func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...string) ([]store.Key, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -431,6 +431,17 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]store.
 				":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
 			},
 			Limit: aws.Int32(int32(min(limit, 1000))),
+		}
+		if len(skip) > 0 {
+			// provider is projected into the index; the filter runs after
+			// the read, so pages may come back short and the loop goes on.
+			ph := make([]string, len(skip))
+			for i, p := range skip {
+				ph[i] = ":skip" + strconv.Itoa(i)
+				in.ExpressionAttributeValues[ph[i]] = &types.AttributeValueMemberS{Value: p}
+			}
+			in.ExpressionAttributeNames["#p"] = "provider"
+			in.FilterExpression = aws.String("NOT (#p IN (" + strings.Join(ph, ", ") + "))")
 		}
 		// Each shard returns its items by refresh_due ascending, so its first
 		// limit items are all it can contribute to the merged result.

@@ -218,7 +218,7 @@ func (s *Store) put(k store.Key, c, old store.Connection, existed bool) (store.C
 }
 
 // ListDue implements store.Store.
-func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]store.Key, error) {
+func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...string) ([]store.Key, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -228,7 +228,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int) ([]store.
 	s.mu.Lock()
 	var due []store.Connection
 	for _, c := range s.conns {
-		if !c.RefreshDue.IsZero() && c.RefreshDue.Unix() <= now.Unix() {
+		if !c.RefreshDue.IsZero() && c.RefreshDue.Unix() <= now.Unix() && !slices.Contains(skip, c.Provider) {
 			due = append(due, c)
 		}
 	}

@@ -327,6 +327,22 @@ func testListDue(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if got := mustListDue(t, s, base.Add(-2*time.Hour), 10); len(got) != 0 {
 			t.Errorf("ListDue before anything is due = %v, want none", got)
 		}
+		// Skipped providers are left out, before the limit applies.
+		for _, tc := range []struct {
+			limit int
+			skip  []string
+			want  []store.Key
+		}{
+			{10, []string{"github"}, []store.Key{k[4], k[2]}},
+			{10, []string{"github", "google"}, []store.Key{k[4]}},
+			{1, []string{"gitlab"}, []store.Key{k[0]}},
+			{10, []string{"nobody"}, want},
+		} {
+			got, err := s.ListDue(t.Context(), base, tc.limit, tc.skip...)
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("ListDue(limit %d, skip %v) = %v, %v; want %v", tc.limit, tc.skip, got, err, tc.want)
+			}
+		}
 	})
 
 	t.Run("OrderAndLimit", func(t *testing.T) {
