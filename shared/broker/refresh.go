@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,9 +166,9 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 	)
 	m := newRefreshMetrics()
 	// A provider that is paused or pacing its budget keeps its due
-	// connections at the front of the index; when a full batch ends with
-	// such connections left, the sweep lists again past those providers,
-	// so one backlogged provider never starves the others.
+	// connections at the front of the index; when a full batch is done,
+	// the sweep lists again past such providers, so one backlogged
+	// provider never starves the others.
 	for range maxListings {
 		keys, err := b.Store.ListDue(ctx, b.now(), opt.Batch, skip...)
 		if err != nil {
@@ -177,18 +178,34 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 			return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
 		}
 		sum.Due += len(keys)
-		left, held := b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) {
+		left, held := b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) bool {
 			r := b.refreshDueKey(ctx, k, call)
+			if r.outcome == outcomeHeldBack {
+				return true
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			sum.count(r.outcome)
 			m.add(k.Provider, r)
+			return false
 		})
 		sum.Deferred += left
-		if len(keys) < opt.Batch || len(held) == 0 || ctx.Err() != nil || nearDeadline(ctx) {
+		if len(keys) < opt.Batch || ctx.Err() != nil || nearDeadline(ctx) {
 			break
 		}
-		skip = append(skip, held...)
+		// A full batch: more may be due. List again, past the providers
+		// that held connections back or are paused now.
+		now := b.now()
+		for _, k := range keys {
+			if !slices.Contains(held, k.Provider) && !b.throttleFor(k.Provider).ready(now) {
+				held = append(held, k.Provider)
+			}
+		}
+		for _, p := range held {
+			if !slices.Contains(skip, p) {
+				skip = append(skip, p)
+			}
+		}
 	}
 	m.flush(ctx, b.log(), b.now())
 	level := slog.LevelInfo
@@ -210,9 +227,13 @@ const (
 	outcomeSkipped     outcome = "skipped"
 	outcomeSuperseded  outcome = "superseded"
 	outcomeLost        outcome = "lost"
-	// outcomeInterrupted: the invocation ended during the provider call;
-	// the connection is released, due again, with no failure counted.
+	// outcomeInterrupted: the invocation ended during the provider call,
+	// or the call could not start; the connection is released, due again,
+	// with no failure counted.
 	outcomeInterrupted outcome = "interrupted"
+	// outcomeHeldBack: the provider was paused before the connection was
+	// leased; nothing was written (counted as deferred).
+	outcomeHeldBack outcome = "held_back"
 )
 
 // Failure classes stored on a connection (store.Connection.FailureClass).
@@ -258,11 +279,15 @@ type result struct {
 // the provider is not called.
 func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermit) result {
 	now := b.now()
+	if !b.throttleFor(k.Provider).ready(now) {
+		// Paused (a 429 or failures) since this key was dispatched: leave
+		// it untouched for a later sweep rather than lease and release it.
+		return result{outcome: outcomeHeldBack}
+	}
 	owner := b.newLeaseOwner()
 	leaseStart := time.Now()
 	c, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Due: true})
 	if err != nil {
-		call.release()
 		if !errors.Is(err, store.ErrConflict) {
 			b.log().WarnContext(ctx, "refresh skipped", "provider", k.Provider, "connection_id", k.ConnectionID, "reason", "lease failed", "cause", err.Error())
 		}
@@ -270,7 +295,6 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 	}
 	p, ok := b.Catalog.Get(c.Provider)
 	if !ok {
-		call.release()
 		// The provider left the catalog (an operator's change, perhaps for
 		// one deploy): keep the tokens and keep retrying with backoff, so
 		// restoring the entry recovers the connection.
@@ -342,9 +366,10 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.FailureCount++
 		c.FailureClass, c.LastError = r.class, err.Error()
 		r.outcome = outcomeNeedsReauth
-	case ctx.Err() != nil:
-		// The invocation itself ended (not the provider's doing): release
-		// the connection, due again at once, without counting a failure.
+	case ctx.Err() != nil, errors.Is(err, errNotSent):
+		// The invocation itself ended, or the request never went out (not
+		// the provider's doing): release the connection, due again at
+		// once, without counting a failure.
 		c.RefreshDue = now
 		r.outcome = outcomeInterrupted
 	default:
@@ -395,33 +420,31 @@ func (b *Broker) finish(ctx context.Context, c *store.Connection, owner, trigger
 
 // renew asks the provider for a new token: the refresh_token grant, or a
 // fresh client_credentials token for a connection made with that grant.
-// call is the sweep's reserved request (nil on demand): marked used when
-// the request goes out, released when it does not.
+// call (nil on demand) is acquired just before the request goes out.
 func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *callPermit) (*provider.Token, error) {
 	grant := renewGrant(p, c)
 	switch {
 	case grant == "" && c.RefreshToken != "" && !p.Supports(provider.GrantRefreshToken) && (c.Grant == "" || c.Grant == provider.GrantAuthorizationCode):
 		// The catalog no longer lists refresh_token: an operator's change,
 		// not the customer's doing; retried with backoff.
-		call.release()
 		return nil, &internalError{"provider entry no longer allows the refresh_token grant"}
 	case grant == "":
-		call.release()
 		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
 	}
 	rp, _, err := p.Resolve(c.Params)
 	if err != nil {
-		call.release()
 		// An operator's catalog change, not the customer's doing: keep the
 		// tokens and retry with backoff, so fixing the catalog recovers it.
 		return nil, &internalError{"connection parameters no longer match the catalog"}
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		call.release()
 		return nil, &internalError{"client credentials unreadable: " + err.Error()}
 	}
-	call.use()
+	if err := call.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer call.done()
 	var tok *provider.Token
 	if grant == provider.GrantClientCredentials {
 		tok, err = b.Wire.ClientCredentials(ctx, rp, creds, strings.Fields(c.Scope))

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,31 +60,45 @@ func (b *Broker) throttleFor(name string) *throttle {
 	return got.(*throttle)
 }
 
-// take reserves one request at now if the provider may be called now;
-// otherwise it reports when to ask again, and whether that is because the
-// provider is paused (rather than pacing its rate budget).
-func (t *throttle) take(now time.Time) (permit *callPermit, at time.Time, paused bool) {
+// state reports whether the provider may be called at now; if not, when
+// to ask again and whether that is because it is paused (rather than
+// pacing its rate budget). It reserves nothing: the request is reserved
+// when it is about to go out (callPermit.acquire).
+func (t *throttle) state(now time.Time) (ready bool, at time.Time, paused bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Before(t.pausedUntil) {
-		return nil, t.pausedUntil, true
+		return false, t.pausedUntil, true
 	}
 	if t.lim == nil {
-		return &callPermit{}, now, false
+		return true, now, false
 	}
-	r := t.lim.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return nil, now.Add(d), false
+	tokens := t.lim.TokensAt(now)
+	if tokens >= 1 {
+		return true, now, false
 	}
-	return &callPermit{res: r}, now, false
+	wait := time.Duration((1 - tokens) / float64(t.lim.Limit()) * float64(time.Second))
+	return false, now.Add(max(wait, time.Millisecond)), false
 }
 
-// ready reports whether take would succeed at now.
+// ready reports whether the provider may be called at now.
 func (t *throttle) ready(now time.Time) bool {
+	ok, _, _ := t.state(now)
+	return ok
+}
+
+// reserve takes one request of the budget at now and returns how long to
+// wait before sending it, or false if the provider is paused.
+func (t *throttle) reserve(now time.Time) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !now.Before(t.pausedUntil) && (t.lim == nil || t.lim.TokensAt(now) >= 1)
+	if now.Before(t.pausedUntil) {
+		return 0, false
+	}
+	if t.lim == nil {
+		return 0, true
+	}
+	return t.lim.ReserveN(now, 1).DelayFrom(now), true
 }
 
 // pause leaves the provider alone until until.
@@ -122,37 +138,54 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// callPermit is a reserved provider request. The worker uses it or
-// releases it (the connection needed no call). Releasing returns the
-// budget only while the reservation's time has not passed, which for an
-// immediate reservation it has: a skipped connection (lease conflict, a
-// stale index entry) spends one request of the budget. A nil permit is
-// valid and does nothing.
+// callPermit lets a sweep's worker call its provider: acquire waits for
+// the provider's rate budget and for one of the sweep's call slots (at
+// most Workers provider calls at once), done gives the slot back. Leases
+// and saves run outside the slots, so a worker's DynamoDB requests overlap
+// other workers' provider calls. A nil permit (an on-demand refresh) does
+// nothing.
 type callPermit struct {
-	mu   sync.Mutex
-	res  *rate.Reservation
-	done bool
+	b     *Broker
+	t     *throttle
+	slots chan struct{}
+	held  bool
 }
 
-func (c *callPermit) use() {
+// errNotSent: the request was not sent (the provider was paused meanwhile,
+// or no slot freed up in time); the connection is released, not failed.
+var errNotSent = errors.New("provider call not started: provider paused or no call slot in time")
+
+func (c *callPermit) acquire(ctx context.Context) error {
 	if c == nil {
-		return
+		return nil
 	}
-	c.mu.Lock()
-	c.done = true
-	c.mu.Unlock()
+	wait, ok := c.t.reserve(c.b.now())
+	if !ok {
+		return errNotSent
+	}
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return errNotSent
+		}
+	}
+	select {
+	case c.slots <- struct{}{}:
+		c.held = true
+		return nil
+	case <-ctx.Done():
+		return errNotSent
+	}
 }
 
-func (c *callPermit) release() {
-	if c == nil {
-		return
+func (c *callPermit) done() {
+	if c != nil && c.held {
+		c.held = false
+		<-c.slots
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.done && c.res != nil {
-		c.res.Cancel()
-	}
-	c.done = true
 }
 
 // lane is one provider's queue of due connections in a sweep.
@@ -160,16 +193,21 @@ type lane struct {
 	provider string
 	keys     []store.Key
 	inflight int
+	heldBack int // keys work held back untouched
 }
 
-// dispatch runs work on keys with at most workers at once. Keys are
-// grouped by provider and served round-robin; a provider is served only
-// when its throttle allows, and holds at most half the workers while
-// others wait, so a slow, throttled or failing provider does not hold up
-// the rest. It stops starting work when ctx ends or its deadline is
+// dispatch runs work on keys: at most workers provider calls at once
+// (callPermit), with as many connections again being leased or saved
+// around them. Keys are grouped by provider and served round-robin; a
+// provider is served only when its throttle allows, and holds at most half
+// the goroutines while another provider could use them, so a slow,
+// throttled or failing provider does not hold up the rest. It stops starting work when ctx ends or its deadline is
 // closer than startReserve, and returns how many keys it left and the
 // providers they belong to.
-func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, work func(context.Context, store.Key, *callPermit)) (left int, held []string) {
+//
+// work reports whether it held the key back untouched because its
+// provider became unavailable meanwhile; such keys count as left.
+func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, work func(context.Context, store.Key, *callPermit) (heldBack bool)) (left int, held []string) {
 	var lanes []*lane
 	byProvider := map[string]*lane{}
 	for _, k := range keys {
@@ -182,10 +220,12 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 		l.keys = append(l.keys, k)
 	}
 	var (
-		mu   sync.Mutex // guards lanes' inflight
-		wg   sync.WaitGroup
-		free = make(chan struct{}, workers) // a worker finished
-		rr   int
+		mu    sync.Mutex // guards lanes' inflight
+		wg    sync.WaitGroup
+		limit = 2 * workers                // goroutines: workers calling, as many leasing or saving
+		free  = make(chan struct{}, limit) // a goroutine finished
+		slots = make(chan struct{}, workers)
+		rr    int
 	)
 	running := 0
 	lastStart := time.Now() // real time of the last start, for the idle guard
@@ -224,9 +264,9 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 				contending++
 			}
 		}
-		perLane := workers
+		perLane := limit
 		if contending > 1 {
-			perLane = max(1, (workers+1)/2)
+			perLane = max(1, (limit+1)/2)
 		}
 		var (
 			picked    *lane
@@ -234,17 +274,18 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 			pacedWake time.Time // earliest a rate budget allows a request
 			pauseWake time.Time // earliest a paused provider comes back
 		)
-		if running < workers {
+		if running < limit {
 			mu.Lock()
 			for i := range lanes {
 				l := lanes[(rr+i)%len(lanes)]
 				if l.inflight >= perLane {
 					continue
 				}
-				p, at, paused := b.throttleFor(l.provider).take(now)
+				t := b.throttleFor(l.provider)
+				ok, at, paused := t.state(now)
 				switch {
-				case p != nil:
-					picked, permit, rr = l, p, (rr+i+1)%len(lanes)
+				case ok:
+					picked, permit, rr = l, &callPermit{b: b, t: t, slots: slots}, (rr+i+1)%len(lanes)
 				case paused && (pauseWake.IsZero() || at.Before(pauseWake)):
 					pauseWake = at
 				case !paused && (pacedWake.IsZero() || at.Before(pacedWake)):
@@ -308,21 +349,23 @@ func (b *Broker) dispatch(ctx context.Context, keys []store.Key, workers int, wo
 		running++
 		lastStart = time.Now()
 		wg.Go(func() {
-			defer func() {
-				mu.Lock()
-				picked.inflight--
-				mu.Unlock()
-				free <- struct{}{}
-			}()
-			work(ctx, k, permit)
+			back := work(ctx, k, permit)
+			mu.Lock()
+			picked.inflight--
+			if back {
+				picked.heldBack++
+			}
+			mu.Unlock()
+			free <- struct{}{}
 		})
 	}
 	wg.Wait()
-	for _, l := range lanes {
-		if len(l.keys) > 0 {
-			left += len(l.keys)
+	for _, l := range byProvider {
+		if n := len(l.keys) + l.heldBack; n > 0 {
+			left += n
 			held = append(held, l.provider)
 		}
 	}
+	slices.Sort(held)
 	return left, held
 }
