@@ -387,7 +387,7 @@ func (r *sweepResult) line() string {
 			fmt.Fprintf(&sb, " (x%.3f of ddb-bound %.0f/s)", r.throughput()/base, base)
 		}
 	}
-	fmt.Fprintf(&sb, " | per conn: lease %.1fms + token %.1fms + save %.1fms, so %d workers do at most %.0f/s",
+	fmt.Fprintf(&sb, " | per conn: lease %.1fms + token %.1fms + save %.1fms (in series, %d workers would do at most %.0f/s; the sweep overlaps them)",
 		r.meanMS("UpdateItem"), r.providerMS(), r.meanMS("PutItem"), r.c.workers, r.workerBound())
 	ops := make([]string, 0, len(r.ddbOps))
 	for _, op := range slices.Sorted(maps.Keys(r.ddbOps)) {
