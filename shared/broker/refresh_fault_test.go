@@ -603,9 +603,10 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 		workers = 4
 		nSlow   = 20
 		nFast   = 40
-		// perLane: with two lanes, dispatch lets one provider hold at most
-		// (workers+1)/2 workers.
-		perLane = (workers + 1) / 2
+		// perLane: dispatch runs 2×workers goroutines (workers provider
+		// calls, as many leasing or saving); with two lanes, one provider
+		// holds at most half of them.
+		perLane = (2*workers + 1) / 2
 	)
 	tests := []struct {
 		name        string
