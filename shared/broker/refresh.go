@@ -279,7 +279,7 @@ type result struct {
 // the provider is not called.
 func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermit) result {
 	now := b.now()
-	if !b.throttleFor(k.Provider).ready(now) {
+	if b.throttleFor(k.Provider).paused(now) {
 		// Paused (a 429 or failures) since this key was dispatched: leave
 		// it untouched for a later sweep rather than lease and release it.
 		return result{outcome: outcomeHeldBack}

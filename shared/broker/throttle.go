@@ -81,6 +81,13 @@ func (t *throttle) state(now time.Time) (ready bool, at time.Time, paused bool) 
 	return false, now.Add(max(wait, time.Millisecond)), false
 }
 
+// paused reports whether the provider is paused at now (429, failures).
+func (t *throttle) paused(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return now.Before(t.pausedUntil)
+}
+
 // ready reports whether the provider may be called at now.
 func (t *throttle) ready(now time.Time) bool {
 	ok, _, _ := t.state(now)
