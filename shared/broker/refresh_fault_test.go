@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -756,51 +757,57 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 // with more workers than connections. The limiter runs on the broker's
 // clock, so this broker runs on the real one.
 func TestRateBudget(t *testing.T) {
-	const n = 12
-	const every = 200 * time.Millisecond // 1 s / 5
-	e := newFaultEnv(t, faultOptions{
-		providers: []faultProvider{{
-			name:  "metered",
-			cfg:   providertest.Config{AccessTokenTTL: time.Hour},
-			entry: codeEntry + "    rate_limit: {requests: 5, period_seconds: 1}\n",
-		}},
-		realClock: true,
-		refresh:   broker.RefreshOptions{Workers: 8},
-	})
-	prov := e.prov["metered"]
-	for i := range n {
-		e.seed(t, "metered", "m"+strconv.Itoa(i))
-	}
-	sum, elapsed := e.sweep(t)
-	starts, peak := e.net.of(prov)
-	t.Logf("sweep %+v in %v, peak concurrency %d", sum, elapsed, peak)
-	if want := (broker.RefreshSummary{Due: n, Refreshed: n}); sum != want {
-		t.Fatalf("summary %+v, want %+v", sum, want)
-	}
-	if prov.TokenRequests() != n || len(starts) != n {
-		t.Fatalf("%d token requests (%d seen by the transport), want %d", prov.TokenRequests(), len(starts), n)
-	}
-	// (n-1) intervals of 200 ms: 2.2 s; allow for clock granularity.
-	if elapsed < 2*time.Second {
-		t.Errorf("sweep took %v, want at least %v for %d requests at 5/s", elapsed, time.Duration(n-1)*every, n)
-	}
-	if elapsed > 8*time.Second {
-		t.Errorf("sweep took %v: far longer than the budget needs", elapsed)
-	}
-	// The k-th request cannot leave before k intervals after the first;
-	// the slack covers the store round trips between a worker's permit and
-	// its request, which vary from one worker to the next.
-	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
-	const slack = 150 * time.Millisecond
-	for k := 1; k < len(starts); k++ {
-		if d := starts[k].Sub(starts[0]); d < time.Duration(k)*every-slack {
-			t.Errorf("request %d left %v after the first, want at least %v", k, d, time.Duration(k)*every-slack)
-		}
-	}
-	for i := range n {
-		if c := e.get(t, "metered", "m"+strconv.Itoa(i)); c.Status != store.StatusConnected || c.FailureCount != 0 || !prov.Valid(c.AccessToken) {
-			t.Errorf("m%d: status %s count %d", i, c.Status, c.FailureCount)
-		}
+	// With one worker, connections start while earlier ones hold the
+	// budget's next slots: they must wait their turn, not be held back.
+	for _, workers := range []int{8, 1} {
+		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
+			const n = 12
+			const every = 200 * time.Millisecond // 1 s / 5
+			e := newFaultEnv(t, faultOptions{
+				providers: []faultProvider{{
+					name:  "metered",
+					cfg:   providertest.Config{AccessTokenTTL: time.Hour},
+					entry: codeEntry + "    rate_limit: {requests: 5, period_seconds: 1}\n",
+				}},
+				realClock: true,
+				refresh:   broker.RefreshOptions{Workers: workers},
+			})
+			prov := e.prov["metered"]
+			for i := range n {
+				e.seed(t, "metered", "m"+strconv.Itoa(i))
+			}
+			sum, elapsed := e.sweep(t)
+			starts, peak := e.net.of(prov)
+			t.Logf("sweep %+v in %v, peak concurrency %d", sum, elapsed, peak)
+			if want := (broker.RefreshSummary{Due: n, Refreshed: n}); sum != want {
+				t.Fatalf("summary %+v, want %+v", sum, want)
+			}
+			if prov.TokenRequests() != n || len(starts) != n {
+				t.Fatalf("%d token requests (%d seen by the transport), want %d", prov.TokenRequests(), len(starts), n)
+			}
+			// (n-1) intervals of 200 ms: 2.2 s; allow for clock granularity.
+			if elapsed < 2*time.Second {
+				t.Errorf("sweep took %v, want at least %v for %d requests at 5/s", elapsed, time.Duration(n-1)*every, n)
+			}
+			if elapsed > 8*time.Second {
+				t.Errorf("sweep took %v: far longer than the budget needs", elapsed)
+			}
+			// The k-th request cannot leave before k intervals after the first;
+			// the slack covers the store round trips between a worker's permit and
+			// its request, which vary from one worker to the next.
+			slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+			const slack = 150 * time.Millisecond
+			for k := 1; k < len(starts); k++ {
+				if d := starts[k].Sub(starts[0]); d < time.Duration(k)*every-slack {
+					t.Errorf("request %d left %v after the first, want at least %v", k, d, time.Duration(k)*every-slack)
+				}
+			}
+			for i := range n {
+				if c := e.get(t, "metered", "m"+strconv.Itoa(i)); c.Status != store.StatusConnected || c.FailureCount != 0 || !prov.Valid(c.AccessToken) {
+					t.Errorf("m%d: status %s count %d", i, c.Status, c.FailureCount)
+				}
+			}
+		})
 	}
 }
 
