@@ -191,7 +191,10 @@ func TestTimeoutAndCancellation(t *testing.T) {
 	fn := Start(t, Build(t, helloPkg), map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "1"})
 	ctx := context.Background()
 
-	_, err := fn.Invoke(ctx, []byte(`{"sleep_ms":3000}`))
+	// stall: the function ignores its deadline, so the emulator's timeout
+	// is what ends it (a function that honours its context may return
+	// its own deadline error first).
+	_, err := fn.Invoke(ctx, []byte(`{"stall_ms":3000}`))
 	var fe *FunctionError
 	if !errors.As(err, &fe) || fe.Type != "Sandbox.Timedout" {
 		t.Fatalf("timeout: got %v", err)

@@ -4,6 +4,7 @@
 //
 //	{"fail": "msg"}       returns an error with that message
 //	{"sleep_ms": 1500}    sleeps before answering (honours the deadline)
+//	{"stall_ms": 1500}    sleeps before answering, ignoring the deadline
 //	{"pad": 300000}       adds that many bytes to the answer
 package main
 
@@ -22,6 +23,7 @@ import (
 type steer struct {
 	Fail    string `json:"fail"`
 	SleepMS int    `json:"sleep_ms"`
+	StallMS int    `json:"stall_ms"`
 	Pad     int    `json:"pad"`
 }
 
@@ -48,6 +50,7 @@ func handle(ctx context.Context, event json.RawMessage) (reply, error) {
 			return reply{}, ctx.Err()
 		}
 	}
+	time.Sleep(time.Duration(s.StallMS) * time.Millisecond)
 	_, hasDeadline := ctx.Deadline()
 	return reply{
 		Event:        event,
