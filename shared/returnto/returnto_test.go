@@ -36,7 +36,7 @@ func TestCheck(t *testing.T) {
 		}
 	}
 	// A representative slice of public open-redirect bypass payloads
-	// (S15); the full corpus arrives with the security issue.
+	// (S15); the full corpus is testdata/open-redirect.txt.
 	rejected := []string{
 		"", "/connected", "//evil.example", "https:evil.example", "https:/evil.example",
 		"https://evil.example", "http://app.example.com/", "https://app.example.com.evil.example/",
