@@ -79,6 +79,12 @@ func parse(raw string) (*url.URL, error) {
 			return nil, ErrNotAllowed
 		}
 	}
+	// The scheme as sent, lowercase: url.Parse would fold "Https:" into
+	// "https", and the allowlist takes only the canonical spelling, as it
+	// does for hosts.
+	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
+		return nil, ErrNotAllowed
+	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Opaque != "" || u.User != nil || u.Fragment != "" || u.Host == "" {
 		return nil, ErrNotAllowed

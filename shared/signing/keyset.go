@@ -89,12 +89,14 @@ func (ks *Keyset) verify(kid, msg, sig string) error {
 	if !ok {
 		return ErrUnknownKey
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil {
+	if _, err := base64.RawURLEncoding.DecodeString(sig); err != nil {
 		return ErrMalformed
 	}
-	want, _ := base64.RawURLEncoding.DecodeString(mac(key, msg))
-	if !hmac.Equal(got, want) {
+	// Compare the encoded forms, not the decoded bytes: the decoder ignores
+	// CR and LF and the spare bits of the last character, so several
+	// strings decode to one signature. Only the canonical one verifies, so
+	// a signed value has exactly one accepted spelling.
+	if !hmac.Equal([]byte(sig), []byte(mac(key, msg))) {
 		return ErrBadSignature
 	}
 	return nil

@@ -160,6 +160,13 @@ func TestState(t *testing.T) {
 	}
 	flip := []byte(st.Value)
 	flip[len(flip)/2] ^= 1
+	// Other spellings of the same signature bytes (found by fuzzing): the
+	// base64 decoder skips CR/LF and the spare low bits of the last
+	// character; only the canonical spelling may verify.
+	sigAt := strings.LastIndexByte(st.Value, '.') + 1
+	withLF := st.Value[:sigAt+3] + "\n" + st.Value[sigAt+3:]
+	last := st.Value[len(st.Value)-1]
+	sibling := st.Value[:len(st.Value)-1] + string(spareBitSibling(last))
 	tests := []struct {
 		name, provider, value string
 		now                   time.Time
@@ -171,6 +178,8 @@ func TestState(t *testing.T) {
 		{"empty", "acme", "", t0, ErrMalformed},
 		{"extended expiry", "acme", strings.Replace(st.Value, ".1800000600.", ".1900000600.", 1), t0, ErrBadSignature},
 		{"non-canonical exp", "acme", strings.Replace(st.Value, ".1800000600.", ".01800000600.", 1), t0, ErrMalformed},
+		{"newline in signature", "acme", withLF, t0, nil},
+		{"other spare bits in signature", "acme", sibling, t0, ErrBadSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,4 +218,13 @@ func TestLinkGrantAndParamsRoundTrip(t *testing.T) {
 	if _, err := SignLink(ks, tooMany); err == nil {
 		t.Fatal("signed a link with too many parameters")
 	}
+}
+
+// spareBitSibling returns another base64url character that decodes to the
+// same bits as c in the last position of a 32-byte value (43 characters:
+// the last one carries 4 data bits and 2 spare ones).
+func spareBitSibling(c byte) byte {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, c)
+	return alphabet[i^1]
 }
