@@ -33,8 +33,8 @@ build:
 		GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o build/$$f/bootstrap ./functions/$$f || exit 1; \
 	done
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
-FUZZTIME ?= 30s
+## fuzz: run each fuzz target for FUZZTIME (default 60s); `make test` replays the corpora in testdata/fuzz
+FUZZTIME ?= 60s
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
