@@ -323,7 +323,7 @@ func ensureSecrets(path string) error {
 	}
 	doc := map[string]any{
 		secretsPrefix + "keys": map[string]string{"current_kid": "k1", "k1": key},
-		secretsPrefix + "provider/" + providerName: map[string]string{
+		secrets.ClientCredentialsName(secretsPrefix, providerName): map[string]string{
 			"client_id":     "sandbox-" + id,
 			"client_secret": secret,
 		},

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -284,7 +285,7 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 		// it untouched for a later sweep rather than lease and release it.
 		return result{outcome: outcomeHeldBack}
 	}
-	owner := b.newLeaseOwner()
+	owner := newLeaseOwner()
 	leaseStart := time.Now()
 	c, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Due: true})
 	if err != nil {
@@ -332,7 +333,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		// The operator may have rotated the client secret: read it past
 		// the cache once before giving up on the connection.
 		if inv, ok := b.Secrets.(interface{ Invalidate(name string) }); ok {
-			inv.Invalidate(b.Config.SecretsPrefix + "provider/" + p.Name)
+			inv.Invalidate(secrets.ClientCredentialsName(b.Config.SecretsPrefix, p.Name))
 			tok, err = b.renew(callCtx, p, &c, nil)
 		}
 	}
@@ -544,7 +545,7 @@ var leaseOwners struct {
 	n      atomic.Uint64
 }
 
-func (b *Broker) newLeaseOwner() string {
+func newLeaseOwner() string {
 	leaseOwners.once.Do(func() {
 		var buf [8]byte
 		_, _ = crand.Read(buf[:])

@@ -757,8 +757,9 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 // with more workers than connections. The limiter runs on the broker's
 // clock, so this broker runs on the real one.
 func TestRateBudget(t *testing.T) {
-	// With one worker, connections start while earlier ones hold the
-	// budget's next slots: they must wait their turn, not be held back.
+	// With 8 workers every connection is dispatched at once and waits its
+	// turn for the budget after taking its lease; with 1, the dispatcher
+	// itself paces the dispatches. Both keep to 5 requests per second.
 	for _, workers := range []int{8, 1} {
 		t.Run(fmt.Sprint("workers=", workers), func(t *testing.T) {
 			const n = 12

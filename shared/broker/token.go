@@ -30,7 +30,7 @@ type RefreshError struct {
 	// Class is the failure class (Class* constants), or "busy" when another
 	// refresher held the connection for longer than ReaderWait.
 	Class string
-	// RetryAfter is when asking again makes sense.
+	// RetryAfter is how long to wait before asking again.
 	RetryAfter time.Duration
 	// Err is the cause, free of credentials.
 	Err error
@@ -81,7 +81,7 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 			return c, nil
 		}
 		if c.Lease.Free(now) {
-			owner := b.newLeaseOwner()
+			owner := newLeaseOwner()
 			leaseStart := time.Now()
 			leased, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Version: c.Version})
 			switch {

@@ -22,8 +22,12 @@ type ClientCredentials struct {
 	ClientSecret string
 }
 
+// ClientCredentialsName is the name of provider's client credentials
+// secret: prefix + "provider/" + provider.
+func ClientCredentialsName(prefix, provider string) string { return prefix + "provider/" + provider }
+
 // LoadClientCredentials reads the credentials of provider from the secret
-// named prefix+"provider/"+provider, a JSON object
+// named ClientCredentialsName(prefix, provider), a JSON object
 //
 //	{"client_id": "…", "client_secret": "…"}
 //
@@ -32,7 +36,7 @@ func LoadClientCredentials(ctx context.Context, src Source, prefix, provider str
 	if provider == "" {
 		return ClientCredentials{}, errors.New("secrets: client credentials: empty provider")
 	}
-	name := prefix + "provider/" + provider
+	name := ClientCredentialsName(prefix, provider)
 	data, err := src.Secret(ctx, name)
 	if err != nil {
 		return ClientCredentials{}, fmt.Errorf("secrets: client credentials %q: %w", name, err)
