@@ -30,6 +30,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -254,7 +255,7 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 	for b.Loop() {
 		b.StopTimer()
 		table := dynalite.NewTable(b, client)
-		st := dynamo.New(client, table)
+		st := dynamo.New(client, table, envelope.NewSealer(envelope.EphemeralKey(), 0))
 		br := &broker.Broker{
 			Config:  broker.Config{BaseURL: "https://broker.example.test", SecretsPrefix: "oauthbroker/"},
 			Catalog: cat,

@@ -178,19 +178,27 @@ func TestPKCEPerFlow(t *testing.T) {
 	if a.authURL.Query().Get("code_challenge") == b.authURL.Query().Get("code_challenge") {
 		t.Fatal("two flows share a PKCE challenge")
 	}
-	// The verifier is kept server side, in the state record.
-	nonce := strings.Split(a.state, ".")[1]
+	// The verifier is kept server side, sealed in the state record.
+	pk := store.StateRecordKey(signing.Hash(strings.Split(a.state, ".")[1]))
 	item, err := s.ddb.GetItem(t.Context(), &dynamodb.GetItemInput{
 		TableName: &s.table,
 		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: "state#" + signing.Hash(nonce)},
+			"pk": &types.AttributeValueMemberS{Value: pk},
 			"sk": &types.AttributeValueMemberS{Value: "state"},
 		},
 	})
 	if err != nil || item.Item == nil {
 		t.Fatalf("state record: %v", err)
 	}
-	verifier := item.Item["pkce_verifier"].(*types.AttributeValueMemberS).Value
+	sealed, ok := item.Item["sealed"].(*types.AttributeValueMemberB)
+	if !ok || item.Item["pkce_verifier"] != nil {
+		t.Fatalf("state record holds no sealed value, or a plaintext verifier")
+	}
+	creds, err := store.OpenCredentials(t.Context(), sealerFor(s.kms, s.table), pk, sealed.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := creds.PKCEVerifier
 	sum := sha256.Sum256([]byte(verifier))
 	if len(verifier) < 43 || base64.RawURLEncoding.EncodeToString(sum[:]) != a.authURL.Query().Get("code_challenge") {
 		t.Fatalf("challenge is not BASE64URL(SHA256(verifier)) of a 32-byte verifier")

@@ -1,7 +1,7 @@
 // Package e2e drives the built Lambda functions — authorize, callback,
 // refresh — under the Lambda Runtime Interface Emulator, with the events in
-// events/ as templates, against dynalite (the DynamoDB API), a Secrets
-// Manager protocol server and a strict OAuth provider.
+// events/ as templates, against dynalite (the DynamoDB API), local-kms (the
+// KMS API), a Secrets Manager protocol server and a strict OAuth provider.
 package e2e
 
 import (
@@ -21,8 +21,11 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
@@ -46,6 +49,7 @@ type stack struct {
 	ddb       *dynamodb.Client
 	table     string
 	store     *dynamo.Store
+	kms       *localkms.Server
 	sm        *secretsmanagertest.Server
 	prov      *providertest.Server
 	keys      *signing.Keyset
@@ -82,6 +86,7 @@ func (s *stack) remember(values ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seen = append(s.seen, values...)
+	registerS22(values...)
 }
 
 func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
@@ -127,6 +132,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	if err != nil {
 		t.Fatal(err)
 	}
+	kms := localkms.Start(t)
 	sm := secretsmanagertest.New(t)
 	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
 	sm.Put("oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
@@ -143,6 +149,8 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		"PROVIDERS_FILE":                   providersFile,
 		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
+		"TOKEN_KEY_ID":                     kms.KeyARN,
+		"AWS_ENDPOINT_URL_KMS":             kms.Endpoint,
 	}
 	// The callback's provider call must end before a 3 s Lambda timeout;
 	// the refresh function gets a minute, as a sweep only starts a
@@ -158,7 +166,8 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		t:         t,
 		ddb:       ddb.Client,
 		table:     table,
-		store:     dynamo.New(ddb.Client, table),
+		store:     dynamo.New(ddb.Client, table, sealerFor(kms, table)),
+		kms:       kms,
 		sm:        sm,
 		prov:      prov,
 		extra:     extra,
@@ -175,6 +184,12 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	}
 	t.Cleanup(s.checkLogs)
 	return s
+}
+
+// sealerFor returns a sealer as the functions build it (shared/setup), for
+// reading and checking what they store.
+func sealerFor(kms *localkms.Server, table string) *envelope.Sealer {
+	return envelope.NewSealer(envelope.NewKMS(kms.Client, kms.KeyARN, setup.EncryptionContext(table)), 0)
 }
 
 // newRefreshInstance replaces the refresh function by a fresh execution

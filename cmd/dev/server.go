@@ -18,6 +18,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/sandbox"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -42,7 +43,8 @@ const (
 type options struct {
 	// Addr is the listen address; port 0 picks a free one.
 	Addr string
-	// DataDir holds secrets.json, providers.yaml and store.json.
+	// DataDir holds secrets.json, providers.yaml, store.json and
+	// store.key (the local key sealing the tokens in store.json).
 	DataDir string
 	// RefreshEvery is the refresh schedule's period (EventBridge in AWS).
 	RefreshEvery time.Duration
@@ -128,7 +130,13 @@ func newServer(opts options) (*devServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := embedded.Open(filepath.Join(opts.DataDir, "store.json"))
+	// In AWS the data keys come from KMS; here a local key file wraps them,
+	// so store.json holds no token in the clear either.
+	key, err := envelope.OpenLocalKey(filepath.Join(opts.DataDir, "store.key"))
+	if err != nil {
+		return nil, err
+	}
+	st, err := embedded.Open(filepath.Join(opts.DataDir, "store.json"), envelope.NewSealer(key, 0))
 	if err != nil {
 		return nil, err
 	}

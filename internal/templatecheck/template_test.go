@@ -38,10 +38,10 @@ var wantFunctions = []struct {
 	// env lists the environment variables the function must receive.
 	env []string
 }{
-	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
-	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE"}},
+	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID"}},
+	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID"}},
 	// shared/setup.ReadEnv validates the whole configuration in every function.
-	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "REFRESH_WORKERS", "REFRESH_FAILING_AFTER"}},
+	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "REFRESH_WORKERS", "REFRESH_FAILING_AFTER"}},
 }
 
 // The HTTP routes and the function each must reach.
@@ -57,6 +57,8 @@ const (
 	providers  = "Sub:arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}provider/*"
 	stateKeys  = "ForAllValues:StringLike dynamodb:LeadingKeys=[state#*]"
 	connKeys   = "ForAllValues:StringLike dynamodb:LeadingKeys=[conn#*]"
+	tokenKey   = "GetAtt:TokenKey.Arn"
+	tableCtx   = `StringEquals kms:EncryptionContext:oauthbroker:table=[{"Ref":"ConnectionsTable"}]`
 	noCond     = ""
 	scheduleIn = `{"source":"oauthbroker.schedule","action":"refresh-due"}`
 )
@@ -67,6 +69,7 @@ const (
 var wantGrants = map[string][]grant{
 	"AuthorizeFunction": {
 		{"dynamodb:PutItem", tableRes, stateKeys},
+		{"kms:GenerateDataKey", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 	},
@@ -74,6 +77,8 @@ var wantGrants = map[string][]grant{
 		{"dynamodb:DeleteItem", tableRes, stateKeys},
 		{"dynamodb:GetItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
+		{"kms:GenerateDataKey", tokenKey, tableCtx},
+		{"kms:Decrypt", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 	},
@@ -81,6 +86,8 @@ var wantGrants = map[string][]grant{
 		{"dynamodb:Query", dueIndex, noCond},
 		{"dynamodb:UpdateItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
+		{"kms:GenerateDataKey", tokenKey, tableCtx},
+		{"kms:Decrypt", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 	},
 }
@@ -96,6 +103,7 @@ var sampleVars = map[string]string{
 	"ConnectionsTable":     "oauthbroker-ConnectionsTable-1ABCDEFGHIJK",
 	"ConnectionsTable.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/oauthbroker-ConnectionsTable-1ABCDEFGHIJK",
 	"SigningKeysSecret":    "arn:aws:secretsmanager:us-east-1:123456789012:secret:oauthbroker/keys-Ab12Cd",
+	"TokenKey.Arn":         "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 }
 
 // ------------------------------------------------------------------ template
@@ -878,6 +886,8 @@ func TestFunctions(t *testing.T) {
 				"SECRETS_PREFIX": obj{"Ref": "SecretsPrefix"},
 				"RETURN_ORIGINS": obj{"Ref": "ReturnOrigins"},
 				"PROVIDERS_FILE": obj{"Ref": "ProvidersFile"},
+				// The key's ARN, not key material.
+				"TOKEN_KEY_ID": obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
 				// Only the refresh function's; shared/setup reads them.
 				"REFRESH_WORKERS":       obj{"Ref": "RefreshWorkers"},
 				"REFRESH_FAILING_AFTER": obj{"Ref": "RefreshFailingAfter"},
@@ -893,7 +903,7 @@ func TestFunctions(t *testing.T) {
 				}
 			}
 			for name, v := range vars {
-				if name != "SECRETS_PREFIX" && secretLike.MatchString(name) {
+				if name != "SECRETS_PREFIX" && name != "TOKEN_KEY_ID" && secretLike.MatchString(name) {
 					t.Errorf("environment variable %s looks like a secret: secrets are read from Secrets Manager, never from the environment", name)
 				}
 				if s, ok := v.(string); ok && len(s) > 40 {
@@ -1465,13 +1475,13 @@ func TestPolicies(t *testing.T) {
 				t.Errorf("%s: dynamodb:Scan is not allowed (and ForAllValues LeadingKeys conditions do not restrict it)", l.where)
 			}
 			lower := strings.ToLower(a)
-			if strings.HasPrefix(lower, "dynamodb:") || strings.HasPrefix(lower, "secretsmanager:") {
+			if strings.HasPrefix(lower, "dynamodb:") || strings.HasPrefix(lower, "secretsmanager:") || strings.HasPrefix(lower, "kms:") {
 				dataAction = true
 			}
 		}
 		for _, r := range anyList(st["Resource"]) {
 			if s, ok := r.(string); ok && strings.TrimSpace(s) == "*" && dataAction {
-				t.Errorf("%s: Resource \"*\" with DynamoDB or Secrets Manager actions %v", l.where, actions)
+				t.Errorf("%s: Resource \"*\" with DynamoDB, KMS or Secrets Manager actions %v", l.where, actions)
 			}
 		}
 		if st["Resource"] == nil {

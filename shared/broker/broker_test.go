@@ -61,7 +61,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	dir := t.TempDir()
 	sf := filepath.Join(dir, "secrets.json")
 	os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
-	st, err := embedded.Open("")
+	st, err := embedded.Open("", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -80,7 +81,7 @@ func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
 	}
 	client := dynalite.Shared(t).Client
 	e := &faultEnv{
-		st:     dynamo.New(client, dynalite.NewTable(t, client)),
+		st:     dynamo.New(client, dynalite.NewTable(t, client), envelope.NewSealer(envelope.EphemeralKey(), 0)),
 		prov:   map[string]*providertest.Server{},
 		secret: map[string]string{},
 		logs:   &lockedBuffer{},

@@ -16,9 +16,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -32,6 +34,9 @@ const SecretsTTL = 5 * time.Minute
 type Env struct {
 	// TableName is the DynamoDB table (TABLE_NAME).
 	TableName string
+	// TokenKeyID is the KMS key that wraps the data keys sealing stored
+	// credentials (TOKEN_KEY_ID: a key ARN, key id or alias ARN).
+	TokenKeyID string
 	// Broker holds BASE_URL, SECRETS_PREFIX and RETURN_ORIGINS.
 	Broker broker.Config
 	// ProvidersFile is the operator's catalog file (PROVIDERS_FILE).
@@ -45,9 +50,12 @@ type Env struct {
 // production. Errors name the variable, never a secret (none is here).
 func ReadEnv(getenv func(string) string) (Env, error) {
 	var errs []error
-	e := Env{TableName: getenv("TABLE_NAME"), ProvidersFile: getenv("PROVIDERS_FILE")}
+	e := Env{TableName: getenv("TABLE_NAME"), TokenKeyID: getenv("TOKEN_KEY_ID"), ProvidersFile: getenv("PROVIDERS_FILE")}
 	if e.TableName == "" {
 		errs = append(errs, errors.New("TABLE_NAME is required"))
+	}
+	if e.TokenKeyID == "" {
+		errs = append(errs, errors.New("TOKEN_KEY_ID is required (the KMS key sealing stored tokens)"))
 	}
 	base, err := BaseURL(getenv("BASE_URL"))
 	if err != nil {
@@ -93,9 +101,9 @@ func BaseURL(raw string) (string, error) {
 
 // FromEnv builds the broker for a Lambda function: configuration from the
 // environment, the catalog (failing fast on an invalid one), and AWS
-// clients from the default chain — which honours AWS_ENDPOINT_URL_DYNAMODB
-// and AWS_ENDPOINT_URL_SECRETS_MANAGER, so tests and `sam local` can point
-// the function anywhere.
+// clients from the default chain — which honours AWS_ENDPOINT_URL_DYNAMODB,
+// AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL_KMS, so tests and
+// `sam local` can point the function anywhere.
 func FromEnv(ctx context.Context) (*broker.Broker, error) {
 	env, err := ReadEnv(os.Getenv)
 	if err != nil {
@@ -112,12 +120,24 @@ func FromEnv(ctx context.Context) (*broker.Broker, error) {
 	return &broker.Broker{
 		Config:  env.Broker,
 		Catalog: cat,
-		Store:   dynamo.New(dynamodb.NewFromConfig(cfg), env.TableName),
+		Store:   dynamo.New(dynamodb.NewFromConfig(cfg), env.TableName, Sealer(kms.NewFromConfig(cfg), env)),
 		Secrets: secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), SecretsTTL),
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
 		Log:     Logger(),
 		Refresh: env.Refresh,
 	}, nil
+}
+
+// Sealer returns the sealer of stored credentials: data keys from the KMS
+// key TOKEN_KEY_ID under the encryption context {"oauthbroker:table":
+// TABLE_NAME}, which the functions' IAM policies require.
+func Sealer(client *kms.Client, env Env) *envelope.Sealer {
+	return envelope.NewSealer(envelope.NewKMS(client, env.TokenKeyID, EncryptionContext(env.TableName)), envelope.DefaultKeyReuse)
+}
+
+// EncryptionContext is the KMS encryption context of every data key.
+func EncryptionContext(table string) map[string]string {
+	return map[string]string{"oauthbroker:table": table}
 }
 
 // Logger returns the JSON logger every function uses (one line per event,

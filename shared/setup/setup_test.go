@@ -13,6 +13,7 @@ func TestReadEnv(t *testing.T) {
 		"TABLE_NAME":     "oauthbroker",
 		"BASE_URL":       "https://connect.example.com/",
 		"RETURN_ORIGINS": "https://app.example.com",
+		"TOKEN_KEY_ID":   "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 	}
 	env := func(over map[string]string) func(string) string {
 		return func(k string) string {
@@ -35,6 +36,7 @@ func TestReadEnv(t *testing.T) {
 		want string
 	}{
 		{"no table", map[string]string{"TABLE_NAME": ""}, "TABLE_NAME"},
+		{"no token key", map[string]string{"TOKEN_KEY_ID": ""}, "TOKEN_KEY_ID"},
 		{"no base url", map[string]string{"BASE_URL": ""}, "BASE_URL"},
 		{"http base url", map[string]string{"BASE_URL": "http://connect.example.com"}, "BASE_URL"},
 		{"base url with query", map[string]string{"BASE_URL": "https://connect.example.com/?x=1"}, "BASE_URL"},

@@ -4,7 +4,9 @@ package modroot
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 )
 
 // Dir returns the directory of the go.mod found by walking up from the
@@ -24,4 +26,17 @@ func Dir() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// GoCommand returns the go command: the one in PATH, else the one of the
+// toolchain that built the test.
+func GoCommand() (string, error) {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("go command not found in PATH")
+	}
+	return p, nil
 }

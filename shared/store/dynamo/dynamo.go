@@ -10,6 +10,13 @@
 // DueShards shards; it projects only provider and connection_id, never
 // tokens. States carry a ttl attribute for the table's TTL cleanup.
 //
+// Credentials — a connection's access and refresh tokens, a state's PKCE
+// verifier — are never stored in the clear: they are sealed together into
+// one binary attribute, "sealed", with the item's pk as associated data (see
+// store.SealCredentials and package envelope). Items written before sealing
+// existed keep plaintext access_token, refresh_token or pkce_verifier
+// attributes: they are read as they are and sealed by their next write.
+//
 // Only single-item conditional writes are used: no transactions.
 //
 // Times are stored as unix seconds: they come back truncated to the second,
@@ -33,6 +40,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -50,14 +58,18 @@ const (
 type Store struct {
 	client *dynamodb.Client
 	table  string
+	sealer *envelope.Sealer
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store on the named table, which must have the schema that
-// CreateTable creates.
-func New(client *dynamodb.Client, table string) *Store {
-	return &Store{client: client, table: table}
+// CreateTable creates, sealing credentials with sealer.
+func New(client *dynamodb.Client, table string, sealer *envelope.Sealer) *Store {
+	if sealer == nil {
+		panic("dynamo: New without a sealer")
+	}
+	return &Store{client: client, table: table, sealer: sealer}
 }
 
 // CreateTable creates table with the store's schema (keys, the "due" index,
@@ -109,7 +121,8 @@ type stateItem struct {
 	ConnectionID string            `dynamodbav:"connection_id"`
 	ReturnTo     string            `dynamodbav:"return_to"`
 	Scopes       []string          `dynamodbav:"scopes,omitempty"`
-	PKCEVerifier string            `dynamodbav:"pkce_verifier,omitempty"`
+	PKCEVerifier string            `dynamodbav:"pkce_verifier,omitempty"` // before sealing
+	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
 	Grant        string            `dynamodbav:"grant,omitempty"`
 	Params       map[string]string `dynamodbav:"params,omitempty"`
 	BindingHash  string            `dynamodbav:"binding_hash"`
@@ -123,8 +136,9 @@ type connItem struct {
 	Provider     string            `dynamodbav:"provider"`
 	ConnectionID string            `dynamodbav:"connection_id"`
 	Status       string            `dynamodbav:"status"`
-	AccessToken  string            `dynamodbav:"access_token"`
-	RefreshToken string            `dynamodbav:"refresh_token,omitempty"`
+	AccessToken  string            `dynamodbav:"access_token,omitempty"`  // before sealing
+	RefreshToken string            `dynamodbav:"refresh_token,omitempty"` // before sealing
+	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
 	TokenType    string            `dynamodbav:"token_type,omitempty"`
 	ExpiresAt    int64             `dynamodbav:"expires_at,omitempty"`
 	Scope        string            `dynamodbav:"scope,omitempty"`
@@ -148,20 +162,27 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 	if r.ID == "" {
 		return errors.New("dynamo: put state: empty ID")
 	}
-	item, err := attributevalue.MarshalMap(stateItem{
+	it := stateItem{
 		PK:           statePK(r.ID),
 		SK:           stateSK,
 		Provider:     r.Provider,
 		ConnectionID: r.ConnectionID,
 		ReturnTo:     r.ReturnTo,
 		Scopes:       nilIfEmpty(r.Scopes),
-		PKCEVerifier: r.PKCEVerifier,
 		Grant:        r.Grant,
 		Params:       nilIfEmptyMap(r.Params),
 		BindingHash:  r.BindingHash,
 		ExpiresAt:    unix(r.ExpiresAt),
 		TTL:          unix(r.ExpiresAt),
-	})
+	}
+	if r.PKCEVerifier != "" {
+		sealed, err := store.SealCredentials(ctx, s.sealer, it.PK, store.Credentials{PKCEVerifier: r.PKCEVerifier})
+		if err != nil {
+			return fmt.Errorf("dynamo: put state: %w", err)
+		}
+		it.Sealed = sealed
+	}
+	item, err := attributevalue.MarshalMap(it)
 	if err != nil {
 		return fmt.Errorf("dynamo: put state: %w", err)
 	}
@@ -200,6 +221,13 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
 		return store.StateRecord{}, fmt.Errorf("dynamo: take state: decode: %w", err)
 	}
+	if it.Sealed != nil {
+		creds, err := store.OpenCredentials(ctx, s.sealer, statePK(id), it.Sealed)
+		if err != nil {
+			return store.StateRecord{}, fmt.Errorf("dynamo: take state: %w", err)
+		}
+		it.PKCEVerifier = creds.PKCEVerifier
+	}
 	return store.StateRecord{
 		ID:           id,
 		Provider:     it.Provider,
@@ -230,17 +258,27 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	if out.Item == nil {
 		return store.Connection{}, store.ErrNotFound
 	}
-	c, err := decodeConn(out.Item)
+	c, err := s.decodeConn(ctx, connPK(provider, connectionID), out.Item)
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: get connection: %w", err)
 	}
 	return c, nil
 }
 
-func decodeConn(item map[string]types.AttributeValue) (store.Connection, error) {
+// decodeConn decodes the connection item read under pk, opening its
+// credentials with pk as associated data: a sealed value copied onto another
+// item, even with the rest of its attributes, does not open.
+func (s *Store) decodeConn(ctx context.Context, pk string, item map[string]types.AttributeValue) (store.Connection, error) {
 	var it connItem
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return store.Connection{}, fmt.Errorf("decode: %w", err)
+	}
+	if it.Sealed != nil {
+		creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
+		if err != nil {
+			return store.Connection{}, err
+		}
+		it.AccessToken, it.RefreshToken = creds.AccessToken, creds.RefreshToken
 	}
 	return store.Connection{
 		Provider:     it.Provider,
@@ -300,8 +338,6 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string) (sto
 		Provider:     c.Provider,
 		ConnectionID: c.ConnectionID,
 		Status:       string(c.Status),
-		AccessToken:  c.AccessToken,
-		RefreshToken: c.RefreshToken,
 		TokenType:    c.TokenType,
 		ExpiresAt:    unix(c.ExpiresAt),
 		Scope:        c.Scope,
@@ -318,6 +354,13 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string) (sto
 	}
 	if it.RefreshDue != 0 {
 		it.DueShard = dueShard(pk)
+	}
+	if creds := (store.Credentials{AccessToken: c.AccessToken, RefreshToken: c.RefreshToken}); !creds.IsZero() {
+		sealed, err := store.SealCredentials(ctx, s.sealer, pk, creds)
+		if err != nil {
+			return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+		}
+		it.Sealed = sealed
 	}
 	item, err := attributevalue.MarshalMap(it)
 	if err != nil {
@@ -402,7 +445,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
 	}
-	c, err := decodeConn(out.Attributes)
+	c, err := s.decodeConn(ctx, connPK(k.Provider, k.ConnectionID), out.Attributes)
 	if err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
 	}
@@ -478,10 +521,10 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	return keys, nil
 }
 
-func statePK(id string) string { return "state#" + id }
+func statePK(id string) string { return store.StateRecordKey(id) }
 
 func connPK(provider, connectionID string) string {
-	return "conn#" + provider + "#" + connectionID
+	return store.ConnectionRecordKey(provider, connectionID)
 }
 
 func dueShard(pk string) string {

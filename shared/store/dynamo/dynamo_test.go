@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 	"github.com/oauthbroker/oauthbroker/shared/store/storetest"
@@ -22,9 +23,16 @@ func TestMain(m *testing.M) { dynalite.Main(m) }
 
 func TestConformance(t *testing.T) {
 	client := dynalite.Shared(t).Client
+	sealer := localSealer()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		return dynamo.New(client, dynalite.NewTable(t, client))
+		return dynamo.New(client, dynalite.NewTable(t, client), sealer)
 	})
+}
+
+// localSealer seals with a random local key: the tests that are not about
+// KMS need no KMS server.
+func localSealer() *envelope.Sealer {
+	return envelope.NewSealer(envelope.EphemeralKey(), 0)
 }
 
 // TestItemLayout pins the stored layout that template.yaml and the README
@@ -32,7 +40,8 @@ func TestConformance(t *testing.T) {
 func TestItemLayout(t *testing.T) {
 	client := dynalite.Shared(t).Client
 	table := dynalite.NewTable(t, client)
-	s := dynamo.New(client, table)
+	sealer := localSealer()
+	s := dynamo.New(client, table, sealer)
 	ctx := t.Context()
 	at := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -71,7 +80,7 @@ func TestItemLayout(t *testing.T) {
 	want := map[string]string{
 		"pk": "S conn#github#c1", "sk": "S conn",
 		"provider": "S github", "connection_id": "S c1", "status": "S connected",
-		"access_token": "S at", "refresh_token": "S rt", "token_type": "S Bearer",
+		"sealed": "B", "token_type": "S Bearer",
 		"expires_at": fmt.Sprint("N ", at.Add(time.Hour).Unix()), "scope": "S repo",
 		"metadata":    "M map[user_id:S 42]",
 		"refresh_due": fmt.Sprint("N ", at.Unix()), "due_shard": "S " + shard("conn#github#c1"),
@@ -79,6 +88,9 @@ func TestItemLayout(t *testing.T) {
 		"created_at": fmt.Sprint("N ", at.Add(-time.Hour).Unix()),
 	}
 	checkItem(t, item, want, "updated_at")
+	if creds := openSealed(t, sealer, "conn#github#c1", item); creds != (store.Credentials{AccessToken: "at", RefreshToken: "rt"}) {
+		t.Errorf("sealed credentials = %+v", creds)
+	}
 
 	// A minimal connection omits the empty attributes and stays out of the
 	// sparse index.
@@ -88,7 +100,7 @@ func TestItemLayout(t *testing.T) {
 	item = getItem(t, client, table, "conn#github#c2", "conn")
 	checkItem(t, item, map[string]string{
 		"pk": "S conn#github#c2", "sk": "S conn", "provider": "S github", "connection_id": "S c2",
-		"status": "S needs_reauth", "access_token": "S ", "failure_count": "N 0", "version": "N 1",
+		"status": "S needs_reauth", "failure_count": "N 0", "version": "N 1",
 	}, "created_at", "updated_at")
 
 	if err := s.PutState(ctx, store.StateRecord{
@@ -97,11 +109,15 @@ func TestItemLayout(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	checkItem(t, getItem(t, client, table, "state#abc", "state"), map[string]string{
+	item = getItem(t, client, table, "state#abc", "state")
+	checkItem(t, item, map[string]string{
 		"pk": "S state#abc", "sk": "S state", "provider": "S github", "connection_id": "S c1",
-		"return_to": "S https://app/", "scopes": "L [S a S b]", "pkce_verifier": "S v",
+		"return_to": "S https://app/", "scopes": "L [S a S b]", "sealed": "B",
 		"binding_hash": "S h", "expires_at": fmt.Sprint("N ", at.Unix()), "ttl": fmt.Sprint("N ", at.Unix()),
 	})
+	if creds := openSealed(t, sealer, "state#abc", item); creds != (store.Credentials{PKCEVerifier: "v"}) {
+		t.Errorf("sealed state credentials = %+v", creds)
+	}
 
 	// The index holds only keys, provider and connection_id: no tokens.
 	out, err := client.Query(ctx, &dynamodb.QueryInput{
@@ -185,6 +201,8 @@ func format(v types.AttributeValue) string {
 		return "S " + v.Value
 	case *types.AttributeValueMemberN:
 		return "N " + v.Value
+	case *types.AttributeValueMemberB:
+		return "B"
 	case *types.AttributeValueMemberL:
 		var s []string
 		for _, e := range v.Value {
@@ -199,6 +217,20 @@ func format(v types.AttributeValue) string {
 		return fmt.Sprint("M ", m)
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// openSealed opens an item's sealed attribute.
+func openSealed(t *testing.T, s *envelope.Sealer, pk string, item map[string]types.AttributeValue) store.Credentials {
+	t.Helper()
+	b, ok := item["sealed"].(*types.AttributeValueMemberB)
+	if !ok {
+		t.Fatalf("item %s has no binary sealed attribute", pk)
+	}
+	creds, err := store.OpenCredentials(t.Context(), s, pk, b.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return creds
 }
 
 func keyNames(ks []types.KeySchemaElement) []string {

@@ -6,7 +6,10 @@
 // names may not contain "#".
 //
 // The file is read once by Open and rewritten after every change, so only
-// one process may use a given file at a time.
+// one process may use a given file at a time. Credentials are sealed in the
+// file as store/dynamo seals them in the table (store.SealCredentials),
+// usually under a local key file (envelope.OpenLocalKey); a file written
+// before sealing existed is read as it is and sealed by the next write.
 package embedded
 
 import (
@@ -24,12 +27,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
 // Store is a store.Store held in memory. It is safe for concurrent use.
 type Store struct {
-	path string // "" for memory only
+	path   string // "" for memory only
+	sealer *envelope.Sealer
 
 	mu     sync.Mutex
 	states map[string]store.StateRecord
@@ -40,20 +45,37 @@ var _ store.Store = (*Store)(nil)
 
 // file is the JSON layout of a store file.
 type file struct {
-	States      []store.StateRecord `json:"states"`
-	Connections []store.Connection  `json:"connections"`
+	States      []fileState `json:"states"`
+	Connections []fileConn  `json:"connections"`
 }
 
-// Open returns a Store persisted at path, loading the file if it exists.
-// An empty path gives a memory-only Store.
-func Open(path string) (*Store, error) {
+// fileState and fileConn are records as the file holds them: their
+// credential fields empty and sealed into Sealed.
+type fileState struct {
+	store.StateRecord
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
+type fileConn struct {
+	store.Connection
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
+// Open returns a Store persisted at path, loading the file if it exists,
+// that seals credentials in the file with sealer. An empty path gives a
+// memory-only Store, which needs no sealer.
+func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 	s := &Store{
 		path:   path,
+		sealer: sealer,
 		states: make(map[string]store.StateRecord),
 		conns:  make(map[store.Key]store.Connection),
 	}
 	if path == "" {
 		return s, nil
+	}
+	if sealer == nil {
+		return nil, errors.New("embedded: a store file needs a sealer")
 	}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -66,10 +88,27 @@ func Open(path string) (*Store, error) {
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("embedded: decode %s: %w", path, err)
 	}
-	for _, r := range f.States {
+	ctx := context.Background()
+	for _, fr := range f.States {
+		r := fr.StateRecord
+		if fr.Sealed != nil {
+			creds, err := store.OpenCredentials(ctx, sealer, store.StateRecordKey(r.ID), fr.Sealed)
+			if err != nil {
+				return nil, fmt.Errorf("embedded: %s: state: %w", path, err)
+			}
+			r.PKCEVerifier = creds.PKCEVerifier
+		}
 		s.states[r.ID] = canonState(r)
 	}
-	for _, c := range f.Connections {
+	for _, fc := range f.Connections {
+		c := fc.Connection
+		if fc.Sealed != nil {
+			creds, err := store.OpenCredentials(ctx, sealer, store.ConnectionRecordKey(c.Provider, c.ConnectionID), fc.Sealed)
+			if err != nil {
+				return nil, fmt.Errorf("embedded: %s: connection %s/%s: %w", path, c.Provider, c.ConnectionID, err)
+			}
+			c.AccessToken, c.RefreshToken = creds.AccessToken, creds.RefreshToken
+		}
 		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = canonConn(c)
 	}
 	return s, nil
@@ -252,12 +291,32 @@ func (s *Store) save() error {
 	if s.path == "" {
 		return nil
 	}
-	f := file{
-		States:      slices.Collect(maps.Values(s.states)),
-		Connections: slices.Collect(maps.Values(s.conns)),
+	ctx := context.Background() // local sealing: no call to cancel
+	var f file
+	for _, r := range s.states {
+		fr := fileState{StateRecord: r}
+		if r.PKCEVerifier != "" {
+			sealed, err := store.SealCredentials(ctx, s.sealer, store.StateRecordKey(r.ID), store.Credentials{PKCEVerifier: r.PKCEVerifier})
+			if err != nil {
+				return fmt.Errorf("embedded: save: %w", err)
+			}
+			fr.PKCEVerifier, fr.Sealed = "", sealed
+		}
+		f.States = append(f.States, fr)
 	}
-	slices.SortFunc(f.States, func(a, b store.StateRecord) int { return strings.Compare(a.ID, b.ID) })
-	slices.SortFunc(f.Connections, func(a, b store.Connection) int {
+	for _, c := range s.conns {
+		fc := fileConn{Connection: c}
+		if creds := (store.Credentials{AccessToken: c.AccessToken, RefreshToken: c.RefreshToken}); !creds.IsZero() {
+			sealed, err := store.SealCredentials(ctx, s.sealer, store.ConnectionRecordKey(c.Provider, c.ConnectionID), creds)
+			if err != nil {
+				return fmt.Errorf("embedded: save: %w", err)
+			}
+			fc.AccessToken, fc.RefreshToken, fc.Sealed = "", "", sealed
+		}
+		f.Connections = append(f.Connections, fc)
+	}
+	slices.SortFunc(f.States, func(a, b fileState) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(f.Connections, func(a, b fileConn) int {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID))
 	})
 	data, err := json.MarshalIndent(f, "", "  ")

@@ -1,12 +1,15 @@
 package embedded_test
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
 	"github.com/oauthbroker/oauthbroker/shared/store/storetest"
@@ -84,7 +87,7 @@ func TestOpenErrors(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := embedded.Open(path); err == nil {
+	if _, err := embedded.Open(path, sealer()); err == nil {
 		t.Errorf("Open of a corrupt file succeeded")
 	}
 	s := open(t, filepath.Join(t.TempDir(), "missing-dir", "store.json"))
@@ -96,11 +99,72 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
+// testKey stands for a developer's key file: every open in this test
+// process uses it.
+var testKey = envelope.EphemeralKey()
+
+func sealer() *envelope.Sealer { return envelope.NewSealer(testKey, 0) }
+
 func open(t *testing.T, path string) *embedded.Store {
 	t.Helper()
-	s, err := embedded.Open(path)
+	s, err := embedded.Open(path, sealer())
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
 	return s
+}
+
+// TestS20_FileSealed: the store file make dev writes holds no credential in
+// the clear, does not open under another key, and a file written before
+// sealing is read and sealed by the next write.
+func TestS20_FileSealed(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.json")
+	s := open(t, path)
+	if _, err := s.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected, AccessToken: "at-embedded-S20", RefreshToken: "rt-embedded-S20"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutState(ctx, store.StateRecord{ID: "s1", PKCEVerifier: "pkce-embedded-S20", BindingHash: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("embedded-S20")) || !bytes.Contains(data, []byte(`"sealed"`)) {
+		t.Fatalf("store file holds plaintext credentials or no sealed value:\n%s", data)
+	}
+	if _, err := embedded.Open(path, envelope.NewSealer(envelope.EphemeralKey(), 0)); !errors.Is(err, envelope.ErrOpen) {
+		t.Errorf("Open under another key: %v, want ErrOpen", err)
+	}
+	if _, err := embedded.Open(path, nil); err == nil {
+		t.Error("Open of a file without a sealer succeeded")
+	}
+
+	legacy := filepath.Join(t.TempDir(), "store.json")
+	plain := `{"states":[{"ID":"s1","PKCEVerifier":"pkce-legacy-S20","BindingHash":"b"}],
+		"connections":[{"Provider":"acme","ConnectionID":"c1","Status":"connected","AccessToken":"at-legacy-S20","RefreshToken":"rt-legacy-S20","Version":2}]}`
+	if err := os.WriteFile(legacy, []byte(plain), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := open(t, legacy)
+	c, err := l.GetConnection(ctx, "acme", "c1")
+	if err != nil || c.AccessToken != "at-legacy-S20" || c.RefreshToken != "rt-legacy-S20" {
+		t.Fatalf("legacy connection = %+v, %v", c, err)
+	}
+	c.Status = store.StatusConnected
+	if _, err := l.SaveConnection(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = os.ReadFile(legacy)
+	if bytes.Contains(data, []byte("legacy-S20")) {
+		t.Fatalf("a write left plaintext credentials:\n%s", data)
+	}
+	l2 := open(t, legacy)
+	if c, err := l2.GetConnection(ctx, "acme", "c1"); err != nil || c.RefreshToken != "rt-legacy-S20" {
+		t.Errorf("after migration = %q, %v", c.RefreshToken, err)
+	}
+	if r, err := l2.TakeState(ctx, "s1", "b"); err != nil || r.PKCEVerifier != "pkce-legacy-S20" {
+		t.Errorf("legacy state after migration = %q, %v", r.PKCEVerifier, err)
+	}
 }

@@ -1,0 +1,258 @@
+package dynamo_test
+
+import (
+	"errors"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
+)
+
+const (
+	testAccess  = "at-S20-6b1d9e0f4c"
+	testRefresh = "rt-S20-0a7c33e5d2"
+	testPKCE    = "pkce-S20-verifier-5f2b8a1c9d"
+)
+
+// kmsStore is a dynamo.Store sealing under a local-kms key, as in AWS.
+type kmsStore struct {
+	*dynamo.Store
+	kms    *localkms.Server
+	client *dynamodb.Client
+	table  string
+	keys   *envelope.KMS
+}
+
+func newKMSStore(t *testing.T) *kmsStore {
+	client := dynalite.Shared(t).Client
+	table := dynalite.NewTable(t, client)
+	srv := localkms.Start(t)
+	keys := envelope.NewKMS(srv.Client, srv.KeyARN, map[string]string{"oauthbroker:table": table})
+	return &kmsStore{dynamo.New(client, table, envelope.NewSealer(keys, 0)), srv, client, table, keys}
+}
+
+// fresh returns another Store on the same table and key with empty caches:
+// another Lambda instance.
+func (k *kmsStore) fresh() *dynamo.Store {
+	return dynamo.New(k.client, k.table, envelope.NewSealer(k.keys, 0))
+}
+
+func (k *kmsStore) putRaw(t *testing.T, item map[string]types.AttributeValue) {
+	t.Helper()
+	if _, err := k.client.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(k.table), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestS20_TokensSealedAtRest (RFC 6749 §10.3–10.4, RFC 6819 §5.1.4.1.3):
+// the raw items — what a table export, a backup or a read-only IAM
+// principal sees — hold only ciphertext, and a second instance opens them
+// with one KMS call for many items.
+func TestS20_TokensSealedAtRest(t *testing.T) {
+	ctx := t.Context()
+	k := newKMSStore(t)
+	for i := range 50 {
+		id := "c" + string(rune('A'+i))
+		if _, err := k.SaveConnection(ctx, store.Connection{
+			Provider: "acme", ConnectionID: id, Status: store.StatusConnected,
+			AccessToken: testAccess + id, RefreshToken: testRefresh + id, ExpiresAt: time.Now().Add(time.Hour),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.PutState(ctx, store.StateRecord{ID: "s1", Provider: "acme", ConnectionID: "cA", ReturnTo: "https://app.example/", PKCEVerifier: testPKCE, BindingHash: "h", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := k.client.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(k.table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Items) != 51 {
+		t.Fatalf("scan found %d items, want 51", len(out.Items))
+	}
+	for _, item := range out.Items {
+		raw := dump(item)
+		for _, secret := range []string{testAccess, testRefresh, testPKCE, "at-S20", "rt-S20", "pkce-S20"} {
+			if strings.Contains(raw, secret) {
+				t.Fatalf("raw item holds %q:\n%s", secret, raw)
+			}
+		}
+		for _, attr := range []string{"access_token", "refresh_token", "pkce_verifier"} {
+			if _, ok := item[attr]; ok {
+				t.Errorf("raw item has a %s attribute", attr)
+			}
+		}
+		if _, ok := item["sealed"].(*types.AttributeValueMemberB); !ok {
+			t.Errorf("raw item has no binary sealed attribute:\n%s", raw)
+		}
+	}
+
+	other := k.fresh()
+	before := k.kms.Calls()
+	for i := range 50 {
+		id := "c" + string(rune('A'+i))
+		c, err := other.GetConnection(ctx, "acme", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.AccessToken != testAccess+id || c.RefreshToken != testRefresh+id {
+			t.Fatalf("%s read back %q/%q", id, c.AccessToken, c.RefreshToken)
+		}
+	}
+	if n := k.kms.Calls() - before; n != 1 {
+		t.Errorf("a fresh instance reading 50 connections made %d KMS calls, want 1", n)
+	}
+	r, err := other.TakeState(ctx, "s1", "h")
+	if err != nil || r.PKCEVerifier != testPKCE {
+		t.Fatalf("TakeState = %q, %v", r.PKCEVerifier, err)
+	}
+}
+
+// TestS20_CopiedCiphertextDoesNotOpen: a sealed value moved onto another
+// item — alone, or with the rest of the item — does not open, and the read
+// fails with a plain error rather than returning someone else's tokens.
+func TestS20_CopiedCiphertextDoesNotOpen(t *testing.T) {
+	ctx := t.Context()
+	k := newKMSStore(t)
+	if _, err := k.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "victim", Status: store.StatusConnected, AccessToken: testAccess, RefreshToken: testRefresh}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "attacker", Status: store.StatusConnected, AccessToken: "attacker-at-1234", RefreshToken: "attacker-rt-1234"}); err != nil {
+		t.Fatal(err)
+	}
+	victim := getItem(t, k.client, k.table, "conn#acme#victim", "conn")
+
+	// Only the sealed attribute moved onto the attacker's item.
+	attacker := getItem(t, k.client, k.table, "conn#acme#attacker", "conn")
+	attacker["sealed"] = victim["sealed"]
+	k.putRaw(t, attacker)
+	// The whole victim item, provider and connection_id included, under
+	// another key (another provider's connection too).
+	for _, pk := range []string{"conn#acme#copy", "conn#other#victim"} {
+		whole := maps.Clone(victim)
+		whole["pk"] = &types.AttributeValueMemberS{Value: pk}
+		k.putRaw(t, whole)
+	}
+	// A state's sealed verifier moved onto another state.
+	if err := k.PutState(ctx, store.StateRecord{ID: "s1", Provider: "acme", ConnectionID: "victim", PKCEVerifier: testPKCE, BindingHash: "h", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	st := getItem(t, k.client, k.table, "state#s1", "state")
+	st["pk"] = &types.AttributeValueMemberS{Value: "state#s2"}
+	k.putRaw(t, st)
+
+	for i, s := range []*dynamo.Store{k.Store, k.fresh()} {
+		for _, key := range []store.Key{{Provider: "acme", ConnectionID: "attacker"}, {Provider: "acme", ConnectionID: "copy"}, {Provider: "other", ConnectionID: "victim"}} {
+			c, err := s.GetConnection(ctx, key.Provider, key.ConnectionID)
+			if err == nil {
+				t.Fatalf("%v: copied ciphertext opened: %q", key, c.AccessToken)
+			}
+			if !errors.Is(err, envelope.ErrOpen) || strings.Contains(err.Error(), testAccess) {
+				t.Errorf("%v: error %v, want ErrOpen without the token", key, err)
+			}
+			if i > 0 {
+				continue // the first pass took the lease
+			}
+			if _, err := s.Lease(ctx, key, store.LeaseRequest{Owner: "o", Now: time.Now(), Until: time.Now().Add(time.Minute)}); !errors.Is(err, envelope.ErrOpen) {
+				t.Errorf("%v: Lease error %v, want ErrOpen", key, err)
+			}
+		}
+	}
+	if _, err := k.TakeState(ctx, "s2", "h"); !errors.Is(err, envelope.ErrOpen) {
+		t.Errorf("copied state: TakeState error %v, want ErrOpen", err)
+	}
+	// The victim's own item still opens.
+	if c, err := k.fresh().GetConnection(ctx, "acme", "victim"); err != nil || c.AccessToken != testAccess {
+		t.Fatalf("victim = %q, %v", c.AccessToken, err)
+	}
+}
+
+// TestS20_PlaintextItemsMigrate: items written before sealing (plaintext
+// token attributes) are read as they are, and the next write — a refresh
+// under the lease or a reconnect — seals them.
+func TestS20_PlaintextItemsMigrate(t *testing.T) {
+	ctx := t.Context()
+	k := newKMSStore(t)
+	now := time.Now()
+	legacy := func(id string) map[string]types.AttributeValue {
+		return map[string]types.AttributeValue{
+			"pk": &types.AttributeValueMemberS{Value: "conn#acme#" + id}, "sk": &types.AttributeValueMemberS{Value: "conn"},
+			"provider": &types.AttributeValueMemberS{Value: "acme"}, "connection_id": &types.AttributeValueMemberS{Value: id},
+			"status":       &types.AttributeValueMemberS{Value: "connected"},
+			"access_token": &types.AttributeValueMemberS{Value: testAccess}, "refresh_token": &types.AttributeValueMemberS{Value: testRefresh},
+			"refresh_due":   &types.AttributeValueMemberN{Value: "1"},
+			"due_shard":     &types.AttributeValueMemberS{Value: shard("conn#acme#" + id)},
+			"failure_count": &types.AttributeValueMemberN{Value: "0"}, "version": &types.AttributeValueMemberN{Value: "3"},
+			"created_at": &types.AttributeValueMemberN{Value: "1"}, "updated_at": &types.AttributeValueMemberN{Value: "1"},
+		}
+	}
+	k.putRaw(t, legacy("old1"))
+	k.putRaw(t, legacy("old2"))
+	k.putRaw(t, map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: "state#old"}, "sk": &types.AttributeValueMemberS{Value: "state"},
+		"provider": &types.AttributeValueMemberS{Value: "acme"}, "connection_id": &types.AttributeValueMemberS{Value: "old1"},
+		"return_to": &types.AttributeValueMemberS{Value: "https://app.example/"}, "pkce_verifier": &types.AttributeValueMemberS{Value: testPKCE},
+		"binding_hash": &types.AttributeValueMemberS{Value: "h"}, "expires_at": &types.AttributeValueMemberN{Value: "1"}, "ttl": &types.AttributeValueMemberN{Value: "1"},
+	})
+
+	c, err := k.GetConnection(ctx, "acme", "old1")
+	if err != nil || c.AccessToken != testAccess || c.RefreshToken != testRefresh || c.Version != 3 {
+		t.Fatalf("legacy read = %+v, %v", c, err)
+	}
+	if r, err := k.TakeState(ctx, "old", "h"); err != nil || r.PKCEVerifier != testPKCE {
+		t.Fatalf("legacy state = %q, %v", r.PKCEVerifier, err)
+	}
+
+	// A refresh: lease (an update that leaves the tokens alone), then the
+	// leased save with the new tokens.
+	leased, err := k.Lease(ctx, store.Key{Provider: "acme", ConnectionID: "old1"}, store.LeaseRequest{Owner: "o1", Now: now, Until: now.Add(time.Minute), Due: true})
+	if err != nil || leased.RefreshToken != testRefresh {
+		t.Fatalf("lease of a legacy item = %q, %v", leased.RefreshToken, err)
+	}
+	leased.AccessToken = testAccess + "-new"
+	if _, err := k.SaveLeased(ctx, leased, "o1"); err != nil {
+		t.Fatal(err)
+	}
+	// A reconnect: a plain save.
+	c2, _ := k.GetConnection(ctx, "acme", "old2")
+	if _, err := k.SaveConnection(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+
+	for id, want := range map[string]string{"old1": testAccess + "-new", "old2": testAccess} {
+		raw := getItem(t, k.client, k.table, "conn#acme#"+id, "conn")
+		if strings.Contains(dump(raw), "S20") {
+			t.Errorf("%s still holds a plaintext token after its write:\n%s", id, dump(raw))
+		}
+		c, err := k.fresh().GetConnection(ctx, "acme", id)
+		if err != nil || c.AccessToken != want || c.RefreshToken != testRefresh {
+			t.Errorf("%s after migration = %q/%q, %v", id, c.AccessToken, c.RefreshToken, err)
+		}
+	}
+}
+
+// dump renders every attribute of an item, binary values as raw bytes.
+func dump(item map[string]types.AttributeValue) string {
+	var b strings.Builder
+	for name, v := range item {
+		b.WriteString(name + "=")
+		if bin, ok := v.(*types.AttributeValueMemberB); ok {
+			b.Write(bin.Value)
+		} else {
+			b.WriteString(format(v))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
