@@ -129,8 +129,9 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	}
 
 	// RFC 9207 / S8: a mismatched issuer means the response came from
-	// another authorization server (mix-up attack).
-	if iss := req.Query.Get("iss"); p.Issuer != "" && (iss != "" && iss != p.Issuer || iss == "" && p.RequireIssuer) {
+	// another authorization server (mix-up attack). A present but empty
+	// iss is a mismatch too (§2.4: compare whenever the parameter is present).
+	if iss, sent := req.Query.Get("iss"), req.Query.Has("iss"); p.Issuer != "" && (sent && iss != p.Issuer || !sent && p.RequireIssuer) {
 		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response came from an unexpected issuer.", nil)
 	}
 	if perr := req.Query.Get("error"); perr != "" {

@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,7 +107,7 @@ func (e *Error) Temporary() bool {
 }
 
 // NewHTTPClient returns the one client used for provider calls (S13):
-// TLS verified by default, no redirects followed (Go would re-send a POST
+// TLS verified (1.2 or later), no redirects followed (Go would re-send a POST
 // body, with the client secret, on 307/308), bounded connect and overall
 // time.
 func NewHTTPClient() *http.Client {
@@ -116,6 +117,7 @@ func NewHTTPClient() *http.Client {
 		Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           dialer.DialContext,
+			TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Second,
 			MaxIdleConnsPerHost:   32, // a sweep runs up to REFRESH_WORKERS calls to one provider

@@ -2,9 +2,12 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -232,6 +235,52 @@ func TestBoundedBody(t *testing.T) {
 	var pe *Error
 	if !errors.As(err, &pe) || pe.Failure != FailureResponse || !strings.Contains(pe.Reason, "larger") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestHTTPClientTLS (S13): the provider client verifies certificates,
+// insists on TLS 1.2 or later and follows no redirect.
+func TestHTTPClientTLS(t *testing.T) {
+	hc := NewHTTPClient()
+	tr, ok := hc.Transport.(*http.Transport)
+	if !ok || tr.TLSClientConfig == nil || tr.TLSClientConfig.MinVersion != tls.VersionTLS12 || tr.TLSClientConfig.InsecureSkipVerify {
+		t.Fatalf("TLS config %+v: want MinVersion TLS 1.2 and verification on", tr.TLSClientConfig)
+	}
+	if hc.CheckRedirect == nil || hc.CheckRedirect(nil, nil) != http.ErrUseLastResponse {
+		t.Fatal("the client follows redirects")
+	}
+	ok200 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	// A certificate nobody trusts: refused.
+	untrusted := httptest.NewUnstartedServer(ok200)
+	untrusted.Config.ErrorLog = log.New(io.Discard, "", 0)
+	untrusted.StartTLS()
+	defer untrusted.Close()
+	if resp, err := hc.Get(untrusted.URL); err == nil {
+		resp.Body.Close()
+		t.Fatal("an untrusted certificate was accepted")
+	}
+	// A trusted server that speaks at most TLS 1.1: refused; at most
+	// TLS 1.2: accepted.
+	for _, tt := range []struct {
+		max uint16
+		ok  bool
+	}{{tls.VersionTLS11, false}, {tls.VersionTLS12, true}} {
+		srv := httptest.NewUnstartedServer(ok200)
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		srv.TLS = &tls.Config{MaxVersion: tt.max}
+		srv.StartTLS()
+		c := NewHTTPClient()
+		ctr := c.Transport.(*http.Transport)
+		ctr.TLSClientConfig.RootCAs = x509.NewCertPool()
+		ctr.TLSClientConfig.RootCAs.AddCert(srv.Certificate())
+		resp, err := c.Get(srv.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("server at most %s: err = %v, want ok=%v", tls.VersionName(tt.max), err, tt.ok)
+		}
+		srv.Close()
 	}
 }
 

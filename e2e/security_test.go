@@ -1,0 +1,1740 @@
+package e2e
+
+// The security checklist (/work/shared/security-checklist.md), row by row:
+// one TestS<n>_… per row about HTTP or flow behaviour, each driving the
+// built functions under the Lambda Runtime Interface Emulator with the
+// stack helpers. Each asserts the row's "test (input → expected)" column
+// and the row's other properties where they can be observed from outside.
+// S20 (encryption at rest) and S22 (logs) are not here: S22 is the stack's
+// log check, which runs at the end of every test below too.
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
+	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// ---------------------------------------------------------------------------
+// S1–S21, one test per row
+
+// TestS1_StateSingleUseAndExpiring — S1 (RFC 6749 §10.12; RFC 9700 §2.1,
+// §4.7): the state carries ≥ 128 random bits and lives ≤ 15 minutes; its
+// record is consumed by the first callback (a conditional delete, so two
+// identical callbacks at once redeem the code once) and a replayed
+// callback URL gets a 4xx; an expired state is refused even while its
+// record is still in the table (DynamoDB TTL deletes late).
+func TestS1_StateSingleUseAndExpiring(t *testing.T) {
+	s := newStack(t)
+
+	// ≥ 128 bits, ≤ 15 minutes, a fresh nonce per flow.
+	start := time.Now()
+	st := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s1-a", ReturnTo: returnTo})
+	other := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s1-b", ReturnTo: returnTo})
+	parts := strings.Split(st.state, ".")
+	if len(parts) != 4 {
+		t.Fatalf("state has %d parts, want kid.nonce.exp.sig", len(parts))
+	}
+	nonce, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || len(nonce)*8 < 128 {
+		t.Fatalf("state nonce has %d bits (%v), want ≥ 128", len(nonce)*8, err)
+	}
+	if strings.Split(other.state, ".")[1] == parts[1] {
+		t.Fatal("two flows share a state nonce")
+	}
+	exp, _ := strconv.ParseInt(parts[2], 10, 64)
+	if life := time.Unix(exp, 0).Sub(start); life <= 0 || life > 15*time.Minute+time.Second {
+		t.Fatalf("state lives %v, want ≤ 15 min", life)
+	}
+	if ma := cookieAttr(st.resp.Cookies[0], "Max-Age"); ma == "" || atoi(ma) <= 0 || atoi(ma) > 900 {
+		t.Fatalf("binding cookie Max-Age %q, want 1..900", ma)
+	}
+	rec := s.stateItem(signing.Hash(string(parts[1])))
+	if rec == nil {
+		t.Fatal("no state record")
+	}
+	if e := atoi(rec["expires_at"]); time.Unix(int64(e), 0).After(start.Add(15*time.Minute + time.Second)) {
+		t.Fatalf("state record expires %v after the flow started", time.Unix(int64(e), 0).Sub(start))
+	}
+
+	t.Run("expired", func(t *testing.T) {
+		s.within(t)
+		f := s.begin("s1-exp")
+		tests := []struct {
+			name             string
+			signed, recorded time.Time // the state's signed expiry and its record's expiry
+		}{
+			{"signature and record expired, record still in the table", time.Now().Add(-time.Minute), time.Now().Add(-time.Minute)},
+			{"record expired, signature still valid", time.Now().Add(5 * time.Minute), time.Now().Add(-time.Second)},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s.within(t)
+				value, cookie := s.plantState(tt.signed, tt.recorded, returnTo, "s1-exp")
+				before := s.prov.TokenRequests()
+				resp := s.deliver(s.callback, "acme", "code="+f.code+"&state="+url.QueryEscape(value), cookie)
+				if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
+					t.Fatalf("expired state: %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+				}
+				if n := s.prov.TokenRequests() - before; n != 0 {
+					t.Fatalf("%d token requests for an expired state", n)
+				}
+			})
+		}
+	})
+
+	t.Run("replay", func(t *testing.T) {
+		s.within(t)
+		f := s.begin("s1-replay")
+		before := s.prov.TokenRequests()
+		if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+			t.Fatalf("first callback: %d %v", resp.StatusCode, resp.Headers)
+		}
+		if s.stateItem(f.stateID()) != nil {
+			t.Fatal("state record still in the table after a successful callback")
+		}
+		c, _ := s.conn("s1-replay")
+		for _, fn := range []*lambdarie.Function{s.callback, s.callback2} { // a warm and a fresh instance
+			resp := s.deliver(fn, "acme", f.callbackQuery, f.cookie)
+			if resp.StatusCode < 400 || resp.StatusCode > 499 || resp.Headers["Location"] != "" {
+				t.Fatalf("replayed callback URL: %d %v, want a 4xx page", resp.StatusCode, resp.Headers)
+			}
+		}
+		if n := s.prov.TokenRequests() - before; n != 1 {
+			t.Fatalf("%d token requests, want 1", n)
+		}
+		if c2, _ := s.conn("s1-replay"); c2.Version != c.Version {
+			t.Fatal("a replay changed the connection")
+		}
+	})
+
+	t.Run("two identical callbacks at once", func(t *testing.T) {
+		s.within(t)
+		f := s.begin("s1-race")
+		before := s.prov.TokenRequests()
+		s.prov.Delay(300 * time.Millisecond) // the loser must not wait for the winner
+		defer s.prov.Delay(0)
+		resps := s.deliverAtOnce("acme", f.callbackQuery, f.cookie)
+		ok := 0
+		for _, r := range resps {
+			switch {
+			case r.StatusCode == http.StatusFound && strings.Contains(r.Headers["Location"], "status=connected"):
+				ok++
+			case r.StatusCode != http.StatusForbidden:
+				t.Errorf("concurrent callback: %d %v", r.StatusCode, r.Headers)
+			}
+		}
+		if n := s.prov.TokenRequests() - before; ok != 1 || n != 1 {
+			t.Fatalf("%d successes and %d token requests, want exactly 1 and 1", ok, n)
+		}
+	})
+}
+
+// TestS2_StateBoundToBrowser — S2 (RFC 6749 §10.12; RFC 6819 §4.4.1.8;
+// RFC 9700 §2.1): the state is bound to the browser that started the flow
+// by a __Host- cookie (Secure, HttpOnly, SameSite=Lax, Path=/, no Domain)
+// whose hash is in the state record. An attacker's valid code+state opened
+// in a victim's browser — no cookie, the victim's own cookie, a forged or a
+// doubled cookie — gets 403, writes nothing to the table, reaches no token
+// endpoint, and leaves the state usable by the browser it belongs to.
+func TestS2_StateBoundToBrowser(t *testing.T) {
+	s := newStack(t)
+	st := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s2-attacker", ReturnTo: returnTo})
+	raw := st.resp.Cookies[0]
+	name, value, _ := strings.Cut(st.cookie, "=")
+	if !strings.HasPrefix(name, "__Host-") {
+		t.Errorf("binding cookie %q lacks the __Host- prefix", name)
+	}
+	for _, attr := range []string{"Secure", "HttpOnly", "SameSite=Lax", "Path=/"} {
+		if !hasCookieAttr(raw, attr) {
+			t.Errorf("binding cookie %q lacks %s", raw, attr)
+		}
+	}
+	if cookieAttr(raw, "Domain") != "" {
+		t.Errorf("binding cookie %q has a Domain", raw)
+	}
+	rec := s.stateItem(st.stateID())
+	if rec == nil || rec["binding_hash"] != signing.Hash(value) {
+		t.Fatalf("state record's binding_hash is not the hash of the cookie: %v", rec["binding_hash"])
+	}
+	if strings.Contains(st.state, value) || strings.Contains(st.resp.Headers["Location"], value) {
+		t.Fatal("the binding value travels in the URL")
+	}
+
+	// The attacker consents with their own account and stops before the
+	// callback: their code and state are what they lure the victim into.
+	attack := s.consent(st.authURL)
+	victim := s.begin("s2-victim")
+	tests := []struct {
+		name    string
+		cookies []string
+	}{
+		{"no cookie", nil},
+		{"the victim's own binding cookie", []string{victim.cookie}},
+		{"the right cookie name with another value", []string{name + "=" + strings.Repeat("A", len(value))}},
+		{"the right cookie name, empty", []string{name + "="}},
+		{"the right cookie twice", []string{st.cookie, name + "=victims-value"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			snap, before := s.snapshot(), s.prov.TokenRequests()
+			resp := s.deliver(s.callback, "acme", attack.RawQuery, tt.cookies...)
+			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
+				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+			}
+			s.assertUnchanged(snap)
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+		})
+	}
+	// The state was left for its own browser; the victim's flow is intact.
+	if resp := s.deliver(s.callback, "acme", attack.RawQuery, st.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("the state's own browser: %d %v", resp.StatusCode, resp.Headers)
+	}
+	if resp := s.deliver(s.callback, "acme", victim.callbackQuery, victim.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("the victim's own flow: %d %v", resp.StatusCode, resp.Headers)
+	}
+}
+
+// TestS3_FailClosed — S3 (RFC 9700 §2.1): whatever is missing or unknown
+// ends the flow — `?code=x` alone → 400; no state, an empty state, no
+// cookie, a key id the keyset does not hold → rejected, with nothing
+// written and no request to the token endpoint.
+func TestS3_FailClosed(t *testing.T) {
+	s := newStack(t)
+	f := s.begin("s3")
+	// A state signed under key id k9 (not in the keys secret), recorded
+	// with its cookie: only the unknown key id is wrong.
+	k9, err := signing.NewKeyset("k9", map[string][]byte{"k9": []byte("another-signing-key-0123456789abcdef01")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknownKid, err := signing.NewState(k9, "acme", time.Now(), 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.remember(unknownKid.Value, "k9-browser")
+	if err := s.store.PutState(t.Context(), store.StateRecord{ID: unknownKid.ID, Provider: "acme", ConnectionID: "s3",
+		ReturnTo: returnTo, BindingHash: signing.Hash("k9-browser"), ExpiresAt: unknownKid.Expires}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		query   string
+		cookies []string
+		status  int
+	}{
+		{"?code=x alone", "code=x", nil, 400},
+		{"?code=x alone, with a live flow's cookie", "code=x", []string{f.cookie}, 400},
+		{"the flow's code without its state", "code=" + url.QueryEscape(f.code), []string{f.cookie}, 400},
+		{"empty state", "code=" + url.QueryEscape(f.code) + "&state=", []string{f.cookie}, 400},
+		{"empty query", "", []string{f.cookie}, 400},
+		{"missing cookie", f.callbackQuery, nil, 403},
+		{"unknown key id", "code=" + url.QueryEscape(f.code) + "&state=" + url.QueryEscape(unknownKid.Value),
+			[]string{broker.BindingCookieName(unknownKid.ID) + "=k9-browser"}, 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			snap, before := s.snapshot(), s.prov.TokenRequests()
+			resp := s.deliver(s.callback, "acme", tt.query, tt.cookies...)
+			if resp.StatusCode != tt.status || resp.Headers["Location"] != "" {
+				t.Fatalf("got %d %v, want a %d page", resp.StatusCode, resp.Headers, tt.status)
+			}
+			s.assertUnchanged(snap)
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+		})
+	}
+}
+
+// TestS4_StateCheckedBeforeCodeRedeemed — S4 (RFC 9700 §4.4, §4.5): the
+// state is validated before the code is redeemed: with a valid, unused code
+// and any bad state, zero requests reach the token endpoint — and the code
+// is still unused afterwards, as its rightful callback then succeeds.
+func TestS4_StateCheckedBeforeCodeRedeemed(t *testing.T) {
+	s := newStack(t)
+	f := s.begin("s4")
+	used := s.begin("s4-used")
+	if resp := s.deliver(s.callback, "acme", used.callbackQuery, used.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("setup: %d %v", resp.StatusCode, resp.Headers)
+	}
+	otherProv := s.secConnect(signing.Link{Provider: "other", ConnectionID: "s4", ReturnTo: returnTo})
+	unrecorded, _ := signing.NewState(s.keys, "acme", time.Now(), 10*time.Minute) // signed, never recorded
+	s.remember(unrecorded.Value)
+	expired, expiredCookie := s.plantState(time.Now().Add(-time.Minute), time.Now().Add(-time.Minute), returnTo, "s4")
+	code := "code=" + url.QueryEscape(f.code) + "&state="
+	tests := []struct {
+		name   string
+		query  string
+		cookie string
+	}{
+		{"forged signature", code + url.QueryEscape(flipSegment(f.state, 3)), f.cookie},
+		{"signed but never recorded", code + url.QueryEscape(unrecorded.Value), broker.BindingCookieName(unrecorded.ID) + "=x"},
+		{"expired", code + url.QueryEscape(expired), expiredCookie},
+		{"already consumed", code + url.QueryEscape(used.state), used.cookie},
+		{"minted for another provider", code + url.QueryEscape(otherProv.state), otherProv.cookie},
+		{"another browser", f.callbackQuery, s.begin("s4-other-browser").cookie},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			before := s.prov.TokenRequests()
+			resp := s.deliver(s.callback, "acme", tt.query, tt.cookie)
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("got %d %v, want 403", resp.StatusCode, resp.Headers)
+			}
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d requests reached the token endpoint", n)
+			}
+		})
+	}
+	// The code was never sent: the provider (which refuses a code's second
+	// use) still redeems it for the rightful callback.
+	before := s.prov.TokenRequests()
+	if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("rightful callback: %d %v", resp.StatusCode, resp.Headers)
+	}
+	if n := len(s.codeRequests(s.prov, f.code)); n != 1 || s.prov.TokenRequests()-before != 1 {
+		t.Fatalf("the code reached the token endpoint %d times, want 1", n)
+	}
+}
+
+// TestS5_TamperedStateRejected — S5 (RFC 9700 §4.7): one byte flipped in
+// any part of the state (key id, nonce, expiry, signature) → 403 with
+// nothing written and no token request; the return URL, provider and
+// connection come only from the server-side record, so parameters added to
+// the callback URL change nothing.
+func TestS5_TamperedStateRejected(t *testing.T) {
+	s := newStack(t)
+	f := s.begin("s5")
+	for i, part := range []string{"key id", "nonce", "expiry", "signature"} {
+		t.Run("flipped byte in the "+part, func(t *testing.T) {
+			s.within(t)
+			tampered := flipSegment(f.state, i)
+			if tampered == f.state {
+				t.Fatal("flip changed nothing")
+			}
+			snap, before := s.snapshot(), s.prov.TokenRequests()
+			resp := s.deliver(s.callback, "acme", "code="+url.QueryEscape(f.code)+"&state="+url.QueryEscape(tampered), f.cookie)
+			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
+				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+			}
+			s.assertUnchanged(snap)
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+		})
+	}
+	// The untampered state still works; callback input cannot redirect it.
+	q := f.callbackQuery + "&return_to=" + url.QueryEscape("https://evil.example/") + "&connection_id=s5-evil&provider=other&redirect_uri=" + url.QueryEscape("https://evil.example/cb")
+	resp := s.deliver(s.callback, "acme", q, f.cookie)
+	loc, _ := url.Parse(resp.Headers["Location"])
+	if resp.StatusCode != http.StatusFound || loc == nil || loc.Scheme+"://"+loc.Host != appOrigin || loc.Path != "/connected" ||
+		loc.Query().Get("connection_id") != "s5" || loc.Query().Get("status") != "connected" {
+		t.Fatalf("callback with injected parameters: %d %q", resp.StatusCode, resp.Headers["Location"])
+	}
+	if _, err := s.conn("s5-evil"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a connection was stored under a connection_id from the callback URL: %v", err)
+	}
+	if c := s.connOf("acme", "s5"); c.Status != store.StatusConnected {
+		t.Fatalf("connection %+v", redact(c))
+	}
+}
+
+// TestS6_PKCES256PerFlow — S6 (RFC 7636 §4.1–4.2, §7.1; RFC 9700 §2.1.1):
+// every authorization-code flow carries an S256 challenge of its own; the
+// verifier sent with the code is ≥ 32 random bytes, differs per flow,
+// satisfies challenge = BASE64URL(SHA256(verifier)), and is kept server
+// side (never in the browser's URL or cookie).
+func TestS6_PKCES256PerFlow(t *testing.T) {
+	s := newStack(t)
+	a, b := s.begin("s6-a"), s.begin("s6-b")
+	ca, cb := a.authURL.Query().Get("code_challenge"), b.authURL.Query().Get("code_challenge")
+	if ca == "" || ca == cb {
+		t.Fatalf("challenges %q and %q: want two different ones", ca, cb)
+	}
+	verifiers := map[string]bool{}
+	for _, f := range []flow{a, b} {
+		q := f.authURL.Query()
+		if q.Get("code_challenge_method") != "S256" {
+			t.Errorf("code_challenge_method %q", q.Get("code_challenge_method"))
+		}
+		if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+			t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
+		}
+		reqs := s.codeRequests(s.prov, f.code)
+		if len(reqs) != 1 {
+			t.Fatalf("%d token requests for the code", len(reqs))
+		}
+		v := reqs[0].Params.Get("code_verifier")
+		raw, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(raw) < 32 {
+			t.Fatalf("verifier of %d bytes (%v), want ≥ 32 random bytes", len(raw), err)
+		}
+		sum := sha256.Sum256([]byte(v))
+		if base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
+			t.Fatal("challenge is not BASE64URL(SHA256(verifier))")
+		}
+		if strings.Contains(f.authURL.String(), v) || strings.Contains(f.cookie, v) {
+			t.Fatal("the verifier reached the browser")
+		}
+		verifiers[v] = true
+	}
+	if len(verifiers) != 2 {
+		t.Fatal("two flows used one verifier")
+	}
+}
+
+// TestS7_NoPlainPKCE — S7 (RFC 7636 §7.2): the broker never sends
+// code_challenge_method=plain: every challenge it sends is S256 (never the
+// verifier itself), and a catalog entry that tries to force the method is
+// refused when the function starts.
+func TestS7_NoPlainPKCE(t *testing.T) {
+	s := newStack(t)
+	for i := range 3 {
+		f := s.begin("s7-" + strconv.Itoa(i))
+		q := f.authURL.Query()
+		if len(q["code_challenge_method"]) != 1 || q.Get("code_challenge_method") != "S256" {
+			t.Fatalf("code_challenge_method %q, want exactly S256", q["code_challenge_method"])
+		}
+		if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+			t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
+		}
+		if v := s.codeRequests(s.prov, f.code)[0].Params.Get("code_verifier"); v == "" || v == q.Get("code_challenge") {
+			t.Fatal("the challenge is the verifier (plain)")
+		}
+	}
+	base := "  plainer:\n    authorization_url: https://plain.example/authorize\n    token_url: https://plain.example/token\n    grant_types: [authorization_code]\n"
+	for _, tt := range []struct{ name, extra string }{
+		{"authorize_params sets the method", "    authorize_params: {code_challenge_method: plain}\n"},
+		{"pkce: plain", "    pkce: plain\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			s.assertCatalogRefused(base+tt.extra, "")
+		})
+	}
+}
+
+// TestS8_IssuerMixUp — S8 (RFC 9207 §2.4; RFC 9700 §4.4.2): where the
+// callback carries `iss`, it must equal the configured issuer exactly
+// (simple string comparison); where the catalog says the provider always
+// sends it, it is required. A mismatch → 403 before any token request.
+func TestS8_IssuerMixUp(t *testing.T) {
+	s, _ := newSecStack(t)
+	tests := []struct {
+		provider string
+		iss      *string // nil: as the provider sent it
+		status   int
+	}{
+		{"mixup", nil, 302}, // the control: the provider's own iss
+		{"mixup", ptr("https://evil.example"), 403},
+		{"mixup", ptr(""), 403},
+		{"mixup", ptr(mixupIssuer + "/"), 403},
+		{"mixup", ptr(strings.ToUpper(mixupIssuer)), 403},
+		{"mixup", ptr("-"), 403}, // "-" stands for: iss removed (the catalog requires it)
+		{"mixlax", nil, 302},     // iss not sent and not required
+		{"mixlax", ptr(mixlaxIssuer), 302},
+		{"mixlax", ptr("https://evil.example"), 403},
+		{"mixlax", ptr(""), 403},
+	}
+	for i, tt := range tests {
+		name := tt.provider + " iss=as sent"
+		if tt.iss != nil {
+			name = tt.provider + " iss=" + strconv.Quote(*tt.iss)
+		}
+		t.Run(name, func(t *testing.T) {
+			s.within(t)
+			id := "s8-" + strconv.Itoa(i)
+			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: returnTo})
+			srv := s.server(tt.provider)
+			back := s.consent(st.authURL)
+			q := back.Query()
+			if tt.provider == "mixup" && q.Get("iss") != mixupIssuer {
+				t.Fatalf("the test provider did not send iss (got %q)", q.Get("iss"))
+			}
+			switch {
+			case tt.iss == nil:
+			case *tt.iss == "-":
+				q.Del("iss")
+			default:
+				q.Set("iss", *tt.iss)
+			}
+			before := srv.TokenRequests()
+			resp := s.deliver(s.callback, tt.provider, q.Encode(), st.cookie)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %v, want %d", resp.StatusCode, resp.Headers, tt.status)
+			}
+			if tt.status == 302 {
+				assertFinal(t, resp.Headers, id)
+				return
+			}
+			if resp.Headers["Location"] != "" {
+				t.Fatalf("a mix-up answered with a redirect: %q", resp.Headers["Location"])
+			}
+			if n := srv.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+			if _, err := s.store.GetConnection(t.Context(), tt.provider, id); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a connection was stored: %v", err)
+			}
+		})
+	}
+}
+
+// TestS9_CallbackPathMatchesProvider — S9 (RFC 9700 §4.4.2): each provider
+// has its own callback path (its redirect_uri), and a state minted for one
+// provider is refused at another's callback (403, no token request, nothing
+// written), while it still works at its own.
+func TestS9_CallbackPathMatchesProvider(t *testing.T) {
+	s := newStack(t)
+	a := s.begin("s9-a")
+	b := s.secConnect(signing.Link{Provider: "other", ConnectionID: "s9-b", ReturnTo: returnTo})
+	if got := a.authURL.Query().Get("redirect_uri"); got != baseURL+"/callback/acme" {
+		t.Errorf("acme redirect_uri %q", got)
+	}
+	if got := b.authURL.Query().Get("redirect_uri"); got != baseURL+"/callback/other" {
+		t.Errorf("other redirect_uri %q", got)
+	}
+	tests := []struct {
+		name, path, query, cookie string
+	}{
+		{"acme's state at /callback/other", "other", a.callbackQuery, a.cookie},
+		{"other's state at /callback/acme", "acme", "code=" + url.QueryEscape(a.code) + "&state=" + url.QueryEscape(b.state), b.cookie},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			snap, before := s.snapshot(), s.prov.TokenRequests()
+			resp := s.deliver(s.callback, tt.path, tt.query, tt.cookie)
+			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
+				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+			}
+			s.assertUnchanged(snap)
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+		})
+	}
+	if resp := s.deliver(s.callback, "acme", a.callbackQuery, a.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("acme's state at its own callback: %d %v", resp.StatusCode, resp.Headers)
+	}
+}
+
+// TestS10_ErrorResponseMapped — S10 (RFC 6749 §4.1.2.1, §10.14): an
+// `?error=` response still needs a valid state and its browser; the
+// provider's error is mapped to a fixed set of codes and nothing else of it
+// (error_description, error_uri, markup) reaches the page or the redirect.
+func TestS10_ErrorResponseMapped(t *testing.T) {
+	s := newStack(t)
+	const xss = "<svg/onload=alert(1)>"
+	fixed := []string{"access_denied", "invalid_scope", "provider_error", "provider_unavailable", "server_error", "connection_conflict"}
+	tests := []struct {
+		name   string
+		query  func(f flow) string // the callback query; nil: the provider's own denial
+		cookie bool
+		status int
+		code   string // the mapped code in the redirect
+	}{
+		{"markup as the error", func(f flow) string { return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(f.state) }, true, 302, "provider_error"},
+		{"access_denied with markup in description and error_uri", func(f flow) string {
+			return "error=access_denied&error_description=" + url.QueryEscape(xss) + "&error_uri=" + url.QueryEscape("https://evil.example/"+xss) + "&state=" + url.QueryEscape(f.state)
+		}, true, 302, "access_denied"},
+		{"the provider's own denial", nil, true, 302, "access_denied"},
+		{"invalid_scope", func(f flow) string { return "error=invalid_scope&state=" + url.QueryEscape(f.state) }, true, 302, "invalid_scope"},
+		{"temporarily_unavailable", func(f flow) string { return "error=temporarily_unavailable&state=" + url.QueryEscape(f.state) }, true, 302, "provider_unavailable"},
+		{"server_error", func(f flow) string { return "error=server_error&state=" + url.QueryEscape(f.state) }, true, 302, "provider_unavailable"},
+		{"tampered state", func(f flow) string {
+			return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(flipSegment(f.state, 3))
+		}, true, 403, ""},
+		{"no cookie", func(f flow) string { return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(f.state) }, false, 403, ""},
+		{"no state", func(flow) string { return "error=" + url.QueryEscape(xss) }, true, 400, ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			id := "s10-" + strconv.Itoa(i)
+			var f flow
+			if tt.query == nil {
+				s.prov.Deny(true)
+				f = s.begin(id)
+				s.prov.Deny(false)
+				if !strings.Contains(f.callbackQuery, "error=access_denied") {
+					t.Fatal("the provider did not deny")
+				}
+			} else {
+				f = s.begin(id)
+				f.callbackQuery = tt.query(f)
+			}
+			var cookies []string
+			if tt.cookie {
+				cookies = []string{f.cookie}
+			}
+			before := s.prov.TokenRequests()
+			resp := s.deliver(s.callback, "acme", f.callbackQuery, cookies...)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %v, want %d", resp.StatusCode, resp.Headers, tt.status)
+			}
+			everything := resp.Headers["Location"] + resp.Body + strings.Join(resp.Cookies, ";")
+			for _, bad := range []string{"svg", "onload", "alert", "evil.example", "error_description", "error_uri", "The user denied"} {
+				if strings.Contains(strings.ToLower(everything), strings.ToLower(bad)) {
+					t.Errorf("the response carries %q from the provider's error", bad)
+				}
+			}
+			if tt.status == 302 {
+				loc, err := url.Parse(resp.Headers["Location"])
+				if err != nil || loc.Scheme+"://"+loc.Host != appOrigin {
+					t.Fatalf("Location %q", resp.Headers["Location"])
+				}
+				q := loc.Query()
+				if q.Get("error") != tt.code || !slices.Contains(fixed, q.Get("error")) || q.Get("connection_id") != id {
+					t.Fatalf("Location %q, want error=%s", loc, tt.code)
+				}
+				for k := range q {
+					if !slices.Contains([]string{"tab", "error", "connection_id"}, k) {
+						t.Errorf("Location carries %q", k)
+					}
+				}
+			} else if resp.Headers["Location"] != "" {
+				t.Fatalf("a rejected error response redirected: %q", resp.Headers["Location"])
+			}
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+			if _, err := s.conn(id); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a connection was stored: %v", err)
+			}
+		})
+	}
+}
+
+// TestS11_DuplicateParamsRejected — S11 (RFC 6749 §3.1): a callback whose
+// raw query string repeats any parameter (which API Gateway's
+// queryStringParameters would join with a comma) gets 400, with nothing
+// written and no token request; the flow's own callback still works.
+func TestS11_DuplicateParamsRejected(t *testing.T) {
+	s := newStack(t)
+	f := s.begin("s11")
+	state, code := url.QueryEscape(f.state), url.QueryEscape(f.code)
+	tests := []struct{ name, query string }{
+		{"state=a&state=b", "code=" + code + "&state=a&state=b"},
+		{"state=<valid>&state=b", f.callbackQuery + "&state=b"},
+		{"state=b&state=<valid>", "code=" + code + "&state=b&state=" + state},
+		{"the valid state twice", f.callbackQuery + "&state=" + state},
+		{"code twice", "code=" + code + "&code=other&state=" + state},
+		{"iss twice", f.callbackQuery + "&iss=a&iss=b"},
+		{"error twice", "error=access_denied&error=server_error&state=" + state},
+		{"separated by a semicolon", "code=" + code + ";state=b&state=" + state},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			snap, before := s.snapshot(), s.prov.TokenRequests()
+			resp := s.deliver(s.callback, "acme", tt.query, f.cookie)
+			if resp.StatusCode != http.StatusBadRequest || resp.Headers["Location"] != "" {
+				t.Fatalf("got %d %v, want a 400 page", resp.StatusCode, resp.Headers)
+			}
+			s.assertUnchanged(snap)
+			if n := s.prov.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+		})
+	}
+	if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("the flow's own callback: %d %v", resp.StatusCode, resp.Headers)
+	}
+}
+
+// TestS12_SameRedirectURIAndCodeRedeemedOnce — S12 (RFC 6749 §4.1.3): the
+// token request carries exactly the redirect_uri of the authorization
+// request, and a code is sent to the token endpoint once: replaying the
+// callback — twice at once, then again — never sends it a second time.
+func TestS12_SameRedirectURIAndCodeRedeemedOnce(t *testing.T) {
+	s := newStack(t)
+	f := s.begin("s12")
+	resps := s.deliverAtOnce("acme", f.callbackQuery, f.cookie)
+	resps = append(resps, s.deliver(s.callback, "acme", f.callbackQuery, f.cookie), s.deliver(s.callback2, "acme", f.callbackQuery, f.cookie))
+	ok := 0
+	for _, r := range resps {
+		if strings.Contains(r.Headers["Location"], "status=connected") {
+			ok++
+		} else if r.StatusCode != http.StatusForbidden {
+			t.Errorf("replayed callback: %d %v", r.StatusCode, r.Headers)
+		}
+	}
+	reqs := s.codeRequests(s.prov, f.code)
+	if ok != 1 || len(reqs) != 1 {
+		t.Fatalf("%d successes, code sent %d times; want 1 and 1", ok, len(reqs))
+	}
+	if got, want := reqs[0].Params.Get("redirect_uri"), f.authURL.Query().Get("redirect_uri"); got != want || want != baseURL+"/callback/acme" {
+		t.Fatalf("token request redirect_uri %q, authorization request %q", got, want)
+	}
+	if reqs[0].Status != http.StatusOK {
+		t.Fatalf("the provider refused the exchange: %d", reqs[0].Status)
+	}
+}
+
+// TestS13_NoRedirectFollowedAndBoundedBody — S13 (RFC 6749 §10.9): the
+// provider client verifies TLS, follows no redirect (a 307/308 would
+// re-send the POST with the client secret), gives up in time and reads a
+// bounded response: a token endpoint answering 307/308 gets no second
+// request anywhere; a 10 MB token response (a valid one, were it read
+// whole) and an endless body end in a prompt error; an untrusted
+// certificate stops the request before it is sent; a hanging endpoint is
+// abandoned before the function's deadline.
+func TestS13_NoRedirectFollowedAndBoundedBody(t *testing.T) {
+	s, h := newSecStack(t)
+	tests := []struct {
+		name     string
+		provider string
+		mode     string
+		fn       func() *lambdarie.Function
+		maxTime  time.Duration
+		hits     []string // requests the hostile endpoint must have seen
+	}{
+		{"307 Temporary Redirect", "hostile", "307", nil, 5 * time.Second, []string{"/token"}},
+		{"308 Permanent Redirect", "hostile", "308", nil, 5 * time.Second, []string{"/token"}},
+		{"10 MB body", "hostile", "big", nil, 5 * time.Second, []string{"/token"}},
+		{"endless body", "hostile", "endless", nil, 6 * time.Second, []string{"/token"}},
+		{"untrusted TLS certificate", "untrusted", "", nil, 5 * time.Second, nil},
+		{"no answer (3 s function)", "hostile", "hang", func() *lambdarie.Function { return s.slowCB }, 5 * time.Second, []string{"/token"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			id := "s13-" + strconv.Itoa(i)
+			h.reset(tt.mode)
+			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: returnTo})
+			back := s.consent(st.authURL)
+			fn := s.callback
+			if tt.fn != nil {
+				fn = tt.fn()
+			}
+			start := time.Now()
+			resp := s.deliver(fn, tt.provider, back.RawQuery, st.cookie)
+			took := time.Since(start)
+			loc, _ := url.Parse(resp.Headers["Location"])
+			if resp.StatusCode != http.StatusFound || loc == nil || loc.Query().Get("error") != "provider_unavailable" {
+				t.Fatalf("got %d %q, want an error redirect with provider_unavailable", resp.StatusCode, resp.Headers["Location"])
+			}
+			if took > tt.maxTime {
+				t.Fatalf("the callback took %v, want ≤ %v", took, tt.maxTime)
+			}
+			if got := h.requests(); !slices.Equal(got, tt.hits) {
+				t.Fatalf("the hostile endpoint saw %v, want %v", got, tt.hits)
+			}
+			if n := h.tlsHits(); n != 0 {
+				t.Fatalf("%d requests sent over an unverified TLS connection", n)
+			}
+			if _, err := s.store.GetConnection(t.Context(), tt.provider, id); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a connection was stored: %v", err)
+			}
+		})
+	}
+}
+
+// TestS14_TokenResponseChecked — S14 (RFC 6749 §5.1, §3.3): a token
+// response needs an access token and token_type bearer (any case); a
+// token_type of mac, a missing type (where the catalog does not allow it),
+// a missing or empty token or an error object → rejected and nothing
+// stored; the scope actually granted is what is stored — narrower than
+// requested when the user unticked a box, the requested one when the
+// response does not say.
+func TestS14_TokenResponseChecked(t *testing.T) {
+	s, _ := newSecStack(t)
+	tests := []struct {
+		name      string
+		body      string // a 200 application/json token response; "" for the provider's own
+		provider  string
+		stored    bool
+		scope     string // stored scope
+		tokenType string
+	}{
+		{"token_type=mac", `{"access_token":"%s","token_type":"mac","expires_in":3600}`, "acme", false, "", ""},
+		{"token_type missing", `{"access_token":"%s","expires_in":3600}`, "acme", false, "", ""},
+		{"token_type not a string", `{"access_token":"%s","token_type":1}`, "acme", false, "", ""},
+		{"access_token missing", `{"token_type":"Bearer","expires_in":3600}`, "acme", false, "", ""},
+		{"access_token empty", `{"access_token":"","token_type":"Bearer"}`, "acme", false, "", ""},
+		{"access_token not a string", `{"access_token":12345,"token_type":"Bearer"}`, "acme", false, "", ""},
+		{"error object with 200", `{"error":"invalid_request","access_token":"%s","token_type":"Bearer"}`, "acme", false, "", ""},
+		{"token_type=bearer", `{"access_token":"%s","token_type":"bearer","expires_in":3600,"scope":"read write"}`, "acme", true, "read write", "Bearer"},
+		{"token_type=BEARER", `{"access_token":"%s","token_type":"BEARER","expires_in":3600,"scope":"read write"}`, "acme", true, "read write", "Bearer"},
+		{"narrower scope in the response", `{"access_token":"%s","token_type":"Bearer","expires_in":3600,"scope":"read"}`, "acme", true, "read", "Bearer"},
+		{"no scope in the response", `{"access_token":"%s","token_type":"Bearer","expires_in":3600}`, "acme", true, "read write", "Bearer"},
+		{"a user who granted only read", "", "narrow", true, "read", "Bearer"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			id := "s14-" + strconv.Itoa(i)
+			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: returnTo, Scopes: []string{"read", "write"}})
+			back := s.consent(st.authURL)
+			srv := s.provServer(tt.provider)
+			var injected string
+			if tt.body != "" {
+				injected = "s14-token-" + strconv.Itoa(i) + "-Qv8"
+				s.remember(injected)
+				body := strings.ReplaceAll(tt.body, "%s", injected)
+				srv.FailNext(1, http.StatusOK, "application/json", body, nil)
+			}
+			before := srv.TokenRequests()
+			resp := s.deliver(s.callback, tt.provider, back.RawQuery, st.cookie)
+			if n := srv.TokenRequests() - before; n != 1 {
+				t.Fatalf("%d token requests", n)
+			}
+			c, err := s.store.GetConnection(t.Context(), tt.provider, id)
+			if !tt.stored {
+				loc, _ := url.Parse(resp.Headers["Location"])
+				if resp.StatusCode != http.StatusFound || loc == nil || loc.Query().Get("error") == "" {
+					t.Fatalf("got %d %q, want an error redirect", resp.StatusCode, resp.Headers["Location"])
+				}
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("a connection was stored: %v", err)
+				}
+				return
+			}
+			assertFinal(t, resp.Headers, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Scope != tt.scope || c.TokenType != tt.tokenType || (injected != "" && c.AccessToken != injected) {
+				t.Fatalf("stored scope %q type %q, want %q %q", c.Scope, c.TokenType, tt.scope, tt.tokenType)
+			}
+		})
+	}
+}
+
+// TestS15_ReturnToValidatedTwice — S15 (RFC 9700 §4.11; RFC 6749 §10.15):
+// every payload of the public open-redirect corpus
+// (shared/returnto/testdata/open-redirect.txt), put into a correctly signed
+// connect link, is refused by authorize (403 page, no cookie, no redirect,
+// nothing written, no provider contacted), while its same-origin controls
+// pass; and the return URL is checked again before the final redirect: a
+// flow whose return URL is no longer allowed when it comes back ends on a
+// 403 page without a token request.
+func TestS15_ReturnToValidatedTwice(t *testing.T) {
+	s := newStack(t)
+	root, err := lambdarie.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "shared", "returnto", "testdata", "open-redirect.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := strings.NewReplacer("{TAB}", "\t", "{CR}", "\r", "{LF}", "\n", "{NUL}", "\x00", "{SP}", " ", "{EMPTY}", "")
+	var payloads, controls []string
+	for _, line := range strings.Split(string(data), "\n") {
+		switch raw, allow := strings.CutPrefix(line, "allow "); {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case allow && strings.HasPrefix(raw, appOrigin):
+			controls = append(controls, tokens.Replace(raw))
+		case !allow:
+			payloads = append(payloads, tokens.Replace(raw))
+		}
+	}
+	if len(payloads) < 100 || len(controls) == 0 {
+		t.Fatalf("corpus: %d payloads, %d controls", len(payloads), len(controls))
+	}
+	exp := time.Now().Add(time.Hour)
+	t.Run("corpus at authorize", func(t *testing.T) {
+		s.within(t)
+		snap, before := s.snapshot(), len(s.prov.Requests())
+		for _, p := range payloads {
+			resp := s.connect("acme", s.rawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: p, Expires: exp}), nil)
+			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
+				t.Errorf("return_to %q: %d %v %v, want a 403 page", p, resp.StatusCode, resp.Headers["Location"], resp.Cookies)
+			}
+		}
+		s.assertUnchanged(snap)
+		if len(s.prov.Requests()) != before {
+			t.Fatal("the provider was contacted")
+		}
+		for _, c := range controls {
+			resp := s.connect("acme", s.rawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: c, Expires: exp}), nil)
+			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+				t.Errorf("control %q: %d %s", c, resp.StatusCode, resp.Body)
+				continue
+			}
+			au, _ := url.Parse(resp.Headers["Location"])
+			s.remember(au.Query().Get("state"), strings.SplitN(strings.SplitN(resp.Cookies[0], ";", 2)[0], "=", 2)[1])
+		}
+		t.Logf("%d payloads refused, %d controls accepted", len(payloads), len(controls))
+	})
+
+	t.Run("again before the final redirect", func(t *testing.T) {
+		s.within(t)
+		// RETURN_ORIGINS changed while the flow ran: the callback that
+		// sees the browser back no longer allows the recorded return URL.
+		moved := s.extraFunction("./functions/callback", map[string]string{"RETURN_ORIGINS": "https://other-app.example.com", "AWS_LAMBDA_FUNCTION_TIMEOUT": "10"})
+		f := s.begin("s15-moved")
+		before := s.prov.TokenRequests()
+		resp := s.deliver(moved, "acme", f.callbackQuery, f.cookie)
+		if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
+			t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+		}
+		if n := s.prov.TokenRequests() - before; n != 0 {
+			t.Fatalf("%d token requests", n)
+		}
+		if _, err := s.conn("s15-moved"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a connection was stored: %v", err)
+		}
+	})
+}
+
+// TestS16_CallbackResponsesLeakNothing — S16 (RFC 6750 §5.3; RFC 9700
+// §4.2): every kind of callback answer — the final redirect, error
+// redirects, error pages, the 201 of a client_credentials connect — carries
+// Referrer-Policy: no-referrer and Cache-Control: no-store, loads no
+// third-party content, and no code, state, token or secret is in its
+// Location, body or cookies.
+func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
+	s, _ := newSecStack(t)
+	tests := []struct {
+		name   string
+		run    func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) // the answer and values it must not carry
+		status int
+	}{
+		{"connected", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-ok")
+			resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie)
+			c := s.connOf("acme", "s16-ok")
+			return resp, []string{f.code, f.state, c.AccessToken, c.RefreshToken, strings.SplitN(f.cookie, "=", 2)[1]}
+		}, 302},
+		{"provider error", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-denied")
+			return s.deliver(s.callback, "acme", "error=access_denied&state="+url.QueryEscape(f.state), f.cookie), []string{f.code, f.state}
+		}, 302},
+		{"token endpoint failure", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-500")
+			s.prov.FailNext(1, 500, "application/json", `{"error":"server_error"}`, nil)
+			return s.deliver(s.callback, "acme", f.callbackQuery, f.cookie), []string{f.code, f.state}
+		}, 302},
+		{"tampered state", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-403")
+			bad := flipSegment(f.state, 3)
+			s.remember(bad)
+			return s.deliver(s.callback, "acme", "code="+url.QueryEscape(f.code)+"&state="+url.QueryEscape(bad), f.cookie), []string{f.code, f.state, bad}
+		}, 403},
+		{"code alone", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-400")
+			return s.deliver(s.callback, "acme", "code="+url.QueryEscape(f.code), f.cookie), []string{f.code}
+		}, 400},
+		{"client_credentials connect", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			resp := s.connect("machine", s.signed(signing.Link{Provider: "machine", ConnectionID: "s16-cc"}), nil)
+			next, err := url.Parse(resp.Headers["Location"])
+			if resp.StatusCode != http.StatusFound || err != nil || next.Query().Get("state") == "" {
+				t.Fatalf("authorize: %d %v", resp.StatusCode, resp.Headers)
+			}
+			s.remember(next.Query().Get("state"))
+			cb := s.deliver(s.callback, "machine", next.RawQuery)
+			c := s.connOf("machine", "s16-cc")
+			return cb, []string{next.Query().Get("state"), c.AccessToken}
+		}, 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			resp, secret := tt.run(t)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %v %s, want %d", resp.StatusCode, resp.Headers, resp.Body, tt.status)
+			}
+			if resp.Headers["Referrer-Policy"] != "no-referrer" || resp.Headers["Cache-Control"] != "no-store" {
+				t.Errorf("headers %v: want Referrer-Policy no-referrer and Cache-Control no-store", resp.Headers)
+			}
+			if csp := resp.Headers["Content-Security-Policy"]; !strings.Contains(csp, "default-src 'none'") {
+				t.Errorf("Content-Security-Policy %q", csp)
+			}
+			if loc := resp.Headers["Location"]; loc != "" && !strings.HasPrefix(loc, appOrigin+"/") {
+				t.Errorf("Location %q is not the app", loc)
+			}
+			for _, third := range []string{"http:", "https:", "//", "src=", "href=", "<script", "<img", "<iframe", "@import", "url("} {
+				if strings.Contains(strings.ToLower(resp.Body), third) {
+					t.Errorf("body loads or links other content (%q): %s", third, resp.Body)
+				}
+			}
+			carried := resp.Headers["Location"] + "\n" + resp.Body + "\n" + strings.Join(resp.Cookies, "\n")
+			all := append(secret, clientSecret, "other-secret-Pw2")
+			for _, e := range s.extra {
+				all = append(all, e.secret)
+			}
+			for _, srv := range append([]*providertest.Server{s.prov}, s.server("machine")) {
+				all = append(all, srv.Credentials()...) // every code and token issued
+			}
+			for _, v := range all {
+				if v != "" && (strings.Contains(carried, v) || strings.Contains(carried, url.QueryEscape(v))) {
+					t.Errorf("the response carries a code, state, token or secret (%.6s…)", v)
+				}
+			}
+		})
+	}
+}
+
+// TestS17_OnlyCodeFlow — S17 (RFC 9700 §2.1.2, §2.4): the authorization
+// URL asks for response_type=code and nothing else, with only the scopes
+// the link asked for (the catalog's defaults when it asked for none); a
+// link asking for the implicit or password grant is refused, and so is a
+// catalog that declares them.
+func TestS17_OnlyCodeFlow(t *testing.T) {
+	s := newStack(t)
+	for _, tt := range []struct {
+		scopes []string
+		want   string
+	}{{nil, "read"}, {[]string{"read"}, "read"}, {[]string{"read", "write"}, "read write"}} {
+		st := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s17", ReturnTo: returnTo, Scopes: tt.scopes})
+		q := st.authURL.Query()
+		if len(q["response_type"]) != 1 || q.Get("response_type") != "code" || q.Has("response_mode") {
+			t.Fatalf("authorization URL %s: want exactly response_type=code", st.authURL)
+		}
+		if q.Get("scope") != tt.want {
+			t.Errorf("link scopes %v: scope %q, want %q", tt.scopes, q.Get("scope"), tt.want)
+		}
+	}
+	for _, grant := range []string{"implicit", "password", "token"} {
+		t.Run("link asks for "+grant, func(t *testing.T) {
+			s.within(t)
+			snap := s.snapshot()
+			resp := s.connect("acme", s.signed(signing.Link{Provider: "acme", ConnectionID: "s17-" + grant, ReturnTo: returnTo, Grant: grant}), nil)
+			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
+				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+			}
+			s.assertUnchanged(snap)
+		})
+	}
+	for _, grants := range []string{"[implicit]", "[password]", "[authorization_code, implicit]"} {
+		t.Run("catalog declares "+grants, func(t *testing.T) {
+			s.within(t)
+			s.assertCatalogRefused("  flows:\n    authorization_url: https://flows.example/authorize\n    token_url: https://flows.example/token\n    grant_types: "+grants+"\n", "not allowed")
+		})
+	}
+}
+
+// TestS18_RedirectURIFromConfig — S18 (RFC 9700 §4.13): the redirect_uri
+// comes from BASE_URL only: spoofed Host, X-Forwarded-*, Forwarded headers
+// or API Gateway domain names change neither the authorization request's
+// redirect_uri nor the token request's, nor where the browser is sent.
+func TestS18_RedirectURIFromConfig(t *testing.T) {
+	s := newStack(t)
+	want := baseURL + "/callback/acme"
+	tests := []struct {
+		name    string
+		headers map[string]string
+		domain  bool // also set requestContext.domainName
+	}{
+		{"X-Forwarded-Host", map[string]string{"x-forwarded-host": "evil.example"}, false},
+		{"Host", map[string]string{"host": "evil.example"}, false},
+		{"Forwarded", map[string]string{"forwarded": "host=evil.example;proto=http"}, false},
+		{"X-Forwarded-Proto and -Port", map[string]string{"x-forwarded-proto": "http", "x-forwarded-port": "8080"}, false},
+		{"X-Original-Host", map[string]string{"x-original-host": "evil.example", "x-forwarded-server": "evil.example"}, false},
+		{"requestContext.domainName", nil, true},
+		{"all at once", map[string]string{"x-forwarded-host": "evil.example", "host": "evil.example", "forwarded": "host=evil.example", "x-forwarded-proto": "http"}, true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			id := "s18-" + strconv.Itoa(i)
+			edit := func(ev *events.APIGatewayV2HTTPRequest) {
+				maps.Copy(ev.Headers, tt.headers)
+				if tt.domain {
+					ev.RequestContext.DomainName, ev.RequestContext.DomainPrefix = "evil.example", "evil"
+				}
+			}
+			resp := invoke(t, s.authorize, event(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				setQuery(ev, "acme", "connect", s.signed(signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo}))
+				edit(ev)
+			}))
+			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+				t.Fatalf("authorize: %d %s", resp.StatusCode, resp.Body)
+			}
+			authURL, _ := url.Parse(resp.Headers["Location"])
+			if got := authURL.Query().Get("redirect_uri"); got != want {
+				t.Fatalf("redirect_uri %q, want %q", got, want)
+			}
+			cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
+			s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
+			back := s.consent(authURL)
+			cb := invoke(t, s.callback, event(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				setQuery(ev, "acme", "callback", back.RawQuery)
+				ev.Cookies = []string{cookie}
+				edit(ev)
+			}))
+			assertFinal(t, cb.Headers, id)
+			if !strings.HasPrefix(cb.Headers["Location"], appOrigin+"/") {
+				t.Fatalf("final redirect %q", cb.Headers["Location"])
+			}
+			reqs := s.codeRequests(s.prov, back.Query().Get("code"))
+			if len(reqs) != 1 || reqs[0].Params.Get("redirect_uri") != want {
+				t.Fatalf("token request redirect_uri %v, want %q", reqs, want)
+			}
+		})
+	}
+}
+
+// TestS19_ProviderURLsAndParams — S19 (RFC 9700 §2.6): per-connection URL
+// parameters must match the provider's declared pattern — with the shipped
+// GetResponse 360 entry, domain=169.254.169.254 (and other values that
+// would move a request elsewhere) is refused at authorize with nothing
+// written and no provider contacted, even in a correctly signed link —
+// and a catalog whose provider URLs are not https (outside loopback) is
+// refused when the function starts.
+func TestS19_ProviderURLsAndParams(t *testing.T) {
+	s, _ := newSecStack(t)
+	srv := s.server("getresponse360")
+	link := func(params map[string]string) signing.Link {
+		return signing.Link{Provider: "getresponse360", ConnectionID: "s19", ReturnTo: returnTo, Params: params, Expires: time.Now().Add(time.Hour)}
+	}
+	// The control: a customer domain that fits the pattern.
+	resp := s.connect("getresponse360", s.signed(link(map[string]string{"domain": gr360Domain, "region": "pl"})), nil)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Headers["Location"], srv.URL+"/"+gr360Domain+"/") {
+		t.Fatalf("control: %d %v", resp.StatusCode, resp.Headers)
+	}
+	au, _ := url.Parse(resp.Headers["Location"])
+	s.remember(au.Query().Get("state"), strings.SplitN(strings.SplitN(resp.Cookies[0], ";", 2)[0], "=", 2)[1])
+
+	tests := []struct {
+		name   string
+		params map[string]string
+	}{
+		{"domain=169.254.169.254", map[string]string{"domain": "169.254.169.254", "region": "pl"}},
+		{"domain=127.0.0.1", map[string]string{"domain": "127.0.0.1", "region": "pl"}},
+		{"domain=localhost", map[string]string{"domain": "localhost", "region": "pl"}},
+		{"domain in capitals", map[string]string{"domain": "MAIL.ACME-SHOP.COM", "region": "pl"}},
+		{"domain with a port", map[string]string{"domain": "evil.example:8443", "region": "pl"}},
+		{"domain with a path", map[string]string{"domain": "evil.example/x", "region": "pl"}},
+		{"domain with userinfo", map[string]string{"domain": "mail.acme-shop.com@evil.example", "region": "pl"}},
+		{"domain missing", map[string]string{"region": "pl"}},
+		{"region=evil", map[string]string{"domain": gr360Domain, "region": "evil"}},
+		{"region=com.evil.example", map[string]string{"domain": gr360Domain, "region": "com.evil.example"}},
+		{"an undeclared parameter", map[string]string{"domain": gr360Domain, "region": "pl", "host": "evil.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			snap, before := s.snapshot(), len(srv.Requests())
+			// Signed with the documented algorithm, so that values the
+			// signing library itself refuses still reach authorize.
+			resp := s.connect("getresponse360", s.rawLink(link(tt.params)), nil)
+			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
+				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
+			}
+			s.assertUnchanged(snap)
+			if len(srv.Requests()) != before {
+				t.Fatal("the provider was contacted")
+			}
+		})
+	}
+	for _, tt := range []struct{ name, authURL, tokenURL string }{
+		{"http token_url", "https://plainhttp.example/authorize", "http://plainhttp.example/token"},
+		{"http authorization_url", "http://plainhttp.example/authorize", "https://plainhttp.example/token"},
+		{"http on a link-local address", "https://plainhttp.example/authorize", "http://169.254.169.254/token"},
+	} {
+		t.Run("catalog with "+tt.name, func(t *testing.T) {
+			s.within(t)
+			s.assertCatalogRefused("  plainhttp:\n    authorization_url: "+tt.authURL+"\n    token_url: "+tt.tokenURL+"\n    grant_types: [authorization_code]\n", "must be https")
+		})
+	}
+}
+
+// TestS21_OneWriterPerConnection — S21 (RFC 6749 §6; RFC 9700 §4.14): two
+// refresh functions sweeping one due connection at once send one token
+// request; the rotated refresh token replaces the old one (which the
+// provider no longer accepts); invalid_grant → needs_reauth after exactly
+// one request, and the next sweeps send none.
+func TestS21_OneWriterPerConnection(t *testing.T) {
+	s := newStack(t)
+	f := s.begin("s21")
+	if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
+	}
+	second := s.extraFunction("./functions/refresh", map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"})
+	if sum, err := sweep(t.Context(), second); err != nil || sum["due"] != 0 { // warm: both start their sweeps at once
+		t.Fatalf("warm-up sweep: %v %v", sum, err)
+	}
+
+	s.makeDue("s21")
+	c0 := s.connOf("acme", "s21")
+	before := s.prov.TokenRequests()
+	s.prov.Delay(time.Second) // the first refresher holds its lease while the second looks
+	sums := make([]map[string]int, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, fn := range []*lambdarie.Function{s.refresh, second} {
+		wg.Go(func() { sums[i], errs[i] = sweep(t.Context(), fn) })
+	}
+	wg.Wait()
+	s.prov.Delay(0)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.prov.TokenRequests() - before; n != 1 || sums[0]["refreshed"]+sums[1]["refreshed"] != 1 {
+		t.Fatalf("two concurrent sweeps: %d token requests, summaries %v %v; want 1 request, 1 refresh", n, sums[0], sums[1])
+	}
+	c1 := s.connOf("acme", "s21")
+	if c1.RefreshToken == c0.RefreshToken || !s.prov.ValidRefresh(c1.RefreshToken) || s.prov.ValidRefresh(c0.RefreshToken) ||
+		!s.prov.Valid(c1.AccessToken) || c1.Version <= c0.Version {
+		t.Fatalf("after the refresh: rotated %v, new valid %v, old valid %v, version %d→%d",
+			c1.RefreshToken != c0.RefreshToken, s.prov.ValidRefresh(c1.RefreshToken), s.prov.ValidRefresh(c0.RefreshToken), c0.Version, c1.Version)
+	}
+	if tr := last(tokenRequests(s.prov, "/token")); tr.Params.Get("grant_type") != "refresh_token" || tr.Params.Get("refresh_token") != c0.RefreshToken {
+		t.Fatal("the refresh did not present the stored refresh token")
+	}
+
+	// The grant is revoked: one request, needs_reauth, then silence.
+	s.prov.RevokeRefresh(c1.RefreshToken)
+	s.makeDue("s21")
+	before = s.prov.TokenRequests()
+	if sum := s.runRefresh(); sum["needs_reauth"] != 1 {
+		t.Fatalf("sweep after revocation: %v", sum)
+	}
+	if n := s.prov.TokenRequests() - before; n != 1 {
+		t.Fatalf("%d token requests for invalid_grant, want 1 (no retries)", n)
+	}
+	c2 := s.connOf("acme", "s21")
+	if c2.Status != store.StatusNeedsReauth || !c2.RefreshDue.IsZero() || c2.RefreshToken != c1.RefreshToken {
+		t.Fatalf("after invalid_grant %+v", redact(c2))
+	}
+	for _, fn := range []*lambdarie.Function{s.refresh, second} {
+		sum, err := sweep(t.Context(), fn)
+		if err != nil || sum["due"] != 0 {
+			t.Fatalf("next sweep: %v %v", sum, err)
+		}
+	}
+	if n := s.prov.TokenRequests() - before; n != 1 {
+		t.Fatalf("%d token requests after needs_reauth, want none", n-1)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The extra providers some rows need
+
+const (
+	mixupIssuer  = "https://mixup.example.test"
+	mixlaxIssuer = "https://mixlax.example.test"
+)
+
+// newSecStack is newStack with the providers S8, S13, S14, S16 and S19
+// need:
+//
+//   - hostile:   consent at a strict test provider; the token endpoint is
+//     a hostileEndpoint (redirects, huge or endless bodies, no answer)
+//   - untrusted: its token endpoint is https with a certificate nobody
+//     trusts
+//   - mixup:     an RFC 9207 provider that always sends iss
+//     (require_issuer)
+//   - mixlax:    a configured issuer the provider does not send
+//   - narrow:    a provider whose user grants only "read"
+//   - machine:   a client_credentials provider
+//   - getresponse360: the shipped entry, hosts moved onto its test server
+func newSecStack(t *testing.T) (*stack, *hostileEndpoint) {
+	h := newHostileEndpoint(t)
+	s := newStackWith(t, func(redirect func(string) string) []extraProvider {
+		cfg := func(name string) providertest.Config {
+			return providertest.Config{ClientID: name + "-client-id", ClientSecret: name + "-secret-Wm3" + name[:2], RedirectURI: redirect(name)}
+		}
+		entry := func(name, authURL, tokenURL, more string) string {
+			return "  " + name + ":\n    authorization_url: " + authURL + "\n    token_url: " + tokenURL +
+				"\n    grant_types: [authorization_code]\n" + more
+		}
+		extra := func(name, yaml string, c providertest.Config, srv *providertest.Server) extraProvider {
+			return extraProvider{name: name, entry: yaml, id: c.ClientID, secret: c.ClientSecret, srv: srv}
+		}
+		var out []extraProvider
+
+		c := cfg("hostile")
+		pt := providertest.New(t, c)
+		out = append(out, extra("hostile", entry("hostile", pt.AuthorizeURL(), h.URL+"/token", ""), c, pt))
+
+		c = cfg("untrusted")
+		pt = providertest.New(t, c)
+		out = append(out, extra("untrusted", entry("untrusted", pt.AuthorizeURL(), h.TLSURL+"/token", ""), c, pt))
+
+		c = cfg("mixup")
+		c.Issuer = mixupIssuer
+		pt = providertest.New(t, c)
+		out = append(out, extra("mixup", entry("mixup", pt.AuthorizeURL(), pt.TokenURL(), "    issuer: "+mixupIssuer+"\n    require_issuer: true\n"), c, pt))
+
+		c = cfg("mixlax")
+		pt = providertest.New(t, c)
+		out = append(out, extra("mixlax", entry("mixlax", pt.AuthorizeURL(), pt.TokenURL(), "    issuer: "+mixlaxIssuer+"\n"), c, pt))
+
+		c = cfg("narrow")
+		c.Scopes, c.GrantOnly, c.AccessTokenTTL = []string{"read", "write"}, []string{"read"}, time.Hour
+		pt = providertest.New(t, c)
+		out = append(out, extra("narrow", entry("narrow", pt.AuthorizeURL(), pt.TokenURL(), ""), c, pt))
+
+		c = cfg("machine")
+		c.RedirectURI, c.GrantTypes, c.AccessTokenTTL = "", []string{providertest.GrantClientCredentials}, time.Hour
+		pt = providertest.New(t, c)
+		out = append(out, extra("machine", "  machine:\n    token_url: "+pt.TokenURL()+"\n    grant_types: [client_credentials]\n", c, pt))
+
+		gr := seedproviders.Client{ID: "getresponse360-client-id", Secret: "gr360-secret-Hn07", RedirectURI: redirect("getresponse360")}
+		pt = seedproviders.GetResponse360(t, gr, gr360Domain, "pl")
+		out = append(out, extraProvider{name: "getresponse360", entry: seedEntry(t, "getresponse360", pt.URL), id: gr.ID, secret: gr.Secret, srv: pt})
+		return out
+	})
+	return s, h
+}
+
+// hostileEndpoint is a token endpoint that misbehaves as its mode says,
+// over plain http (URL) and over https with an untrusted certificate
+// (TLSURL, which must never see a request).
+type hostileEndpoint struct {
+	URL, TLSURL string
+	done        chan struct{} // closed when the test ends: ends hanging answers
+
+	mu    sync.Mutex
+	mode  string
+	paths []string
+	tls   int
+}
+
+func newHostileEndpoint(t *testing.T) *hostileEndpoint {
+	h := &hostileEndpoint{done: make(chan struct{})}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.tls++
+		h.mu.Unlock()
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	t.Cleanup(func() { close(h.done) }) // runs before the servers close
+	h.URL, h.TLSURL = srv.URL, ts.URL
+	return h
+}
+
+// reset sets the mode and forgets the requests seen.
+func (h *hostileEndpoint) reset(mode string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mode, h.paths, h.tls = mode, nil, 0
+}
+
+func (h *hostileEndpoint) requests() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.paths)
+}
+
+func (h *hostileEndpoint) tlsHits() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tls
+}
+
+func (h *hostileEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	mode := h.mode
+	h.paths = append(h.paths, r.URL.Path)
+	h.mu.Unlock()
+	_, _ = io.Copy(io.Discard, r.Body)
+	if r.URL.Path != "/token" { // where a redirect would have sent the secret
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	chunk := []byte(strings.Repeat("a", 64<<10))
+	switch mode {
+	case "307", "308":
+		w.Header().Set("Location", h.URL+"/stolen")
+		code, _ := strconv.Atoi(mode)
+		w.WriteHeader(code)
+	case "big": // 10 MB of a valid token response
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"token_type":"Bearer","expires_in":3600,"access_token":"`)
+		for range (10 << 20) / len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(w, `"}`)
+	case "endless":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"token_type":"Bearer","access_token":"`)
+		for range 1 << 14 { // 1 GiB at most
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			select {
+			case <-h.done:
+				return
+			case <-r.Context().Done():
+				return
+			default:
+			}
+		}
+	case "hang":
+		select {
+		case <-r.Context().Done():
+		case <-h.done:
+		}
+	default:
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+// within makes t (a subtest) the stack's test until t ends, so that the
+// stack's helpers fail the subtest that called them.
+func (s *stack) within(t *testing.T) {
+	prev := s.t
+	s.t = t
+	t.Cleanup(func() { s.t = prev })
+}
+
+// started is an authorize answer as the browser holds it.
+type started struct {
+	resp    events.APIGatewayV2HTTPResponse
+	authURL *url.URL
+	state   string
+	cookie  string // name=value of the binding cookie
+}
+
+func (st started) stateID() string { return signing.Hash(strings.Split(st.state, ".")[1]) }
+
+func (f flow) stateID() string { return signing.Hash(strings.Split(f.state, ".")[1]) }
+
+// secConnect runs authorize for a browser link and checks it answered a
+// redirect to the provider with a binding cookie.
+func (s *stack) secConnect(l signing.Link) started {
+	s.t.Helper()
+	resp := s.connect(l.Provider, s.signed(l), nil)
+	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+		s.t.Fatalf("authorize %s: %d %v %s", l.Provider, resp.StatusCode, resp.Cookies, resp.Body)
+	}
+	authURL, err := url.Parse(resp.Headers["Location"])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
+	st := started{resp: resp, authURL: authURL, state: authURL.Query().Get("state"), cookie: cookie}
+	s.remember(st.state, strings.SplitN(cookie, "=", 2)[1])
+	return st
+}
+
+// plantState records an acme state for connectionID as authorize would,
+// with the given signed and recorded expiries, and returns the state value
+// and the browser's cookie.
+func (s *stack) plantState(signedExp, recordedExp time.Time, ret, connectionID string) (value, cookie string) {
+	s.t.Helper()
+	ttl := 10 * time.Minute
+	st, err := signing.NewState(s.keys, "acme", signedExp.Add(-ttl), ttl)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	binding, _ := signing.RandomString(32)
+	if err := s.store.PutState(context.Background(), store.StateRecord{ID: st.ID, Provider: "acme", ConnectionID: connectionID,
+		ReturnTo: ret, Grant: "authorization_code", BindingHash: signing.Hash(binding), ExpiresAt: recordedExp}); err != nil {
+		s.t.Fatal(err)
+	}
+	s.remember(st.Value, binding)
+	return st.Value, broker.BindingCookieName(st.ID) + "=" + binding
+}
+
+// deliverAtOnce sends the same callback to both callback instances at the
+// same moment.
+func (s *stack) deliverAtOnce(provider, query string, cookies ...string) []events.APIGatewayV2HTTPResponse {
+	s.t.Helper()
+	out := make([]events.APIGatewayV2HTTPResponse, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, fn := range []*lambdarie.Function{s.callback, s.callback2} {
+		ev := event(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+			setQuery(ev, provider, "callback", query)
+			ev.Cookies = cookies
+		})
+		wg.Go(func() {
+			raw, err := fn.Invoke(s.t.Context(), ev)
+			if err == nil {
+				err = json.Unmarshal(raw, &out[i])
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// codeRequests returns the token requests srv received carrying code.
+func (s *stack) codeRequests(srv *providertest.Server, code string) []providertest.Recorded {
+	var out []providertest.Recorded
+	for _, r := range srv.Requests() {
+		if r.Params.Get("code") == code && code != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// snapshot returns every item of the stack's table, rendered as JSON and
+// keyed by pk and sk.
+func (s *stack) snapshot() map[string]string {
+	s.t.Helper()
+	out := map[string]string{}
+	var startKey map[string]types.AttributeValue
+	for {
+		page, err := s.ddb.Scan(context.Background(), &dynamodb.ScanInput{TableName: &s.table, ExclusiveStartKey: startKey, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, item := range page.Items {
+			var m map[string]any
+			if err := attributevalue.UnmarshalMap(item, &m); err != nil {
+				s.t.Fatal(err)
+			}
+			b, _ := json.Marshal(m)
+			out[m["pk"].(string)+"|"+m["sk"].(string)] = string(b)
+		}
+		if startKey = page.LastEvaluatedKey; len(startKey) == 0 {
+			return out
+		}
+	}
+}
+
+// assertUnchanged fails unless the table holds exactly the items of before.
+func (s *stack) assertUnchanged(before map[string]string) {
+	s.t.Helper()
+	after := s.snapshot()
+	var diff []string
+	for k, v := range after {
+		if before[k] != v {
+			diff = append(diff, "written: "+k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			diff = append(diff, "deleted: "+k)
+		}
+	}
+	if len(diff) > 0 {
+		sort.Strings(diff)
+		s.t.Fatalf("the table changed: %v", diff)
+	}
+}
+
+// stateItem returns the raw state record with this id (string and number
+// attributes only), or nil.
+func (s *stack) stateItem(id string) map[string]string {
+	s.t.Helper()
+	out, err := s.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{
+		TableName:      &s.table,
+		ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{
+			"pk": &types.AttributeValueMemberS{Value: "state#" + id},
+			"sk": &types.AttributeValueMemberS{Value: "state"},
+		},
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if out.Item == nil {
+		return nil
+	}
+	m := map[string]string{}
+	for k, v := range out.Item {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			m[k] = v.Value
+		case *types.AttributeValueMemberN:
+			m[k] = v.Value
+		}
+	}
+	return m
+}
+
+// rawLink signs l as README's "Starting a connection" describes —
+// HMAC-SHA256 under the keys secret's current key over Link.Canonical —
+// without the signing library's own checks, so that values it refuses
+// reach authorize in a correctly signed link.
+func (s *stack) rawLink(l signing.Link) string {
+	mac := hmac.New(sha256.New, []byte(keyMaterial))
+	mac.Write([]byte(l.Canonical("k1")))
+	sig := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	s.remember(sig)
+	q := url.Values{"connection_id": {l.ConnectionID}, "exp": {strconv.FormatInt(l.Expires.Unix(), 10)}, "kid": {"k1"}, "sig": {sig}}
+	if l.ReturnTo != "" {
+		q.Set("return_to", l.ReturnTo)
+	}
+	if len(l.Scopes) > 0 {
+		q.Set("scope", strings.Join(l.Scopes, " "))
+	}
+	if l.Grant != "" {
+		q.Set("grant", l.Grant)
+	}
+	for k, v := range l.Params {
+		q.Set(signing.ParamPrefix+k, v)
+	}
+	return q.Encode()
+}
+
+// extraFunction starts one more instance of pkg with the stack's
+// environment and these overrides. It joins the stack's retired functions,
+// whose logs the stack's log check (S22) searches when the test ends.
+func (s *stack) extraFunction(pkg string, env map[string]string) *lambdarie.Function {
+	s.t.Helper()
+	e := maps.Clone(s.refreshEnv) // the stack's environment (and a timeout, which env may override)
+	maps.Copy(e, env)
+	fn := lambdarie.Start(s.root, lambdarie.Build(s.root, pkg), e)
+	s.retired = append(s.retired, fn)
+	return fn
+}
+
+// assertCatalogRefused starts an authorize function whose PROVIDERS_FILE
+// holds only entry (YAML under "providers:") and checks that it refuses to
+// start: the invoke fails and the log names a configuration error
+// containing reason.
+func (s *stack) assertCatalogRefused(entry, reason string) {
+	s.t.Helper()
+	file := filepath.Join(s.t.TempDir(), "providers.yaml")
+	if err := os.WriteFile(file, []byte("providers:\n"+entry), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	fn := s.extraFunction("./functions/authorize", map[string]string{"PROVIDERS_FILE": file, "AWS_LAMBDA_FUNCTION_TIMEOUT": "10"})
+	ev := event(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		setQuery(ev, "acme", "connect", s.link("refused", returnTo, nil, time.Now().Add(time.Hour)))
+	})
+	out, err := fn.Invoke(s.t.Context(), ev)
+	var fe *lambdarie.FunctionError
+	if !errors.As(err, &fe) {
+		s.t.Fatalf("a function with this catalog started and answered: %s (%v)", out, err)
+	}
+	// The emulator may answer before it has passed on the function's last
+	// output.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		logs := fn.Logs()
+		if strings.Contains(logs, "configuration error") && strings.Contains(logs, reason) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("want a configuration error naming %q; logs:\n%s", reason, logs)
+		}
+	}
+}
+
+// provServer is the test server behind provider name ("acme" or an extra).
+func (s *stack) provServer(name string) *providertest.Server {
+	if name == "acme" {
+		return s.prov
+	}
+	return s.server(name)
+}
+
+// sweep runs one scheduled refresh on fn.
+func sweep(ctx context.Context, fn *lambdarie.Function) (map[string]int, error) {
+	root, err := lambdarie.ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	ev, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	if err != nil {
+		return nil, err
+	}
+	out, err := fn.Invoke(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	var sum map[string]int
+	if err := json.Unmarshal(out, &sum); err != nil {
+		return nil, errors.New("refresh summary: " + string(out))
+	}
+	return sum, nil
+}
+
+// flipSegment changes one character in the middle of the i-th dot-separated
+// part of a state (kid.nonce.exp.sig) to another of the same alphabet, so
+// that the state stays well formed and only its integrity is broken.
+func flipSegment(state string, i int) string {
+	parts := strings.Split(state, ".")
+	if i >= len(parts) {
+		return state
+	}
+	b := []byte(parts[i])
+	j := len(b) / 2
+	switch c := b[j]; {
+	case c >= '0' && c <= '9':
+		b[j] = '0' + (c-'0'+1)%10
+		if j == 0 && b[j] == '0' {
+			b[j] = '1'
+		}
+	case c == 'A':
+		b[j] = 'B'
+	default:
+		b[j] = 'A'
+	}
+	parts[i] = string(b)
+	return strings.Join(parts, ".")
+}
+
+// cookieAttr returns the value of a Set-Cookie attribute ("" if absent).
+func cookieAttr(setCookie, name string) string {
+	for _, part := range strings.Split(setCookie, ";")[1:] {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// hasCookieAttr reports whether a Set-Cookie carries the attribute (a flag
+// such as Secure, or name=value).
+func hasCookieAttr(setCookie, attr string) bool {
+	for _, part := range strings.Split(setCookie, ";")[1:] {
+		if strings.EqualFold(strings.TrimSpace(part), attr) {
+			return true
+		}
+	}
+	return false
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,180 @@
+package templatecheck
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// grantsOf returns the Allow grants of a function's policies.
+func (tpl *cfnTemplate) grantsOf(t *testing.T, fn string) []grant {
+	t.Helper()
+	var got []grant
+	for _, st := range tpl.statements(t, fn) {
+		if st["Effect"] != "Allow" {
+			continue
+		}
+		actions, _ := stringList(st["Action"])
+		for _, a := range actions {
+			for _, r := range anyList(st["Resource"]) {
+				got = append(got, grant{a, canonical(r), conditionString(st["Condition"])})
+			}
+		}
+	}
+	return got
+}
+
+// capabilities are the rows of the IAM matrix in docs/security.md: what a
+// function may do, in words, and the grant that allows it.
+var capabilities = []struct {
+	what  string
+	grant grant
+}{
+	{"write pending states (`state#*`)", grant{"dynamodb:PutItem", tableRes, stateKeys}},
+	{"consume pending states (`state#*`)", grant{"dynamodb:DeleteItem", tableRes, stateKeys}},
+	{"read connections (`conn#*`)", grant{"dynamodb:GetItem", tableRes, connKeys}},
+	{"write connections (`conn#*`)", grant{"dynamodb:PutItem", tableRes, connKeys}},
+	{"lease connections (`conn#*`)", grant{"dynamodb:UpdateItem", tableRes, connKeys}},
+	{"query the due index", grant{"dynamodb:Query", dueIndex, noCond}},
+	{"seal: `kms:GenerateDataKey` on TokenKey, this table's context", grant{"kms:GenerateDataKey", tokenKey, tableCtx}},
+	{"open: `kms:Decrypt` on TokenKey, this table's context", grant{"kms:Decrypt", tokenKey, tableCtx}},
+	{"read the signing keys secret", grant{"secretsmanager:GetSecretValue", keysRes, noCond}},
+	{"read client credentials (`<prefix>provider/*`)", grant{"secretsmanager:GetSecretValue", providers, noCond}},
+}
+
+// TestIAMLeastPrivilege states, one property at a time, why each
+// function's policy is least privilege (TestPolicies pins the exact
+// grants), and checks that docs/security.md prints the matrix as the
+// template has it.
+func TestIAMLeastPrivilege(t *testing.T) {
+	tpl := loadTemplate(t)
+	grants := map[string][]grant{}
+	for _, f := range wantFunctions {
+		grants[f.name] = tpl.grantsOf(t, f.name)
+	}
+	has := func(fn string, g grant) bool { return slices.Contains(grants[fn], g) }
+	any := func(fn string, pred func(grant) bool) bool { return slices.ContainsFunc(grants[fn], pred) }
+	isAction := func(a string) func(grant) bool { return func(g grant) bool { return g.Action == a } }
+
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{
+		{"authorize cannot write, read or lease connections (tokens)", !any("AuthorizeFunction", func(g grant) bool {
+			return g.Condition == connKeys || g.Condition == noCond && strings.HasPrefix(g.Action, "dynamodb:")
+		})},
+		{"authorize cannot open sealed credentials (no kms:Decrypt)", !any("AuthorizeFunction", isAction("kms:Decrypt"))},
+		{"callback cannot query the due index", !any("CallbackFunction", isAction("dynamodb:Query"))},
+		{"callback cannot lease (UpdateItem) connections", !any("CallbackFunction", isAction("dynamodb:UpdateItem"))},
+		{"refresh cannot touch pending states", !any("RefreshFunction", func(g grant) bool { return g.Condition == stateKeys })},
+		{"refresh cannot read the signing keys (it signs and verifies nothing)", !has("RefreshFunction", grant{"secretsmanager:GetSecretValue", keysRes, noCond})},
+		{"no function can delete a connection", !any("AuthorizeFunction", isAction("dynamodb:DeleteItem")) &&
+			!slices.ContainsFunc(append(grants["CallbackFunction"], grants["RefreshFunction"]...), func(g grant) bool {
+				return g.Action == "dynamodb:DeleteItem" && g.Condition != stateKeys
+			})},
+		{"every KMS grant names only TokenKey and requires this table's encryption context", func() bool {
+			for _, gs := range grants {
+				for _, g := range gs {
+					if strings.HasPrefix(g.Action, "kms:") && (g.Resource != tokenKey || g.Condition != tableCtx) {
+						return false
+					}
+				}
+			}
+			return true
+		}()},
+		{"no function can read secrets outside <prefix>keys and <prefix>provider/*", func() bool {
+			for _, gs := range grants {
+				for _, g := range gs {
+					if strings.HasPrefix(g.Action, "secretsmanager:") && g.Resource != keysRes && g.Resource != providers {
+						return false
+					}
+				}
+			}
+			return true
+		}()},
+	} {
+		if !tt.ok {
+			t.Errorf("not least privilege: %s", tt.name)
+		}
+	}
+
+	// Every grant of every function is a row of the matrix: a new grant
+	// must be named (and documented) before it is accepted.
+	for fn, gs := range grants {
+		for _, g := range gs {
+			if !slices.ContainsFunc(capabilities, func(c struct {
+				what  string
+				grant grant
+			}) bool {
+				return c.grant == g
+			}) {
+				t.Errorf("%s: grant %s is not a row of the IAM matrix", fn, g)
+			}
+		}
+	}
+
+	matrix := iamMatrix(grants)
+	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "security.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), matrix) {
+		t.Errorf("docs/security.md does not print the IAM matrix as template.yaml has it; it should contain:\n%s", matrix)
+	}
+}
+
+// iamMatrix renders the capabilities × functions table of docs/security.md.
+func iamMatrix(grants map[string][]grant) string {
+	var b strings.Builder
+	b.WriteString("| may … | authorize | callback | refresh |\n| --- | :-: | :-: | :-: |\n")
+	for _, c := range capabilities {
+		fmt.Fprintf(&b, "| %s |", c.what)
+		for _, fn := range []string{"AuthorizeFunction", "CallbackFunction", "RefreshFunction"} {
+			mark := " — |"
+			if slices.Contains(grants[fn], c.grant) {
+				mark = " ✔ |"
+			}
+			b.WriteString(mark)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// TestTokenKey: the KMS key that wraps the data keys sealing stored tokens
+// (S20) rotates, outlives the stack like the table it protects, and is used
+// through IAM grants only.
+func TestTokenKey(t *testing.T) {
+	tpl := loadTemplate(t)
+	if got := tpl.ofType("AWS::KMS::Key"); !slices.Equal(got, []string{"TokenKey"}) {
+		t.Fatalf("AWS::KMS::Key resources = %v, want [TokenKey]", got)
+	}
+	r := tpl.Resources["TokenKey"]
+	if r.DeletionPolicy != "Retain" || r.UpdateReplacePolicy != "Retain" {
+		t.Errorf("TokenKey DeletionPolicy/UpdateReplacePolicy = %v/%v, want Retain/Retain: the retained table is unreadable without it", r.DeletionPolicy, r.UpdateReplacePolicy)
+	}
+	p := r.Properties
+	for k, want := range map[string]any{"EnableKeyRotation": true, "KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT"} {
+		if p[k] != want {
+			t.Errorf("TokenKey %s = %s, want %v", k, describe(p[k]), want)
+		}
+	}
+	sts := anyList(path(p, "KeyPolicy", "Statement"))
+	if len(sts) != 1 {
+		t.Fatalf("TokenKey policy has %d statements, want 1 (the account, through IAM)", len(sts))
+	}
+	root, _, _ := subOf(path(sts[0], "Principal", "AWS"))
+	if path(sts[0], "Effect") != "Allow" || root != "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" {
+		t.Errorf("TokenKey policy statement = %s, want the account root principal only (grants to roles go through IAM policies)", describe(sts[0]))
+	}
+	if got := tpl.ofType("AWS::KMS::Alias"); len(got) != 1 || !reflect.DeepEqual(tpl.Resources[got[0]].Properties["TargetKeyId"], obj{"Ref": "TokenKey"}) {
+		t.Errorf("want one AWS::KMS::Alias targeting TokenKey, got %v", got)
+	}
+	if v := path(tpl.Globals, "Function", "Environment", "Variables", "TOKEN_KEY_ID"); !reflect.DeepEqual(v, obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}}) {
+		t.Errorf("Globals TOKEN_KEY_ID = %s, want !GetAtt TokenKey.Arn", describe(v))
+	}
+}
