@@ -126,16 +126,8 @@ func (s *stack) signed(l signing.Link) string {
 // one browser and returns the callback's answer and the authorization URL.
 func (s *stack) browserFlow(l signing.Link) (final map[string]string, authURL *url.URL) {
 	s.t.Helper()
-	resp := s.connect(l.Provider, s.signed(l), nil)
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		s.t.Fatalf("authorize %s: %d %v %s", l.Provider, resp.StatusCode, resp.Cookies, resp.Body)
-	}
-	authURL, err := url.Parse(resp.Headers["Location"])
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-	s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
+	st := s.secConnect(l)
+	authURL, cookie := st.authURL, st.cookie
 	back := s.consent(authURL)
 	cb := s.deliver(s.callback, l.Provider, back.RawQuery, cookie)
 	if cb.StatusCode != http.StatusFound {

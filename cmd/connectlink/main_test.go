@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
@@ -35,6 +36,12 @@ func writeKeys(t *testing.T, content string) string {
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = run(context.Background(), args, &out, &errb, func() time.Time { return testNow })
+	// S22: the key and the links it signs must never be logged.
+	link := strings.TrimSpace(out.String())
+	logcheck.Register(testKey, link)
+	if u, err := url.Parse(link); err == nil {
+		logcheck.Register(u.Query().Get("sig"))
+	}
 	return code, out.String(), errb.String()
 }
 

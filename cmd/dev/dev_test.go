@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -79,6 +80,9 @@ func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
+		}
+		if b, ok := logs.(*lockedBuffer); ok {
+			logcheck.Feed("dev server log in "+t.Name(), b.String())
 		}
 	})
 	return s
@@ -282,6 +286,9 @@ func TestDevServerFlow(t *testing.T) {
 	}
 	secretsList := []string{c1.AccessToken, c1.RefreshToken, c2.AccessToken, c2.RefreshToken, code, state,
 		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value}
+	logcheck.Register(secretsList...)
+	link, _ := url.Parse(connectLink)
+	logcheck.Register(connectLink, link.Query().Get("sig"))
 	logText := logs.String()
 	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"outcome":"refreshed"`) {
 		t.Errorf("expected log lines missing:\n%s", logText)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
 const (
@@ -50,6 +52,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	logcheck.Register(testSecret)
 	sb := New(Config{ClientID: testClientID, ClientSecret: testSecret, RedirectURI: testRedirect, Now: clk.Now})
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
@@ -91,7 +94,23 @@ func (f *fixture) do(req *http.Request) (*http.Response, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	registerIssued(resp, b)
 	return resp, string(b)
+}
+
+// registerIssued registers the codes and tokens in a sandbox answer with
+// logcheck (S22).
+func registerIssued(resp *http.Response, body []byte) {
+	if loc, err := resp.Location(); err == nil {
+		logcheck.Register(loc.Query().Get("code"))
+	}
+	var tok struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if json.Unmarshal(body, &tok) == nil {
+		logcheck.Register(tok.AccessToken, tok.RefreshToken)
+	}
 }
 
 var requestIDRE = regexp.MustCompile(`name="request" value="([^"]+)"`)
@@ -203,15 +222,16 @@ func TestFullFlowWithOAuth2Client(t *testing.T) {
 
 	q := f.decide(requestIDRE.FindStringSubmatch(body)[1], "approve")
 	if q.Get("state") != "state-123" || !strings.HasPrefix(q.Get("code"), "sandbox_code_") {
-		t.Fatalf("callback query %v", q)
+		t.Fatalf("callback query: state %q, code with prefix sandbox_code_ %v", q.Get("state"), strings.HasPrefix(q.Get("code"), "sandbox_code_"))
 	}
 
 	tok, err := f.conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
 	if err != nil {
 		t.Fatalf("Exchange: %v", err)
 	}
+	logcheck.Register(tok.AccessToken, tok.RefreshToken)
 	if tok.TokenType != "Bearer" || tok.RefreshToken == "" || tok.AccessToken == "" {
-		t.Fatalf("token %+v", tok)
+		t.Fatalf("token type %q, refresh token %d bytes, access token %d bytes", tok.TokenType, len(tok.RefreshToken), len(tok.AccessToken))
 	}
 	if got := tok.Expiry.Sub(time.Now()); got < DefaultAccessTokenTTL-10*time.Second || got > DefaultAccessTokenTTL {
 		t.Errorf("expiry in %v, want about %v", got, DefaultAccessTokenTTL)

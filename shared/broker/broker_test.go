@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -67,6 +68,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	}
 	allow, _ := returnto.ParseOrigins("https://app.example.com")
 	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMat)})
+	logcheck.Register(keyMat)
 	f := &fixture{st: st, prov: prov, keys: keys, secretsFile: sf}
 	f.now.Set(time.Now())
 	f.b = &broker.Broker{
@@ -101,8 +103,23 @@ func (f *fixture) connect(t *testing.T, id string) store.Connection {
 // start signs a connect link for id with f.keys and runs Connect.
 func (f *fixture) start(id string) (broker.ConnectResult, error) {
 	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)})
+	return f.connectQuery(q)
+}
+
+// connectQuery runs Connect for a signed link query and registers the
+// link's signature and the state and binding cookie handed out with
+// logcheck (S22).
+func (f *fixture) connectQuery(q string) (broker.ConnectResult, error) {
 	qv, _ := url.ParseQuery(q)
-	return f.b.Connect(context.Background(), "acme", qv)
+	logcheck.Register(qv.Get("sig"))
+	res, err := f.b.Connect(context.Background(), "acme", qv)
+	if loc, perr := url.Parse(res.Location); perr == nil {
+		logcheck.Register(loc.Query().Get("state"))
+	}
+	if res.Cookie != nil {
+		logcheck.Register(res.Cookie.Value)
+	}
+	return res, err
 }
 
 // finish delivers the callback query in the browser that holds res's cookie.
@@ -324,6 +341,7 @@ func TestKeyRotationReachesWarmInstances(t *testing.T) {
 	f.connect(t, "before-rotation")
 
 	k2 := "second-key-0123456789abcdef0123456789abcdef"
+	logcheck.Register(k2)
 	os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k2","k1":"`+keyMat+`","k2":"`+k2+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
 	f.keys, _ = signing.NewKeyset("k2", map[string][]byte{"k2": []byte(k2)})
 	reads := counting.n.Load()
@@ -364,8 +382,7 @@ func (f *fixture) startLink(edit func(*signing.Link)) (broker.ConnectResult, err
 	if err != nil {
 		return broker.ConnectResult{}, err
 	}
-	qv, _ := url.ParseQuery(q)
-	return f.b.Connect(context.Background(), "acme", qv)
+	return f.connectQuery(q)
 }
 
 // A client_credentials connect without a return address is for a program:

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -137,6 +138,7 @@ func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
 		Refresh: o.refresh,
 	}
 	t.Cleanup(func() {
+		logcheck.Feed("broker log in "+t.Name(), e.logs.String())
 		if t.Failed() {
 			t.Logf("broker log:\n%s", e.logs.String())
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
@@ -69,6 +70,11 @@ func newRaceEnv(t *testing.T) *raceEnv {
 	// Whole seconds: the store keeps times in unix seconds, and lease
 	// boundaries below are computed exactly.
 	e.clk.Set(time.Now().Truncate(time.Second))
+	t.Cleanup(func() {
+		e.log.mu.Lock()
+		defer e.log.mu.Unlock()
+		logcheck.Feed("broker WARN lines in "+t.Name(), strings.Join(e.log.warn, "\n"))
+	})
 	return e
 }
 

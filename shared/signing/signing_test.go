@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
 var (
@@ -17,6 +19,7 @@ var (
 
 func keyset(t testing.TB, current string) *Keyset {
 	t.Helper()
+	logcheck.Register(string(key1), string(key2))
 	ks, err := NewKeyset(current, map[string][]byte{"k1": key1, "k2": key2})
 	if err != nil {
 		t.Fatal(err)
@@ -148,11 +151,12 @@ func TestState(t *testing.T) {
 		t.Fatal(err)
 	}
 	st2, _ := NewState(ks, "acme", t0, 10*time.Minute)
+	logcheck.Register(st.Value, st2.Value)
 	if st.Value == st2.Value || st.ID == st2.ID {
 		t.Fatal("two states are equal")
 	}
-	if strings.ContainsAny(st.Value, "+/=&# ") {
-		t.Fatalf("state %q is not URL-safe", st.Value)
+	if i := strings.IndexAny(st.Value, "+/=&# "); i >= 0 {
+		t.Fatalf("state is not URL-safe: %q at %d", st.Value[i], i)
 	}
 	id, err := VerifyState(ks, "acme", st.Value, t0.Add(9*time.Minute))
 	if err != nil || id != st.ID {

@@ -8,7 +8,9 @@
 //
 //	func TestMain(m *testing.M) { dynalite.Main(m) }
 //
-// and calls Shared; Start gives a test a server of its own.
+// and calls Shared; Start gives a test a server of its own. Main runs the
+// tests through logcheck.Run, and each server's output goes to logcheck.Feed
+// when it stops.
 package dynalite
 
 import (
@@ -31,6 +33,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
@@ -45,6 +48,7 @@ type Server struct {
 	Client *dynamodb.Client
 
 	cmd  *exec.Cmd
+	out  *bytes.Buffer // the process's output; read once done is closed
 	done chan struct{} // closed when the process has exited
 }
 
@@ -66,19 +70,28 @@ var shared struct {
 	err    error
 }
 
-// Main runs the tests of a package that uses Shared, then stops the shared
-// server and exits. Call it from TestMain.
+// Main runs the tests of a package that uses Shared through logcheck.Run,
+// stops the shared server and exits. Call it from TestMain.
 func Main(m *testing.M) {
 	shared.Lock()
 	shared.inMain = true
 	shared.Unlock()
-	code := m.Run()
-	shared.Lock()
-	if shared.srv != nil {
-		shared.srv.stop()
-	}
-	shared.Unlock()
-	os.Exit(code)
+	os.Exit(logcheck.Run(withShared{m}))
+}
+
+// withShared stops the shared server after the tests, before logcheck's
+// check.
+type withShared struct{ *testing.M }
+
+func (m withShared) Run() int {
+	defer func() {
+		shared.Lock()
+		defer shared.Unlock()
+		if shared.srv != nil {
+			shared.srv.stop()
+		}
+	}()
+	return m.M.Run()
 }
 
 // Shared returns the server shared by the package's tests, starting it on
@@ -128,7 +141,7 @@ func start() (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("dynalite: %w", err)
 	}
-	s := &Server{cmd: cmd, done: make(chan struct{})}
+	s := &Server{cmd: cmd, out: &out, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(s.done)
@@ -165,6 +178,7 @@ func start() (*Server, error) {
 func (s *Server) stop() {
 	s.cmd.Process.Kill()
 	<-s.done
+	logcheck.Feed("dynalite "+s.Endpoint, s.out.String())
 }
 
 // binary returns the path of the dynalite executable.

@@ -31,10 +31,14 @@
 //   - The runtime runs in its own process group; Stop sends SIGTERM to the
 //     emulator (which SIGKILLs the runtime and exits) and then makes sure no
 //     process of the function is left.
+//
+// When a Function stops, its logs go to logcheck.Feed, so a test binary run
+// through logcheck.Main fails if a function logged a registered credential.
 package lambdarie
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +58,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
@@ -132,23 +137,12 @@ func Cleanup() {
 // ModuleRoot returns the module's root directory (see modroot.Dir).
 func ModuleRoot() (string, error) { return modroot.Dir() }
 
-func goCommand() (string, error) {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err != nil {
-		return "", errors.New("lambdarie: go command not found in PATH")
-	}
-	return p, nil
-}
-
 func goBuild(env []string, args ...string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
-	gocmd, err := goCommand()
+	gocmd, err := modroot.GoCommand()
 	if err != nil {
 		return err
 	}
@@ -245,6 +239,7 @@ func emulatorBinary(t testing.TB) string {
 // for concurrent use.
 type Function struct {
 	name      string
+	test      string // the test that started it, for logcheck
 	bootstrap string
 	timeout   time.Duration
 	invokeURL string
@@ -335,6 +330,7 @@ func Start(t testing.TB, bootstrap string, env map[string]string) *Function {
 		}
 	}
 	f.name = name
+	f.test = t.Name()
 	f.timeout = time.Duration(secs) * time.Second
 	t.Cleanup(func() {
 		f.Stop()
@@ -469,6 +465,7 @@ func (f *Function) Stop() {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
+		logcheck.Feed(fmt.Sprintf("Lambda function %s (emulator and function) in %s", cmp.Or(f.name, "function"), cmp.Or(f.test, "?")), f.Logs())
 	})
 }
 

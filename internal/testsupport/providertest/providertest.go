@@ -6,7 +6,9 @@
 // (RFC 9700 §4.14.2). It records every request and can inject failures,
 // delays and a rate limit into the token endpoint. Config knobs reproduce
 // non-standard providers (JSON or GET token requests, created_at, echoed
-// refresh tokens, required headers, restricted grant types).
+// refresh tokens, required headers, restricted grant types). The client
+// secret, the codes and tokens it issues and the states and PKCE verifiers
+// it receives are registered with logcheck (S22).
 //
 // Endpoints (all under Server.URL, at the default paths the Config can change):
 //
@@ -39,6 +41,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
 // Client authentication methods (RFC 6749 §2.3.1).
@@ -239,6 +243,7 @@ func New(t testing.TB, cfg Config) *Server {
 	}
 	if cfg.ClientSecret != "" {
 		s.secrets = append(s.secrets, cfg.ClientSecret)
+		logcheck.Register(cfg.ClientSecret)
 	}
 	mux := http.NewServeMux()
 	if cfg.grants(GrantAuthorizationCode) {
@@ -585,6 +590,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := q.Get("state")
+	logcheck.Register(state)
 	fail := func(code, desc string) {
 		s.redirect(w, r, url.Values{"error": {code}, "error_description": {desc}}, state)
 	}
@@ -961,6 +967,7 @@ func (s *Server) clientMatches(id, secret string) bool {
 func (s *Server) grantCode(params url.Values) (map[string]any, *oauthError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	logcheck.Register(params.Get("code_verifier"))
 	ci, ok := s.codes[params.Get("code")]
 	switch {
 	case !params.Has("code"):
@@ -1100,6 +1107,7 @@ func (s *Server) newSecret(prefix string) string {
 	_, _ = rand.Read(b)
 	v := prefix + base64.RawURLEncoding.EncodeToString(b)
 	s.secrets = append(s.secrets, v)
+	logcheck.Register(v)
 	return v
 }
 

@@ -12,6 +12,7 @@ package secretsmanagertest
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +28,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
 // Fixed identity of the fake account.
@@ -87,14 +90,34 @@ func New(t testing.TB) *Server {
 }
 
 // Put creates the secret name, or stores a new current version of it, with
-// value as its SecretString.
+// value as its SecretString. The value is registered with logcheck, and so
+// is each string member of a JSON object value other than the non-secret
+// "client_id" and "current_kid".
 func (s *Server) Put(name, value string) {
+	registerSecret([]byte(value))
 	s.put(name, &value, nil)
 }
 
 // PutBinary is like Put but stores value as the secret's SecretBinary.
 func (s *Server) PutBinary(name string, value []byte) {
+	registerSecret(value)
+	logcheck.Register(base64.StdEncoding.EncodeToString(value)) // as on the wire
 	s.put(name, nil, append([]byte(nil), value...))
+}
+
+// registerSecret registers a secret value and the secrets in it with
+// logcheck.
+func registerSecret(value []byte) {
+	logcheck.Register(string(value))
+	var members map[string]any
+	if json.Unmarshal(value, &members) != nil {
+		return
+	}
+	for k, v := range members {
+		if str, ok := v.(string); ok && k != "client_id" && k != "current_kid" {
+			logcheck.Register(str)
+		}
+	}
 }
 
 func (s *Server) put(name string, str *string, bin []byte) {
