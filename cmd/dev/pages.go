@@ -210,11 +210,13 @@ func (s *devServer) printBanner(ctx context.Context, w io.Writer) error {
   Open       %s/
   Connect    %s
              (connection %s; link valid %s)
-  Data       %s  (secrets.json, providers.yaml, store.json)
+  Token      after connecting, as your backend would fetch it (in AWS: SigV4/IAM, not this dev key):
+             curl -s -H 'Authorization: Bearer %s' %s/connections/%s/%s/token
+  Data       %s  (secrets.json, providers.yaml, store.json, store.key, dev-api-key)
   Refresh    every %s; sandbox tokens live %s
   Stop       Ctrl-C
 
-`, warn, s.baseURL, link, id, bannerLinkTTL, absDir(s.dataDir), s.refreshEvery, sandbox.DefaultAccessTokenTTL)
+`, warn, s.baseURL, link, id, bannerLinkTTL, s.devKey, s.baseURL, providerName, id, absDir(s.dataDir), s.refreshEvery, sandbox.DefaultAccessTokenTTL)
 	return err
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -69,6 +72,9 @@ type devServer struct {
 	http     *http.Server
 	broker   *broker.Broker
 	store    *embedded.Store
+	// devKey stands in for IAM on the app's token routes: requests must
+	// carry "Authorization: Bearer <devKey>". Development only.
+	devKey string
 
 	demoN atomic.Int64 // last demo connection number handed out
 }
@@ -105,6 +111,11 @@ func newServer(opts options) (*devServer, error) {
 		return nil, fmt.Errorf("%w (delete %s to generate a new one)", err, secretsPath)
 	} else if _, err := signing.ParseKeyset(raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", secretsPath, err)
+	}
+
+	devKey, err := ensureDevKey(filepath.Join(opts.DataDir, "dev-api-key"))
+	if err != nil {
+		return nil, err
 	}
 
 	ln, err := net.Listen("tcp", opts.Addr)
@@ -156,6 +167,7 @@ func newServer(opts options) (*devServer, error) {
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: opts.Now},
 		Log:     opts.Log,
 		Now:     opts.Now,
+		Events:  lifecycle.NewLog(opts.Log), // EventBridge in AWS
 	}
 	sb := sandbox.New(sandbox.Config{
 		ClientID:     creds.ClientID,
@@ -173,10 +185,14 @@ func newServer(opts options) (*devServer, error) {
 		listener:     ln,
 		broker:       b,
 		store:        st,
+		devKey:       devKey,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /connect/{provider}", s.lambda(httpapi.Authorize(b), "GET /connect/{provider}"))
 	mux.HandleFunc("GET /callback/{provider}", s.lambda(httpapi.Callback(b), "GET /callback/{provider}"))
+	tokens := httpapi.Tokens(b)
+	mux.HandleFunc("GET /connections/{provider}/{connection_id}/token", s.devKeyOnly(s.lambda(tokens, "GET /connections/{provider}/{connection_id}/token")))
+	mux.HandleFunc("DELETE /connections/{provider}/{connection_id}", s.devKeyOnly(s.lambda(tokens, "DELETE /connections/{provider}/{connection_id}")))
 	mux.Handle("/sandbox/", sb.Handler())
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /app/return", s.appReturn)
@@ -196,7 +212,11 @@ func newServer(opts options) (*devServer, error) {
 // same event, the same response mapping.
 func (s *devServer) lambda(h httpapi.Handler, routeKey string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ev := httpapi.Event(r, routeKey, map[string]string{"provider": r.PathValue("provider")})
+		params := map[string]string{"provider": r.PathValue("provider")}
+		if id := r.PathValue("connection_id"); id != "" {
+			params["connection_id"] = id
+		}
+		ev := httpapi.Event(r, routeKey, params)
 		resp, err := h(r.Context(), ev)
 		if err != nil { // API Gateway turns a Lambda error into a bare 500
 			s.log.ErrorContext(r.Context(), "handler failed", "route", routeKey)
@@ -205,6 +225,40 @@ func (s *devServer) lambda(h httpapi.Handler, routeKey string) http.HandlerFunc 
 		}
 		httpapi.Write(w, resp)
 	}
+}
+
+// devKeyOnly admits requests that carry the dev key, in place of the IAM
+// authorization API Gateway applies to the token routes in AWS.
+func (s *devServer) devKeyOnly(next http.HandlerFunc) http.HandlerFunc {
+	want := []byte("Bearer " + s.devKey)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			httpapi.Write(w, httpapi.JSON(http.StatusUnauthorized, map[string]string{"error": "unauthorized"}))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// ensureDevKey returns the dev key kept at path, creating it (0600) with a
+// fresh random value if it does not exist.
+func ensureDevKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if k := strings.TrimSpace(string(b)); len(k) >= 32 {
+			return k, nil
+		}
+		return "", fmt.Errorf("%s holds no usable key (delete it to generate a new one)", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("dev key: %w", err)
+	}
+	k, err := signing.RandomString(32)
+	if err != nil {
+		return "", err
+	}
+	if err := writeIfMissing(path, "dev-"+k+"\n"); err != nil {
+		return "", fmt.Errorf("dev key: %w", err)
+	}
+	return ensureDevKey(path)
 }
 
 // Run serves until ctx is done, running the refresh schedule alongside,

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/oauthbroker/oauthbroker/shared/setup"
 )
 
 // grantsOf returns the Allow grants of a function's policies.
@@ -39,11 +41,13 @@ var capabilities = []struct {
 	{"read connections (`conn#*`)", grant{"dynamodb:GetItem", tableRes, connKeys}},
 	{"write connections (`conn#*`)", grant{"dynamodb:PutItem", tableRes, connKeys}},
 	{"lease connections (`conn#*`)", grant{"dynamodb:UpdateItem", tableRes, connKeys}},
+	{"delete connections (`conn#*`)", grant{"dynamodb:DeleteItem", tableRes, connKeys}},
 	{"query the due index", grant{"dynamodb:Query", dueIndex, noCond}},
 	{"seal: `kms:GenerateDataKey` on TokenKey, this table's context", grant{"kms:GenerateDataKey", tokenKey, tableCtx}},
 	{"open: `kms:Decrypt` on TokenKey, this table's context", grant{"kms:Decrypt", tokenKey, tableCtx}},
 	{"read the signing keys secret", grant{"secretsmanager:GetSecretValue", keysRes, noCond}},
 	{"read client credentials (`<prefix>provider/*`)", grant{"secretsmanager:GetSecretValue", providers, noCond}},
+	{"publish lifecycle events (`events:PutEvents` on the one bus)", grant{"events:PutEvents", eventBus, noCond}},
 }
 
 // TestIAMLeastPrivilege states, one property at a time, why each
@@ -72,10 +76,23 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		{"callback cannot lease (UpdateItem) connections", !any("CallbackFunction", isAction("dynamodb:UpdateItem"))},
 		{"refresh cannot touch pending states", !any("RefreshFunction", func(g grant) bool { return g.Condition == stateKeys })},
 		{"refresh cannot read the signing keys (it signs and verifies nothing)", !has("RefreshFunction", grant{"secretsmanager:GetSecretValue", keysRes, noCond})},
-		{"no function can delete a connection", !any("AuthorizeFunction", isAction("dynamodb:DeleteItem")) &&
-			!slices.ContainsFunc(append(grants["CallbackFunction"], grants["RefreshFunction"]...), func(g grant) bool {
-				return g.Action == "dynamodb:DeleteItem" && g.Condition != stateKeys
-			})},
+		{"only the token function (the app's DELETE) can delete a connection", !slices.ContainsFunc(append(append(grants["AuthorizeFunction"], grants["CallbackFunction"]...), grants["RefreshFunction"]...), func(g grant) bool {
+			return g.Action == "dynamodb:DeleteItem" && g.Condition != stateKeys
+		})},
+		{"the token function cannot touch pending states, read the signing keys or query the due index", !any("TokenFunction", func(g grant) bool {
+			return g.Condition == stateKeys || g.Resource == keysRes || g.Action == "dynamodb:Query"
+		})},
+		{"authorize cannot publish events (it changes no connection)", !any("AuthorizeFunction", isAction("events:PutEvents"))},
+		{"events go to the configured bus only", func() bool {
+			for _, gs := range grants {
+				for _, g := range gs {
+					if strings.HasPrefix(g.Action, "events:") && g.Resource != eventBus {
+						return false
+					}
+				}
+			}
+			return true
+		}()},
 		{"every KMS grant names only TokenKey and requires this table's encryption context", func() bool {
 			for _, gs := range grants {
 				for _, g := range gs {
@@ -130,10 +147,10 @@ func TestIAMLeastPrivilege(t *testing.T) {
 // iamMatrix renders the capabilities × functions table of docs/security.md.
 func iamMatrix(grants map[string][]grant) string {
 	var b strings.Builder
-	b.WriteString("| may … | authorize | callback | refresh |\n| --- | :-: | :-: | :-: |\n")
+	b.WriteString("| may … | authorize | callback | refresh | token |\n| --- | :-: | :-: | :-: | :-: |\n")
 	for _, c := range capabilities {
 		fmt.Fprintf(&b, "| %s |", c.what)
-		for _, fn := range []string{"AuthorizeFunction", "CallbackFunction", "RefreshFunction"} {
+		for _, fn := range []string{"AuthorizeFunction", "CallbackFunction", "RefreshFunction", "TokenFunction"} {
 			mark := " — |"
 			if slices.Contains(grants[fn], c.grant) {
 				mark = " ✔ |"
@@ -176,5 +193,21 @@ func TestTokenKey(t *testing.T) {
 	}
 	if v := path(tpl.Globals, "Function", "Environment", "Variables", "TOKEN_KEY_ID"); !reflect.DeepEqual(v, obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}}) {
 		t.Errorf("Globals TOKEN_KEY_ID = %s, want !GetAtt TokenKey.Arn", describe(v))
+	}
+}
+
+// TestKMSConditionMatchesCode: the encryption context the functions send
+// (shared/setup) is exactly what the template's KMS grants require, so a
+// renamed key cannot pass every local test (local-kms has no IAM) and then
+// meet AccessDenied in AWS.
+func TestKMSConditionMatchesCode(t *testing.T) {
+	ctx := setup.EncryptionContext("the-table")
+	if len(ctx) != 1 || ctx["oauthbroker:table"] != "the-table" {
+		t.Fatalf("setup.EncryptionContext = %v, want {oauthbroker:table: <table>}", ctx)
+	}
+	for k := range ctx {
+		if want := `StringEquals kms:EncryptionContext:` + k + `=[{"Ref":"ConnectionsTable"}]`; tableCtx != want {
+			t.Errorf("the template's KMS condition is %s, the code sends context key %q (want %s)", tableCtx, k, want)
+		}
 	}
 }

@@ -38,16 +38,25 @@ var wantFunctions = []struct {
 	// env lists the environment variables the function must receive.
 	env []string
 }{
-	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID"}},
-	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID"}},
+	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
+	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
+	{"TokenFunction", "functions/token/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
 	// shared/setup.ReadEnv validates the whole configuration in every function.
-	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "REFRESH_WORKERS", "REFRESH_FAILING_AFTER"}},
+	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME", "REFRESH_WORKERS", "REFRESH_FAILING_AFTER"}},
 }
 
 // The HTTP routes and the function each must reach.
 var wantRoutes = map[string]string{
-	"GET /connect/{provider}":  "AuthorizeFunction",
-	"GET /callback/{provider}": "CallbackFunction",
+	"GET /connect/{provider}":                           "AuthorizeFunction",
+	"GET /callback/{provider}":                          "CallbackFunction",
+	"GET /connections/{provider}/{connection_id}/token": "TokenFunction",
+	"DELETE /connections/{provider}/{connection_id}":    "TokenFunction",
+}
+
+// The routes only the app's backend calls: IAM (SigV4) authorization.
+var iamRoutes = []string{
+	"GET /connections/{provider}/{connection_id}/token",
+	"DELETE /connections/{provider}/{connection_id}",
 }
 
 const (
@@ -59,6 +68,7 @@ const (
 	connKeys   = "ForAllValues:StringLike dynamodb:LeadingKeys=[conn#*]"
 	tokenKey   = "GetAtt:TokenKey.Arn"
 	tableCtx   = `StringEquals kms:EncryptionContext:oauthbroker:table=[{"Ref":"ConnectionsTable"}]`
+	eventBus   = "Sub:arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
 	noCond     = ""
 	scheduleIn = `{"source":"oauthbroker.schedule","action":"refresh-due"}`
 )
@@ -81,6 +91,7 @@ var wantGrants = map[string][]grant{
 		{"kms:Decrypt", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
+		{"events:PutEvents", eventBus, noCond},
 	},
 	"RefreshFunction": {
 		{"dynamodb:Query", dueIndex, noCond},
@@ -89,6 +100,17 @@ var wantGrants = map[string][]grant{
 		{"kms:GenerateDataKey", tokenKey, tableCtx},
 		{"kms:Decrypt", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", providers, noCond},
+		{"events:PutEvents", eventBus, noCond},
+	},
+	"TokenFunction": {
+		{"dynamodb:GetItem", tableRes, connKeys},
+		{"dynamodb:UpdateItem", tableRes, connKeys},
+		{"dynamodb:PutItem", tableRes, connKeys},
+		{"dynamodb:DeleteItem", tableRes, connKeys},
+		{"kms:GenerateDataKey", tokenKey, tableCtx},
+		{"kms:Decrypt", tokenKey, tableCtx},
+		{"secretsmanager:GetSecretValue", providers, noCond},
+		{"events:PutEvents", eventBus, noCond},
 	},
 }
 
@@ -887,7 +909,8 @@ func TestFunctions(t *testing.T) {
 				"RETURN_ORIGINS": obj{"Ref": "ReturnOrigins"},
 				"PROVIDERS_FILE": obj{"Ref": "ProvidersFile"},
 				// The key's ARN, not key material.
-				"TOKEN_KEY_ID": obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
+				"TOKEN_KEY_ID":   obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
+				"EVENT_BUS_NAME": obj{"Ref": "EventBusName"},
 				// Only the refresh function's; shared/setup reads them.
 				"REFRESH_WORKERS":       obj{"Ref": "RefreshWorkers"},
 				"REFRESH_FAILING_AFTER": obj{"Ref": "RefreshFailingAfter"},
@@ -1074,7 +1097,11 @@ func TestHTTPAPI(t *testing.T) {
 		if !isAPI(rt["ApiId"]) {
 			t.Errorf("route %s (%s): ApiId = %s, want !Ref HttpApi", name, key, describe(rt["ApiId"]))
 		}
-		if a, ok := rt["AuthorizationType"]; ok && a != "NONE" {
+		a, ok := rt["AuthorizationType"]
+		switch {
+		case slices.Contains(iamRoutes, key) && a != "AWS_IAM":
+			t.Errorf("route %s (%s): AuthorizationType = %s, want AWS_IAM: only the app's backend, with execute-api:Invoke, may fetch or delete tokens", name, key, describe(a))
+		case !slices.Contains(iamRoutes, key) && ok && a != "NONE":
 			t.Errorf("route %s (%s): AuthorizationType = %s: the connect and callback routes are public (authorized by signed links and state)", name, key, describe(a))
 		}
 		tmpl, _, ok := subOf(rt["Target"])
@@ -1168,9 +1195,9 @@ func TestHTTPAPI(t *testing.T) {
 			if re.MatchString(arn("zzzzzzzzzz", samplePath)) {
 				t.Errorf("permission %s: SourceArn %s is not scoped to this API", name, src)
 			}
-			for other := range wantRoutes {
-				if other == key {
-					continue
+			for other, otherFn := range wantRoutes {
+				if other == key || otherFn == wantRoutes[key] {
+					continue // another route of the same function may share the permission
 				}
 				_, op, _ := strings.Cut(other, " ")
 				if re.MatchString(arn("abcdef1234", strings.ReplaceAll(op, "{provider}", "acme"))) {
@@ -1542,7 +1569,7 @@ func TestPolicies(t *testing.T) {
 			}
 
 			// Evaluate the secret ARNs for one sample deployment.
-			wantKeys := f.name != "RefreshFunction"
+			wantKeys := f.name == "AuthorizeFunction" || f.name == "CallbackFunction"
 			if canRead[keysARN] != wantKeys {
 				t.Errorf("can read the signing keys secret (%s): %v, want %v", keysARN, canRead[keysARN], wantKeys)
 			}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -52,6 +53,9 @@ type Broker struct {
 	Now     func() time.Time
 	// Refresh tunes the refresh sweep and on-demand refreshes.
 	Refresh RefreshOptions
+	// Events receives connection lifecycle events (created, recovered,
+	// needs_reauth, failing, deleted); nil publishes none.
+	Events lifecycle.Publisher
 
 	lastKeyReload atomic.Int64 // unix nanoseconds of the last forced keyset re-read
 	throttles     sync.Map     // provider name → *throttle

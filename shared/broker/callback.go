@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
@@ -230,6 +232,13 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 	for range 3 {
 		var c store.Connection
 		c, err = b.Store.GetConnection(ctx, p.Name, rec.ConnectionID)
+		if errors.Is(err, envelope.ErrOpen) && c.Version != 0 {
+			// Its stored credentials do not open (damaged, or sealed under a
+			// key that is gone): the fresh grant replaces them, which is
+			// the only repair there is.
+			b.log().WarnContext(ctx, "replacing a connection whose credentials do not open", "provider", p.Name, "connection_id", rec.ConnectionID, "cause", err.Error())
+			err = nil
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			c = store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID}
 		} else if err != nil {
@@ -249,6 +258,9 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		var saved store.Connection
 		saved, err = b.Store.SaveConnection(ctx, c)
+		if err == nil {
+			b.publish(ctx, lifecycle.Created, saved) // a first connect or a reconnect
+		}
 		if !errors.Is(err, store.ErrConflict) {
 			return saved, err
 		}

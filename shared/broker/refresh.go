@@ -299,9 +299,11 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 		// The provider left the catalog (an operator's change, perhaps for
 		// one deploy): keep the tokens and keep retrying with backoff, so
 		// restoring the entry recovers the connection.
+		before := c
 		r := result{err: &internalError{"provider not in catalog"}}
 		b.recordFailure(&c, &r, now)
 		b.finish(ctx, &c, owner, "schedule", &r)
+		b.publishTransition(ctx, before, r)
 		return r
 	}
 	return b.renewLeased(ctx, p, c, owner, "schedule", leaseStart, call)
@@ -325,6 +327,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	opt := b.refreshOptions()
 	start := time.Now()
 	now := b.now()
+	before := c
 	callCtx, cancel := context.WithDeadline(ctx, leaseStart.Add(opt.LeasePeriod-saveReserve))
 	defer cancel()
 	tok, err := b.renew(callCtx, p, &c, call)
@@ -377,6 +380,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		b.recordFailure(&c, &r, now)
 	}
 	b.finish(ctx, &c, owner, trigger, &r)
+	b.publishTransition(ctx, before, r)
 	return r
 }
 

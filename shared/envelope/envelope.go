@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -75,19 +76,25 @@ type Keys interface {
 // Sealer seals and opens values under data keys from Keys. It is safe for
 // concurrent use.
 type Sealer struct {
-	keys    Keys
-	reuse   time.Duration
-	unwrap  *secrets.Cache
-	now     func() time.Time
-	mu      sync.Mutex
-	current dataKey
+	keys   Keys
+	reuse  time.Duration
+	unwrap *secrets.Cache
+	now    func() time.Time
+
+	current atomic.Pointer[dataKey] // read without a lock
+	genMu   sync.Mutex              // one GenerateDataKey at a time
 }
 
 // dataKey is the data key new values are sealed with.
 type dataKey struct {
 	key, wrapped []byte
 	expires      time.Time
-	uses         int
+	uses         atomic.Int64
+}
+
+// take reserves one use of k at now, if it is still fresh and not used up.
+func (k *dataKey) take(now time.Time) bool {
+	return k != nil && now.Before(k.expires) && k.uses.Add(1) <= maxUses
 }
 
 // NewSealer returns a Sealer using keys. A keyReuse <= 0 means
@@ -106,13 +113,9 @@ func NewSealer(keys Keys, keyReuse time.Duration) *Sealer {
 type unwrapSource struct{ s *Sealer }
 
 func (u unwrapSource) Secret(ctx context.Context, wrapped string) ([]byte, error) {
-	u.s.mu.Lock()
-	if u.s.current.key != nil && string(u.s.current.wrapped) == wrapped {
-		key := u.s.current.key // reading back what this Sealer wrote
-		u.s.mu.Unlock()
-		return key, nil
+	if cur := u.s.current.Load(); cur != nil && string(cur.wrapped) == wrapped {
+		return cur.key, nil // reading back what this Sealer wrote
 	}
-	u.s.mu.Unlock()
 	key, err := u.s.keys.Decrypt(ctx, []byte(wrapped))
 	if err != nil {
 		return nil, err
@@ -139,17 +142,20 @@ func (s *Sealer) Seal(ctx context.Context, aad string, plaintext []byte) ([]byte
 	salt := make([]byte, saltSize+nonceSize)
 	rand.Read(salt) // never fails (crypto/rand)
 	out = append(out, salt...)
-	header := out
+	ad := additional(out, aad) // a copy: Seal appends to out
 	gcm, err := newGCM(key, salt[:saltSize], aad)
 	if err != nil {
 		return nil, err
 	}
-	return gcm.Seal(out, salt[saltSize:], plaintext, additional(header, aad)), nil
+	return gcm.Seal(out, salt[saltSize:], plaintext, ad), nil
 }
 
-// Open decrypts a value Seal sealed for the same aad. Anything else fails
-// with an error wrapping ErrOpen (or the key manager's error when the data
-// key cannot be unwrapped), never with the plaintext or key material.
+// Open decrypts a value Seal sealed for the same aad. A value that can
+// never open here — damaged, sealed for another record, or its data key
+// refused by the key manager as not its own — fails with an error wrapping
+// ErrOpen; a key manager that cannot answer now (throttled, unreachable)
+// fails with its own error, which is worth retrying. Errors never hold the
+// plaintext or key material.
 func (s *Sealer) Open(ctx context.Context, aad string, sealed []byte) ([]byte, error) {
 	if len(sealed) < 3 || sealed[0] != version {
 		return nil, fmt.Errorf("%w: unknown format", ErrOpen)
@@ -164,7 +170,7 @@ func (s *Sealer) Open(ctx context.Context, aad string, sealed []byte) ([]byte, e
 	header := sealed[:3+n+saltSize+nonceSize]
 	key, err := s.unwrap.Secret(ctx, string(wrapped))
 	if err != nil {
-		return nil, fmt.Errorf("%w: data key: %w", ErrOpen, err)
+		return nil, fmt.Errorf("envelope: data key: %w", err)
 	}
 	gcm, err := newGCM(key, salt, aad)
 	if err != nil {
@@ -178,23 +184,29 @@ func (s *Sealer) Open(ctx context.Context, aad string, sealed []byte) ([]byte, e
 }
 
 // dataKey returns the data key to seal with, generating a new one when the
-// current one is too old or too used.
+// current one is too old or too used. Only generation is serialised:
+// sealing with a fresh key and opening take no lock.
 func (s *Sealer) dataKey(ctx context.Context) (key, wrapped []byte, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if s.current.key == nil || !now.Before(s.current.expires) || s.current.uses >= maxUses {
-		key, wrapped, err := s.keys.GenerateDataKey(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("envelope: new data key: %w", err)
-		}
-		if len(key) != DataKeySize || len(wrapped) == 0 {
-			return nil, nil, fmt.Errorf("envelope: data key of %d bytes", len(key))
-		}
-		s.current = dataKey{key: key, wrapped: wrapped, expires: now.Add(s.reuse)}
+	if k := s.current.Load(); k.take(s.now()) {
+		return k.key, k.wrapped, nil
 	}
-	s.current.uses++
-	return s.current.key, s.current.wrapped, nil
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	now := s.now()
+	if k := s.current.Load(); k.take(now) { // another caller just made one
+		return k.key, k.wrapped, nil
+	}
+	key, wrapped, err = s.keys.GenerateDataKey(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("envelope: new data key: %w", err)
+	}
+	if len(key) != DataKeySize || len(wrapped) == 0 {
+		return nil, nil, fmt.Errorf("envelope: data key of %d bytes", len(key))
+	}
+	k := &dataKey{key: key, wrapped: wrapped, expires: now.Add(s.reuse)}
+	k.uses.Store(1)
+	s.current.Store(k)
+	return key, wrapped, nil
 }
 
 // newGCM derives the value's own AES-256 key from the data key, its salt

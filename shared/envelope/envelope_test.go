@@ -164,6 +164,22 @@ func TestDataKeyCache(t *testing.T) {
 		t.Errorf("reading back own values made %d KMS calls, want 0", n)
 	}
 
+	// Concurrent first seals on a fresh instance share one data key.
+	fresh := envelope.NewSealer(keys, time.Hour)
+	before = srv.Calls()
+	var sg sync.WaitGroup
+	for range 50 {
+		sg.Go(func() {
+			if _, err := fresh.Seal(ctx, "k", []byte("v")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	sg.Wait()
+	if n := srv.Calls() - before; n != 1 {
+		t.Errorf("50 concurrent first seals made %d KMS calls, want 1", n)
+	}
+
 	reader := envelope.NewSealer(keys, time.Hour)
 	before = srv.Calls()
 	var wg sync.WaitGroup
@@ -220,8 +236,8 @@ func TestKMSUnavailable(t *testing.T) {
 	if _, err := broken.Seal(ctx, "k", []byte("v")); err == nil {
 		t.Error("Seal without a key manager succeeded")
 	}
-	if _, err := broken.Open(ctx, "k", sealed); err == nil {
-		t.Error("Open without a key manager succeeded")
+	if _, err := broken.Open(ctx, "k", sealed); err == nil || errors.Is(err, envelope.ErrOpen) {
+		t.Errorf("Open without a key manager: %v, want a retryable error, not ErrOpen (the value is not damaged)", err)
 	}
 	missing := envelope.NewSealer(envelope.NewKMS(srv.Client, srv.KeyARN[:len(srv.KeyARN)-4]+"0000", encCtx), 0)
 	if _, err := missing.Seal(ctx, "k", []byte("v")); err == nil {
@@ -247,8 +263,10 @@ func TestLocalKeyFile(t *testing.T) {
 	if got, err := envelope.NewSealer(k2, 0).Open(ctx, "k", sealed); err != nil || string(got) != "secret" {
 		t.Fatalf("reopened key: %q, %v", got, err)
 	}
-	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("key file: %v, %v; want mode 0600", st.Mode(), err)
+	if st, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", st.Mode())
 	}
 	if err := os.WriteFile(path, []byte("short"), 0o600); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
 )
 
 // KMS is Keys backed by one AWS KMS symmetric key: GenerateDataKey and
@@ -54,10 +55,22 @@ func (k *KMS) Decrypt(ctx context.Context, wrapped []byte) ([]byte, error) {
 		KeyId:             aws.String(k.keyID),
 		EncryptionContext: k.context,
 	})
+	var api smithy.APIError
+	if errors.As(err, &api) && refusals[api.ErrorCode()] {
+		return nil, fmt.Errorf("%w: kms decrypt: %w", ErrOpen, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kms decrypt: %w", err)
 	}
 	return out.Plaintext, nil
+}
+
+// refusals are the KMS Decrypt errors that mean "this wrapped key will
+// never open with this key and context", as opposed to a KMS that cannot
+// answer now.
+var refusals = map[string]bool{
+	"InvalidCiphertextException": true,
+	"IncorrectKeyException":      true,
 }
 
 // LocalKey is Keys backed by a 256-bit key held locally, for development
@@ -86,7 +99,8 @@ func NewLocalKey(key []byte) (*LocalKey, error) {
 }
 
 // EphemeralKey returns a LocalKey with a random key that lives only as long
-// as the process: for memory-only stores and tests.
+// as the process: for tests, and anything sealed only for this process's
+// lifetime.
 func EphemeralKey() *LocalKey {
 	key := make([]byte, DataKeySize)
 	rand.Read(key)
@@ -143,11 +157,11 @@ func (k *LocalKey) GenerateDataKey(context.Context) (key, wrapped []byte, err er
 func (k *LocalKey) Decrypt(_ context.Context, wrapped []byte) ([]byte, error) {
 	n := k.gcm.NonceSize()
 	if len(wrapped) < n {
-		return nil, errors.New("local key: wrapped data key too short")
+		return nil, fmt.Errorf("%w: local key: wrapped data key too short", ErrOpen)
 	}
 	key, err := k.gcm.Open(nil, wrapped[:n], wrapped[n:], nil)
 	if err != nil {
-		return nil, errors.New("local key: data key was not wrapped by this key")
+		return nil, fmt.Errorf("%w: local key: data key was not wrapped by this key", ErrOpen)
 	}
 	return key, nil
 }

@@ -1,9 +1,11 @@
 // Package httpapi turns API Gateway HTTP API (payload 2.0) events into
 // broker calls and broker results into responses: strict query parsing,
-// cookies, redirects and the plain error pages a browser may see.
+// cookies, redirects and the plain error pages a browser may see, and the
+// JSON answers of the app's token routes.
 //
-// The same handlers serve Lambda (functions/authorize, functions/callback)
-// and the local development server (cmd/dev), which builds the same events.
+// The same handlers serve Lambda (functions/authorize, functions/callback,
+// functions/token) and the local development server (cmd/dev), which
+// builds the same events.
 package httpapi
 
 import (

@@ -88,6 +88,9 @@ type Provider struct {
 	AuthorizationURL string `yaml:"authorization_url"`
 	// TokenURL is the token endpoint (RFC 6749 §3.2).
 	TokenURL string `yaml:"token_url"`
+	// RevocationURL is the token revocation endpoint (RFC 7009), called
+	// when a connection is deleted; empty when the provider has none.
+	RevocationURL string `yaml:"revocation_url"`
 	// GrantTypes lists the grants the broker may use with this provider.
 	GrantTypes []string `yaml:"grant_types"`
 	// ClientAuth is where the client secret goes; default basic.
@@ -330,6 +333,15 @@ func (p *Provider) normalize() error {
 	if err := p.checkTokenHost(); err != nil {
 		return err
 	}
+	if p.RevocationURL != "" {
+		if err := p.checkTemplateURL("revocation_url", p.RevocationURL); err != nil {
+			return err
+		}
+		// The revocation request carries the client secret too.
+		if p.hostOf(p.RevocationURL) != p.hostOf(p.TokenURL) {
+			return errors.New("revocation_url must be on the token_url's host")
+		}
+	}
 	for name, v := range p.TokenHeaders {
 		if !headerNameRE.MatchString(name) || slices.Contains(reservedHeaders, strings.ToLower(name)) {
 			return fmt.Errorf("token header %q is not allowed", name)
@@ -479,6 +491,15 @@ func (p *Provider) checkTemplateURL(field, tmpl string) error {
 	return checkURL(field, u)
 }
 
+// hostOf is the host part (placeholders unexpanded) of a catalog URL.
+func (p *Provider) hostOf(tmpl string) string {
+	rest := tmpl[strings.Index(tmpl, "://")+3:]
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
 // literalAlternation matches patterns that list their values: "com|pl".
 var literalAlternation = regexp.MustCompile(`^[a-z0-9-]+(\|[a-z0-9-]+)*$`)
 
@@ -487,11 +508,7 @@ var literalAlternation = regexp.MustCompile(`^[a-z0-9-]+(\|[a-z0-9-]+)*$`)
 // host is allowed only when its pattern lists every value it accepts, so
 // no connection can send the secret to a host of its choosing.
 func (p *Provider) checkTokenHost() error {
-	rest := p.TokenURL[strings.Index(p.TokenURL, "://")+3:]
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	for _, m := range placeholderRE.FindAllStringSubmatch(rest, -1) {
+	for _, m := range placeholderRE.FindAllStringSubmatch(p.hostOf(p.TokenURL), -1) {
 		if prm := p.ConnectionParams[m[1]]; prm == nil || !literalAlternation.MatchString(prm.Pattern) {
 			return fmt.Errorf("token_url: placeholder %s in the host needs a pattern that lists its values (like com|pl)", m[0])
 		}
@@ -536,7 +553,7 @@ func (p *Provider) Resolve(params map[string]string) (*Provider, map[string]stri
 	fields := []struct {
 		name string
 		f    *string
-	}{{"authorization_url", &r.AuthorizationURL}, {"token_url", &r.TokenURL}}
+	}{{"authorization_url", &r.AuthorizationURL}, {"token_url", &r.TokenURL}, {"revocation_url", &r.RevocationURL}}
 	for _, fl := range fields {
 		if *fl.f == "" {
 			continue

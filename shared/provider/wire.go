@@ -168,6 +168,51 @@ func (c *Client) ClientCredentials(ctx context.Context, p *Provider, creds secre
 	return c.do(ctx, p, creds, v)
 }
 
+// Revoke asks the provider to revoke token (RFC 7009 §2.1), a refresh
+// token or an access token as hint says, authenticating as for token
+// requests. A provider without a revocation_url is not called. RFC 7009
+// answers 200 even for a token it does not know; anything else is an
+// *Error.
+func (c *Client) Revoke(ctx context.Context, p *Provider, creds secrets.ClientCredentials, token, hint string) error {
+	if p.RevocationURL == "" {
+		return nil
+	}
+	if p.NeedsParams() {
+		return &Error{Failure: FailureRequest, Reason: "provider entry used without its connection parameters (Resolve)"}
+	}
+	v := url.Values{"token": {token}, "token_type_hint": {hint}}
+	if p.ClientAuth == ClientAuthBody {
+		v.Set("client_id", creds.ClientID)
+		v.Set("client_secret", creds.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.RevocationURL, strings.NewReader(v.Encode()))
+	if err != nil {
+		return &Error{Failure: FailureRequest, Reason: "cannot build revocation request"}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if p.ClientAuth == ClientAuthBasic {
+		req.SetBasicAuth(url.QueryEscape(creds.ClientID), url.QueryEscape(creds.ClientSecret))
+	}
+	for k, val := range p.TokenHeaders {
+		req.Header.Set(k, val)
+	}
+	req.Header.Set("User-Agent", UserAgent)
+	hc := c.HTTP
+	if hc == nil {
+		hc = NewHTTPClient()
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
+	if resp.StatusCode != http.StatusOK {
+		return statusError(resp, body, c.now())
+	}
+	return nil
+}
+
 func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCredentials, v url.Values) (*Token, error) {
 	if p.NeedsParams() {
 		return nil, &Error{Failure: FailureRequest, Reason: "provider entry used without its connection parameters (Resolve)"}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
 
@@ -402,5 +403,43 @@ func TestKaisaUndocumentedResponse(t *testing.T) {
 	}
 	if m := p.RefreshMargin(tok.Lifetime); m != 120*time.Second {
 		t.Fatalf("refresh margin %v", m)
+	}
+}
+
+// TestRevoke: RFC 7009 revocation with the provider's client
+// authentication, against the strict provider test server.
+func TestRevoke(t *testing.T) {
+	ctx := t.Context()
+	for _, auth := range []ClientAuth{ClientAuthBasic, ClientAuthBody} {
+		t.Run(string(auth), func(t *testing.T) {
+			srv := providertest.New(t, providertest.Config{ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, ClientAuth: string(auth), RedirectURI: "https://broker.example/callback/acme"})
+			doc := "providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: " + srv.TokenURL() +
+				"\n    revocation_url: " + srv.RevokeURL() + "\n    grant_types: [authorization_code, refresh_token]\n    client_auth: " + string(auth) + "\n"
+			cat, err := Parse("test", []byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := cat.Get("acme")
+			access, refresh := srv.IssueGrant("read")
+			c := &Client{}
+			if err := c.Revoke(ctx, p, creds, refresh, "refresh_token"); err != nil {
+				t.Fatalf("Revoke: %v", err)
+			}
+			if srv.ValidRefresh(refresh) || srv.Valid(access) {
+				t.Error("the grant is still valid after revoking its refresh token")
+			}
+			if err := c.Revoke(ctx, p, secrets.ClientCredentials{ClientID: creds.ClientID, ClientSecret: "wrong-secret-1234"}, access, "access_token"); err == nil || strings.Contains(err.Error(), "wrong-secret-1234") {
+				t.Errorf("Revoke with a wrong secret: %v, want an error without the secret", err)
+			}
+			none := *p
+			none.RevocationURL = ""
+			before := len(srv.Requests())
+			if err := c.Revoke(ctx, &none, creds, access, "access_token"); err != nil || len(srv.Requests()) != before {
+				t.Errorf("Revoke without a revocation_url: %v, %d requests", err, len(srv.Requests())-before)
+			}
+		})
+	}
+	if _, err := Parse("test", []byte("providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: https://acme.example/t\n    revocation_url: https://elsewhere.example/r\n    grant_types: [authorization_code]\n")); err == nil {
+		t.Error("a revocation_url on another host than token_url was accepted (it would receive the client secret)")
 	}
 }

@@ -102,7 +102,15 @@ func (c *Cache) fetch(ctx context.Context, name string, call *cacheCall) {
 		if c.calls[name] == call { // else invalidated while in flight: not cached
 			delete(c.calls, name)
 			if call.err == nil {
-				c.entries[name] = cacheEntry{value: bytes.Clone(call.value), expires: c.now().Add(c.ttl)}
+				now := c.now()
+				// Expired values leave memory when anything new arrives,
+				// not only when their own name is read again.
+				for n, e := range c.entries {
+					if !now.Before(e.expires) {
+						delete(c.entries, n)
+					}
+				}
+				c.entries[name] = cacheEntry{value: bytes.Clone(call.value), expires: now.Add(c.ttl)}
 			}
 		}
 		c.mu.Unlock()

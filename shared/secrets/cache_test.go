@@ -75,6 +75,25 @@ func TestCacheTTL(t *testing.T) {
 	}
 }
 
+// TestCacheForgetsExpired: expired values do not stay in memory until
+// their own name is read again (the cache holds data keys and secrets).
+func TestCacheForgetsExpired(t *testing.T) {
+	c, srv, clock := newCache(t, time.Minute)
+	for _, k := range []string{"a", "b", "c"} {
+		srv.Put(k, "v-"+k)
+		mustSecret(t, c, k, "v-"+k)
+	}
+	if n := secrets.Cached(c); n != 3 {
+		t.Fatalf("%d cached, want 3", n)
+	}
+	clock.Advance(time.Minute)
+	srv.Put("d", "v-d")
+	mustSecret(t, c, "d", "v-d")
+	if n := secrets.Cached(c); n != 1 {
+		t.Errorf("%d cached after the others expired and d arrived, want 1", n)
+	}
+}
+
 func TestCacheTTLClamp(t *testing.T) {
 	for _, tt := range []struct{ in, want time.Duration }{
 		{0, 5 * time.Minute},

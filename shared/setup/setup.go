@@ -16,11 +16,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -34,6 +36,9 @@ const SecretsTTL = 5 * time.Minute
 type Env struct {
 	// TableName is the DynamoDB table (TABLE_NAME).
 	TableName string
+	// EventBusName is the EventBridge bus for lifecycle events
+	// (EVENT_BUS_NAME: a name or ARN); empty publishes none.
+	EventBusName string
 	// TokenKeyID is the KMS key that wraps the data keys sealing stored
 	// credentials (TOKEN_KEY_ID: a key ARN, key id or alias ARN).
 	TokenKeyID string
@@ -50,7 +55,7 @@ type Env struct {
 // production. Errors name the variable, never a secret (none is here).
 func ReadEnv(getenv func(string) string) (Env, error) {
 	var errs []error
-	e := Env{TableName: getenv("TABLE_NAME"), TokenKeyID: getenv("TOKEN_KEY_ID"), ProvidersFile: getenv("PROVIDERS_FILE")}
+	e := Env{TableName: getenv("TABLE_NAME"), TokenKeyID: getenv("TOKEN_KEY_ID"), EventBusName: getenv("EVENT_BUS_NAME"), ProvidersFile: getenv("PROVIDERS_FILE")}
 	if e.TableName == "" {
 		errs = append(errs, errors.New("TABLE_NAME is required"))
 	}
@@ -102,7 +107,8 @@ func BaseURL(raw string) (string, error) {
 // FromEnv builds the broker for a Lambda function: configuration from the
 // environment, the catalog (failing fast on an invalid one), and AWS
 // clients from the default chain — which honours AWS_ENDPOINT_URL_DYNAMODB,
-// AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL_KMS, so tests and
+// AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_KMS and
+// AWS_ENDPOINT_URL_EVENTBRIDGE, so tests and
 // `sam local` can point the function anywhere.
 func FromEnv(ctx context.Context) (*broker.Broker, error) {
 	env, err := ReadEnv(os.Getenv)
@@ -117,6 +123,10 @@ func FromEnv(ctx context.Context) (*broker.Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
+	var events lifecycle.Publisher
+	if env.EventBusName != "" {
+		events = lifecycle.NewEventBridge(eventbridge.NewFromConfig(cfg), env.EventBusName)
+	}
 	return &broker.Broker{
 		Config:  env.Broker,
 		Catalog: cat,
@@ -125,6 +135,7 @@ func FromEnv(ctx context.Context) (*broker.Broker, error) {
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
 		Log:     Logger(),
 		Refresh: env.Refresh,
+		Events:  events,
 	}, nil
 }
 

@@ -26,7 +26,7 @@ func ConnectionRecordKey(provider, connectionID string) string {
 	return "conn#" + provider + "#" + connectionID
 }
 
-// StateRecordKey: see ConnectionRecordKey.
+// StateRecordKey names a pending state's record, like ConnectionRecordKey.
 func StateRecordKey(id string) string { return "state#" + id }
 
 // IsZero reports whether c holds no credential.

@@ -129,7 +129,9 @@ type Store interface {
 	// succeeds. Expiry is checked by the caller.
 	TakeState(ctx context.Context, id, bindingHash string) (StateRecord, error)
 
-	// GetConnection returns a connection or ErrNotFound.
+	// GetConnection returns a connection or ErrNotFound. A connection whose
+	// sealed credentials do not open comes back without them, with an error
+	// wrapping envelope.ErrOpen: the caller may still overwrite it.
 	GetConnection(ctx context.Context, provider, connectionID string) (Connection, error)
 	// SaveConnection writes c if the stored version still equals c.Version
 	// (0 meaning "must not exist yet"), storing it with Version+1 and
@@ -151,6 +153,11 @@ type Store interface {
 	// expired and was taken by another, or a plain save superseded it —
 	// returns ErrConflict and changes nothing.
 	SaveLeased(ctx context.Context, c Connection, owner string) (Connection, error)
+	// DeleteConnection deletes a connection, whatever its version or lease,
+	// and returns it as it was; ErrNotFound if there is none. A refresher
+	// holding its lease then fails to save (ErrConflict), so the deleted
+	// connection stays deleted.
+	DeleteConnection(ctx context.Context, provider, connectionID string) (Connection, error)
 	// ListDue returns the keys of up to limit connections whose RefreshDue
 	// is at or before now, earliest due first. It reads an index, so the
 	// caller re-reads each connection before acting on it.

@@ -260,14 +260,15 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	}
 	c, err := s.decodeConn(ctx, connPK(provider, connectionID), out.Item)
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: get connection: %w", err)
+		return c, fmt.Errorf("dynamo: get connection: %w", err)
 	}
 	return c, nil
 }
 
 // decodeConn decodes the connection item read under pk, opening its
 // credentials with pk as associated data: a sealed value copied onto another
-// item, even with the rest of its attributes, does not open.
+// item, even with the rest of its attributes, does not open. If they do not
+// open, it returns the connection without them and the error.
 func (s *Store) decodeConn(ctx context.Context, pk string, item map[string]types.AttributeValue) (store.Connection, error) {
 	var it connItem
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
@@ -276,10 +277,16 @@ func (s *Store) decodeConn(ctx context.Context, pk string, item map[string]types
 	if it.Sealed != nil {
 		creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
 		if err != nil {
-			return store.Connection{}, err
+			it.Sealed = nil
+			return toConnection(it), err
 		}
 		it.AccessToken, it.RefreshToken = creds.AccessToken, creds.RefreshToken
 	}
+	return toConnection(it), nil
+}
+
+// toConnection converts a decoded item (credentials already opened).
+func toConnection(it connItem) store.Connection {
 	return store.Connection{
 		Provider:     it.Provider,
 		ConnectionID: it.ConnectionID,
@@ -300,7 +307,7 @@ func (s *Store) decodeConn(ctx context.Context, pk string, item map[string]types
 		Version:      it.Version,
 		CreatedAt:    fromUnix(it.CreatedAt),
 		UpdatedAt:    fromUnix(it.UpdatedAt),
-	}, nil
+	}
 }
 
 // SaveConnection implements store.Store.
@@ -398,6 +405,34 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string) (sto
 	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
 	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
 		*t = fromUnix(unix(*t))
+	}
+	return c, nil
+}
+
+// DeleteConnection implements store.Store with one conditional DeleteItem
+// that returns the deleted item.
+func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
+	if err := store.CheckKey(provider, connectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: delete connection: %w", err)
+	}
+	pk := connPK(provider, connectionID)
+	out, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                aws.String(s.table),
+		Key:                      key(pk, connSK),
+		ConditionExpression:      aws.String("attribute_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
+		ReturnValues:             types.ReturnValueAllOld,
+	})
+	if isConditionFailed(err) {
+		return store.Connection{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: delete connection: %w", err)
+	}
+	c, err := s.decodeConn(ctx, pk, out.Attributes)
+	if err != nil {
+		// Deleted all the same; only its credentials could not be opened.
+		return store.Connection{Provider: provider, ConnectionID: connectionID}, fmt.Errorf("dynamo: delete connection: %w", err)
 	}
 	return c, nil
 }

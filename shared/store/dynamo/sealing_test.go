@@ -158,6 +158,9 @@ func TestS20_CopiedCiphertextDoesNotOpen(t *testing.T) {
 			if err == nil {
 				t.Fatalf("%v: copied ciphertext opened: %q", key, c.AccessToken)
 			}
+			if c.Version == 0 || c.AccessToken != "" || c.RefreshToken != "" {
+				t.Errorf("%v: unreadable connection came back as %+v, want its version without credentials (so a reconnect can replace it)", key, c)
+			}
 			if !errors.Is(err, envelope.ErrOpen) || strings.Contains(err.Error(), testAccess) {
 				t.Errorf("%v: error %v, want ErrOpen without the token", key, err)
 			}

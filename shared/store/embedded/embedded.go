@@ -154,6 +154,29 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 	return canonState(r), nil
 }
 
+// DeleteConnection implements store.Store.
+func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Connection{}, err
+	}
+	if err := store.CheckKey(provider, connectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("embedded: delete connection: %w", err)
+	}
+	k := store.Key{Provider: provider, ConnectionID: connectionID}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conns[k]
+	if !ok {
+		return store.Connection{}, store.ErrNotFound
+	}
+	delete(s.conns, k)
+	if err := s.save(); err != nil {
+		s.conns[k] = c
+		return store.Connection{}, err
+	}
+	return canonConn(c), nil
+}
+
 // GetConnection implements store.Store.
 func (s *Store) GetConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
 	if err := ctx.Err(); err != nil {

@@ -263,6 +263,39 @@ func testConnection(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("Delete", func(t *testing.T) {
+		s := newStore(t)
+		saved := mustSave(t, s, newConn("github", "c"))
+		mustSave(t, s, newConn("gitlab", "c"))
+		leased, err := s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "c"}, store.LeaseRequest{Owner: "o", Now: time.Now(), Until: time.Now().Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.DeleteConnection(t.Context(), "github", "c")
+		if err != nil {
+			t.Fatalf("DeleteConnection: %v", err)
+		}
+		if got.AccessToken != saved.AccessToken || got.RefreshToken != saved.RefreshToken || got.Version != leased.Version {
+			t.Errorf("DeleteConnection returned %+v, want the stored connection", got)
+		}
+		if _, err := s.GetConnection(t.Context(), "github", "c"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetConnection after delete: %v, want ErrNotFound", err)
+		}
+		if _, err := s.SaveLeased(t.Context(), leased, "o"); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SaveLeased by the lease holder after delete: %v, want ErrConflict (the deletion stands)", err)
+		}
+		if _, err := s.GetConnection(t.Context(), "github", "c"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the deleted connection came back: %v", err)
+		}
+		if _, err := s.DeleteConnection(t.Context(), "github", "c"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("second DeleteConnection: %v, want ErrNotFound", err)
+		}
+		if keys, _ := s.ListDue(t.Context(), time.Now().Add(48*time.Hour), 10); slices.ContainsFunc(keys, func(k store.Key) bool { return k.Provider == "github" }) {
+			t.Errorf("deleted connection still listed due: %v", keys)
+		}
+		mustGet(t, s, "gitlab", "c") // the other provider's is untouched
+	})
+
 	t.Run("SameIDOtherProvider", func(t *testing.T) {
 		s := newStore(t)
 		mustSave(t, s, newConn("github", "c"))

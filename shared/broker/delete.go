@@ -1,0 +1,72 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+)
+
+// revokeTimeout bounds the revocation call after a connection is deleted.
+const revokeTimeout = 5 * time.Second
+
+// Delete deletes a connection and, where the catalog declares a
+// revocation_url, asks the provider to revoke its grant (RFC 7009): the
+// refresh token, which ends the grant, else the access token. The deletion
+// stands whatever the provider answers — a provider that is down must not
+// keep a customer's disconnect from taking effect — and a failed
+// revocation is logged without the token. A refresher holding the
+// connection's lease cannot write it back.
+//
+// Errors: store.ErrNotFound for an unknown connection.
+func (b *Broker) Delete(ctx context.Context, providerName, connectionID string) error {
+	c, err := b.Store.DeleteConnection(ctx, providerName, connectionID)
+	if err != nil && c.Provider == "" {
+		return err
+	}
+	b.publish(ctx, lifecycle.Deleted, c)
+	if err != nil { // deleted, but its credentials could not be opened
+		b.log().WarnContext(ctx, "connection deleted without revocation", "provider", providerName, "connection_id", connectionID, "cause", err.Error())
+		return nil
+	}
+	b.revoke(context.WithoutCancel(ctx), c)
+	return nil
+}
+
+// revoke asks c's provider to revoke c's grant, logging the outcome.
+func (b *Broker) revoke(ctx context.Context, c store.Connection) {
+	p, ok := b.Catalog.Get(c.Provider)
+	if !ok || p.RevocationURL == "" {
+		return
+	}
+	token, hint := c.RefreshToken, "refresh_token"
+	if token == "" {
+		token, hint = c.AccessToken, "access_token"
+	}
+	if token == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	log := b.log().With("provider", c.Provider, "connection_id", c.ConnectionID)
+	if err := b.revokeAt(ctx, p, c, token, hint); err != nil {
+		log.WarnContext(ctx, "revocation failed", "cause", causeString(err))
+		return
+	}
+	log.InfoContext(ctx, "grant revoked at the provider", "token_type_hint", hint)
+}
+
+// revokeAt sends one revocation request for token to p.
+func (b *Broker) revokeAt(ctx context.Context, p *provider.Provider, c store.Connection, token, hint string) error {
+	rp, _, err := p.Resolve(c.Params)
+	if err != nil {
+		return &internalError{"connection parameters no longer match the catalog"}
+	}
+	creds, err := b.credentials(ctx, p)
+	if err != nil {
+		return &internalError{"client credentials unreadable: " + err.Error()}
+	}
+	return b.Wire.Revoke(ctx, rp, creds, token, hint)
+}
