@@ -306,6 +306,17 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["due"] != 0 {
 			t.Fatalf("non-expiring token scheduled: %v", sum)
 		}
+		// The app's backend reads the token; after a 401 it forces a
+		// refresh, which VerticalResponse cannot do: the connection needs
+		// the customer again, and the provider is not called.
+		if b := decodeToken(t, s.tokenCall(http.MethodGet, "verticalresponse", "vr-1", "")); b.AccessToken != c.AccessToken || b.ExpiresAt != "" || b.Metadata["user_id"] != c.Metadata["user_id"] {
+			t.Errorf("VerticalResponse token answer does not match the connection")
+		}
+		before := len(tokenRequests(srv, tokenPath))
+		wantError(t, s.tokenCall(http.MethodGet, "verticalresponse", "vr-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
+		if got := s.connOf("verticalresponse", "vr-1"); got.Status != store.StatusNeedsReauth || len(tokenRequests(srv, tokenPath)) != before {
+			t.Errorf("forced refresh of VerticalResponse: status %s, %d provider calls", got.Status, len(tokenRequests(srv, tokenPath))-before)
+		}
 
 		// The GET carries the secret in its URL: a provider that hangs past
 		// the callback's deadline yields an error redirect, and no log line

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventbridgetest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
@@ -38,6 +39,7 @@ const (
 	appOrigin = "https://app.example.com"
 	returnTo  = appOrigin + "/connected?tab=integrations"
 	clientID  = "acme-client-id"
+	eventBus  = "oauthbroker-test-events"
 	// Test credentials: the log check searches every function log for them.
 	clientSecret = "acme-client-secret-Zq81"
 	keyMaterial  = "test-signing-key-0123456789abcdef0123456789"
@@ -58,6 +60,8 @@ type stack struct {
 	callback2 *lambdarie.Function // a second instance, for concurrent callbacks
 	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
 	refresh   *lambdarie.Function
+	token     *lambdarie.Function // the app's token and delete routes
+	bus       *eventbridgetest.Server
 	// retired are refresh instances replaced by newRefreshInstance; their
 	// logs are still checked.
 	retired      []*lambdarie.Function
@@ -113,6 +117,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	dir := t.TempDir()
 	catalog := "providers:\n" +
 		"  acme:\n    display_name: Acme\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
+		"\n    revocation_url: " + prov.RevokeURL() +
 		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    token_request: form\n    default_scopes: [read]\n" +
 		"  other:\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
 		"\n    grant_types: [authorization_code]\n"
@@ -133,6 +138,9 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		t.Fatal(err)
 	}
 	kms := localkms.Start(t)
+	bus := eventbridgetest.New(t)
+	bus.CreateBus(eventBus)
+	bus.RejectUnknownBuses(true) // a misnamed bus fails here, not silently as in AWS
 	sm := secretsmanagertest.New(t)
 	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
 	sm.Put("oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
@@ -151,6 +159,8 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
 		"TOKEN_KEY_ID":                     kms.KeyARN,
 		"AWS_ENDPOINT_URL_KMS":             kms.Endpoint,
+		"EVENT_BUS_NAME":                   eventBus,
+		"AWS_ENDPOINT_URL_EVENTBRIDGE":     bus.URL,
 	}
 	// The callback's provider call must end before a 3 s Lambda timeout;
 	// the refresh function gets a minute, as a sweep only starts a
@@ -177,6 +187,8 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		callback2: lambdarie.Start(t, cb, env),
 		slowCB:    lambdarie.Start(t, cb, slow),
 		refresh:   lambdarie.Start(t, rf, sweeper),
+		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), env),
+		bus:       bus,
 
 		refreshEnv:   sweeper,
 		refreshBuild: rf,
@@ -216,7 +228,7 @@ func (s *stack) checkLogs() {
 			secretsSeen = append(secretsSeen, r.Params.Get("code_verifier"), r.Query.Get("state"))
 		}
 	}
-	for _, fn := range append([]*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh}, s.retired...) {
+	for _, fn := range append([]*lambdarie.Function{s.authorize, s.callback, s.callback2, s.slowCB, s.refresh, s.token}, s.retired...) {
 		logs := fn.Logs()
 		for _, secret := range secretsSeen {
 			if secret != "" && strings.Contains(logs, secret) {

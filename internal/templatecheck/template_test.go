@@ -1628,16 +1628,34 @@ func TestSampleHTTPEvents(t *testing.T) {
 			routeKeys[k] = true
 		}
 	}
+	acme := map[string]string{"provider": "acme"}
+	conn := map[string]string{"provider": "acme", "connection_id": "customer-42"}
 	cases := []struct {
 		file, routeKey, rawPath string
 		query                   []string // required query parameters
 		placeholders            []string // parameters that must hold REPLACE_ME
 		cookies                 bool
+		method                  string
+		pathParams              map[string]string
+		iam                     bool // the route is IAM-authorized: the event carries the caller
 	}{
 		{"events/connect.json", "GET /connect/{provider}", "/connect/acme",
-			[]string{"connection_id", "return_to", "exp", "kid", "sig"}, []string{"sig"}, false},
+			[]string{"connection_id", "return_to", "exp", "kid", "sig"}, []string{"sig"}, false, "GET", acme, false},
 		{"events/callback.json", "GET /callback/{provider}", "/callback/acme",
-			[]string{"code", "state"}, []string{"code", "state"}, true},
+			[]string{"code", "state"}, []string{"code", "state"}, true, "GET", acme, false},
+		{"events/token.json", "GET /connections/{provider}/{connection_id}/token", "/connections/acme/customer-42/token",
+			nil, nil, false, "GET", conn, true},
+		{"events/delete.json", "DELETE /connections/{provider}/{connection_id}", "/connections/acme/customer-42",
+			nil, nil, false, "DELETE", conn, true},
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.routeKey] = true
+	}
+	for k := range wantRoutes {
+		if !covered[k] {
+			t.Errorf("route %q has no sample event in events/ (what `sam local invoke -e` needs)", k)
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -1662,9 +1680,14 @@ func TestSampleHTTPEvents(t *testing.T) {
 			check("requestContext.routeKey", rc.RouteKey, ev.RouteKey)
 			check("rawPath", ev.RawPath, c.rawPath)
 			check("requestContext.http.path", rc.HTTP.Path, ev.RawPath)
-			check("requestContext.http.method", rc.HTTP.Method, "GET")
+			check("requestContext.http.method", rc.HTTP.Method, c.method)
 			check("requestContext.stage", rc.Stage, "$default")
-			check("pathParameters", ev.PathParameters, map[string]string{"provider": "acme"})
+			check("pathParameters", ev.PathParameters, c.pathParams)
+			if iam := rc.Authorizer != nil && rc.Authorizer.IAM != nil; iam != c.iam {
+				t.Errorf("requestContext.authorizer.iam present = %v, want %v (only IAM-authorized routes carry the caller)", iam, c.iam)
+			} else if iam && (rc.Authorizer.IAM.UserARN == "" || rc.Authorizer.IAM.AccountID == "") {
+				t.Errorf("requestContext.authorizer.iam lacks userArn or accountId")
+			}
 			check("isBase64Encoded", ev.IsBase64Encoded, false)
 			check("body", ev.Body, "")
 			if rc.RequestID == "" || rc.TimeEpoch <= 0 || rc.DomainName == "" {
@@ -1697,7 +1720,9 @@ func TestSampleHTTPEvents(t *testing.T) {
 				}
 				flat[k] = strings.Join(v, ",")
 			}
-			check("queryStringParameters (must match rawQueryString)", ev.QueryStringParameters, flat)
+			if len(flat) > 0 || ev.QueryStringParameters != nil { // API Gateway omits it for an empty query
+				check("queryStringParameters (must match rawQueryString)", ev.QueryStringParameters, flat)
+			}
 			for _, k := range c.query {
 				if _, ok := flat[k]; !ok {
 					t.Errorf("query parameter %s is missing", k)

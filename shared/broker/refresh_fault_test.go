@@ -23,6 +23,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -545,6 +546,8 @@ func TestRefreshFaults(t *testing.T) {
 // long over two hours later.
 func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 	e := newFaultEnv(t, faultOptions{refresh: broker.RefreshOptions{FailingAfter: 3}})
+	events := &lifecycle.Recorder{}
+	e.b.Events = events
 	prov := e.prov["acme"]
 	seeded := e.seed(t, "acme", "c1")
 	prov.FailNext(3, 502, "text/html", "<html>502 Bad Gateway</html>", nil)
@@ -595,6 +598,15 @@ func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 		c.AccessToken == seeded.AccessToken || !prov.Valid(c.AccessToken) {
 		t.Errorf("after recovery: status %s count %d class %q error %q, token renewed %v",
 			c.Status, c.FailureCount, c.FailureClass, c.LastError, c.AccessToken != seeded.AccessToken)
+	}
+	// Lifecycle events: one when it became failing (not on every failed
+	// attempt), one when it recovered.
+	var got []string
+	for _, ev := range events.Events() {
+		got = append(got, string(ev.Type)+"/"+ev.Status+"/"+ev.FailureClass)
+	}
+	if want := "failing/failing/unavailable recovered/connected/"; strings.Join(got, " ") != want {
+		t.Errorf("lifecycle events %v, want %s", got, want)
 	}
 }
 

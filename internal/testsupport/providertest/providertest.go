@@ -177,6 +177,7 @@ type Server struct {
 	nextGrant     int
 	deny          bool
 	delay         time.Duration
+	failRevoke    bool
 	failN         int
 	fail          failure
 }
@@ -349,6 +350,14 @@ func (s *Server) FailNext(n int, status int, contentType, body string, header ht
 	defer s.mu.Unlock()
 	s.failN = n
 	s.fail = failure{status: status, contentType: contentType, body: body, header: header.Clone()}
+}
+
+// FailRevocations makes the revocation endpoint answer 503 (a provider
+// that is down) until called with false.
+func (s *Server) FailRevocations(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failRevoke = on
 }
 
 // Delay makes every token request wait d before it is handled (0 to stop).
@@ -1118,6 +1127,13 @@ func (s *Server) newSecret(prefix string) string {
 // server it answers 200 for unknown tokens too (RFC 7009 §2.2). It takes the
 // token endpoint's client authentication, always as a form POST.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	down := s.failRevoke
+	s.mu.Unlock()
+	if down {
+		http.Error(w, "<html>503 Service Unavailable</html>", http.StatusServiceUnavailable)
+		return
+	}
 	if r.Method != http.MethodPost {
 		errInvalidRequest("POST only").write(w)
 		return
