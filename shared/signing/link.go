@@ -109,6 +109,9 @@ func (l Link) check() error {
 		return errors.New("provider name is invalid")
 	case !connectionIDRE.MatchString(l.ConnectionID):
 		return fmt.Errorf("connection_id must match %s", connectionIDRE)
+	case l.ConnectionID == "." || l.ConnectionID == "..":
+		// A dot segment could not be named in the token route's URL path.
+		return errors.New(`connection_id must not be "." or ".."`)
 	case strings.ContainsAny(l.ReturnTo, "\r\n"):
 		return errors.New("return_to must be one line")
 	case l.Grant != "" && !grantRE.MatchString(l.Grant):

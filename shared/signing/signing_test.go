@@ -222,6 +222,13 @@ func TestLinkGrantAndParamsRoundTrip(t *testing.T) {
 	if _, err := SignLink(ks, tooMany); err == nil {
 		t.Fatal("signed a link with too many parameters")
 	}
+	for _, id := range []string{".", ".."} { // dot segments in the token route's path
+		dot := l
+		dot.ConnectionID = id
+		if _, err := SignLink(ks, dot); err == nil {
+			t.Errorf("signed a link for connection_id %q", id)
+		}
+	}
 }
 
 // spareBitSibling returns another base64url character that decodes to the
