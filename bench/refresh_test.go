@@ -78,6 +78,17 @@ type sweepCase struct {
 	period time.Duration
 	// optional cases run only with REFRESH_BENCH_ALL=1.
 	optional bool
+	// conns is how many due connections each iteration refreshes; 0 means
+	// sweepConns.
+	conns int
+}
+
+// size is how many due connections an iteration of c refreshes.
+func (c sweepCase) size() int {
+	if c.conns > 0 {
+		return c.conns
+	}
+	return sweepConns
 }
 
 // ceiling is the best the sweep could do: min(workers / delay, rate
@@ -266,7 +277,8 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 			Refresh: broker.RefreshOptions{Workers: c.workers, Batch: sweepBatch},
 		}
 		seedStart := time.Now()
-		if err := seed(ctx, st, prov, sweepConns); err != nil {
+		n := c.size()
+		if err := seed(ctx, st, prov, n); err != nil {
 			b.Fatalf("seeding: %v", err)
 		}
 		seedTime := time.Since(seedStart)
@@ -281,8 +293,8 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 		sweeps := 0
 		// Each sweep lists up to sweepBatch; a sweep that lists some but
 		// makes no progress would loop, so bound the count generously.
-		maxSweeps := 2*((sweepConns+sweepBatch-1)/sweepBatch) + 10
-		for sum.Refreshed < sweepConns && sweeps < maxSweeps {
+		maxSweeps := 2*((n+sweepBatch-1)/sweepBatch) + 10
+		for sum.Refreshed < n && sweeps < maxSweeps {
 			s, err := br.RefreshDue(ctx)
 			if err != nil {
 				b.Fatalf("sweep %d: %v", sweeps+1, err)
@@ -299,15 +311,15 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 
 		ops, busy, failed, dials := ddb.snapshot()
 		tokens := prov.TokenRequests() - tokensBefore
-		if tokens != sweepConns || sum.Refreshed != sweepConns || sum.Lost != 0 {
+		if tokens != n || sum.Refreshed != n || sum.Lost != 0 {
 			b.Fatalf("%d token requests, summary %+v after %d sweeps; want %d refreshed once each, none lost; warnings logged: %s",
-				tokens, sum, sweeps, sweepConns, logs.first())
+				tokens, sum, sweeps, n, logs.first())
 		}
-		if err := checkSample(ctx, st, prov, 50); err != nil {
+		if err := checkSample(ctx, st, prov, n, 50); err != nil {
 			b.Fatal(err)
 		}
 		b.Logf("seeded %d connections in %v (%.0f SaveConnection/s with %d goroutines; not timed)",
-			sweepConns, seedTime.Round(time.Millisecond), float64(sweepConns)/seedTime.Seconds(), seedWorkers)
+			n, seedTime.Round(time.Millisecond), float64(n)/seedTime.Seconds(), seedWorkers)
 
 		r.n++
 		r.elapsed += elapsed
@@ -469,11 +481,11 @@ func seed(ctx context.Context, st *dynamo.Store, prov *providertest.Server, n in
 	return ctx.Err()
 }
 
-// checkSample reads k random connections back: each must be connected,
+// checkSample reads k random connections of the n seeded back: each must be connected,
 // due again in the future, and hold a refresh token the provider accepts.
-func checkSample(ctx context.Context, st *dynamo.Store, prov *providertest.Server, k int) error {
+func checkSample(ctx context.Context, st *dynamo.Store, prov *providertest.Server, n, k int) error {
 	for range k {
-		id := fmt.Sprintf("conn-%05d", rand.IntN(sweepConns))
+		id := fmt.Sprintf("conn-%05d", rand.IntN(n))
 		c, err := st.GetConnection(ctx, "acme", id)
 		if err != nil {
 			return fmt.Errorf("reading %s back: %w", id, err)

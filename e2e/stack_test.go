@@ -167,8 +167,9 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	// connection with 20 s to spare (production: 300 s).
 	slow := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"}
 	sweeper := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"}
+	tokenEnv := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "25"} // as in template.yaml
 	for k, v := range env {
-		slow[k], sweeper[k] = v, v
+		slow[k], sweeper[k], tokenEnv[k] = v, v, v
 	}
 	cb := lambdarie.Build(t, "./functions/callback")
 	rf := lambdarie.Build(t, "./functions/refresh")
@@ -187,7 +188,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		callback2: lambdarie.Start(t, cb, env),
 		slowCB:    lambdarie.Start(t, cb, slow),
 		refresh:   lambdarie.Start(t, rf, sweeper),
-		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), env),
+		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), tokenEnv),
 		bus:       bus,
 
 		refreshEnv:   sweeper,

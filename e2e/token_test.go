@@ -166,7 +166,7 @@ func TestTokenFunction(t *testing.T) {
 
 	t.Run("bad requests", func(t *testing.T) {
 		before := prov.TokenRequests()
-		for _, q := range []string{"force_refresh=yes", "force_refresh=true&force_refresh=true", "x=1", "force_refresh=true&x=1", "%zz"} {
+		for _, q := range []string{"force_refresh=yes", "force_refresh=", "force_refresh", "force_refresh=true&force_refresh=true", "x=1", "force_refresh=true&x=1", "%zz"} {
 			wantError(t, s.tokenCall(http.MethodGet, "acme", "tok-1", q), http.StatusBadRequest, "invalid_request")
 		}
 		wantError(t, s.tokenCall(http.MethodGet, "acme", "nobody", ""), http.StatusNotFound, "not_found")
@@ -191,6 +191,33 @@ func TestTokenFunction(t *testing.T) {
 		// A plain read still gets the valid token.
 		if b := decodeToken(t, s.tokenCall(http.MethodGet, "acme", "tok-1", "")); b.AccessToken != c.AccessToken {
 			t.Error("a plain read after the outage did not get the stored token")
+		}
+	})
+
+	t.Run("provider refuses", func(t *testing.T) {
+		prov.FailNext(1, http.StatusBadRequest, "application/json", `{"error":"invalid_scope"}`, nil)
+		wantError(t, s.tokenCall(http.MethodGet, "acme", "tok-1", "force_refresh=true"), http.StatusBadGateway, "provider_error")
+		stored, _ := s.conn("tok-1")
+		if stored.AccessToken != c.AccessToken || stored.FailureClass != "rejected" {
+			t.Errorf("after a refused refresh: class %q, tokens kept %v", stored.FailureClass, stored.AccessToken == c.AccessToken)
+		}
+	})
+
+	t.Run("provider hangs past the invocation", func(t *testing.T) {
+		// The function has 25 s; the provider would answer after 30 s. The
+		// answer must be a 503 in time, not a Lambda timeout (API
+		// Gateway's bare 500), and the connection must stay renewable.
+		prov.Delay(30 * time.Second)
+		start := time.Now()
+		resp := s.tokenCall(http.MethodGet, "acme", "tok-1", "force_refresh=true")
+		prov.Delay(0)
+		wantError(t, resp, http.StatusServiceUnavailable, "provider_unavailable")
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("answered after %v", d)
+		}
+		stored, _ := s.conn("tok-1")
+		if stored.AccessToken != c.AccessToken || stored.RefreshToken != c.RefreshToken || !stored.Lease.Free(time.Now()) || stored.FailureClass != "timeout" {
+			t.Errorf("after a hung provider: class %q, lease free %v, tokens kept %v", stored.FailureClass, stored.Lease.Free(time.Now()), stored.AccessToken == c.AccessToken)
 		}
 	})
 

@@ -40,7 +40,7 @@ var wantFunctions = []struct {
 }{
 	{"AuthorizeFunction", "functions/authorize/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
 	{"CallbackFunction", "functions/callback/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
-	{"TokenFunction", "functions/token/", 10, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
+	{"TokenFunction", "functions/token/", 25, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME"}},
 	// shared/setup.ReadEnv validates the whole configuration in every function.
 	{"RefreshFunction", "functions/refresh/", 300, []string{"TABLE_NAME", "BASE_URL", "SECRETS_PREFIX", "RETURN_ORIGINS", "PROVIDERS_FILE", "TOKEN_KEY_ID", "EVENT_BUS_NAME", "REFRESH_WORKERS", "REFRESH_FAILING_AFTER"}},
 }

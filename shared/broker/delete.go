@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -20,15 +22,29 @@ const revokeTimeout = 5 * time.Second
 // revocation is logged without the token. A refresher holding the
 // connection's lease cannot write it back.
 //
+// The connection is read (and its credentials opened) before it is
+// deleted: if they cannot be opened for now (KMS throttled or
+// unreachable), nothing is deleted and the error is returned, so a retry
+// still revokes. Credentials that will never open (envelope.ErrOpen) do
+// not block the deletion.
+//
 // Errors: store.ErrNotFound for an unknown connection.
 func (b *Broker) Delete(ctx context.Context, providerName, connectionID string) error {
-	c, err := b.Store.DeleteConnection(ctx, providerName, connectionID)
-	if err != nil && c.Provider == "" {
+	before, err := b.Store.GetConnection(ctx, providerName, connectionID)
+	readable := err == nil
+	if err != nil && !errors.Is(err, envelope.ErrOpen) {
 		return err
 	}
+	c, err := b.Store.DeleteConnection(ctx, providerName, connectionID)
+	if err != nil {
+		if c.Provider == "" {
+			return err // not deleted
+		}
+		c = before // deleted, but what came back did not open: use what was just read
+	}
 	b.publish(ctx, lifecycle.Deleted, c)
-	if err != nil { // deleted, but its credentials could not be opened
-		b.log().WarnContext(ctx, "connection deleted without revocation", "provider", providerName, "connection_id", connectionID, "cause", err.Error())
+	if !readable {
+		b.log().WarnContext(ctx, "connection deleted without revocation", "provider", providerName, "connection_id", connectionID, "reason", "credentials do not open")
 		return nil
 	}
 	b.revoke(context.WithoutCancel(ctx), c)

@@ -2,10 +2,14 @@ package broker
 
 import (
 	"context"
+	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
+
+// publishTimeout bounds one lifecycle event's delivery.
+const publishTimeout = 2 * time.Second
 
 // publish announces a lifecycle event of c to b.Events. Events are best
 // effort: a failure is logged, never returned, so an EventBridge outage
@@ -19,7 +23,11 @@ func (b *Broker) publish(ctx context.Context, t lifecycle.Type, c store.Connecti
 	if t == lifecycle.Deleted {
 		e.Status = "deleted"
 	}
-	if err := b.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
+	// Bounded, and not by the caller's cancellation: an event is not worth
+	// a browser's answer or a refresh result.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if err := b.Events.Publish(pctx, e); err != nil {
 		b.log().WarnContext(ctx, "lifecycle event not published", "event", string(t), "provider", c.Provider, "connection_id", c.ConnectionID, "cause", err.Error())
 	}
 }

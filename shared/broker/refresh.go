@@ -49,6 +49,9 @@ const (
 	// tries) and clock skew between refreshers: the provider call must
 	// end this long before the lease does.
 	saveReserve = 2*saveTimeout + 5*time.Second
+	// invocationReserve is the part of an invocation kept for saving the
+	// result and answering after an on-demand provider call.
+	invocationReserve = 2*saveTimeout + time.Second
 )
 
 // RefreshOptions tune the refresh. The zero value takes every default.
@@ -328,7 +331,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	start := time.Now()
 	now := b.now()
 	before := c
-	callCtx, cancel := context.WithDeadline(ctx, leaseStart.Add(opt.LeasePeriod-saveReserve))
+	callCtx, cancel := context.WithDeadline(ctx, callDeadline(ctx, leaseStart.Add(opt.LeasePeriod-saveReserve)))
 	defer cancel()
 	tok, err := b.renew(callCtx, p, &c, call)
 	var pe *provider.Error
@@ -382,6 +385,16 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	b.finish(ctx, &c, owner, trigger, &r)
 	b.publishTransition(ctx, before, r)
 	return r
+}
+
+// callDeadline is when a provider call must end: leaseEnd (the lease's
+// end less the save reserve), or earlier if the invocation itself ends
+// sooner, so the result is still saved before Lambda stops the function.
+func callDeadline(ctx context.Context, leaseEnd time.Time) time.Time {
+	if dl, ok := ctx.Deadline(); ok && dl.Add(-invocationReserve).Before(leaseEnd) {
+		return dl.Add(-invocationReserve)
+	}
+	return leaseEnd
 }
 
 // recordFailure marks c with the transient failure r.err: class, attempt

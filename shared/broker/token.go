@@ -17,6 +17,8 @@ const (
 	// ExpirySlack: a token with less than this left is renewed before it is
 	// handed out, even if its refresh is not yet due.
 	ExpirySlack = 30 * time.Second
+	// minCallTime is the least time an on-demand provider call is given.
+	minCallTime = 3 * time.Second
 )
 
 // ErrReauthRequired means the connection needs the customer to connect
@@ -60,6 +62,9 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 	k := store.Key{Provider: providerName, ConnectionID: connectionID}
 	var seen string // the token a forced read wants replaced
 	giveUp := time.Now().Add(ReaderWait)
+	if dl, ok := ctx.Deadline(); ok && dl.Add(-invocationReserve).Before(giveUp) {
+		giveUp = dl.Add(-invocationReserve) // answer "busy" while there is time to
+	}
 	pause := 20 * time.Millisecond
 	for {
 		c, err := b.Store.GetConnection(ctx, k.Provider, k.ConnectionID)
@@ -80,6 +85,14 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 		if !(force && c.AccessToken == seen) && !needsRenewal(&c, now) {
 			return c, nil
 		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < invocationReserve+minCallTime {
+			// Too little of the invocation left to call the provider and
+			// save what it answers: say so rather than be cut off mid-way.
+			if !force && usable(&c, now) {
+				return c, nil
+			}
+			return c, &RefreshError{Class: ClassBusy, RetryAfter: time.Second, Err: errors.New("too little time left in the invocation to renew")}
+		}
 		if c.Lease.Free(now) {
 			owner := newLeaseOwner()
 			leaseStart := time.Now()
@@ -99,7 +112,10 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 					if !force && usable(&r.conn, now) {
 						return r.conn, nil
 					}
-					return r.conn, &RefreshError{Class: r.class, RetryAfter: max(r.retryAfter, time.Second), Err: r.err}
+					// Ask again when the connection's own next attempt is due
+					// (backoff or the provider's Retry-After, whichever is later).
+					wait := max(r.retryAfter, r.conn.RefreshDue.Sub(b.now()), time.Second)
+					return r.conn, &RefreshError{Class: r.class, RetryAfter: wait, Err: r.err}
 				case outcomeSuperseded:
 					continue // reconnected meanwhile: read the new tokens
 				default:

@@ -31,6 +31,7 @@ const (
 	CodeNotFound            = "not_found"
 	CodeReauthRequired      = "reauth_required"
 	CodeProviderUnavailable = "provider_unavailable"
+	CodeProviderError       = "provider_error"
 	CodeInternal            = "internal"
 )
 
@@ -64,7 +65,7 @@ func Tokens(b *broker.Broker) Handler {
 func token(ctx context.Context, b *broker.Broker, req events.APIGatewayV2HTTPRequest, prov, id string) events.APIGatewayV2HTTPResponse {
 	q, err := ParseQuery(req.RawQueryString)
 	force := q.Get("force_refresh")
-	if err != nil || len(q) > 1 || len(q) == 1 && !q.Has("force_refresh") || force != "" && force != "true" && force != "false" {
+	if err != nil || len(q) > 1 || len(q) == 1 && !q.Has("force_refresh") || q.Has("force_refresh") && force != "true" && force != "false" {
 		return jsonError(http.StatusBadRequest, CodeInvalidRequest, 0)
 	}
 	c, err := b.Token(ctx, prov, id, force == "true")
@@ -87,6 +88,11 @@ func token(ctx context.Context, b *broker.Broker, req events.APIGatewayV2HTTPReq
 	case errors.Is(err, broker.ErrReauthRequired):
 		log.InfoContext(ctx, "token refused", "status", http.StatusConflict)
 		return jsonError(http.StatusConflict, CodeReauthRequired, 0)
+	case errors.As(err, &re) && (re.Class == broker.ClassRejected || re.Class == broker.ClassBadResponse):
+		// Not worth a quick retry: the provider refused the request or
+		// answered nonsense, which usually takes an operator to fix.
+		log.WarnContext(ctx, "token refused", "status", http.StatusBadGateway, "class", re.Class, "cause", err.Error())
+		return jsonError(http.StatusBadGateway, CodeProviderError, re.RetryAfter)
 	case errors.As(err, &re) && re.Class != broker.ClassInternal:
 		log.WarnContext(ctx, "token refused", "status", http.StatusServiceUnavailable, "class", re.Class, "cause", err.Error())
 		return jsonError(http.StatusServiceUnavailable, CodeProviderUnavailable, re.RetryAfter)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -105,17 +106,12 @@ func BaseURL(raw string) (string, error) {
 }
 
 // FromEnv builds the broker for a Lambda function: configuration from the
-// environment, the catalog (failing fast on an invalid one), and AWS
-// clients from the default chain — which honours AWS_ENDPOINT_URL_DYNAMODB,
-// AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_KMS and
-// AWS_ENDPOINT_URL_EVENTBRIDGE, so tests and
-// `sam local` can point the function anywhere.
+// environment and AWS clients from the default chain — which honours
+// AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SECRETS_MANAGER,
+// AWS_ENDPOINT_URL_KMS and AWS_ENDPOINT_URL_EVENTBRIDGE, so tests and
+// `sam local` can point the function anywhere — put together by New.
 func FromEnv(ctx context.Context) (*broker.Broker, error) {
 	env, err := ReadEnv(os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	cat, err := provider.Load(env.ProvidersFile)
 	if err != nil {
 		return nil, err
 	}
@@ -123,9 +119,26 @@ func FromEnv(ctx context.Context) (*broker.Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
+	return New(env, cfg)
+}
+
+// New builds the broker for env with AWS clients made from cfg: the
+// catalog (failing fast on an invalid one), the DynamoDB store sealing
+// under TOKEN_KEY_ID, Secrets Manager behind a SecretsTTL cache and, when
+// a bus is named, EventBridge. FromEnv uses it with the default config; a
+// caller can pass its own (an instrumented HTTPClient, say) and get the
+// same wiring.
+func New(env Env, cfg aws.Config) (*broker.Broker, error) {
+	cat, err := provider.Load(env.ProvidersFile)
+	if err != nil {
+		return nil, err
+	}
 	var events lifecycle.Publisher
 	if env.EventBusName != "" {
-		events = lifecycle.NewEventBridge(eventbridge.NewFromConfig(cfg), env.EventBusName)
+		// Two tries at most: an event is best effort, never worth holding
+		// up a browser's answer or a sweep.
+		eb := eventbridge.NewFromConfig(cfg, func(o *eventbridge.Options) { o.RetryMaxAttempts = 2 })
+		events = lifecycle.NewEventBridge(eb, env.EventBusName)
 	}
 	return &broker.Broker{
 		Config:  env.Broker,

@@ -1,11 +1,22 @@
 package setup
 
 import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
+	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
 func TestReadEnv(t *testing.T) {
@@ -64,5 +75,88 @@ func TestReadEnv(t *testing.T) {
 	}
 	if _, err := ReadEnv(env(map[string]string{"BASE_URL": "http://localhost:8787"})); err != nil {
 		t.Fatalf("loopback http BASE_URL rejected: %v", err)
+	}
+}
+
+// fakeAWS is an aws.HTTPClient answering each operation (X-Amz-Target)
+// with a canned body, recording the targets and request bodies.
+type fakeAWS struct {
+	answers map[string]string
+	targets []string
+	bodies  map[string]string
+}
+
+func (f *fakeAWS) Do(r *http.Request) (*http.Response, error) {
+	target := r.Header.Get("X-Amz-Target")
+	body, _ := io.ReadAll(r.Body)
+	f.targets = append(f.targets, target)
+	f.bodies[target] = string(body)
+	answer, ok := f.answers[target]
+	status := http.StatusOK
+	if !ok {
+		status, answer = http.StatusBadRequest, `{"__type":"ValidationException","message":"unexpected"}`
+	}
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}},
+		Body: io.NopCloser(strings.NewReader(answer)), Request: r}, nil
+}
+
+// TestNewUsesTheConfigsClients checks that New wires every AWS client to
+// the given config (here its HTTPClient): Secrets Manager behind the
+// SecretsTTL cache, DynamoDB, KMS data keys under the table's encryption
+// context, and EventBridge only when a bus is named.
+func TestNewUsesTheConfigsClients(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	fake := &fakeAWS{bodies: map[string]string{}, answers: map[string]string{
+		"secretsmanager.GetSecretValue": `{"Name":"oauthbroker/keys","SecretString":"v"}`,
+		"DynamoDB_20120810.GetItem":     `{}`,
+		"DynamoDB_20120810.PutItem":     `{}`,
+		"TrentService.GenerateDataKey":  `{"KeyId":"k","Plaintext":"` + key + `","CiphertextBlob":"d3JhcHBlZA=="}`,
+		"AWSEvents.PutEvents":           `{"FailedEntryCount":0,"Entries":[{"EventId":"e1"}]}`,
+	}}
+	cfg := aws.Config{Region: "us-east-1", HTTPClient: fake, BaseEndpoint: aws.String("http://aws.invalid"),
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""), Retryer: func() aws.Retryer { return aws.NopRetryer{} }}
+	env := Env{TableName: "conns", TokenKeyID: "arn:aws:kms:us-east-1:111122223333:key/k", Broker: broker.Config{BaseURL: "https://b.example", SecretsPrefix: "oauthbroker/"}}
+
+	b, err := New(env, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Events != nil {
+		t.Errorf("events publisher without EVENT_BUS_NAME: %T", b.Events)
+	}
+	ctx := t.Context()
+	for range 2 {
+		if v, err := b.Secrets.Secret(ctx, "oauthbroker/keys"); err != nil || string(v) != "v" {
+			t.Fatalf("secret = %q, %v", v, err)
+		}
+	}
+	if _, err := b.Store.GetConnection(ctx, "acme", "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetConnection err = %v, want ErrNotFound", err)
+	}
+	if _, err := b.Store.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", AccessToken: "at", Status: store.StatusConnected}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"secretsmanager.GetSecretValue", "DynamoDB_20120810.GetItem", "TrentService.GenerateDataKey", "DynamoDB_20120810.PutItem"}
+	if !slices.Equal(fake.targets, want) {
+		t.Errorf("requests %q, want %q (one secret read within the TTL)", fake.targets, want)
+	}
+	if gen := fake.bodies["TrentService.GenerateDataKey"]; !strings.Contains(gen, `"oauthbroker:table":"conns"`) || !strings.Contains(gen, env.TokenKeyID) {
+		t.Errorf("GenerateDataKey request %s: want key %s and the table's encryption context", gen, env.TokenKeyID)
+	}
+
+	env.EventBusName = "bus"
+	if b, err = New(env, cfg); err != nil || b.Events == nil {
+		t.Fatalf("New with a bus: events %v, err %v", b.Events, err)
+	}
+	if err := b.Events.Publish(ctx, lifecycle.Event{Type: lifecycle.Created, Provider: "acme", ConnectionID: "c1", Status: "connected", Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if last := fake.targets[len(fake.targets)-1]; last != "AWSEvents.PutEvents" {
+		t.Errorf("publishing sent %q", last)
+	}
+
+	env.ProvidersFile = filepath.Join(t.TempDir(), "missing.yaml")
+	if _, err := New(env, cfg); err == nil || !strings.Contains(err.Error(), "provider catalog") {
+		t.Errorf("New with a missing catalog: err = %v", err)
 	}
 }
