@@ -1,13 +1,15 @@
 # oauthbroker — the two commands a newcomer needs are `make dev` and `make test`.
 
+SHELL    := bash
+.SHELLFLAGS := -o pipefail -c
 GO       ?= go
 TOOLS    := .tools
 DYNALITE := $(TOOLS)/node_modules/.bin/dynalite
-FUNCS    := authorize callback refresh
+FUNCS    := authorize callback refresh token
 ARCH     ?= arm64
 LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
 
-.PHONY: dev test tools build fuzz vet clean bench-refresh
+.PHONY: dev test tools build fuzz vet clean bench bench-refresh
 
 ## dev: run the whole product locally (embedded store, sandbox provider, no AWS account)
 dev:
@@ -41,6 +43,15 @@ fuzz:
 			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+BENCH_OUT := $(CURDIR)/build/bench
+
+## bench: measure cold start, size, memory, handler cost, AWS requests and sweep throughput; writes docs/performance.md
+bench: tools
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	BENCH_OUT=$(BENCH_OUT) $(GO) test -run '^$$' -bench '^BenchmarkHandler$$' -benchtime 1s -benchmem -timeout 5m ./bench/ | tee $(BENCH_OUT)/bench.txt
+	BENCH_OUT=$(BENCH_OUT) $(GO) test -run '^$$' -bench '^Benchmark(ColdStart|BinarySize|Memory|Requests|SweepScaling)$$' -benchtime 1x -timeout 15m ./bench/ | tee -a $(BENCH_OUT)/bench.txt
+	$(GO) run ./bench/report -in $(BENCH_OUT) -out docs/performance.md -svg docs/performance-sweep.svg
 
 ## bench-refresh: sweep 10 000 due connections against a 50 ms provider (figures: bench/README.md)
 bench-refresh: tools

@@ -43,9 +43,9 @@ func BenchmarkSweepScaling(b *testing.B) {
 
 // sweepPoint is one worker count in sweep.json.
 type sweepPoint struct {
-	Workers     int     `json:"workers"`
-	PerS        float64 `json:"per_s"`
-	CeilingPerS float64 `json:"ceiling_per_s"`
+	Workers       int     `json:"workers"`
+	PerS          float64 `json:"per_s"`
+	CeilingPerS   float64 `json:"ceiling_per_s"`
 	DDBReqPerConn float64 `json:"ddb_req_per_conn"`
 }
 

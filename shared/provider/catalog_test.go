@@ -3,6 +3,7 @@ package provider
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -238,5 +239,33 @@ func TestResolveGetResponse360(t *testing.T) {
 	// An unresolved entry is never used for a token request.
 	if _, err := (&Client{}).ClientCredentials(t.Context(), p, secrets.ClientCredentials{ClientID: "a", ClientSecret: "b"}, nil); err == nil {
 		t.Error("token request with an unresolved URL template")
+	}
+}
+
+// The name checks split each pattern into a character class and a length
+// bound (cheaper to compile); they must accept exactly what the bounded
+// patterns accept.
+func TestNameChecksMatchBoundedPatterns(t *testing.T) {
+	checks := []struct {
+		pattern string
+		valid   func(string) bool
+	}{
+		{namePattern, validName},
+		{`^[A-Za-z0-9_.-]{1,64}$`, validParam},
+		{`^[A-Za-z0-9-]{1,64}$`, validHeaderName},
+	}
+	var inputs []string
+	for n := range 70 {
+		for _, c := range []string{"a", "Z", "0", "-", "_", ".", "é", " ", "\n"} {
+			inputs = append(inputs, strings.Repeat(c, n), "a"+strings.Repeat(c, n), strings.Repeat("b", n)+c)
+		}
+	}
+	for _, c := range checks {
+		re := regexp.MustCompile(c.pattern)
+		for _, s := range inputs {
+			if got, want := c.valid(s), re.MatchString(s); got != want {
+				t.Errorf("%s: check(%q) = %v, pattern says %v", c.pattern, s, got, want)
+			}
+		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 )
 
 // MinKeyBytes is the shortest key material accepted.
@@ -29,7 +28,7 @@ var (
 	ErrExpired      = errors.New("signing: expired")
 )
 
-var kidRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+var kidField = field{"[A-Za-z0-9_-]{1,32}", 1, 32, "", alnum + "_-"}
 
 // Keyset is a set of HMAC keys by key id, one of which signs.
 type Keyset struct {
@@ -52,8 +51,8 @@ func ParseKeyset(b []byte) (*Keyset, error) {
 		if kid == "current_kid" {
 			continue
 		}
-		if !kidRE.MatchString(kid) {
-			return nil, fmt.Errorf("signing keys: key id %q must match %s", kid, kidRE)
+		if !kidField.match(kid) {
+			return nil, fmt.Errorf("signing keys: key id %q must match %s", kid, kidField)
 		}
 		if len(material) < MinKeyBytes {
 			return nil, fmt.Errorf("signing keys: key %q is shorter than %d bytes", kid, MinKeyBytes)

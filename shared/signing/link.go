@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,24 +21,60 @@ const linkTag = "oauthbroker-connect-v2"
 // connect link: param.domain=mail.example.com.
 const ParamPrefix = "param."
 
+// The fields' shapes, as the patterns error messages quote. They are
+// checked by field.match, not by regexp: bounded repetitions such as
+// {1,253} make a regexp slow to compile, and every function would pay for
+// it at each cold start.
 var (
-	connectionIDRE = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
-	providerRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	grantRE        = regexp.MustCompile(`^[a-z_]{1,32}$`)
-	paramNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-	paramValueRE   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,253}$`)
+	connectionIDField = field{"[A-Za-z0-9._:@-]{1,128}", 1, 128, "", alnum + "._:@-"}
+	providerField     = field{"[a-z0-9][a-z0-9_-]{0,62}", 1, 63, lowerDigits, lowerDigits + "_-"}
+	grantField        = field{"[a-z_]{1,32}", 1, 32, "", lower + "_"}
+	paramNameField    = field{"[a-z][a-z0-9_]{0,31}", 1, 32, lower, lowerDigits + "_"}
+	paramValueField   = field{"[A-Za-z0-9._-]{1,253}", 1, 253, "", alnum + "._-"}
 )
+
+const (
+	lower       = "abcdefghijklmnopqrstuvwxyz"
+	lowerDigits = lower + "0123456789"
+	alnum       = lowerDigits + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+// field is a string of min to max bytes from rest, whose first byte is
+// from first (rest when first is empty).
+type field struct {
+	pattern     string
+	min, max    int
+	first, rest string
+}
+
+func (f field) match(s string) bool {
+	if len(s) < f.min || len(s) > f.max {
+		return false
+	}
+	for i := range len(s) {
+		set := f.rest
+		if i == 0 && f.first != "" {
+			set = f.first
+		}
+		if strings.IndexByte(set, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (f field) String() string { return "^" + f.pattern + "$" }
 
 // ValidParamName reports whether name may name a connection parameter:
 // a lower-case letter, then up to 31 lower-case letters, digits or "_".
-func ValidParamName(name string) bool { return paramNameRE.MatchString(name) }
+func ValidParamName(name string) bool { return paramNameField.match(name) }
 
 // ValidParamValue reports whether v may be a connection parameter value.
 // Values are spliced into provider URLs and headers, so only letters,
 // digits, ".", "_" and "-" are allowed (nothing that ends a host, starts a
 // path, query, port or userinfo, or a header line), and never "..", which
 // could climb a path. The catalog's own pattern narrows each one further.
-func ValidParamValue(v string) bool { return paramValueRE.MatchString(v) && !strings.Contains(v, "..") }
+func ValidParamValue(v string) bool { return paramValueField.match(v) && !strings.Contains(v, "..") }
 
 // MaxParams bounds the connection parameters of one link.
 const MaxParams = 8
@@ -105,16 +140,16 @@ func canonicalParams(p map[string]string) string {
 
 func (l Link) check() error {
 	switch {
-	case !providerRE.MatchString(l.Provider):
+	case !providerField.match(l.Provider):
 		return errors.New("provider name is invalid")
-	case !connectionIDRE.MatchString(l.ConnectionID):
-		return fmt.Errorf("connection_id must match %s", connectionIDRE)
+	case !connectionIDField.match(l.ConnectionID):
+		return fmt.Errorf("connection_id must match %s", connectionIDField)
 	case l.ConnectionID == "." || l.ConnectionID == "..":
 		// A dot segment could not be named in the token route's URL path.
 		return errors.New(`connection_id must not be "." or ".."`)
 	case strings.ContainsAny(l.ReturnTo, "\r\n"):
 		return errors.New("return_to must be one line")
-	case l.Grant != "" && !grantRE.MatchString(l.Grant):
+	case l.Grant != "" && !grantField.match(l.Grant):
 		return errors.New("grant is invalid")
 	case len(l.Params) > MaxParams:
 		return fmt.Errorf("at most %d connection parameters", MaxParams)
@@ -126,7 +161,7 @@ func (l Link) check() error {
 	}
 	for k, v := range l.Params {
 		if !ValidParamName(k) || !ValidParamValue(v) {
-			return fmt.Errorf("connection parameter names must match %s and values %s without \"..\"", paramNameRE, paramValueRE)
+			return fmt.Errorf("connection parameter names must match %s and values %s without \"..\"", paramNameField, paramValueField)
 		}
 	}
 	return nil

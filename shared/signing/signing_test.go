@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -238,4 +239,20 @@ func spareBitSibling(c byte) byte {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	i := strings.IndexByte(alphabet, c)
 	return alphabet[i^1]
+}
+
+// TestFieldsMatchTheirPatterns: the hand-written field checks accept
+// exactly what the patterns they quote accept.
+func TestFieldsMatchTheirPatterns(t *testing.T) {
+	inputs := []string{"", "a", "A", "0", "_", "-", ".", ":", "@", "a-b", "a_b", "a.b", "a:b@c", "-a", "_a", "0a", "Zz09._-",
+		"a b", "a/b", "ä", "a\n", strings.Repeat("a", 32), strings.Repeat("a", 33), strings.Repeat("a", 63), strings.Repeat("a", 64),
+		strings.Repeat("a", 128), strings.Repeat("a", 129), strings.Repeat("a", 253), strings.Repeat("a", 254)}
+	for _, f := range []field{connectionIDField, providerField, grantField, paramNameField, paramValueField, kidField} {
+		re := regexp.MustCompile(f.String())
+		for _, in := range inputs {
+			if got, want := f.match(in), re.MatchString(in); got != want {
+				t.Errorf("%s: match(%q) = %v, the pattern says %v", f, in, got, want)
+			}
+		}
+	}
 }

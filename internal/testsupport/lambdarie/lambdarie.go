@@ -70,6 +70,7 @@ const (
 	DefaultTimeout = 10
 
 	readyWait     = 15 * time.Second
+	readyPoll     = 2 * time.Millisecond
 	stopGrace     = 3 * time.Second
 	maxReplyBytes = 16 << 20 // Lambda's synchronous limit is 6 MB
 )
@@ -244,9 +245,10 @@ type Function struct {
 	timeout   time.Duration
 	invokeURL string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the emulator has exited
-	logs logBuffer
+	cmd     *exec.Cmd
+	started time.Time     // just before the emulator was started
+	done    chan struct{} // closed when the emulator has exited
+	logs    logBuffer
 
 	ctx    context.Context // cancelled by Stop: aborts invokes in flight
 	cancel context.CancelFunc
@@ -376,6 +378,7 @@ func launch(rie, bootstrap string, environ []string) (*Function, error) {
 	}
 	cmd.Stdout = &f.logs
 	cmd.Stderr = &f.logs
+	f.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return nil, err
@@ -394,7 +397,7 @@ func launch(rie, bootstrap string, environ []string) (*Function, error) {
 		case <-f.done:
 			f.Stop()
 			return f, fmt.Errorf("emulator exited before it was ready: %v", cmd.ProcessState)
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(readyPoll):
 		}
 		if time.Now().After(deadline) {
 			f.Stop()
@@ -434,6 +437,32 @@ func (f *Function) URL() string { return f.invokeURL }
 // Name is the function's AWS_LAMBDA_FUNCTION_NAME default (the package's
 // last path element), unless env overrode it.
 func (f *Function) Name() string { return f.name }
+
+// Started is when the emulator process was started, for measuring cold
+// starts: the emulator starts the runtime (the bootstrap) only on the first
+// invoke, so the time from Started to the first invoke's answer covers the
+// emulator's own start, the runtime's init and the first invoke.
+func (f *Function) Started() time.Time { return f.started }
+
+// RuntimePID returns the process id of the function's runtime (the running
+// bootstrap), or 0 if none runs: before the first invoke, after Stop, or
+// where the platform has no /proc (only Linux is supported).
+func (f *Function) RuntimePID() int {
+	if f.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-f.done:
+		return 0
+	default:
+	}
+	for _, p := range descendants(f.cmd.Process.Pid) {
+		if p.alive() && p.isExe(f.bootstrap) {
+			return p.pid
+		}
+	}
+	return 0
+}
 
 // Logs returns everything the emulator and the function wrote so far.
 func (f *Function) Logs() string { return f.logs.String() }

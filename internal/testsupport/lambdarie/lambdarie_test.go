@@ -270,3 +270,25 @@ func TestNothingLeftAfterCleanup(t *testing.T) {
 		}
 	}
 }
+
+func TestStartedAndRuntimePID(t *testing.T) {
+	before := time.Now()
+	fn := Start(t, Build(t, helloPkg), nil)
+	if s := fn.Started(); s.Before(before) || s.After(time.Now()) {
+		t.Fatalf("Started() = %v, want between %v and now", s, before)
+	}
+	if pid := fn.RuntimePID(); pid != 0 {
+		t.Fatalf("RuntimePID() = %d before the first invoke, want 0", pid)
+	}
+	if _, err := fn.Invoke(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	pid := fn.RuntimePID()
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); pid == 0 || exe != fn.bootstrap {
+		t.Fatalf("RuntimePID() = %d (%s), want the process of %s", pid, exe, fn.bootstrap)
+	}
+	fn.Stop()
+	if pid := fn.RuntimePID(); pid != 0 {
+		t.Fatalf("RuntimePID() = %d after Stop, want 0", pid)
+	}
+}

@@ -91,3 +91,16 @@ func (p proc) kill() {
 	}
 	_ = syscall.Kill(p.pid, syscall.SIGKILL)
 }
+
+// isExe reports whether the process runs the executable at path.
+func (p proc) isExe(path string) bool {
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(p.pid), "exe"))
+	if err != nil {
+		return false
+	}
+	if exe == path {
+		return true
+	}
+	resolved, err := filepath.EvalSymlinks(path)
+	return err == nil && exe == resolved
+}

@@ -14,3 +14,5 @@ func descendants(int) []proc { return nil }
 
 func (p proc) alive() bool { return false }
 func (p proc) kill()       {}
+
+func (p proc) isExe(string) bool { return false }

@@ -1,0 +1,215 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventbridgetest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
+)
+
+// lambdaFunc is one bootstrap the Lambda benchmarks run: a function
+// package, the event it is invoked with, and the answer that event must get.
+type lambdaFunc struct {
+	name  string
+	pkg   string
+	event []byte
+	// check returns an error unless payload is the answer the event must
+	// get (so a benchmark never times a failing function).
+	check func(payload []byte) error
+}
+
+// lambdaFuncs are the benchmarked functions, hello (the baseline) first.
+var lambdaFuncs = []string{"hello", "authorize", "callback", "refresh", "token"}
+
+// lambdaPkg is the package of a benchmarked function.
+func lambdaPkg(name string) string {
+	if name == "hello" {
+		return "./bench/hello"
+	}
+	return "./functions/" + name
+}
+
+// lambdaStack is a working environment for the four functions, as e2e
+// builds it: a dynalite table, a local-kms key, Secrets Manager (signing
+// keys and the provider's client credentials), EventBridge and a providers
+// file.
+type lambdaStack struct {
+	env   map[string]string
+	funcs []lambdaFunc
+}
+
+const (
+	benchAppOrigin = "https://app.example.com"
+	benchBus       = "oauthbroker-bench-events"
+	// Test credentials, registered with logcheck by secretsmanagertest.
+	benchKey          = "bench-signing-key-0123456789abcdef0123456789"
+	benchClientSecret = "bench-client-secret-Lq04"
+)
+
+// newLambdaStack starts the environment for b and builds every function.
+func newLambdaStack(b *testing.B) *lambdaStack {
+	b.Helper()
+	ddb := dynalite.Shared(b)
+	table := dynalite.NewTable(b, ddb.Client)
+	kms := localkms.Start(b)
+	bus := eventbridgetest.New(b)
+	bus.CreateBus(benchBus)
+	sm := secretsmanagertest.New(b)
+	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+benchKey+`"}`)
+	sm.Put("oauthbroker/provider/acme", `{"client_id":"bench-client","client_secret":"`+benchClientSecret+`"}`)
+
+	providers := filepath.Join(b.TempDir(), "providers.yaml")
+	catalog := "providers:\n  acme:\n    display_name: Acme\n" +
+		"    authorization_url: https://acme.example/oauth/authorize\n" +
+		"    token_url: https://acme.example/oauth/token\n" +
+		"    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n"
+	if err := os.WriteFile(providers, []byte(catalog), 0o600); err != nil {
+		b.Fatal(err)
+	}
+
+	keys, err := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(benchKey)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One link serves every invoke: each records a fresh state.
+	link, err := signing.SignLink(keys, signing.Link{Provider: "acme", ConnectionID: "bench-42",
+		ReturnTo: benchAppOrigin + "/connected", Expires: time.Now().Add(time.Hour)})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	s := &lambdaStack{env: map[string]string{
+		"TABLE_NAME":                       table,
+		"BASE_URL":                         "https://broker.example.test",
+		"RETURN_ORIGINS":                   benchAppOrigin,
+		"PROVIDERS_FILE":                   providers,
+		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
+		"TOKEN_KEY_ID":                     kms.KeyARN,
+		"AWS_ENDPOINT_URL_KMS":             kms.Endpoint,
+		"EVENT_BUS_NAME":                   benchBus,
+		"AWS_ENDPOINT_URL_EVENTBRIDGE":     bus.URL,
+	}}
+	refreshEvent, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", "refresh.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range lambdaFuncs {
+		f := lambdaFunc{name: name, pkg: lambdaPkg(name)}
+		switch name {
+		case "hello":
+			f.event, f.check = apiEvent(b, "connect.json", nil), wantStatus(http.StatusOK)
+		case "authorize": // a validly signed link: 302 to the provider
+			f.event = apiEvent(b, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) { setRawQuery(ev, link) })
+			f.check = wantStatus(http.StatusFound)
+		case "callback": // no state: the 400 page, before any I/O
+			f.event = apiEvent(b, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				setRawQuery(ev, "code=bench-code")
+				ev.Cookies = nil
+			})
+			f.check = wantStatus(http.StatusBadRequest)
+		case "refresh": // the schedule's event on an empty table
+			f.event, f.check = refreshEvent, wantSummary
+		case "token": // an unknown connection: 404
+			f.event = apiEvent(b, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				ev.PathParameters = map[string]string{"provider": "acme", "connection_id": "bench-unknown"}
+				ev.RawPath = "/connections/acme/bench-unknown/token"
+				ev.RequestContext.HTTP.Path = ev.RawPath
+			})
+			f.check = wantStatus(http.StatusNotFound)
+		}
+		s.funcs = append(s.funcs, f)
+	}
+	return s
+}
+
+// start runs f under the emulator in the stack's environment, with extra
+// variables laid over it.
+func (s *lambdaStack) start(b *testing.B, f lambdaFunc, extra ...string) *lambdarie.Function {
+	b.Helper()
+	env := maps.Clone(s.env)
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return lambdarie.Start(b, lambdarie.Build(b, f.pkg), env)
+}
+
+func lambdaModuleRoot(b *testing.B) string {
+	root, err := lambdarie.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return root
+}
+
+// apiEvent loads events/<name>.json and applies edit.
+func apiEvent(b *testing.B, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
+	b.Helper()
+	raw, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", name))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		b.Fatal(err)
+	}
+	if edit != nil {
+		edit(&ev)
+	}
+	out, err := json.Marshal(ev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+func setRawQuery(ev *events.APIGatewayV2HTTPRequest, raw string) {
+	ev.RawQueryString = raw
+	q, _ := url.ParseQuery(raw)
+	ev.QueryStringParameters = map[string]string{}
+	for k, v := range q {
+		ev.QueryStringParameters[k] = strings.Join(v, ",")
+	}
+}
+
+func wantStatus(code int) func([]byte) error {
+	return func(payload []byte) error {
+		var resp events.APIGatewayV2HTTPResponse
+		if err := json.Unmarshal(payload, &resp); err != nil {
+			return fmt.Errorf("answer %.200q: %v", payload, err)
+		}
+		if resp.StatusCode != code {
+			return fmt.Errorf("status %d, want %d (body %.200q)", resp.StatusCode, code, resp.Body)
+		}
+		return nil
+	}
+}
+
+// wantSummary accepts the refresh function's summary of an empty sweep.
+func wantSummary(payload []byte) error {
+	var sum map[string]int
+	if err := json.Unmarshal(payload, &sum); err != nil {
+		return fmt.Errorf("refresh summary %.200q: %v", payload, err)
+	}
+	for k, n := range sum {
+		if n != 0 {
+			return fmt.Errorf("refresh summary %v: %s = %d on an empty table", sum, k, n)
+		}
+	}
+	return nil
+}
