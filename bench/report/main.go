@@ -130,7 +130,7 @@ func run(in, out, svgPath string) error {
 	fmt.Fprintf(&md, "- **Date:** %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&md, "- **Machine:** %s, %d logical CPUs, %s/%s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, kernel())
 	fmt.Fprintf(&md, "- **Go:** %s\n", goVersion())
-	md.WriteString("- **Reproduce:** `make bench` (about 5 minutes; needs what `make test` needs). The raw benchmark output is `build/bench/bench.txt`.\n\n")
+	md.WriteString("- **Reproduce:** `make bench` (about 2 minutes with a warm build cache, 3–4 from a cold one; needs what `make test` needs). The raw benchmark output is `build/bench/bench.txt`.\n\n")
 
 	md.WriteString("## Targets\n\n| target | measured | met |\n| --- | --- | :-: |\n")
 	target := func(name, measured string, ok, known bool) {
@@ -350,6 +350,9 @@ func chart(sw sweep) string {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="2 3"/>`+"\n", left, y, w-right, y)
 	}
 	lx, ly := left+12, top+14
+	if sw.DDBBoundPerS > 0 {
+		ly = math.Max(ly, py(sw.DDBBoundPerS)+22) // below the ddb-bound line
+	}
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#1f77b4" stroke-width="2"/><text x="%.1f" y="%.1f">measured</text>`+"\n", lx, ly, lx+24, ly, lx+30, ly+4)
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#999" stroke-width="2" stroke-dasharray="6 4"/><text x="%.1f" y="%.1f">Little's law ceiling C ÷ latency</text>`+"\n", lx, ly+18, lx+24, ly+18, lx+30, ly+22)
 	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="2 3"/><text x="%.1f" y="%.1f">ddb-bound on this host (provider answering at once)</text>`+"\n", lx, ly+36, lx+24, ly+36, lx+30, ly+40)
