@@ -28,7 +28,6 @@ package eventbridgetest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +44,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsjson"
 )
 
 // Fixed identity of the fake account.
@@ -69,7 +70,7 @@ const MaxEntries = 10
 const MaxRequestSize = 1 << 20
 
 const (
-	contentType = "application/x-amz-json-1.1"
+	contentType = awsjson.ContentType
 	targetPut   = "AWSEvents.PutEvents"
 )
 
@@ -416,7 +417,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, "InternalException", "")
 		return
 	}
-	writeHeaders(w)
+	awsjson.WriteHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }
@@ -513,7 +514,7 @@ func (s *Server) entryLocked(e requestEntry, now time.Time) (resultEntry, Event,
 		return resultEntry{ErrorCode: "ResourceNotFoundException", ErrorMessage: "Event bus " + bus + " does not exist."}, Event{}, false
 	}
 	ev := Event{
-		ID:         newUUID(),
+		ID:         awsjson.NewRequestID(),
 		Bus:        bus,
 		Source:     *e.Source,
 		DetailType: *e.DetailType,
@@ -657,27 +658,5 @@ func writeError(w http.ResponseWriter, errorType, message string) {
 	if message == "" {
 		message = se.message
 	}
-	body := map[string]string{"__type": errorType}
-	if message != "" {
-		body["message"] = message
-	}
-	b, _ := json.Marshal(body)
-	writeHeaders(w)
-	w.Header().Set("X-Amzn-ErrorType", errorType)
-	w.WriteHeader(se.status)
-	_, _ = w.Write(b)
-}
-
-func writeHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("X-Amzn-RequestId", newUUID())
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	awsjson.WriteError(w, se.status, errorType, "message", message)
 }

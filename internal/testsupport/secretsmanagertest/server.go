@@ -29,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsjson"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
@@ -44,7 +45,7 @@ const (
 )
 
 const (
-	contentType = "application/x-amz-json-1.1"
+	contentType = awsjson.ContentType
 	targetGet   = "secretsmanager.GetSecretValue"
 )
 
@@ -131,7 +132,7 @@ func (s *Server) put(name string, str *string, bin []byte) {
 		}
 		s.secrets[name] = sec
 	}
-	sec.versionID = newUUID()
+	sec.versionID = awsjson.NewRequestID()
 	sec.str, sec.bin = str, bin
 }
 
@@ -324,7 +325,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, "InternalServiceError", "")
 			return
 		}
-		writeHeaders(w)
+		awsjson.WriteHeaders(w)
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
 	}
@@ -365,29 +366,7 @@ func writeError(w http.ResponseWriter, errorType, message string) {
 	if message == "" {
 		message = se.message
 	}
-	body := map[string]string{"__type": errorType}
-	if message != "" {
-		body["Message"] = message
-	}
-	b, _ := json.Marshal(body)
-	writeHeaders(w)
-	w.Header().Set("X-Amzn-ErrorType", errorType)
-	w.WriteHeader(se.status)
-	_, _ = w.Write(b)
-}
-
-func writeHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("X-Amzn-RequestId", newUUID())
-}
-
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40 // version 4
-	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	awsjson.WriteError(w, se.status, errorType, "Message", message)
 }
 
 // randSuffix returns the six random letters the service appends to a secret's

@@ -1,0 +1,46 @@
+// Package awsjson holds what the AWS JSON 1.1 protocol test servers
+// (secretsmanagertest, eventbridgetest) share: the content type, response
+// headers and the error shape the AWS SDK decodes.
+package awsjson
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// ContentType is the AWS JSON 1.1 media type of requests and answers.
+const ContentType = "application/x-amz-json-1.1"
+
+// WriteHeaders sets the headers of every answer: the content type and a
+// fresh request id.
+func WriteHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("X-Amzn-RequestId", NewRequestID())
+}
+
+// WriteError writes an error as the services do: the type in
+// X-Amzn-ErrorType and in the body's __type, the text under messageField
+// ("message" or "Message", as the service spells it; omitted when empty).
+func WriteError(w http.ResponseWriter, status int, errorType, messageField, message string) {
+	body := map[string]string{"__type": errorType}
+	if message != "" {
+		body[messageField] = message
+	}
+	b, _ := json.Marshal(body)
+	WriteHeaders(w)
+	w.Header().Set("X-Amzn-ErrorType", errorType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// NewRequestID returns a random version 4 UUID, the shape of AWS request ids.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
