@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"testing"
 )
 
 // ContentType is the AWS JSON 1.1 media type of requests and answers.
@@ -43,4 +44,27 @@ func NewRequestID() string {
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// SetEnv points clients built with config.LoadDefaultConfig at a test
+// server for the rest of the test: endpointVar (such as
+// AWS_ENDPOINT_URL_EVENTBRIDGE) set to url, the region, static fake
+// credentials, no shared config files, no instance metadata and one
+// attempt per call. Like t.Setenv, it cannot be used in parallel tests.
+func SetEnv(t testing.TB, endpointVar, url, region, accessKeyID, secretAccessKey string) {
+	t.Helper()
+	for k, v := range map[string]string{
+		endpointVar:                   url,
+		"AWS_REGION":                  region,
+		"AWS_ACCESS_KEY_ID":           accessKeyID,
+		"AWS_SECRET_ACCESS_KEY":       secretAccessKey,
+		"AWS_SESSION_TOKEN":           "",
+		"AWS_PROFILE":                 "",
+		"AWS_CONFIG_FILE":             "/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+		"AWS_MAX_ATTEMPTS":            "1",
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	} {
+		t.Setenv(k, v)
+	}
 }

@@ -274,20 +274,7 @@ func (s *Server) Options() eventbridge.Options {
 // in parallel tests.
 func (s *Server) SetEnv(t testing.TB) {
 	t.Helper()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_EVENTBRIDGE": s.URL,
-		"AWS_REGION":                   Region,
-		"AWS_ACCESS_KEY_ID":            AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY":        SecretAccessKey,
-		"AWS_SESSION_TOKEN":            "",
-		"AWS_PROFILE":                  "",
-		"AWS_CONFIG_FILE":              "/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE":  "/dev/null",
-		"AWS_MAX_ATTEMPTS":             "1",
-		"AWS_EC2_METADATA_DISABLED":    "true",
-	} {
-		t.Setenv(k, v)
-	}
+	awsjson.SetEnv(t, "AWS_ENDPOINT_URL_EVENTBRIDGE", s.URL, Region, AccessKeyID, SecretAccessKey)
 }
 
 type staticCredentials struct{}
