@@ -2,8 +2,11 @@
 // account and no real provider: what `make dev` starts.
 //
 // One HTTP server plays every part. The broker's routes
-// (GET /connect/{provider}, GET /callback/{provider}) run the very
-// API Gateway handlers the Lambda functions run; a development-only OAuth
+// (GET /connect/{provider}, GET /callback/{provider}, and the app's
+// GET /connections/{provider}/{connection_id}/token and DELETE
+// /connections/{provider}/{connection_id}, which take a dev-only key in
+// place of AWS IAM) run the very API Gateway handlers the Lambda
+// functions run; lifecycle events are logged; a development-only OAuth
 // provider (package sandbox) answers under /sandbox/; a tiny demo app at /
 // signs connect links and shows connections when the browser comes back;
 // and a ticker calls RefreshDue in place of the EventBridge schedule.

@@ -59,8 +59,8 @@ type options struct {
 }
 
 // devServer is the whole product on one local HTTP server: the broker's
-// two HTTP routes, the sandbox provider, a demo app and the refresh
-// schedule.
+// browser routes and the app's token routes (behind a dev key), the
+// sandbox provider, a demo app and the refresh schedule.
 type devServer struct {
 	baseURL      string // http://localhost:<port>
 	dataDir      string
