@@ -251,7 +251,7 @@ func costSection(sw sweep, rq requests, haveRequests bool) string {
 	if haveRequests {
 		kmsPerSweep = rq.KMSCallsPerSweep
 	}
-	fmt.Fprintf(&b, "KMS: %.0f calls per sweep (measured), 8 760 sweeps a month at the 5-minute schedule. Secrets Manager and EventBridge calls are "+
+	fmt.Fprintf(&b, "KMS: %.0f call(s) per sweep (measured), 8 760 sweeps a month at the 5-minute schedule. Secrets Manager and EventBridge calls are "+
 		"per cold start and per status change: pennies, left out, as are the app's own token reads (API Gateway HTTP API, $1.00 per million).\n\n", kmsPerSweep)
 	b.WriteString("| connections | refreshes/month | Lambda | DynamoDB writes | DynamoDB storage | KMS | CloudWatch Logs | **total / month** | per connection |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, n := range []float64{10_000, 100_000, 1_000_000} {
