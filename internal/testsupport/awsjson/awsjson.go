@@ -6,8 +6,12 @@ package awsjson
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"regexp"
 	"testing"
 )
 
@@ -67,4 +71,36 @@ func SetEnv(t testing.TB, endpointVar, url, region, accessKeyID, secretAccessKey
 	} {
 		t.Setenv(k, v)
 	}
+}
+
+// CheckRequest checks what every AWS JSON 1.1 request must be: a POST with
+// ContentType, a SigV4 Authorization header matching auth, an X-Amz-Date,
+// and target as X-Amz-Target. It returns "" for a good request, else the
+// error type the service answers with. A protocol violation is a bug in
+// the client under test and fails t, naming server; another target is
+// just another operation and does not.
+func CheckRequest(t testing.TB, server string, r *http.Request, auth *regexp.Regexp, target string) (errorType string) {
+	switch {
+	case r.Method != http.MethodPost:
+		t.Errorf("%s: %s %s: want POST", server, r.Method, r.URL.Path)
+		return "UnknownOperationException"
+	case r.Header.Get("Content-Type") != ContentType:
+		t.Errorf("%s: Content-Type %q, want %q", server, r.Header.Get("Content-Type"), ContentType)
+		return "SerializationException"
+	case !auth.MatchString(r.Header.Get("Authorization")):
+		t.Errorf("%s: Authorization %q does not look like SigV4 for the service", server, r.Header.Get("Authorization"))
+		return "IncompleteSignatureException"
+	case r.Header.Get("X-Amz-Date") == "":
+		t.Errorf("%s: missing X-Amz-Date", server)
+		return "IncompleteSignatureException"
+	case r.Header.Get("X-Amz-Target") != target:
+		return "UnknownOperationException"
+	}
+	return ""
+}
+
+// ClientGone reports whether err, from reading r's body, means the client
+// went away (a cancelled caller) rather than sent a malformed body.
+func ClientGone(r *http.Request, err error) bool {
+	return r.Context().Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -29,11 +29,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -317,29 +315,8 @@ type putEventsResponse struct {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	// Protocol checks: a violation is a bug in the client under test.
-	if r.Method != http.MethodPost {
-		s.t.Errorf("eventbridgetest: %s %s: want POST", r.Method, r.URL.Path)
-		writeError(w, "UnknownOperationException", "")
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != contentType {
-		s.t.Errorf("eventbridgetest: Content-Type %q, want %q", ct, contentType)
-		writeError(w, "SerializationException", "")
-		return
-	}
-	if auth := r.Header.Get("Authorization"); !authRE.MatchString(auth) {
-		s.t.Errorf("eventbridgetest: Authorization %q does not look like SigV4 for events", auth)
-		writeError(w, "IncompleteSignatureException", "")
-		return
-	}
-	if r.Header.Get("X-Amz-Date") == "" {
-		s.t.Errorf("eventbridgetest: missing X-Amz-Date")
-		writeError(w, "IncompleteSignatureException", "")
-		return
-	}
-	if target := r.Header.Get("X-Amz-Target"); target != targetPut {
-		writeError(w, "UnknownOperationException", "")
+	if errType := awsjson.CheckRequest(s.t, "eventbridgetest", r, authRE, targetPut); errType != "" {
+		writeError(w, errType, "")
 		return
 	}
 
@@ -348,7 +325,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(&in); err != nil {
-		if r.Context().Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if awsjson.ClientGone(r, err) {
 			return // the client went away (a cancelled caller): not a protocol error
 		}
 		s.t.Errorf("eventbridgetest: PutEvents body: %v", err)

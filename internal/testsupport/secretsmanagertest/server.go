@@ -14,10 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -229,30 +226,8 @@ type getSecretValueResponse struct {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	// Protocol checks: a violation is a bug in the client under test.
-	if r.Method != http.MethodPost {
-		s.t.Errorf("secretsmanagertest: %s %s: want POST", r.Method, r.URL.Path)
-		writeError(w, "UnknownOperationException", "")
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != contentType {
-		s.t.Errorf("secretsmanagertest: Content-Type %q, want %q", ct, contentType)
-		writeError(w, "SerializationException", "")
-		return
-	}
-	if auth := r.Header.Get("Authorization"); !authRE.MatchString(auth) {
-		s.t.Errorf("secretsmanagertest: Authorization %q does not look like SigV4 for secretsmanager", auth)
-		writeError(w, "IncompleteSignatureException", "")
-		return
-	}
-	if r.Header.Get("X-Amz-Date") == "" {
-		s.t.Errorf("secretsmanagertest: missing X-Amz-Date")
-		writeError(w, "IncompleteSignatureException", "")
-		return
-	}
-
-	if target := r.Header.Get("X-Amz-Target"); target != targetGet {
-		writeError(w, "UnknownOperationException", "")
+	if errType := awsjson.CheckRequest(s.t, "secretsmanagertest", r, authRE, targetGet); errType != "" {
+		writeError(w, errType, "")
 		return
 	}
 
@@ -260,7 +235,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		if r.Context().Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if awsjson.ClientGone(r, err) {
 			return // the client went away (a cancelled caller): not a protocol error
 		}
 		s.t.Errorf("secretsmanagertest: GetSecretValue body: %v", err)
