@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -131,7 +132,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), browserTestTimeout)
 	t.Cleanup(cancel)
 
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	s := startServer(t, filepath.Join(t.TempDir(), "dev"), &testClock{}, logs)
 	base := s.baseURL
 	if !regexp.MustCompile(`^http://localhost:\d+$`).MatchString(base) {
@@ -139,7 +140,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 	}
 
 	// The browser: exactly the toolbox's flags, a fresh profile.
-	browserOut := &lockedBuffer{}
+	browserOut := &syncbuf.Buffer{}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(execPath),
 		chromedp.Flag("headless", true),

@@ -20,27 +20,10 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
-
-// lockedBuffer collects log lines written from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 type testClock struct {
 	mu     sync.Mutex
@@ -81,7 +64,7 @@ func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		if b, ok := logs.(*lockedBuffer); ok {
+		if b, ok := logs.(*syncbuf.Buffer); ok {
 			logcheck.Feed("dev server log in "+t.Name(), b.String())
 		}
 	})
@@ -151,7 +134,7 @@ var (
 func TestDevServerFlow(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "dev")
 	clk := &testClock{}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	s := startServer(t, dataDir, clk, logs)
 	base := s.baseURL
 	if !regexp.MustCompile(`^http://localhost:\d+$`).MatchString(base) {

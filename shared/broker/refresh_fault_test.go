@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -21,6 +20,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
@@ -70,7 +70,7 @@ type faultEnv struct {
 	secretsFile string
 	reads       *countingSecrets // reads below the cache
 	net         *netRecorder
-	logs        *lockedBuffer // the broker's JSON log
+	logs        *syncbuf.Buffer // the broker's JSON log
 }
 
 func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
@@ -86,7 +86,7 @@ func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
 		st:     dynamo.New(client, dynalite.NewTable(t, client), envelope.NewSealer(envelope.EphemeralKey(), 0)),
 		prov:   map[string]*providertest.Server{},
 		secret: map[string]string{},
-		logs:   &lockedBuffer{},
+		logs:   &syncbuf.Buffer{},
 	}
 	var yml strings.Builder
 	yml.WriteString("providers:\n")
@@ -267,23 +267,6 @@ func (r *netRecorder) of(p *providertest.Server) ([]time.Time, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.starts[host]), r.peak[host]
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func writeJSONFile(t *testing.T, path string, v any) {

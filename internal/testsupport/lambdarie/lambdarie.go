@@ -60,6 +60,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 )
 
 const (
@@ -248,7 +249,7 @@ type Function struct {
 	cmd     *exec.Cmd
 	started time.Time     // just before the emulator was started
 	done    chan struct{} // closed when the emulator has exited
-	logs    logBuffer
+	logs    syncbuf.Buffer
 
 	ctx    context.Context // cancelled by Stop: aborts invokes in flight
 	cancel context.CancelFunc
@@ -662,21 +663,3 @@ func (f *Function) InvokeJSON(ctx context.Context, in any, out any) error {
 }
 
 // ---------------------------------------------------------------------------
-
-// logBuffer is a bytes.Buffer safe for the emulator's writers and readers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
