@@ -27,7 +27,6 @@ package eventbridgetest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,6 +40,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsjson"
@@ -260,7 +260,7 @@ func (s *Server) Options() eventbridge.Options {
 	return eventbridge.Options{
 		Region:       Region,
 		BaseEndpoint: aws.String(s.URL),
-		Credentials:  staticCredentials{},
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
 		Retryer:      aws.NopRetryer{},
 		HTTPClient:   s.srv.Client(),
 	}
@@ -273,16 +273,6 @@ func (s *Server) Options() eventbridge.Options {
 func (s *Server) SetEnv(t testing.TB) {
 	t.Helper()
 	awsjson.SetEnv(t, "AWS_ENDPOINT_URL_EVENTBRIDGE", s.URL, Region, AccessKeyID, SecretAccessKey)
-}
-
-type staticCredentials struct{}
-
-func (staticCredentials) Retrieve(context.Context) (aws.Credentials, error) {
-	return aws.Credentials{
-		AccessKeyID:     AccessKeyID,
-		SecretAccessKey: SecretAccessKey,
-		Source:          "eventbridgetest",
-	}, nil
 }
 
 // putEventsRequest is the PutEvents input on the wire.

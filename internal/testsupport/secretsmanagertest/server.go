@@ -10,7 +10,6 @@
 package secretsmanagertest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsjson"
@@ -182,7 +182,7 @@ func (s *Server) Client(t testing.TB) *secretsmanager.Client {
 	return secretsmanager.New(secretsmanager.Options{
 		Region:       Region,
 		BaseEndpoint: aws.String(s.URL),
-		Credentials:  staticCredentials{},
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, ""),
 		Retryer:      aws.NopRetryer{},
 		HTTPClient:   s.srv.Client(),
 	})
@@ -195,16 +195,6 @@ func (s *Server) Client(t testing.TB) *secretsmanager.Client {
 func (s *Server) SetEnv(t testing.TB) {
 	t.Helper()
 	awsjson.SetEnv(t, "AWS_ENDPOINT_URL_SECRETS_MANAGER", s.URL, Region, AccessKeyID, SecretAccessKey)
-}
-
-type staticCredentials struct{}
-
-func (staticCredentials) Retrieve(context.Context) (aws.Credentials, error) {
-	return aws.Credentials{
-		AccessKeyID:     AccessKeyID,
-		SecretAccessKey: SecretAccessKey,
-		Source:          "secretsmanagertest",
-	}, nil
 }
 
 // getSecretValueRequest is the GetSecretValue input on the wire.
