@@ -305,8 +305,7 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 		before := c
 		r := result{err: &internalError{"provider not in catalog"}}
 		b.recordFailure(&c, &r, now)
-		b.finish(ctx, &c, owner, "schedule", &r)
-		b.publishTransition(ctx, before, r)
+		b.finish(ctx, before, &c, owner, "schedule", &r)
 		return r
 	}
 	return b.renewLeased(ctx, p, c, owner, "schedule", leaseStart, call)
@@ -382,8 +381,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	default:
 		b.recordFailure(&c, &r, now)
 	}
-	b.finish(ctx, &c, owner, trigger, &r)
-	b.publishTransition(ctx, before, r)
+	b.finish(ctx, before, &c, owner, trigger, &r)
 	return r
 }
 
@@ -416,8 +414,9 @@ func (b *Broker) recordFailure(c *store.Connection, r *result, now time.Time) {
 }
 
 // finish saves c with its outcome r, releasing owner's lease, records what
-// the save came to in r, and logs the outcome.
-func (b *Broker) finish(ctx context.Context, c *store.Connection, owner, trigger string, r *result) {
+// the save came to in r, logs the outcome and announces the status change
+// from before (the connection as the refresh found it), if any.
+func (b *Broker) finish(ctx context.Context, before store.Connection, c *store.Connection, owner, trigger string, r *result) {
 	saved, serr := b.saveResult(ctx, *c, owner)
 	switch {
 	case serr == nil:
@@ -434,6 +433,7 @@ func (b *Broker) finish(ctx context.Context, c *store.Connection, owner, trigger
 		r.outcome, r.err = outcomeSkipped, serr
 	}
 	b.logOutcome(ctx, *c, trigger, *r)
+	b.publishTransition(ctx, before, *r)
 }
 
 // renew asks the provider for a new token: the refresh_token grant, or a
