@@ -14,17 +14,19 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
+	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
-// The five seed providers of the embedded catalog, end to end through the
-// built functions. Each test server behaves as the provider's document in
-// ../shared/seeds says (see internal/testsupport/seedproviders), and each
-// catalog entry is the embedded one with only its hosts moved onto the test
-// server: "https://HOST/PATH" becomes "<server>/HOST/PATH". Every other
-// field — encodings, client auth, scope parameter, expiry rules,
+// The seed providers of the embedded catalog, end to end through the
+// built functions. Each test server behaves as the provider's public
+// documentation says (see internal/testsupport/seedproviders; the quoted
+// facts are in docs/providers.md), and each catalog entry is the embedded
+// one with only its hosts moved onto the test server: "https://HOST/PATH"
+// becomes "<server>/HOST/PATH". Every other field — encodings, client auth,
+// scope parameter, expiry rules,
 // templates — is exactly what ships.
 
 const (
@@ -206,6 +208,20 @@ func TestSeedProviders(t *testing.T) {
 		}
 		if sum := s.runRefresh(); sum["due"] != 0 {
 			t.Fatalf("never-expiring token scheduled: %v", sum)
+		}
+		// Refresh is not documented, so after a 401 the app's forced
+		// refresh cannot renew: 409 reauth_required, no provider call, the
+		// connection needs_reauth with a fixed cause and never scheduled.
+		before := len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))
+		wantError(t, s.tokenCall(http.MethodGet, "omnisend", "om-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
+		got := s.connOf("omnisend", "om-1")
+		if got.Status != store.StatusNeedsReauth || got.FailureClass != broker.ClassCannotRenew || !got.RefreshDue.IsZero() ||
+			len(tokenRequests(srv, "/app.omnisend.com/oauth2/token")) != before {
+			t.Errorf("forced refresh of Omnisend: status %s class %q due %v, %d provider calls",
+				got.Status, got.FailureClass, got.RefreshDue, len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))-before)
+		}
+		if sum := s.runRefresh(); sum["due"] != 0 {
+			t.Fatalf("Omnisend connection scheduled after the forced refresh: %v", sum)
 		}
 	})
 

@@ -38,9 +38,10 @@ const (
 
 const (
 	// startReserve: a sweep starts a connection only while this much time
-	// is left before the invocation's deadline — one provider call
-	// (NewHTTPClient gives up after 10 s) and the save of its result.
-	startReserve = 20 * time.Second
+	// is left before the invocation's deadline — its lease, one whole
+	// provider call (a request leaves only if it fits, callPermit.acquire)
+	// and the save of its result.
+	startReserve = 5*time.Second + provider.DefaultHTTPTimeout + invocationReserve
 	// saveTimeout bounds one write of a result; it runs even if the
 	// invocation's context ends, because a rotated refresh token exists
 	// nowhere else.
@@ -261,8 +262,18 @@ const (
 	// unsupported_grant_type); retried with backoff, since it is usually a
 	// catalog or provider-side mistake the operator can fix.
 	ClassRejected = "rejected"
-	// ClassInternal: the broker could not make the request (secret
-	// unreadable, connection parameters no longer match the catalog).
+	// ClassCannotRenew: the provider entry and the stored tokens give no
+	// way to renew (no refresh token, or an entry without the
+	// refresh_token grant, as Omnisend's): only a new connect can replace
+	// the token. needs_reauth, and the provider is not called.
+	ClassCannotRenew = "cannot_renew"
+	// ClassCatalog: the catalog no longer fits the connection (its provider
+	// left the catalog, or its parameters no longer match the entry). An
+	// operator's change, not the customer's doing: the tokens are kept and
+	// retried with backoff, so restoring the entry recovers the connection.
+	ClassCatalog = "catalog"
+	// ClassInternal: the broker could not make the request (the client
+	// secret unreadable).
 	ClassInternal = "internal"
 )
 
@@ -303,7 +314,7 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 		// one deploy): keep the tokens and keep retrying with backoff, so
 		// restoring the entry recovers the connection.
 		before := c
-		r := result{err: &internalError{"provider not in catalog"}}
+		r := result{err: &catalogError{"provider not in catalog"}}
 		b.recordFailure(&c, &r, now)
 		b.finish(ctx, before, &c, owner, "schedule", &r)
 		return r
@@ -344,6 +355,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	}
 	r := result{latency: time.Since(start), err: err}
 	pe = nil
+	var cr *cannotRenewError
 	switch {
 	case err == nil:
 		if tok.RefreshToken == "" {
@@ -362,11 +374,15 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		r.outcome = outcomeRefreshed
-	case errors.As(err, &pe) && (pe.Failure == provider.FailureGrant || pe.Failure == provider.FailureClient):
-		r.class = ClassInvalidGrant
-		if pe.Failure == provider.FailureClient {
+	case errors.As(err, &cr), errors.As(err, &pe) && (pe.Failure == provider.FailureGrant || pe.Failure == provider.FailureClient):
+		switch {
+		case cr != nil:
+			r.class = ClassCannotRenew
+		case pe.Failure == provider.FailureClient:
 			r.class = ClassInvalidClient
 			b.throttleFor(p.Name).pause(b.now().Add(clientPause))
+		default:
+			r.class = ClassInvalidGrant
 		}
 		c.Status, c.RefreshDue = store.StatusNeedsReauth, time.Time{}
 		c.FailureCount++
@@ -441,19 +457,14 @@ func (b *Broker) finish(ctx context.Context, before store.Connection, c *store.C
 // call (nil on demand) is acquired just before the request goes out.
 func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *callPermit) (*provider.Token, error) {
 	grant := renewGrant(p, c)
-	switch {
-	case grant == "" && c.RefreshToken != "" && !p.Supports(provider.GrantRefreshToken) && (c.Grant == "" || c.Grant == provider.GrantAuthorizationCode):
-		// The catalog no longer lists refresh_token: an operator's change,
-		// not the customer's doing; retried with backoff.
-		return nil, &internalError{"provider entry no longer allows the refresh_token grant"}
-	case grant == "":
-		return nil, &provider.Error{Failure: provider.FailureGrant, Reason: "connection has no way to renew its token"}
+	if grant == "" {
+		return nil, cannotRenew(p, c)
 	}
 	rp, _, err := p.Resolve(c.Params)
 	if err != nil {
 		// An operator's catalog change, not the customer's doing: keep the
 		// tokens and retry with backoff, so fixing the catalog recovers it.
-		return nil, &internalError{"connection parameters no longer match the catalog"}
+		return nil, &catalogError{"connection parameters no longer match the catalog"}
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
@@ -483,12 +494,40 @@ type internalError struct{ reason string }
 
 func (e *internalError) Error() string { return e.reason }
 
+// catalogError is a refresh the catalog no longer describes (ClassCatalog).
+type catalogError struct{ reason string }
+
+func (e *catalogError) Error() string { return e.reason }
+
+// cannotRenewError: the entry and the tokens give no way to renew
+// (ClassCannotRenew). Its reason is one of a fixed set (cannotRenew).
+type cannotRenewError struct{ reason string }
+
+func (e *cannotRenewError) Error() string { return e.reason }
+
+// cannotRenew says why c, for which renewGrant found no grant, cannot be
+// renewed: the stored tokens and p's grant types decide it, so the answer
+// is the same on every attempt and the provider is not asked.
+func cannotRenew(p *provider.Provider, c *store.Connection) *cannotRenewError {
+	switch {
+	case c.Grant == provider.GrantClientCredentials:
+		return &cannotRenewError{"provider entry does not allow the client_credentials grant"}
+	case c.RefreshToken == "":
+		return &cannotRenewError{"connection has no refresh token"}
+	case !p.Supports(provider.GrantRefreshToken):
+		return &cannotRenewError{"provider entry does not allow the refresh_token grant"}
+	}
+	return &cannotRenewError{"connection has no way to renew its token"}
+}
+
 // failureClass names the class of a transient failure.
 func failureClass(err error) string {
 	var pe *provider.Error
-	var ie *internalError
+	var ce *catalogError
 	switch {
-	case errors.As(err, &ie), !errors.As(err, &pe):
+	case errors.As(err, &ce):
+		return ClassCatalog
+	case !errors.As(err, &pe):
 		return ClassInternal
 	case pe.Status == 429:
 		return ClassRateLimited

@@ -94,18 +94,32 @@ func (t *throttle) ready(now time.Time) bool {
 	return ok
 }
 
-// reserve takes one request of the budget at now and returns how long to
-// wait before sending it, or false if the provider is paused.
-func (t *throttle) reserve(now time.Time) (time.Duration, bool) {
+// reserve takes one request of the budget at now and returns it with how
+// long to wait before sending it, or false if the provider is paused. The
+// reservation is nil without a budget; one whose request is never sent
+// goes back with release.
+func (t *throttle) reserve(now time.Time) (*rate.Reservation, time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Before(t.pausedUntil) {
-		return 0, false
+		return nil, 0, false
 	}
 	if t.lim == nil {
-		return 0, true
+		return nil, 0, true
 	}
-	return t.lim.ReserveN(now, 1).DelayFrom(now), true
+	r := t.lim.ReserveN(now, 1)
+	return r, r.DelayFrom(now), true
+}
+
+// release gives back the budget r took for a request that was not sent,
+// so the requests queued behind it move up.
+func (t *throttle) release(r *rate.Reservation, now time.Time) {
+	if r == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r.CancelAt(now)
 }
 
 // pause leaves the provider alone until until.
@@ -158,16 +172,39 @@ type callPermit struct {
 	held  bool
 }
 
-// errNotSent: the request was not sent (the provider was paused meanwhile,
-// or no slot freed up in time); the connection is released, not failed.
-var errNotSent = errors.New("provider call not started: provider paused or no call slot in time")
+// errNotSent: the request was not sent (the provider was paused
+// meanwhile, the wait would leave too little time before the deadline, or
+// no slot freed up in time); the connection is released, not failed.
+var errNotSent = errors.New("provider call not started: provider paused, too little time left, or no call slot in time")
 
-func (c *callPermit) acquire(ctx context.Context) error {
+// acquire waits for the provider's rate budget and a call slot, and lets
+// the request go only if it may still leave when both are there:
+//
+//   - the provider is not paused: a 429's Retry-After (or the circuit
+//     breaker) seen while this request queued holds it back too;
+//   - the whole provider call still fits before ctx's deadline (the lease's
+//     end less the save reserve): a request cut off by the deadline may have
+//     been honoured, and with a rotating refresh token the broker would keep
+//     a dead one (RFC 9700 §4.14). Checked before the wait too, so a request
+//     that could not leave in time does not queue at all.
+//
+// A request that may not leave returns errNotSent and gives its budget
+// back, so it costs the provider's other connections nothing.
+func (c *callPermit) acquire(ctx context.Context) (err error) {
 	if c == nil {
 		return nil
 	}
-	wait, ok := c.t.reserve(c.b.now())
+	r, wait, ok := c.t.reserve(c.b.now())
 	if !ok {
+		return errNotSent
+	}
+	defer func() {
+		if err != nil {
+			c.t.release(r, c.b.now())
+		}
+	}()
+	need := c.b.Wire.Timeout()
+	if !fitsBefore(ctx, wait, need) {
 		return errNotSent
 	}
 	if wait > 0 {
@@ -182,10 +219,21 @@ func (c *callPermit) acquire(ctx context.Context) error {
 	select {
 	case c.slots <- struct{}{}:
 		c.held = true
-		return nil
 	case <-ctx.Done():
 		return errNotSent
 	}
+	if c.t.paused(c.b.now()) || !fitsBefore(ctx, 0, need) {
+		c.done()
+		return errNotSent
+	}
+	return nil
+}
+
+// fitsBefore reports whether a call of length need, starting after wait,
+// ends before ctx's deadline.
+func fitsBefore(ctx context.Context, wait, need time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl)-wait >= need
 }
 
 func (c *callPermit) done() {

@@ -119,8 +119,8 @@ func TestLoadOverlaysOperatorFile(t *testing.T) {
 	}
 }
 
-// TestSeedEntries pins the embedded catalog to the provider documents in
-// ../shared/seeds (each value is quoted in docs/providers.md).
+// TestSeedEntries pins the embedded catalog to the providers' public
+// documents (each value is quoted in docs/providers.md).
 func TestSeedEntries(t *testing.T) {
 	c, err := Load("")
 	if err != nil {

@@ -106,6 +106,10 @@ func (e *Error) Temporary() bool {
 	return e.Failure == FailureUnavailable || e.Failure == FailureResponse
 }
 
+// DefaultHTTPTimeout bounds one provider call of NewHTTPClient's client,
+// from dialling to the last byte of the answer.
+const DefaultHTTPTimeout = 10 * time.Second
+
 // NewHTTPClient returns the one client used for provider calls (S13):
 // TLS verified (1.2 or later), no redirects followed (Go would re-send a POST
 // body, with the client secret, on 307/308), bounded connect and overall
@@ -113,7 +117,7 @@ func (e *Error) Temporary() bool {
 func NewHTTPClient() *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
-		Timeout: 10 * time.Second,
+		Timeout: DefaultHTTPTimeout,
 		Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           dialer.DialContext,
@@ -141,6 +145,17 @@ func (c *Client) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+// Timeout is the longest one provider call may take: the HTTP client's
+// overall timeout, or DefaultHTTPTimeout if it sets none (the context is
+// then its only bound, and a caller planning a deadline assumes the
+// default).
+func (c *Client) Timeout() time.Duration {
+	if c.HTTP != nil && c.HTTP.Timeout > 0 {
+		return c.HTTP.Timeout
+	}
+	return DefaultHTTPTimeout
 }
 
 // Exchange redeems an authorization code (RFC 6749 §4.1.3) with the
