@@ -243,9 +243,16 @@ const (
 
 // Failure classes stored on a connection (store.Connection.FailureClass).
 const (
-	// ClassInvalidGrant: the provider refused the refresh token (or the
-	// connection has none): only the customer can fix it. needs_reauth.
+	// ClassInvalidGrant: the provider refused the refresh token: the
+	// customer revoked access, or the grant expired. needs_reauth.
 	ClassInvalidGrant = "invalid_grant"
+	// ClassInvalidGrantAfterNoAnswer: the provider refused the refresh
+	// token on the attempt right after one that got no answer (ClassTimeout
+	// or ClassNoAnswer). The provider may have honoured that request and
+	// rotated the token in an answer the broker never saw, so this is
+	// perhaps no revocation at all (docs/refresh.md, "The window that
+	// remains"). needs_reauth all the same: the token is dead.
+	ClassInvalidGrantAfterNoAnswer = "invalid_grant_after_no_answer"
 	// ClassInvalidClient: the provider refused the client credentials
 	// even after a fresh read of the secret. needs_reauth.
 	ClassInvalidClient = "invalid_client"
@@ -253,8 +260,12 @@ const (
 	ClassRateLimited = "rate_limited"
 	// ClassUnavailable: 5xx or a network error; retried with backoff.
 	ClassUnavailable = "unavailable"
-	// ClassTimeout: no answer in time; retried with backoff.
+	// ClassTimeout: the request was sent and no answer came in time (the
+	// outcome is unknown); retried with backoff.
 	ClassTimeout = "timeout"
+	// ClassNoAnswer: the request was sent and the connection ended before
+	// the whole answer came (the outcome is unknown); retried with backoff.
+	ClassNoAnswer = "no_answer"
 	// ClassBadResponse: HTML, garbage or an unusable token response;
 	// retried with backoff.
 	ClassBadResponse = "bad_response"
@@ -381,6 +392,8 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		case pe.Failure == provider.FailureClient:
 			r.class = ClassInvalidClient
 			b.throttleFor(p.Name).pause(b.now().Add(clientPause))
+		case before.FailureClass == ClassTimeout || before.FailureClass == ClassNoAnswer:
+			r.class = ClassInvalidGrantAfterNoAnswer
 		default:
 			r.class = ClassInvalidGrant
 		}
@@ -531,8 +544,10 @@ func failureClass(err error) string {
 		return ClassInternal
 	case pe.Status == 429:
 		return ClassRateLimited
-	case pe.Failure == provider.FailureUnavailable && pe.Status == 0 && (pe.Reason == "timeout" || errors.Is(pe, context.DeadlineExceeded)):
+	case pe.Failure == provider.FailureUnavailable && pe.Unanswered && (pe.Reason == "timeout" || errors.Is(pe, context.DeadlineExceeded)):
 		return ClassTimeout
+	case pe.Failure == provider.FailureUnavailable && pe.Unanswered:
+		return ClassNoAnswer
 	case pe.Failure == provider.FailureUnavailable:
 		return ClassUnavailable
 	case pe.Failure == provider.FailureRequest:

@@ -12,9 +12,11 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -81,7 +83,12 @@ type Error struct {
 	RetryAfter time.Duration
 	// Reason is a short fixed description.
 	Reason string
-	err    error // context errors only
+	// Unanswered: the request was sent in full but no whole answer came
+	// back (a timeout or a connection cut after sending). The provider may
+	// have acted on it — with a rotating refresh token, rotated it — so
+	// the outcome is unknown rather than failed.
+	Unanswered bool
+	err        error // context errors only
 }
 
 func (e *Error) Error() string {
@@ -218,7 +225,7 @@ func (c *Client) Revoke(ctx context.Context, p *Provider, creds secrets.ClientCr
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return transportError(ctx, err)
+		return transportError(ctx, err, false)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
@@ -257,17 +264,23 @@ func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCreden
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
+	// wrote records that the whole request left: a failure after that
+	// leaves the outcome unknown (Error.Unanswered).
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	}))
 	sent := c.now()
 	resp, err := hc.Do(req)
 	if err != nil {
 		// Never wrap err: a *url.Error carries the URL, which for GET token
 		// requests holds the client secret and the code.
-		return nil, transportError(ctx, err)
+		return nil, transportError(ctx, err, wrote.Load())
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
-		return nil, transportError(ctx, err)
+		return nil, transportError(ctx, err, true)
 	}
 	if len(body) > MaxResponseBytes {
 		return nil, &Error{Failure: FailureResponse, Status: resp.StatusCode, Reason: "response larger than 1 MiB"}
@@ -317,8 +330,10 @@ func newTokenRequest(ctx context.Context, p *Provider, v url.Values) (*http.Requ
 	}
 }
 
-func transportError(ctx context.Context, err error) *Error {
-	e := &Error{Failure: FailureUnavailable, Reason: "network error"}
+// transportError classifies a request that got no whole answer; sent says
+// whether the request had left in full.
+func transportError(ctx context.Context, err error, sent bool) *Error {
+	e := &Error{Failure: FailureUnavailable, Reason: "network error", Unanswered: sent}
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
