@@ -1,6 +1,6 @@
 package e2e
 
-// The security checklist (/work/shared/security-checklist.md), row by row:
+// The security checklist (docs/security.md, rows S1–S22), row by row:
 // one TestS<n>_… per row about HTTP or flow behaviour, each driving the
 // built functions under the Lambda Runtime Interface Emulator with the
 // stack helpers. Each asserts the row's "test (input → expected)" column
