@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -230,15 +229,13 @@ var errGrantConflict = errors.New("connection exists with another grant")
 func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store.StateRecord, tok *provider.Token) (store.Connection, error) {
 	var err error
 	for range 3 {
+		// Only the version, grant and creation time of a connection being
+		// replaced matter here: read it without its credentials, which the
+		// callback (internet-facing) has no right to open. Credentials that
+		// would not open (damaged, or sealed under a key that is gone) are
+		// replaced by the fresh grant, the only repair there is.
 		var c store.Connection
-		c, err = b.Store.GetConnection(ctx, p.Name, rec.ConnectionID)
-		if errors.Is(err, envelope.ErrOpen) && c.Version != 0 {
-			// Its stored credentials do not open (damaged, or sealed under a
-			// key that is gone): the fresh grant replaces them, which is
-			// the only repair there is.
-			b.log().WarnContext(ctx, "replacing a connection whose credentials do not open", "provider", p.Name, "connection_id", rec.ConnectionID, "cause", err.Error())
-			err = nil
-		}
+		c, err = b.Store.PeekConnection(ctx, p.Name, rec.ConnectionID)
 		if errors.Is(err, store.ErrNotFound) {
 			c = store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID}
 		} else if err != nil {

@@ -133,6 +133,12 @@ type Store interface {
 	// sealed credentials do not open comes back without them, with an error
 	// wrapping envelope.ErrOpen: the caller may still overwrite it.
 	GetConnection(ctx context.Context, provider, connectionID string) (Connection, error)
+	// PeekConnection returns a connection without its credentials
+	// (AccessToken and RefreshToken empty), which it never opens: for a
+	// caller that needs only the version, grant or status, and so needs no
+	// right to open them (the callback holds no kms:Decrypt on tokens).
+	// ErrNotFound if there is none.
+	PeekConnection(ctx context.Context, provider, connectionID string) (Connection, error)
 	// SaveConnection writes c if the stored version still equals c.Version
 	// (0 meaning "must not exist yet"), storing it with Version+1 and
 	// returning the saved connection. A lost race returns ErrConflict.

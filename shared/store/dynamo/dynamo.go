@@ -265,6 +265,46 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	return c, nil
 }
 
+// peekAttributes are the connection item's attributes but its sealed
+// credentials: PeekConnection does not even read those.
+var peekAttributes = []string{
+	"provider", "connection_id", "status", "token_type", "expires_at", "scope", "metadata", "grant", "params",
+	"refresh_due", "failure_count", "failure_class", "last_error", "lease_owner", "lease_until", "version", "created_at", "updated_at",
+}
+
+// PeekConnection implements store.Store: one consistent GetItem that
+// projects away the sealed credentials, so they never leave the table.
+func (s *Store) PeekConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
+	if err := store.CheckKey(provider, connectionID); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: peek connection: %w", err)
+	}
+	names := make(map[string]string, len(peekAttributes))
+	refs := make([]string, len(peekAttributes))
+	for i, a := range peekAttributes {
+		ref := "#a" + strconv.Itoa(i)
+		names[ref], refs[i] = a, ref
+	}
+	out, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                aws.String(s.table),
+		Key:                      key(connPK(provider, connectionID), connSK),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     aws.String(strings.Join(refs, ", ")),
+		ExpressionAttributeNames: names,
+	})
+	if err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: peek connection: %w", err)
+	}
+	if out.Item == nil {
+		return store.Connection{}, store.ErrNotFound
+	}
+	var it connItem
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return store.Connection{}, fmt.Errorf("dynamo: peek connection: decode: %w", err)
+	}
+	it.AccessToken, it.RefreshToken, it.Sealed = "", "", nil
+	return toConnection(it), nil
+}
+
 // decodeConn decodes the connection item read under pk, opening its
 // credentials with pk as associated data: a sealed value copied onto another
 // item, even with the rest of its attributes, does not open. If they do not

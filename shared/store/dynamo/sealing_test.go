@@ -1,9 +1,11 @@
 package dynamo_test
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,4 +260,52 @@ func dump(item map[string]types.AttributeValue) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// countingKeys counts the data keys it is asked to unwrap.
+type countingKeys struct {
+	envelope.Keys
+	decrypts atomic.Int64
+}
+
+func (c *countingKeys) Decrypt(ctx context.Context, wrapped []byte) ([]byte, error) {
+	c.decrypts.Add(1)
+	return c.Keys.Decrypt(ctx, wrapped)
+}
+
+// TestPeekNeverOpensCredentials: PeekConnection, what the internet-facing
+// callback reads a connection with before replacing it, never asks KMS to
+// unwrap a data key (the callback's role has no kms:Decrypt on tokens) and
+// never receives the sealed credentials, yet returns the version and grant
+// a reconnect needs — also of a connection whose credentials do not open.
+func TestPeekNeverOpensCredentials(t *testing.T) {
+	ctx := t.Context()
+	k := newKMSStore(t)
+	saved, err := k.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected,
+		AccessToken: testAccess, RefreshToken: testRefresh, Grant: "authorization_code"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &countingKeys{Keys: k.keys}
+	cold := dynamo.New(k.client, k.table, envelope.NewSealer(keys, 0)) // another instance: nothing cached
+	c, err := cold.PeekConnection(ctx, "acme", "c1")
+	if err != nil || c.Version != saved.Version || c.Grant != "authorization_code" || c.AccessToken != "" || c.RefreshToken != "" {
+		t.Fatalf("PeekConnection = %+v, %v; want version %d and grant without credentials", c, err, saved.Version)
+	}
+	if n := keys.decrypts.Load(); n != 0 {
+		t.Errorf("PeekConnection asked KMS to unwrap %d data keys, want none", n)
+	}
+	// The counter counts: a full read unwraps the data key.
+	if _, err := cold.GetConnection(ctx, "acme", "c1"); err != nil || keys.decrypts.Load() != 1 {
+		t.Fatalf("GetConnection: %v, %d unwraps, want 1", err, keys.decrypts.Load())
+	}
+
+	// Credentials that will never open do not hide the version.
+	item := getItem(t, k.client, k.table, "conn#acme#c1", "conn")
+	item["pk"] = &types.AttributeValueMemberS{Value: "conn#acme#moved"}
+	item["connection_id"] = &types.AttributeValueMemberS{Value: "moved"}
+	k.putRaw(t, item)
+	if c, err := cold.PeekConnection(ctx, "acme", "moved"); err != nil || c.Version != saved.Version {
+		t.Errorf("PeekConnection of unopenable credentials = %+v, %v", c, err)
+	}
 }

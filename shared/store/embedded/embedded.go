@@ -194,6 +194,13 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	return canonConn(c), nil
 }
 
+// PeekConnection implements store.Store.
+func (s *Store) PeekConnection(ctx context.Context, provider, connectionID string) (store.Connection, error) {
+	c, err := s.GetConnection(ctx, provider, connectionID)
+	c.AccessToken, c.RefreshToken = "", ""
+	return c, err
+}
+
 // SaveConnection implements store.Store.
 func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
 	return s.saveConn(ctx, c, "")

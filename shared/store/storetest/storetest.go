@@ -193,8 +193,23 @@ func testConnection(t *testing.T, newStore func(t *testing.T) store.Store) {
 				if !reflect.DeepEqual(got, want) {
 					t.Errorf("GetConnection =\n%+v, want\n%+v", got, want)
 				}
+				// PeekConnection: the same connection without its credentials.
+				peeked, err := s.PeekConnection(t.Context(), tc.c.Provider, tc.c.ConnectionID)
+				if err != nil {
+					t.Fatalf("PeekConnection: %v", err)
+				}
+				wantPeek := want
+				wantPeek.AccessToken, wantPeek.RefreshToken = "", ""
+				if !reflect.DeepEqual(peeked, wantPeek) {
+					t.Errorf("PeekConnection =\n%+v, want\n%+v", peeked, wantPeek)
+				}
 			})
 		}
+		t.Run("peek missing", func(t *testing.T) {
+			if _, err := newStore(t).PeekConnection(t.Context(), "github", "ghost"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("PeekConnection error = %v, want ErrNotFound", err)
+			}
+		})
 	})
 
 	t.Run("Update", func(t *testing.T) {
