@@ -205,11 +205,6 @@ func TestExecutionRoles(t *testing.T) {
 			if err := checkLambdaTrust(r.trust); err != nil {
 				t.Errorf("%s: AssumeRolePolicyDocument = %s: %v", role, describe(r.trust), err)
 			}
-			if !r.generated {
-				if p := tpl.Resources[r.name].Properties["PermissionsBoundary"]; p != nil {
-					t.Errorf("%s: PermissionsBoundary = %s: its statements are not in this template", role, describe(p))
-				}
-			}
 			for _, st := range tpl.statements(t, f.name) {
 				for _, res := range anyList(st["Resource"]) {
 					v, err := tpl.resolve(res)
