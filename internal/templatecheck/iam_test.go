@@ -12,9 +12,14 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 )
 
-// grantsOf returns the Allow grants of a function's policies.
+// grantsOf returns the Allow grants of a function's policies. A resource
+// that is the function's own log group is written ownLogGroup.
 func (tpl *cfnTemplate) grantsOf(t *testing.T, fn string) []grant {
 	t.Helper()
+	own := ownLogGroup
+	if g, err := tpl.logGroupOf(fn); err == nil {
+		own = "GetAtt:" + g + ".Arn"
+	}
 	var got []grant
 	for _, st := range tpl.statements(t, fn) {
 		if st["Effect"] != "Allow" {
@@ -23,7 +28,11 @@ func (tpl *cfnTemplate) grantsOf(t *testing.T, fn string) []grant {
 		actions, _ := stringList(st["Action"])
 		for _, a := range actions {
 			for _, r := range anyList(st["Resource"]) {
-				got = append(got, grant{a, canonical(r), conditionString(st["Condition"])})
+				res := canonical(r)
+				if res == own {
+					res = ownLogGroup
+				}
+				got = append(got, grant{a, res, conditionString(st["Condition"])})
 			}
 		}
 	}
@@ -48,6 +57,8 @@ var capabilities = []struct {
 	{"read the signing keys secret", grant{"secretsmanager:GetSecretValue", keysRes, noCond}},
 	{"read client credentials (`<prefix>provider/*`)", grant{"secretsmanager:GetSecretValue", providers, noCond}},
 	{"publish lifecycle events (`events:PutEvents` on the one bus)", grant{"events:PutEvents", eventBus, noCond}},
+	{"create log streams in its own log group", grant{"logs:CreateLogStream", ownLogGroup, noCond}},
+	{"write log events to its own log group", grant{"logs:PutLogEvents", ownLogGroup, noCond}},
 }
 
 // TestIAMLeastPrivilege states, one property at a time, why each
@@ -97,6 +108,16 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			for _, gs := range grants {
 				for _, g := range gs {
 					if strings.HasPrefix(g.Action, "kms:") && (g.Resource != tokenKey || g.Condition != tableCtx) {
+						return false
+					}
+				}
+			}
+			return true
+		}()},
+		{"each function writes its own log group only, and creates no log group", func() bool {
+			for _, gs := range grants {
+				for _, g := range gs {
+					if strings.HasPrefix(g.Action, "logs:") && (g.Resource != ownLogGroup || g.Action == "logs:CreateLogGroup") {
 						return false
 					}
 				}

@@ -73,6 +73,10 @@ const (
 	scheduleIn = `{"source":"oauthbroker.schedule","action":"refresh-due"}`
 )
 
+// ownLogGroup is the Arn of a function's own log group (its
+// LoggingConfig.LogGroup), which ends in ":*": the group's log streams.
+const ownLogGroup = "GetAtt:<its own log group>.Arn"
+
 // The exact IAM grants of each function, as "action on resource [condition]".
 // Anything missing or extra fails: widening a function's access must be a
 // deliberate change of this list.
@@ -82,6 +86,8 @@ var wantGrants = map[string][]grant{
 		{"kms:GenerateDataKey", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
+		{"logs:CreateLogStream", ownLogGroup, noCond},
+		{"logs:PutLogEvents", ownLogGroup, noCond},
 	},
 	"CallbackFunction": {
 		{"dynamodb:DeleteItem", tableRes, stateKeys},
@@ -92,6 +98,8 @@ var wantGrants = map[string][]grant{
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"events:PutEvents", eventBus, noCond},
+		{"logs:CreateLogStream", ownLogGroup, noCond},
+		{"logs:PutLogEvents", ownLogGroup, noCond},
 	},
 	"RefreshFunction": {
 		{"dynamodb:Query", dueIndex, noCond},
@@ -101,6 +109,8 @@ var wantGrants = map[string][]grant{
 		{"kms:Decrypt", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"events:PutEvents", eventBus, noCond},
+		{"logs:CreateLogStream", ownLogGroup, noCond},
+		{"logs:PutLogEvents", ownLogGroup, noCond},
 	},
 	"TokenFunction": {
 		{"dynamodb:GetItem", tableRes, connKeys},
@@ -111,6 +121,8 @@ var wantGrants = map[string][]grant{
 		{"kms:Decrypt", tokenKey, tableCtx},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"events:PutEvents", eventBus, noCond},
+		{"logs:CreateLogStream", ownLogGroup, noCond},
+		{"logs:PutLogEvents", ownLogGroup, noCond},
 	},
 }
 
@@ -897,9 +909,6 @@ func TestFunctions(t *testing.T) {
 			if props["PackageType"] != nil && props["PackageType"] != "Zip" {
 				t.Errorf("PackageType = %s, want Zip", describe(props["PackageType"]))
 			}
-			if props["Role"] != nil {
-				t.Errorf("Role is set: SAM then ignores Policies; keep the generated least-privilege role")
-			}
 
 			vars, _ := path(props, "Environment", "Variables").(obj)
 			wantEnv := map[string]any{
@@ -1405,47 +1414,6 @@ func conditionString(c any) string {
 	return strings.Join(clauses, "; ")
 }
 
-// statements returns a function's inline policy statements, failing on
-// policy forms that cannot be checked.
-func (tpl *cfnTemplate) statements(t *testing.T, fn string) []obj {
-	t.Helper()
-	var out []obj
-	addDoc := func(doc obj) {
-		for _, s := range anyList(doc["Statement"]) {
-			st, ok := s.(obj)
-			if !ok {
-				t.Errorf("%s: policy statement %s is not a mapping", fn, describe(s))
-				continue
-			}
-			out = append(out, st)
-		}
-	}
-	pols := tpl.functionProps(fn)["Policies"]
-	if doc, ok := pols.(obj); ok && doc["Statement"] != nil {
-		addDoc(doc)
-		return out
-	}
-	for _, p := range anyList(pols) {
-		switch x := p.(type) {
-		case string:
-			for _, bad := range []string{"FullAccess", "AdministratorAccess", "PowerUserAccess", "ReadOnlyAccess"} {
-				if strings.Contains(x, bad) {
-					t.Errorf("%s: managed policy %s is far broader than the function needs", fn, x)
-				}
-			}
-		case obj:
-			if x["Statement"] == nil {
-				t.Errorf("%s: policy %s is a SAM policy template or unknown form; write explicit statements (templates like DynamoDBCrudPolicy grant Scan and more)", fn, describe(x))
-				continue
-			}
-			addDoc(x)
-		default:
-			t.Errorf("%s: unsupported Policies entry %s", fn, describe(p))
-		}
-	}
-	return out
-}
-
 func TestPolicies(t *testing.T) {
 	tpl := loadTemplate(t)
 
@@ -1455,12 +1423,21 @@ func TestPolicies(t *testing.T) {
 		st    obj
 	}
 	var all []located
+	seen := map[string]bool{} // resources read as part of a function's role
 	for _, f := range wantFunctions {
 		for i, st := range tpl.statements(t, f.name) {
 			all = append(all, located{fmt.Sprintf("%s statement %d (%v)", f.name, i, st["Sid"]), st})
 		}
+		if r, err := tpl.executionRole(f.name); err == nil {
+			for _, src := range r.sources {
+				seen[src] = true
+			}
+		}
 	}
 	for name, r := range tpl.Resources {
+		if seen[name] {
+			continue
+		}
 		switch r.Type {
 		case "AWS::IAM::Role":
 			for i, pol := range anyList(r.Properties["Policies"]) {
