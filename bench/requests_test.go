@@ -364,7 +364,14 @@ func tokenEvent(id, rawQuery string) events.APIGatewayV2HTTPRequest {
 	return events.APIGatewayV2HTTPRequest{
 		Version: "2.0", RouteKey: "GET /connections/{provider}/{connection_id}/token", RawPath: path, RawQueryString: rawQuery,
 		PathParameters: map[string]string{"provider": "acme", "connection_id": id},
-		RequestContext: events.APIGatewayV2HTTPRequestContext{HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: http.MethodGet, Path: path}},
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: http.MethodGet, Path: path},
+			// The caller API Gateway's AWS_IAM authorization admitted.
+			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{
+				AccessKey: "ASIAEXAMPLEEXAMPLE00", AccountID: "123456789012",
+				UserARN: "arn:aws:sts::123456789012:assumed-role/app-backend/app-backend",
+			}},
+		},
 	}
 }
 

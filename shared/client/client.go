@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
 )
 
 const (
@@ -199,8 +201,8 @@ func regionFromHost(host string) string {
 //
 // Errors: ErrNotFound for an unknown connection, ErrReauthRequired when the
 // customer has to connect again (both match with errors.Is), otherwise an
-// *Error for any other answer (RetryAfter set on 503 and 429) or a
-// transport error.
+// *Error for any other answer (RetryAfter set on 502 CodeProviderError,
+// 503 and 429) or a transport error.
 func (c *Client) Token(ctx context.Context, provider, connectionID string) (*Token, error) {
 	return c.token(ctx, provider, connectionID, false)
 }
@@ -231,7 +233,7 @@ func (c *Client) Delete(ctx context.Context, provider, connectionID string) erro
 func (c *Client) token(ctx context.Context, provider, connectionID string, force bool) (*Token, error) {
 	query := ""
 	if force {
-		query = "force_refresh=true"
+		query = tokenapi.ParamForceRefresh + "=true"
 	}
 	resp, err := c.do(ctx, http.MethodGet, provider, connectionID, query)
 	if err != nil {
@@ -310,13 +312,13 @@ func (c *Client) apiError(resp *http.Response) *Error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	e := &Error{StatusCode: resp.StatusCode}
 	var answer struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
+		tokenapi.Error
+		Message string `json:"message"` // API Gateway's own answers
 	}
 	_ = json.Unmarshal(body, &answer)
 	switch {
-	case answer.Error != "" && isCode(answer.Error):
-		e.Code = answer.Error
+	case answer.Code != "" && isCode(string(answer.Code)):
+		e.Code = answer.Code
 	case resp.StatusCode == http.StatusForbidden:
 		e.Code = CodeForbidden
 	case resp.StatusCode == http.StatusTooManyRequests:
@@ -324,18 +326,19 @@ func (c *Client) apiError(resp *http.Response) *Error {
 	default:
 		e.Code = CodeUnexpected
 	}
-	if answer.Error == "" && answer.Message != "" {
+	if answer.Code == "" && answer.Message != "" {
 		e.Message = firstLine(answer.Message)
 	}
-	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+	if e.Code.HasRetryAfter() || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	}
 	return e
 }
 
-// isCode reports whether s looks like an error code of the contract
-// (lower-case letters and underscores), so that no arbitrary text from a
-// body becomes part of an error.
+// isCode reports whether s looks like an error code (lower-case letters
+// and underscores), so that no arbitrary text from a body becomes part of
+// an error. A well-formed code the contract does not define yet (a newer
+// broker's) is kept.
 func isCode(s string) bool {
 	if len(s) > 64 {
 		return false

@@ -137,7 +137,7 @@ func TestErrors(t *testing.T) {
 		name       string
 		ans        answer
 		wantStatus int
-		wantCode   string
+		wantCode   Code
 		wantRetry  time.Duration
 		wantIs     error
 	}{
@@ -147,6 +147,8 @@ func TestErrors(t *testing.T) {
 		{"unavailable", answer{503, map[string]string{"Retry-After": "7"}, `{"error":"provider_unavailable"}`}, 503, CodeProviderUnavailable, 7 * time.Second, nil},
 		{"unavailable, HTTP date", answer{503, map[string]string{"Retry-After": httpDate}, `{"error":"provider_unavailable"}`}, 503, CodeProviderUnavailable, 90 * time.Second, nil},
 		{"unavailable, no header", errorAnswer(503, "provider_unavailable"), 503, CodeProviderUnavailable, 0, nil},
+		{"provider error", answer{502, map[string]string{"Retry-After": "57"}, `{"error":"provider_error"}`}, 502, CodeProviderError, 57 * time.Second, nil},
+		{"forbidden by the function", errorAnswer(403, "forbidden"), 403, CodeForbidden, 0, nil},
 		{"internal", errorAnswer(500, "internal"), 500, CodeInternal, 0, nil},
 		{"dev key", errorAnswer(401, "unauthorized"), 401, CodeUnauthorized, 0, nil},
 		{"throttled by API Gateway", answer{429, map[string]string{"Retry-After": "2"}, `{"message":"Too Many Requests"}`}, 429, CodeThrottled, 2 * time.Second, nil},
@@ -186,7 +188,7 @@ func TestErrors(t *testing.T) {
 						t.Errorf("%s: errors.Is(err, %v) = %v", call.name, sentinel, got)
 					}
 				}
-				if !strings.Contains(err.Error(), tt.wantCode) {
+				if !strings.Contains(err.Error(), string(tt.wantCode)) {
 					t.Errorf("%s: error %q lacks the code", call.name, err)
 				}
 			}

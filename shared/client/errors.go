@@ -4,20 +4,32 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
 )
 
-// Error codes of an *Error. The token route's own codes are those of its
-// contract; the others describe answers that carry none.
+// Code is the error code of an *Error: one of the token route's codes,
+// which its contract (package tokenapi) defines together with the status
+// each is answered with, or one of the codes below for answers that carry
+// none of them.
+type Code = tokenapi.Code
+
+// The token route's codes.
 const (
-	CodeInvalidRequest      = "invalid_request"      // 400: a bad provider, connection id or parameter
-	CodeNotFound            = "not_found"            // 404: unknown connection (ErrNotFound)
-	CodeReauthRequired      = "reauth_required"      // 409: the customer must connect again (ErrReauthRequired)
-	CodeProviderUnavailable = "provider_unavailable" // 503: try again after RetryAfter
-	CodeInternal            = "internal"             // 500
-	CodeUnauthorized        = "unauthorized"         // 401: make dev's key is missing or wrong
-	CodeForbidden           = "forbidden"            // 403 from API Gateway: unsigned, wrongly signed or not allowed by IAM
-	CodeThrottled           = "throttled"            // 429 from API Gateway: route throttling
-	CodeUnexpected          = "unexpected_response"  // any other answer
+	CodeInvalidRequest      = tokenapi.CodeInvalidRequest      // 400: a bad provider, connection id or parameter
+	CodeForbidden           = tokenapi.CodeForbidden           // 403: also API Gateway's: unsigned, wrongly signed or not allowed by IAM
+	CodeNotFound            = tokenapi.CodeNotFound            // 404: unknown connection (ErrNotFound)
+	CodeReauthRequired      = tokenapi.CodeReauthRequired      // 409: the customer must connect again (ErrReauthRequired)
+	CodeInternal            = tokenapi.CodeInternal            // 500
+	CodeProviderError       = tokenapi.CodeProviderError       // 502: the provider refused the refresh; RetryAfter set
+	CodeProviderUnavailable = tokenapi.CodeProviderUnavailable // 503: try again after RetryAfter
+)
+
+// Codes of answers without one of the route's codes.
+const (
+	CodeUnauthorized Code = "unauthorized"        // 401: make dev's key is missing or wrong
+	CodeThrottled    Code = "throttled"           // 429 from API Gateway: route throttling
+	CodeUnexpected   Code = "unexpected_response" // any other answer
 )
 
 // ErrNotFound matches (errors.Is) an *Error for an unknown connection.
@@ -33,12 +45,13 @@ var ErrReauthRequired = errors.New("oauthbroker client: the customer must reconn
 type Error struct {
 	// StatusCode is the HTTP status of the answer.
 	StatusCode int
-	// Code is the route's error code ("not_found", "reauth_required",
-	// "provider_unavailable", ...), or CodeForbidden, CodeThrottled or
-	// CodeUnexpected for answers without one.
-	Code string
-	// RetryAfter is the wait the answer asked for (Retry-After on 503 and
-	// 429), 0 if none.
+	// Code is the route's error code (CodeNotFound, CodeReauthRequired,
+	// CodeProviderUnavailable, ...), or CodeForbidden, CodeThrottled or
+	// CodeUnexpected for an answer of API Gateway without one.
+	Code Code
+	// RetryAfter is the wait the answer asked for, 0 if none: the
+	// Retry-After of a code that carries it (CodeProviderError,
+	// CodeProviderUnavailable), or of any 503 or 429.
 	RetryAfter time.Duration
 	// Message is the first line of API Gateway's {"message":…} for answers
 	// without a code ("Forbidden", "Signature expired: …"), if any.

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
 )
 
 // Token is a connection's access token as the token route returns it.
@@ -87,19 +89,10 @@ func (t Token) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// wireToken is the token route's 200 body.
-type wireToken struct {
-	AccessToken string            `json:"access_token"`
-	TokenType   string            `json:"token_type"`
-	ExpiresAt   string            `json:"expires_at"`
-	Scope       string            `json:"scope"`
-	Metadata    map[string]string `json:"metadata"`
-}
-
 // decodeToken parses and checks a 200 body. Its errors never quote the
 // body.
 func decodeToken(body []byte) (*Token, error) {
-	var w wireToken
+	var w tokenapi.Token
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, errors.New("oauthbroker client: the token route's answer is not a token object")
 	}

@@ -6,11 +6,29 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
 )
+
+// localIdentity is the IAM identity Event puts on the token routes: the
+// caller of make dev, whose dev key stands in for IAM authorization. Its
+// account is the placeholder 000000000000.
+var localIdentity = events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{
+	AccessKey: "LOCALDEVKEY",
+	AccountID: "000000000000",
+	CallerID:  "make-dev",
+	UserARN:   "arn:aws:iam::000000000000:user/make-dev",
+	UserID:    "make-dev",
+}
 
 // Event builds the API Gateway HTTP API (payload 2.0) event that API
 // Gateway would send for r on the route routeKey ("GET /callback/{provider}")
-// — what the local development server feeds the same handlers.
+// — what the local development server feeds the same handlers. On the
+// token routes (tokenapi.RouteToken, tokenapi.RouteDelete), which API
+// Gateway admits only with IAM authorization and then describes the
+// caller in requestContext.authorizer.iam, the event carries
+// localIdentity: the server must have checked its stand-in for IAM (make
+// dev's dev key) before it calls Event for them.
 func Event(r *http.Request, routeKey string, pathParameters map[string]string) events.APIGatewayV2HTTPRequest {
 	headers := map[string]string{}
 	for k, v := range r.Header {
@@ -26,6 +44,11 @@ func Event(r *http.Request, routeKey string, pathParameters map[string]string) e
 	for k, v := range r.URL.Query() {
 		query[k] = strings.Join(v, ",") // as API Gateway does; handlers use the raw string
 	}
+	var authorizer *events.APIGatewayV2HTTPRequestContextAuthorizerDescription
+	if routeKey == tokenapi.RouteToken || routeKey == tokenapi.RouteDelete {
+		id := localIdentity
+		authorizer = &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{IAM: &id}
+	}
 	return events.APIGatewayV2HTTPRequest{
 		Version:               "2.0",
 		RouteKey:              routeKey,
@@ -37,6 +60,7 @@ func Event(r *http.Request, routeKey string, pathParameters map[string]string) e
 		PathParameters:        pathParameters,
 		RequestContext: events.APIGatewayV2HTTPRequestContext{
 			RouteKey:   routeKey,
+			Authorizer: authorizer,
 			Stage:      "$default",
 			DomainName: r.Host,
 			TimeEpoch:  time.Now().UnixMilli(),

@@ -1,0 +1,334 @@
+package client
+
+// The client against the real token route: the httpapi token handler on a
+// broker wired to DynamoDB (dynalite) and a strict provider, behind a
+// server that does what API Gateway does for an IAM-authorized route:
+// check the request's Signature Version 4 (the verifier of apigw_test.go),
+// turn the request into a payload 2.0 event (httpapi.Event) carrying the
+// signer's IAM identity, and write the handler's answer back
+// (httpapi.Write).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
+	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
+)
+
+// testAccount is the AWS account of the signer the route reports.
+const testAccount = "123456789012"
+
+// gateway is API Gateway in front of the token function: SigV4 checked,
+// the two IAM-authorized routes, the event as API Gateway builds it.
+type gateway struct {
+	srv      *httptest.Server
+	verifier *verifier
+	tokens   httpapi.Handler
+
+	mu         sync.Mutex
+	noIdentity bool        // as a route deployed without AWS_IAM authorization
+	header     http.Header // of the last answer of the handler
+}
+
+func newGateway(t *testing.T, clock *fakeClock, tokens httpapi.Handler) *gateway {
+	g := &gateway{
+		verifier: &verifier{creds: testCreds, region: testRegion, service: testService, now: clock.Now},
+		tokens:   tokens,
+	}
+	mux := http.NewServeMux()
+	for _, route := range []string{tokenapi.RouteToken, tokenapi.RouteDelete} {
+		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { g.invoke(w, r, route) })
+	}
+	g.srv = httptest.NewServer(g.signed(mux))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+// signed refuses what API Gateway's AWS_IAM authorization refuses.
+func (g *gateway) signed(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if msg := g.verifier.verify(r, nil); msg != "" {
+			b, _ := json.Marshal(map[string]string{"message": msg})
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write(b)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// invoke runs the token function on the event of r, with the identity of
+// the verified signer in requestContext.authorizer.iam.
+func (g *gateway) invoke(w http.ResponseWriter, r *http.Request, routeKey string) {
+	ev := httpapi.Event(r, routeKey, map[string]string{"provider": r.PathValue("provider"), "connection_id": r.PathValue("connection_id")})
+	g.mu.Lock()
+	noIdentity := g.noIdentity
+	g.mu.Unlock()
+	ev.RequestContext.Authorizer = nil
+	if !noIdentity {
+		ev.RequestContext.Authorizer = &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+			IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{
+				AccessKey: testCreds.AccessKeyID,
+				AccountID: testAccount,
+				CallerID:  "AROATESTAPPBACKEND0000:app-backend",
+				UserARN:   "arn:aws:sts::" + testAccount + ":assumed-role/app-backend/app-backend",
+				UserID:    "AROATESTAPPBACKEND0000:app-backend",
+			},
+		}
+	}
+	resp, err := g.tokens(r.Context(), ev)
+	if err != nil { // API Gateway's answer to a Lambda error
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(`{"message":"Internal Server Error"}`))
+		return
+	}
+	h := http.Header{}
+	for k, v := range resp.Headers {
+		h.Set(k, v)
+	}
+	g.mu.Lock()
+	g.header = h
+	g.mu.Unlock()
+	httpapi.Write(w, resp)
+}
+
+func (g *gateway) setNoIdentity(on bool) {
+	g.mu.Lock()
+	g.noIdentity = on
+	g.mu.Unlock()
+}
+
+// lastHeader is the header of the handler's last answer.
+func (g *gateway) lastHeader() http.Header {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.header.Clone()
+}
+
+// tokenFunction is the broker of functions/token on a fresh DynamoDB table,
+// with the strict provider acme and a JSON log.
+type tokenFunction struct {
+	b    *broker.Broker
+	st   *dynamo.Store
+	prov *providertest.Server
+	logs *syncbuf.Buffer
+}
+
+func newTokenFunction(t *testing.T) *tokenFunction {
+	t.Helper()
+	clientSecret := secretToken("cs-acme")
+	prov := providertest.New(t, providertest.Config{
+		ClientID: "cid", ClientSecret: clientSecret, RedirectURI: "https://broker.example.test/callback/acme",
+		AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
+	})
+	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+
+		"    authorization_url: "+prov.AuthorizeURL()+"\n    token_url: "+prov.TokenURL()+"\n"+
+		"    grant_types: [authorization_code, refresh_token]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, _ := json.Marshal(map[string]any{"oauthbroker/provider/acme": map[string]string{"client_id": "cid", "client_secret": clientSecret}})
+	secretsFile := filepath.Join(t.TempDir(), "secrets.json")
+	if err := os.WriteFile(secretsFile, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client := dynalite.Shared(t).Client
+	f := &tokenFunction{
+		st:   dynamo.New(client, dynalite.NewTable(t, client), envelope.NewSealer(envelope.EphemeralKey(), 0)),
+		prov: prov,
+		logs: &syncbuf.Buffer{},
+	}
+	f.b = &broker.Broker{
+		Config:  broker.Config{BaseURL: "https://broker.example.test", SecretsPrefix: "oauthbroker/"},
+		Catalog: cat,
+		Store:   f.st,
+		Secrets: secrets.NewCache(secrets.NewFile(secretsFile), time.Minute),
+		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
+		Log:     slog.New(slog.NewJSONHandler(f.logs, nil)),
+	}
+	return f
+}
+
+// seed stores a connection of providerName holding a live grant at acme,
+// valid for an hour and not due for refresh.
+func (f *tokenFunction) seed(t *testing.T, providerName, id string) store.Connection {
+	t.Helper()
+	access, refresh := f.prov.IssueGrant("read")
+	now := time.Now().Truncate(time.Second)
+	c, err := f.st.SaveConnection(context.Background(), store.Connection{
+		Provider: providerName, ConnectionID: id, Status: store.StatusConnected,
+		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
+		ExpiresAt: now.Add(time.Hour), Scope: "read", Metadata: map[string]string{"user_id": "u1"},
+		Grant: provider.GrantAuthorizationCode, RefreshDue: now.Add(50 * time.Minute),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestClientAgainstTokenHandler runs the client against the real token
+// handler for every answer of the route's contract and checks what the
+// client makes of each: the token, or an *Error with the status, the
+// code, the sentinel it matches and the Retry-After the handler sent.
+func TestClientAgainstTokenHandler(t *testing.T) {
+	clock := newClock()
+	fn := newTokenFunction(t)
+	gw := newGateway(t, clock, httpapi.Tokens(fn.b))
+	c, err := New(context.Background(), gw.srv.URL,
+		WithCredentials(staticCreds(testCreds)), WithRegion(testRegion), WithClock(clock.Now), WithHTTPClient(gw.srv.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	ok := fn.seed(t, "acme", "c-ok")
+	t.Run("200", func(t *testing.T) {
+		tok, err := c.Token(ctx, "acme", "c-ok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.AccessToken != ok.AccessToken || tok.TokenType != "Bearer" || !tok.ExpiresAt.Equal(ok.ExpiresAt) ||
+			tok.Scope != "read" || tok.Metadata["user_id"] != "u1" || len(tok.Metadata) != 1 {
+			t.Errorf("token %v does not match the stored connection (same access token: %v)", tok, tok.AccessToken == ok.AccessToken)
+		}
+		forced, err := c.ForceRefresh(ctx, "acme", "c-ok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if forced.AccessToken == ok.AccessToken || !fn.prov.Valid(forced.AccessToken) {
+			t.Errorf("a forced refresh did not hand out a new token the provider accepts")
+		}
+	})
+	t.Run("204", func(t *testing.T) {
+		fn.seed(t, "acme", "c-delete")
+		if err := c.Delete(ctx, "acme", "c-delete"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fn.st.GetConnection(ctx, "acme", "c-delete"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("after Delete the store still has the connection: %v", err)
+		}
+	})
+
+	fn.seed(t, "acme", "c-reauth")
+	reauth, _ := fn.st.GetConnection(ctx, "acme", "c-reauth")
+	fn.prov.RevokeRefresh(reauth.RefreshToken)
+	fn.seed(t, "acme", "c-rejected")
+	fn.seed(t, "acme", "c-limited")
+	fn.seed(t, "acme", "c-down")
+	fn.seed(t, "retired", "c-retired") // a provider no longer in the catalog
+
+	tests := []struct {
+		name       string
+		call       func() error
+		setup      func()
+		wantStatus int
+		wantCode   Code
+		wantIs     error
+		minRetry   time.Duration    // the least RetryAfter, for a provider's own Retry-After
+		check      func(*testing.T) // more to check afterwards
+	}{
+		{name: "400 bad provider", call: func() error { _, err := c.Token(ctx, "ac#me", "c-ok"); return err },
+			wantStatus: 400, wantCode: CodeInvalidRequest},
+		{name: "400 bad provider on delete", call: func() error { return c.Delete(ctx, "ac#me", "c-ok") },
+			wantStatus: 400, wantCode: CodeInvalidRequest},
+		{name: "404 token", call: func() error { _, err := c.Token(ctx, "acme", "c-unknown"); return err },
+			wantStatus: 404, wantCode: CodeNotFound, wantIs: ErrNotFound},
+		{name: "404 delete", call: func() error { return c.Delete(ctx, "acme", "c-delete") },
+			wantStatus: 404, wantCode: CodeNotFound, wantIs: ErrNotFound},
+		{name: "409 refresh token revoked", call: func() error { _, err := c.ForceRefresh(ctx, "acme", "c-reauth"); return err },
+			wantStatus: 409, wantCode: CodeReauthRequired, wantIs: ErrReauthRequired},
+		{name: "409 needs_reauth stored", call: func() error { _, err := c.Token(ctx, "acme", "c-reauth"); return err },
+			wantStatus: 409, wantCode: CodeReauthRequired, wantIs: ErrReauthRequired},
+		{name: "502 provider refuses the refresh request",
+			setup:      func() { fn.prov.FailNext(1, 400, "application/json", `{"error":"invalid_request"}`, nil) },
+			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-rejected"); return err },
+			wantStatus: 502, wantCode: CodeProviderError},
+		{name: "503 provider rate-limits",
+			setup:      func() { fn.prov.FailNext(1, 429, "", "", http.Header{"Retry-After": {"7"}}) },
+			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-limited"); return err },
+			wantStatus: 503, wantCode: CodeProviderUnavailable, minRetry: 7 * time.Second},
+		{name: "503 provider down",
+			setup:      func() { fn.prov.FailNext(1, 500, "text/html", "<html>oops</html>", nil) },
+			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-down"); return err },
+			wantStatus: 503, wantCode: CodeProviderUnavailable},
+		{name: "500 provider gone from the catalog", call: func() error { _, err := c.Token(ctx, "retired", "c-retired"); return err },
+			wantStatus: 500, wantCode: CodeInternal},
+		{name: "403 no IAM identity",
+			setup:      func() { gw.setNoIdentity(true) },
+			call:       func() error { defer gw.setNoIdentity(false); _, err := c.Token(ctx, "acme", "c-ok"); return err },
+			wantStatus: 403, wantCode: CodeForbidden,
+			check: func(t *testing.T) {
+				if !strings.Contains(fn.logs.String(), `"msg":"token route refused","status":403`) ||
+					!strings.Contains(fn.logs.String(), `"cause":"no IAM identity in requestContext"`) {
+					t.Errorf("the refusal is not logged with its cause")
+				}
+			}},
+	}
+	covered := map[Code]bool{}
+	for _, tt := range tests {
+		covered[tt.wantCode] = true
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.setup != nil {
+				tt.setup()
+			}
+			err := tt.call()
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %v, want *Error", err)
+			}
+			if e.StatusCode != tt.wantStatus || e.Code != tt.wantCode || e.StatusCode != e.Code.Status() {
+				t.Errorf("got %d %s, want %d %s", e.StatusCode, e.Code, tt.wantStatus, tt.wantCode)
+			}
+			for _, sentinel := range []error{ErrNotFound, ErrReauthRequired} {
+				if got, want := errors.Is(err, sentinel), sentinel == tt.wantIs; got != want {
+					t.Errorf("errors.Is(err, %v) = %v", sentinel, got)
+				}
+			}
+			// The contract says which codes carry Retry-After; the client
+			// reads it as the handler sent it.
+			header := gw.lastHeader().Get("Retry-After")
+			if (header != "") != tt.wantCode.HasRetryAfter() {
+				t.Fatalf("Retry-After %q with %s", header, tt.wantCode)
+			}
+			if want := parseRetryAfter(header, clock.Now()); e.RetryAfter != want || header != "" && want < max(time.Second, tt.minRetry) {
+				t.Errorf("RetryAfter %s, the handler sent %q", e.RetryAfter, header)
+			}
+			if !strings.Contains(err.Error(), string(tt.wantCode)) {
+				t.Errorf("error %q lacks the code", err)
+			}
+			if tt.check != nil {
+				tt.check(t)
+			}
+		})
+	}
+	for _, code := range tokenapi.Codes() {
+		if !covered[code] {
+			t.Errorf("no case gets %s from the handler", code)
+		}
+	}
+}
