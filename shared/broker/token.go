@@ -76,7 +76,7 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 		}
 		p, ok := b.Catalog.Get(c.Provider)
 		if !ok {
-			return c, &RefreshError{Class: ClassInternal, Err: errors.New("provider not in catalog")}
+			return c, &RefreshError{Class: ClassCatalog, Err: errors.New("provider not in catalog")}
 		}
 		now := b.now()
 		if force && seen == "" {

@@ -79,7 +79,7 @@ func token(ctx context.Context, b *broker.Broker, req events.APIGatewayV2HTTPReq
 		// answered nonsense, which usually takes an operator to fix.
 		log.WarnContext(ctx, "token refused", "status", http.StatusBadGateway, "class", re.Class, "cause", err.Error())
 		return jsonError(tokenapi.CodeProviderError, re.RetryAfter)
-	case errors.As(err, &re) && re.Class != broker.ClassInternal:
+	case errors.As(err, &re) && re.Class != broker.ClassInternal && re.Class != broker.ClassCatalog:
 		log.WarnContext(ctx, "token refused", "status", http.StatusServiceUnavailable, "class", re.Class, "cause", err.Error())
 		return jsonError(tokenapi.CodeProviderUnavailable, re.RetryAfter)
 	}
