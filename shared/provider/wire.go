@@ -493,14 +493,16 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 // (refresh-token) give the values a token endpoint returns.
 //
 // The narrower RFC 6750 §2.1 b64token (letters, digits, "-._~+/", then
-// only "=") is the syntax of one way to present a token, the
-// Authorization header, and tokens providers actually issue stray outside
-// it (Salesforce's access tokens carry "!", Facebook's app tokens "|", a
-// base64 value with "=" padding inside a dotted token), so enforcing it
-// would break such providers while adding no protection. What must never
-// pass is what VSCHAR already excludes: CR and LF (they would split the
-// app's Authorization header or a line of its logs), other control
-// characters, DEL and non-ASCII (no header carries them unchanged).
+// only trailing "=") is the syntax of one way to present a token, the
+// Authorization header, not of what a token endpoint may issue, and
+// providers' tokens do stray outside it (Salesforce's access tokens carry
+// "!", Facebook's app tokens "|"): enforcing it would lock such providers
+// out while adding no protection. What must never pass is what VSCHAR
+// already excludes: CR and LF (they would split the app's Authorization
+// header or a line of its logs), other control characters, DEL and
+// non-ASCII (no header carries them unchanged). A space passes, as in
+// VSCHAR: it cannot split a header line. The usual shapes (JWTs, base64
+// with "+/=", hex, "-._~", prefixed ids) pass either rule.
 func validTokenValue(v string) bool {
 	if v == "" {
 		return false
