@@ -127,17 +127,21 @@ func (b *Broker) credentials(ctx context.Context, p *provider.Provider) (secrets
 
 // Error is a flow that ends without success. Message is safe to show to
 // the browser; Code is the fixed error code for the app when the browser
-// is sent back (Location set).
+// is sent back (Location set); Cause is the fixed reason for the logs.
 type Error struct {
 	Status  int
 	Message string
 	// Code is one of the Code* constants.
 	Code string
+	// Cause is one of the Cause* constants, set where the refusal is
+	// decided and logged with the refusal.
+	Cause Cause
 	// Location, when set, is where the browser goes instead of an error
 	// page: the app's return URL with ?error=Code.
 	Location string
-	// Cause is for logs only; it never holds a credential.
-	Cause error
+	// Err is the error behind Cause, if any, logged as its detail; it
+	// never holds a credential.
+	Err error
 	// JSON marks an error for a program rather than a browser (a
 	// client_credentials connect without a return address): it is
 	// answered {"error": Code} instead of a page.
@@ -145,13 +149,14 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	if e.Cause != nil {
-		return e.Code + ": " + e.Message + ": " + e.Cause.Error()
+	s := e.Code + " (" + string(e.Cause) + "): " + e.Message
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
 	}
-	return e.Code + ": " + e.Message
+	return s
 }
 
-func (e *Error) Unwrap() error { return e.Cause }
+func (e *Error) Unwrap() error { return e.Err }
 
 // Error codes sent to the app in ?error= (a fixed set: nothing a provider
 // or browser sends is echoed, S10).
@@ -171,12 +176,12 @@ const (
 	CodeUnavailable = "unavailable"
 )
 
-func fail(status int, code, msg string, cause error) *Error {
-	return &Error{Status: status, Code: code, Message: msg, Cause: cause}
+func fail(status int, code string, cause Cause, msg string, err error) *Error {
+	return &Error{Status: status, Code: code, Cause: cause, Message: msg, Err: err}
 }
 
-func unavailable(cause error) *Error {
-	return fail(http.StatusServiceUnavailable, CodeUnavailable, "The service is temporarily unavailable. Please try again.", cause)
+func unavailable(err error) *Error {
+	return fail(http.StatusServiceUnavailable, CodeUnavailable, CauseInternal, "The service is temporarily unavailable. Please try again.", err)
 }
 
 // isNotFound reports a missing secret or record.

@@ -53,11 +53,11 @@ type CallbackResult struct {
 func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackResult, error) {
 	p, ok := b.Catalog.Get(req.Provider)
 	if !ok {
-		return CallbackResult{}, fail(http.StatusNotFound, CodeNotFound, "Unknown provider.", nil)
+		return CallbackResult{}, fail(http.StatusNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
 	}
 	stateValue := req.Query.Get("state")
 	if stateValue == "" {
-		return CallbackResult{}, fail(http.StatusBadRequest, CodeBadRequest, "The sign-in response is incomplete. Please start again from the application.", nil)
+		return CallbackResult{}, fail(http.StatusBadRequest, CodeBadRequest, CauseStateMissing, "The sign-in response is incomplete. Please start again from the application.", nil)
 	}
 	ks, err := b.keyset(ctx)
 	if err != nil {
@@ -71,9 +71,9 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		}
 	}
 	if errors.Is(err, signing.ErrExpired) {
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, "This sign-in took too long and has expired. Please start again from the application.", err)
+		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, CauseStateExpired, "This sign-in took too long and has expired. Please start again from the application.", err)
 	} else if err != nil {
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", err)
+		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, stateCause(err), "This sign-in response is not valid. Please start again from the application.", err)
 	}
 	// A browser flow is bound to its cookie (S2); a client_credentials
 	// flow has no browser to bind and was recorded Unbound. Without the
@@ -86,11 +86,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	}
 	rec, err := b.Store.TakeState(ctx, id, bindingHash)
 	if errors.Is(err, store.ErrNotFound) {
-		msg := "This sign-in response was already used or belongs to another browser. Please start again from the application."
+		cause, msg := CauseStateReplayed, "This sign-in response was already used or belongs to another browser. Please start again from the application."
 		if bindingHash == store.Unbound {
-			msg = "This sign-in was started in another browser or its cookie is missing, or it was already used. Please start again from the application."
+			cause, msg = CauseCookieMissing, "This sign-in was started in another browser or its cookie is missing, or it was already used. Please start again from the application."
 		}
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, msg, err)
+		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, cause, msg, err)
 	} else if err != nil {
 		return CallbackResult{}, unavailable(err)
 	}
@@ -99,25 +99,28 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		res.ClearCookie = cookieName
 	} else if rec.Grant != provider.GrantClientCredentials {
 		// Defence in depth: only client_credentials states are unbound.
-		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", nil)
+		return res, fail(http.StatusForbidden, CodeForbidden, CauseStateUnbound, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
-	if rec.Provider != p.Name || !now.Before(rec.ExpiresAt) {
-		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response is not valid. Please start again from the application.", nil)
+	if rec.Provider != p.Name {
+		return res, fail(http.StatusForbidden, CodeForbidden, CauseProviderMismatch, "This sign-in response is not valid. Please start again from the application.", nil)
+	}
+	if !now.Before(rec.ExpiresAt) {
+		return res, fail(http.StatusForbidden, CodeForbidden, CauseStateExpired, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
 	var back *url.URL
 	if rec.ReturnTo != "" {
 		if back, err = b.Config.ReturnTo.Check(rec.ReturnTo); err != nil { // RETURN_ORIGINS changed while the flow ran
-			return res, fail(http.StatusForbidden, CodeForbidden, "The application's return address is no longer allowed.", err)
+			return res, fail(http.StatusForbidden, CodeForbidden, CauseReturnToNotAllowed, "The application's return address is no longer allowed.", err)
 		}
 	}
-	redirectErr := func(code string, cause error) (CallbackResult, error) {
-		e := fail(http.StatusFound, code, "", cause)
+	redirectErr := func(code string, cause Cause, err error) (CallbackResult, error) {
+		e := fail(http.StatusFound, code, cause, "", err)
 		if back != nil {
 			e.Location = returnto.With(back, url.Values{"error": {code}, "connection_id": {rec.ConnectionID}})
 		} else { // a program called: answer JSON
-			e.Status, e.JSON = jsonStatus(code, cause), true
+			e.Status, e.JSON = jsonStatus(code, err), true
 		}
-		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", causeString(cause))
+		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", string(cause), "detail", causeString(err))
 		return res, e
 	}
 	grant := rec.Grant
@@ -126,21 +129,25 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	}
 	rp, _, err := p.Resolve(rec.Params)
 	if err != nil { // the catalog's pattern changed while the flow ran
-		return redirectErr(CodeServerError, err)
+		return redirectErr(CodeServerError, CauseParamsInvalid, err)
 	}
 
 	// RFC 9207 / S8: a mismatched issuer means the response came from
 	// another authorization server (mix-up attack). A present but empty
 	// iss is a mismatch too (§2.4: compare whenever the parameter is present).
 	if iss, sent := req.Query.Get("iss"), req.Query.Has("iss"); p.Issuer != "" && (sent && iss != p.Issuer || !sent && p.RequireIssuer) {
-		return res, fail(http.StatusForbidden, CodeForbidden, "This sign-in response came from an unexpected issuer.", nil)
+		cause := CauseIssMismatch
+		if !sent {
+			cause = CauseIssMissing
+		}
+		return res, fail(http.StatusForbidden, CodeForbidden, cause, "This sign-in response came from an unexpected issuer.", nil)
 	}
 	if perr := req.Query.Get("error"); perr != "" {
-		return redirectErr(mapProviderError(perr), nil)
+		return redirectErr(mapProviderError(perr), CauseAuthorizationError, nil)
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		return redirectErr(CodeServerError, err)
+		return redirectErr(CodeServerError, CauseInternal, err)
 	}
 	xctx, cancel := leaveTimeToAnswer(ctx)
 	defer cancel()
@@ -151,20 +158,20 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		// client_credentials: authorize sent the caller here directly.
 		tok, err = b.Wire.ClientCredentials(xctx, rp, creds, rec.Scopes)
 	case grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(grant):
-		return redirectErr(CodeProviderError, errors.New("callback does not fit the flow's grant"))
+		return redirectErr(CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
 	default:
 		tok, err = b.Wire.Exchange(xctx, rp, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	}
 	if err != nil {
 		e := tokenFailure(err)
-		return redirectErr(e.Code, err)
+		return redirectErr(e.Code, e.Cause, err)
 	}
 	rec.Grant = grant
 	conn, err := b.storeToken(ctx, p, rec, tok)
 	if errors.Is(err, errGrantConflict) {
-		return redirectErr(CodeConnectionConflict, err)
+		return redirectErr(CodeConnectionConflict, CauseConnectionConflict, err)
 	} else if err != nil {
-		return redirectErr(CodeServerError, err)
+		return redirectErr(CodeServerError, CauseInternal, err)
 	}
 	b.log().InfoContext(ctx, "connected", "provider", p.Name, "connection_id", conn.ConnectionID, "version", conn.Version, "expires", !conn.ExpiresAt.IsZero())
 	res.Connection = &conn
@@ -193,12 +200,12 @@ func mapProviderError(code string) string {
 func tokenFailure(err error) *Error {
 	var pe *provider.Error
 	if errors.As(err, &pe) && pe.Temporary() {
-		return fail(http.StatusBadGateway, CodeProviderUnavailable, "The provider is unavailable.", err)
+		return fail(http.StatusBadGateway, CodeProviderUnavailable, CauseTokenRequestFailed, "The provider is unavailable.", err)
 	}
 	if isNotFound(err) {
-		return fail(http.StatusServiceUnavailable, CodeServerError, "The provider is not configured.", err)
+		return fail(http.StatusServiceUnavailable, CodeServerError, CauseInternal, "The provider is not configured.", err)
 	}
-	return fail(http.StatusBadGateway, CodeProviderError, "The provider refused the request.", err)
+	return fail(http.StatusBadGateway, CodeProviderError, CauseTokenRequestFailed, "The provider refused the request.", err)
 }
 
 // jsonStatus is the HTTP status of a failed client_credentials connect

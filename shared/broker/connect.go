@@ -48,7 +48,7 @@ type ConnectResult struct {
 func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values) (ConnectResult, error) {
 	p, ok := b.Catalog.Get(providerName)
 	if !ok {
-		return ConnectResult{}, fail(http.StatusNotFound, CodeNotFound, "Unknown provider.", nil)
+		return ConnectResult{}, fail(http.StatusNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
 	}
 	ks, err := b.keyset(ctx)
 	if err != nil {
@@ -63,23 +63,23 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		}
 	}
 	if err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link is not valid or has expired. Please start again from the application.", err)
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, linkCause(err), "This connect link is not valid or has expired. Please start again from the application.", err)
 	}
 	grant, err := connectGrant(p, link.Grant)
 	if err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link asks for a grant the provider does not offer.", err)
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseGrantNotOffered, "This connect link asks for a grant the provider does not offer.", err)
 	}
 	if link.ReturnTo == "" && grant == provider.GrantAuthorizationCode {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link has no return address.", nil)
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseReturnToMissing, "This connect link has no return address.", nil)
 	}
 	if link.ReturnTo != "" {
 		if _, err := b.Config.ReturnTo.Check(link.ReturnTo); err != nil {
-			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link's return address is not allowed.", err)
+			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseReturnToNotAllowed, "This connect link's return address is not allowed.", err)
 		}
 	}
 	rp, params, err := p.Resolve(link.Params)
 	if err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link's connection parameters are not valid for this provider.", err)
+		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseParamsInvalid, "This connect link's connection parameters are not valid for this provider.", err)
 	}
 	scopes := link.Scopes
 	if len(scopes) == 0 {
@@ -87,7 +87,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	}
 	for _, s := range scopes {
 		if !provider.ValidScope(s) {
-			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, "This connect link asks for an invalid scope.", nil)
+			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseScopeInvalid, "This connect link asks for an invalid scope.", nil)
 		}
 	}
 	st, err := signing.NewState(ks, p.Name, now, b.stateTTL())

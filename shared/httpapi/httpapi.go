@@ -34,7 +34,7 @@ func Authorize(b *broker.Broker) Handler {
 	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		q, err := ParseQuery(req.RawQueryString)
 		if err != nil {
-			return ErrorPage(http.StatusBadRequest, "This connect link is malformed."), nil
+			return failure(ctx, b, "connect", malformed("This connect link is malformed.", err)), nil
 		}
 		res, err := b.Connect(ctx, req.PathParameters["provider"], q)
 		if err != nil {
@@ -53,7 +53,7 @@ func Callback(b *broker.Broker) Handler {
 	return func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 		q, err := ParseQuery(req.RawQueryString)
 		if err != nil {
-			return ErrorPage(http.StatusBadRequest, "This sign-in response is malformed. Please start again from the application."), nil
+			return failure(ctx, b, "callback", malformed("This sign-in response is malformed. Please start again from the application.", err)), nil
 		}
 		res, err := b.Callback(ctx, broker.CallbackRequest{
 			Provider: req.PathParameters["provider"],
@@ -80,16 +80,22 @@ func Callback(b *broker.Broker) Handler {
 // failure renders a broker error: a redirect to the app when it carries a
 // Location, else a plain page. Unexpected errors become a 503 page, never
 // a Lambda error (which API Gateway would turn into a bare 500).
+//
+// It writes the one log line of every refused or failed connect and
+// callback, "<flow> rejected": the status, the app's code, the fixed
+// cause (a broker.Cause) and the detail of the error behind it, which
+// never holds a state, code, cookie, token or link signature.
 func failure(ctx context.Context, b *broker.Broker, flow string, err error) events.APIGatewayV2HTTPResponse {
 	var e *broker.Error
 	if !errors.As(err, &e) {
-		e = &broker.Error{Status: http.StatusServiceUnavailable, Code: broker.CodeUnavailable, Message: "The service is temporarily unavailable. Please try again.", Cause: err}
+		e = &broker.Error{Status: http.StatusServiceUnavailable, Code: broker.CodeUnavailable, Cause: broker.CauseInternal,
+			Message: "The service is temporarily unavailable. Please try again.", Err: err}
 	}
 	level := slog.LevelInfo
 	if e.Status >= 500 {
 		level = slog.LevelError
 	}
-	b.Logger().Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", causeOf(e))
+	b.Logger().Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", string(e.Cause), "detail", detailOf(e))
 	switch {
 	case e.Location != "":
 		return Redirect(e.Location)
@@ -130,11 +136,16 @@ func JSON(status int, v any) events.APIGatewayV2HTTPResponse {
 	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(b)}
 }
 
-func causeOf(e *broker.Error) string {
-	if e.Cause == nil {
+// malformed is the refusal of a query string that ParseQuery rejects.
+func malformed(message string, err error) *broker.Error {
+	return &broker.Error{Status: http.StatusBadRequest, Code: broker.CodeBadRequest, Cause: broker.CauseQueryMalformed, Message: message, Err: err}
+}
+
+func detailOf(e *broker.Error) string {
+	if e.Err == nil {
 		return ""
 	}
-	return e.Cause.Error()
+	return e.Err.Error()
 }
 
 // ParseQuery parses a raw query string strictly: malformed escapes,

@@ -6,17 +6,23 @@ import (
 )
 
 // FuzzParseTokenResponse: no body panics the parser or overflows an
-// expiry; what it accepts has an access token and a bearer type.
+// expiry; what it accepts has an access token and a bearer type, and its
+// access and refresh tokens are printable ASCII only (RFC 6749 Appendix A
+// VSCHAR, checked here independently of the parser's own check).
 func FuzzParseTokenResponse(f *testing.F) {
 	for _, s := range []string{
 		`{"access_token":"a","token_type":"bearer","expires_in":3600}`,
 		`{"access_token":"a","token_type":"Bearer","expires_in":9223372036}`,
 		`{"access_token":"a","token_type":"bearer","expires_in":"1e308"}`,
 		`{"access_token":"a","token_type":"mac"}`, `{"error":"invalid_grant"}`, `<html>`, `{`, `null`, `[]`,
+		`{"access_token":"a\r\nb","token_type":"bearer"}`, `{"access_token":"a","refresh_token":"r\u0000","token_type":"bearer"}`,
+		`{"access_token":"\u00e9","token_type":"bearer"}`,
 	} {
 		f.Add("application/json", []byte(s))
 	}
 	f.Add("application/x-www-form-urlencoded", []byte("access_token=a&token_type=bearer&expires_in=1"))
+	f.Add("application/x-www-form-urlencoded", []byte("access_token=a%0D%0Ab&token_type=bearer"))
+	f.Add("application/x-www-form-urlencoded", []byte("access_token=a&refresh_token=%7F&token_type=bearer"))
 	c, err := Parse("fuzz", []byte("providers:\n  p:\n    token_url: https://p.example/t\n    grant_types: [client_credentials]\n"))
 	if err != nil {
 		f.Fatal(err)
@@ -33,6 +39,13 @@ func FuzzParseTokenResponse(f *testing.F) {
 		}
 		if tok.AccessToken == "" || tok.TokenType != "Bearer" || (!tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(t0)) {
 			t.Fatalf("accepted %+v", tok)
+		}
+		for _, v := range []string{tok.AccessToken, tok.RefreshToken} {
+			for i := range len(v) {
+				if v[i] < 0x20 || v[i] > 0x7e {
+					t.Fatalf("accepted a token with byte %#x at %d", v[i], i)
+				}
+			}
 		}
 	})
 }

@@ -68,6 +68,11 @@ const (
 	// FailureResponse: the provider answered something that is not a valid
 	// token response (HTML, garbage, a redirect, a token_type we cannot use).
 	FailureResponse Failure = "bad_response"
+	// FailureTokenSyntax: the provider issued an access or refresh token
+	// that is not RFC 6749 Appendix A syntax (see validTokenValue). It is
+	// a provider fault that waiting does not cure, so it is not
+	// Temporary: a connect fails with provider_error. Nothing is stored.
+	FailureTokenSyntax Failure = "bad_token"
 )
 
 // Error is a failed token request. Its message never contains a URL,
@@ -457,6 +462,14 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 			return bad("refresh_token is not a string")
 		}
 	}
+	// Never stored nor handed out unless well formed; the value itself
+	// stays out of the error.
+	if !validTokenValue(t.AccessToken) {
+		return nil, &Error{Failure: FailureTokenSyntax, Status: 200, Reason: "access_token has characters outside RFC 6749 Appendix A (VSCHAR)"}
+	}
+	if t.RefreshToken != "" && !validTokenValue(t.RefreshToken) {
+		return nil, &Error{Failure: FailureTokenSyntax, Status: 200, Reason: "refresh_token has characters outside RFC 6749 Appendix A (VSCHAR)"}
+	}
 	switch tt := fields["token_type"].(type) {
 	case string:
 		if !strings.EqualFold(tt, "bearer") {
@@ -502,6 +515,34 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 		}
 	}
 	return t, nil
+}
+
+// validTokenValue reports whether v may be stored and handed to apps as an
+// access or refresh token: one or more VSCHAR (%x20-7E, printable ASCII),
+// the syntax RFC 6749 Appendix A.12 (access-token) and A.17
+// (refresh-token) give the values a token endpoint returns.
+//
+// The narrower RFC 6750 §2.1 b64token (letters, digits, "-._~+/", then
+// only trailing "=") is the syntax of one way to present a token, the
+// Authorization header, not of what a token endpoint may issue, and
+// providers' tokens do stray outside it (Salesforce's access tokens carry
+// "!", Facebook's app tokens "|"): enforcing it would lock such providers
+// out while adding no protection. What must never pass is what VSCHAR
+// already excludes: CR and LF (they would split the app's Authorization
+// header or a line of its logs), other control characters, DEL and
+// non-ASCII (no header carries them unchanged). A space passes, as in
+// VSCHAR: it cannot split a header line. The usual shapes (JWTs, base64
+// with "+/=", hex, "-._~", prefixed ids) pass either rule.
+func validTokenValue(v string) bool {
+	if v == "" {
+		return false
+	}
+	for i := range len(v) {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // issuedAt is the base of expires_in: the provider's own issue time

@@ -443,3 +443,64 @@ func TestRevoke(t *testing.T) {
 		t.Error("a revocation_url on another host than token_url was accepted (it would receive the client secret)")
 	}
 }
+
+// TestTokenValueSyntax: an access or refresh token is stored and handed to
+// apps only when it is RFC 6749 Appendix A's VSCHAR (printable ASCII);
+// anything else — a CR/LF that would split the app's Authorization header,
+// a control character, non-ASCII — fails the response, in either encoding,
+// and the error never repeats the value.
+func TestTokenValueSyntax(t *testing.T) {
+	const jwt = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwiZXhwIjoxODAwMDAwMDAwfQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmU_-w"
+	tests := []struct {
+		name  string
+		ctype string // application/json if empty
+		body  string
+		ok    bool
+	}{
+		// Shapes real providers issue.
+		{name: "JWT", body: `{"access_token":"` + jwt + `","token_type":"Bearer","refresh_token":"` + jwt + `"}`, ok: true},
+		{name: "standard base64 with +/= padding", body: `{"access_token":"q83vEjRWeJA+/w==","token_type":"Bearer","refresh_token":"AAEC+/8="}`, ok: true},
+		{name: "hex", body: `{"access_token":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08","token_type":"Bearer"}`, ok: true},
+		{name: "unreserved -._~", body: `{"access_token":"a-b.c_d~e","token_type":"Bearer","refresh_token":"r-1.2_3~4"}`, ok: true},
+		{name: "providertest prefix", body: `{"access_token":"pta_2brSXjAaSKnfxMRGYjCn4oLxFm0V-WDEhsTb3BVNZQA","token_type":"Bearer","refresh_token":"ptr_x"}`, ok: true},
+		{name: "Salesforce-style with !", body: `{"access_token":"00D5e000000AbCd!AQ0AQH1xYz.Abc_123","token_type":"Bearer"}`, ok: true},
+		{name: "app token with |", body: `{"access_token":"123456789|abcDEF","token_type":"Bearer"}`, ok: true},
+		{name: "form-encoded with +/=", ctype: "application/x-www-form-urlencoded", body: "access_token=q83vEjRWeJA%2B%2Fw%3D%3D&token_type=bearer&refresh_token=AAEC%2B%2F8%3D", ok: true},
+		{name: "empty refresh_token means none", body: `{"access_token":"a","token_type":"Bearer","refresh_token":""}`, ok: true},
+
+		// Values that must never reach the store or an app.
+		{name: "CR LF in access_token", body: `{"access_token":"abc\r\nX-Injected: 1","token_type":"Bearer"}`},
+		{name: "LF in access_token", body: `{"access_token":"abc\ndef","token_type":"Bearer"}`},
+		{name: "CR LF in refresh_token", body: `{"access_token":"abc","token_type":"Bearer","refresh_token":"rt\r\nx"}`},
+		{name: "tab", body: `{"access_token":"abc\tdef","token_type":"Bearer"}`},
+		{name: "NUL", body: `{"access_token":"abc\u0000def","token_type":"Bearer"}`},
+		{name: "DEL", body: `{"access_token":"abc` + "\x7f" + `def","token_type":"Bearer"}`},
+		{name: "non-ASCII", body: `{"access_token":"abcédef","token_type":"Bearer"}`},
+		{name: "line separator U+2028", body: `{"access_token":"abc\u2028def","token_type":"Bearer"}`},
+		{name: "form-encoded CR LF", ctype: "application/x-www-form-urlencoded", body: "access_token=abc%0D%0AX-Injected%3A+1&token_type=bearer"},
+		{name: "form-encoded CR LF in refresh_token", ctype: "application/x-www-form-urlencoded", body: "access_token=abc&token_type=bearer&refresh_token=r%0Ax"},
+	}
+	p := testProvider(t, "https://acme.example/token", ClientAuthBasic, TokenRequestForm)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ct := tt.ctype
+			if ct == "" {
+				ct = "application/json"
+			}
+			tok, err := parseToken(p, ct, []byte(tt.body), t0)
+			if tt.ok {
+				if err != nil || tok.AccessToken == "" {
+					t.Fatalf("err = %v, want a token", err)
+				}
+				return
+			}
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Failure != FailureTokenSyntax || pe.Temporary() {
+				t.Fatalf("token %v, err = %v; want a %s failure", tok != nil, err, FailureTokenSyntax)
+			}
+			if strings.Contains(err.Error(), "abc") || strings.ContainsAny(err.Error(), "\r\n\x00") {
+				t.Fatalf("error repeats the value: %v", err)
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package signing
 
 import (
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,14 +25,17 @@ func FuzzVerifyState(f *testing.F) {
 	})
 }
 
-// FuzzVerifyLink: no query panics the verifier, and only the signed query
-// verifies.
+// FuzzVerifyLink: no query panics the verifier, only the signed query
+// verifies, and an accepted link's exp is spelled canonically (it
+// re-formats to the same string), so one signed link has one spelling.
 func FuzzVerifyLink(f *testing.F) {
 	ks := keyset(f, "k1")
 	good, _ := SignLink(ks, Link{Provider: "acme", ConnectionID: "c1", ReturnTo: "https://app.example.com/", Expires: t0.Add(time.Hour)})
 	withParams, _ := SignLink(ks, Link{Provider: "acme", ConnectionID: "c1", Grant: "client_credentials",
 		Params: map[string]string{"domain": "mail.example.com", "region": "pl"}, Expires: t0.Add(time.Hour)})
-	for _, s := range []string{good, withParams, "", "exp=1&kid=k1&sig=x", "connection_id=c1&return_to=x&exp=99999999999&kid=k1&sig=AAAA"} {
+	exp := "exp=" + strconv.FormatInt(t0.Add(time.Hour).Unix(), 10)
+	for _, s := range []string{good, withParams, "", "exp=1&kid=k1&sig=x", "connection_id=c1&return_to=x&exp=99999999999&kid=k1&sig=AAAA",
+		strings.Replace(good, exp, "exp=%2B"+exp[4:], 1), strings.Replace(good, exp, "exp=00"+exp[4:], 1)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -46,6 +51,9 @@ func FuzzVerifyLink(f *testing.F) {
 		want, _ := url.ParseQuery(again)
 		if q.Get("sig") != want.Get("sig") || !l.Expires.After(t0) {
 			t.Fatalf("accepted an unsigned or expired link: %q", raw)
+		}
+		if got := strconv.FormatInt(l.Expires.Unix(), 10); got != q.Get("exp") {
+			t.Fatalf("accepted exp %q, which re-formats to %q", q.Get("exp"), got)
 		}
 	})
 }

@@ -26,6 +26,10 @@ var (
 	ErrUnknownKey   = errors.New("signing: unknown key id")
 	ErrBadSignature = errors.New("signing: bad signature")
 	ErrExpired      = errors.New("signing: expired")
+	// ErrTooFarAhead: a connect link expires further ahead than
+	// MaxLinkLifetime. It is not ErrExpired: the signer's clock or code
+	// is wrong, not the customer too slow.
+	ErrTooFarAhead = errors.New("signing: expiry too far ahead")
 )
 
 var kidField = field{"[A-Za-z0-9_-]{1,32}", 1, 32, "", alnum + "_-"}

@@ -112,7 +112,7 @@ type Link struct {
 //	<scope>                (scopes joined by one space; empty line if none)
 //	<grant>                (empty line if none)
 //	<params>               (name=value pairs sorted by name, joined by "&"; empty line if none)
-//	<exp>                  (expiry, decimal Unix seconds)
+//	<exp>                  (expiry, decimal Unix seconds: no sign, no leading zero)
 //
 // The signature is HMAC-SHA256 under the key named by kid, encoded as
 // unpadded base64url (RFC 4648 §5). No field may contain a newline;
@@ -197,12 +197,13 @@ func SignLink(ks *Keyset, l Link) (string, error) {
 }
 
 // VerifyLink checks a connect link's parameters (already parsed, one value
-// each) for provider at time now: all fields present and well formed, a
-// known key id, a valid signature, and an expiry in the future but not
-// further than MaxLinkLifetime. It returns the authorized Link.
+// each) for provider at time now: all fields present and well formed (exp
+// in its canonical spelling), a known key id, a valid signature, and an
+// expiry in the future (else ErrExpired) but not further than
+// MaxLinkLifetime (else ErrTooFarAhead). It returns the authorized Link.
 func VerifyLink(ks *Keyset, provider string, q url.Values, now time.Time) (Link, error) {
-	exp, err := strconv.ParseInt(q.Get("exp"), 10, 64)
-	if err != nil {
+	exp, ok := parseExp(q.Get("exp"))
+	if !ok {
 		return Link{}, ErrMalformed
 	}
 	l := Link{
@@ -229,8 +230,11 @@ func VerifyLink(ks *Keyset, provider string, q url.Values, now time.Time) (Link,
 	if err := ks.verify(q.Get("kid"), l.Canonical(q.Get("kid")), q.Get("sig")); err != nil {
 		return Link{}, err
 	}
-	if !now.Before(l.Expires) || l.Expires.Sub(now) > MaxLinkLifetime {
+	switch {
+	case !now.Before(l.Expires):
 		return Link{}, ErrExpired
+	case l.Expires.Sub(now) > MaxLinkLifetime:
+		return Link{}, ErrTooFarAhead
 	}
 	return l, nil
 }

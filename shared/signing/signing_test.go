@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,8 +141,47 @@ func TestVerifyLinkRejects(t *testing.T) {
 	far.Expires = t0.Add(MaxLinkLifetime + time.Hour)
 	raw, _ = SignLink(ks, far)
 	q, _ := url.ParseQuery(raw)
-	if _, err := VerifyLink(ks, "acme", q, t0); !errors.Is(err, ErrExpired) {
+	if _, err := VerifyLink(ks, "acme", q, t0); !errors.Is(err, ErrTooFarAhead) {
 		t.Fatalf("link beyond MaxLinkLifetime: err = %v", err)
+	}
+}
+
+// TestVerifyLinkCanonicalExp: exp has one spelling, the decimal that
+// strconv.FormatInt writes (as a state's expiry). The signature covers
+// the parsed value, so without this check "+1800003600" and
+// "01800003600" verified under the signature of "1800003600".
+func TestVerifyLinkCanonicalExp(t *testing.T) {
+	ks := keyset(t, "k1")
+	raw, _ := SignLink(ks, Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/", Expires: t0.Add(time.Hour)})
+	good, _ := url.ParseQuery(raw)
+	exp := good.Get("exp")
+	tests := []struct {
+		name, exp string
+		want      error
+	}{
+		{"canonical", exp, nil},
+		{"plus sign", "+" + exp, ErrMalformed},
+		{"leading zero", "0" + exp, ErrMalformed},
+		{"leading zeros", "000" + exp, ErrMalformed},
+		{"leading space", " " + exp, ErrMalformed},
+		{"trailing newline", exp + "\n", ErrMalformed},
+		{"underscores", exp[:4] + "_" + exp[4:], ErrMalformed},
+		{"hex", "0x" + strconv.FormatInt(t0.Add(time.Hour).Unix(), 16), ErrMalformed},
+		{"minus zero", "-0", ErrMalformed},
+		{"empty", "", ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := url.Values{}
+			for k, v := range good {
+				q[k] = append([]string(nil), v...)
+			}
+			q.Set("exp", tt.exp)
+			_, err := VerifyLink(ks, "acme", q, t0)
+			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("exp %q: err = %v, want %v", tt.exp, err, tt.want)
+			}
+		})
 	}
 }
 

@@ -56,8 +56,8 @@ func VerifyState(ks *Keyset, provider, value string, now time.Time) (id string, 
 		return "", ErrMalformed
 	}
 	kid, nonce, exp, sig := parts[0], parts[1], parts[2], parts[3]
-	expUnix, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || strconv.FormatInt(expUnix, 10) != exp {
+	expUnix, ok := parseExp(exp)
+	if !ok {
 		return "", ErrMalformed
 	}
 	if err := ks.verify(kid, stateCanonical(kid, provider, nonce, exp), sig); err != nil {
@@ -67,6 +67,15 @@ func VerifyState(ks *Keyset, provider, value string, now time.Time) (id string, 
 		return "", ErrExpired
 	}
 	return Hash(nonce), nil
+}
+
+// parseExp reads the expiry of a link or a state: decimal Unix seconds
+// in the one spelling strconv.FormatInt writes, no sign, no leading zero.
+// The signature covers the formatted value, so accepting "+1800000600" or
+// "01800000600" would give one signed value several spellings.
+func parseExp(s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil && strconv.FormatInt(n, 10) == s
 }
 
 func stateCanonical(kid, provider, nonce, exp string) string {
