@@ -43,13 +43,23 @@ func (c *testClock) Add(d time.Duration) {
 }
 
 // startServer runs a dev server on a free port in dataDir until the test
-// ends.
+// ends. Its refresh schedule ticks every hour: the tests run sweeps
+// themselves.
 func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *devServer {
+	t.Helper()
+	s, _ := runServer(t, dataDir, clk, logs, time.Hour)
+	return s
+}
+
+// runServer runs a dev server on a free port in dataDir, its refresh
+// schedule ticking every refreshEvery, until stop is called or the test
+// ends.
+func runServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer, refreshEvery time.Duration) (s *devServer, stop func()) {
 	t.Helper()
 	s, err := newServer(options{
 		Addr:         "127.0.0.1:0",
 		DataDir:      dataDir,
-		RefreshEvery: time.Hour, // the test runs sweeps itself
+		RefreshEvery: refreshEvery,
 		Log:          slog.New(slog.NewJSONHandler(logs, nil)),
 		Now:          clk.Now,
 	})
@@ -59,16 +69,20 @@ func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if b, ok := logs.(*syncbuf.Buffer); ok {
-			logcheck.Feed("dev server log in "+t.Name(), b.String())
-		}
-	})
-	return s
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if b, ok := logs.(*syncbuf.Buffer); ok {
+				logcheck.Feed("dev server log in "+t.Name(), b.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return s, stop
 }
 
 // browser is a net/http client with a cookie jar that does not follow

@@ -11,7 +11,9 @@
 // signs connect links and shows connections when the browser comes back;
 // and a ticker calls RefreshDue in place of the EventBridge schedule.
 // Connections go to an embedded store and secrets to a local file, both
-// under the data directory (default .dev, created 0700).
+// under the data directory (default .dev, created 0700). The server
+// answers only requests addressed to localhost, 127.0.0.1 or [::1] on its
+// port (a 421 otherwise), so a DNS-rebinding page cannot read it.
 //
 // Usage:
 //

@@ -197,7 +197,7 @@ func newServer(opts options) (*devServer, error) {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /app/return", s.appReturn)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           localHostsOnly(port, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
