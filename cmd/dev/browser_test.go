@@ -216,7 +216,8 @@ func TestBrowserConnectFlow(t *testing.T) {
 	// button (and the startup banner) offers; the broker sets its binding
 	// cookie and sends the browser to the sandbox's consent page.
 	const step1 = "step 1 (open the signed connect link)"
-	link, connectionID, err := s.connectLink(ctx, pageLinkTTL)
+	connectionID := newConnectionID()
+	link, err := s.connectLink(ctx, connectionID, pageLinkTTL)
 	if err != nil {
 		t.Fatalf("%s: signing: %v", step1, err)
 	}

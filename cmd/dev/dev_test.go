@@ -166,6 +166,11 @@ func TestDevServerFlow(t *testing.T) {
 		t.Fatalf("no connect link on the home page:\n%s", body)
 	}
 	connectLink := html.UnescapeString(m[1])
+	link, _ := url.Parse(connectLink)
+	id := link.Query().Get("connection_id")
+	if !connectionIDRE.MatchString(id) {
+		t.Fatalf("connect link for connection id %q", id)
+	}
 
 	// Broker: connect → provider's authorization page, binding cookie set.
 	resp, body = br.get(connectLink)
@@ -205,7 +210,7 @@ func TestDevServerFlow(t *testing.T) {
 	resp, body = br.get(callbackURL)
 	returnURL := redirect(t, "callback", resp, body, base+"/app/return?")
 	ru, _ := url.Parse(returnURL)
-	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != "demo-1" || q.Has("code") || q.Has("state") {
+	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id || q.Has("code") || q.Has("state") {
 		t.Fatalf("return URL %q", returnURL)
 	}
 	if hasCookie(br.c.Jar.Cookies(baseURL), binding.Name) {
@@ -214,7 +219,7 @@ func TestDevServerFlow(t *testing.T) {
 
 	// App: the return page shows the connection, never its tokens.
 	resp, body = br.get(returnURL)
-	for _, want := range []string{"<code>connected</code>", "<code>demo-1</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
+	for _, want := range []string{"<code>connected</code>", "<code>" + id + "</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("return page lacks %q:\n%s", want, body)
 		}
@@ -225,7 +230,7 @@ func TestDevServerFlow(t *testing.T) {
 
 	// Store: connected, with a refresh due before the token expires.
 	ctx := context.Background()
-	c1, err := s.store.GetConnection(ctx, "sandbox", "demo-1")
+	c1, err := s.store.GetConnection(ctx, "sandbox", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +239,16 @@ func TestDevServerFlow(t *testing.T) {
 	}
 	if c1.RefreshDue.IsZero() || !c1.RefreshDue.Before(c1.ExpiresAt) || c1.ExpiresAt.Sub(clk.Now()) > 2*time.Minute+time.Second {
 		t.Fatalf("refresh due %v, expires %v", c1.RefreshDue, c1.ExpiresAt)
+	}
+
+	// The return page prints the curl line that fetches this connection's
+	// token; run as printed, it answers the stored token.
+	curl := curlLineRE.FindString(html.UnescapeString(body))
+	if curl == "" {
+		t.Fatalf("the return page prints no curl line:\n%s", body)
+	}
+	if tok := runCurl(t, curl); tok.AccessToken != c1.AccessToken || tok.TokenType != "Bearer" {
+		t.Errorf("the return page's curl line answered token_type %q and the stored access token %v", tok.TokenType, tok.AccessToken == c1.AccessToken)
 	}
 
 	// Replays of the callback: from the same browser (its cookie is gone),
@@ -249,7 +264,7 @@ func TestDevServerFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "already used") {
 		t.Errorf("replay with the cookie: %d\n%s", resp.StatusCode, body)
 	}
-	if c, _ := s.store.GetConnection(ctx, "sandbox", "demo-1"); c.Version != c1.Version || c.AccessToken != c1.AccessToken {
+	if c, _ := s.store.GetConnection(ctx, "sandbox", id); c.Version != c1.Version || c.AccessToken != c1.AccessToken {
 		t.Errorf("a replay changed the connection: version %d → %d", c1.Version, c.Version)
 	}
 
@@ -262,7 +277,7 @@ func TestDevServerFlow(t *testing.T) {
 	if sum, err := s.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
 		t.Fatalf("sweep: %+v %v", sum, err)
 	}
-	c2, err := s.store.GetConnection(ctx, "sandbox", "demo-1")
+	c2, err := s.store.GetConnection(ctx, "sandbox", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,10 +297,9 @@ func TestDevServerFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	secretsList := []string{c1.AccessToken, c1.RefreshToken, c2.AccessToken, c2.RefreshToken, code, state,
-		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value}
+		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value, s.devKey}
 	logcheck.Register(secretsList...)
-	link, _ := url.Parse(connectLink)
-	logcheck.Register(connectLink, link.Query().Get("sig"))
+	logcheck.Register(connectLink, link.Query().Get("sig"), s.devKey)
 	logText := logs.String()
 	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"outcome":"refreshed"`) {
 		t.Errorf("expected log lines missing:\n%s", logText)
@@ -338,10 +352,15 @@ func TestDevServerDataDir(t *testing.T) {
 	if err := s.printBanner(context.Background(), &banner); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Open       " + s.baseURL + "/", s.baseURL + "/connect/sandbox?", "demo-1", dataDir} {
+	for _, want := range []string{"Open       " + s.baseURL + "/", s.baseURL + "/connect/sandbox?", "return page prints", dataDir} {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner.String())
 		}
+	}
+	// The banner names no connection in its curl line: when it prints,
+	// there is none yet. It prints the line's template.
+	if m := bannerTokenURLRE.FindAllStringSubmatch(banner.String(), -1); len(m) != 1 || m[0][1] != "<connection_id>" {
+		t.Errorf("the banner's token route names %q, want one template naming <connection_id>:\n%s", m, banner.String())
 	}
 
 	// A second start on the same directory keeps the generated secrets.
@@ -352,6 +371,44 @@ func TestDevServerDataDir(t *testing.T) {
 	}
 	if s2.baseURL == s.baseURL {
 		t.Error("two servers on one port")
+	}
+}
+
+// TestConnectionIDsNeverRepeat: every connect link the demo app signs, in
+// its pages or its banner, is for a new connection id — also after a
+// restart on the same data directory, where the store still holds the
+// connections made before.
+func TestConnectionIDsNeverRepeat(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	seen := map[string]bool{}
+	for run := range 2 {
+		s, stop := runServer(t, dataDir, &testClock{}, io.Discard, time.Hour)
+		var banner strings.Builder
+		if err := s.printBanner(context.Background(), &banner); err != nil {
+			t.Fatal(err)
+		}
+		pages := []string{banner.String()}
+		br := newBrowser(t)
+		for range 3 {
+			_, body := br.get(s.baseURL + "/")
+			pages = append(pages, body)
+		}
+		for _, page := range pages {
+			m := connectLinkInPageRE.FindStringSubmatch(html.UnescapeString(page))
+			if m == nil {
+				t.Fatalf("run %d: no connect link in:\n%s", run, page)
+			}
+			link, err := url.Parse(m[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := link.Query().Get("connection_id")
+			if !connectionIDRE.MatchString(id) || seen[id] {
+				t.Errorf("run %d: connect link for connection id %q (seen before: %v)", run, id, seen[id])
+			}
+			seen[id] = true
+		}
+		stop()
 	}
 }
 
@@ -369,6 +426,64 @@ func TestAppReturnEscapesQuery(t *testing.T) {
 	if !strings.Contains(body, "unrecognised error") {
 		t.Errorf("unknown error code not reported:\n%s", body)
 	}
+}
+
+var (
+	// curlLineRE matches the curl line the dev server prints for a
+	// connection's token.
+	curlLineRE          = regexp.MustCompile(`curl -s -H "Authorization: Bearer \$\(cat '([^']*)'\)" (http://[^\s<]+/token)`)
+	bannerTokenURLRE    = regexp.MustCompile(`/connections/sandbox/(\S+)/token`)
+	connectLinkInPageRE = regexp.MustCompile(`http://localhost:\d+/connect/sandbox\?[^"\s]+`)
+)
+
+// tokenAnswer is the token route's 200 answer.
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresAt   string `json:"expires_at"`
+}
+
+// runCurl performs line, a curl command the dev server printed, the way a
+// shell and curl would: $(cat FILE) is the file's content without its
+// trailing newlines, and the URL is fetched with that header. It fails
+// the test unless the answer is a 200 token.
+func runCurl(t *testing.T, line string) tokenAnswer {
+	t.Helper()
+	m := curlLineRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("not a curl line of the dev server: %q", line)
+	}
+	key, err := os.ReadFile(m[1])
+	if err != nil {
+		t.Fatalf("the curl line's key file: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodGet, m[2], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimRight(string(key), "\n"))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK {
+		// A non-200 answer is an error code, never a token: safe to show.
+		t.Fatalf("the curl line answered %d %.300q", res.StatusCode, body)
+	}
+	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("the token route answered Cache-Control %q, want no-store", cc)
+	}
+	var tok tokenAnswer
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatalf("the token route answered no JSON (%d bytes): %v", len(body), err)
+	}
+	logcheck.Register(tok.AccessToken)
+	return tok
 }
 
 func hasCookie(cs []*http.Cookie, name string) bool {
