@@ -169,12 +169,15 @@ func newServer(opts options) (*devServer, error) {
 		Now:     opts.Now,
 		Events:  lifecycle.NewLog(opts.Log), // EventBridge in AWS
 	}
-	sb := sandbox.New(sandbox.Config{
+	sb, err := sandbox.New(sandbox.Config{
 		ClientID:     creds.ClientID,
 		ClientSecret: creds.ClientSecret,
 		RedirectURI:  b.RedirectURI(providerName),
 		Now:          opts.Now,
 	})
+	if err != nil {
+		return nil, err
+	}
 
 	s := &devServer{
 		baseURL:      base,
