@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -412,6 +414,183 @@ func TestConnectionIDsNeverRepeat(t *testing.T) {
 	}
 }
 
+// connect follows a connect link through the broker, the sandbox's
+// consent page (Approve) and the callback, as a browser would, and
+// returns the URL of the app's return page.
+func connect(t *testing.T, br *browser, base, link string) string {
+	t.Helper()
+	resp, body := br.get(link)
+	authURL := redirect(t, "connect", resp, body, base+"/sandbox/authorize?")
+	_, body = br.get(authURL)
+	rm := requestIDRE.FindStringSubmatch(body)
+	if rm == nil {
+		t.Fatalf("no request id on the consent page:\n%s", body)
+	}
+	resp, body = br.postForm(base+"/sandbox/decide", url.Values{"request": {html.UnescapeString(rm[1])}, "decision": {"approve"}})
+	callbackURL := redirect(t, "approve", resp, body, base+"/callback/sandbox?")
+	if cb, err := url.Parse(callbackURL); err == nil {
+		logcheck.Register(cb.Query().Get("code"), cb.Query().Get("state"))
+	}
+	resp, body = br.get(callbackURL)
+	return redirect(t, "callback", resp, body, base+"/app/return?")
+}
+
+// homeLink opens the demo app's page and returns its connect link and the
+// connection id it is for.
+func homeLink(t *testing.T, br *browser, base string) (link, id string) {
+	t.Helper()
+	_, body := br.get(base + "/")
+	m := connectLinkRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no connect link on the home page:\n%s", body)
+	}
+	link = html.UnescapeString(m[1])
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(link, u.Query().Get("sig"))
+	return link, u.Query().Get("connection_id")
+}
+
+// getToken asks s's token route for id's token, with the dev key.
+func getToken(t *testing.T, s *devServer, id, query string) (int, tokenAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.baseURL+"/connections/sandbox/"+id+"/token"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+s.devKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tok tokenAnswer
+	_ = json.NewDecoder(res.Body).Decode(&tok)
+	logcheck.Register(tok.AccessToken)
+	return res.StatusCode, tok
+}
+
+// TestConnectionsSurviveRestart: a connection made before a restart of
+// make dev on the same data directory still reads and refreshes its
+// token after it — the sandbox kept its grant.
+func TestConnectionsSurviveRestart(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	clk := &testClock{}
+	s1, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
+	logcheck.Register(s1.devKey)
+	br := newBrowser(t)
+	link, id := homeLink(t, br, s1.baseURL)
+	connect(t, br, s1.baseURL, link)
+	before, err := s1.store.GetConnection(context.Background(), providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(before.AccessToken, before.RefreshToken)
+	stop()
+
+	s2 := startServer(t, dataDir, clk, &syncbuf.Buffer{})
+	ctx := context.Background()
+
+	// The token, read with the curl line the new return page prints.
+	_, body := br.get(s2.baseURL + "/app/return?connection_id=" + id)
+	curl := curlLineRE.FindString(html.UnescapeString(body))
+	if curl == "" {
+		t.Fatalf("the return page prints no curl line:\n%s", body)
+	}
+	if tok := runCurl(t, curl); tok.AccessToken != before.AccessToken {
+		t.Error("after the restart the token route answers another access token")
+	}
+	// A refresh on demand, then one by the schedule.
+	status, tok := getToken(t, s2, id, "?force_refresh=true")
+	if status != http.StatusOK || tok.AccessToken == "" || tok.AccessToken == before.AccessToken {
+		t.Fatalf("force_refresh after the restart: %d, renewed %v", status, tok.AccessToken != before.AccessToken)
+	}
+	c, err := s2.store.GetConnection(ctx, providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(c.AccessToken, c.RefreshToken)
+	clk.Add(c.RefreshDue.Sub(clk.Now()) + time.Second)
+	if sum, err := s2.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
+		t.Fatalf("scheduled refresh after the restart: %+v %v", sum, err)
+	}
+	after, err := s2.store.GetConnection(ctx, providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(after.AccessToken, after.RefreshToken)
+	if after.Status != store.StatusConnected || after.Version <= c.Version {
+		t.Errorf("after the scheduled refresh: status %q, version %d → %d", after.Status, c.Version, after.Version)
+	}
+}
+
+// TestNeedsReauthReturnPageReconnects: when the provider has forgotten a
+// grant (here: the sandbox's file is gone), the connection becomes
+// needs_reauth, and its return page offers a button that connects the
+// same connection id afresh.
+func TestNeedsReauthReturnPageReconnects(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	clk := &testClock{}
+	s1, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
+	logcheck.Register(s1.devKey)
+	br := newBrowser(t)
+	link, id := homeLink(t, br, s1.baseURL)
+	connect(t, br, s1.baseURL, link)
+	stop()
+	if err := os.Remove(filepath.Join(dataDir, "sandbox.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+
+	s := startServer(t, dataDir, clk, &syncbuf.Buffer{})
+	ctx := context.Background()
+	if status, _ := getToken(t, s, id, "?force_refresh=true"); status != http.StatusConflict {
+		t.Fatalf("force_refresh of a forgotten grant: %d, want 409 reauth_required", status)
+	}
+	c, err := s.store.GetConnection(ctx, providerName, id)
+	if err != nil || c.Status != store.StatusNeedsReauth {
+		t.Fatalf("status %q %v, want needs_reauth", c.Status, err)
+	}
+	logcheck.Register(c.AccessToken, c.RefreshToken)
+
+	// The return page shows the status and a Reconnect button, a connect
+	// link signed for the same connection id.
+	_, body := br.get(s.baseURL + "/app/return?connection_id=" + id)
+	if !strings.Contains(body, "<td>needs_reauth</td>") {
+		t.Errorf("the return page does not show needs_reauth:\n%s", body)
+	}
+	m := reconnectRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the return page of a needs_reauth connection has no Reconnect button:\n%s", body)
+	}
+	reconnect := html.UnescapeString(m[1])
+	u, err := url.Parse(reconnect)
+	if err != nil || u.Query().Get("connection_id") != id || !strings.HasPrefix(reconnect, s.baseURL+"/connect/sandbox?") {
+		t.Fatalf("the Reconnect button goes to %q, want a connect link for %s", reconnect, id)
+	}
+	logcheck.Register(reconnect, u.Query().Get("sig"))
+
+	// Following it connects the same id again.
+	returnURL := connect(t, br, s.baseURL, reconnect)
+	ru, _ := url.Parse(returnURL)
+	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id {
+		t.Fatalf("return URL after reconnecting %q", returnURL)
+	}
+	again, err := s.store.GetConnection(ctx, providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(again.AccessToken, again.RefreshToken)
+	if again.Status != store.StatusConnected || again.AccessToken == c.AccessToken {
+		t.Errorf("after reconnecting: status %q, new token %v", again.Status, again.AccessToken != c.AccessToken)
+	}
+	if status, tok := getToken(t, s, id, ""); status != http.StatusOK || tok.AccessToken != again.AccessToken {
+		t.Errorf("token after reconnecting: %d", status)
+	}
+	// A connected connection's page offers no Reconnect button.
+	if _, body := br.get(returnURL); reconnectRE.MatchString(body) {
+		t.Errorf("the return page of a connected connection offers Reconnect:\n%s", body)
+	}
+}
+
 func TestAppReturnEscapesQuery(t *testing.T) {
 	s := startServer(t, t.TempDir(), &testClock{}, io.Discard)
 	br := newBrowser(t)
@@ -434,6 +613,7 @@ var (
 	curlLineRE          = regexp.MustCompile(`curl -s -H "Authorization: Bearer \$\(cat '([^']*)'\)" (http://[^\s<]+/token)`)
 	bannerTokenURLRE    = regexp.MustCompile(`/connections/sandbox/(\S+)/token`)
 	connectLinkInPageRE = regexp.MustCompile(`http://localhost:\d+/connect/sandbox\?[^"\s]+`)
+	reconnectRE         = regexp.MustCompile(`<a class="button" href="(http://localhost:\d+/connect/sandbox\?[^"]+)">Reconnect`)
 )
 
 // tokenAnswer is the token route's 200 answer.

@@ -78,6 +78,10 @@ var returnTmpl = template.Must(template.New("return").Parse(pageHead + `
 <tr><th>Last error</th><td>{{.LastError}}</td></tr>
 {{- end}}
 </table>
+{{- if $.Reconnect}}
+<p>The provider no longer accepts this connection's grant: the customer must connect again.</p>
+<p><a class="button" href="{{$.Reconnect}}">Reconnect the sandbox provider</a></p>
+{{- end}}
 <p>Fetch its token as your backend would (in AWS: SigV4/IAM, not this dev-only key):</p>
 <pre>{{$.Curl}}</pre>
 {{- else}}
@@ -106,6 +110,7 @@ type pageData struct {
 	Status, Error string
 	Conn          *connView
 	Curl          string // fetches the connection's token
+	Reconnect     string // a connect link for the same connection, when it needs_reauth
 }
 
 // connView is what the return page may show of a connection: no token.
@@ -153,6 +158,15 @@ func (s *devServer) appReturn(w http.ResponseWriter, r *http.Request) {
 		case err == nil:
 			d.Conn = s.view(c)
 			d.Curl = s.curlLine(id)
+			if c.Status == store.StatusNeedsReauth {
+				// As the app would: ask the customer to connect again, with
+				// a fresh link for the same connection.
+				if d.Reconnect, err = s.connectLink(r.Context(), id, pageLinkTTL); err != nil {
+					s.log.ErrorContext(r.Context(), "signing a connect link failed", "cause", err.Error())
+					http.Error(w, "Cannot sign a connect link; see the server log.", http.StatusServiceUnavailable)
+					return
+				}
+			}
 		case !errors.Is(err, store.ErrNotFound):
 			s.log.ErrorContext(r.Context(), "reading a connection failed", "cause", err.Error())
 			http.Error(w, "Cannot read the store; see the server log.", http.StatusServiceUnavailable)
@@ -222,7 +236,7 @@ func (s *devServer) printBanner(ctx context.Context, w io.Writer) error {
   Token      after connecting, the app's return page prints the curl line that fetches the
              connection's token as your backend would (in AWS: SigV4/IAM, not this dev key):
              %s
-  Data       %s  (secrets.json, providers.yaml, store.json, store.key, dev-api-key)
+  Data       %s  (secrets.json, providers.yaml, store.json, store.key, sandbox.json, dev-api-key)
   Refresh    every %s; sandbox tokens live %s
   Stop       Ctrl-C
 

@@ -48,8 +48,10 @@ const (
 type options struct {
 	// Addr is the listen address; port 0 picks a free one.
 	Addr string
-	// DataDir holds secrets.json, providers.yaml, store.json and
-	// store.key (the local key sealing the tokens in store.json).
+	// DataDir holds secrets.json, providers.yaml, store.json, store.key
+	// (the local key sealing the tokens in store.json), sandbox.json (what
+	// the sandbox provider has issued, so that connections survive a
+	// restart) and dev-api-key.
 	DataDir string
 	// RefreshEvery is the refresh schedule's period (EventBridge in AWS).
 	RefreshEvery time.Duration
@@ -173,6 +175,7 @@ func newServer(opts options) (*devServer, error) {
 		ClientID:     creds.ClientID,
 		ClientSecret: creds.ClientSecret,
 		RedirectURI:  b.RedirectURI(providerName),
+		StateFile:    filepath.Join(opts.DataDir, "sandbox.json"),
 		Now:          opts.Now,
 	})
 	if err != nil {
