@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
@@ -118,10 +118,12 @@ func describeURL(raw string) string {
 	return fmt.Sprintf("%s://%s%s ?%v", u.Scheme, u.Host, u.Path, names)
 }
 
-// TestBrowserConnectFlow drives a real headless Chromium through the dev
-// server: signed connect link → sandbox consent page → click Approve →
-// the app's return page; then reads the token through the token route and
-// replays the callback URL in the same browser.
+// TestBrowserConnectFlow drives a real headless Chromium through the
+// numbered walk-through of README.md, step by step and in order: the
+// banner's Open URL, a click on Connect, a click on Approve, the scheduled
+// refresh seen in the log and on the reloaded return page, the printed
+// curl line run as it is printed, and the replay of the callback URL.
+// Keep the two in step: the README promises what this test does.
 func TestBrowserConnectFlow(t *testing.T) {
 	execPath := findBrowser()
 	if execPath == "" {
@@ -132,11 +134,21 @@ func TestBrowserConnectFlow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), browserTestTimeout)
 	t.Cleanup(cancel)
 
+	// make dev: the server, its schedule ticking fast so that the test
+	// sees a tick soon after the clock reaches a refresh, and its banner.
 	logs := &syncbuf.Buffer{}
-	s := startServer(t, filepath.Join(t.TempDir(), "dev"), &testClock{}, logs)
-	base := s.baseURL
-	if !regexp.MustCompile(`^http://localhost:\d+$`).MatchString(base) {
-		t.Fatalf("base URL %q: the browser must use http://localhost (a secure context) to keep the __Host- cookie", base)
+	clk := &testClock{}
+	s, _ := runServer(t, filepath.Join(t.TempDir(), "dev"), clk, logs, 100*time.Millisecond)
+	logcheck.Register(s.devKey)
+	var bannerBuf strings.Builder
+	if err := s.printBanner(ctx, &bannerBuf); err != nil {
+		t.Fatal(err)
+	}
+	banner := bannerBuf.String()
+	for _, m := range connectLinkInPageRE.FindAllString(banner, -1) {
+		if lu, err := url.Parse(m); err == nil {
+			logcheck.Register(m, lu.Query().Get("sig"))
+		}
 	}
 
 	// The browser: exactly the toolbox's flags, a fresh profile.
@@ -196,10 +208,19 @@ func TestBrowserConnectFlow(t *testing.T) {
 		t.Helper()
 		t.Errorf("%s: %s", step, fmt.Sprintf(format, args...))
 	}
+	text := func(step string) string {
+		t.Helper()
+		txt, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
+		if err != nil {
+			fatalf(step, "reading the page: %v", err)
+		}
+		return txt
+	}
 
 	// Start the browser, then record every document request of the tab
-	// (redirect hops included), to find the callback URL and to check that
-	// no token ever travels in a URL.
+	// (redirect hops included) — what the developer tools' Network panel
+	// lists — to find the callback URL and to check that no token ever
+	// travels in a URL.
 	if err := chromedp.Do(tab); err != nil {
 		t.Fatalf("starting %s: %v", execPath, err)
 	}
@@ -207,43 +228,65 @@ func TestBrowserConnectFlow(t *testing.T) {
 	if err := chromedp.Listen(tab, func(ev any) {
 		if ev, ok := ev.(*network.EventRequestWillBeSent); ok && ev.Type == network.ResourceTypeDocument && ev.Request != nil {
 			navs.add(ev.Request.URL)
+			if strings.Contains(ev.Request.URL, "sig=") { // a signed connect link
+				if lu, err := url.Parse(ev.Request.URL); err == nil {
+					logcheck.Register(ev.Request.URL, lu.Query().Get("sig"))
+				}
+			}
 		}
 	}); err != nil {
 		t.Fatalf("listening to the tab: %v", err)
 	}
 
-	// Step 1: the browser opens a signed connect link, as the demo app's
-	// button (and the startup banner) offers; the broker sets its binding
-	// cookie and sends the browser to the sandbox's consent page.
-	const step1 = "step 1 (open the signed connect link)"
-	link, connectionID, err := s.connectLink(ctx, pageLinkTTL)
-	if err != nil {
-		t.Fatalf("%s: signing: %v", step1, err)
+	// Step 1: open the URL the banner prints.
+	const step1 = "step 1 (open the banner's URL)"
+	om := bannerOpenRE.FindStringSubmatch(banner)
+	if om == nil {
+		t.Fatalf("%s: the banner has no Open line:\n%s", step1, banner)
 	}
-	if lu, err := url.Parse(link); err == nil {
-		logcheck.Register(link, lu.Query().Get("sig"))
+	home := om[1]
+	if home != s.baseURL+"/" {
+		t.Fatalf("%s: the banner opens %q, want %s/ (the browser must use http://localhost, a secure context, to keep the __Host- cookie)", step1, home, s.baseURL)
 	}
-	resp, err := chromedp.Run(tab, chromedp.NavigateResponse(link))
+	base := s.baseURL
+	resp, err := chromedp.Run(tab, chromedp.NavigateResponse(home))
 	snap(step1)
 	if err != nil {
 		fatalf(step1, "navigate: %v", err)
 	}
-	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.URL, base+"/sandbox/authorize?") {
-		fatalf(step1, "landed on %s with status %d, want 200 from %s/sandbox/authorize", describeURL(resp.URL), resp.Status, base)
+	if resp.Status != http.StatusOK {
+		fatalf(step1, "status %d, want 200", resp.Status)
 	}
+	homeText := text(step1)
+	hm := homeConnectionRE.FindStringSubmatch(homeText)
+	if hm == nil || !strings.Contains(homeText, "Connect the sandbox provider") {
+		fatalf(step1, "not the demo app's page, or it names no connection:\n%s", homeText)
+	}
+	connectionID := hm[1]
 
-	// Step 2: the sandbox's consent page; the browser kept the Secure
-	// __Host- binding cookie over http://localhost; click Approve.
-	const step2 = "step 2 (consent page, click Approve)"
+	// Step 2: click Connect; the broker checks the link, sets its binding
+	// cookie and sends the browser to the sandbox's consent page.
+	const step2 = "step 2 (click Connect the sandbox provider)"
+	resp, err = chromedp.RunResponse(tab, chromedp.Click(chromedp.Search(`//a[normalize-space()="Connect the sandbox provider"]`)))
+	snap(step2)
+	if err != nil {
+		fatalf(step2, "click Connect: %v", err)
+	}
+	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.URL, base+"/sandbox/authorize?") {
+		fatalf(step2, "landed on %s with status %d, want 200 from %s/sandbox/authorize", describeURL(resp.URL), resp.Status, base)
+	}
+	var sawConnect bool
+	for _, u := range navs.all() {
+		sawConnect = sawConnect || strings.HasPrefix(u, base+"/connect/sandbox?")
+	}
+	if !sawConnect {
+		errorf(step2, "the click did not go through %s/connect/sandbox", base)
+	}
 	if err := chromedp.Do(tab, chromedp.WaitVisible(chromedp.CSS(`button[name="decision"][value="approve"]`))); err != nil {
 		fatalf(step2, "no visible Approve button: %v", err)
 	}
-	consentText, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
-	if err != nil {
-		fatalf(step2, "reading the page: %v", err)
-	}
-	if !strings.Contains(consentText, "Sandbox provider — dev only") || !strings.Contains(consentText, "wants access to") {
-		fatalf(step2, "not the consent page:\n%s", consentText)
+	if consent := text(step2); !strings.Contains(consent, "Sandbox provider — dev only") || !strings.Contains(consent, "wants access to") {
+		fatalf(step2, "not the consent page:\n%s", consent)
 	}
 	cookies, err := chromedp.Call(tab, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/"}})
 	if err != nil {
@@ -260,19 +303,16 @@ func TestBrowserConnectFlow(t *testing.T) {
 		fatalf(step2, "the browser does not hold the Secure, HttpOnly __Host- binding cookie for %s (found %v)", base, binding != nil)
 	}
 
-	snap(step2)
-
-	// The click is a real mouse click on the button: the form posts to
+	// Step 3: click Approve, a real mouse click: the form posts to
 	// /sandbox/decide, which redirects to the broker's callback, which
-	// redirects to the app's return page.
-	const step3 = "step 3 (return page after Approve)"
+	// redirects to the app's return page with status=connected.
+	const step3 = "step 3 (click Approve)"
 	resp, err = chromedp.RunResponse(tab, chromedp.Click(chromedp.CSS(`button[name="decision"][value="approve"]`)))
 	snap(step3)
 	if err != nil {
-		fatalf(step2, "click Approve: %v", err)
+		fatalf(step3, "click Approve: %v", err)
 	}
-
-	// The callback URL, captured from the browser's own navigation.
+	// The callback URL, from the browser's own requests (the Network panel).
 	var callbackURL string
 	for _, u := range navs.all() {
 		if strings.HasPrefix(u, base+"/callback/sandbox?") {
@@ -290,9 +330,6 @@ func TestBrowserConnectFlow(t *testing.T) {
 	if cb.Query().Get("code") == "" || cb.Query().Get("state") == "" {
 		fatalf(step3, "callback URL %s lacks code or state", describeURL(callbackURL))
 	}
-
-	// Step 3: the app's return page, status=connected, in the URL and on
-	// the rendered page.
 	if resp.Status != http.StatusOK || !strings.HasPrefix(resp.URL, base+"/app/return?") {
 		fatalf(step3, "landed on %s with status %d, want 200 from %s/app/return", describeURL(resp.URL), resp.Status, base)
 	}
@@ -308,10 +345,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 		fatalf(step3, "return URL %s (status %q, connection_id %q), want exactly status=connected and connection_id=%s",
 			describeURL(loc), q.Get("status"), q.Get("connection_id"), connectionID)
 	}
-	returnText, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
-	if err != nil {
-		fatalf(step3, "reading the page: %v", err)
-	}
+	returnText := text(step3)
 	for _, want := range []string{"back in the app", "status connected", "Connection " + connectionID, "Tokens are kept server-side"} {
 		if !strings.Contains(returnText, want) {
 			errorf(step3, "the return page does not show %q:\n%s", want, returnText)
@@ -361,129 +395,171 @@ func TestBrowserConnectFlow(t *testing.T) {
 		places[fmt.Sprintf("cookie %d", i)] = c.Name + "=" + c.Value
 	}
 	for where, text := range places {
-		for name, token := range map[string]string{"access token": stored.AccessToken, "refresh token": stored.RefreshToken} {
+		for name, token := range map[string]string{"access token": stored.AccessToken, "refresh token": stored.RefreshToken, "dev key": s.devKey} {
 			if strings.Contains(text, token) || strings.Contains(text, url.QueryEscape(token)) {
 				errorf(step3, "the browser holds the %s in %s", name, where)
 			}
 		}
 	}
 
-	// Step 4: the app's backend reads the token through the token route,
-	// authorized with the dev server's key (in AWS: IAM).
-	const step4 = "step 4 (token route)"
-	devKey := s.devKey
-	logcheck.Register(devKey)
-	tokenURL := base + "/connections/" + providerName + "/" + url.PathEscape(connectionID) + "/token"
-	get := func(authorization string) (*http.Response, []byte) {
-		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, tokenURL, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", step4, err)
-		}
-		if authorization != "" {
-			req.Header.Set("Authorization", authorization)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s: GET %s: %v", step4, tokenURL, err)
-		}
-		defer res.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-		if err != nil {
-			t.Fatalf("%s: reading the answer: %v", step4, err)
-		}
-		return res, body
+	// Step 4: sandbox tokens live two minutes and the schedule refreshes
+	// them a minute before expiry. The test moves the clock to that minute
+	// instead of waiting it out; the schedule's own tick must then renew
+	// the token, as its log line and the reloaded return page show.
+	const step4 = "step 4 (the scheduled refresh)"
+	if life := stored.ExpiresAt.Sub(clk.Now()); life < 2*time.Minute-5*time.Second || life > 2*time.Minute+time.Second {
+		errorf(step4, "the access token lives %s, want two minutes", life)
 	}
-	if res, body := get(""); res.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"unauthorized"`) {
-		errorf(step4, "without the dev key: %d %q, want 401 {\"error\":\"unauthorized\"}", res.StatusCode, body)
+	// The broker takes up to a fifth off the margin as jitter.
+	if margin := stored.ExpiresAt.Sub(stored.RefreshDue); margin < 48*time.Second || margin > time.Minute {
+		errorf(step4, "the refresh is due %s before expiry, want about a minute", margin)
 	}
-	res, body := get("Bearer " + devKey)
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		TokenType   string `json:"token_type"`
-		ExpiresAt   string `json:"expires_at"`
-		Scope       string `json:"scope"`
+	clk.Add(stored.RefreshDue.Sub(clk.Now()) + time.Second)
+	var refreshLine map[string]any
+	for deadline := time.Now().Add(10 * time.Second); refreshLine == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		refreshLine = findLogLine(logs.String(), map[string]string{
+			"msg": "refresh", "connection_id": connectionID, "outcome": "refreshed", "trigger": "schedule"})
 	}
-	if res.StatusCode != http.StatusOK {
-		// A non-200 answer is an error code, never a token: safe to show.
-		fatalf(step4, "GET %s: %d, want 200 (body %.300q)", "/connections/sandbox/"+connectionID+"/token", res.StatusCode, body)
+	if refreshLine == nil {
+		fatalf(step4, "no scheduled refresh of %s in the log within 10 s:\n%s", connectionID, logs.String())
 	}
-	if err := json.Unmarshal(body, &tok); err != nil {
-		fatalf(step4, "the answer is not JSON (%d bytes): %v", len(body), err)
-	}
-	logcheck.Register(tok.AccessToken)
-	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		errorf(step4, "Content-Type %q, want application/json", ct)
-	}
-	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
-		errorf(step4, "Cache-Control %q, want no-store", cc)
-	}
-	if tok.TokenType != "Bearer" {
-		errorf(step4, "token_type %q, want Bearer", tok.TokenType)
-	}
-	now, err := s.store.GetConnection(ctx, providerName, connectionID)
+	refreshed, err := s.store.GetConnection(ctx, providerName, connectionID)
 	if err != nil {
 		fatalf(step4, "reading the store: %v", err)
 	}
-	logcheck.Register(now.AccessToken, now.RefreshToken)
-	switch {
-	case tok.AccessToken == "":
-		errorf(step4, "empty access_token")
-	case tok.AccessToken != now.AccessToken:
-		errorf(step4, "access_token differs from the stored one (lengths %d and %d)", len(tok.AccessToken), len(now.AccessToken))
+	logcheck.Register(refreshed.AccessToken, refreshed.RefreshToken)
+	if refreshed.Version <= stored.Version || refreshed.AccessToken == stored.AccessToken || refreshed.RefreshToken == stored.RefreshToken {
+		fatalf(step4, "after the scheduled refresh: version %d → %d, access token renewed %v, refresh token rotated %v",
+			stored.Version, refreshed.Version, refreshed.AccessToken != stored.AccessToken, refreshed.RefreshToken != stored.RefreshToken)
 	}
-	if tok.ExpiresAt != "" {
-		if exp, err := time.Parse(time.RFC3339, tok.ExpiresAt); err != nil || exp.Sub(now.ExpiresAt).Abs() >= time.Second {
-			errorf(step4, "expires_at %q, want %s", tok.ExpiresAt, now.ExpiresAt.UTC().Format(time.RFC3339))
-		}
+	resp, err = chromedp.RunResponse(tab, chromedp.Reload())
+	snap(step4)
+	if err != nil || resp.Status != http.StatusOK {
+		fatalf(step4, "reloading the return page: %v", err)
+	}
+	reloaded := text(step4)
+	if !strings.Contains(reloaded, fmt.Sprintf("Version\t%d", refreshed.Version)) {
+		errorf(step4, "the reloaded return page does not show version %d:\n%s", refreshed.Version, reloaded)
+	}
+	if exp := refreshed.ExpiresAt.UTC().Format(time.RFC3339); !refreshed.ExpiresAt.After(stored.ExpiresAt) || !strings.Contains(reloaded, "expires\t"+exp) {
+		errorf(step4, "the reloaded return page does not show the new expiry %s:\n%s", exp, reloaded)
 	}
 
-	// Step 5: the same browser goes to the same callback URL again (as the
-	// back button would): the broker refuses the replay with a plain error
-	// page and does not send the browser to the app.
-	const step5 = "step 5 (replay the callback URL)"
-	resp, err = chromedp.Run(tab, chromedp.NavigateResponse(callbackURL))
-	snap(step5)
+	// Step 5: fetch the token with the curl line the return page prints,
+	// run as it is printed (Go's client in place of curl).
+	const step5 = "step 5 (the return page's curl line)"
+	curl := curlLineRE.FindString(text(step5))
+	if curl == "" {
+		fatalf(step5, "the return page prints no curl line:\n%s", text(step5))
+	}
+	if !strings.Contains(curl, "/connections/sandbox/"+connectionID+"/token") {
+		fatalf(step5, "the curl line is not for %s: %s", connectionID, curl)
+	}
+	tok := runCurl(t, curl)
+	now, err := s.store.GetConnection(ctx, providerName, connectionID)
 	if err != nil {
-		fatalf(step5, "navigate: %v", err)
+		fatalf(step5, "reading the store: %v", err)
 	}
-	if resp.Status < 400 || resp.Status > 499 {
-		errorf(step5, "status %d, want 4xx", resp.Status)
+	logcheck.Register(now.AccessToken, now.RefreshToken)
+	if tok.TokenType != "Bearer" || tok.AccessToken == "" || tok.AccessToken != now.AccessToken {
+		errorf(step5, "token_type %q, access_token set %v and equal to the stored one %v", tok.TokenType, tok.AccessToken != "", tok.AccessToken == now.AccessToken)
 	}
-	if !strings.HasPrefix(resp.URL, base+"/callback/sandbox?") {
-		errorf(step5, "the replay went on to %s", describeURL(resp.URL))
+	if exp, err := time.Parse(time.RFC3339, tok.ExpiresAt); err != nil || exp.Sub(now.ExpiresAt).Abs() >= time.Second {
+		errorf(step5, "expires_at %q, want %s", tok.ExpiresAt, now.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+
+	// Step 6: the back button does not replay the callback: the callback
+	// only redirected, so it has no history entry, and Back shows the
+	// sandbox's consent page again (Chromium restores it from its
+	// back/forward cache, so this reads the page with plain JavaScript).
+	// Opening the callback URL itself, as the Network panel lists it, is
+	// the replay: the broker refuses it with a plain error page.
+	const step6 = "step 6 (Back, then replay the callback URL)"
+	h, err := chromedp.Run(tab, chromedp.NavigationEntries())
+	if err != nil {
+		fatalf(step6, "reading the history: %v", err)
+	}
+	for _, e := range h.Entries {
+		if strings.Contains(e.URL, "/callback/") {
+			errorf(step6, "the callback has a history entry: %s", describeURL(e.URL))
+		}
+	}
+	if h.CurrentIndex < 1 {
+		fatalf(step6, "nothing to go back to")
+	}
+	if _, err := chromedp.Call(tab, page.NavigateToHistoryEntry, page.NavigateToHistoryEntryParams{EntryID: h.Entries[h.CurrentIndex-1].ID}); err != nil {
+		fatalf(step6, "pressing Back: %v", err)
+	}
+	var backPage string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		backPage, err = chromedp.Run(tab, chromedp.Evaluate[string](`document.readyState === "complete" ? location.href + "\n" + document.body.innerText : ""`))
+		if err == nil && strings.HasPrefix(backPage, base+"/sandbox/authorize?") {
+			break
+		}
+	}
+	snap(step6)
+	if !strings.HasPrefix(backPage, base+"/sandbox/authorize?") || !strings.Contains(backPage, "wants access to") {
+		errorf(step6, "Back did not show the sandbox's consent page: %s", describeURL(strings.SplitN(backPage, "\n", 2)[0]))
+	}
+	resp, err = chromedp.Run(tab, chromedp.NavigateResponse(callbackURL))
+	snap(step6)
+	if err != nil {
+		fatalf(step6, "opening the callback URL: %v", err)
+	}
+	if resp.Status != http.StatusForbidden || !strings.HasPrefix(resp.URL, base+"/callback/sandbox?") {
+		errorf(step6, "%s answered %d, want 403 and no redirect", describeURL(resp.URL), resp.Status)
 	}
 	loc, err = chromedp.Run(tab, chromedp.Location())
 	if err != nil {
-		fatalf(step5, "reading the location: %v", err)
+		fatalf(step6, "reading the location: %v", err)
 	}
 	if strings.Contains(loc, "status=connected") || strings.Contains(loc, "/app/return") {
-		errorf(step5, "the replay reached the app: %s", describeURL(loc))
+		errorf(step6, "the replay reached the app: %s", describeURL(loc))
 	}
-	replayText, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS("body")))
-	if err != nil {
-		fatalf(step5, "reading the page: %v", err)
-	}
+	replayText := text(step6)
 	replayHTML, err := chromedp.Run(tab, chromedp.OuterHTML(chromedp.CSS("html")))
 	if err != nil {
-		fatalf(step5, "reading the page: %v", err)
+		fatalf(step6, "reading the page: %v", err)
 	}
 	if !strings.Contains(replayText, "Forbidden") || !strings.Contains(replayText, "Please start again from the application") {
-		errorf(step5, "not the broker's plain error page:\n%s", replayText)
+		errorf(step6, "not the broker's plain error page:\n%s", replayText)
 	}
 	if strings.Contains(replayText, "connected") {
-		errorf(step5, "the error page mentions a connected status:\n%s", replayText)
+		errorf(step6, "the error page mentions a connected status:\n%s", replayText)
 	}
 	for _, v := range []string{now.AccessToken, now.RefreshToken, cb.Query().Get("code"), cb.Query().Get("state")} {
 		if strings.Contains(replayHTML, v) {
-			errorf(step5, "the error page shows a credential")
+			errorf(step6, "the error page shows a credential")
 		}
 	}
 	after, err := s.store.GetConnection(ctx, providerName, connectionID)
 	if err != nil {
-		fatalf(step5, "reading the store: %v", err)
+		fatalf(step6, "reading the store: %v", err)
 	}
 	if after.Version != now.Version || after.AccessToken != now.AccessToken {
-		errorf(step5, "the replay changed the stored connection: version %d → %d", now.Version, after.Version)
+		errorf(step6, "the replay changed the stored connection: version %d → %d", now.Version, after.Version)
 	}
+}
+
+var (
+	bannerOpenRE     = regexp.MustCompile(`(?m)^\s*Open\s+(\S+)$`)
+	homeConnectionRE = regexp.MustCompile(`customer connection ([A-Za-z0-9._:@-]+);`)
+)
+
+// findLogLine returns the first JSON log line whose fields include want.
+func findLogLine(logText string, want map[string]string) map[string]any {
+	for line := range strings.Lines(logText) {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		match := true
+		for k, v := range want {
+			match = match && m[k] == v
+		}
+		if match {
+			return m
+		}
+	}
+	return nil
 }

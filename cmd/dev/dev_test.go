@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -43,13 +45,23 @@ func (c *testClock) Add(d time.Duration) {
 }
 
 // startServer runs a dev server on a free port in dataDir until the test
-// ends.
+// ends. Its refresh schedule ticks every hour: the tests run sweeps
+// themselves.
 func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *devServer {
+	t.Helper()
+	s, _ := runServer(t, dataDir, clk, logs, time.Hour)
+	return s
+}
+
+// runServer runs a dev server on a free port in dataDir, its refresh
+// schedule ticking every refreshEvery, until stop is called or the test
+// ends.
+func runServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer, refreshEvery time.Duration) (s *devServer, stop func()) {
 	t.Helper()
 	s, err := newServer(options{
 		Addr:         "127.0.0.1:0",
 		DataDir:      dataDir,
-		RefreshEvery: time.Hour, // the test runs sweeps itself
+		RefreshEvery: refreshEvery,
 		Log:          slog.New(slog.NewJSONHandler(logs, nil)),
 		Now:          clk.Now,
 	})
@@ -59,16 +71,20 @@ func startServer(t *testing.T, dataDir string, clk *testClock, logs io.Writer) *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if b, ok := logs.(*syncbuf.Buffer); ok {
-			logcheck.Feed("dev server log in "+t.Name(), b.String())
-		}
-	})
-	return s
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if b, ok := logs.(*syncbuf.Buffer); ok {
+				logcheck.Feed("dev server log in "+t.Name(), b.String())
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return s, stop
 }
 
 // browser is a net/http client with a cookie jar that does not follow
@@ -152,6 +168,11 @@ func TestDevServerFlow(t *testing.T) {
 		t.Fatalf("no connect link on the home page:\n%s", body)
 	}
 	connectLink := html.UnescapeString(m[1])
+	link, _ := url.Parse(connectLink)
+	id := link.Query().Get("connection_id")
+	if !connectionIDRE.MatchString(id) {
+		t.Fatalf("connect link for connection id %q", id)
+	}
 
 	// Broker: connect → provider's authorization page, binding cookie set.
 	resp, body = br.get(connectLink)
@@ -191,7 +212,7 @@ func TestDevServerFlow(t *testing.T) {
 	resp, body = br.get(callbackURL)
 	returnURL := redirect(t, "callback", resp, body, base+"/app/return?")
 	ru, _ := url.Parse(returnURL)
-	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != "demo-1" || q.Has("code") || q.Has("state") {
+	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id || q.Has("code") || q.Has("state") {
 		t.Fatalf("return URL %q", returnURL)
 	}
 	if hasCookie(br.c.Jar.Cookies(baseURL), binding.Name) {
@@ -200,7 +221,7 @@ func TestDevServerFlow(t *testing.T) {
 
 	// App: the return page shows the connection, never its tokens.
 	resp, body = br.get(returnURL)
-	for _, want := range []string{"<code>connected</code>", "<code>demo-1</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
+	for _, want := range []string{"<code>connected</code>", "<code>" + id + "</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("return page lacks %q:\n%s", want, body)
 		}
@@ -211,7 +232,7 @@ func TestDevServerFlow(t *testing.T) {
 
 	// Store: connected, with a refresh due before the token expires.
 	ctx := context.Background()
-	c1, err := s.store.GetConnection(ctx, "sandbox", "demo-1")
+	c1, err := s.store.GetConnection(ctx, "sandbox", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +241,16 @@ func TestDevServerFlow(t *testing.T) {
 	}
 	if c1.RefreshDue.IsZero() || !c1.RefreshDue.Before(c1.ExpiresAt) || c1.ExpiresAt.Sub(clk.Now()) > 2*time.Minute+time.Second {
 		t.Fatalf("refresh due %v, expires %v", c1.RefreshDue, c1.ExpiresAt)
+	}
+
+	// The return page prints the curl line that fetches this connection's
+	// token; run as printed, it answers the stored token.
+	curl := curlLineRE.FindString(html.UnescapeString(body))
+	if curl == "" {
+		t.Fatalf("the return page prints no curl line:\n%s", body)
+	}
+	if tok := runCurl(t, curl); tok.AccessToken != c1.AccessToken || tok.TokenType != "Bearer" {
+		t.Errorf("the return page's curl line answered token_type %q and the stored access token %v", tok.TokenType, tok.AccessToken == c1.AccessToken)
 	}
 
 	// Replays of the callback: from the same browser (its cookie is gone),
@@ -235,7 +266,7 @@ func TestDevServerFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "already used") {
 		t.Errorf("replay with the cookie: %d\n%s", resp.StatusCode, body)
 	}
-	if c, _ := s.store.GetConnection(ctx, "sandbox", "demo-1"); c.Version != c1.Version || c.AccessToken != c1.AccessToken {
+	if c, _ := s.store.GetConnection(ctx, "sandbox", id); c.Version != c1.Version || c.AccessToken != c1.AccessToken {
 		t.Errorf("a replay changed the connection: version %d → %d", c1.Version, c.Version)
 	}
 
@@ -248,7 +279,7 @@ func TestDevServerFlow(t *testing.T) {
 	if sum, err := s.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
 		t.Fatalf("sweep: %+v %v", sum, err)
 	}
-	c2, err := s.store.GetConnection(ctx, "sandbox", "demo-1")
+	c2, err := s.store.GetConnection(ctx, "sandbox", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,10 +299,9 @@ func TestDevServerFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	secretsList := []string{c1.AccessToken, c1.RefreshToken, c2.AccessToken, c2.RefreshToken, code, state,
-		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value}
+		sec["oauthbroker/provider/sandbox"]["client_secret"], sec["oauthbroker/keys"]["k1"], binding.Value, s.devKey}
 	logcheck.Register(secretsList...)
-	link, _ := url.Parse(connectLink)
-	logcheck.Register(connectLink, link.Query().Get("sig"))
+	logcheck.Register(connectLink, link.Query().Get("sig"), s.devKey)
 	logText := logs.String()
 	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"outcome":"refreshed"`) {
 		t.Errorf("expected log lines missing:\n%s", logText)
@@ -324,10 +354,15 @@ func TestDevServerDataDir(t *testing.T) {
 	if err := s.printBanner(context.Background(), &banner); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Open       " + s.baseURL + "/", s.baseURL + "/connect/sandbox?", "demo-1", dataDir} {
+	for _, want := range []string{"Open       " + s.baseURL + "/", s.baseURL + "/connect/sandbox?", "return page prints", dataDir} {
 		if !strings.Contains(banner.String(), want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner.String())
 		}
+	}
+	// The banner names no connection in its curl line: when it prints,
+	// there is none yet. It prints the line's template.
+	if m := bannerTokenURLRE.FindAllStringSubmatch(banner.String(), -1); len(m) != 1 || m[0][1] != "<connection_id>" {
+		t.Errorf("the banner's token route names %q, want one template naming <connection_id>:\n%s", m, banner.String())
 	}
 
 	// A second start on the same directory keeps the generated secrets.
@@ -338,6 +373,221 @@ func TestDevServerDataDir(t *testing.T) {
 	}
 	if s2.baseURL == s.baseURL {
 		t.Error("two servers on one port")
+	}
+}
+
+// TestConnectionIDsNeverRepeat: every connect link the demo app signs, in
+// its pages or its banner, is for a new connection id — also after a
+// restart on the same data directory, where the store still holds the
+// connections made before.
+func TestConnectionIDsNeverRepeat(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	seen := map[string]bool{}
+	for run := range 2 {
+		s, stop := runServer(t, dataDir, &testClock{}, io.Discard, time.Hour)
+		var banner strings.Builder
+		if err := s.printBanner(context.Background(), &banner); err != nil {
+			t.Fatal(err)
+		}
+		pages := []string{banner.String()}
+		br := newBrowser(t)
+		for range 3 {
+			_, body := br.get(s.baseURL + "/")
+			pages = append(pages, body)
+		}
+		for _, page := range pages {
+			m := connectLinkInPageRE.FindStringSubmatch(html.UnescapeString(page))
+			if m == nil {
+				t.Fatalf("run %d: no connect link in:\n%s", run, page)
+			}
+			link, err := url.Parse(m[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := link.Query().Get("connection_id")
+			if !connectionIDRE.MatchString(id) || seen[id] {
+				t.Errorf("run %d: connect link for connection id %q (seen before: %v)", run, id, seen[id])
+			}
+			seen[id] = true
+		}
+		stop()
+	}
+}
+
+// connect follows a connect link through the broker, the sandbox's
+// consent page (Approve) and the callback, as a browser would, and
+// returns the URL of the app's return page.
+func connect(t *testing.T, br *browser, base, link string) string {
+	t.Helper()
+	resp, body := br.get(link)
+	authURL := redirect(t, "connect", resp, body, base+"/sandbox/authorize?")
+	_, body = br.get(authURL)
+	rm := requestIDRE.FindStringSubmatch(body)
+	if rm == nil {
+		t.Fatalf("no request id on the consent page:\n%s", body)
+	}
+	resp, body = br.postForm(base+"/sandbox/decide", url.Values{"request": {html.UnescapeString(rm[1])}, "decision": {"approve"}})
+	callbackURL := redirect(t, "approve", resp, body, base+"/callback/sandbox?")
+	if cb, err := url.Parse(callbackURL); err == nil {
+		logcheck.Register(cb.Query().Get("code"), cb.Query().Get("state"))
+	}
+	resp, body = br.get(callbackURL)
+	return redirect(t, "callback", resp, body, base+"/app/return?")
+}
+
+// homeLink opens the demo app's page and returns its connect link and the
+// connection id it is for.
+func homeLink(t *testing.T, br *browser, base string) (link, id string) {
+	t.Helper()
+	_, body := br.get(base + "/")
+	m := connectLinkRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no connect link on the home page:\n%s", body)
+	}
+	link = html.UnescapeString(m[1])
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(link, u.Query().Get("sig"))
+	return link, u.Query().Get("connection_id")
+}
+
+// getToken asks s's token route for id's token, with the dev key.
+func getToken(t *testing.T, s *devServer, id, query string) (int, tokenAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.baseURL+"/connections/sandbox/"+id+"/token"+query, nil)
+	req.Header.Set("Authorization", "Bearer "+s.devKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tok tokenAnswer
+	_ = json.NewDecoder(res.Body).Decode(&tok)
+	logcheck.Register(tok.AccessToken)
+	return res.StatusCode, tok
+}
+
+// TestConnectionsSurviveRestart: a connection made before a restart of
+// make dev on the same data directory still reads and refreshes its
+// token after it — the sandbox kept its grant.
+func TestConnectionsSurviveRestart(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	clk := &testClock{}
+	s1, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
+	logcheck.Register(s1.devKey)
+	br := newBrowser(t)
+	link, id := homeLink(t, br, s1.baseURL)
+	connect(t, br, s1.baseURL, link)
+	before, err := s1.store.GetConnection(context.Background(), providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(before.AccessToken, before.RefreshToken)
+	stop()
+
+	s2 := startServer(t, dataDir, clk, &syncbuf.Buffer{})
+	ctx := context.Background()
+
+	// The token, read with the curl line the new return page prints.
+	_, body := br.get(s2.baseURL + "/app/return?connection_id=" + id)
+	curl := curlLineRE.FindString(html.UnescapeString(body))
+	if curl == "" {
+		t.Fatalf("the return page prints no curl line:\n%s", body)
+	}
+	if tok := runCurl(t, curl); tok.AccessToken != before.AccessToken {
+		t.Error("after the restart the token route answers another access token")
+	}
+	// A refresh on demand, then one by the schedule.
+	status, tok := getToken(t, s2, id, "?force_refresh=true")
+	if status != http.StatusOK || tok.AccessToken == "" || tok.AccessToken == before.AccessToken {
+		t.Fatalf("force_refresh after the restart: %d, renewed %v", status, tok.AccessToken != before.AccessToken)
+	}
+	c, err := s2.store.GetConnection(ctx, providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(c.AccessToken, c.RefreshToken)
+	clk.Add(c.RefreshDue.Sub(clk.Now()) + time.Second)
+	if sum, err := s2.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
+		t.Fatalf("scheduled refresh after the restart: %+v %v", sum, err)
+	}
+	after, err := s2.store.GetConnection(ctx, providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(after.AccessToken, after.RefreshToken)
+	if after.Status != store.StatusConnected || after.Version <= c.Version {
+		t.Errorf("after the scheduled refresh: status %q, version %d → %d", after.Status, c.Version, after.Version)
+	}
+}
+
+// TestNeedsReauthReturnPageReconnects: when the provider has forgotten a
+// grant (here: the sandbox's file is gone), the connection becomes
+// needs_reauth, and its return page offers a button that connects the
+// same connection id afresh.
+func TestNeedsReauthReturnPageReconnects(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev")
+	clk := &testClock{}
+	s1, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
+	logcheck.Register(s1.devKey)
+	br := newBrowser(t)
+	link, id := homeLink(t, br, s1.baseURL)
+	connect(t, br, s1.baseURL, link)
+	stop()
+	if err := os.Remove(filepath.Join(dataDir, "sandbox.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+
+	s := startServer(t, dataDir, clk, &syncbuf.Buffer{})
+	ctx := context.Background()
+	if status, _ := getToken(t, s, id, "?force_refresh=true"); status != http.StatusConflict {
+		t.Fatalf("force_refresh of a forgotten grant: %d, want 409 reauth_required", status)
+	}
+	c, err := s.store.GetConnection(ctx, providerName, id)
+	if err != nil || c.Status != store.StatusNeedsReauth {
+		t.Fatalf("status %q %v, want needs_reauth", c.Status, err)
+	}
+	logcheck.Register(c.AccessToken, c.RefreshToken)
+
+	// The return page shows the status and a Reconnect button, a connect
+	// link signed for the same connection id.
+	_, body := br.get(s.baseURL + "/app/return?connection_id=" + id)
+	if !strings.Contains(body, "<td>needs_reauth</td>") {
+		t.Errorf("the return page does not show needs_reauth:\n%s", body)
+	}
+	m := reconnectRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the return page of a needs_reauth connection has no Reconnect button:\n%s", body)
+	}
+	reconnect := html.UnescapeString(m[1])
+	u, err := url.Parse(reconnect)
+	if err != nil || u.Query().Get("connection_id") != id || !strings.HasPrefix(reconnect, s.baseURL+"/connect/sandbox?") {
+		t.Fatalf("the Reconnect button goes to %q, want a connect link for %s", reconnect, id)
+	}
+	logcheck.Register(reconnect, u.Query().Get("sig"))
+
+	// Following it connects the same id again.
+	returnURL := connect(t, br, s.baseURL, reconnect)
+	ru, _ := url.Parse(returnURL)
+	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id {
+		t.Fatalf("return URL after reconnecting %q", returnURL)
+	}
+	again, err := s.store.GetConnection(ctx, providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(again.AccessToken, again.RefreshToken)
+	if again.Status != store.StatusConnected || again.AccessToken == c.AccessToken {
+		t.Errorf("after reconnecting: status %q, new token %v", again.Status, again.AccessToken != c.AccessToken)
+	}
+	if status, tok := getToken(t, s, id, ""); status != http.StatusOK || tok.AccessToken != again.AccessToken {
+		t.Errorf("token after reconnecting: %d", status)
+	}
+	// A connected connection's page offers no Reconnect button.
+	if _, body := br.get(returnURL); reconnectRE.MatchString(body) {
+		t.Errorf("the return page of a connected connection offers Reconnect:\n%s", body)
 	}
 }
 
@@ -355,6 +605,65 @@ func TestAppReturnEscapesQuery(t *testing.T) {
 	if !strings.Contains(body, "unrecognised error") {
 		t.Errorf("unknown error code not reported:\n%s", body)
 	}
+}
+
+var (
+	// curlLineRE matches the curl line the dev server prints for a
+	// connection's token.
+	curlLineRE          = regexp.MustCompile(`curl -s -H "Authorization: Bearer \$\(cat '([^']*)'\)" (http://[^\s<]+/token)`)
+	bannerTokenURLRE    = regexp.MustCompile(`/connections/sandbox/(\S+)/token`)
+	connectLinkInPageRE = regexp.MustCompile(`http://localhost:\d+/connect/sandbox\?[^"\s]+`)
+	reconnectRE         = regexp.MustCompile(`<a class="button" href="(http://localhost:\d+/connect/sandbox\?[^"]+)">Reconnect`)
+)
+
+// tokenAnswer is the token route's 200 answer.
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresAt   string `json:"expires_at"`
+}
+
+// runCurl performs line, a curl command the dev server printed, the way a
+// shell and curl would: $(cat FILE) is the file's content without its
+// trailing newlines, and the URL is fetched with that header. It fails
+// the test unless the answer is a 200 token.
+func runCurl(t *testing.T, line string) tokenAnswer {
+	t.Helper()
+	m := curlLineRE.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("not a curl line of the dev server: %q", line)
+	}
+	key, err := os.ReadFile(m[1])
+	if err != nil {
+		t.Fatalf("the curl line's key file: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodGet, m[2], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimRight(string(key), "\n"))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK {
+		// A non-200 answer is an error code, never a token: safe to show.
+		t.Fatalf("the curl line answered %d %.300q", res.StatusCode, body)
+	}
+	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("the token route answered Cache-Control %q, want no-store", cc)
+	}
+	var tok tokenAnswer
+	if err := json.Unmarshal(body, &tok); err != nil {
+		t.Fatalf("the token route answered no JSON (%d bytes): %v", len(body), err)
+	}
+	logcheck.Register(tok.AccessToken)
+	return tok
 }
 
 func hasCookie(cs []*http.Cookie, name string) bool {

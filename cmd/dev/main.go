@@ -8,10 +8,14 @@
 // place of AWS IAM) run the very API Gateway handlers the Lambda
 // functions run; lifecycle events are logged; a development-only OAuth
 // provider (package sandbox) answers under /sandbox/; a tiny demo app at /
-// signs connect links and shows connections when the browser comes back;
+// signs connect links and shows connections when the browser comes back
+// (with a Reconnect button for one that needs re-authorization);
 // and a ticker calls RefreshDue in place of the EventBridge schedule.
-// Connections go to an embedded store and secrets to a local file, both
-// under the data directory (default .dev, created 0700).
+// Connections go to an embedded store, secrets to a local file and the
+// sandbox's grants to another, all under the data directory (default
+// .dev, created 0700), so connections survive a restart. The server
+// answers only requests addressed to localhost, 127.0.0.1 or [::1] on its
+// port (a 421 otherwise), so a DNS-rebinding page cannot read it.
 //
 // Usage:
 //

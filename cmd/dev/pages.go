@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/sandbox"
@@ -26,6 +27,7 @@ const appStyle = `body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:
 	`.dev{background:#b00020;color:#fff;font-weight:bold;padding:.6em 1em;border-radius:4px}` +
 	`.button{display:inline-block;background:#1f6feb;color:#fff;padding:.55em 1.2em;border-radius:4px;text-decoration:none}` +
 	`code{background:#f2f2f2;padding:0 .25em;border-radius:3px}` +
+	`pre{background:#f2f2f2;padding:.5em;border-radius:3px;white-space:pre-wrap;overflow-wrap:anywhere}` +
 	`th{text-align:left;padding-right:1.5em;font-weight:600}.small{color:#555;font-size:.9em}`
 
 var appCSP = func() string {
@@ -76,6 +78,12 @@ var returnTmpl = template.Must(template.New("return").Parse(pageHead + `
 <tr><th>Last error</th><td>{{.LastError}}</td></tr>
 {{- end}}
 </table>
+{{- if $.Reconnect}}
+<p>The provider no longer accepts this connection's grant: the customer must connect again.</p>
+<p><a class="button" href="{{$.Reconnect}}">Reconnect the sandbox provider</a></p>
+{{- end}}
+<p>Fetch its token as your backend would (in AWS: SigV4/IAM, not this dev-only key):</p>
+<pre>{{$.Curl}}</pre>
 {{- else}}
 <p>No such connection in the store.</p>
 {{- end}}
@@ -101,6 +109,8 @@ type pageData struct {
 	// Return.
 	Status, Error string
 	Conn          *connView
+	Curl          string // fetches the connection's token
+	Reconnect     string // a connect link for the same connection, when it needs_reauth
 }
 
 // connView is what the return page may show of a connection: no token.
@@ -110,7 +120,8 @@ type connView struct {
 }
 
 func (s *devServer) home(w http.ResponseWriter, r *http.Request) {
-	link, id, err := s.connectLink(r.Context(), pageLinkTTL)
+	id := newConnectionID()
+	link, err := s.connectLink(r.Context(), id, pageLinkTTL)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "signing a connect link failed", "cause", err.Error())
 		http.Error(w, "Cannot sign a connect link; see the server log.", http.StatusServiceUnavailable)
@@ -146,6 +157,16 @@ func (s *devServer) appReturn(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err == nil:
 			d.Conn = s.view(c)
+			d.Curl = s.curlLine(id)
+			if c.Status == store.StatusNeedsReauth {
+				// As the app would: ask the customer to connect again, with
+				// a fresh link for the same connection.
+				if d.Reconnect, err = s.connectLink(r.Context(), id, pageLinkTTL); err != nil {
+					s.log.ErrorContext(r.Context(), "signing a connect link failed", "cause", err.Error())
+					http.Error(w, "Cannot sign a connect link; see the server log.", http.StatusServiceUnavailable)
+					return
+				}
+			}
 		case !errors.Is(err, store.ErrNotFound):
 			s.log.ErrorContext(r.Context(), "reading a connection failed", "cause", err.Error())
 			http.Error(w, "Cannot read the store; see the server log.", http.StatusServiceUnavailable)
@@ -195,8 +216,10 @@ func render(w http.ResponseWriter, t *template.Template, d pageData) {
 
 // printBanner tells the developer where to go. The connect link is
 // printed on purpose: it is what the app would put behind its button.
+// No connection exists yet, so the curl line is a template; the return
+// page prints it for its connection.
 func (s *devServer) printBanner(ctx context.Context, w io.Writer) error {
-	link, id, err := s.connectLink(ctx, bannerLinkTTL)
+	link, err := s.connectLink(ctx, newConnectionID(), bannerLinkTTL)
 	if err != nil {
 		return err
 	}
@@ -209,15 +232,29 @@ func (s *devServer) printBanner(ctx context.Context, w io.Writer) error {
 %s
   Open       %s/
   Connect    %s
-             (connection %s; link valid %s)
-  Token      after connecting, as your backend would fetch it (in AWS: SigV4/IAM, not this dev key):
-             curl -s -H 'Authorization: Bearer %s' %s/connections/%s/%s/token
-  Data       %s  (secrets.json, providers.yaml, store.json, store.key, dev-api-key)
+             (signed for a new connection; valid %s)
+  Token      after connecting, the app's return page prints the curl line that fetches the
+             connection's token as your backend would (in AWS: SigV4/IAM, not this dev key):
+             %s
+  Data       %s  (secrets.json, providers.yaml, store.json, store.key, sandbox.json, dev-api-key)
   Refresh    every %s; sandbox tokens live %s
   Stop       Ctrl-C
 
-`, warn, s.baseURL, link, id, bannerLinkTTL, s.devKey, s.baseURL, providerName, id, absDir(s.dataDir), s.refreshEvery, sandbox.DefaultAccessTokenTTL)
+`, warn, s.baseURL, link, bannerLinkTTL, s.curlLine("<connection_id>"), absDir(s.dataDir), s.refreshEvery, sandbox.DefaultAccessTokenTTL)
 	return err
+}
+
+// curlLine is the shell command that fetches connectionID's token from
+// the token route with the dev key, read from its file so that the key
+// itself is printed nowhere.
+func (s *devServer) curlLine(connectionID string) string {
+	return `curl -s -H "Authorization: Bearer $(cat ` + shellQuote(filepath.Join(absDir(s.dataDir), devKeyFile)) + `)" ` +
+		s.baseURL + "/connections/" + providerName + "/" + connectionID + "/token"
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func absDir(dir string) string {

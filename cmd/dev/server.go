@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/sandbox"
@@ -38,6 +38,8 @@ const (
 	// pageLinkTTL and bannerLinkTTL bound the demo's connect links.
 	pageLinkTTL   = 15 * time.Minute
 	bannerLinkTTL = time.Hour
+	// devKeyFile, in the data directory, holds the dev key.
+	devKeyFile = "dev-api-key"
 	// refreshTimeout bounds one refresh sweep.
 	refreshTimeout = 30 * time.Second
 )
@@ -46,8 +48,10 @@ const (
 type options struct {
 	// Addr is the listen address; port 0 picks a free one.
 	Addr string
-	// DataDir holds secrets.json, providers.yaml, store.json and
-	// store.key (the local key sealing the tokens in store.json).
+	// DataDir holds secrets.json, providers.yaml, store.json, store.key
+	// (the local key sealing the tokens in store.json), sandbox.json (what
+	// the sandbox provider has issued, so that connections survive a
+	// restart) and dev-api-key.
 	DataDir string
 	// RefreshEvery is the refresh schedule's period (EventBridge in AWS).
 	RefreshEvery time.Duration
@@ -75,8 +79,6 @@ type devServer struct {
 	// devKey stands in for IAM on the app's token routes: requests must
 	// carry "Authorization: Bearer <devKey>". Development only.
 	devKey string
-
-	demoN atomic.Int64 // last demo connection number handed out
 }
 
 // newServer prepares the data directory, listens on opts.Addr and
@@ -113,7 +115,7 @@ func newServer(opts options) (*devServer, error) {
 		return nil, fmt.Errorf("%s: %w", secretsPath, err)
 	}
 
-	devKey, err := ensureDevKey(filepath.Join(opts.DataDir, "dev-api-key"))
+	devKey, err := ensureDevKey(filepath.Join(opts.DataDir, devKeyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -169,12 +171,16 @@ func newServer(opts options) (*devServer, error) {
 		Now:     opts.Now,
 		Events:  lifecycle.NewLog(opts.Log), // EventBridge in AWS
 	}
-	sb := sandbox.New(sandbox.Config{
+	sb, err := sandbox.New(sandbox.Config{
 		ClientID:     creds.ClientID,
 		ClientSecret: creds.ClientSecret,
 		RedirectURI:  b.RedirectURI(providerName),
+		StateFile:    filepath.Join(opts.DataDir, "sandbox.json"),
 		Now:          opts.Now,
 	})
+	if err != nil {
+		return nil, err
+	}
 
 	s := &devServer{
 		baseURL:      base,
@@ -197,7 +203,7 @@ func newServer(opts options) (*devServer, error) {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /app/return", s.appReturn)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           localHostsOnly(port, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -313,25 +319,31 @@ func (s *devServer) refreshOnce(ctx context.Context) (broker.RefreshSummary, err
 	return sum, err
 }
 
-// connectLink signs a connect link for a new demo connection, as the
-// SaaS app's backend would.
-func (s *devServer) connectLink(ctx context.Context, ttl time.Duration) (link, connectionID string, err error) {
+// newConnectionID returns a demo connection id that no earlier page or
+// run has handed out: 50 random bits, so ids do not repeat across
+// restarts on the same data directory, whose store keeps the connections
+// made before (a repeated id would connect over one of them).
+func newConnectionID() string {
+	return "demo-" + strings.ToLower(rand.Text()[:10])
+}
+
+// connectLink signs a connect link for connectionID, valid for ttl, as
+// the SaaS app's backend would.
+func (s *devServer) connectLink(ctx context.Context, connectionID string, ttl time.Duration) (string, error) {
 	raw, err := s.broker.Secrets.Secret(ctx, s.broker.KeysSecret())
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	ks, err := signing.ParseKeyset(raw)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	connectionID = "demo-" + strconv.FormatInt(s.demoN.Add(1), 10)
-	link, err = signing.ConnectURL(ks, s.baseURL, signing.Link{
+	return signing.ConnectURL(ks, s.baseURL, signing.Link{
 		Provider:     providerName,
 		ConnectionID: connectionID,
 		ReturnTo:     s.baseURL + "/app/return",
 		Expires:      s.now().Add(ttl),
 	})
-	return link, connectionID, err
 }
 
 // catalogYAML is the operator file describing the sandbox provider.

@@ -1,7 +1,7 @@
 // Package sandbox is a DEVELOPMENT-ONLY OAuth 2.0 authorization server.
 //
-// DO NOT DEPLOY IT. It has no users, no login and no persistence: anyone
-// who can reach it can approve any request. It exists so that `make dev`
+// DO NOT DEPLOY IT. It has no users and no login: anyone who can reach it
+// can approve any request. It exists so that `make dev`
 // (cmd/dev) can show the whole connect flow — consent, callback, token
 // exchange, scheduled refresh — on a laptop without an account at any
 // real provider.
@@ -25,9 +25,12 @@
 //   - GET /sandbox/userinfo: a protected resource answering a fixed,
 //     fictional user for a valid bearer access token (RFC 6750).
 //
-// State is kept in memory only: after a restart every issued token is
-// unknown, so stored connections fail their next refresh with
-// invalid_grant — a realistic way to see needs_reauth.
+// What it has issued is kept in memory and, with Config.StateFile, in a
+// file rewritten after every change (make dev keeps it in its data
+// directory), so grants survive a restart. Without the file, or with the
+// file deleted, a restart forgets every issued token, and stored
+// connections fail their next refresh with invalid_grant — a realistic
+// way to see needs_reauth.
 package sandbox
 
 import (
@@ -36,6 +39,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,6 +80,11 @@ type Config struct {
 	// AccessTokenTTL is the access token lifetime; DefaultAccessTokenTTL
 	// if zero.
 	AccessTokenTTL time.Duration
+	// StateFile is where the sandbox keeps what it has issued (JSON,
+	// written 0600, holding hashes of codes and tokens, never the values),
+	// so that its grants survive a restart; "" keeps it in memory only.
+	// One process at a time may use a file.
+	StateFile string
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 }
@@ -88,40 +97,17 @@ type Server struct {
 	pageCSP string
 	mux     *http.ServeMux
 
-	mu       sync.Mutex
-	requests map[string]*authRequest  // by request id
-	codes    map[string]*authCode     // by hash of the code
-	refresh  map[string]*refreshToken // by hash of the token
-	access   map[string]*accessToken  // by hash of the token
+	mu     sync.Mutex
+	issued issued
 }
 
-type authRequest struct {
-	state, scope, challenge string
-	expires                 time.Time
-}
-
-type authCode struct {
-	grant, scope, challenge, redirectURI string
-	expires                              time.Time
-	used                                 bool
-}
-
-type refreshToken struct {
-	grant, scope string
-	rotatedAt    time.Time // zero while current
-}
-
-type accessToken struct {
-	grant, scope string
-	expires      time.Time
-}
-
-// New returns a sandbox for cfg. It panics if ClientID, ClientSecret or
-// RedirectURI is empty or RedirectURI is not an absolute URL.
-func New(cfg Config) *Server {
+// New returns a sandbox for cfg, loading cfg.StateFile if it exists. It
+// fails if ClientID, ClientSecret or RedirectURI is empty, RedirectURI is
+// not an absolute URL, or the state file cannot be read.
+func New(cfg Config) (*Server, error) {
 	u, err := url.Parse(cfg.RedirectURI)
 	if cfg.ClientID == "" || cfg.ClientSecret == "" || err != nil || u.Scheme == "" || u.Host == "" {
-		panic("sandbox: New needs ClientID, ClientSecret and an absolute RedirectURI")
+		return nil, errors.New("sandbox: New needs ClientID, ClientSecret and an absolute RedirectURI")
 	}
 	if cfg.AccessTokenTTL <= 0 {
 		cfg.AccessTokenTTL = DefaultAccessTokenTTL
@@ -129,14 +115,15 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	issued, err := loadIssued(cfg.StateFile)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg:      cfg,
-		app:      u.Host,
-		pageCSP:  pageCSP(u.Scheme + "://" + u.Host),
-		requests: map[string]*authRequest{},
-		codes:    map[string]*authCode{},
-		refresh:  map[string]*refreshToken{},
-		access:   map[string]*accessToken{},
+		cfg:     cfg,
+		app:     u.Host,
+		pageCSP: pageCSP(u.Scheme + "://" + u.Host),
+		issued:  issued,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sandbox/{$}", s.index)
@@ -147,7 +134,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("POST /sandbox/token", s.token)
 	mux.HandleFunc("GET /sandbox/userinfo", s.userinfo)
 	s.mux = mux
-	return s
+	return s, nil
 }
 
 // Handler returns the sandbox's HTTP handler. Its routes all live under
@@ -224,8 +211,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	s.prune(now)
-	s.requests[id] = &authRequest{state: state, scope: strings.Join(scopes, " "), challenge: q.Get("code_challenge"), expires: now.Add(RequestTTL)}
+	s.issued.Requests[hash(id)] = &authRequest{State: state, Scope: strings.Join(scopes, " "), Challenge: q.Get("code_challenge"), Expires: now.Add(RequestTTL)}
+	err = s.save()
 	s.mu.Unlock()
+	if err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "The sandbox cannot save its state; see its state file.")
+		return
+	}
 	s.page(w, http.StatusOK, pageData{Title: "Sandbox provider — dev only", App: s.app, ClientID: s.cfg.ClientID, Scopes: scopes, RequestID: id})
 }
 
@@ -243,29 +235,33 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
-	id := r.PostForm.Get("request")
-	req, ok := s.requests[id]
-	delete(s.requests, id) // one decision per request
-	if !ok || !now.Before(req.expires) {
+	id := hash(r.PostForm.Get("request"))
+	req, ok := s.issued.Requests[id]
+	delete(s.issued.Requests, id) // one decision per request
+	if !ok || !now.Before(req.Expires) {
 		s.mu.Unlock()
 		s.errorPage(w, http.StatusBadRequest, "This authorization request is unknown, expired or already decided. Start again from the application.")
 		return
 	}
-	if decision == "deny" {
-		s.mu.Unlock()
-		s.redirect(w, r, url.Values{"error": {"access_denied"}, "error_description": {"the user denied the request"}, "state": {req.state}})
+	params := url.Values{"error": {"access_denied"}, "error_description": {"the user denied the request"}, "state": {req.State}}
+	if decision == "approve" {
+		code := randomToken("sandbox_code_")
+		s.issued.Codes[hash(code)] = &authCode{
+			Grant:       randomToken(""),
+			Scope:       req.Scope,
+			Challenge:   req.Challenge,
+			RedirectURI: s.cfg.RedirectURI,
+			Expires:     now.Add(CodeTTL),
+		}
+		params = url.Values{"code": {code}, "state": {req.State}}
+	}
+	err := s.save()
+	s.mu.Unlock()
+	if err != nil {
+		s.errorPage(w, http.StatusInternalServerError, "The sandbox cannot save its state; see its state file.")
 		return
 	}
-	code := randomToken("sandbox_code_")
-	s.codes[hash(code)] = &authCode{
-		grant:       randomToken(""),
-		scope:       req.scope,
-		challenge:   req.challenge,
-		redirectURI: s.cfg.RedirectURI,
-		expires:     now.Add(CodeTTL),
-	}
-	s.mu.Unlock()
-	s.redirect(w, r, url.Values{"code": {code}, "state": {req.state}})
+	s.redirect(w, r, params)
 }
 
 // redirect sends the browser to the registered redirect URI with params.
@@ -290,18 +286,38 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.prune(now)
+	var a answer
 	switch form.Get("grant_type") {
 	case "authorization_code":
-		s.exchange(w, form, now)
+		a = s.exchange(form, now)
 	case "refresh_token":
-		s.rotate(w, form, now)
+		a = s.rotate(form, now)
 	case "":
-		tokenError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
+		a = oauthError(http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
-		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code and refresh_token are supported")
+		a = oauthError(http.StatusBadRequest, "unsupported_grant_type", "only authorization_code and refresh_token are supported")
 	}
+	// Saved before answering, so no client holds a token that the
+	// sandbox would forget in a restart.
+	err := s.save()
+	s.mu.Unlock()
+	if err != nil {
+		tokenError(w, http.StatusInternalServerError, "server_error", "the sandbox cannot save its state")
+		return
+	}
+	writeJSON(w, a.status, a.body)
+}
+
+// answer is a token endpoint response to write once the state is saved.
+type answer struct {
+	status int
+	body   any
+}
+
+// oauthError is an RFC 6749 §5.2 error answer. description is fixed text.
+func oauthError(status int, code, description string) answer {
+	return answer{status, map[string]string{"error": code, "error_description": description}}
 }
 
 // tokenRequest parses the form body and authenticates the client. A
@@ -341,116 +357,108 @@ func (s *Server) tokenRequest(w http.ResponseWriter, r *http.Request) (form url.
 }
 
 // exchange redeems an authorization code. s.mu is held.
-func (s *Server) exchange(w http.ResponseWriter, form url.Values, now time.Time) {
+func (s *Server) exchange(form url.Values, now time.Time) answer {
 	code := form.Get("code")
 	if code == "" {
-		tokenError(w, http.StatusBadRequest, "invalid_request", "code is required")
-		return
+		return oauthError(http.StatusBadRequest, "invalid_request", "code is required")
 	}
-	c, ok := s.codes[hash(code)]
+	c, ok := s.issued.Codes[hash(code)]
 	switch {
-	case !ok || !now.Before(c.expires):
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "the code is invalid or expired")
-		return
-	case c.used:
+	case !ok || !now.Before(c.Expires):
+		return oauthError(http.StatusBadRequest, "invalid_grant", "the code is invalid or expired")
+	case c.Used:
 		// RFC 6749 §4.1.2: a code used twice revokes what it issued.
-		s.revoke(c.grant)
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "the code was already used; the tokens issued for it are revoked")
-		return
+		s.revoke(c.Grant)
+		return oauthError(http.StatusBadRequest, "invalid_grant", "the code was already used; the tokens issued for it are revoked")
 	}
-	c.used = true // every attempt uses the code up, right or wrong
+	c.Used = true // every attempt uses the code up, right or wrong
 	switch verifier := form.Get("code_verifier"); {
-	case form.Get("redirect_uri") != c.redirectURI:
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
+	case form.Get("redirect_uri") != c.RedirectURI:
+		return oauthError(http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
 	case verifier == "":
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "code_verifier is required")
-	case !validVerifier(verifier) || subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(c.challenge)) != 1:
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
-	default:
-		s.issue(w, c.grant, c.scope, now)
+		return oauthError(http.StatusBadRequest, "invalid_grant", "code_verifier is required")
+	case !validVerifier(verifier) || subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(c.Challenge)) != 1:
+		return oauthError(http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
 	}
+	return s.issue(c.Grant, c.Scope, now)
 }
 
 // rotate redeems a refresh token and rotates it. s.mu is held.
-func (s *Server) rotate(w http.ResponseWriter, form url.Values, now time.Time) {
+func (s *Server) rotate(form url.Values, now time.Time) answer {
 	rt := form.Get("refresh_token")
 	if rt == "" {
-		tokenError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
-		return
+		return oauthError(http.StatusBadRequest, "invalid_request", "refresh_token is required")
 	}
-	t, ok := s.refresh[hash(rt)]
+	t, ok := s.issued.Refresh[hash(rt)]
 	switch {
 	case !ok:
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid or revoked")
-		return
-	case !t.rotatedAt.IsZero():
+		return oauthError(http.StatusBadRequest, "invalid_grant", "the refresh token is invalid or revoked")
+	case !t.RotatedAt.IsZero():
 		// A rotated token came back: one of its holders is not the client.
 		// Revoke the whole grant (RFC 9700 §4.14.2).
-		s.revoke(t.grant)
-		tokenError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant is revoked")
-		return
+		s.revoke(t.Grant)
+		return oauthError(http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant is revoked")
 	}
-	scope := t.scope
+	scope := t.Scope
 	if form.Has("scope") { // §6: may narrow, never widen
 		requested, ok := parseScope(form.Get("scope"))
-		if !ok || !subset(requested, strings.Fields(t.scope)) {
-			tokenError(w, http.StatusBadRequest, "invalid_scope", "the scope exceeds the one originally granted")
-			return
+		if !ok || !subset(requested, strings.Fields(t.Scope)) {
+			return oauthError(http.StatusBadRequest, "invalid_scope", "the scope exceeds the one originally granted")
 		}
 		scope = strings.Join(requested, " ")
 	}
-	t.rotatedAt = now
-	s.issue(w, t.grant, scope, now)
+	t.RotatedAt = now
+	return s.issue(t.Grant, scope, now)
 }
 
 // issue mints an access token and a refresh token for grant. s.mu is held.
-func (s *Server) issue(w http.ResponseWriter, grant, scope string, now time.Time) {
+func (s *Server) issue(grant, scope string, now time.Time) answer {
 	at, rt := randomToken("sandbox_at_"), randomToken("sandbox_rt_")
-	s.access[hash(at)] = &accessToken{grant: grant, scope: scope, expires: now.Add(s.cfg.AccessTokenTTL)}
-	s.refresh[hash(rt)] = &refreshToken{grant: grant, scope: scope}
-	writeJSON(w, http.StatusOK, map[string]any{
+	s.issued.Access[hash(at)] = &accessToken{Grant: grant, Scope: scope, Expires: now.Add(s.cfg.AccessTokenTTL)}
+	s.issued.Refresh[hash(rt)] = &refreshToken{Grant: grant, Scope: scope}
+	return answer{http.StatusOK, map[string]any{
 		"access_token":  at,
 		"token_type":    "Bearer",
 		"expires_in":    int64(s.cfg.AccessTokenTTL / time.Second),
 		"refresh_token": rt,
 		"scope":         scope,
-	})
+	}}
 }
 
 // revoke forgets every token of grant. s.mu is held.
 func (s *Server) revoke(grant string) {
-	for k, t := range s.access {
-		if t.grant == grant {
-			delete(s.access, k)
+	for k, t := range s.issued.Access {
+		if t.Grant == grant {
+			delete(s.issued.Access, k)
 		}
 	}
-	for k, t := range s.refresh {
-		if t.grant == grant {
-			delete(s.refresh, k)
+	for k, t := range s.issued.Refresh {
+		if t.Grant == grant {
+			delete(s.issued.Refresh, k)
 		}
 	}
 }
 
 // prune drops what has expired. s.mu is held.
 func (s *Server) prune(now time.Time) {
-	for k, r := range s.requests {
-		if !now.Before(r.expires) {
-			delete(s.requests, k)
+	for k, r := range s.issued.Requests {
+		if !now.Before(r.Expires) {
+			delete(s.issued.Requests, k)
 		}
 	}
-	for k, c := range s.codes {
-		if !now.Before(c.expires) {
-			delete(s.codes, k)
+	for k, c := range s.issued.Codes {
+		if !now.Before(c.Expires) {
+			delete(s.issued.Codes, k)
 		}
 	}
-	for k, t := range s.access {
-		if !now.Before(t.expires) {
-			delete(s.access, k)
+	for k, t := range s.issued.Access {
+		if !now.Before(t.Expires) {
+			delete(s.issued.Access, k)
 		}
 	}
-	for k, t := range s.refresh {
-		if !t.rotatedAt.IsZero() && now.Sub(t.rotatedAt) > rotatedKeepFor {
-			delete(s.refresh, k)
+	for k, t := range s.issued.Refresh {
+		if !t.RotatedAt.IsZero() && now.Sub(t.RotatedAt) > rotatedKeepFor {
+			delete(s.issued.Refresh, k)
 		}
 	}
 }
@@ -460,11 +468,11 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	now := s.cfg.Now()
 	s.mu.Lock()
-	t, ok := s.access[hash(tok)]
-	valid := ok && strings.EqualFold(scheme, "Bearer") && now.Before(t.expires)
+	t, ok := s.issued.Access[hash(tok)]
+	valid := ok && strings.EqualFold(scheme, "Bearer") && now.Before(t.Expires)
 	var scope string
 	if valid {
-		scope = t.scope
+		scope = t.Scope
 	}
 	s.mu.Unlock()
 	if !valid {
@@ -543,7 +551,8 @@ func equal(a, b string) bool {
 	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }
 
-// hash keys the maps, so a memory dump holds no usable credential.
+// hash keys the maps, so a memory dump or the state file holds no usable
+// credential.
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])

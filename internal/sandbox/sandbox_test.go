@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,39 +45,60 @@ func (c *clock) Add(d time.Duration) {
 }
 
 type fixture struct {
-	t     *testing.T
-	srv   *httptest.Server
-	clock *clock
-	hc    *http.Client // does not follow redirects
-	conf  *oauth2.Config
+	t       *testing.T
+	cfg     Config
+	handler atomic.Pointer[http.Handler] // the running sandbox; restart replaces it
+	srv     *httptest.Server
+	clock   *clock
+	hc      *http.Client // does not follow redirects
+	conf    *oauth2.Config
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWithFile(t, "") }
+
+// newFixtureWithFile runs a sandbox that keeps its state in stateFile
+// ("" for memory only).
+func newFixtureWithFile(t *testing.T, stateFile string) *fixture {
 	t.Helper()
 	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	logcheck.Register(testSecret)
-	sb := New(Config{ClientID: testClientID, ClientSecret: testSecret, RedirectURI: testRedirect, Now: clk.Now})
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	return &fixture{
+	f := &fixture{
 		t:     t,
-		srv:   srv,
+		cfg:   Config{ClientID: testClientID, ClientSecret: testSecret, RedirectURI: testRedirect, StateFile: stateFile, Now: clk.Now},
 		clock: clk,
 		hc: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		conf: &oauth2.Config{
-			ClientID:     testClientID,
-			ClientSecret: testSecret,
-			RedirectURL:  testRedirect,
-			Scopes:       []string{"profile", "email"},
-			Endpoint: oauth2.Endpoint{
-				AuthURL:   srv.URL + "/sandbox/authorize",
-				TokenURL:  srv.URL + "/sandbox/token",
-				AuthStyle: oauth2.AuthStyleInHeader,
-			},
+	}
+	f.restart()
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*f.handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	f.conf = &oauth2.Config{
+		ClientID:     testClientID,
+		ClientSecret: testSecret,
+		RedirectURL:  testRedirect,
+		Scopes:       []string{"profile", "email"},
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   f.srv.URL + "/sandbox/authorize",
+			TokenURL:  f.srv.URL + "/sandbox/token",
+			AuthStyle: oauth2.AuthStyleInHeader,
 		},
 	}
+	return f
+}
+
+// restart replaces the running sandbox with a new one of the same
+// configuration, as a restart of its process would.
+func (f *fixture) restart() {
+	f.t.Helper()
+	sb, err := New(f.cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	h := sb.Handler()
+	f.handler.Store(&h)
 }
 
 func (f *fixture) get(u string, header ...string) (*http.Response, string) {
@@ -535,13 +559,100 @@ func TestTokenClientAuthentication(t *testing.T) {
 	}
 }
 
-func TestNewPanicsWithoutClient(t *testing.T) {
-	defer func() {
-		if r := recover(); r == nil {
-			t.Fatal("New accepted an empty config")
+func TestNewRefusesIncompleteConfig(t *testing.T) {
+	ok := Config{ClientID: testClientID, ClientSecret: testSecret, RedirectURI: testRedirect}
+	for name, edit := range map[string]func(*Config){
+		"empty":                  func(c *Config) { *c = Config{} },
+		"no client id":           func(c *Config) { c.ClientID = "" },
+		"no client secret":       func(c *Config) { c.ClientSecret = "" },
+		"relative redirect URI":  func(c *Config) { c.RedirectURI = "/callback/sandbox" },
+		"unreadable state file":  func(c *Config) { c.StateFile = t.TempDir() }, // a directory
+		"state file not sandbox": func(c *Config) { c.StateFile = writeTemp(t, "not json") },
+	} {
+		cfg := ok
+		edit(&cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted the config", name)
 		}
-	}()
-	New(Config{})
+	}
+	if _, err := New(ok); err != nil {
+		t.Errorf("New: %v", err)
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestGrantsSurviveRestart: with a state file, what the sandbox issued
+// outlives its process — tokens, codes, consent requests and the record
+// of rotated refresh tokens — so connections made before a restart of
+// make dev still refresh after it. The file holds no usable credential.
+func TestGrantsSurviveRestart(t *testing.T) {
+	stateFile := filepath.Join(t.TempDir(), "sandbox.json")
+	f := newFixtureWithFile(t, stateFile)
+	verifier := oauth2.GenerateVerifier()
+	status, m, _ := f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {f.approvedCode(verifier)},
+		"redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+	if status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", status, m)
+	}
+	rt1, at1 := m["refresh_token"].(string), m["access_token"].(string)
+	// A second flow is left half done: a code not yet redeemed, and a
+	// consent page not yet decided.
+	verifier2 := oauth2.GenerateVerifier()
+	code2 := f.approvedCode(verifier2)
+	pending := f.consent(f.conf.AuthCodeURL("st-2", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+
+	f.restart()
+
+	if f.userinfo(at1) != http.StatusOK {
+		t.Error("the access token issued before the restart is refused")
+	}
+	status, m, _ = f.tokenRaw(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
+	if status != http.StatusOK {
+		t.Fatalf("refresh after the restart: %d %v", status, m)
+	}
+	rt2, at2 := m["refresh_token"].(string), m["access_token"].(string)
+	status, m, _ = f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {code2},
+		"redirect_uri": {testRedirect}, "code_verifier": {verifier2}})
+	if status != http.StatusOK {
+		t.Errorf("redeeming a code issued before the restart: %d %v", status, m)
+	}
+	if q := f.decide(pending, "approve"); q.Get("state") != "st-2" || q.Get("code") == "" {
+		t.Errorf("approving a consent page opened before the restart: %v", q)
+	}
+
+	f.restart()
+
+	// The rotation survives too: the rotated-out token is recognised as
+	// reused, and its reuse revokes the grant.
+	status, m, _ = f.tokenRaw(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
+	wantOAuthError(t, status, m, http.StatusBadRequest, "invalid_grant")
+	status, m, _ = f.tokenRaw(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}})
+	wantOAuthError(t, status, m, http.StatusBadRequest, "invalid_grant")
+	if f.userinfo(at2) != http.StatusUnauthorized {
+		t.Error("an access token of the revoked grant still works")
+	}
+
+	fi, err := os.Stat(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+	raw, _ := os.ReadFile(stateFile)
+	for name, v := range map[string]string{"refresh token": rt1, "access token": at1, "code": code2, "request id": pending, "client secret": testSecret} {
+		if strings.Contains(string(raw), v) {
+			t.Errorf("the state file holds a %s in the clear", name)
+		}
+	}
 }
 
 func TestConcurrentExchangeIssuesOnce(t *testing.T) {
