@@ -471,7 +471,7 @@ func (b *Broker) finish(ctx context.Context, before store.Connection, c *store.C
 func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *callPermit) (*provider.Token, error) {
 	grant := renewGrant(p, c)
 	if grant == "" {
-		return nil, cannotRenew(p, c)
+		return nil, renewError(p, c)
 	}
 	rp, _, err := p.Resolve(c.Params)
 	if err != nil {
@@ -485,6 +485,12 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	}
 	if err := call.acquire(ctx); err != nil {
 		return nil, err
+	}
+	if call == nil && !fitsBefore(ctx, 0, b.Wire.Timeout()) {
+		// On demand, or the retry after invalid_client: the same rule as
+		// acquire's, a call that could be cut off by the deadline is not
+		// sent.
+		return nil, errNotSent
 	}
 	defer call.done()
 	var tok *provider.Token
@@ -531,6 +537,17 @@ func cannotRenew(p *provider.Provider, c *store.Connection) *cannotRenewError {
 		return &cannotRenewError{"provider entry does not allow the refresh_token grant"}
 	}
 	return &cannotRenewError{"connection has no way to renew its token"}
+}
+
+// renewError is why renew cannot renew c: a connection that was put on
+// the schedule (so its entry allowed renewal when it was saved) and has
+// lost that since is an operator's change, retried (ClassCatalog) so
+// restoring the entry recovers it; one that never could is final.
+func renewError(p *provider.Provider, c *store.Connection) error {
+	if !c.RefreshDue.IsZero() && c.RefreshToken != "" {
+		return &catalogError{"provider entry no longer allows renewing this connection"}
+	}
+	return cannotRenew(p, c)
 }
 
 // failureClass names the class of a transient failure.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -62,5 +63,35 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 				t.Errorf("%d token requests after connecting, want none", n)
 			}
 		})
+	}
+}
+
+// TestEntryLosingRefreshGrantIsRetried: a scheduled connection whose
+// entry loses the refresh_token grant afterwards (an operator's change,
+// perhaps for one deploy) keeps its tokens and is retried, class catalog,
+// and restoring the entry recovers it — it is not sent to needs_reauth.
+func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
+	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
+	c := f.connect(t, "c1")
+	if c.RefreshDue.IsZero() {
+		t.Fatal("test setup: connection not scheduled")
+	}
+	withRefresh := f.b.Catalog
+	codeOnly := "    authorization_url: " + f.prov.AuthorizeURL() + "\n    token_url: " + f.prov.TokenURL() + "\n    grant_types: [authorization_code]\n"
+	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+codeOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.b.Catalog = cat
+	if sum := f.sweepAt(t, 56*time.Minute); sum.Failed != 1 {
+		t.Fatalf("sweep under the changed entry: %+v", sum)
+	}
+	got := f.get(t, "c1")
+	if got.Status != store.StatusConnected || got.FailureClass != broker.ClassCatalog || got.RefreshDue.IsZero() || got.RefreshToken != c.RefreshToken {
+		t.Fatalf("after the entry lost refresh_token: status %s class %q due %v", got.Status, got.FailureClass, got.RefreshDue)
+	}
+	f.b.Catalog = withRefresh
+	if sum := f.sweepAt(t, 2*time.Hour); sum.Refreshed != 1 {
+		t.Fatalf("sweep after restoring the entry: %+v", sum)
 	}
 }

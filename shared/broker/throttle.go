@@ -112,7 +112,8 @@ func (t *throttle) reserve(now time.Time) (*rate.Reservation, time.Duration, boo
 }
 
 // release gives back the budget r took for a request that was not sent,
-// so the requests queued behind it move up.
+// as far as x/time/rate can: fully for the latest reservation before its
+// time to act, otherwise not (the budget then refills on its own).
 func (t *throttle) release(r *rate.Reservation, now time.Time) {
 	if r == nil {
 		return

@@ -17,8 +17,6 @@ const (
 	// ExpirySlack: a token with less than this left is renewed before it is
 	// handed out, even if its refresh is not yet due.
 	ExpirySlack = 30 * time.Second
-	// minCallTime is the least time an on-demand provider call is given.
-	minCallTime = 3 * time.Second
 )
 
 // ErrReauthRequired means the connection needs the customer to connect
@@ -85,7 +83,7 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 		if !(force && c.AccessToken == seen) && !needsRenewal(&c, now) {
 			return c, nil
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < invocationReserve+minCallTime {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < invocationReserve+b.Wire.Timeout()+time.Second {
 			// Too little of the invocation left to call the provider and
 			// save what it answers: say so rather than be cut off mid-way.
 			if !force && usable(&c, now) {
@@ -118,6 +116,9 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 					return r.conn, &RefreshError{Class: r.class, RetryAfter: wait, Err: r.err}
 				case outcomeSuperseded:
 					continue // reconnected meanwhile: read the new tokens
+				case outcomeInterrupted:
+					// The call could not go out in time: nothing changed.
+					return r.conn, &RefreshError{Class: ClassBusy, RetryAfter: time.Second, Err: r.err}
 				default:
 					return c, &RefreshError{Class: ClassInternal, RetryAfter: time.Second, Err: r.err}
 				}

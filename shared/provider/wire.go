@@ -273,7 +273,13 @@ func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCreden
 	// leaves the outcome unknown (Error.Unanswered).
 	var wrote atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+		// Sticky: the transport may retry a request on a new connection,
+		// and a failed retry does not unsend the first copy.
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wrote.Store(true)
+			}
+		},
 	}))
 	sent := c.now()
 	resp, err := hc.Do(req)

@@ -136,7 +136,7 @@ type Store interface {
 	// PeekConnection returns a connection without its credentials
 	// (AccessToken and RefreshToken empty), which it never opens: for a
 	// caller that needs only the version, grant or status, and so needs no
-	// right to open them (the callback holds no kms:Decrypt on tokens).
+	// right to open them (the callback, which replaces connections).
 	// ErrNotFound if there is none.
 	PeekConnection(ctx context.Context, provider, connectionID string) (Connection, error)
 	// SaveConnection writes c if the stored version still equals c.Version
