@@ -379,7 +379,7 @@ func tokenEvent(id, rawQuery string) events.APIGatewayV2HTTPRequest {
 // in the past, through a store of their own (uncounted clients, its own
 // data key, as another function instance writes them).
 func seedDue(b *testing.B, ddb *dynalite.Server, kms *localkms.Server, table string, prov *providertest.Server, prefix string, n int) {
-	st := dynamo.New(ddb.Client, table, setup.Sealer(kms.Client, setup.Env{TableName: table, TokenKeyID: kms.KeyARN}))
+	st := setup.Store(ddb.Client, kms.Client, setup.Env{TableName: table, TokenKeyID: kms.KeyARN})
 	due := time.Now().Add(-time.Minute)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -194,7 +195,8 @@ func TestPKCEPerFlow(t *testing.T) {
 	if !ok || item.Item["pkce_verifier"] != nil {
 		t.Fatalf("state record holds no sealed value, or a plaintext verifier")
 	}
-	creds, err := store.OpenCredentials(t.Context(), sealerFor(s.kms, s.table), pk, sealed.Value)
+	states, _ := setup.Sealers(s.kms.Client, setup.Env{TableName: s.table, TokenKeyID: s.kms.KeyARN})
+	creds, err := store.OpenCredentials(t.Context(), states, pk, sealed.Value)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
-	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -177,7 +176,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		t:         t,
 		ddb:       ddb.Client,
 		table:     table,
-		store:     dynamo.New(ddb.Client, table, sealerFor(kms, table)),
+		store:     storeFor(ddb, kms, table),
 		kms:       kms,
 		sm:        sm,
 		prov:      prov,
@@ -199,10 +198,10 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	return s
 }
 
-// sealerFor returns a sealer as the functions build it (shared/setup), for
+// storeFor returns a store sealing as the functions do (shared/setup), for
 // reading and checking what they store.
-func sealerFor(kms *localkms.Server, table string) *envelope.Sealer {
-	return envelope.NewSealer(envelope.NewKMS(kms.Client, kms.KeyARN, setup.EncryptionContext(table)), 0)
+func storeFor(ddb *dynalite.Server, kms *localkms.Server, table string) *dynamo.Store {
+	return setup.Store(ddb.Client, kms.Client, setup.Env{TableName: table, TokenKeyID: kms.KeyARN})
 }
 
 // newRefreshInstance replaces the refresh function by a fresh execution

@@ -2,6 +2,7 @@ package templatecheck
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -52,8 +53,10 @@ var capabilities = []struct {
 	{"lease connections (`conn#*`)", grant{"dynamodb:UpdateItem", tableRes, connKeys}},
 	{"delete connections (`conn#*`)", grant{"dynamodb:DeleteItem", tableRes, connKeys}},
 	{"query the due index", grant{"dynamodb:Query", dueIndex, noCond}},
-	{"seal: `kms:GenerateDataKey` on TokenKey, this table's context", grant{"kms:GenerateDataKey", tokenKey, tableCtx}},
-	{"open: `kms:Decrypt` on TokenKey, this table's context", grant{"kms:Decrypt", tokenKey, tableCtx}},
+	{"seal states: `kms:GenerateDataKey` on TokenKey, context record `state`", grant{"kms:GenerateDataKey", tokenKey, stateCtx}},
+	{"seal connections: `kms:GenerateDataKey` on TokenKey, context record `connection`", grant{"kms:GenerateDataKey", tokenKey, connCtx}},
+	{"open states (PKCE verifiers): `kms:Decrypt` on TokenKey, context record `state`", grant{"kms:Decrypt", tokenKey, stateCtx}},
+	{"open connections (tokens): `kms:Decrypt` on TokenKey, context record `connection` (or none, sealed before)", grant{"kms:Decrypt", tokenKey, connOpenCtx}},
 	{"read the signing keys secret", grant{"secretsmanager:GetSecretValue", keysRes, noCond}},
 	{"read client credentials (`<prefix>provider/*`)", grant{"secretsmanager:GetSecretValue", providers, noCond}},
 	{"publish lifecycle events (`events:PutEvents` on the one bus)", grant{"events:PutEvents", eventBus, noCond}},
@@ -84,6 +87,12 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		})},
 		{"authorize cannot open sealed credentials (no kms:Decrypt)", !any("AuthorizeFunction", isAction("kms:Decrypt"))},
 		{"callback cannot query the due index", !any("CallbackFunction", isAction("dynamodb:Query"))},
+		{"callback cannot open a connection's tokens (kms:Decrypt for states only)", !any("CallbackFunction", func(g grant) bool {
+			return g.Action == "kms:Decrypt" && g.Condition != stateCtx
+		})},
+		{"refresh and token cannot open states (kms:Decrypt for connections only)", !slices.ContainsFunc(append(slices.Clone(grants["RefreshFunction"]), grants["TokenFunction"]...), func(g grant) bool {
+			return g.Action == "kms:Decrypt" && g.Condition != connOpenCtx
+		})},
 		{"callback cannot lease (UpdateItem) connections", !any("CallbackFunction", isAction("dynamodb:UpdateItem"))},
 		{"refresh cannot touch pending states", !any("RefreshFunction", func(g grant) bool { return g.Condition == stateKeys })},
 		{"refresh cannot read the signing keys (it signs and verifies nothing)", !has("RefreshFunction", grant{"secretsmanager:GetSecretValue", keysRes, noCond})},
@@ -107,7 +116,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		{"every KMS grant names only TokenKey and requires this table's encryption context", func() bool {
 			for _, gs := range grants {
 				for _, g := range gs {
-					if strings.HasPrefix(g.Action, "kms:") && (g.Resource != tokenKey || g.Condition != tableCtx) {
+					if strings.HasPrefix(g.Action, "kms:") && (g.Resource != tokenKey || !strings.Contains(g.Condition, tableCtx)) {
 						return false
 					}
 				}
@@ -222,13 +231,19 @@ func TestTokenKey(t *testing.T) {
 // renamed key cannot pass every local test (local-kms has no IAM) and then
 // meet AccessDenied in AWS.
 func TestKMSConditionMatchesCode(t *testing.T) {
-	ctx := setup.EncryptionContext("the-table")
-	if len(ctx) != 1 || ctx["oauthbroker:table"] != "the-table" {
-		t.Fatalf("setup.EncryptionContext = %v, want {oauthbroker:table: <table>}", ctx)
-	}
-	for k := range ctx {
-		if want := `StringEquals kms:EncryptionContext:` + k + `=[{"Ref":"ConnectionsTable"}]`; tableCtx != want {
-			t.Errorf("the template's KMS condition is %s, the code sends context key %q (want %s)", tableCtx, k, want)
+	for _, tc := range []struct {
+		record, cond string
+	}{{setup.RecordState, stateCtx}, {setup.RecordConnection, connCtx}} {
+		ctx := setup.EncryptionContext("the-table", tc.record)
+		want := map[string]string{"oauthbroker:table": "the-table", "oauthbroker:record": tc.record}
+		if !maps.Equal(ctx, want) {
+			t.Fatalf("setup.EncryptionContext = %v, want %v", ctx, want)
 		}
+		if got := `StringEquals kms:EncryptionContext:oauthbroker:record=[` + tc.record + `]; StringEquals kms:EncryptionContext:oauthbroker:table=[{"Ref":"ConnectionsTable"}]`; tc.cond != got {
+			t.Errorf("the template's KMS condition for %s is %s, the code sends %v (want %s)", tc.record, tc.cond, ctx, got)
+		}
+	}
+	if legacy := setup.LegacyEncryptionContext("the-table"); !maps.Equal(legacy, map[string]string{"oauthbroker:table": "the-table"}) {
+		t.Errorf("setup.LegacyEncryptionContext = %v", legacy)
 	}
 }

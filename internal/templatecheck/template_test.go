@@ -60,17 +60,23 @@ var iamRoutes = []string{
 }
 
 const (
-	tableRes   = "GetAtt:ConnectionsTable.Arn"
-	dueIndex   = "Sub:${ConnectionsTable.Arn}/index/due"
-	keysRes    = "Ref:SigningKeysSecret"
-	providers  = "Sub:arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}provider/*"
-	stateKeys  = "ForAllValues:StringLike dynamodb:LeadingKeys=[state#*]"
-	connKeys   = "ForAllValues:StringLike dynamodb:LeadingKeys=[conn#*]"
-	tokenKey   = "GetAtt:TokenKey.Arn"
-	tableCtx   = `StringEquals kms:EncryptionContext:oauthbroker:table=[{"Ref":"ConnectionsTable"}]`
-	eventBus   = "Sub:arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
-	noCond     = ""
-	scheduleIn = `{"source":"oauthbroker.schedule","action":"refresh-due"}`
+	tableRes  = "GetAtt:ConnectionsTable.Arn"
+	dueIndex  = "Sub:${ConnectionsTable.Arn}/index/due"
+	keysRes   = "Ref:SigningKeysSecret"
+	providers = "Sub:arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}provider/*"
+	stateKeys = "ForAllValues:StringLike dynamodb:LeadingKeys=[state#*]"
+	connKeys  = "ForAllValues:StringLike dynamodb:LeadingKeys=[conn#*]"
+	tokenKey  = "GetAtt:TokenKey.Arn"
+	tableCtx  = `StringEquals kms:EncryptionContext:oauthbroker:table=[{"Ref":"ConnectionsTable"}]`
+	// The encryption contexts of the two record kinds (shared/setup):
+	// sealing names the kind; opening a connection also accepts the
+	// table-only context of connections sealed before kinds were named.
+	stateCtx    = `StringEquals kms:EncryptionContext:oauthbroker:record=[state]; ` + tableCtx
+	connCtx     = `StringEquals kms:EncryptionContext:oauthbroker:record=[connection]; ` + tableCtx
+	connOpenCtx = tableCtx + `; StringEqualsIfExists kms:EncryptionContext:oauthbroker:record=[connection]`
+	eventBus    = "Sub:arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+	noCond      = ""
+	scheduleIn  = `{"source":"oauthbroker.schedule","action":"refresh-due"}`
 )
 
 // ownLogGroup is the Arn of a function's own log group (its
@@ -83,7 +89,7 @@ const ownLogGroup = "GetAtt:<its own log group>.Arn"
 var wantGrants = map[string][]grant{
 	"AuthorizeFunction": {
 		{"dynamodb:PutItem", tableRes, stateKeys},
-		{"kms:GenerateDataKey", tokenKey, tableCtx},
+		{"kms:GenerateDataKey", tokenKey, stateCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"logs:CreateLogStream", ownLogGroup, noCond},
@@ -93,8 +99,8 @@ var wantGrants = map[string][]grant{
 		{"dynamodb:DeleteItem", tableRes, stateKeys},
 		{"dynamodb:GetItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
-		{"kms:GenerateDataKey", tokenKey, tableCtx},
-		{"kms:Decrypt", tokenKey, tableCtx},
+		{"kms:GenerateDataKey", tokenKey, connCtx},
+		{"kms:Decrypt", tokenKey, stateCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"events:PutEvents", eventBus, noCond},
@@ -105,8 +111,8 @@ var wantGrants = map[string][]grant{
 		{"dynamodb:Query", dueIndex, noCond},
 		{"dynamodb:UpdateItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
-		{"kms:GenerateDataKey", tokenKey, tableCtx},
-		{"kms:Decrypt", tokenKey, tableCtx},
+		{"kms:GenerateDataKey", tokenKey, connCtx},
+		{"kms:Decrypt", tokenKey, connOpenCtx},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"events:PutEvents", eventBus, noCond},
 		{"logs:CreateLogStream", ownLogGroup, noCond},
@@ -117,8 +123,8 @@ var wantGrants = map[string][]grant{
 		{"dynamodb:UpdateItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
 		{"dynamodb:DeleteItem", tableRes, connKeys},
-		{"kms:GenerateDataKey", tokenKey, tableCtx},
-		{"kms:Decrypt", tokenKey, tableCtx},
+		{"kms:GenerateDataKey", tokenKey, connCtx},
+		{"kms:Decrypt", tokenKey, connOpenCtx},
 		{"secretsmanager:GetSecretValue", providers, noCond},
 		{"events:PutEvents", eventBus, noCond},
 		{"logs:CreateLogStream", ownLogGroup, noCond},

@@ -24,6 +24,9 @@ type KMS struct {
 	client  *kms.Client
 	keyID   string
 	context map[string]string
+	// legacy, if set, is the context of data keys wrapped before context
+	// changed: Decrypt tries it when context is refused.
+	legacy map[string]string
 }
 
 var _ Keys = (*KMS)(nil)
@@ -33,6 +36,16 @@ var _ Keys = (*KMS)(nil)
 // a value wrapped by any other key is refused.
 func NewKMS(client *kms.Client, keyID string, encryptionContext map[string]string) *KMS {
 	return &KMS{client: client, keyID: keyID, context: encryptionContext}
+}
+
+// WithLegacyContext returns Keys that also open data keys wrapped under
+// legacy, an encryption context used before: Decrypt tries it when KMS
+// refuses the current one. New data keys are always wrapped under the
+// current context.
+func (k *KMS) WithLegacyContext(legacy map[string]string) *KMS {
+	c := *k
+	c.legacy = legacy
+	return &c
 }
 
 // GenerateDataKey implements Keys.
@@ -50,10 +63,18 @@ func (k *KMS) GenerateDataKey(ctx context.Context) (key, wrapped []byte, err err
 
 // Decrypt implements Keys.
 func (k *KMS) Decrypt(ctx context.Context, wrapped []byte) ([]byte, error) {
+	key, err := k.decrypt(ctx, wrapped, k.context)
+	if errors.Is(err, ErrOpen) && k.legacy != nil {
+		key, err = k.decrypt(ctx, wrapped, k.legacy)
+	}
+	return key, err
+}
+
+func (k *KMS) decrypt(ctx context.Context, wrapped []byte, encryptionContext map[string]string) ([]byte, error) {
 	out, err := k.client.Decrypt(ctx, &kms.DecryptInput{
 		CiphertextBlob:    wrapped,
 		KeyId:             aws.String(k.keyID),
-		EncryptionContext: k.context,
+		EncryptionContext: encryptionContext,
 	})
 	var api smithy.APIError
 	if errors.As(err, &api) && refusals[api.ErrorCode()] {

@@ -143,7 +143,7 @@ func New(env Env, cfg aws.Config) (*broker.Broker, error) {
 	return &broker.Broker{
 		Config:  env.Broker,
 		Catalog: cat,
-		Store:   dynamo.New(dynamodb.NewFromConfig(cfg), env.TableName, Sealer(kms.NewFromConfig(cfg), env)),
+		Store:   Store(dynamodb.NewFromConfig(cfg), kms.NewFromConfig(cfg), env),
 		Secrets: secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), SecretsTTL),
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
 		Log:     Logger(),
@@ -152,15 +152,41 @@ func New(env Env, cfg aws.Config) (*broker.Broker, error) {
 	}, nil
 }
 
-// Sealer returns the sealer of stored credentials: data keys from the KMS
-// key TOKEN_KEY_ID under the encryption context {"oauthbroker:table":
-// TABLE_NAME}, which the functions' IAM policies require.
-func Sealer(client *kms.Client, env Env) *envelope.Sealer {
-	return envelope.NewSealer(envelope.NewKMS(client, env.TokenKeyID, EncryptionContext(env.TableName)), envelope.DefaultKeyReuse)
+// Record kinds, named in the encryption context of each data key so that
+// IAM can grant opening one kind and not the other: the callback opens
+// states (their PKCE verifiers), never connections (their tokens).
+const (
+	RecordState      = "state"
+	RecordConnection = "connection"
+)
+
+// Sealers returns the sealers of stored credentials: data keys from the
+// KMS key TOKEN_KEY_ID under the encryption context {"oauthbroker:table":
+// TABLE_NAME, "oauthbroker:record": kind}, which the functions' IAM
+// policies require. Connections sealed before the record kind was named
+// (context {"oauthbroker:table": TABLE_NAME}) still open; states live
+// minutes and are not carried over.
+func Sealers(client *kms.Client, env Env) (states, connections *envelope.Sealer) {
+	states = envelope.NewSealer(envelope.NewKMS(client, env.TokenKeyID, EncryptionContext(env.TableName, RecordState)), envelope.DefaultKeyReuse)
+	connKeys := envelope.NewKMS(client, env.TokenKeyID, EncryptionContext(env.TableName, RecordConnection)).WithLegacyContext(LegacyEncryptionContext(env.TableName))
+	return states, envelope.NewSealer(connKeys, envelope.DefaultKeyReuse)
 }
 
-// EncryptionContext is the KMS encryption context of every data key.
-func EncryptionContext(table string) map[string]string {
+// Store returns the DynamoDB store of env, sealing under Sealers.
+func Store(ddb *dynamodb.Client, client *kms.Client, env Env) *dynamo.Store {
+	states, conns := Sealers(client, env)
+	return dynamo.NewWithSealers(ddb, env.TableName, states, conns)
+}
+
+// EncryptionContext is the KMS encryption context of the data keys of one
+// record kind (RecordState or RecordConnection).
+func EncryptionContext(table, record string) map[string]string {
+	return map[string]string{"oauthbroker:table": table, "oauthbroker:record": record}
+}
+
+// LegacyEncryptionContext is the context of data keys wrapped before the
+// record kind was named.
+func LegacyEncryptionContext(table string) map[string]string {
 	return map[string]string{"oauthbroker:table": table}
 }
 

@@ -58,7 +58,8 @@ const (
 type Store struct {
 	client *dynamodb.Client
 	table  string
-	sealer *envelope.Sealer
+	sealer *envelope.Sealer // connections' credentials
+	states *envelope.Sealer // states' PKCE verifiers
 }
 
 var _ store.Store = (*Store)(nil)
@@ -66,10 +67,17 @@ var _ store.Store = (*Store)(nil)
 // New returns a Store on the named table, which must have the schema that
 // CreateTable creates, sealing credentials with sealer.
 func New(client *dynamodb.Client, table string, sealer *envelope.Sealer) *Store {
-	if sealer == nil {
+	return NewWithSealers(client, table, sealer, sealer)
+}
+
+// NewWithSealers is New with one sealer for states and another for
+// connections, whose data keys can then be opened by different roles (in
+// AWS, under different KMS encryption contexts: see setup.Sealers).
+func NewWithSealers(client *dynamodb.Client, table string, states, connections *envelope.Sealer) *Store {
+	if states == nil || connections == nil {
 		panic("dynamo: New without a sealer")
 	}
-	return &Store{client: client, table: table, sealer: sealer}
+	return &Store{client: client, table: table, sealer: connections, states: states}
 }
 
 // CreateTable creates table with the store's schema (keys, the "due" index,
@@ -176,7 +184,7 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 		TTL:          unix(r.ExpiresAt),
 	}
 	if r.PKCEVerifier != "" {
-		sealed, err := store.SealCredentials(ctx, s.sealer, it.PK, store.Credentials{PKCEVerifier: r.PKCEVerifier})
+		sealed, err := store.SealCredentials(ctx, s.states, it.PK, store.Credentials{PKCEVerifier: r.PKCEVerifier})
 		if err != nil {
 			return fmt.Errorf("dynamo: put state: %w", err)
 		}
@@ -222,7 +230,7 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 		return store.StateRecord{}, fmt.Errorf("dynamo: take state: decode: %w", err)
 	}
 	if it.Sealed != nil {
-		creds, err := store.OpenCredentials(ctx, s.sealer, statePK(id), it.Sealed)
+		creds, err := store.OpenCredentials(ctx, s.states, statePK(id), it.Sealed)
 		if err != nil {
 			return store.StateRecord{}, fmt.Errorf("dynamo: take state: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
@@ -307,5 +308,62 @@ func TestPeekNeverOpensCredentials(t *testing.T) {
 	k.putRaw(t, item)
 	if c, err := cold.PeekConnection(ctx, "acme", "moved"); err != nil || c.Version != saved.Version {
 		t.Errorf("PeekConnection of unopenable credentials = %+v, %v", c, err)
+	}
+}
+
+// TestContextsSeparateRecordKinds: the functions seal states and
+// connections under encryption contexts naming the record kind
+// (setup.Sealers), and KMS itself keeps them apart: with the only context
+// the callback may use for kms:Decrypt (record "state"), a connection's
+// data key does not open, while its state's does. Connections sealed
+// before the kind was named (table-only context) still open for the
+// functions that may open connections, and their next write moves them
+// to the new context.
+func TestContextsSeparateRecordKinds(t *testing.T) {
+	ctx := t.Context()
+	k := newKMSStore(t)
+	env := setup.Env{TableName: k.table, TokenKeyID: k.kms.KeyARN}
+	fns := setup.Store(k.client, k.kms.Client, env)
+	if _, err := fns.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected, AccessToken: testAccess, RefreshToken: testRefresh}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fns.PutState(ctx, store.StateRecord{ID: "s1", Provider: "acme", ConnectionID: "c1", PKCEVerifier: testPKCE, BindingHash: "h", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The callback's Decrypt context, for both kinds.
+	stateOnly := envelope.NewSealer(envelope.NewKMS(k.kms.Client, k.kms.KeyARN, setup.EncryptionContext(k.table, setup.RecordState)), 0)
+	callback := dynamo.NewWithSealers(k.client, k.table, stateOnly, stateOnly)
+	if c, err := callback.GetConnection(ctx, "acme", "c1"); !errors.Is(err, envelope.ErrOpen) || c.AccessToken != "" {
+		t.Errorf("a connection opened under the state context: %v", err)
+	}
+	if r, err := callback.TakeState(ctx, "s1", "h"); err != nil || r.PKCEVerifier != testPKCE {
+		t.Errorf("the state did not open under the state context: %v", err)
+	}
+	// And the connection context does not open states.
+	if err := fns.PutState(ctx, store.StateRecord{ID: "s2", Provider: "acme", ConnectionID: "c1", PKCEVerifier: testPKCE, BindingHash: "h", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	_, conns := setup.Sealers(k.kms.Client, env)
+	if _, err := dynamo.NewWithSealers(k.client, k.table, conns, conns).TakeState(ctx, "s2", "h"); !errors.Is(err, envelope.ErrOpen) {
+		t.Errorf("a state opened under the connection context: %v", err)
+	}
+
+	// A connection sealed before record kinds were named.
+	legacy := dynamo.New(k.client, k.table, envelope.NewSealer(envelope.NewKMS(k.kms.Client, k.kms.KeyARN, setup.LegacyEncryptionContext(k.table)), 0))
+	old, err := legacy.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "old", Status: store.StatusConnected, AccessToken: testAccess, RefreshToken: testRefresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := setup.Store(k.client, k.kms.Client, env).GetConnection(ctx, "acme", "old")
+	if err != nil || c.AccessToken != testAccess {
+		t.Fatalf("a connection sealed under the table-only context did not open: %v", err)
+	}
+	if _, err := fns.SaveConnection(ctx, c); err != nil || c.Version != old.Version {
+		t.Fatal(err)
+	}
+	newOnly := envelope.NewSealer(envelope.NewKMS(k.kms.Client, k.kms.KeyARN, setup.EncryptionContext(k.table, setup.RecordConnection)), 0)
+	if c, err := dynamo.New(k.client, k.table, newOnly).GetConnection(ctx, "acme", "old"); err != nil || c.AccessToken != testAccess {
+		t.Errorf("after its next write, the old connection does not open under the new context: %v", err)
 	}
 }
