@@ -408,6 +408,12 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.RefreshDue = now
 		r.outcome = outcomeInterrupted
 	default:
+		if tok != nil && tok.RefreshToken != "" {
+			// The answer was refused for its access token, but it rotated
+			// the refresh token: keep the new one, or the next attempt
+			// replays a retired token and loses the connection.
+			c.RefreshToken = tok.RefreshToken
+		}
 		b.recordFailure(&c, &r, now)
 	}
 	b.finish(ctx, before, &c, owner, trigger, &r)

@@ -1,8 +1,12 @@
 package broker_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +84,60 @@ func TestInvalidGrantAfterNoAnswer(t *testing.T) {
 			}
 			e.assertNoCredentialLogged(t)
 		})
+	}
+}
+
+// accessTokenBroken delivers the request, and the provider acts on it, but
+// the access token of its answer comes back with a line break in it.
+type accessTokenBroken struct{ next http.RoundTripper }
+
+func (a *accessTokenBroken) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var m map[string]any
+	if json.Unmarshal(body, &m) == nil {
+		m["access_token"] = fmt.Sprint(m["access_token"]) + "\r\nX-Injected: yes"
+		body, _ = json.Marshal(m)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// TestMalformedAccessTokenKeepsRotatedRefreshToken: a rotating provider
+// answers a refresh with a malformed access token (refused, never stored)
+// and a new refresh token, having retired the old one. The new refresh
+// token is kept, so the next attempt renews the connection instead of
+// replaying a retired token into needs_reauth.
+func TestMalformedAccessTokenKeepsRotatedRefreshToken(t *testing.T) {
+	e := newFaultEnv(t, faultOptions{providers: []faultProvider{{
+		name: "acme", cfg: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
+	}}})
+	prov := e.prov["acme"]
+	seeded := e.seed(t, "acme", "c1")
+	real := e.net.next
+	e.net.next = &accessTokenBroken{next: real}
+	if sum, _ := e.sweep(t); sum.Failed != 1 {
+		t.Fatalf("sweep with the broken access token: %+v", sum)
+	}
+	e.net.next = real
+	c := e.get(t, "acme", "c1")
+	if c.FailureClass != broker.ClassBadResponse || c.AccessToken != seeded.AccessToken || strings.ContainsAny(c.AccessToken, "\r\n") {
+		t.Fatalf("after the refused answer: class %q, access token changed %v", c.FailureClass, c.AccessToken != seeded.AccessToken)
+	}
+	if prov.ValidRefresh(seeded.RefreshToken) || !prov.ValidRefresh(c.RefreshToken) {
+		t.Fatalf("the rotated refresh token was not kept (old still valid %v, stored valid %v)", prov.ValidRefresh(seeded.RefreshToken), prov.ValidRefresh(c.RefreshToken))
+	}
+	e.clk.Add(2 * time.Hour)
+	if sum, _ := e.sweep(t); sum.Refreshed != 1 {
+		t.Fatalf("next sweep: %+v, want the connection renewed", sum)
+	}
+	if c := e.get(t, "acme", "c1"); c.Status != store.StatusConnected || !prov.Valid(c.AccessToken) {
+		t.Errorf("after recovery: status %s", c.Status)
 	}
 }

@@ -35,6 +35,10 @@ func FuzzParseTokenResponse(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("error of type %T", err)
 			}
+			// Beside an error, at most a well-formed refresh token alone.
+			if tok != nil && (pe.Failure != FailureTokenSyntax || tok.AccessToken != "" || tok.RefreshToken == "" || !printable(tok.RefreshToken)) {
+				t.Fatalf("error %v returned with %+v", err, tok)
+			}
 			return
 		}
 		if tok.AccessToken == "" || tok.TokenType != "Bearer" || (!tok.ExpiresAt.IsZero() && tok.ExpiresAt.Before(t0)) {
@@ -48,4 +52,15 @@ func FuzzParseTokenResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// printable reports whether v is all printable ASCII, checked here
+// independently of the parser's own check.
+func printable(v string) bool {
+	for i := range len(v) {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return v != ""
 }

@@ -180,7 +180,10 @@ func (c *Client) Exchange(ctx context.Context, p *Provider, creds secrets.Client
 	return c.do(ctx, p, creds, v)
 }
 
-// Refresh redeems a refresh token (RFC 6749 §6).
+// Refresh redeems a refresh token (RFC 6749 §6). When the answer's access
+// token fails the syntax check (FailureTokenSyntax) but it carries a
+// well-formed refresh token, that refresh token comes back alone beside
+// the error: a rotating provider has already retired the one sent.
 func (c *Client) Refresh(ctx context.Context, p *Provider, creds secrets.ClientCredentials, refreshToken string) (*Token, error) {
 	return c.do(ctx, p, creds, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refreshToken}})
 }
@@ -471,7 +474,15 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 	// Never stored nor handed out unless well formed; the value itself
 	// stays out of the error.
 	if !validTokenValue(t.AccessToken) {
-		return nil, &Error{Failure: FailureTokenSyntax, Status: 200, Reason: "access_token has characters outside RFC 6749 Appendix A (VSCHAR)"}
+		e := &Error{Failure: FailureTokenSyntax, Status: 200, Reason: "access_token has characters outside RFC 6749 Appendix A (VSCHAR)"}
+		if t.RefreshToken != "" && validTokenValue(t.RefreshToken) {
+			// A rotating provider retired the refresh token it was sent
+			// when it issued this one: hand back the well-formed new one
+			// alone (it is never given to apps), so the connection is not
+			// lost over an access token nobody will see.
+			return &Token{RefreshToken: t.RefreshToken}, e
+		}
+		return nil, e
 	}
 	if t.RefreshToken != "" && !validTokenValue(t.RefreshToken) {
 		return nil, &Error{Failure: FailureTokenSyntax, Status: 200, Reason: "refresh_token has characters outside RFC 6749 Appendix A (VSCHAR)"}
