@@ -78,11 +78,11 @@ func (b *Broker) revoke(ctx context.Context, c store.Connection) {
 func (b *Broker) revokeAt(ctx context.Context, p *provider.Provider, c store.Connection, token, hint string) error {
 	rp, _, err := p.Resolve(c.Params)
 	if err != nil {
-		return &internalError{"connection parameters no longer match the catalog"}
+		return catalogFailure("connection parameters no longer match the catalog")
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		return &internalError{"client credentials unreadable: " + err.Error()}
+		return internalFailure("client credentials unreadable: " + err.Error())
 	}
 	return b.Wire.Revoke(ctx, rp, creds, token, hint)
 }

@@ -325,7 +325,7 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 		// one deploy): keep the tokens and keep retrying with backoff, so
 		// restoring the entry recovers the connection.
 		before := c
-		r := result{err: &catalogError{"provider not in catalog"}}
+		r := result{err: catalogFailure("provider not in catalog")}
 		b.recordFailure(&c, &r, now)
 		b.finish(ctx, before, &c, owner, "schedule", &r)
 		return r
@@ -366,7 +366,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	}
 	r := result{latency: time.Since(start), err: err}
 	pe = nil
-	var cr *cannotRenewError
+	var be *brokerError
 	switch {
 	case err == nil:
 		if tok.RefreshToken == "" {
@@ -385,9 +385,9 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		r.outcome = outcomeRefreshed
-	case errors.As(err, &cr), errors.As(err, &pe) && (pe.Failure == provider.FailureGrant || pe.Failure == provider.FailureClient):
+	case errors.As(err, &be) && be.class == ClassCannotRenew, errors.As(err, &pe) && (pe.Failure == provider.FailureGrant || pe.Failure == provider.FailureClient):
 		switch {
-		case cr != nil:
+		case be != nil && be.class == ClassCannotRenew:
 			r.class = ClassCannotRenew
 		case pe.Failure == provider.FailureClient:
 			r.class = ClassInvalidClient
@@ -483,11 +483,11 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	if err != nil {
 		// An operator's catalog change, not the customer's doing: keep the
 		// tokens and retry with backoff, so fixing the catalog recovers it.
-		return nil, &catalogError{"connection parameters no longer match the catalog"}
+		return nil, catalogFailure("connection parameters no longer match the catalog")
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		return nil, &internalError{"client credentials unreadable: " + err.Error()}
+		return nil, internalFailure("client credentials unreadable: " + err.Error())
 	}
 	if err := call.acquire(ctx); err != nil {
 		return nil, err
@@ -514,35 +514,34 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	return tok, err
 }
 
-// internalError is a refresh that failed on the broker's side.
-type internalError struct{ reason string }
+// brokerError is a refresh that failed before the provider had a say:
+// the broker's own fault (ClassInternal), a catalog that no longer fits
+// the connection (ClassCatalog) or a connection that cannot renew
+// (ClassCannotRenew). Its reason is fixed text, free of credentials.
+type brokerError struct {
+	class  string
+	reason string
+}
 
-func (e *internalError) Error() string { return e.reason }
+func (e *brokerError) Error() string { return e.reason }
 
-// catalogError is a refresh the catalog no longer describes (ClassCatalog).
-type catalogError struct{ reason string }
-
-func (e *catalogError) Error() string { return e.reason }
-
-// cannotRenewError: the entry and the tokens give no way to renew
-// (ClassCannotRenew). Its reason is one of a fixed set (cannotRenew).
-type cannotRenewError struct{ reason string }
-
-func (e *cannotRenewError) Error() string { return e.reason }
+func internalFailure(reason string) error    { return &brokerError{ClassInternal, reason} }
+func catalogFailure(reason string) error     { return &brokerError{ClassCatalog, reason} }
+func cannotRenewFailure(reason string) error { return &brokerError{ClassCannotRenew, reason} }
 
 // cannotRenew says why c, for which renewGrant found no grant, cannot be
 // renewed: the stored tokens and p's grant types decide it, so the answer
 // is the same on every attempt and the provider is not asked.
-func cannotRenew(p *provider.Provider, c *store.Connection) *cannotRenewError {
+func cannotRenew(p *provider.Provider, c *store.Connection) error {
 	switch {
 	case c.Grant == provider.GrantClientCredentials:
-		return &cannotRenewError{"provider entry does not allow the client_credentials grant"}
+		return cannotRenewFailure("provider entry does not allow the client_credentials grant")
 	case c.RefreshToken == "":
-		return &cannotRenewError{"connection has no refresh token"}
+		return cannotRenewFailure("connection has no refresh token")
 	case !p.Supports(provider.GrantRefreshToken):
-		return &cannotRenewError{"provider entry does not allow the refresh_token grant"}
+		return cannotRenewFailure("provider entry does not allow the refresh_token grant")
 	}
-	return &cannotRenewError{"connection has no way to renew its token"}
+	return cannotRenewFailure("connection has no way to renew its token")
 }
 
 // renewError is why renew cannot renew c: a connection that was put on
@@ -551,7 +550,7 @@ func cannotRenew(p *provider.Provider, c *store.Connection) *cannotRenewError {
 // restoring the entry recovers it; one that never could is final.
 func renewError(p *provider.Provider, c *store.Connection) error {
 	if !c.RefreshDue.IsZero() && c.RefreshToken != "" {
-		return &catalogError{"provider entry no longer allows renewing this connection"}
+		return catalogFailure("provider entry no longer allows renewing this connection")
 	}
 	return cannotRenew(p, c)
 }
@@ -559,10 +558,10 @@ func renewError(p *provider.Provider, c *store.Connection) error {
 // failureClass names the class of a transient failure.
 func failureClass(err error) string {
 	var pe *provider.Error
-	var ce *catalogError
+	var be *brokerError
 	switch {
-	case errors.As(err, &ce):
-		return ClassCatalog
+	case errors.As(err, &be):
+		return be.class
 	case !errors.As(err, &pe):
 		return ClassInternal
 	case pe.Status == 429:
