@@ -91,6 +91,14 @@ type Provider struct {
 	// RevocationURL is the token revocation endpoint (RFC 7009), called
 	// when a connection is deleted; empty when the provider has none.
 	RevocationURL string `yaml:"revocation_url"`
+	// RevokeOnReconnect revokes, at RevocationURL, the grant a reconnect
+	// replaces. Off by default: many servers keep one grant per user and
+	// client, which a new authorization joins (panva's oidc-provider within
+	// one browser session does), and revoking any token of it — the
+	// replaced one included — ends the new connection too. Set it only for
+	// a provider that makes a new grant per authorization and revokes only
+	// the grant of the token it is given.
+	RevokeOnReconnect bool `yaml:"revoke_on_reconnect"`
 	// GrantTypes lists the grants the broker may use with this provider.
 	GrantTypes []string `yaml:"grant_types"`
 	// ClientAuth is where the client secret goes; default basic.
@@ -357,6 +365,8 @@ func (p *Provider) normalize() error {
 		if p.hostOf(p.RevocationURL) != p.hostOf(p.TokenURL) {
 			return errors.New("revocation_url must be on the token_url's host")
 		}
+	} else if p.RevokeOnReconnect {
+		return errors.New("revoke_on_reconnect needs revocation_url")
 	}
 	for name, v := range p.TokenHeaders {
 		if !validHeaderName(name) || slices.Contains(reservedHeaders, strings.ToLower(name)) {

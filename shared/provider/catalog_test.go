@@ -66,6 +66,7 @@ func TestParseRejects(t *testing.T) {
 		{"request object as extra param", entry("    authorize_params: {request_uri: x}\n"), "not allowed"},
 		{"huge expiry", entry("    expiry: {max_seconds: 99999999999}\n"), "100 years"},
 		{"require_issuer without issuer", entry("    require_issuer: true\n"), "needs issuer"},
+		{"revoke_on_reconnect without revocation_url", entry("    revoke_on_reconnect: true\n"), "needs revocation_url"},
 		{"undeclared placeholder", strings.Replace(entry(""), "https://acme.example/t", "https://{tenant}.acme.example/t", 1), "not a declared connection parameter"},
 		{"stray brace", strings.Replace(entry("    connection_params: {tenant: {pattern: '[a-z]+'}}\n"), "https://acme.example/t", "https://{tenant.acme.example/t", 1), "unbalanced"},
 		{"param without pattern", entry("    connection_params: {tenant: {default: a}}\n"), "needs a pattern"},

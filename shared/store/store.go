@@ -164,9 +164,31 @@ type Store interface {
 	// holding its lease then fails to save (ErrConflict), so the deleted
 	// connection stays deleted.
 	DeleteConnection(ctx context.Context, provider, connectionID string) (Connection, error)
+	// ReplaceConnection is SaveConnection for a reconnect whose replaced
+	// grant is to be revoked (see RetiredGrant): it writes c as
+	// SaveConnection does, c.Version naming the version it replaces, and
+	// keeps the credentials that write replaced — sealed as they were
+	// stored, never opened here — as a retired grant of the connection,
+	// due at once. A replaced connection without credentials retires
+	// nothing. If c was saved but its replaced credentials could not be
+	// kept, it returns the saved connection and an error wrapping
+	// ErrNotRetired.
+	ReplaceConnection(ctx context.Context, c Connection) (Connection, error)
+	// LeaseRetired takes the retired grant k names (a key from ListDue)
+	// for its revocation: if it is due at now, it moves its due time to
+	// until (when it comes due again unless dropped), counts the attempt
+	// and returns the grant with its credentials opened. ErrConflict if
+	// it is not due, already dropped or gone. Credentials that do not open
+	// come back empty with an error wrapping envelope.ErrOpen.
+	LeaseRetired(ctx context.Context, k Key, now, until time.Time) (RetiredGrant, error)
+	// DropRetired erases a retired grant's credentials and takes it off
+	// ListDue: its revocation is done or given up. Dropping a grant
+	// already dropped or gone is not an error.
+	DropRetired(ctx context.Context, k Key) error
 	// ListDue returns the keys of up to limit connections whose RefreshDue
-	// is at or before now, earliest due first. It reads an index, so the
-	// caller re-reads each connection before acting on it.
+	// is at or before now, and of retired grants due at now (Key.Retired
+	// set), earliest due first. It reads an index, so the caller re-reads
+	// each connection before acting on it.
 	// Connections of the providers named in skip are left out (a sweep
 	// lists past providers it cannot call now).
 	ListDue(ctx context.Context, now time.Time, limit int, skip ...string) ([]Key, error)
@@ -220,8 +242,11 @@ func CheckKey(provider, connectionID string) error {
 	return nil
 }
 
-// Key names one connection.
+// Key names one connection, or with Retired one retired grant of it.
 type Key struct {
 	Provider     string
 	ConnectionID string
+	// Retired, when set, identifies a retired grant of the connection (see
+	// RetiredGrant) rather than the connection itself.
+	Retired string
 }

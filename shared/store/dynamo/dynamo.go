@@ -2,8 +2,9 @@
 //
 // Everything lives in one table keyed by pk (S) and sk (S):
 //
-//	conn#<provider>#<connection_id>  conn   a Connection
-//	state#<id>                       state  a StateRecord
+//	conn#<provider>#<connection_id>  conn           a Connection
+//	conn#<provider>#<connection_id>  retired#<id>   a retired grant of it
+//	state#<id>                       state          a StateRecord
 //
 // A sparse global secondary index named "due" (HASH due_shard, RANGE
 // refresh_due) holds the connections that have a RefreshDue, spread over
@@ -26,6 +27,8 @@ package dynamo
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -49,9 +52,10 @@ import (
 const DueShards = 8
 
 const (
-	dueIndex = "due"
-	connSK   = "conn"
-	stateSK  = "state"
+	dueIndex      = "due"
+	connSK        = "conn"
+	stateSK       = "state"
+	retiredPrefix = "retired#"
 )
 
 // Store is a store.Store on one DynamoDB table.
@@ -163,6 +167,29 @@ type connItem struct {
 	Version      int64             `dynamodbav:"version"`
 	CreatedAt    int64             `dynamodbav:"created_at"`
 	UpdatedAt    int64             `dynamodbav:"updated_at"`
+}
+
+// retiredItem is a retired grant's item: the replaced connection's sealed
+// credentials, as they were stored under the same pk, and its parameters.
+type retiredItem struct {
+	PK           string            `dynamodbav:"pk"`
+	SK           string            `dynamodbav:"sk"`
+	Provider     string            `dynamodbav:"provider"`
+	ConnectionID string            `dynamodbav:"connection_id"`
+	Params       map[string]string `dynamodbav:"params,omitempty"`
+	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
+	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
+	DueShard     string            `dynamodbav:"due_shard,omitempty"`
+	Attempts     int               `dynamodbav:"attempts"`
+	RetiredAt    int64             `dynamodbav:"retired_at"`
+	TTL          int64             `dynamodbav:"ttl"`
+}
+
+// newRetiredID returns a random retired-grant id.
+func newRetiredID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // PutState implements store.Store.
@@ -360,7 +387,8 @@ func toConnection(it connItem) store.Connection {
 
 // SaveConnection implements store.Store.
 func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
-	return s.save(ctx, c, "")
+	saved, _, err := s.save(ctx, c, "", false)
+	return saved, err
 }
 
 // SaveLeased implements store.Store.
@@ -368,14 +396,62 @@ func (s *Store) SaveLeased(ctx context.Context, c store.Connection, owner string
 	if owner == "" {
 		return store.Connection{}, errors.New("dynamo: save leased: empty owner")
 	}
-	return s.save(ctx, c, owner)
+	saved, _, err := s.save(ctx, c, owner, false)
+	return saved, err
+}
+
+// ReplaceConnection implements store.Store: the PutItem that replaces the
+// connection returns the item it replaced, whose sealed credentials are
+// then put, as they are, on a retired-grant item under the same pk (the
+// associated data they were sealed with). Two single-item writes, not a
+// transaction: if the second fails, the grant stays alive at the provider
+// (ErrNotRetired) but the reconnect stands.
+func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	if c.Version == 0 {
+		return store.Connection{}, errors.New("dynamo: replace connection: version 0 replaces nothing")
+	}
+	saved, old, err := s.save(ctx, c, "", true)
+	if err != nil {
+		return saved, err
+	}
+	var it connItem
+	if err := attributevalue.UnmarshalMap(old, &it); err != nil {
+		return saved, fmt.Errorf("dynamo: replace connection: %w: decode: %v", store.ErrNotRetired, err)
+	}
+	pk := connPK(c.Provider, c.ConnectionID)
+	sealed := it.Sealed
+	if sealed == nil && (it.AccessToken != "" || it.RefreshToken != "") {
+		// Written before sealing: seal it now.
+		if sealed, err = store.SealCredentials(ctx, s.sealer, pk, store.Credentials{AccessToken: it.AccessToken, RefreshToken: it.RefreshToken}); err != nil {
+			return saved, fmt.Errorf("dynamo: replace connection: %w: %v", store.ErrNotRetired, err)
+		}
+	}
+	if sealed == nil {
+		return saved, nil
+	}
+	now := time.Now()
+	r := retiredItem{
+		PK: pk, SK: retiredPrefix + newRetiredID(), Provider: c.Provider, ConnectionID: c.ConnectionID,
+		Params: nilIfEmptyMap(it.Params), Sealed: sealed,
+		RefreshDue: now.Unix(), DueShard: dueShard(pk),
+		RetiredAt: now.Unix(), TTL: now.Add(store.RetiredTTL).Unix(),
+	}
+	item, err := attributevalue.MarshalMap(r)
+	if err == nil {
+		_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item})
+	}
+	if err != nil {
+		return saved, fmt.Errorf("dynamo: replace connection: %w: %v", store.ErrNotRetired, err)
+	}
+	return saved, nil
 }
 
 // save puts the whole item (without a lease) conditional on the version
-// and, when owner is set, on the lease being owner's.
-func (s *Store) save(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
+// and, when owner is set, on the lease being owner's. With returnOld it
+// also returns the item it replaced.
+func (s *Store) save(ctx context.Context, c store.Connection, owner string, returnOld bool) (store.Connection, map[string]types.AttributeValue, error) {
 	if err := store.CheckKey(c.Provider, c.ConnectionID); err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+		return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
 	}
 	now := time.Now()
 	if c.CreatedAt.IsZero() {
@@ -413,13 +489,13 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string) (sto
 	if creds := (store.Credentials{AccessToken: c.AccessToken, RefreshToken: c.RefreshToken}); !creds.IsZero() {
 		sealed, err := store.SealCredentials(ctx, s.sealer, pk, creds)
 		if err != nil {
-			return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+			return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
 		}
 		it.Sealed = sealed
 	}
 	item, err := attributevalue.MarshalMap(it)
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+		return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
 	}
 	in := &dynamodb.PutItemInput{
 		TableName:                aws.String(s.table),
@@ -442,19 +518,22 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string) (sto
 			":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(expected, 10)},
 		}
 	}
-	_, err = s.client.PutItem(ctx, in)
+	if returnOld {
+		in.ReturnValues = types.ReturnValueAllOld
+	}
+	out, err := s.client.PutItem(ctx, in)
 	if isConditionFailed(err) {
-		return store.Connection{}, store.ErrConflict
+		return store.Connection{}, nil, store.ErrConflict
 	}
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: save connection: %w", err)
+		return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
 	}
 	c.Metadata = nilIfEmptyMap(maps.Clone(c.Metadata))
 	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
 	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
 		*t = fromUnix(unix(*t))
 	}
-	return c, nil
+	return c, out.Attributes, nil
 }
 
 // DeleteConnection implements store.Store with one conditional DeleteItem
@@ -491,8 +570,8 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
 	}
-	if req.Owner == "" || !req.Until.After(req.Now) {
-		return store.Connection{}, errors.New("dynamo: lease: want an owner and Until after Now")
+	if req.Owner == "" || !req.Until.After(req.Now) || k.Retired != "" {
+		return store.Connection{}, errors.New("dynamo: lease: want a connection's key, an owner and Until after Now")
 	}
 	num := func(n int64) types.AttributeValue {
 		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
@@ -533,6 +612,75 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
 	}
 	return c, nil
+}
+
+// LeaseRetired implements store.Store with one conditional UpdateItem that
+// returns the item as updated.
+func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.Time) (store.RetiredGrant, error) {
+	if err := checkRetired(k); err != nil {
+		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: %w", err)
+	}
+	num := func(n int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+	}
+	pk := connPK(k.Provider, k.ConnectionID)
+	out, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(pk, retiredPrefix+k.Retired),
+		UpdateExpression:          aws.String("SET #d = :u, #a = #a + :one"),
+		ConditionExpression:       aws.String("attribute_exists(#s) AND #d <= :now"),
+		ExpressionAttributeNames:  map[string]string{"#d": "refresh_due", "#a": "attempts", "#s": "sealed"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":u": num(until.Unix()), ":now": num(now.Unix()), ":one": num(1)},
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if isConditionFailed(err) {
+		return store.RetiredGrant{}, store.ErrConflict
+	}
+	if err != nil {
+		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: %w", err)
+	}
+	var it retiredItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: decode: %w", err)
+	}
+	g := store.RetiredGrant{Key: k, Params: nilIfEmptyMap(it.Params), Attempts: it.Attempts, RetiredAt: fromUnix(it.RetiredAt)}
+	creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
+	if err != nil {
+		return g, fmt.Errorf("dynamo: lease retired: %w", err)
+	}
+	g.AccessToken, g.RefreshToken = creds.AccessToken, creds.RefreshToken
+	return g, nil
+}
+
+// DropRetired implements store.Store with an UpdateItem that removes the
+// sealed credentials and the index keys: the item itself goes with its
+// TTL, so the refresh function needs no right to delete items.
+func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
+	if err := checkRetired(k); err != nil {
+		return fmt.Errorf("dynamo: drop retired: %w", err)
+	}
+	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.table),
+		Key:                      key(connPK(k.Provider, k.ConnectionID), retiredPrefix+k.Retired),
+		UpdateExpression:         aws.String("REMOVE #s, #d, #ds, #p"),
+		ConditionExpression:      aws.String("attribute_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#s": "sealed", "#d": "refresh_due", "#ds": "due_shard", "#p": "params", "#pk": "pk"},
+	})
+	if err != nil && !isConditionFailed(err) {
+		return fmt.Errorf("dynamo: drop retired: %w", err)
+	}
+	return nil
+}
+
+// checkRetired rejects a key that names no retired grant.
+func checkRetired(k store.Key) error {
+	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+		return err
+	}
+	if k.Retired == "" {
+		return errors.New("key names no retired grant")
+	}
+	return nil
 }
 
 // ListDue implements store.Store. It queries every shard of the "due" index
@@ -581,7 +729,11 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 				if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 					return nil, fmt.Errorf("dynamo: list due: decode: %w", err)
 				}
-				all = append(all, due{store.Key{Provider: it.Provider, ConnectionID: it.ConnectionID}, it.RefreshDue})
+				k := store.Key{Provider: it.Provider, ConnectionID: it.ConnectionID}
+				if id, ok := strings.CutPrefix(it.SK, retiredPrefix); ok {
+					k.Retired = id
+				}
+				all = append(all, due{k, it.RefreshDue})
 				got++
 			}
 			if out.LastEvaluatedKey == nil {
@@ -595,6 +747,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 			cmp.Compare(a.at, b.at),
 			strings.Compare(a.key.Provider, b.key.Provider),
 			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
+			strings.Compare(a.key.Retired, b.key.Retired),
 		)
 	})
 	keys := make([]store.Key, 0, min(limit, len(all)))

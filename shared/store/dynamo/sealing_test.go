@@ -367,3 +367,72 @@ func TestContextsSeparateRecordKinds(t *testing.T) {
 		t.Errorf("after its next write, the old connection does not open under the new context: %v", err)
 	}
 }
+
+// TestReplaceRetiresWithoutOpening: the callback replaces a connection on a
+// reconnect without any right to open its credentials, so ReplaceConnection
+// must retire them without unwrapping a data key: the retired item holds
+// the very ciphertext the connection held, under the same pk, and only the
+// functions that may open connections open it. Moved onto another
+// connection's pk, it does not open.
+func TestReplaceRetiresWithoutOpening(t *testing.T) {
+	ctx := t.Context()
+	k := newKMSStore(t)
+	saved, err := k.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected,
+		AccessToken: testAccess, RefreshToken: testRefresh, Grant: "authorization_code"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := getItem(t, k.client, k.table, "conn#acme#c1", "conn")["sealed"].(*types.AttributeValueMemberB).Value
+
+	keys := &countingKeys{Keys: k.keys}
+	callback := dynamo.New(k.client, k.table, envelope.NewSealer(keys, 0))
+	peeked, err := callback.PeekConnection(ctx, "acme", "c1")
+	if err != nil || peeked.Version != saved.Version {
+		t.Fatalf("PeekConnection: %+v, %v", peeked, err)
+	}
+	peeked.AccessToken, peeked.RefreshToken = "at-new", "rt-new"
+	if _, err := callback.ReplaceConnection(ctx, peeked); err != nil {
+		t.Fatalf("ReplaceConnection: %v", err)
+	}
+	if n := keys.decrypts.Load(); n != 0 {
+		t.Errorf("ReplaceConnection asked KMS to unwrap %d data keys, want none", n)
+	}
+
+	now := time.Now().Add(time.Second)
+	due, err := k.ListDue(ctx, now, 10)
+	if err != nil || len(due) != 1 || due[0].Retired == "" {
+		t.Fatalf("ListDue = %v, %v; want the retired grant", due, err)
+	}
+	raw := getItem(t, k.client, k.table, "conn#acme#c1", "retired#"+due[0].Retired)
+	for name, v := range raw {
+		if s, ok := v.(*types.AttributeValueMemberS); ok && (strings.Contains(s.Value, testAccess) || strings.Contains(s.Value, testRefresh)) {
+			t.Errorf("retired item attribute %s holds a plaintext token", name)
+		}
+	}
+	if got := raw["sealed"].(*types.AttributeValueMemberB).Value; string(got) != string(before) {
+		t.Error("the retired item's ciphertext is not the one the connection held")
+	}
+	if _, ok := raw["ttl"]; !ok {
+		t.Error("the retired item has no ttl: the table would keep it forever")
+	}
+
+	// Moved onto another connection's pk, it does not open.
+	moved := maps.Clone(raw)
+	moved["pk"] = &types.AttributeValueMemberS{Value: "conn#acme#other"}
+	moved["connection_id"] = &types.AttributeValueMemberS{Value: "other"}
+	k.putRaw(t, moved)
+	if _, err := k.fresh().LeaseRetired(ctx, store.Key{Provider: "acme", ConnectionID: "other", Retired: due[0].Retired}, now, now.Add(time.Minute)); !errors.Is(err, envelope.ErrOpen) {
+		t.Errorf("a retired grant moved to another connection: %v, want ErrOpen", err)
+	}
+	g, err := k.fresh().LeaseRetired(ctx, due[0], now, now.Add(time.Minute))
+	if err != nil || g.AccessToken != testAccess || g.RefreshToken != testRefresh {
+		t.Errorf("LeaseRetired = %q/%q, %v; want the replaced tokens", g.AccessToken, g.RefreshToken, err)
+	}
+	// Dropped, its ciphertext is gone from the table.
+	if err := k.DropRetired(ctx, due[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := getItem(t, k.client, k.table, "conn#acme#c1", "retired#"+due[0].Retired)["sealed"]; ok {
+		t.Error("a dropped retired grant keeps its ciphertext")
+	}
+}

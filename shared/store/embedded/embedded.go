@@ -15,6 +15,7 @@ package embedded
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,17 +37,25 @@ type Store struct {
 	path   string // "" for memory only
 	sealer *envelope.Sealer
 
-	mu     sync.Mutex
-	states map[string]store.StateRecord
-	conns  map[store.Key]store.Connection
+	mu      sync.Mutex
+	states  map[string]store.StateRecord
+	conns   map[store.Key]store.Connection
+	retired map[store.Key]retired // keyed with Key.Retired set
+}
+
+// retired is a retired grant and when it is next due.
+type retired struct {
+	store.RetiredGrant
+	Due time.Time `json:"due"`
 }
 
 var _ store.Store = (*Store)(nil)
 
 // file is the JSON layout of a store file.
 type file struct {
-	States      []fileState `json:"states"`
-	Connections []fileConn  `json:"connections"`
+	States      []fileState   `json:"states"`
+	Connections []fileConn    `json:"connections"`
+	Retired     []fileRetired `json:"retired,omitempty"`
 }
 
 // fileState and fileConn are records as the file holds them: their
@@ -61,15 +70,21 @@ type fileConn struct {
 	Sealed []byte `json:"sealed,omitempty"`
 }
 
+type fileRetired struct {
+	retired
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
 // Open returns a Store persisted at path, loading the file if it exists,
 // that seals credentials in the file with sealer. An empty path gives a
 // memory-only Store, which needs no sealer.
 func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 	s := &Store{
-		path:   path,
-		sealer: sealer,
-		states: make(map[string]store.StateRecord),
-		conns:  make(map[store.Key]store.Connection),
+		path:    path,
+		sealer:  sealer,
+		states:  make(map[string]store.StateRecord),
+		conns:   make(map[store.Key]store.Connection),
+		retired: make(map[store.Key]retired),
 	}
 	if path == "" {
 		return s, nil
@@ -110,6 +125,16 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 			c.AccessToken, c.RefreshToken = creds.AccessToken, creds.RefreshToken
 		}
 		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = canonConn(c)
+	}
+	for _, fr := range f.Retired {
+		r := fr.retired
+		k := r.Key
+		creds, err := store.OpenCredentials(ctx, sealer, store.ConnectionRecordKey(k.Provider, k.ConnectionID), fr.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: %s: retired grant of %s/%s: %w", path, k.Provider, k.ConnectionID, err)
+		}
+		r.AccessToken, r.RefreshToken = creds.AccessToken, creds.RefreshToken
+		s.retired[k] = r
 	}
 	return s, nil
 }
@@ -206,6 +231,80 @@ func (s *Store) SaveConnection(ctx context.Context, c store.Connection) (store.C
 	return s.saveConn(ctx, c, "")
 }
 
+// ReplaceConnection implements store.Store.
+func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	if c.Version == 0 {
+		return store.Connection{}, errors.New("embedded: replace connection: version 0 replaces nothing")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}]
+	saved, err := s.saveConnLocked(ctx, c, "")
+	if err != nil || old.AccessToken == "" && old.RefreshToken == "" {
+		return saved, err
+	}
+	now := time.Now()
+	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID, Retired: rand.Text()}
+	s.retired[k] = retired{
+		RetiredGrant: store.RetiredGrant{
+			Key: k, Params: maps.Clone(old.Params),
+			AccessToken: old.AccessToken, RefreshToken: old.RefreshToken,
+			RetiredAt: canonTime(now),
+		},
+		Due: canonTime(now),
+	}
+	if err := s.save(); err != nil {
+		delete(s.retired, k)
+		return saved, fmt.Errorf("embedded: replace connection: %w: %v", store.ErrNotRetired, err)
+	}
+	return saved, nil
+}
+
+// LeaseRetired implements store.Store.
+func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.Time) (store.RetiredGrant, error) {
+	if err := ctx.Err(); err != nil {
+		return store.RetiredGrant{}, err
+	}
+	if k.Retired == "" {
+		return store.RetiredGrant{}, errors.New("embedded: lease retired: key names no retired grant")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.retired[k]
+	if !ok || r.Due.Unix() > now.Unix() {
+		return store.RetiredGrant{}, store.ErrConflict
+	}
+	old := r
+	r.Due, r.Attempts = canonTime(until), r.Attempts+1
+	s.retired[k] = r
+	if err := s.save(); err != nil {
+		s.retired[k] = old
+		return store.RetiredGrant{}, err
+	}
+	g := r.RetiredGrant
+	g.Params = maps.Clone(g.Params)
+	return g, nil
+}
+
+// DropRetired implements store.Store.
+func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.retired[k]
+	if !ok {
+		return nil
+	}
+	delete(s.retired, k)
+	if err := s.save(); err != nil {
+		s.retired[k] = r
+		return err
+	}
+	return nil
+}
+
 // SaveLeased implements store.Store.
 func (s *Store) SaveLeased(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
 	if owner == "" {
@@ -215,6 +314,13 @@ func (s *Store) SaveLeased(ctx context.Context, c store.Connection, owner string
 }
 
 func (s *Store) saveConn(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.saveConnLocked(ctx, c, owner)
+}
+
+// saveConnLocked is saveConn with s.mu held.
+func (s *Store) saveConnLocked(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, err
 	}
@@ -222,8 +328,6 @@ func (s *Store) saveConn(ctx context.Context, c store.Connection, owner string) 
 		return store.Connection{}, fmt.Errorf("embedded: save connection: %w", err)
 	}
 	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	old, exists := s.conns[k]
 	switch {
 	case owner != "" && (!exists || old.Version != c.Version || old.Lease.Owner != owner),
@@ -249,8 +353,8 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
 		return store.Connection{}, fmt.Errorf("embedded: lease: %w", err)
 	}
-	if req.Owner == "" || !req.Until.After(req.Now) {
-		return store.Connection{}, errors.New("embedded: lease: want an owner and Until after Now")
+	if req.Owner == "" || !req.Until.After(req.Now) || k.Retired != "" {
+		return store.Connection{}, errors.New("embedded: lease: want a connection's key, an owner and Until after Now")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -294,24 +398,37 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	if limit <= 0 {
 		return nil, nil
 	}
+	type entry struct {
+		key store.Key
+		at  time.Time
+	}
+	isDue := func(at time.Time, provider string) bool {
+		return !at.IsZero() && at.Unix() <= now.Unix() && !slices.Contains(skip, provider)
+	}
 	s.mu.Lock()
-	var due []store.Connection
-	for _, c := range s.conns {
-		if !c.RefreshDue.IsZero() && c.RefreshDue.Unix() <= now.Unix() && !slices.Contains(skip, c.Provider) {
-			due = append(due, c)
+	var due []entry
+	for k, c := range s.conns {
+		if isDue(c.RefreshDue, c.Provider) {
+			due = append(due, entry{k, c.RefreshDue})
+		}
+	}
+	for k, r := range s.retired {
+		if isDue(r.Due, k.Provider) {
+			due = append(due, entry{k, r.Due})
 		}
 	}
 	s.mu.Unlock()
-	slices.SortFunc(due, func(a, b store.Connection) int {
+	slices.SortFunc(due, func(a, b entry) int {
 		return cmp.Or(
-			a.RefreshDue.Compare(b.RefreshDue),
-			strings.Compare(a.Provider, b.Provider),
-			strings.Compare(a.ConnectionID, b.ConnectionID),
+			a.at.Compare(b.at),
+			strings.Compare(a.key.Provider, b.key.Provider),
+			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
+			strings.Compare(a.key.Retired, b.key.Retired),
 		)
 	})
 	keys := make([]store.Key, 0, min(limit, len(due)))
-	for _, c := range due[:min(limit, len(due))] {
-		keys = append(keys, store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID})
+	for _, d := range due[:min(limit, len(due))] {
+		keys = append(keys, d.key)
 	}
 	return keys, nil
 }
@@ -345,6 +462,17 @@ func (s *Store) save() error {
 		}
 		f.Connections = append(f.Connections, fc)
 	}
+	for _, r := range s.retired {
+		fr := fileRetired{retired: r}
+		k := r.Key
+		sealed, err := store.SealCredentials(ctx, s.sealer, store.ConnectionRecordKey(k.Provider, k.ConnectionID), store.Credentials{AccessToken: r.AccessToken, RefreshToken: r.RefreshToken})
+		if err != nil {
+			return fmt.Errorf("embedded: save: %w", err)
+		}
+		fr.AccessToken, fr.RefreshToken, fr.Sealed = "", "", sealed
+		f.Retired = append(f.Retired, fr)
+	}
+	slices.SortFunc(f.Retired, func(a, b fileRetired) int { return strings.Compare(a.Key.Retired, b.Key.Retired) })
 	slices.SortFunc(f.States, func(a, b fileState) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(f.Connections, func(a, b fileConn) int {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID))

@@ -121,7 +121,13 @@ func TestS20_FileSealed(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "store.json")
 	s := open(t, path)
-	if _, err := s.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected, AccessToken: "at-embedded-S20", RefreshToken: "rt-embedded-S20"}); err != nil {
+	saved, err := s.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected, AccessToken: "at-embedded-S20", RefreshToken: "rt-embedded-S20"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reconnect retires them: the retired grant is sealed too.
+	saved.AccessToken, saved.RefreshToken = "at-new-S20", "rt-new-S20"
+	if _, err := s.ReplaceConnection(ctx, saved); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutState(ctx, store.StateRecord{ID: "s1", PKCEVerifier: "pkce-embedded-S20", BindingHash: "b"}); err != nil {
@@ -131,8 +137,16 @@ func TestS20_FileSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(data, []byte("embedded-S20")) || !bytes.Contains(data, []byte(`"sealed"`)) {
+	if bytes.Contains(data, []byte("embedded-S20")) || bytes.Contains(data, []byte("new-S20")) || !bytes.Contains(data, []byte(`"sealed"`)) {
 		t.Fatalf("store file holds plaintext credentials or no sealed value:\n%s", data)
+	}
+	now := time.Now().Add(time.Second)
+	keys, err := open(t, path).ListDue(ctx, now, 10)
+	if err != nil || len(keys) != 1 || keys[0].Retired == "" {
+		t.Fatalf("ListDue after reopen = %v, %v; want the retired grant", keys, err)
+	}
+	if g, err := open(t, path).LeaseRetired(ctx, keys[0], now, now.Add(time.Minute)); err != nil || g.RefreshToken != "rt-embedded-S20" {
+		t.Errorf("retired grant after reopen = %q, %v; want rt-embedded-S20", g.RefreshToken, err)
 	}
 	if _, err := embedded.Open(path, envelope.NewSealer(envelope.EphemeralKey(), 0)); !errors.Is(err, envelope.ErrOpen) {
 		t.Errorf("Open under another key: %v, want ErrOpen", err)

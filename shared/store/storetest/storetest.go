@@ -21,6 +21,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Connection", func(t *testing.T) { testConnection(t, newStore) })
 	t.Run("ListDue", func(t *testing.T) { testListDue(t, newStore) })
 	t.Run("Lease", func(t *testing.T) { testLease(t, newStore) })
+	t.Run("Retired", func(t *testing.T) { testRetired(t, newStore) })
 }
 
 // base is an arbitrary fixed instant; sub is a sub-second offset that every
