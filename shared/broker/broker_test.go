@@ -54,7 +54,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	t.Helper()
 	cfg.ClientID, cfg.ClientSecret, cfg.RedirectURI = "cid", "csecret", base+"/callback/acme"
 	prov := providertest.New(t, cfg)
-	entry = strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL()).Replace(entry)
+	entry = strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL(), "REVOKE_URL", prov.RevokeURL()).Replace(entry)
 	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+entry))
 	if err != nil {
 		t.Fatal(err)

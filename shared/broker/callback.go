@@ -261,7 +261,17 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		var saved store.Connection
-		saved, err = b.Store.SaveConnection(ctx, c)
+		if c.Version != 0 && p.RevokeOnReconnect {
+			// A reconnect: the replaced grant is revoked by the refresh
+			// schedule (retired.go), which may open its credentials.
+			saved, err = b.Store.ReplaceConnection(ctx, c)
+			if errors.Is(err, store.ErrNotRetired) {
+				b.log().WarnContext(ctx, "reconnected; the replaced grant stays alive at the provider", "provider", p.Name, "connection_id", c.ConnectionID, "cause", err.Error())
+				err = nil
+			}
+		} else {
+			saved, err = b.Store.SaveConnection(ctx, c)
+		}
 		if err == nil {
 			b.publish(ctx, lifecycle.Created, saved) // a first connect or a reconnect
 		}

@@ -96,7 +96,7 @@ type ScheduleEvent struct {
 
 // RefreshSummary counts what one sweep did.
 type RefreshSummary struct {
-	// Due is how many due connections the sweep listed.
+	// Due is how many due connections (and retired grants) the sweep listed.
 	// Refreshed counts renewed connections.
 	Due       int `json:"due"`
 	Refreshed int `json:"refreshed"`
@@ -116,6 +116,11 @@ type RefreshSummary struct {
 	// Lost counts provider results that could not be saved (logged as
 	// errors): with a rotating provider, such a connection needs re-auth.
 	Lost int `json:"lost"`
+	// Revoked counts grants replaced by a reconnect and revoked at the
+	// provider (revoke_on_reconnect); RevokeFailed, such revocations that
+	// failed (tried again later, or given up: logged).
+	Revoked      int `json:"revoked"`
+	RevokeFailed int `json:"revoke_failed"`
 }
 
 func (s *RefreshSummary) count(o outcome) {
@@ -132,6 +137,10 @@ func (s *RefreshSummary) count(o outcome) {
 		s.Lost++
 	case outcomeInterrupted:
 		s.Deferred++
+	case outcomeRevoked:
+		s.Revoked++
+	case outcomeRevokeFailed:
+		s.RevokeFailed++
 	default:
 		s.Skipped++
 	}
@@ -218,7 +227,8 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 		level = slog.LevelDebug // an idle tick is not news
 	}
 	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth,
-		"failed", sum.Failed, "skipped", sum.Skipped, "deferred", sum.Deferred, "superseded", sum.Superseded, "lost", sum.Lost)
+		"failed", sum.Failed, "skipped", sum.Skipped, "deferred", sum.Deferred, "superseded", sum.Superseded, "lost", sum.Lost,
+		"revoked", sum.Revoked, "revoke_failed", sum.RevokeFailed)
 	return sum, nil
 }
 
@@ -239,6 +249,10 @@ const (
 	// outcomeHeldBack: the provider was paused before the connection was
 	// leased; nothing was written (counted as deferred).
 	outcomeHeldBack outcome = "held_back"
+	// outcomeRevoked and outcomeRevokeFailed: a retired grant (what a
+	// reconnect replaced) was revoked at the provider, or was not.
+	outcomeRevoked      outcome = "revoked"
+	outcomeRevokeFailed outcome = "revoke_failed"
 )
 
 // Failure classes stored on a connection (store.Connection.FailureClass).
@@ -304,6 +318,9 @@ type result struct {
 // (which is also the read), then renew it. call is released unused when
 // the provider is not called.
 func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermit) result {
+	if k.Retired != "" {
+		return b.revokeRetired(ctx, k, call)
+	}
 	now := b.now()
 	if b.throttleFor(k.Provider).paused(now) {
 		// Paused (a 429 or failures) since this key was dispatched: leave
@@ -417,6 +434,12 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		b.recordFailure(&c, &r, now)
 	}
 	b.finish(ctx, before, &c, owner, trigger, &r)
+	if r.outcome == outcomeSuperseded && err == nil && p.RevokeOnReconnect {
+		// A reconnect replaced the connection while the provider answered:
+		// the tokens just received belong to the replaced grant, and
+		// nothing will ever use them.
+		b.revoke(context.WithoutCancel(ctx), c)
+	}
 	return r
 }
 
