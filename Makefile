@@ -5,6 +5,7 @@ SHELL    := bash
 GO       ?= go
 TOOLS    := .tools
 DYNALITE := $(TOOLS)/node_modules/.bin/dynalite
+OIDC_PROVIDER := $(TOOLS)/node_modules/oidc-provider/package.json
 FUNCS    := authorize callback refresh token
 ARCH     ?= arm64
 LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
@@ -19,11 +20,15 @@ dev:
 test: tools vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-## tools: the test-only servers that come from npm (dynalite)
-tools: $(DYNALITE)
+## tools: the test-only servers that come from npm (dynalite, oidc-provider)
+tools: $(DYNALITE) $(OIDC_PROVIDER)
 
 $(DYNALITE):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error dynalite@4.0.0
+
+# After dynalite: two npm installs into one prefix must not run at once (make -j).
+$(OIDC_PROVIDER): | $(DYNALITE)
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error --save-exact oidc-provider@9.13.3
 
 vet:
 	$(GO) vet ./...

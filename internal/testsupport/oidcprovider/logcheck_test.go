@@ -1,0 +1,50 @@
+package oidcprovider_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
+)
+
+// The helper process of TestS22_IssuedCredentialsAreRegistered: it prints
+// the tokens the server issued, as a careless test or product would.
+func TestLeakHelperProcess(t *testing.T) {
+	if os.Getenv("OIDCP_LEAK_HELPER") == "" {
+		t.Skip("helper process for TestS22_IssuedCredentialsAreRegistered")
+	}
+	srv := oidcprovider.Start(t, options(nil))
+	tok := connect(t, srv, srv.NewBrowser())
+	fmt.Println("access", tok.AccessToken, "refresh", tok.RefreshToken)
+}
+
+// The codes and tokens the server issues are registered with logcheck
+// without the test's help: printing them fails the run, and the report
+// names the server as where they were registered.
+func TestS22_IssuedCredentialsAreRegistered(t *testing.T) {
+	if os.Getenv("OIDCP_LEAK_HELPER") != "" {
+		t.Skip("in the helper process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLeakHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "OIDCP_LEAK_HELPER=1",
+		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // a passing -race binary sleeps 1 s at exit
+	out, err := cmd.CombinedOutput()
+	text := string(out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("helper exited with %v, want status 1; output:\n%s", err, text)
+	}
+	for _, want := range []string{
+		"\nPASS\n", // the helper itself passed
+		"logcheck: S22 FAIL: 2 occurrence(s)",
+		"registered at oidcprovider.go:",
+		"access [S22 redacted ",
+		"refresh [S22 redacted ",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("helper output lacks %q:\n%s", want, text)
+		}
+	}
+}
