@@ -9,7 +9,11 @@ FUNCS    := authorize callback refresh token
 ARCH     ?= arm64
 LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
 
-.PHONY: dev test tools build fuzz vet clean bench bench-refresh
+PY       := $(TOOLS)/py
+PY_PINS  := internal/testsupport/pytools/requirements.txt
+PY_CHECK := internal/testsupport/pytools/pins.py $(PY_PINS)
+
+.PHONY: dev test tools pytools build fuzz vet clean bench bench-refresh
 
 ## dev: run the whole product locally (embedded store, sandbox provider, no AWS account)
 dev:
@@ -19,11 +23,25 @@ dev:
 test: tools vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-## tools: the test-only servers that come from npm (dynalite)
-tools: $(DYNALITE)
+## tools: what the tests run besides Go: dynalite from npm; moto, cfn-lint and the SAM translator from pip
+tools: $(DYNALITE) pytools
 
 $(DYNALITE):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error dynalite@4.0.0
+
+# The machine's own moto, cfn-lint and SAM translator when they are the
+# pinned versions (tests look in $(PY)/bin first, then in PATH); otherwise
+# a venv in $(PY) with the pins, kept up to date once it exists.
+pytools:
+	@command -v python3 >/dev/null || { echo "python3 is needed (Debian: apt-get install python3 python3-venv python3-pip)"; exit 1; }
+	@if [ ! -x $(PY)/bin/python3 ] && python3 $(PY_CHECK) 2>/dev/null && command -v cfn-lint >/dev/null && command -v moto_server >/dev/null; then \
+		echo "moto, cfn-lint, SAM translator: the machine's, at the pinned versions"; \
+	else \
+		fresh=; [ -x $(PY)/bin/python3 ] || { python3 -m venv $(PY) && fresh=1; } || exit 1; \
+		$(PY)/bin/python3 $(PY_CHECK) 2>/dev/null || $(PY)/bin/python3 -m pip install --quiet --disable-pip-version-check -r $(PY_PINS) || \
+			{ [ -z "$$fresh" ] || rm -rf $(PY); exit 1; }; \
+		$(PY)/bin/python3 $(PY_CHECK) && echo "moto, cfn-lint, SAM translator: pinned in $(PY)"; \
+	fi
 
 vet:
 	$(GO) vet ./...
