@@ -7,7 +7,19 @@ TOOLS    := .tools
 DYNALITE := $(TOOLS)/node_modules/.bin/dynalite
 FUNCS    := authorize callback refresh token
 ARCH     ?= arm64
-LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
+BUILD_DIR ?= build
+
+# How every Lambda bootstrap is built, here only: by `make build`, by
+# `sam build` (the build-<LogicalId> targets below) and, for the tests and
+# benchmarks, by `make bootstrap` (lambdarie.Build), so that what is tested
+# is what is deployed. -buildvcs=false because `sam build` builds a copy of
+# the module without .git: a build in a clone must not stamp the commit
+# either, or the two differ. Benchmarks of unstripped builds clear
+# LAMBDA_LDFLAGS.
+LAMBDA_LDFLAGS := -s -w
+LAMBDA_FLAGS   := -trimpath -buildvcs=false -tags lambda.norpc -ldflags "$(LAMBDA_LDFLAGS)"
+# $(call lambda_build,<packages>,<output file, or directory ending in />)
+lambda_build    = GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(2) $(1)
 
 PY       := $(TOOLS)/py
 PY_PINS  := internal/testsupport/pytools/requirements.txt
@@ -46,12 +58,34 @@ pytools:
 vet:
 	$(GO) vet ./...
 
-## build: Lambda bootstraps for deployment (ARCH=arm64 by default), as `sam build` makes them
+## build: Lambda bootstraps for deployment in build/ (ARCH=arm64 by default), byte for byte as `sam build` makes them
 build:
 	@for f in $(FUNCS); do \
-		echo "build/$$f/bootstrap"; \
-		GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o build/$$f/bootstrap ./functions/$$f || exit 1; \
+		echo "$(BUILD_DIR)/$$f/bootstrap"; \
+		$(call lambda_build,./functions/$$f,$(BUILD_DIR)/$$f/bootstrap) || exit 1; \
 	done
+
+# `sam build` (Metadata: BuildMethod: makefile, CodeUri: .) copies the
+# module, less .git and .aws-sam, to a scratch directory and runs
+# build-<LogicalId> there with ARTIFACTS_DIR set; each function is built
+# on its own. Its cache is keyed on the whole CodeUri, the module.
+SAM_FUNCTIONS := AuthorizeFunction CallbackFunction RefreshFunction TokenFunction
+build-AuthorizeFunction: PKG = ./functions/authorize
+build-CallbackFunction:  PKG = ./functions/callback
+build-RefreshFunction:   PKG = ./functions/refresh
+build-TokenFunction:     PKG = ./functions/token
+.PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
+$(addprefix build-,$(SAM_FUNCTIONS)):
+	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set: sam build sets it to the function's artifact directory))
+	$(call lambda_build,$(PKG),$(ARTIFACTS_DIR)/bootstrap)
+
+# bootstrap: PKG (one package, or several) built as the functions are, to
+# OUT (a file, or a directory ending in / for several); for the tests and
+# benchmarks, which set ARCH.
+.PHONY: bootstrap
+bootstrap:
+	$(if $(and $(PKG),$(OUT)),,$(error usage: make bootstrap PKG=<packages> OUT=<file or dir/> [ARCH=<goarch>]))
+	@$(call lambda_build,$(PKG),$(OUT))
 
 ## fuzz: run each fuzz target for FUZZTIME (default 60s); `make test` replays the corpora in testdata/fuzz
 FUZZTIME ?= 60s
