@@ -220,7 +220,7 @@ type samFunction struct {
 		BuildMethod string `yaml:"BuildMethod"`
 	} `yaml:"Metadata"`
 	Properties struct {
-		CodeURI  any        `yaml:"CodeUri"`
+		CodeURI  any       `yaml:"CodeUri"`
 		Policies yaml.Node `yaml:"Policies"`
 	} `yaml:"Properties"`
 }
