@@ -131,18 +131,14 @@ var wantGrants = map[string][]grant{
 	},
 }
 
-// Sample values used to evaluate ARNs and URLs built with !Sub.
+// Sample values used to evaluate the ARNs built with !Sub of the invoke
+// permissions and secrets.
 var sampleVars = map[string]string{
-	"AWS::Partition":       "aws",
-	"AWS::Region":          "us-east-1",
-	"AWS::AccountId":       "123456789012",
-	"AWS::URLSuffix":       "amazonaws.com",
-	"AWS::StackName":       "oauthbroker",
-	"HttpApi":              "abcdef1234",
-	"ConnectionsTable":     "oauthbroker-ConnectionsTable-1ABCDEFGHIJK",
-	"ConnectionsTable.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/oauthbroker-ConnectionsTable-1ABCDEFGHIJK",
-	"SigningKeysSecret":    "arn:aws:secretsmanager:us-east-1:123456789012:secret:oauthbroker/keys-Ab12Cd",
-	"TokenKey.Arn":         "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+	"AWS::Partition":    "aws",
+	"AWS::Region":       "us-east-1",
+	"AWS::AccountId":    "123456789012",
+	"HttpApi":           "abcdef1234",
+	"SigningKeysSecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:oauthbroker/keys-Ab12Cd",
 }
 
 // ------------------------------------------------------------------ template
