@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"debug/buildinfo"
 	"debug/elf"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,50 +148,29 @@ func checkBootstrap(t *testing.T, fn, bin string) {
 // copyModule copies the module at root to dst as sam build copies a
 // CodeUri folder, less samSkips, and less notBuilt.
 func copyModule(root, dst string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		if rel != "." && !strings.Contains(rel, string(filepath.Separator)) && (samSkips[rel] || notBuilt[rel]) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil // a worktree's .git is a file
-		}
-		target := filepath.Join(dst, rel)
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
 		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case d.Type()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
+		case samSkips[name] || notBuilt[name]:
+			// a worktree's .git is a file
+		case e.IsDir():
+			err = os.CopyFS(filepath.Join(dst, name), os.DirFS(filepath.Join(root, name)))
+		case e.Type().IsRegular():
+			var b []byte
+			if b, err = os.ReadFile(filepath.Join(root, name)); err == nil {
+				err = os.WriteFile(filepath.Join(dst, name), b, 0o644)
 			}
-			return os.Symlink(link, target)
-		case !d.Type().IsRegular():
-			return nil
 		}
-		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, info.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
+	}
+	return nil
 }
