@@ -8,9 +8,25 @@ DYNALITE := $(TOOLS)/node_modules/.bin/dynalite
 OIDC_PROVIDER := $(TOOLS)/node_modules/oidc-provider/package.json
 FUNCS    := authorize callback refresh token
 ARCH     ?= arm64
-LAMBDA_FLAGS := -trimpath -tags lambda.norpc -ldflags "-s -w"
+BUILD_DIR ?= build
 
-.PHONY: dev test tools build fuzz vet clean bench bench-refresh
+# How every Lambda bootstrap is built, here only: by `make build`, by
+# `sam build` (the build-<LogicalId> targets below) and, for the tests and
+# benchmarks, by `make bootstrap` (lambdarie.Build), so that what is tested
+# is what is deployed. -buildvcs=false because `sam build` builds a copy of
+# the module without .git: a build in a clone must not stamp the commit
+# either, or the two differ. Benchmarks of unstripped builds clear
+# LAMBDA_LDFLAGS.
+LAMBDA_LDFLAGS := -s -w
+LAMBDA_FLAGS   := -trimpath -buildvcs=false -tags lambda.norpc -ldflags "$(LAMBDA_LDFLAGS)"
+# $(call lambda_build,<packages>,<output file, or directory ending in />)
+lambda_build    = GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(2) $(1)
+
+PY       := $(TOOLS)/py
+PY_PINS  := internal/testsupport/pytools/requirements.txt
+PY_CHECK := internal/testsupport/pytools/pins.py $(PY_PINS)
+
+.PHONY: dev test tools pytools build fuzz vet clean bench bench-refresh
 
 ## dev: run the whole product locally (embedded store, sandbox provider, no AWS account)
 dev:
@@ -20,8 +36,8 @@ dev:
 test: tools vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 
-## tools: the test-only servers that come from npm (dynalite, oidc-provider)
-tools: $(DYNALITE) $(OIDC_PROVIDER)
+## tools: what the tests run besides Go: dynalite and oidc-provider from npm; moto, cfn-lint and the SAM translator from pip
+tools: $(DYNALITE) $(OIDC_PROVIDER) pytools
 
 $(DYNALITE):
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error dynalite@4.0.0
@@ -30,15 +46,51 @@ $(DYNALITE):
 $(OIDC_PROVIDER): | $(DYNALITE)
 	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error --save-exact oidc-provider@9.13.3
 
+# The machine's own moto, cfn-lint and SAM translator when they are the
+# pinned versions (tests look in $(PY)/bin first, then in PATH); otherwise
+# a venv in $(PY) with the pins, kept up to date once it exists.
+pytools:
+	@command -v python3 >/dev/null || { echo "python3 is needed (Debian: apt-get install python3 python3-venv python3-pip)"; exit 1; }
+	@if [ ! -x $(PY)/bin/python3 ] && python3 $(PY_CHECK) 2>/dev/null && command -v cfn-lint >/dev/null && command -v moto_server >/dev/null; then \
+		echo "moto, cfn-lint, SAM translator: the machine's, at the pinned versions"; \
+	else \
+		fresh=; [ -x $(PY)/bin/python3 ] || { python3 -m venv $(PY) && fresh=1; } || exit 1; \
+		$(PY)/bin/python3 $(PY_CHECK) 2>/dev/null || $(PY)/bin/python3 -m pip install --quiet --disable-pip-version-check -r $(PY_PINS) || \
+			{ [ -z "$$fresh" ] || rm -rf $(PY); exit 1; }; \
+		$(PY)/bin/python3 $(PY_CHECK) && echo "moto, cfn-lint, SAM translator: pinned in $(PY)"; \
+	fi
+
 vet:
 	$(GO) vet ./...
 
-## build: Lambda bootstraps for deployment (ARCH=arm64 by default), as `sam build` makes them
+## build: Lambda bootstraps for deployment in build/ (ARCH=arm64 by default), byte for byte as `sam build` makes them
 build:
 	@for f in $(FUNCS); do \
-		echo "build/$$f/bootstrap"; \
-		GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o build/$$f/bootstrap ./functions/$$f || exit 1; \
+		echo "$(BUILD_DIR)/$$f/bootstrap"; \
+		$(call lambda_build,./functions/$$f,$(BUILD_DIR)/$$f/bootstrap) || exit 1; \
 	done
+
+# `sam build` (Metadata: BuildMethod: makefile, CodeUri: .) copies the
+# module, less .git and .aws-sam, to a scratch directory and runs
+# build-<LogicalId> there with ARTIFACTS_DIR set; each function is built
+# on its own. Its cache is keyed on the whole CodeUri, the module.
+SAM_FUNCTIONS := AuthorizeFunction CallbackFunction RefreshFunction TokenFunction
+build-AuthorizeFunction: PKG = ./functions/authorize
+build-CallbackFunction:  PKG = ./functions/callback
+build-RefreshFunction:   PKG = ./functions/refresh
+build-TokenFunction:     PKG = ./functions/token
+.PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
+$(addprefix build-,$(SAM_FUNCTIONS)):
+	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set: sam build sets it to the function's artifact directory))
+	$(call lambda_build,$(PKG),$(ARTIFACTS_DIR)/bootstrap)
+
+# bootstrap: PKG (one package, or several) built as the functions are, to
+# OUT (a file, or a directory ending in / for several); for the tests and
+# benchmarks, which set ARCH.
+.PHONY: bootstrap
+bootstrap:
+	$(if $(and $(PKG),$(OUT)),,$(error usage: make bootstrap PKG=<packages> OUT=<file or dir/> [ARCH=<goarch>]))
+	@$(call lambda_build,$(PKG),$(OUT))
 
 ## fuzz: run each fuzz target for FUZZTIME (default 60s); `make test` replays the corpora in testdata/fuzz
 FUZZTIME ?= 60s

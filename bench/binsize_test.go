@@ -18,16 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
 // sizeArchs are the architectures BenchmarkBinarySize builds for: the
 // template's (arm64) and the other one Lambda offers.
 var sizeArchs = []string{"arm64", "amd64"}
-
-// lambdaBuildFlags are `make build`'s and lambdarie.Build's, as `sam build`
-// builds a provided.al2023 Go function.
-var lambdaBuildFlags = []string{"-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w"}
 
 // depRows is how many modules the attribution table lists.
 const depRows = 12
@@ -41,7 +38,7 @@ func BenchmarkBinarySize(b *testing.B) {
 	var out sizeJSON
 	for _, arch := range sizeArchs {
 		dir := b.TempDir()
-		goBuildLambda(b, arch, dir, lambdaBuildFlags...)
+		goBuildLambda(b, arch, dir)
 		var hello int64
 		for _, name := range lambdaFuncs {
 			bin := filepath.Join(dir, name)
@@ -62,7 +59,7 @@ func BenchmarkBinarySize(b *testing.B) {
 	// Attribution: unstripped builds (the symbol table is all -s -w drops
 	// besides DWARF) for the host's architecture.
 	dir := b.TempDir()
-	goBuildLambda(b, runtime.GOARCH, dir, "-trimpath", "-tags", "lambda.norpc")
+	goBuildLambda(b, runtime.GOARCH, dir, "LAMBDA_LDFLAGS=")
 	modules := packageModules(b)
 	out.Deps = &sizeDepsJSON{Arch: runtime.GOARCH}
 	for _, name := range lambdaFuncs {
@@ -120,23 +117,23 @@ type attribution struct {
 }
 
 // goBuildLambda builds every benchmarked function for linux/arch into dir
-// (each binary named after its package) in one go build.
-func goBuildLambda(b *testing.B, arch, dir string, flags ...string) {
+// (each binary named after its package) in one go build, with the
+// Makefile's recipe for Lambda bootstraps, as `make build` and `sam build`
+// build them; vars are further make variables ("LAMBDA_LDFLAGS=" keeps the
+// symbols).
+func goBuildLambda(b *testing.B, arch, dir string, vars ...string) {
 	b.Helper()
-	args := append([]string{"build"}, flags...)
-	args = append(args, "-o", dir+string(filepath.Separator))
+	var pkgs []string
 	for _, name := range lambdaFuncs {
-		args = append(args, lambdaPkg(name))
+		pkgs = append(pkgs, lambdaPkg(name))
 	}
-	cmd := lambdaGoCmd(b, args...)
-	cmd.Env = append(cmd.Env, "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	if err := lambdarie.MakeBootstrap(arch, dir+string(filepath.Separator), vars, pkgs...); err != nil {
+		b.Fatal(err)
 	}
 	// hello's package is bench/hello; the others are named after theirs.
 	for _, name := range lambdaFuncs {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			b.Fatalf("go build did not write %s: %v", name, err)
+			b.Fatalf("the build did not write %s: %v", name, err)
 		}
 	}
 }
@@ -325,7 +322,7 @@ func sizeMarkdown(out sizeJSON, took time.Duration) string {
 		}
 		sb.WriteString("\n")
 	}
-	fmt.Fprintf(&sb, "\nBuilt as `make build` and `sam build` build them: `GOOS=linux CGO_ENABLED=0 go build -trimpath -tags lambda.norpc -ldflags \"-s -w\"`; "+
+	fmt.Fprintf(&sb, "\nBuilt by the Makefile's recipe, as `make build` and `sam build` build them: `GOOS=linux CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags lambda.norpc -ldflags \"-s -w\"`; "+
 		"\"zip\" is an archive with the single entry `bootstrap`, deflated, as SAM uploads it. MB are 2^20 bytes. "+
 		"hello is a bare aws-lambda-go function (`bench/hello`). Building and measuring took %.0f s.\n\n", took.Seconds())
 	if len(over) == 0 {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
 )
 
 // skipDirs are not part of the repository: tools, build output, local
@@ -103,6 +104,8 @@ func TestReadmeListsTestPrerequisites(t *testing.T) {
 		{"make", "apt-get install make"},
 		{"Node.js and npm", "apt-get install nodejs npm"},
 		{"Chromium", "apt-get install chromium"},
+		{"Python 3", "apt-get install python3 python3-venv python3-pip"},
+		{"moto, cfn-lint and the SAM translator", "installed by `make test`"},
 	} {
 		row := ""
 		for _, line := range strings.Split(string(readme), "\n") {
@@ -114,8 +117,15 @@ func TestReadmeListsTestPrerequisites(t *testing.T) {
 			t.Errorf("README's prerequisites table has no row for %s saying %q installs it", p.name, p.installedBy)
 		}
 	}
+	// The Python tools' row names the pinned versions.
+	for _, dist := range []string{"moto", "cfn-lint", "aws-sam-translator"} {
+		pin := pytools.Pin(dist)
+		if pin == "" || !strings.Contains(string(readme), dist+" "+pin) {
+			t.Errorf("README does not name %s %s, the version pinned in internal/testsupport/pytools/requirements.txt", dist, pin)
+		}
+	}
 	// What the README says .ci/run installs, it does.
-	for _, pkg := range []string{"need_apt+=(make)", "need_apt+=(gcc)", "need_apt+=(nodejs npm)", "need_apt+=(chromium)"} {
+	for _, pkg := range []string{"need_apt+=(make)", "need_apt+=(gcc)", "need_apt+=(nodejs npm)", "need_apt+=(chromium)", "need_apt+=(python3)", "need_apt+=(python3-venv python3-pip)"} {
 		if !bytes.Contains(ci, []byte(pkg)) {
 			t.Errorf(".ci/run does not install %s", pkg)
 		}

@@ -1,12 +1,17 @@
 // Package templatecheck holds tests, and nothing else, for the deployment
 // files at the repository root: template.yaml (the AWS SAM template),
-// samconfig.toml and the sample events in events/.
+// samconfig.toml, the sample events in events/ and the Makefile targets
+// `sam build` runs.
 //
-// SAM CLI and Docker are not needed: the tests parse the template with
-// gopkg.in/yaml.v3 (CloudFormation short tags such as !Ref and !Sub are
-// turned into their long JSON forms), check its structure and the IAM
-// roles the functions run with (evaluated as the SAM transform makes them),
-// cross-check the sample events with the routes and the schedule, and build
-// every function's CodeUri for linux/arm64 as `sam build` would. Run with
-// -short to skip the builds.
+// What any CloudFormation template must be (valid YAML as CloudFormation
+// reads it, known resource types and properties, references that resolve,
+// used parameters) is checked by the real tools in internal/rehearsal:
+// cfn-lint and the SAM translator. The tests here check what only this
+// product knows, on the template as CloudFormation deploys it, after the
+// SAM transform (package samtransform): the routes and the functions they
+// reach, IAM authorization on the token routes, each role's exact grants
+// and their conditions (the least-privilege matrix of docs/security.md),
+// the schedule's input, the outputs the README documents; and that
+// `sam build` builds, byte for byte, the bootstraps `make build` and the
+// tests build.
 package templatecheck

@@ -221,9 +221,6 @@ func TestTokenKey(t *testing.T) {
 	if got := tpl.ofType("AWS::KMS::Alias"); len(got) != 1 || !reflect.DeepEqual(tpl.Resources[got[0]].Properties["TargetKeyId"], obj{"Ref": "TokenKey"}) {
 		t.Errorf("want one AWS::KMS::Alias targeting TokenKey, got %v", got)
 	}
-	if v := path(tpl.Globals, "Function", "Environment", "Variables", "TOKEN_KEY_ID"); !reflect.DeepEqual(v, obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}}) {
-		t.Errorf("Globals TOKEN_KEY_ID = %s, want !GetAtt TokenKey.Arn", describe(v))
-	}
 }
 
 // TestKMSConditionMatchesCode: the encryption context the functions send

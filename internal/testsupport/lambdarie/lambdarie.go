@@ -139,7 +139,7 @@ func Cleanup() {
 // ModuleRoot returns the module's root directory (see modroot.Dir).
 func ModuleRoot() (string, error) { return modroot.Dir() }
 
-func goBuild(env []string, args ...string) error {
+func goBuild(args ...string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
@@ -150,10 +150,45 @@ func goBuild(env []string, args ...string) error {
 	}
 	cmd := exec.Command(gocmd, append([]string{"build"}, args...)...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// MakeBootstrap builds pkgs for linux/arch with the Makefile's one recipe
+// for Lambda bootstraps (`make bootstrap`, the recipe of `make build` and
+// of the build-<LogicalId> targets `sam build` runs), into out: a file for
+// one package, a directory ending in a separator for several (each binary
+// named after its package). vars are further make variables, such as
+// "LAMBDA_LDFLAGS=" for a build that keeps its symbols.
+func MakeBootstrap(arch, out string, vars []string, pkgs ...string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	gocmd, err := modroot.GoCommand()
+	if err != nil {
+		return err
+	}
+	makecmd, err := exec.LookPath("make")
+	if err != nil {
+		return errors.New("make is not in PATH: the Lambda bootstraps are built by the Makefile's recipe (README: prerequisites)")
+	}
+	args := append([]string{"--no-print-directory", "-s", "bootstrap",
+		"PKG=" + strings.Join(pkgs, " "), "OUT=" + out, "ARCH=" + arch, "GO=" + gocmd}, vars...)
+	cmd := exec.Command(makecmd, args...)
+	cmd.Dir = root
+	// A make that runs the tests (make test) passes its own flags down
+	// through the environment; this make gets none of them.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("make %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -162,9 +197,10 @@ var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // Build compiles pkg (a path relative to the module root such as
 // "./functions/callback", or an import path) as Lambda's provided.al2023
-// runtime runs it:
+// runtime runs it, for this machine's architecture, with the Makefile's
+// recipe (MakeBootstrap):
 //
-//	GOOS=linux GOARCH=<host> CGO_ENABLED=0 go build -trimpath -tags lambda.norpc -ldflags "-s -w" -o <dir>/bootstrap
+//	GOOS=linux GOARCH=<host> CGO_ENABLED=0 go build $(LAMBDA_FLAGS) -o <dir>/bootstrap
 //
 // and returns the absolute path of the bootstrap. Each package is built once
 // per test process, whichever test asks first; a failed build fails every
@@ -196,10 +232,7 @@ func Build(t testing.TB, pkg string) string {
 			return
 		}
 		bin := filepath.Join(out, "bootstrap")
-		br.err = goBuild(
-			[]string{"GOOS=linux", "GOARCH=" + runtime.GOARCH, "CGO_ENABLED=0"},
-			"-trimpath", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, pkg,
-		)
+		br.err = MakeBootstrap(runtime.GOARCH, bin, nil, pkg)
 		if br.err == nil {
 			br.path = bin
 			buildMu.Lock()
@@ -224,7 +257,7 @@ func emulatorBinary(t testing.TB) string {
 			return
 		}
 		bin := filepath.Join(dir, "aws-lambda-rie")
-		if emulator.err = goBuild(nil, "-o", bin, emulatorModule); emulator.err == nil {
+		if emulator.err = goBuild("-o", bin, emulatorModule); emulator.err == nil {
 			emulator.path = bin
 		}
 	})
