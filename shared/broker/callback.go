@@ -235,7 +235,7 @@ var errGrantConflict = errors.New("connection exists with another grant")
 // authorization, nor the reverse.
 func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store.StateRecord, tok *provider.Token) (store.Connection, error) {
 	var err error
-	for range 3 {
+	for attempt := range 3 {
 		// Only the version, grant and creation time of a connection being
 		// replaced matter here: read it without its credentials, which the
 		// callback (internet-facing) has no right to open. Credentials that
@@ -261,9 +261,13 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
 		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
 		var saved store.Connection
-		if c.Version != 0 && p.RevokeOnReconnect {
+		if c.Version != 0 && p.RevokeOnReconnect && attempt == 0 {
 			// A reconnect: the replaced grant is revoked by the refresh
-			// schedule (retired.go), which may open its credentials.
+			// schedule (retired.go), which may open its credentials. Only
+			// on the first attempt: after a conflict, what is stored may
+			// be this very write (a retried PutItem whose answer was lost
+			// fails its own condition), and retiring it would revoke the
+			// new grant. A grant replaced in a lost race stays alive.
 			saved, err = b.Store.ReplaceConnection(ctx, c)
 			if errors.Is(err, store.ErrNotRetired) {
 				b.log().WarnContext(ctx, "reconnected; the replaced grant stays alive at the provider", "provider", p.Name, "connection_id", c.ConnectionID, "cause", err.Error())

@@ -434,12 +434,6 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		b.recordFailure(&c, &r, now)
 	}
 	b.finish(ctx, before, &c, owner, trigger, &r)
-	if r.outcome == outcomeSuperseded && err == nil && p.RevokeOnReconnect {
-		// A reconnect replaced the connection while the provider answered:
-		// the tokens just received belong to the replaced grant, and
-		// nothing will ever use them.
-		b.revoke(context.WithoutCancel(ctx), c)
-	}
 	return r
 }
 

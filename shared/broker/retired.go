@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -20,7 +21,8 @@ import (
 // refresh sweep, which lists retired grants with the due connections,
 // revokes each at the provider (RFC 7009) and drops it. Best effort: the
 // reconnect never waits for it or fails because of it; a provider that
-// fails is asked again, retiredRetry later, up to retiredAttempts times.
+// fails is asked again retiredRetry later, for retiredAttempts leases in
+// all. A token the replacing connection holds again is never revoked.
 const (
 	// retiredRetry is how long a retired grant is leased for one
 	// revocation, and so when a failed one is tried again.
@@ -35,11 +37,17 @@ const (
 // is not called.
 func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermit) result {
 	now := b.now()
+	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
+	p, ok := b.Catalog.Get(k.Provider)
+	if !ok || !p.RevokeOnReconnect {
+		// The entry left the catalog or stopped asking for revocation.
+		log.InfoContext(ctx, "replaced grant dropped unrevoked", "reason", "the catalog entry does not revoke on reconnect")
+		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
+	}
 	if b.throttleFor(k.Provider).paused(now) {
 		return result{outcome: outcomeHeldBack}
 	}
 	g, err := b.Store.LeaseRetired(ctx, k, now, now.Add(retiredRetry))
-	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return result{outcome: outcomeSkipped} // another sweep has it, or it is done
@@ -50,10 +58,10 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermi
 		log.WarnContext(ctx, "replaced grant not leased", "cause", err.Error())
 		return result{outcome: outcomeSkipped}
 	}
-	p, ok := b.Catalog.Get(k.Provider)
-	if !ok || !p.RevokeOnReconnect {
-		// The entry left the catalog or stopped asking for revocation.
-		log.InfoContext(ctx, "replaced grant dropped unrevoked", "reason", "the catalog entry no longer revokes on reconnect")
+	if g.InUse {
+		// The connection holds the same token again (see
+		// store.RetiredGrant.InUse): revoking it would end the connection.
+		log.InfoContext(ctx, "replaced grant dropped unrevoked", "reason", "the connection holds the same token")
 		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
 	}
 	token, hint := g.RefreshToken, "refresh_token"
@@ -72,8 +80,11 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermi
 	call.done()
 	r := result{latency: time.Since(start), err: err}
 	var pe *provider.Error
-	if errors.As(err, &pe) {
-		b.throttleFor(p.Name).observe(b.now(), pe) // a 429 here pauses refreshes too
+	if errors.As(err, &pe) && pe.Status == http.StatusTooManyRequests {
+		// A 429 is about the client, so it pauses refreshes too; other
+		// failures of the revocation endpoint say nothing of the token
+		// endpoint and leave the circuit breaker alone.
+		b.throttleFor(p.Name).observe(b.now(), pe)
 	}
 	switch {
 	case err == nil:

@@ -2,11 +2,14 @@ package broker_test
 
 import (
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -136,45 +139,115 @@ func TestRetiredGrantRetriedThenGivenUp(t *testing.T) {
 	})
 }
 
-// supersedingStore runs reconnect once, just before the refresher's save:
-// a customer reconnecting while the provider answered the refresh.
-type supersedingStore struct {
+// lostAnswerStore: the first write it is told to spoil commits, but the
+// caller sees ErrConflict — a PutItem whose answer was lost (a 500, a
+// reset), retried by the SDK, fails its own version condition.
+type lostAnswerStore struct {
 	store.Store
-	reconnect func()
-	saved     string // refresh token the refresher tried to save
+	replace, leased bool
 }
 
-func (s *supersedingStore) SaveLeased(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
-	if s.reconnect != nil {
-		s.saved = c.RefreshToken
-		s.reconnect()
-		s.reconnect = nil
+func (s *lostAnswerStore) ReplaceConnection(ctx context.Context, c store.Connection) (store.Connection, error) {
+	saved, err := s.Store.ReplaceConnection(ctx, c)
+	if s.replace && err == nil {
+		s.replace = false
+		return store.Connection{}, store.ErrConflict
 	}
-	return s.Store.SaveLeased(ctx, c, owner)
+	return saved, err
 }
 
-// TestSupersededRefreshRevokesItsTokens: a refresh whose result a
-// reconnect superseded holds tokens of the replaced grant that nothing
-// will use: with revoke_on_reconnect they are revoked at once, and the
-// reconnect's grant survives.
-func TestSupersededRefreshRevokesItsTokens(t *testing.T) {
-	f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, "    revoke_on_reconnect: true\n")
-	f.connect(t, "c1")
-	var second store.Connection
-	st := &supersedingStore{Store: f.st}
-	st.reconnect = func() { second = f.connect(t, "c1") }
-	f.b.Store = st
-	sum := f.sweepAt(t, time.Hour)
-	if sum.Superseded != 1 {
-		t.Fatalf("sweep = %+v, want the refresh superseded", sum)
+func (s *lostAnswerStore) SaveLeased(ctx context.Context, c store.Connection, owner string) (store.Connection, error) {
+	saved, err := s.Store.SaveLeased(ctx, c, owner)
+	if s.leased && err == nil {
+		s.leased = false
+		return store.Connection{}, store.ErrConflict
 	}
-	if st.saved == "" || f.prov.ValidRefresh(st.saved) {
-		t.Error("the superseded refresh's rotated refresh token is still valid at the provider")
-	}
-	if !f.prov.ValidRefresh(second.RefreshToken) {
-		t.Error("the reconnect's grant was revoked")
-	}
-	if got := f.get(t, "c1"); got.RefreshToken != second.RefreshToken {
-		t.Error("the reconnect's tokens were not kept")
-	}
+	return saved, err
+}
+
+// TestAmbiguousWritesNeverRevokeTheLiveGrant: a write that landed but was
+// answered with a conflict must not make the broker revoke the tokens the
+// connection now holds — neither a reconnect whose retry replaces its own
+// new tokens, nor a refresh whose save is reported superseded.
+func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
+	t.Run("reconnect", func(t *testing.T) {
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
+		f.connect(t, "c1")
+		f.b.Store = &lostAnswerStore{Store: f.st, replace: true}
+		f.connect(t, "c1")
+		live := f.get(t, "c1")
+		f.sweepAt(t, 0)
+		if !f.prov.ValidRefresh(live.RefreshToken) {
+			t.Error("the sweep revoked the live connection's refresh token")
+		}
+	})
+	t.Run("refresh", func(t *testing.T) {
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, "    revoke_on_reconnect: true\n")
+		f.connect(t, "c1")
+		f.b.Store = &lostAnswerStore{Store: f.st, leased: true}
+		f.sweepAt(t, time.Hour)
+		if live := f.get(t, "c1"); !f.prov.ValidRefresh(live.RefreshToken) {
+			t.Error("a refresh reported superseded revoked the live connection's refresh token")
+		}
+		if n := len(revocations(f.prov)); n != 0 {
+			t.Errorf("%d revocation requests, want none", n)
+		}
+	})
+}
+
+// TestRetiredGrantRules: what decides whether and when a retired grant is
+// revoked — the catalog entry as it is at sweep time, the provider's rate
+// budget (shared with refreshes), and a refusal that will not change.
+func TestRetiredGrantRules(t *testing.T) {
+	t.Run("entry no longer revokes", func(t *testing.T) {
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
+		first := f.connect(t, "c1")
+		f.connect(t, "c1")
+		cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+strings.NewReplacer("AUTH_URL", f.prov.AuthorizeURL(), "TOKEN_URL", f.prov.TokenURL(), "REVOKE_URL", f.prov.RevokeURL()).Replace(revokingEntry)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.b.Catalog = cat
+		if sum := f.sweepAt(t, 0); sum != (broker.RefreshSummary{Due: 1, Skipped: 1}) {
+			t.Errorf("sweep = %+v, want the retired grant dropped", sum)
+		}
+		if sum := f.sweepAt(t, time.Hour); sum != (broker.RefreshSummary{}) {
+			t.Errorf("later sweep = %+v, want nothing", sum)
+		}
+		if n := len(revocations(f.prov)); n != 0 || !f.prov.ValidRefresh(first.RefreshToken) {
+			t.Errorf("%d revocation requests after the entry stopped revoking, want none", n)
+		}
+	})
+	t.Run("within the rate budget", func(t *testing.T) {
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n    rate_limit: {requests: 1, period_seconds: 3600}\n")
+		for _, id := range []string{"c1", "c2"} {
+			f.connect(t, id)
+			f.connect(t, id)
+		}
+		// The sweep stops starting work startReserve (26 s) before its
+		// deadline: give it two seconds of work.
+		ctx, cancel := context.WithTimeout(context.Background(), 28*time.Second)
+		defer cancel()
+		sum, err := f.b.RefreshDue(ctx)
+		if err != nil || sum.Revoked != 1 || sum.Deferred != 1 || len(revocations(f.prov)) != 1 {
+			t.Errorf("sweep = %+v, %v with %d revocation requests; want one revoked and one deferred within a budget of one request", sum, err, len(revocations(f.prov)))
+		}
+	})
+	t.Run("refused for good", func(t *testing.T) {
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
+		f.connect(t, "c1")
+		f.connect(t, "c1")
+		// The client secret no longer matches: 401 invalid_client, which
+		// another attempt would not change.
+		os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"wrong"}}`), 0o600)
+		if sum := f.sweepAt(t, 0); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
+			t.Errorf("sweep = %+v", sum)
+		}
+		if sum := f.sweepAt(t, 15*time.Minute+time.Second); sum != (broker.RefreshSummary{}) {
+			t.Errorf("sweep after a refusal for good = %+v, want the grant given up", sum)
+		}
+		if r := revocations(f.prov); len(r) != 1 || r[0].Status != 401 {
+			t.Errorf("revocation requests = %d, want one answered 401", len(r))
+		}
+	})
 }

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -27,8 +30,38 @@ type RetiredGrant struct {
 	RefreshToken string
 	// Attempts counts the leases taken on it so far, this one included.
 	Attempts int
+	// InUse reports that the connection which replaced it holds one of
+	// its tokens: a provider that issued the same token again (a
+	// re-authorization keeping its refresh token, a client_credentials
+	// token cached by the provider), or a retried write that replaced the
+	// connection's own new tokens. Revoking it would end the connection.
+	InUse bool
 	// RetiredAt is when the reconnect replaced it.
 	RetiredAt time.Time
+}
+
+// Successor returns what a store keeps of the tokens that replaced a
+// retired grant, to tell LeaseRetired's InUse: their SHA-256 digests
+// (hex), which open nothing.
+func Successor(accessToken, refreshToken string) []string {
+	var out []string
+	for _, t := range []string{accessToken, refreshToken} {
+		if t != "" {
+			sum := sha256.Sum256([]byte(t))
+			out = append(out, hex.EncodeToString(sum[:]))
+		}
+	}
+	return out
+}
+
+// MarkInUse sets g.InUse: whether one of g's tokens has its digest in
+// successor, the Successor kept with the retired grant. Stores call it
+// once they have opened g's tokens.
+func (g *RetiredGrant) MarkInUse(successor []string) {
+	g.InUse = false
+	for _, d := range Successor(g.AccessToken, g.RefreshToken) {
+		g.InUse = g.InUse || slices.Contains(successor, d)
+	}
 }
 
 // ErrNotRetired wraps the error of a ReplaceConnection that saved the

@@ -177,7 +177,7 @@ type Store interface {
 	// LeaseRetired takes the retired grant k names (a key from ListDue)
 	// for its revocation: if it is due at now, it moves its due time to
 	// until (when it comes due again unless dropped), counts the attempt
-	// and returns the grant with its credentials opened. ErrConflict if
+	// and returns the grant with its credentials opened and InUse set. ErrConflict if
 	// it is not due, already dropped or gone. Credentials that do not open
 	// come back empty with an error wrapping envelope.ErrOpen.
 	LeaseRetired(ctx context.Context, k Key, now, until time.Time) (RetiredGrant, error)

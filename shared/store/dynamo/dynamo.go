@@ -181,6 +181,7 @@ type retiredItem struct {
 	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
 	DueShard     string            `dynamodbav:"due_shard,omitempty"`
 	Attempts     int               `dynamodbav:"attempts"`
+	Successor    []string          `dynamodbav:"successor,omitempty"` // store.Successor of the replacing tokens
 	RetiredAt    int64             `dynamodbav:"retired_at"`
 	TTL          int64             `dynamodbav:"ttl"`
 }
@@ -433,6 +434,7 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 	r := retiredItem{
 		PK: pk, SK: retiredPrefix + newRetiredID(), Provider: c.Provider, ConnectionID: c.ConnectionID,
 		Params: nilIfEmptyMap(it.Params), Sealed: sealed,
+		Successor:  store.Successor(c.AccessToken, c.RefreshToken),
 		RefreshDue: now.Unix(), DueShard: dueShard(pk),
 		RetiredAt: now.Unix(), TTL: now.Add(store.RetiredTTL).Unix(),
 	}
@@ -649,6 +651,7 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 		return g, fmt.Errorf("dynamo: lease retired: %w", err)
 	}
 	g.AccessToken, g.RefreshToken = creds.AccessToken, creds.RefreshToken
+	g.MarkInUse(it.Successor)
 	return g, nil
 }
 
@@ -662,9 +665,9 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.table),
 		Key:                      key(connPK(k.Provider, k.ConnectionID), retiredPrefix+k.Retired),
-		UpdateExpression:         aws.String("REMOVE #s, #d, #ds, #p"),
+		UpdateExpression:         aws.String("REMOVE #s, #d, #ds, #p, #su"),
 		ConditionExpression:      aws.String("attribute_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#s": "sealed", "#d": "refresh_due", "#ds": "due_shard", "#p": "params", "#pk": "pk"},
+		ExpressionAttributeNames: map[string]string{"#s": "sealed", "#d": "refresh_due", "#ds": "due_shard", "#p": "params", "#su": "successor", "#pk": "pk"},
 	})
 	if err != nil && !isConditionFailed(err) {
 		return fmt.Errorf("dynamo: drop retired: %w", err)

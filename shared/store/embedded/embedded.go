@@ -46,7 +46,8 @@ type Store struct {
 // retired is a retired grant and when it is next due.
 type retired struct {
 	store.RetiredGrant
-	Due time.Time `json:"due"`
+	Due       time.Time `json:"due"`
+	Successor []string  `json:"successor,omitempty"` // store.Successor of the replacing tokens
 }
 
 var _ store.Store = (*Store)(nil)
@@ -251,7 +252,8 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 			AccessToken: old.AccessToken, RefreshToken: old.RefreshToken,
 			RetiredAt: canonTime(now),
 		},
-		Due: canonTime(now),
+		Due:       canonTime(now),
+		Successor: store.Successor(c.AccessToken, c.RefreshToken),
 	}
 	if err := s.save(); err != nil {
 		delete(s.retired, k)
@@ -283,6 +285,7 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	}
 	g := r.RetiredGrant
 	g.Params = maps.Clone(g.Params)
+	g.MarkInUse(r.Successor)
 	return g, nil
 }
 
@@ -290,6 +293,9 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if k.Retired == "" {
+		return errors.New("embedded: drop retired: key names no retired grant")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

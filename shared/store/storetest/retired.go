@@ -59,7 +59,7 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("LeaseRetired: %v", err)
 		}
 		want := store.RetiredGrant{Key: keys[0], Params: map[string]string{"domain": "mail.example.com"},
-			AccessToken: "access-c1", RefreshToken: "refresh-c1", Attempts: 1}
+			AccessToken: "access-c1", RefreshToken: "refresh-c1", Attempts: 1, InUse: false}
 		got := g
 		got.RetiredAt = time.Time{}
 		if !reflect.DeepEqual(got, want) {
@@ -135,6 +135,62 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 	})
 
+	t.Run("InUse", func(t *testing.T) {
+		// The replacing connection holds one of the retired tokens: a
+		// provider that issued the refresh token again, or a write that
+		// replaced its own result.
+		for _, tc := range []struct {
+			name          string
+			access, fresh string
+			inUse         bool
+		}{
+			{"new tokens", "access-new", "refresh-new", false},
+			{"same refresh token", "access-new", "refresh-c1", true},
+			{"same access token", "access-c1", "", true},
+			{"same tokens", "access-c1", "refresh-c1", true},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				s := newStore(t)
+				saved := mustSave(t, s, newConn("github", "c1"))
+				saved.AccessToken, saved.RefreshToken = tc.access, tc.fresh
+				if _, err := s.ReplaceConnection(t.Context(), saved); err != nil {
+					t.Fatal(err)
+				}
+				now := time.Now().Add(time.Second)
+				g, err := s.LeaseRetired(t.Context(), retiredKeys(t, s, now)[0], now, now.Add(time.Hour))
+				if err != nil || g.InUse != tc.inUse {
+					t.Errorf("LeaseRetired: InUse %v, %v; want %v", g.InUse, err, tc.inUse)
+				}
+			})
+		}
+	})
+
+	t.Run("ListedWithConnections", func(t *testing.T) {
+		// Retired grants come in the one due order with connections, are
+		// counted by the limit, and are left out with their provider.
+		s := newStore(t)
+		now := time.Now()
+		early := newConn("gitlab", "early")
+		early.RefreshDue = now.Add(-time.Hour)
+		mustSave(t, s, early)
+		replace(t, s, newConn("github", "c1")) // retired at about now; c1 never due
+		late := newConn("google", "late")
+		late.RefreshDue = now.Add(time.Hour)
+		mustSave(t, s, late)
+		at := now.Add(2 * time.Hour)
+		got := mustListDue(t, s, at, 10)
+		if len(got) != 3 || got[0].ConnectionID != "early" || got[1].Retired == "" || got[1].Provider != "github" || got[2].ConnectionID != "late" {
+			t.Fatalf("ListDue = %v, want early, the retired grant of github/c1, late", got)
+		}
+		if lim := mustListDue(t, s, at, 2); len(lim) != 2 || lim[1] != got[1] {
+			t.Errorf("ListDue(limit 2) = %v, want %v", lim, got[:2])
+		}
+		skipped, err := s.ListDue(t.Context(), at, 10, "github")
+		if err != nil || len(skipped) != 2 || skipped[0] != got[0] || skipped[1] != got[2] {
+			t.Errorf("ListDue(skip github) = %v, %v; want %v", skipped, err, []store.Key{got[0], got[2]})
+		}
+	})
+
 	t.Run("LostRaceRetiresNothing", func(t *testing.T) {
 		s := newStore(t)
 		saved := mustSave(t, s, newConn("github", "c1"))
@@ -176,6 +232,10 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 		k.Retired = "x"
 		if _, err := s.Lease(t.Context(), k, store.LeaseRequest{Owner: "o", Now: time.Now(), Until: time.Now().Add(time.Minute)}); err == nil || errors.Is(err, store.ErrConflict) {
 			t.Errorf("Lease on a retired grant's key: %v, want a usage error", err)
+		}
+		k.Retired = ""
+		if err := s.DropRetired(t.Context(), k); err == nil {
+			t.Error("DropRetired on a connection's key succeeded, want a usage error")
 		}
 	})
 }
