@@ -53,7 +53,15 @@ func (a *Account) Subscribe(t testing.TB, bus, pattern string) *Subscriber {
 	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: &name, EventBusName: &bus, EventPattern: &pattern}); err != nil {
 		t.Fatalf("moto: put rule with pattern %s on %s: %v", pattern, bus, err)
 	}
-	target := ebtypes.Target{Id: aws.String("queue"), Arn: aws.String(a.ARN("sqs", name))}
+	// The target delivers the whole event, as a target without an input
+	// transformer does on AWS. Moto renders the event without a
+	// transformer by parsing eight JSON paths per delivery (~130 ms here)
+	// and leaves out the event's "account"; a template of the whole event
+	// takes one path (~20 ms) and keeps every member.
+	target := ebtypes.Target{Id: aws.String("queue"), Arn: aws.String(a.ARN("sqs", name)), InputTransformer: &ebtypes.InputTransformer{
+		InputPathsMap: map[string]string{"source": "$.source"}, // unused; an empty map means moto's eight
+		InputTemplate: aws.String("<aws.events.event.json>"),
+	}}
 	out, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: &name, EventBusName: &bus, Targets: []ebtypes.Target{target}})
 	if err != nil || out.FailedEntryCount != 0 {
 		t.Fatalf("moto: put target of rule %s: %v %+v", name, err, out)
@@ -61,12 +69,12 @@ func (a *Account) Subscribe(t testing.TB, bus, pattern string) *Subscriber {
 	return s
 }
 
-// Event is an EventBridge event as a subscriber receives it. (AWS adds
-// the member "account"; moto 5.2.1 leaves it out.)
+// Event is an EventBridge event as a subscriber receives it.
 type Event struct {
 	ID         string         `json:"id"`
 	DetailType string         `json:"detail-type"`
 	Source     string         `json:"source"`
+	Account    string         `json:"account"`
 	Time       time.Time      `json:"time"`
 	Region     string         `json:"region"`
 	Resources  []string       `json:"resources"`

@@ -105,7 +105,7 @@ func TestAccountsAreApart(t *testing.T) {
 			t.Errorf("account %s reads %q, %v", tt.acct.ID, aws.ToString(out.SecretString), err)
 		}
 		evs := tt.sub.Receive(t, 1, 5*time.Second)
-		if evs[0].Detail["account"] != tt.acct.ID {
+		if evs[0].Account != tt.acct.ID || evs[0].Detail["account"] != tt.acct.ID {
 			t.Errorf("account %s received %s", tt.acct.ID, evs[0].Body)
 		}
 	}
