@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"math/big"
-	"net/http"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,9 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
-
-	"testing"
 )
+
+// defaultAccount is the account moto gives a request it cannot attribute
+// to another: never one of NewAccount's.
+const defaultAccount = "123456789012"
 
 // Account is an AWS account of its own on a Server, reached with its own
 // access key.
@@ -35,11 +37,14 @@ type Account struct {
 // and function given the account's credentials works in it alone.
 func (s *Server) NewAccount(t testing.TB) *Account {
 	t.Helper()
-	n, err := rand.Int(rand.Reader, big.NewInt(9e11))
-	if err != nil {
-		t.Fatal(err)
+	id := defaultAccount
+	for id == defaultAccount {
+		n, err := rand.Int(rand.Reader, big.NewInt(1e12))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = fmt.Sprintf("%012d", n.Int64())
 	}
-	id := fmt.Sprintf("%012d", n.Int64()+1e11) // never 123456789012, moto's default
 	// The IAM calls name the account with moto's own header: no access key
 	// of the account exists yet.
 	client := iam.New(iam.Options{
@@ -78,7 +83,6 @@ func (a *Account) Config() aws.Config {
 		BaseEndpoint: aws.String(a.Endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider(a.accessKeyID, a.secretAccessKey, ""),
 		Retryer:      func() aws.Retryer { return aws.NopRetryer{} },
-		HTTPClient:   &http.Client{Timeout: time.Minute},
 	}
 }
 
