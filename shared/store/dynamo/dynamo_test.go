@@ -33,7 +33,9 @@ func TestConformance(t *testing.T) {
 		client func(t *testing.T) *dynamodb.Client
 	}{
 		{"dynalite", func(t *testing.T) *dynamodb.Client { return dynalite.Shared(t).Client }},
-		{"moto", func(t *testing.T) *dynamodb.Client { return dynamodb.NewFromConfig(moto.Shared(t).NewAccount(t).Config()) }},
+		{"moto", func(t *testing.T) *dynamodb.Client {
+			return dynamodb.NewFromConfig(moto.Shared(t).NewAccount(t).Config())
+		}},
 	} {
 		t.Run(db.name, func(t *testing.T) {
 			client := db.client(t)
