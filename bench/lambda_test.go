@@ -243,7 +243,7 @@ func coldStartMarkdown(out coldStartJSON, took time.Duration) string {
 		fmt.Fprintf(&sb, "| %s | %.1f | %.1f | %s | %.1f | %.1f | %.1f | %.1f |\n", f.Name, f.MedianMS, f.P90MS, ratio, f.ReadyMS, f.FirstMS, f.WarmMS, f.InitMS)
 	}
 	fmt.Fprintf(&sb, "\nEach bootstrap (built as Lambda runs it, %s) was started %d times under a fresh Lambda Runtime Interface Emulator in a working environment "+
-		"(dynalite, local-kms, Secrets Manager and EventBridge test servers, a providers file), with one realistic event: authorize a validly signed link (302), "+
+		"(dynalite, local-kms, Secrets Manager and EventBridge on moto, a providers file), with one realistic event: authorize a validly signed link (302), "+
 		"callback a query without state (400 page), refresh the schedule's event on an empty table, token an unknown connection (404); hello is a bare aws-lambda-go function. "+
 		"A start is timed from the emulator's process start to the first invoke's answer (p90 by nearest rank); the emulator starts the runtime only on that invoke, "+
 		"so its own start (\"emulator ready\") and overhead are in every figure, hello's included. "+

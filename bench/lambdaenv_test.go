@@ -15,10 +15,9 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventbridgetest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
@@ -46,8 +45,8 @@ func lambdaPkg(name string) string {
 
 // lambdaStack is a working environment for the four functions, as e2e
 // builds it: a dynalite table, a local-kms key, Secrets Manager (signing
-// keys and the provider's client credentials), EventBridge and a providers
-// file.
+// keys and the provider's client credentials) and EventBridge on moto, and a
+// providers file.
 type lambdaStack struct {
 	env   map[string]string
 	funcs []lambdaFunc
@@ -56,7 +55,7 @@ type lambdaStack struct {
 const (
 	benchAppOrigin = "https://app.example.com"
 	benchBus       = "oauthbroker-bench-events"
-	// Test credentials, registered with logcheck by secretsmanagertest.
+	// Test credentials, registered with logcheck by moto.PutSecret.
 	benchKey          = "bench-signing-key-0123456789abcdef0123456789"
 	benchClientSecret = "bench-client-secret-Lq04"
 )
@@ -67,11 +66,10 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 	ddb := dynalite.Shared(b)
 	table := dynalite.NewTable(b, ddb.Client)
 	kms := localkms.Start(b)
-	bus := eventbridgetest.New(b)
-	bus.CreateBus(benchBus)
-	sm := secretsmanagertest.New(b)
-	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+benchKey+`"}`)
-	sm.Put("oauthbroker/provider/acme", `{"client_id":"bench-client","client_secret":"`+benchClientSecret+`"}`)
+	acct := moto.Shared(b).NewAccount(b)
+	acct.CreateBus(b, benchBus)
+	acct.PutSecret(b, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+benchKey+`"}`)
+	acct.PutSecret(b, "oauthbroker/provider/acme", `{"client_id":"bench-client","client_secret":"`+benchClientSecret+`"}`)
 
 	providers := filepath.Join(b.TempDir(), "providers.yaml")
 	catalog := "providers:\n  acme:\n    display_name: Acme\n" +
@@ -93,18 +91,17 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 		b.Fatal(err)
 	}
 
-	s := &lambdaStack{env: map[string]string{
-		"TABLE_NAME":                       table,
-		"BASE_URL":                         "https://broker.example.test",
-		"RETURN_ORIGINS":                   benchAppOrigin,
-		"PROVIDERS_FILE":                   providers,
-		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
-		"TOKEN_KEY_ID":                     kms.KeyARN,
-		"AWS_ENDPOINT_URL_KMS":             kms.Endpoint,
-		"EVENT_BUS_NAME":                   benchBus,
-		"AWS_ENDPOINT_URL_EVENTBRIDGE":     bus.URL,
-	}}
+	s := &lambdaStack{env: acct.Env()}
+	maps.Copy(s.env, map[string]string{
+		"TABLE_NAME":                table,
+		"BASE_URL":                  "https://broker.example.test",
+		"RETURN_ORIGINS":            benchAppOrigin,
+		"PROVIDERS_FILE":            providers,
+		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
+		"TOKEN_KEY_ID":              kms.KeyARN,
+		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
+		"EVENT_BUS_NAME":            benchBus,
+	})
 	refreshEvent, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", "refresh.json"))
 	if err != nil {
 		b.Fatal(err)

@@ -28,6 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -37,8 +39,9 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
-// The benchmarks share one dynalite server (dynalite.Shared).
-func TestMain(m *testing.M) { dynalite.Main(m) }
+// The benchmarks share one dynalite server (dynalite.Shared) and one
+// moto_server (moto.Shared).
+func TestMain(m *testing.M) { logcheck.Main(moto.Wrap(dynalite.Wrap(m))) }
 
 // sweepConns is how many due connections each case refreshes: 10 000, or
 // $REFRESH_BENCH_CONNS for a quick look.

@@ -21,10 +21,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventbridgetest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
@@ -41,7 +40,7 @@ const (
 	// reqSweepConns is how many due connections the counted sweep renews.
 	reqSweepConns = 200
 	// Fixture values; the secret is registered by providertest and
-	// secretsmanagertest.
+	// moto.PutSecret.
 	reqClientSecret = "acme-requests-bench-secret-R4v9"
 	reqKeyMaterial  = "requests-bench-signing-key-0123456789abcdef"
 )
@@ -147,8 +146,8 @@ type reqOperation struct {
 // BenchmarkRequests counts the AWS requests each operation makes on a warm
 // function, with the functions built by setup.New exactly as in Lambda
 // (setup.FromEnv) but with a counting aws.Config.HTTPClient, against real
-// local servers: dynalite, local-kms, the Secrets Manager and EventBridge
-// protocol servers and a providertest provider. Each function (authorize,
+// local servers: dynalite, local-kms, moto (Secrets Manager and EventBridge,
+// behind a proxy that counts what they receive) and a providertest provider. Each function (authorize,
 // callback, token, refresh) is its own broker, as each is its own Lambda:
 // its own secrets cache and data keys. An operation is counted after one
 // warm-up of the same kind, within the cache TTLs. Run with -benchtime 1x;
@@ -159,12 +158,10 @@ func BenchmarkRequests(b *testing.B) {
 	ddb := dynalite.Shared(b)
 	table := dynalite.NewTable(b, ddb.Client)
 	kms := localkms.Start(b)
-	sm := secretsmanagertest.New(b)
-	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+reqKeyMaterial+`"}`)
-	sm.Put("oauthbroker/provider/acme", `{"client_id":"acme-client","client_secret":"`+reqClientSecret+`"}`)
-	bus := eventbridgetest.New(b)
-	bus.CreateBus("oauthbroker-events")
-	bus.RejectUnknownBuses(true)
+	acct, received := moto.Shared(b).NewAccount(b).Proxied(b)
+	acct.PutSecret(b, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+reqKeyMaterial+`"}`)
+	acct.PutSecret(b, "oauthbroker/provider/acme", `{"client_id":"acme-client","client_secret":"`+reqClientSecret+`"}`)
+	acct.CreateBus(b, "oauthbroker-events")
 	prov := providertest.New(b, providertest.Config{
 		ClientID: "acme-client", ClientSecret: reqClientSecret, RedirectURI: hbBaseURL + "/callback/acme",
 		RequirePKCE: true, Scopes: []string{"read", "write"}, AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
@@ -175,26 +172,23 @@ func BenchmarkRequests(b *testing.B) {
 		"    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    default_scopes: [read]\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	for k, v := range map[string]string{
-		"TABLE_NAME":                       table,
-		"BASE_URL":                         hbBaseURL,
-		"RETURN_ORIGINS":                   hbAppOrigin,
-		"PROVIDERS_FILE":                   catalog,
-		"TOKEN_KEY_ID":                     kms.KeyARN,
-		"EVENT_BUS_NAME":                   "oauthbroker-events",
-		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
-		"AWS_ENDPOINT_URL_KMS":             kms.Endpoint,
-		"AWS_ENDPOINT_URL_EVENTBRIDGE":     bus.URL,
-		"AWS_REGION":                       "us-east-1",
-		"AWS_ACCESS_KEY_ID":                secretsmanagertest.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY":            secretsmanagertest.SecretAccessKey,
-		"AWS_SESSION_TOKEN":                "",
-		"AWS_PROFILE":                      "",
-		"AWS_CONFIG_FILE":                  "/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE":      "/dev/null",
-		"AWS_EC2_METADATA_DISABLED":        "true",
-	} {
+	env := acct.Env()
+	maps.Copy(env, map[string]string{
+		"TABLE_NAME":                  table,
+		"BASE_URL":                    hbBaseURL,
+		"RETURN_ORIGINS":              hbAppOrigin,
+		"PROVIDERS_FILE":              catalog,
+		"TOKEN_KEY_ID":                kms.KeyARN,
+		"EVENT_BUS_NAME":              "oauthbroker-events",
+		"AWS_ENDPOINT_URL_DYNAMODB":   ddb.Endpoint,
+		"AWS_ENDPOINT_URL_KMS":        kms.Endpoint,
+		"AWS_SESSION_TOKEN":           "",
+		"AWS_PROFILE":                 "",
+		"AWS_CONFIG_FILE":             "/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	})
+	for k, v := range env {
 		b.Setenv(k, v)
 	}
 
@@ -305,16 +299,16 @@ func BenchmarkRequests(b *testing.B) {
 		}
 	}
 	sweep := measure("refresh_per_connection", "refresh, per connection in a sweep", reqSweepConns, sweepOf("due-warm", 1), sweepOf("due", reqSweepConns))
-	// The counter against the servers' own counts.
+	// The counter against what the proxy in front of moto received.
 	var events, reads int
 	for _, op := range ops {
 		events += op.cold.service("eventbridge") + op.warm.service("eventbridge")
 		reads += op.cold.service("secretsmanager") + op.warm.service("secretsmanager")
 	}
-	if got := bus.Calls(); got != events || events == 0 {
+	if got := received.Calls("PutEvents", nil); got != events || events == 0 {
 		b.Errorf("EventBridge received %d PutEvents, the counter saw %d", got, events)
 	}
-	if got := sm.Calls("oauthbroker/keys") + sm.Calls("oauthbroker/provider/acme"); got != reads {
+	if got := received.Calls("GetSecretValue", nil); got != reads {
 		b.Errorf("Secrets Manager received %d GetSecretValue, the counter saw %d", got, reads)
 	}
 
@@ -481,7 +475,7 @@ func (rep requestsReport) markdown(ops []*reqOperation, sum broker.RefreshSummar
 	fmt.Fprintf(&md, "`BenchmarkRequests` (`bench/requests_test.go`) builds each function's broker with `setup.New`, exactly as `setup.FromEnv` does in Lambda "+
 		"(same store, sealer, %d-minute secrets cache), but with an `aws.Config.HTTPClient` that counts every request by service (SigV4 scope) and "+
 		"operation (`X-Amz-Target`), SDK retries included. The servers are real local ones speaking the AWS protocols: dynalite (DynamoDB), "+
-		"local-kms (KMS), the Secrets Manager and EventBridge protocol servers of `internal/testsupport`, and a strict OAuth provider (providertest). "+
+		"local-kms (KMS), moto (Secrets Manager and EventBridge), and a strict OAuth provider (providertest). "+
 		"Authorize, callback, token and refresh are separate instances, as in Lambda. Each operation is counted %d times (the sweep: one sweep of %d due "+
 		"connections) on a **warm** instance, after one warm-up operation of the same kind, within the cache TTLs; that warm-up, the first call of its kind on the "+
 		"instance, is shown apart. Run time %.1f s.\n\n", int(setup.SecretsTTL.Minutes()), reqRepeats, rep.SweepConnections, took.Seconds())

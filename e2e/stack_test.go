@@ -1,12 +1,14 @@
 // Package e2e drives the built Lambda functions — authorize, callback,
 // refresh — under the Lambda Runtime Interface Emulator, with the events in
 // events/ as templates, against dynalite (the DynamoDB API), local-kms (the
-// KMS API), a Secrets Manager protocol server and a strict OAuth provider.
+// KMS API), moto (Secrets Manager, and EventBridge with an SQS subscriber
+// of every lifecycle event) and a strict OAuth provider.
 package e2e
 
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,18 +22,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventbridgetest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
-func TestMain(m *testing.M) { dynalite.Main(m) }
+func TestMain(m *testing.M) { logcheck.Main(moto.Wrap(dynalite.Wrap(m))) }
 
 const (
 	baseURL   = "https://broker.example.test"
@@ -39,6 +41,9 @@ const (
 	returnTo  = appOrigin + "/connected?tab=integrations"
 	clientID  = "acme-client-id"
 	eventBus  = "oauthbroker-test-events"
+	// allEvents is the README's rule pattern with every detail-type.
+	allEvents = `{"source":["oauthbroker"],"detail-type":["oauthbroker.connection.created","oauthbroker.connection.recovered",` +
+		`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted"]}`
 	// Test credentials: the log check searches every function log for them.
 	clientSecret = "acme-client-secret-Zq81"
 	keyMaterial  = "test-signing-key-0123456789abcdef0123456789"
@@ -51,7 +56,6 @@ type stack struct {
 	table     string
 	store     *dynamo.Store
 	kms       *localkms.Server
-	sm        *secretsmanagertest.Server
 	prov      *providertest.Server
 	keys      *signing.Keyset
 	authorize *lambdarie.Function
@@ -60,7 +64,8 @@ type stack struct {
 	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
 	refresh   *lambdarie.Function
 	token     *lambdarie.Function // the app's token and delete routes
-	bus       *eventbridgetest.Server
+	// events receives every lifecycle event the functions put on eventBus.
+	events *moto.Subscriber
 	// retired are refresh instances replaced by newRefreshInstance; their
 	// logs are still checked.
 	retired      []*lambdarie.Function
@@ -137,30 +142,31 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		t.Fatal(err)
 	}
 	kms := localkms.Start(t)
-	bus := eventbridgetest.New(t)
-	bus.CreateBus(eventBus)
-	bus.RejectUnknownBuses(true) // a misnamed bus fails here, not silently as in AWS
-	sm := secretsmanagertest.New(t)
-	sm.Put("oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
-	sm.Put("oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
-	sm.Put("oauthbroker/provider/other", `{"client_id":"other-id","client_secret":"other-secret-Pw2"}`)
+	// Secrets Manager and EventBridge: an account of the stack's own on
+	// moto, which (unlike AWS) refuses events for a bus that does not
+	// exist, so a misnamed bus fails here.
+	acct := moto.Shared(t).NewAccount(t)
+	acct.CreateBus(t, eventBus)
+	events := acct.Subscribe(t, eventBus, allEvents)
+	acct.PutSecret(t, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
+	acct.PutSecret(t, "oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
+	acct.PutSecret(t, "oauthbroker/provider/other", `{"client_id":"other-id","client_secret":"other-secret-Pw2"}`)
 	for _, e := range extra {
 		b, _ := json.Marshal(map[string]string{"client_id": e.id, "client_secret": e.secret})
-		sm.Put("oauthbroker/provider/"+e.name, string(b))
+		acct.PutSecret(t, "oauthbroker/provider/"+e.name, string(b))
 	}
 
-	env := map[string]string{
-		"TABLE_NAME":                       table,
-		"BASE_URL":                         baseURL,
-		"RETURN_ORIGINS":                   appOrigin,
-		"PROVIDERS_FILE":                   providersFile,
-		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.Endpoint,
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.URL,
-		"TOKEN_KEY_ID":                     kms.KeyARN,
-		"AWS_ENDPOINT_URL_KMS":             kms.Endpoint,
-		"EVENT_BUS_NAME":                   eventBus,
-		"AWS_ENDPOINT_URL_EVENTBRIDGE":     bus.URL,
-	}
+	env := acct.Env()
+	maps.Copy(env, map[string]string{
+		"TABLE_NAME":                table,
+		"BASE_URL":                  baseURL,
+		"RETURN_ORIGINS":            appOrigin,
+		"PROVIDERS_FILE":            providersFile,
+		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
+		"TOKEN_KEY_ID":              kms.KeyARN,
+		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
+		"EVENT_BUS_NAME":            eventBus,
+	})
 	// The callback's provider call must end before a 3 s Lambda timeout;
 	// the refresh function gets a minute, as a sweep only starts a
 	// connection with 20 s to spare (production: 300 s).
@@ -178,7 +184,6 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		table:     table,
 		store:     storeFor(ddb, kms, table),
 		kms:       kms,
-		sm:        sm,
 		prov:      prov,
 		extra:     extra,
 		keys:      keys,
@@ -188,7 +193,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		slowCB:    lambdarie.Start(t, cb, slow),
 		refresh:   lambdarie.Start(t, rf, sweeper),
 		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), tokenEnv),
-		bus:       bus,
+		events:    events,
 
 		refreshEnv:   sweeper,
 		refreshBuild: rf,

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -18,7 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/smithy-go"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventbridgetest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 )
 
@@ -136,136 +139,193 @@ func TestNoTokenField(t *testing.T) {
 	}
 }
 
-// newPublisher returns an EventBridge publisher onto bus of a fresh server,
-// through a real client without retries.
-func newPublisher(t *testing.T, bus string) (*lifecycle.EventBridge, *eventbridgetest.Server) {
+// allEvents is a rule's pattern matching every lifecycle event: the
+// README's pattern with every detail-type.
+const allEvents = `{"source":["oauthbroker"],"detail-type":["oauthbroker.connection.created","oauthbroker.connection.recovered",` +
+	`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted"]}`
+
+// bus is EventBridge on moto in an account of the test's own, seen
+// through a proxy that counts and fails calls, with the bus
+// oauthbroker-events and a subscriber of every lifecycle event on it.
+type bus struct {
+	acct  *moto.Account
+	proxy *moto.Proxy
+	sub   *moto.Subscriber
+}
+
+const busName = "oauthbroker-events"
+
+func newBus(t *testing.T) *bus {
 	t.Helper()
-	srv := eventbridgetest.New(t)
-	srv.CreateBus("oauthbroker-events")
-	return lifecycle.NewEventBridge(srv.Client(t), bus), srv
+	acct, proxy := moto.Shared(t).NewAccount(t).Proxied(t)
+	acct.CreateBus(t, busName)
+	return &bus{acct: acct, proxy: proxy, sub: acct.Subscribe(t, busName, allEvents)}
+}
+
+// publisher returns an EventBridge publisher onto busName through a client
+// without retries.
+func (b *bus) publisher(busName string) *lifecycle.EventBridge {
+	return lifecycle.NewEventBridge(eventbridge.NewFromConfig(b.acct.Config()), busName)
+}
+
+// puts counts the PutEvents calls.
+func (b *bus) puts() int { return b.proxy.Calls("PutEvents", nil) }
+
+// wantDetail is the detail a subscriber sees for e, published at when.
+func wantDetail(e lifecycle.Event) map[string]any {
+	want := map[string]any{"provider": e.Provider, "connection_id": e.ConnectionID, "status": e.Status, "timestamp": "2026-11-24T21:00:00Z"}
+	if e.FailureClass != "" {
+		want["failure_class"] = e.FailureClass
+	}
+	return want
 }
 
 func TestEventBridgePublish(t *testing.T) {
-	pub, srv := newPublisher(t, "oauthbroker-events")
+	b := newBus(t)
+	pub := b.publisher(busName)
 	for _, e := range events() {
 		t.Run(string(e.Type), func(t *testing.T) {
-			before := len(srv.Events())
 			if err := pub.Publish(context.Background(), e); err != nil {
 				t.Fatal(err)
 			}
-			evs := srv.Events()[before:]
-			if len(evs) != 1 {
-				t.Fatalf("%d events on the bus", len(evs))
+			got := b.sub.Receive(t, 1, 5*time.Second)[0]
+			if got.Source != "oauthbroker" || got.DetailType != e.DetailType() || got.Account != b.acct.ID || got.Region != moto.Region {
+				t.Errorf("source %q, detail-type %q, account %s, region %s", got.Source, got.DetailType, got.Account, got.Region)
 			}
-			got := evs[0]
-			if got.Bus != "oauthbroker-events" || got.Source != "oauthbroker" || got.DetailType != e.DetailType() {
-				t.Errorf("bus %q, source %q, detail-type %q", got.Bus, got.Source, got.DetailType)
-			}
-			if got.RawDetail != e.Detail() {
-				t.Errorf("detail %s, want %s", got.RawDetail, e.Detail())
-			}
-			want := map[string]any{"provider": e.Provider, "connection_id": e.ConnectionID, "status": e.Status, "timestamp": "2026-11-24T21:00:00Z"}
-			if e.FailureClass != "" {
-				want["failure_class"] = e.FailureClass
-			}
-			if !reflect.DeepEqual(got.Detail, want) {
-				t.Errorf("parsed detail %v, want %v", got.Detail, want)
+			if !reflect.DeepEqual(got.Detail, wantDetail(e)) {
+				t.Errorf("detail %v, want %v", got.Detail, wantDetail(e))
 			}
 			if !got.Time.Equal(when) {
 				t.Errorf("event time %v, want %v", got.Time, when)
 			}
 		})
 	}
-	if got := srv.Calls(); got != len(events()) {
-		t.Errorf("Calls = %d, want one PutEvents per Publish", got)
+	if got := b.puts(); got != len(events()) {
+		t.Errorf("%d PutEvents calls, want one per Publish", got)
 	}
+}
+
+// TestReadmeRulePattern: the rule pattern the README documents, on the
+// bus a function publishes to, delivers exactly the events it names.
+func TestReadmeRulePattern(t *testing.T) {
+	root, err := modroot.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("A rule's pattern: `([^`]+)`").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md documents no rule pattern (\"A rule's pattern: `…`\")")
+	}
+	b := newBus(t)
+	sub := b.acct.Subscribe(t, busName, string(m[1]))
+	pub := b.publisher(busName)
+	for _, e := range events() {
+		if err := pub.Publish(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := sub.Receive(t, 1, 5*time.Second)[0]
+	if got.DetailType != "oauthbroker.connection.needs_reauth" || !reflect.DeepEqual(got.Detail, wantDetail(events()[2])) {
+		t.Errorf("the README's pattern delivered %s", got.Body)
+	}
+	b.sub.Receive(t, len(events()), 5*time.Second)
 }
 
 func TestEventBridgeBusName(t *testing.T) {
 	tests := []struct {
-		name, bus, wantBus string
+		name string
+		bus  func(*bus) string // the publisher's bus
+		on   string            // the bus the event must reach
 	}{
-		{"name", "oauthbroker-events", "oauthbroker-events"},
-		{"ARN", eventbridgetest.BusARN("oauthbroker-events"), "oauthbroker-events"},
-		{"empty is the default bus", "", "default"},
-		{"default", "default", "default"},
+		{"name", func(*bus) string { return busName }, busName},
+		{"ARN", func(b *bus) string { return b.acct.ARN("events", "event-bus/"+busName) }, busName},
+		{"empty is the default bus", func(*bus) string { return "" }, "default"},
+		{"default", func(*bus) string { return "default" }, "default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pub, srv := newPublisher(t, tt.bus)
-			if err := pub.Publish(context.Background(), events()[0]); err != nil {
+			b := newBus(t)
+			def := b.acct.Subscribe(t, "default", allEvents)
+			if err := b.publisher(tt.bus(b)).Publish(context.Background(), events()[0]); err != nil {
 				t.Fatal(err)
 			}
-			if evs := srv.Events(); len(evs) != 1 || evs[0].Bus != tt.wantBus {
-				t.Errorf("Events = %+v, want one on %q", evs, tt.wantBus)
-			}
+			want := map[string]int{busName: 0, "default": 0}
+			want[tt.on] = 1
+			b.sub.Receive(t, want[busName], 5*time.Second)
+			def.Receive(t, want["default"], 5*time.Second)
 		})
 	}
 }
 
 func TestEventBridgeZeroTime(t *testing.T) {
-	pub, srv := newPublisher(t, "oauthbroker-events")
+	b := newBus(t)
 	e := events()[0]
 	e.Time = time.Time{}
-	if err := pub.Publish(context.Background(), e); err != nil {
+	if err := b.publisher(busName).Publish(context.Background(), e); err != nil {
 		t.Fatal(err)
 	}
-	got := srv.Events()[0]
+	got := b.sub.Receive(t, 1, 5*time.Second)[0]
 	ts, err := time.Parse(time.RFC3339, got.Detail["timestamp"].(string))
 	if err != nil || time.Since(ts) > time.Minute {
 		t.Errorf("timestamp %v (%v)", got.Detail["timestamp"], err)
 	}
-	if !got.Time.Truncate(time.Second).Equal(ts) {
+	if !got.Time.Equal(ts) {
 		t.Errorf("event time %v, detail timestamp %v: want the same instant", got.Time, ts)
 	}
+}
+
+// failedEntry is a PutEvents answer whose one entry failed with code.
+func failedEntry(code, message string) moto.Fault {
+	return moto.Fault{Status: 200, Body: `{"FailedEntryCount":1,"Entries":[{"ErrorCode":"` + code + `","ErrorMessage":"` + message + `"}]}`}
 }
 
 func TestEventBridgeErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		bus      string
-		setup    func(*eventbridgetest.Server)
+		fault    *moto.Fault // the answer to the first PutEvents, instead of moto's
 		event    func() lifecycle.Event
 		want     []string // substrings of the error; none means success
 		apiError string   // the smithy.APIError code the error wraps, if any
 		calls    int
-		dropped  int
 	}{
 		{
 			name:  "throttled",
-			setup: func(s *eventbridgetest.Server) { s.FailNext(1, "ThrottlingException") },
+			fault: new(moto.AWSError(400, "ThrottlingException", "Rate exceeded")),
 			want:  []string{"oauthbroker.connection.created of acme/c1", "ThrottlingException", "Rate exceeded"}, apiError: "ThrottlingException", calls: 1,
 		},
 		{
 			name:  "internal error",
-			setup: func(s *eventbridgetest.Server) { s.FailNext(1, "InternalException") },
+			fault: new(moto.AWSError(500, "InternalException", "An internal error occurred.")),
 			want:  []string{"InternalException"}, apiError: "InternalException", calls: 1,
 		},
 		{
-			name:  "access denied",
-			setup: func(s *eventbridgetest.Server) { s.FailNext(1, "AccessDeniedException") },
-			want:  []string{"AccessDeniedException", "events:PutEvents"}, apiError: "AccessDeniedException", calls: 1,
+			name: "access denied",
+			fault: new(moto.AWSError(400, "AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/test/test is not authorized to perform: "+
+				"events:PutEvents on resource: arn:aws:events:us-east-1:123456789012:event-bus/default")),
+			want: []string{"AccessDeniedException", "events:PutEvents"}, apiError: "AccessDeniedException", calls: 1,
 		},
 		{
 			name:  "partial failure",
-			setup: func(s *eventbridgetest.Server) { s.FailEntries(1, "InternalFailure") },
+			fault: new(failedEntry("InternalFailure", "The request processing has failed because of an unknown error, exception or failure.")),
 			want:  []string{"EventBridge failed the entry: InternalFailure: The request processing has failed"}, calls: 1,
 		},
 		{
 			name:  "entry throttled",
-			setup: func(s *eventbridgetest.Server) { s.FailEntries(1, "ThrottlingException") },
+			fault: new(failedEntry("ThrottlingException", "Rate exceeded")),
 			want:  []string{"EventBridge failed the entry: ThrottlingException"}, calls: 1,
 		},
 		{
-			name: "unknown bus, as AWS does: accepted and dropped",
+			// AWS accepts an entry for a bus that does not exist and drops
+			// it (see NewEventBridge); moto refuses the call, which makes
+			// a misnamed bus visible in tests.
+			name: "unknown bus",
 			bus:  "no-such-bus",
-			want: nil, calls: 1, dropped: 1,
-		},
-		{
-			name:  "unknown bus, server rejecting it",
-			bus:   "no-such-bus",
-			setup: func(s *eventbridgetest.Server) { s.RejectUnknownBuses(true) },
-			want:  []string{"EventBridge failed the entry: ResourceNotFoundException: Event bus no-such-bus does not exist."}, calls: 1,
+			want: []string{"ResourceNotFoundException", "Event bus no-such-bus does not exist."}, apiError: "ResourceNotFoundException", calls: 1,
 		},
 		{
 			name:  "unknown type",
@@ -275,19 +335,19 @@ func TestEventBridgeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bus := tt.bus
-			if bus == "" {
-				bus = "oauthbroker-events"
+			b := newBus(t)
+			if tt.fault != nil {
+				b.proxy.Inject("PutEvents", nil, 1, *tt.fault)
 			}
-			pub, srv := newPublisher(t, bus)
-			if tt.setup != nil {
-				tt.setup(srv)
+			target := tt.bus
+			if target == "" {
+				target = busName
 			}
 			e := events()[0]
 			if tt.event != nil {
 				e = tt.event()
 			}
-			err := pub.Publish(context.Background(), e)
+			err := b.publisher(target).Publish(context.Background(), e)
 			switch {
 			case len(tt.want) == 0 && err != nil:
 				t.Errorf("Publish: %v, want nil", err)
@@ -304,37 +364,51 @@ func TestEventBridgeErrors(t *testing.T) {
 					t.Errorf("error %v does not wrap API error %s", err, tt.apiError)
 				}
 			}
-			if got := srv.Calls(); got != tt.calls {
-				t.Errorf("Calls = %d, want %d", got, tt.calls)
+			if got := b.puts(); got != tt.calls {
+				t.Errorf("%d PutEvents calls, want %d", got, tt.calls)
 			}
-			if got := len(srv.Dropped()); got != tt.dropped {
-				t.Errorf("Dropped = %d, want %d", got, tt.dropped)
-			}
-			if len(tt.want) > 0 && len(srv.Events()) != 0 {
-				t.Errorf("a failed Publish put %d events on the bus", len(srv.Events()))
-			}
+			b.sub.Receive(t, 0, 0) // a failed Publish puts nothing on the bus
 		})
 	}
 }
 
-func TestEventBridgeRetriesThrottling(t *testing.T) {
-	srv := eventbridgetest.New(t)
-	opts := srv.Options()
-	opts.Retryer = retry.NewStandard(func(o *retry.StandardOptions) {
-		o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
-	})
-	pub := lifecycle.NewEventBridge(eventbridge.New(opts), "")
-	srv.FailNext(1, "ThrottlingException")
-	if err := pub.Publish(context.Background(), events()[0]); err != nil {
-		t.Fatalf("Publish: %v (the SDK retries a throttled call)", err)
+// TestEventBridgeHangs: a Publish to an EventBridge that does not answer
+// ends with the caller's context (the broker gives each event 2 s).
+func TestEventBridgeHangs(t *testing.T) {
+	b := newBus(t)
+	b.proxy.Inject("PutEvents", nil, 1, moto.Hang)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := b.publisher(busName).Publish(ctx, events()[0])
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "oauthbroker.connection.created of acme/c1") {
+		t.Errorf("Publish: %v, want the deadline, naming the event", err)
 	}
-	if srv.Calls() != 2 || len(srv.Events()) != 1 {
-		t.Errorf("Calls %d, Events %d; want 2, 1", srv.Calls(), len(srv.Events()))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Publish returned after %v", d)
 	}
 }
 
+func TestEventBridgeRetriesThrottling(t *testing.T) {
+	b := newBus(t)
+	client := eventbridge.NewFromConfig(b.acct.Config(), func(o *eventbridge.Options) {
+		o.Retryer = retry.NewStandard(func(o *retry.StandardOptions) {
+			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+		})
+	})
+	b.proxy.Inject("PutEvents", nil, 1, moto.AWSError(400, "ThrottlingException", "Rate exceeded"))
+	if err := lifecycle.NewEventBridge(client, busName).Publish(context.Background(), events()[0]); err != nil {
+		t.Fatalf("Publish: %v (the SDK retries a throttled call)", err)
+	}
+	if b.puts() != 2 {
+		t.Errorf("%d PutEvents calls, want 2", b.puts())
+	}
+	b.sub.Receive(t, 1, 5*time.Second)
+}
+
 func TestEventBridgeConcurrent(t *testing.T) {
-	pub, srv := newPublisher(t, "oauthbroker-events")
+	b := newBus(t)
+	pub := b.publisher(busName)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
@@ -345,9 +419,7 @@ func TestEventBridgeConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if evs := srv.Wait(t, 20, 10*time.Second); len(evs) != 20 {
-		t.Errorf("%d events", len(evs))
-	}
+	b.sub.Receive(t, 20, 10*time.Second)
 }
 
 func TestEventBridgeNil(t *testing.T) {

@@ -8,9 +8,42 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
+
+// upstream is Secrets Manager on moto, in an account of the test's own,
+// seen through a proxy that counts and fails reads.
+type upstream struct {
+	acct  *moto.Account
+	proxy *moto.Proxy
+}
+
+func newUpstream(t *testing.T) *upstream {
+	t.Helper()
+	acct, proxy := moto.Shared(t).NewAccount(t).Proxied(t)
+	return &upstream{acct, proxy}
+}
+
+// put stores value as the current version of the secret name.
+func (u *upstream) put(t *testing.T, name, value string) { u.acct.PutSecret(t, name, value) }
+
+// manager returns a Manager reading through the proxy, without retries.
+func (u *upstream) manager() *secrets.Manager {
+	return secrets.NewManager(secretsmanager.NewFromConfig(u.acct.Config()))
+}
+
+// calls counts the GetSecretValue requests for name.
+func (u *upstream) calls(name string) int {
+	return u.proxy.Calls("GetSecretValue", moto.Input("SecretId", name))
+}
+
+// fail answers the next n reads of name with an AWS error.
+func (u *upstream) fail(name string, n, status int, errorType, message string) {
+	u.proxy.Inject("GetSecretValue", moto.Input("SecretId", name), n, moto.AWSError(status, errorType, message))
+}
 
 // fakeClock is a settable clock for Cache.
 type fakeClock struct {
@@ -30,12 +63,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// newCache returns a Cache over a Manager talking to a fresh test server.
-func newCache(t *testing.T, ttl time.Duration) (*secrets.Cache, *secretsmanagertest.Server, *fakeClock) {
+// newCache returns a Cache over a Manager reading a fresh account.
+func newCache(t *testing.T, ttl time.Duration) (*secrets.Cache, *upstream, *fakeClock) {
 	t.Helper()
-	srv := secretsmanagertest.New(t)
+	srv := newUpstream(t)
 	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	c := secrets.NewCache(secrets.NewManager(srv.Client(t)), ttl)
+	c := secrets.NewCache(srv.manager(), ttl)
 	secrets.SetClock(c, clock.Now)
 	return c, srv, clock
 }
@@ -50,27 +83,27 @@ func mustSecret(t *testing.T, src secrets.Source, name, want string) {
 
 func TestCacheTTL(t *testing.T) {
 	c, srv, clock := newCache(t, time.Minute)
-	srv.Put("k", "v1")
+	srv.put(t, "k", "v1")
 
 	mustSecret(t, c, "k", "v1")
-	if got := srv.Calls("k"); got != 1 {
+	if got := srv.calls("k"); got != 1 {
 		t.Fatalf("first read: calls = %d, want 1", got)
 	}
 
-	srv.Put("k", "v2")
+	srv.put(t, "k", "v2")
 	clock.Advance(59 * time.Second)
 	mustSecret(t, c, "k", "v1") // still cached
-	if got := srv.Calls("k"); got != 1 {
+	if got := srv.calls("k"); got != 1 {
 		t.Fatalf("read within TTL: calls = %d, want 1", got)
 	}
 
 	clock.Advance(time.Second)
 	mustSecret(t, c, "k", "v2")
-	if got := srv.Calls("k"); got != 2 {
+	if got := srv.calls("k"); got != 2 {
 		t.Fatalf("read after TTL: calls = %d, want 2", got)
 	}
 	mustSecret(t, c, "k", "v2")
-	if got := srv.Calls("k"); got != 2 {
+	if got := srv.calls("k"); got != 2 {
 		t.Fatalf("read within new TTL: calls = %d, want 2", got)
 	}
 }
@@ -80,14 +113,14 @@ func TestCacheTTL(t *testing.T) {
 func TestCacheForgetsExpired(t *testing.T) {
 	c, srv, clock := newCache(t, time.Minute)
 	for _, k := range []string{"a", "b", "c"} {
-		srv.Put(k, "v-"+k)
+		srv.put(t, k, "v-"+k)
 		mustSecret(t, c, k, "v-"+k)
 	}
 	if n := secrets.Cached(c); n != 3 {
 		t.Fatalf("%d cached, want 3", n)
 	}
 	clock.Advance(time.Minute)
-	srv.Put("d", "v-d")
+	srv.put(t, "d", "v-d")
 	mustSecret(t, c, "d", "v-d")
 	if n := secrets.Cached(c); n != 1 {
 		t.Errorf("%d cached after the others expired and d arrived, want 1", n)
@@ -116,32 +149,31 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 			t.Fatalf("read %d: err = %v, want ErrNotFound", i, err)
 		}
 	}
-	if got := srv.Calls("k"); got != 2 {
+	if got := srv.calls("k"); got != 2 {
 		t.Fatalf("not found twice: calls = %d, want 2 (not cached)", got)
 	}
 
-	srv.Put("k", "v")
-	srv.Fail("k", "ThrottlingException")
+	srv.put(t, "k", "v")
+	srv.fail("k", 1, 400, "ThrottlingException", "Rate exceeded")
 	if _, err := c.Secret(context.Background(), "k"); err == nil || errors.Is(err, secrets.ErrNotFound) {
 		t.Fatalf("throttled: err = %v", err)
 	}
-	srv.Fail("k", "")
 	mustSecret(t, c, "k", "v")
-	if got := srv.Calls("k"); got != 4 {
+	if got := srv.calls("k"); got != 4 {
 		t.Fatalf("calls = %d, want 4", got)
 	}
 }
 
 func TestCacheInvalidate(t *testing.T) {
 	c, srv, _ := newCache(t, time.Minute)
-	srv.Put("k", "v1")
+	srv.put(t, "k", "v1")
 	mustSecret(t, c, "k", "v1")
 
-	srv.Put("k", "v2")
+	srv.put(t, "k", "v2")
 	c.Invalidate("k")
 	mustSecret(t, c, "k", "v2")
 	mustSecret(t, c, "k", "v2")
-	if got := srv.Calls("k"); got != 2 {
+	if got := srv.calls("k"); got != 2 {
 		t.Fatalf("calls = %d, want 2", got)
 	}
 	c.Invalidate("never-read") // no-op
@@ -149,7 +181,7 @@ func TestCacheInvalidate(t *testing.T) {
 
 func TestCacheReturnsCopies(t *testing.T) {
 	c, srv, _ := newCache(t, time.Minute)
-	srv.Put("k", "value")
+	srv.put(t, "k", "value")
 	got, _ := c.Secret(context.Background(), "k")
 	clear(got)
 	mustSecret(t, c, "k", "value")
@@ -179,9 +211,9 @@ func (g *gate) Secret(ctx context.Context, name string) ([]byte, error) {
 }
 
 func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
-	srv := secretsmanagertest.New(t)
-	srv.Put("k", "v")
-	g := newGate(secrets.NewManager(srv.Client(t)))
+	srv := newUpstream(t)
+	srv.put(t, "k", "v")
+	g := newGate(srv.manager())
 	c := secrets.NewCache(g, time.Minute)
 
 	const readers = 20
@@ -211,7 +243,7 @@ func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if got := srv.Calls("k"); got != 1 {
+	if got := srv.calls("k"); got != 1 {
 		t.Errorf("upstream calls = %d, want 1", got)
 	}
 	if got := g.calls.Load(); got != 1 {
@@ -220,9 +252,9 @@ func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
 }
 
 func TestCacheInvalidateInFlight(t *testing.T) {
-	srv := secretsmanagertest.New(t)
-	srv.Put("k", "old")
-	g := newGate(secrets.NewManager(srv.Client(t)))
+	srv := newUpstream(t)
+	srv.put(t, "k", "old")
+	g := newGate(srv.manager())
 	c := secrets.NewCache(g, time.Minute)
 
 	first := make(chan string)
@@ -232,7 +264,7 @@ func TestCacheInvalidateInFlight(t *testing.T) {
 	}()
 	<-g.entered // first read in flight
 
-	srv.Put("k", "new")
+	srv.put(t, "k", "new")
 	c.Invalidate("k")
 	second := make(chan string)
 	go func() {
@@ -252,9 +284,9 @@ func TestCacheInvalidateInFlight(t *testing.T) {
 }
 
 func TestCacheLeaderCanceled(t *testing.T) {
-	srv := secretsmanagertest.New(t)
-	srv.Put("k", "v")
-	g := newGate(secrets.NewManager(srv.Client(t)))
+	srv := newUpstream(t)
+	srv.put(t, "k", "v")
+	g := newGate(srv.manager())
 	c := secrets.NewCache(g, time.Minute)
 
 	leaderCtx, cancel := context.WithCancel(context.Background())
@@ -286,7 +318,7 @@ func TestCacheLeaderCanceled(t *testing.T) {
 
 	// A joiner whose own context ends stops waiting.
 	c.Invalidate("k")
-	g2 := newGate(secrets.NewManager(srv.Client(t)))
+	g2 := newGate(srv.manager())
 	c2 := secrets.NewCache(g2, time.Minute)
 	go func() { _, _ = c2.Secret(context.Background(), "k") }()
 	<-g2.entered

@@ -10,15 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
 
 const secretValue = "s3cr3t-VALUE"
 
 func TestLoadClientCredentials(t *testing.T) {
-	srv := secretsmanagertest.New(t)
-	src := secrets.NewManager(srv.Client(t))
+	srv := newUpstream(t)
+	src := srv.manager()
 
 	tests := []struct {
 		provider string
@@ -76,7 +75,7 @@ func TestLoadClientCredentials(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.provider, func(t *testing.T) {
 			if tt.value != "" {
-				srv.Put("oauthbroker/provider/"+tt.provider, tt.value)
+				srv.put(t, "oauthbroker/provider/"+tt.provider, tt.value)
 			}
 			got, err := secrets.LoadClientCredentials(context.Background(), src, "oauthbroker/", tt.provider)
 			if tt.wantErr == nil {

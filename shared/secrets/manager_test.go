@@ -6,19 +6,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/secretsmanagertest"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
 
 func TestManager(t *testing.T) {
-	srv := secretsmanagertest.New(t)
-	srv.Put("app/string", "s3cr3t-string")
-	srv.PutBinary("app/binary", []byte("s3cr3t-binary"))
-	srv.Put("app/throttled", "s3cr3t-throttled")
-	srv.Fail("app/throttled", "ThrottlingException")
-	srv.Put("app/broken", "s3cr3t-broken")
-	srv.Fail("app/broken", "InternalServiceError")
-	m := secrets.NewManager(srv.Client(t))
+	srv := newUpstream(t)
+	srv.put(t, "app/string", "s3cr3t-string")
+	srv.acct.PutBinarySecret(t, "app/binary", []byte("s3cr3t-binary"))
+	srv.put(t, "app/throttled", "s3cr3t-throttled")
+	srv.fail("app/throttled", -1, 400, "ThrottlingException", "Rate exceeded")
+	srv.put(t, "app/broken", "s3cr3t-broken")
+	srv.fail("app/broken", -1, 500, "InternalServiceError", "An error occurred on the server side.")
+	m := srv.manager()
 
 	tests := []struct {
 		name     string
@@ -54,7 +53,7 @@ func TestManager(t *testing.T) {
 			if strings.Contains(msg, "s3cr3t") {
 				t.Errorf("error %q contains the secret value", msg)
 			}
-			if got := srv.Calls(tt.name); got != 1 {
+			if got := srv.calls(tt.name); got != 1 {
 				t.Errorf("upstream calls = %d, want 1", got)
 			}
 		})
@@ -62,10 +61,10 @@ func TestManager(t *testing.T) {
 }
 
 func TestManagerByARN(t *testing.T) {
-	srv := secretsmanagertest.New(t)
-	srv.Put("app/key", "v")
-	got, err := secrets.NewManager(srv.Client(t)).Secret(context.Background(), srv.ARN("app/key"))
-	if err != nil || string(got) != "v" {
+	srv := newUpstream(t)
+	arn := srv.acct.PutSecret(t, "app/key", "value-by-arn")
+	got, err := srv.manager().Secret(context.Background(), arn)
+	if err != nil || string(got) != "value-by-arn" {
 		t.Fatalf("Secret(ARN) = %q, %v", got, err)
 	}
 }

@@ -8,7 +8,7 @@
 //
 //	func TestMain(m *testing.M) { dynalite.Main(m) }
 //
-// and calls Shared; Start gives a test a server of its own. Main runs the
+// (or combines Wrap with another wrapper) and calls Shared; Start gives a test a server of its own. Main runs the
 // tests through logcheck.Run, and each server's output goes to logcheck.Feed
 // when it stops.
 package dynalite
@@ -72,16 +72,21 @@ var shared struct {
 
 // Main runs the tests of a package that uses Shared through logcheck.Run,
 // stops the shared server and exits. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
+
+// Wrap returns m with the shared server stopped after its tests, for a
+// TestMain that combines it with another wrapper (such as moto.Wrap) and
+// calls logcheck.Main.
+func Wrap(m logcheck.M) logcheck.M {
 	shared.Lock()
 	shared.inMain = true
 	shared.Unlock()
-	os.Exit(logcheck.Run(withShared{m}))
+	return withShared{m}
 }
 
 // withShared stops the shared server after the tests, before logcheck's
 // check.
-type withShared struct{ *testing.M }
+type withShared struct{ logcheck.M }
 
 func (m withShared) Run() int {
 	defer func() {
@@ -101,7 +106,7 @@ func Shared(t testing.TB) *Server {
 	shared.Lock()
 	defer shared.Unlock()
 	if !shared.inMain {
-		t.Fatalf("dynalite.Shared needs TestMain to call dynalite.Main")
+		t.Fatalf("dynalite.Shared needs TestMain to call dynalite.Main or dynalite.Wrap")
 	}
 	if shared.srv == nil && shared.err == nil {
 		shared.srv, shared.err = start()

@@ -24,6 +24,7 @@ var wrappers = map[string]struct {
 }{
 	module + "/internal/testsupport/logcheck": {"", []string{"Main", "Run"}},
 	module + "/internal/testsupport/dynalite": {"internal/testsupport/dynalite/dynalite.go", []string{"Main"}},
+	module + "/internal/testsupport/moto":     {"internal/testsupport/moto/moto.go", []string{"Main"}},
 }
 
 // TestS22_EveryTestPackageChecksLogs fails for every package of the module
@@ -126,7 +127,7 @@ func checksLogs(t *testing.T, dir, importPath string) (bool, string) {
 		}
 	}
 	if found {
-		return false, "TestMain does not call logcheck.Main, logcheck.Run or dynalite.Main"
+		return false, "TestMain does not call logcheck.Main, logcheck.Run, dynalite.Main or moto.Main"
 	}
 	return false, "no TestMain"
 }

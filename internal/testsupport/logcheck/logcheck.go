@@ -9,7 +9,7 @@
 //
 //	func TestMain(m *testing.M) { logcheck.Main(m) }
 //
-// (dynalite.Main does so too). While the tests run, Main captures the
+// (dynalite.Main and moto.Main do so too). While the tests run, Main captures the
 // process's standard output and standard error at the file descriptor
 // level, so it sees log/slog, the log package, direct writes, panics, race
 // reports and the output of child processes that inherit them; it copies

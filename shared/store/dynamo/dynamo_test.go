@@ -13,20 +13,37 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 	"github.com/oauthbroker/oauthbroker/shared/store/storetest"
 )
 
-func TestMain(m *testing.M) { dynalite.Main(m) }
+func TestMain(m *testing.M) { logcheck.Main(moto.Wrap(dynalite.Wrap(m))) }
 
+// TestConformance runs the store suite on two independent DynamoDB
+// emulators, so that a store relying on one emulator's quirk fails on the
+// other.
 func TestConformance(t *testing.T) {
-	client := dynalite.Shared(t).Client
 	sealer := localSealer()
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return dynamo.New(client, dynalite.NewTable(t, client), sealer)
-	})
+	for _, db := range []struct {
+		name   string
+		client func(t *testing.T) *dynamodb.Client
+	}{
+		{"dynalite", func(t *testing.T) *dynamodb.Client { return dynalite.Shared(t).Client }},
+		{"moto", func(t *testing.T) *dynamodb.Client {
+			return dynamodb.NewFromConfig(moto.Shared(t).NewAccount(t).Config())
+		}},
+	} {
+		t.Run(db.name, func(t *testing.T) {
+			client := db.client(t)
+			storetest.Run(t, func(t *testing.T) store.Store {
+				return dynamo.New(client, dynalite.NewTable(t, client), sealer)
+			})
+		})
+	}
 }
 
 // localSealer seals with a random local key: the tests that are not about

@@ -1,0 +1,162 @@
+package moto
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Proxy is a reverse proxy in front of moto that counts the calls it
+// receives and answers chosen ones itself with a Fault: what a test needs
+// of AWS that an emulator does not do (throttling, server errors, a failed
+// entry, a hang). Everything else goes on to moto unchanged.
+type Proxy struct {
+	// URL is the proxy's endpoint.
+	URL string
+
+	mu     sync.Mutex
+	calls  []Call
+	faults []*injected
+}
+
+// Call is a request the proxy received.
+type Call struct {
+	// Operation is the operation named by the request's X-Amz-Target, such
+	// as "GetSecretValue" or "PutEvents" ("" if it names none).
+	Operation string
+	// Input is the request's JSON body (nil if it is not a JSON object).
+	Input map[string]any
+}
+
+// Fault is an answer the proxy gives in moto's place.
+type Fault struct {
+	Status int
+	// Header is added to the answer; Content-Type is AWS JSON 1.1 unless
+	// it says otherwise.
+	Header http.Header
+	Body   string
+	// Hang holds the request without an answer until the client gives up.
+	Hang bool
+}
+
+// AWSError is the Fault of a service error as the AWS JSON protocol sends
+// it, such as AWSError(400, "ThrottlingException", "Rate exceeded").
+func AWSError(status int, errorType, message string) Fault {
+	body, _ := json.Marshal(map[string]string{"__type": errorType, "message": message})
+	return Fault{Status: status, Header: http.Header{"X-Amzn-ErrorType": {errorType}}, Body: string(body)}
+}
+
+// Hang is the Fault of a service that never answers.
+var Hang = Fault{Hang: true}
+
+type injected struct {
+	operation string
+	match     func(Call) bool
+	left      int // answers left; < 0: unlimited
+	fault     Fault
+}
+
+// Proxied starts a Proxy in front of a's endpoint for the rest of the test
+// and returns a copy of a whose requests go through it, and the proxy.
+func (a *Account) Proxied(t testing.TB) (*Account, *Proxy) {
+	t.Helper()
+	target, err := url.Parse(a.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{}
+	forward := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() == nil { // else the client is gone: nobody to tell
+				http.Error(w, "moto proxy: "+err.Error(), http.StatusBadGateway)
+			}
+		},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return // the client went away
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		c := Call{Operation: r.Header.Get("X-Amz-Target")}
+		c.Operation = c.Operation[strings.LastIndexByte(c.Operation, '.')+1:]
+		_ = json.Unmarshal(body, &c.Input)
+		f, ok := p.record(c)
+		switch {
+		case !ok:
+			forward.ServeHTTP(w, r)
+		case f.Hang:
+			<-r.Context().Done()
+		default:
+			for k, v := range f.Header {
+				w.Header()[k] = v
+			}
+			if w.Header().Get("Content-Type") == "" {
+				w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			}
+			w.WriteHeader(f.Status)
+			_, _ = io.WriteString(w, f.Body)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	proxied := *a
+	proxied.Endpoint = srv.URL
+	return &proxied, p
+}
+
+// record notes c and returns the fault it gets, if any.
+func (p *Proxy) record(c Call) (Fault, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, c)
+	for _, f := range p.faults {
+		if f.left != 0 && f.operation == c.Operation && (f.match == nil || f.match(c)) {
+			if f.left > 0 {
+				f.left--
+			}
+			return f.fault, true
+		}
+	}
+	return Fault{}, false
+}
+
+// Inject answers the next times calls of operation that match selects (nil:
+// all) with f; times < 0 means every such call from now on. The earliest
+// injection that applies to a call answers it.
+func (p *Proxy) Inject(operation string, match func(Call) bool, times int, f Fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.faults = append(p.faults, &injected{operation: operation, match: match, left: times, fault: f})
+}
+
+// Calls counts the calls of operation that match selects (nil: all),
+// answered by moto or by a fault.
+func (p *Proxy) Calls(operation string, match func(Call) bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, c := range p.calls {
+		if c.Operation == operation && (match == nil || match(c)) {
+			n++
+		}
+	}
+	return n
+}
+
+// Input selects the calls whose input member is the string value, such as
+// Input("SecretId", "oauthbroker/keys").
+func Input(member, value string) func(Call) bool {
+	return func(c Call) bool {
+		s, ok := c.Input[member].(string)
+		return ok && s == value
+	}
+}
