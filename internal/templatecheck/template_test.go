@@ -17,12 +17,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/BurntSushi/toml"
 	"github.com/aws/aws-lambda-go/events"
 	"gopkg.in/yaml.v3"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/samconfig"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/samtransform"
 )
 
@@ -1324,79 +1324,9 @@ func TestSampleHTTPEvents(t *testing.T) {
 
 // ----------------------------------------------------------- samconfig.toml
 
-// parseSamconfig reads samconfig.toml into its tables by dotted name
-// ("default.deploy.parameters"), top-level keys under "".
-func parseSamconfig(data []byte) (map[string]map[string]any, error) {
-	var doc map[string]any
-	if _, err := toml.Decode(string(data), &doc); err != nil {
-		return nil, err
-	}
-	out := map[string]map[string]any{"": {}}
-	var walk func(prefix string, m map[string]any)
-	walk = func(prefix string, m map[string]any) {
-		for k, v := range m {
-			if sub, ok := v.(map[string]any); ok {
-				name := strings.TrimPrefix(prefix+"."+k, ".")
-				if out[name] == nil {
-					out[name] = map[string]any{}
-				}
-				walk(name, sub)
-			} else {
-				out[prefix][k] = v
-			}
-		}
-	}
-	walk("", doc)
-	return out, nil
-}
-
-// parseOverrides splits SAM's parameter_overrides (Key=Value or Key="Value"
-// separated by spaces, or a list of such strings).
-func parseOverrides(v any) (map[string]string, error) {
-	var parts []string
-	switch x := v.(type) {
-	case string:
-		parts = []string{x}
-	case []any:
-		for _, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("non-string entry %v", e)
-			}
-			parts = append(parts, s)
-		}
-	default:
-		return nil, fmt.Errorf("unsupported parameter_overrides %v", v)
-	}
-	out := map[string]string{}
-	for _, s := range parts {
-		for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
-			key, rest, ok := strings.Cut(s, "=")
-			if !ok || key == "" || strings.ContainsAny(key, " ,\"") {
-				return nil, fmt.Errorf("cannot parse %q: want Key=Value", s)
-			}
-			var val string
-			if strings.HasPrefix(rest, `"`) {
-				end := strings.Index(rest[1:], `"`)
-				if end < 0 {
-					return nil, fmt.Errorf("unterminated quote in %q", s)
-				}
-				val, s = rest[1:end+1], rest[end+2:]
-			} else {
-				val, s, _ = strings.Cut(rest, " ")
-			}
-			if _, dup := out[key]; dup {
-				return nil, fmt.Errorf("%s given twice", key)
-			}
-			out[key] = val
-		}
-	}
-	return out, nil
-}
-
 func TestSamconfig(t *testing.T) {
 	tpl := loadTemplate(t)
-	cfg, err := parseSamconfig(readFile(t, "samconfig.toml"))
+	cfg, err := samconfig.Parse(readFile(t, "samconfig.toml"))
 	if err != nil {
 		t.Fatalf("samconfig.toml: %v", err)
 	}
@@ -1419,7 +1349,7 @@ func TestSamconfig(t *testing.T) {
 				t.Errorf("[%s] %s = %s, want %s", deploy, key, describe(got), describe(want))
 			}
 		}
-		ov, err := parseOverrides(get(deploy, "parameter_overrides"))
+		ov, err := samconfig.Overrides(get(deploy, "parameter_overrides"))
 		if err != nil {
 			t.Errorf("[%s] parameter_overrides: %v", deploy, err)
 			continue
@@ -1448,7 +1378,7 @@ func TestSamconfig(t *testing.T) {
 		if !ok {
 			continue
 		}
-		ov, err := parseOverrides(v)
+		ov, err := samconfig.Overrides(v)
 		if err != nil {
 			t.Errorf("[%s] parameter_overrides: %v", table, err)
 			continue

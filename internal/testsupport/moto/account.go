@@ -58,7 +58,7 @@ func (s *Server) NewAccount(t testing.TB) *Account {
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	user := aws.String("oauthbroker-test")
+	user := aws.String(testUser)
 	if _, err := client.CreateUser(ctx, &iam.CreateUserInput{UserName: user}); err != nil {
 		t.Fatalf("moto: create user in account %s: %v", id, err)
 	}

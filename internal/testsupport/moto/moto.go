@@ -69,6 +69,20 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartEnforcing is Start for a test that switches moto's IAM enforcement
+// on (EnforceIAM): its server runs with INITIAL_NO_AUTH_ACTION_COUNT, which
+// moto reads only at start, so no shared server is ever enforcing.
+func StartEnforcing(t testing.TB) *Server {
+	t.Helper()
+	// Infinity: no request is checked until EnforceIAM resets the count.
+	s, err := start("INITIAL_NO_AUTH_ACTION_COUNT=inf")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
 var shared struct {
 	sync.Mutex
 	inMain bool
@@ -122,7 +136,8 @@ func Shared(t testing.TB) *Server {
 	return shared.srv
 }
 
-func start() (*Server, error) {
+// start starts a server with env added to this process's environment.
+func start(env ...string) (*Server, error) {
 	bin, err := binary()
 	if err != nil {
 		return nil, err
@@ -138,6 +153,9 @@ func start() (*Server, error) {
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = sysProcAttr()
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("moto: %w", err)
 	}

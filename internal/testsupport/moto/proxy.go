@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,11 +29,18 @@ type Proxy struct {
 
 // Call is a request the proxy received.
 type Call struct {
+	// Service is the X-Amz-Target's prefix, naming the service and its API
+	// version, such as "DynamoDB_20120810", "TrentService" (KMS),
+	// "secretsmanager" or "AWSEvents" ("" if the request has none).
+	Service string
 	// Operation is the operation named by the request's X-Amz-Target, such
 	// as "GetSecretValue" or "PutEvents" ("" if it names none).
 	Operation string
 	// Input is the request's JSON body (nil if it is not a JSON object).
 	Input map[string]any
+	// Status is the HTTP status of the answer, moto's or the fault's (0
+	// while the call is in flight).
+	Status int
 }
 
 // Fault is an answer the proxy gives in moto's place.
@@ -87,15 +95,20 @@ func (a *Account) Proxied(t testing.TB) (*Account, *Proxy) {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		c := Call{Operation: r.Header.Get("X-Amz-Target")}
-		c.Operation = c.Operation[strings.LastIndexByte(c.Operation, '.')+1:]
+		if dot := strings.LastIndexByte(c.Operation, '.'); dot >= 0 {
+			c.Service, c.Operation = c.Operation[:dot], c.Operation[dot+1:]
+		}
 		_ = json.Unmarshal(body, &c.Input)
-		f, ok := p.record(c)
+		i, f, ok := p.record(c)
 		switch {
 		case !ok:
-			forward.ServeHTTP(w, r)
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			forward.ServeHTTP(sw, r)
+			p.answered(i, sw.status)
 		case f.Hang:
 			<-r.Context().Done()
 		default:
+			p.answered(i, f.Status)
 			for k, v := range f.Header {
 				w.Header()[k] = v
 			}
@@ -113,20 +126,49 @@ func (a *Account) Proxied(t testing.TB) (*Account, *Proxy) {
 	return &proxied, p
 }
 
-// record notes c and returns the fault it gets, if any.
-func (p *Proxy) record(c Call) (Fault, bool) {
+// record notes c and returns its index and the fault it gets, if any.
+func (p *Proxy) record(c Call) (int, Fault, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, c)
+	i := len(p.calls) - 1
 	for _, f := range p.faults {
 		if f.left != 0 && f.operation == c.Operation && (f.match == nil || f.match(c)) {
 			if f.left > 0 {
 				f.left--
 			}
-			return f.fault, true
+			return i, f.fault, true
 		}
 	}
-	return Fault{}, false
+	return i, Fault{}, false
+}
+
+// answered notes the status of the answer to call i.
+func (p *Proxy) answered(i, status int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls[i].Status = status
+}
+
+// statusWriter remembers the status a handler writes.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the writer's Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// All returns every call the proxy received, in order.
+func (p *Proxy) All() []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
 }
 
 // Inject answers the next times calls of operation that match selects (nil:
