@@ -117,17 +117,64 @@ func (a *Account) RoleGrantsAnyResource(t testing.TB, name string) map[string]st
 	return out
 }
 
-// decodePolicy returns a policy document as IAM's GetRolePolicy returns it
-// (URL-encoded on AWS; moto returns it plain), as JSON.
+// decodePolicy returns a policy document as IAM's GetRolePolicy returns
+// it (URL-encoded on AWS; plain JSON from moto), as JSON. A role moto's
+// CloudFormation created holds its inline policies as Python's repr of the
+// parsed document ({'Effect': 'Allow', …}): that is turned into JSON too.
 func decodePolicy(doc string) (string, error) {
-	if strings.HasPrefix(strings.TrimSpace(doc), "{") {
+	doc = strings.TrimSpace(doc)
+	if !strings.HasPrefix(doc, "{") {
+		plain, err := url.QueryUnescape(doc)
+		if err != nil {
+			return "", fmt.Errorf("policy document neither JSON nor URL-encoded JSON: %w", err)
+		}
+		doc = plain
+	}
+	if json.Valid([]byte(doc)) {
 		return doc, nil
 	}
-	plain, err := url.QueryUnescape(doc)
-	if err != nil {
-		return "", fmt.Errorf("policy document neither JSON nor URL-encoded JSON: %w", err)
+	plain, err := pythonLiteralToJSON(doc)
+	if err != nil || !json.Valid([]byte(plain)) {
+		return "", fmt.Errorf("policy document is neither JSON nor a Python literal of one (%v): %.80s", err, doc)
 	}
 	return plain, nil
+}
+
+// pythonLiteralToJSON converts the repr of a Python dict of lists, strings,
+// numbers and booleans into JSON.
+func pythonLiteralToJSON(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\'' || c == '"':
+			j := i + 1
+			var str strings.Builder
+			for ; j < len(s) && s[j] != c; j++ {
+				if s[j] == '\\' && j+1 < len(s) {
+					j++
+				}
+				str.WriteByte(s[j])
+			}
+			if j == len(s) {
+				return "", fmt.Errorf("unterminated string at %d", i)
+			}
+			q, _ := json.Marshal(str.String())
+			b.Write(q)
+			i = j
+		case strings.HasPrefix(s[i:], "True"):
+			b.WriteString("true")
+			i += 3
+		case strings.HasPrefix(s[i:], "False"):
+			b.WriteString("false")
+			i += 4
+		case strings.HasPrefix(s[i:], "None"):
+			b.WriteString("null")
+			i += 3
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
 }
 
 // withResource returns the policy document doc with every statement's

@@ -81,7 +81,12 @@ func (a *Account) Proxied(t testing.TB) (*Account, *Proxy) {
 	}
 	p := &Proxy{}
 	forward := &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			// The Host the client signed: moto checks SigV4 signatures
+			// once its IAM enforcement is on (Server.EnforceIAM).
+			r.Out.Host = r.In.Host
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if r.Context().Err() == nil { // else the client is gone: nobody to tell
 				http.Error(w, "moto proxy: "+err.Error(), http.StatusBadGateway)
