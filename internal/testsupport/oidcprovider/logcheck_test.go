@@ -40,8 +40,10 @@ func TestS22_IssuedCredentialsAreRegistered(t *testing.T) {
 		"\nPASS\n", // the helper itself passed
 		"logcheck: S22 FAIL: 2 occurrence(s)",
 		"registered at oidcprovider.go:",
-		"access [S22 redacted ",
-		"refresh [S22 redacted ",
+		// Not checked: whether the echo of the printed line is already
+		// redacted. The server registers what it issues over a pipe that
+		// a goroutine reads, which under load may come after the client
+		// has the token; the end-of-run check above sees it either way.
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("helper output lacks %q:\n%s", want, text)
