@@ -3,7 +3,6 @@ package oidcprovider_test
 import (
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
 )
 
@@ -344,14 +344,6 @@ func TestStartStops(t *testing.T) {
 	}
 }
 
-// fatalRecorder records a Fatalf instead of stopping the test.
-type fatalRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
-
 // Authorize fails with the server's reason, and without the request's
 // query (its state), when no redirect to a redirect URI comes.
 func TestAuthorizeFailure(t *testing.T) {
@@ -379,14 +371,15 @@ func TestAuthorizeFailure(t *testing.T) {
 			} else {
 				u.Host = closedPort(t)
 			}
-			rec := &fatalRecorder{TB: t}
-			if redirect := srv.NewBrowser().Authorize(rec, u.String()); redirect != nil {
+			var redirect *url.URL
+			msg := strings.Join(failures.Of(t, func(tb testing.TB) { redirect = srv.NewBrowser().Authorize(tb, u.String()) }), "\n")
+			if redirect != nil {
 				t.Errorf("Authorize returned a redirect")
 			}
-			if !strings.Contains(rec.msg, tc.want) {
-				t.Errorf("Authorize failed with %q, want it to say %q", rec.msg, tc.want)
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("Authorize failed with %q, want it to say %q", msg, tc.want)
 			}
-			if strings.Contains(rec.msg, a.state) {
+			if strings.Contains(msg, a.state) {
 				t.Errorf("Authorize's failure names the state")
 			}
 		})
