@@ -25,19 +25,16 @@
 package moto
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
@@ -45,17 +42,12 @@ import (
 // Region is the region of every client and resource.
 const Region = "us-east-1"
 
-// startTimeout bounds how long a server may take to answer.
-const startTimeout = 30 * time.Second
-
 // Server is a running moto_server.
 type Server struct {
 	// Endpoint is the server's URL, such as http://127.0.0.1:41234.
 	Endpoint string
 
-	cmd  *exec.Cmd
-	out  *bytes.Buffer // the process's output; read once done is closed
-	done chan struct{} // closed when the process has exited
+	p *childproc.Process
 }
 
 // Start starts a server for t and stops it when t's cleanup runs.
@@ -69,12 +61,7 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-var shared struct {
-	sync.Mutex
-	inMain bool
-	srv    *Server
-	err    error
-}
+var shared = childproc.NewShared("moto", start, (*Server).stop)
 
 // Main runs the tests of a package that uses Shared through logcheck.Run,
 // stops the shared server and exits. Call it from TestMain.
@@ -82,44 +69,13 @@ func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
 
 // Wrap returns m with the shared server stopped after its tests, for a
 // TestMain that combines it with another wrapper and calls logcheck.Main.
-func Wrap(m logcheck.M) logcheck.M {
-	shared.Lock()
-	shared.inMain = true
-	shared.Unlock()
-	return withShared{m}
-}
-
-// withShared stops the shared server after the tests, before logcheck's
-// check.
-type withShared struct{ logcheck.M }
-
-func (m withShared) Run() int {
-	defer func() {
-		shared.Lock()
-		defer shared.Unlock()
-		if shared.srv != nil {
-			shared.srv.stop()
-		}
-	}()
-	return m.M.Run()
-}
+func Wrap(m logcheck.M) logcheck.M { return shared.Wrap(m) }
 
 // Shared returns the server shared by the package's tests, starting it on
 // first use. The package's TestMain must call Main or Wrap.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	shared.Lock()
-	defer shared.Unlock()
-	if !shared.inMain {
-		t.Fatalf("moto.Shared needs TestMain to call moto.Main or moto.Wrap")
-	}
-	if shared.srv == nil && shared.err == nil {
-		shared.srv, shared.err = start()
-	}
-	if shared.err != nil {
-		t.Fatalf("%v", shared.err)
-	}
-	return shared.srv
+	return shared.Get(t)
 }
 
 func start() (*Server, error) {
@@ -127,53 +83,22 @@ func start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := childproc.Start(childproc.Spec{
+		Name: "moto_server",
+		Command: func(port int) *exec.Cmd {
+			return exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+		},
+		// The port alone may accept before the application is loaded.
+		ReadyPath: "/moto-api/data.json",
+		Timeout:   30 * time.Second,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("moto: %w", err)
+		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("moto: %w", err)
-	}
-	s := &Server{Endpoint: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: &out, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
-
-	// Ready when moto's own API answers: the port alone may accept before
-	// the application is loaded.
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(startTimeout); ; {
-		if resp, err := client.Get(s.Endpoint + "/moto-api/data.json"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("moto_server exited before answering: %s\n%s", cmd.ProcessState, &out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("moto_server did not answer on %s within %v:\n%s", s.Endpoint, startTimeout, &out)
-		}
-	}
+	return &Server{Endpoint: p.URL, p: p}, nil
 }
 
-func (s *Server) stop() {
-	s.cmd.Process.Kill()
-	<-s.done
-	logcheck.Feed("moto_server "+s.Endpoint, s.out.String())
-}
+func (s *Server) stop() { s.p.Stop() }
 
 // binary returns the path of the moto_server executable.
 func binary() (string, error) {
