@@ -344,6 +344,15 @@ func TestStartStops(t *testing.T) {
 	}
 }
 
+// Without Node.js the server fails the test, naming how to install it.
+func TestMissingNodeFails(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	msgs := failures.Of(t, func(tb testing.TB) { oidcprovider.Start(tb, options(nil)) })
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "install nodejs and npm") || !strings.Contains(msgs[0], "run 'make tools'") {
+		t.Errorf("failures %q, want one naming nodejs and 'make tools'", msgs)
+	}
+}
+
 // Authorize fails with the server's reason, and without the request's
 // query (its state), when no redirect to a redirect URI comes.
 func TestAuthorizeFailure(t *testing.T) {
