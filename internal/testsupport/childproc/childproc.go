@@ -68,10 +68,11 @@ type Process struct {
 // until it is ready. A server that exits first, or is not ready within
 // the timeout, is an error holding its output; it is stopped by then.
 func Start(spec Spec) (*Process, error) {
-	port, err := FreePort()
+	ports, err := FreePorts(1)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.Name, err)
 	}
+	port := ports[0]
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	p := &Process{Addr: addr, URL: "http://" + addr, name: spec.Name, done: make(chan struct{})}
 	p.cmd = spec.Command(port)
@@ -145,15 +146,6 @@ func (p *Process) Stop() {
 		<-p.done
 		logcheck.Feed(p.name+" "+p.URL, p.Output())
 	})
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	ports, err := FreePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
 }
 
 // FreePorts returns n distinct loopback TCP ports that were free a moment
