@@ -4,8 +4,8 @@
 // and with their output handed to logcheck, so that a server that logs a
 // registered credential fails the test binary (S22) like any other output.
 //
-// Start runs one server; Shared is one server that all tests of a package
-// share, stopped after them by the package's TestMain.
+// Start runs one server; Servers gives each test one of its own or one that
+// all tests of a package share, stopped after them by the package's TestMain.
 //
 // Finding the server's executable stays with each caller: each knows where
 // its tool is installed and how to tell the developer to install it. A

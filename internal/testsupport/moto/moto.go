@@ -50,18 +50,13 @@ type Server struct {
 	p *childproc.Process
 }
 
+var servers = childproc.NewServers("moto", start, (*Server).stop)
+
 // Start starts a server for t and stops it when t's cleanup runs.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(s.stop)
-	return s
+	return servers.Start(t)
 }
-
-var shared = childproc.NewShared("moto", start, (*Server).stop)
 
 // Main runs the tests of a package that uses Shared through logcheck.Run,
 // stops the shared server and exits. Call it from TestMain.
@@ -69,13 +64,13 @@ func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
 
 // Wrap returns m with the shared server stopped after its tests, for a
 // TestMain that combines it with another wrapper and calls logcheck.Main.
-func Wrap(m logcheck.M) logcheck.M { return shared.Wrap(m) }
+func Wrap(m logcheck.M) logcheck.M { return servers.Wrap(m) }
 
 // Shared returns the server shared by the package's tests, starting it on
 // first use. The package's TestMain must call Main or Wrap.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	return shared.Get(t)
+	return servers.Shared(t)
 }
 
 func start() (*Server, error) {
