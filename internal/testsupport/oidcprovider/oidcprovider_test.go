@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
 )
@@ -378,7 +380,11 @@ func TestAuthorizeFailure(t *testing.T) {
 				q.Set(tc.param, tc.value)
 				u.RawQuery = q.Encode()
 			} else {
-				u.Host = closedPort(t)
+				ports, err := childproc.FreePorts(1) // nothing listens there
+				if err != nil {
+					t.Fatal(err)
+				}
+				u.Host = "127.0.0.1:" + strconv.Itoa(ports[0])
 			}
 			var redirect *url.URL
 			msg := strings.Join(failures.Of(t, func(tb testing.TB) { redirect = srv.NewBrowser().Authorize(tb, u.String()) }), "\n")
@@ -393,16 +399,4 @@ func TestAuthorizeFailure(t *testing.T) {
 			}
 		})
 	}
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
