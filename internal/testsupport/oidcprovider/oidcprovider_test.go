@@ -95,18 +95,25 @@ func (a authorization) code(t *testing.T, srv *oidcprovider.Server, redirect *ur
 	return q.Get("code")
 }
 
+// redeem exchanges code with verifier, authenticating with method (RFC
+// 6749 §4.1.3, RFC 7636 §4.5).
+func redeem(t *testing.T, srv *oidcprovider.Server, method, code, verifier string) tokens {
+	t.Helper()
+	return tokenRequest(t, srv, method, url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {redirectURI},
+		"code_verifier": {verifier},
+	})
+}
+
 // connect authorizes in b and redeems the code: the test client's
 // connect flow.
 func connect(t *testing.T, srv *oidcprovider.Server, b *oidcprovider.Browser) tokens {
 	t.Helper()
 	a := newAuthorization()
 	code := a.code(t, srv, b.Authorize(t, a.url(srv)))
-	tok := tokenRequest(t, srv, basic, url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"redirect_uri":  {redirectURI},
-		"code_verifier": {a.verifier},
-	})
+	tok := redeem(t, srv, basic, code, a.verifier)
 	if tok.status != http.StatusOK || tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("code exchange answered %d %q, access token %t, refresh token %t; want 200 with both",
 			tok.status, tok.Error, tok.AccessToken != "", tok.RefreshToken != "")
@@ -190,12 +197,7 @@ func TestCodeExchangeAndRotation(t *testing.T) {
 			a := newAuthorization()
 			code := a.code(t, srv, srv.NewBrowser().Authorize(t, a.url(srv)))
 
-			first := tokenRequest(t, srv, tc.method, url.Values{
-				"grant_type":    {"authorization_code"},
-				"code":          {code},
-				"redirect_uri":  {redirectURI},
-				"code_verifier": {a.verifier},
-			})
+			first := redeem(t, srv, tc.method, code, a.verifier)
 			if first.status != http.StatusOK || first.AccessToken == "" || first.RefreshToken == "" ||
 				first.TokenType != "Bearer" || first.ExpiresIn != wantTTL || first.Scope != scope {
 				t.Fatalf("code exchange answered %d %q, token_type %q, expires_in %d, scope %q, access token %t, refresh token %t; "+
@@ -247,12 +249,7 @@ func TestPKCERequired(t *testing.T) {
 	t.Run("wrong verifier", func(t *testing.T) {
 		a := newAuthorization()
 		code := a.code(t, srv, b.Authorize(t, a.url(srv)))
-		tok := tokenRequest(t, srv, basic, url.Values{
-			"grant_type":    {"authorization_code"},
-			"code":          {code},
-			"redirect_uri":  {redirectURI},
-			"code_verifier": {oauth2.GenerateVerifier()},
-		})
+		tok := redeem(t, srv, basic, code, oauth2.GenerateVerifier())
 		if tok.status != http.StatusBadRequest || tok.Error != "invalid_grant" {
 			t.Errorf("code exchange with another verifier answered %d %q, want 400 invalid_grant", tok.status, tok.Error)
 		}
