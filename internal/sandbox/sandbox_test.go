@@ -189,6 +189,12 @@ func (f *fixture) tokenRaw(form url.Values) (int, map[string]any, http.Header) {
 	return resp.StatusCode, m, resp.Header
 }
 
+// exchange redeems code with verifier for the registered redirect URI.
+func (f *fixture) exchange(code, verifier string) (int, map[string]any, http.Header) {
+	f.t.Helper()
+	return f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+}
+
 // approvedCode runs authorize + approve and returns a code for verifier.
 func (f *fixture) approvedCode(verifier string) string {
 	f.t.Helper()
@@ -280,8 +286,7 @@ func TestFullFlowWithOAuth2Client(t *testing.T) {
 func TestTokenResponseHeaders(t *testing.T) {
 	f := newFixture(t)
 	verifier := oauth2.GenerateVerifier()
-	status, m, h := f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {f.approvedCode(verifier)},
-		"redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+	status, m, h := f.exchange(f.approvedCode(verifier), verifier)
 	if status != http.StatusOK || h.Get("Cache-Control") != "no-store" || h.Get("Pragma") != "no-cache" ||
 		!strings.HasPrefix(h.Get("Content-Type"), "application/json") {
 		t.Fatalf("status %d headers %v", status, h)
@@ -300,12 +305,10 @@ func TestPKCEMismatch(t *testing.T) {
 	f := newFixture(t)
 	verifier := oauth2.GenerateVerifier()
 	code := f.approvedCode(verifier)
-	status, m, _ := f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {testRedirect}, "code_verifier": {oauth2.GenerateVerifier()}})
+	status, m, _ := f.exchange(code, oauth2.GenerateVerifier())
 	wantOAuthError(t, status, m, http.StatusBadRequest, "invalid_grant")
 	// A failed attempt uses the code up: the right verifier is too late.
-	status, m, _ = f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+	status, m, _ = f.exchange(code, verifier)
 	wantOAuthError(t, status, m, http.StatusBadRequest, "invalid_grant")
 
 	// No verifier at all.
@@ -337,8 +340,7 @@ func TestCodeExpires(t *testing.T) {
 	verifier := oauth2.GenerateVerifier()
 	code := f.approvedCode(verifier)
 	f.clock.Add(CodeTTL)
-	status, m, _ := f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {code},
-		"redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+	status, m, _ := f.exchange(code, verifier)
 	wantOAuthError(t, status, m, http.StatusBadRequest, "invalid_grant")
 }
 
@@ -459,8 +461,7 @@ func TestDecideRefusesCrossOrigin(t *testing.T) {
 func TestRefreshRotation(t *testing.T) {
 	f := newFixture(t)
 	verifier := oauth2.GenerateVerifier()
-	status, m, _ := f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {f.approvedCode(verifier)},
-		"redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+	status, m, _ := f.exchange(f.approvedCode(verifier), verifier)
 	if status != http.StatusOK {
 		t.Fatalf("exchange: %d %v", status, m)
 	}
@@ -597,8 +598,7 @@ func TestGrantsSurviveRestart(t *testing.T) {
 	stateFile := filepath.Join(t.TempDir(), "sandbox.json")
 	f := newFixtureWithFile(t, stateFile)
 	verifier := oauth2.GenerateVerifier()
-	status, m, _ := f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {f.approvedCode(verifier)},
-		"redirect_uri": {testRedirect}, "code_verifier": {verifier}})
+	status, m, _ := f.exchange(f.approvedCode(verifier), verifier)
 	if status != http.StatusOK {
 		t.Fatalf("exchange: %d %v", status, m)
 	}
@@ -619,8 +619,7 @@ func TestGrantsSurviveRestart(t *testing.T) {
 		t.Fatalf("refresh after the restart: %d %v", status, m)
 	}
 	rt2, at2 := m["refresh_token"].(string), m["access_token"].(string)
-	status, m, _ = f.tokenRaw(url.Values{"grant_type": {"authorization_code"}, "code": {code2},
-		"redirect_uri": {testRedirect}, "code_verifier": {verifier2}})
+	status, m, _ = f.exchange(code2, verifier2)
 	if status != http.StatusOK {
 		t.Errorf("redeeming a code issued before the restart: %d %v", status, m)
 	}

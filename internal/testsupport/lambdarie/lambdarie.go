@@ -58,14 +58,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 )
 
 const (
-	emulatorModule = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
-	invokePath     = "/2015-03-31/functions/function/invocations"
+	invokePath = "/2015-03-31/functions/function/invocations"
 
 	// DefaultTimeout is AWS_LAMBDA_FUNCTION_TIMEOUT (seconds) unless env sets it.
 	DefaultTimeout = 10
@@ -86,10 +86,9 @@ type buildResult struct {
 }
 
 var (
-	buildMu  sync.Mutex
-	builds   = map[string]*buildResult{}
-	names    = map[string]string{} // bootstrap path -> default function name
-	emulator buildResult
+	buildMu sync.Mutex
+	builds  = map[string]*buildResult{}
+	names   = map[string]string{} // bootstrap path -> default function name
 
 	workOnce sync.Once
 	workDir  string
@@ -138,24 +137,6 @@ func Cleanup() {
 
 // ModuleRoot returns the module's root directory (see modroot.Dir).
 func ModuleRoot() (string, error) { return modroot.Dir() }
-
-func goBuild(args ...string) error {
-	root, err := ModuleRoot()
-	if err != nil {
-		return err
-	}
-	gocmd, err := modroot.GoCommand()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(gocmd, append([]string{"build"}, args...)...)
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
 
 // MakeBootstrap builds pkgs for linux/arch with the Makefile's one recipe
 // for Lambda bootstraps (`make bootstrap`, the recipe of `make build` and
@@ -246,25 +227,15 @@ func Build(t testing.TB, pkg string) string {
 	return br.path
 }
 
-// emulatorBinary builds the emulator at the version go.mod pins, once per
-// test process.
+// emulatorBinary returns the emulator at the version go.mod pins, built
+// once per test process.
 func emulatorBinary(t testing.TB) string {
 	t.Helper()
-	emulator.once.Do(func() {
-		dir, err := workdir()
-		if err != nil {
-			emulator.err = err
-			return
-		}
-		bin := filepath.Join(dir, "aws-lambda-rie")
-		if emulator.err = goBuild("-o", bin, emulatorModule); emulator.err == nil {
-			emulator.path = bin
-		}
-	})
-	if emulator.err != nil {
-		t.Fatalf("lambdarie: building the emulator: %v", emulator.err)
+	bin, err := modroot.Tool("aws-lambda-rie")
+	if err != nil {
+		t.Fatalf("lambdarie: building the emulator: %v", err)
 	}
-	return emulator.path
+	return bin
 }
 
 // ---------------------------------------------------------------------------
@@ -380,7 +351,7 @@ func Start(t testing.TB, bootstrap string, env map[string]string) *Function {
 // launch starts one emulator; on failure it returns the (stopped) Function
 // for its logs, if the process had started.
 func launch(rie, bootstrap string, environ []string) (*Function, error) {
-	ports, err := freePorts(2)
+	ports, err := childproc.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -447,20 +418,6 @@ func accepts(addr string) bool {
 	}
 	_ = c.Close()
 	return true
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // URL is the emulator's invoke endpoint

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 )
 
 const helloPkg = "./internal/testsupport/lambdarie/testdata/hello"
@@ -46,30 +47,14 @@ func TestBuildCachesPerPackage(t *testing.T) {
 	}
 }
 
-// fatalRecorder is a testing.TB whose Fatalf records the message and stops
-// the goroutine, as t.Fatalf does.
-type fatalRecorder struct {
-	testing.TB
-	msg string
-}
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
-	r.msg = fmt.Sprintf(format, args...)
-	runtime.Goexit()
-}
-
 func TestBuildFailureShowsCompilerOutput(t *testing.T) {
 	for range 2 { // the second call gets the cached failure
-		r := &fatalRecorder{TB: t}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			Build(r, "./internal/testsupport/lambdarie/testdata/broken")
-			r.msg = "Build returned"
-		}()
-		<-done
-		if !strings.Contains(r.msg, "cannot use \"not a number\"") || !strings.Contains(r.msg, "main.go:6") {
-			t.Fatalf("Build failure message lacks the compiler output:\n%s", r.msg)
+		msg := strings.Join(failures.Of(t, func(tb testing.TB) {
+			Build(tb, "./internal/testsupport/lambdarie/testdata/broken")
+			tb.Errorf("Build returned")
+		}), "\n")
+		if !strings.Contains(msg, "cannot use \"not a number\"") || !strings.Contains(msg, "main.go:6") {
+			t.Fatalf("Build failure message lacks the compiler output:\n%s", msg)
 		}
 	}
 }
@@ -225,15 +210,12 @@ func TestTimeoutAndCancellation(t *testing.T) {
 }
 
 func TestStartRejectsBadTimeout(t *testing.T) {
-	r := &fatalRecorder{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Start(r, Build(t, helloPkg), map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "2.5"})
-	}()
-	<-done
-	if !strings.Contains(r.msg, "AWS_LAMBDA_FUNCTION_TIMEOUT") {
-		t.Fatalf("got %q", r.msg)
+	bin := Build(t, helloPkg)
+	msg := strings.Join(failures.Of(t, func(tb testing.TB) {
+		Start(tb, bin, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "2.5"})
+	}), "\n")
+	if !strings.Contains(msg, "AWS_LAMBDA_FUNCTION_TIMEOUT") {
+		t.Fatalf("got %q", msg)
 	}
 }
 

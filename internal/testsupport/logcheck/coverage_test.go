@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
 const module = "github.com/oauthbroker/oauthbroker"
@@ -30,7 +32,10 @@ var wrappers = map[string]struct {
 // TestS22_EveryTestPackageChecksLogs fails for every package of the module
 // that has tests whose TestMain does not run them through logcheck.
 func TestS22_EveryTestPackageChecksLogs(t *testing.T) {
-	root := moduleRoot(t)
+	root, err := modroot.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for path, w := range wrappers {
 		if w.file != "" && !callsRun(t, filepath.Join(root, w.file), "Main") {
 			t.Errorf("%s.Main does not call logcheck.Run (%s)", path, w.file)
@@ -46,24 +51,6 @@ func TestS22_EveryTestPackageChecksLogs(t *testing.T) {
 		if !ok {
 			t.Errorf("%s: %s; add main_test.go with func TestMain(m *testing.M) { logcheck.Main(m) } (S22)", rel, why)
 		}
-	}
-}
-
-// moduleRoot is the directory of the go.mod above the working directory.
-func moduleRoot(t *testing.T) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }
 

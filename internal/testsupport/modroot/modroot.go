@@ -1,12 +1,17 @@
-// Package modroot finds the module's root directory from a test.
+// Package modroot finds, from a test, the module's root directory, the go
+// command and the tools go.mod pins.
 package modroot
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 )
 
 // Dir returns the directory of the go.mod found by walking up from the
@@ -39,4 +44,36 @@ func GoCommand() (string, error) {
 		return "", errors.New("go command not found in PATH")
 	}
 	return p, nil
+}
+
+var tools sync.Map // tool name -> func() (string, error), run once
+
+// Tool returns the path of the executable of the tool name that go.mod
+// pins in its tool block (such as "local-kms"), as `go tool -n name` run at
+// the module root gives it: the go command builds it once at the pinned
+// version into its build cache and reuses it after, so nothing is left in
+// the temporary directory. It is asked once per test process.
+func Tool(name string) (string, error) {
+	f, _ := tools.LoadOrStore(name, sync.OnceValues(func() (string, error) { return tool(name) }))
+	return f.(func() (string, error))()
+}
+
+func tool(name string) (string, error) {
+	root, err := Dir()
+	if err != nil {
+		return "", err
+	}
+	gocmd, err := GoCommand()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(gocmd, "tool", "-n", name)
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go tool -n %s: %v\n%s", name, err, stderr.Bytes())
+	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -2,9 +2,19 @@
 // many AWS services, for tests: Secrets Manager, EventBridge with rules
 // delivering to SQS queues, and a second DynamoDB beside dynalite.
 //
-// The binary is $MOTO_SERVER, or .tools/py/bin/moto_server under the module
-// root (where `make tools` installs it), or moto_server on PATH. A missing
-// binary fails the test: it is never skipped.
+// moto runs under the Python interpreter that has the pinned tools
+// (pytools: .tools/py/bin/python3 under the module root, where `make tools`
+// installs them when the machine lacks them, else python3 on PATH), or
+// $MOTO_PYTHON. A missing moto fails the test: it is never skipped.
+//
+// It is started through launcher.py rather than the moto_server command,
+// for one gap of moto's: its server handles requests on threads, and its
+// DynamoDB does not make a conditional write atomic, so two racing writes
+// with the same condition can both succeed (the store conformance suite's
+// lease race saw it one run in three). DynamoDB guarantees it, and the
+// broker's leases rely on it, so launcher.py serializes DynamoDB requests;
+// every other service keeps moto's threads (an SQS long poll must not hold
+// up the rest).
 //
 // A package whose tests share one server (it starts in about a second)
 // declares
@@ -25,48 +35,54 @@
 package moto
 
 import (
-	"bytes"
-	"errors"
+	_ "embed"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
 )
 
 // Region is the region of every client and resource.
 const Region = "us-east-1"
-
-// startTimeout bounds how long a server may take to answer.
-const startTimeout = 30 * time.Second
 
 // Server is a running moto_server.
 type Server struct {
 	// Endpoint is the server's URL, such as http://127.0.0.1:41234.
 	Endpoint string
 
-	cmd  *exec.Cmd
-	out  *bytes.Buffer // the process's output; read once done is closed
-	done chan struct{} // closed when the process has exited
+	p *childproc.Process
 }
+
+var servers = childproc.NewServers("moto", func() (*Server, error) { return start() }, (*Server).stop)
+
+//go:embed launcher.py
+var launcher string
 
 // Start starts a server for t and stops it when t's cleanup runs.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := start()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(s.stop)
-	return s
+	return servers.Start(t)
+}
+
+// Main runs the tests of a package that uses Shared through logcheck.Run,
+// stops the shared server and exits. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
+
+// Wrap returns m with the shared server stopped after its tests, for a
+// TestMain that combines it with another wrapper and calls logcheck.Main.
+func Wrap(m logcheck.M) logcheck.M { return servers.Wrap(m) }
+
+// Shared returns the server shared by the package's tests, starting it on
+// first use. The package's TestMain must call Main or Wrap.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	return servers.Shared(t)
 }
 
 // StartEnforcing is Start for a test that switches moto's IAM enforcement
@@ -83,141 +99,44 @@ func StartEnforcing(t testing.TB) *Server {
 	return s
 }
 
-var shared struct {
-	sync.Mutex
-	inMain bool
-	srv    *Server
-	err    error
-}
-
-// Main runs the tests of a package that uses Shared through logcheck.Run,
-// stops the shared server and exits. Call it from TestMain.
-func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
-
-// Wrap returns m with the shared server stopped after its tests, for a
-// TestMain that combines it with another wrapper and calls logcheck.Main.
-func Wrap(m logcheck.M) logcheck.M {
-	shared.Lock()
-	shared.inMain = true
-	shared.Unlock()
-	return withShared{m}
-}
-
-// withShared stops the shared server after the tests, before logcheck's
-// check.
-type withShared struct{ logcheck.M }
-
-func (m withShared) Run() int {
-	defer func() {
-		shared.Lock()
-		defer shared.Unlock()
-		if shared.srv != nil {
-			shared.srv.stop()
-		}
-	}()
-	return m.M.Run()
-}
-
-// Shared returns the server shared by the package's tests, starting it on
-// first use. The package's TestMain must call Main or Wrap.
-func Shared(t testing.TB) *Server {
-	t.Helper()
-	shared.Lock()
-	defer shared.Unlock()
-	if !shared.inMain {
-		t.Fatalf("moto.Shared needs TestMain to call moto.Main or moto.Wrap")
-	}
-	if shared.srv == nil && shared.err == nil {
-		shared.srv, shared.err = start()
-	}
-	if shared.err != nil {
-		t.Fatalf("%v", shared.err)
-	}
-	return shared.srv
-}
-
 // start starts a server with env added to this process's environment.
 func start(env ...string) (*Server, error) {
-	bin, err := binary()
+	py, err := interpreter()
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("moto: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = sysProcAttr()
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("moto: %w", err)
-	}
-	s := &Server{Endpoint: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: &out, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
-
-	// Ready when moto's own API answers: the port alone may accept before
-	// the application is loaded.
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(startTimeout); ; {
-		if resp, err := client.Get(s.Endpoint + "/moto-api/data.json"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
+	p, err := childproc.Start(childproc.Spec{
+		Name: "moto_server",
+		Command: func(port int) *exec.Cmd {
+			cmd := exec.Command(py, "-c", launcher, "127.0.0.1", strconv.Itoa(port))
+			if len(env) > 0 {
+				cmd.Env = append(os.Environ(), env...)
 			}
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("moto_server exited before answering: %s\n%s", cmd.ProcessState, &out)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("moto_server did not answer on %s within %v:\n%s", s.Endpoint, startTimeout, &out)
-		}
-	}
-}
-
-func (s *Server) stop() {
-	s.cmd.Process.Kill()
-	<-s.done
-	logcheck.Feed("moto_server "+s.Endpoint, s.out.String())
-}
-
-// binary returns the path of the moto_server executable.
-func binary() (string, error) {
-	bin, err := find()
+			return cmd
+		},
+		// The port alone may accept before the application is loaded.
+		ReadyPath: "/moto-api/data.json",
+		Timeout:   30 * time.Second,
+	})
 	if err != nil {
-		return "", fmt.Errorf("moto_server not installed: run 'make tools' or set MOTO_SERVER (%v)", err)
+		return nil, err
 	}
-	return bin, nil
+	return &Server{Endpoint: p.URL, p: p}, nil
 }
 
-// find looks for moto_server where binary documents.
-func find() (string, error) {
-	if bin := os.Getenv("MOTO_SERVER"); bin != "" {
-		_, err := os.Stat(bin)
-		return bin, err
-	}
-	root, errRoot := modroot.Dir()
-	if errRoot == nil {
-		bin := filepath.Join(root, ".tools", "py", "bin", "moto_server")
-		if _, errRoot = os.Stat(bin); errRoot == nil {
-			return bin, nil
+func (s *Server) stop() { s.p.Stop() }
+
+// interpreter returns the Python that runs moto.
+func interpreter() (string, error) {
+	if py := os.Getenv("MOTO_PYTHON"); py != "" {
+		if _, err := os.Stat(py); err != nil {
+			return "", fmt.Errorf("moto not installed: run 'make tools' (MOTO_PYTHON: %v)", err)
 		}
+		return py, nil
 	}
-	bin, errPath := exec.LookPath("moto_server")
-	if errPath != nil {
-		return "", errors.Join(errRoot, errPath)
+	py, err := pytools.Interpreter()
+	if err != nil {
+		return "", fmt.Errorf("moto not installed: run 'make tools' (%v)", err)
 	}
-	return bin, nil
+	return py, nil
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,41 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 )
-
-// recorder is a testing.TB that keeps failures instead of failing the
-// test, for checking how the helpers fail. Call the helper in run.
-type recorder struct {
-	testing.TB
-	mu       sync.Mutex
-	failures []string
-}
-
-func (r *recorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failures = append(r.failures, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	runtime.Goexit()
-}
-
-func (r *recorder) Helper() {}
-
-// run calls f with r on a goroutine of its own (Fatalf ends it) and
-// returns the failures.
-func (r *recorder) run(f func(testing.TB)) []string {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f(r)
-	}()
-	<-done
-	return r.failures
-}
 
 func TestStart(t *testing.T) {
 	var endpoint string
@@ -73,8 +39,8 @@ func TestStart(t *testing.T) {
 }
 
 func TestMissingBinaryFails(t *testing.T) {
-	t.Setenv("MOTO_SERVER", filepath.Join(t.TempDir(), "moto_server"))
-	failures := (&recorder{TB: t}).run(func(tb testing.TB) { moto.Start(tb) })
+	t.Setenv("MOTO_PYTHON", filepath.Join(t.TempDir(), "python3"))
+	failures := failures.Of(t, func(tb testing.TB) { moto.Start(tb) })
 	if len(failures) != 1 || !strings.Contains(failures[0], "run 'make tools'") {
 		t.Errorf("failures %q, want one naming 'make tools'", failures)
 	}
@@ -162,7 +128,7 @@ func TestSubscriber(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			failures := (&recorder{TB: t}).run(func(tb testing.TB) { s.Receive(tb, tt.receive, 100*time.Millisecond) })
+			failures := failures.Of(t, func(tb testing.TB) { s.Receive(tb, tt.receive, 100*time.Millisecond) })
 			if len(failures) != 1 || !strings.Contains(failures[0], tt.want) {
 				t.Errorf("failures %q, want one with %q", failures, tt.want)
 			}

@@ -18,7 +18,6 @@ package oidcprovider
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -34,15 +33,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
 //go:embed server.mjs
 var serverScript []byte
-
-// startTimeout bounds how long the server may take to answer discovery.
-const startTimeout = 15 * time.Second
 
 // Options configure the server and its one client.
 type Options struct {
@@ -75,9 +72,7 @@ type Server struct {
 	// RedirectURIs are the client's registered redirect URIs.
 	RedirectURIs []string
 
-	cmd    *exec.Cmd
-	out    bytes.Buffer  // the process's output; read once done is closed
-	done   chan struct{} // closed when the process has exited
+	p      *childproc.Process
 	issued chan struct{} // closed when the issued-credentials pipe is drained
 }
 
@@ -91,7 +86,7 @@ func Start(t testing.TB, o Options) *Server {
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
-			t.Logf("oidc-provider output:\n%s", &s.out)
+			t.Logf("oidc-provider output:\n%s", s.p.Output())
 		}
 	})
 	return s
@@ -137,20 +132,6 @@ func start(dir string, o Options) (*Server, error) {
 	if err := os.WriteFile(script, serverScript, 0o600); err != nil {
 		return nil, fmt.Errorf("oidcprovider: %w", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, fmt.Errorf("oidcprovider: %w", err)
-	}
-	var c config
-	c.Tools, c.Port = tools, port
-	c.Issuer = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	c.Client.ClientID, c.Client.ClientSecret, c.Client.RedirectURIs = o.ClientID, o.ClientSecret, o.RedirectURIs
-	c.Scopes = append([]string{"openid", "offline_access"}, o.Scopes...)
-	c.AccessTokenTTL = int(o.AccessTokenTTL / time.Second)
-	cfg, err := json.Marshal(c)
-	if err != nil {
-		return nil, fmt.Errorf("oidcprovider: %w", err)
-	}
 
 	// The server writes each code and token it stores to descriptor 3.
 	issuedR, issuedW, err := os.Pipe()
@@ -158,37 +139,43 @@ func start(dir string, o Options) (*Server, error) {
 		return nil, fmt.Errorf("oidcprovider: %w", err)
 	}
 	s := &Server{
-		Issuer:       c.Issuer,
 		ClientID:     o.ClientID,
 		ClientSecret: o.ClientSecret,
 		RedirectURIs: o.RedirectURIs,
-		done:         make(chan struct{}),
 		issued:       make(chan struct{}),
-	}
-	s.cmd = exec.Command(node, script)
-	s.cmd.Dir = dir
-	s.cmd.Env = append(os.Environ(), "OIDCP_CONFIG="+string(cfg))
-	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	s.cmd.ExtraFiles = []*os.File{issuedW}
-	err = s.cmd.Start()
-	issuedW.Close()
-	if err != nil {
-		issuedR.Close()
-		return nil, fmt.Errorf("oidcprovider: %w", err)
 	}
 	go func() {
 		defer close(s.issued)
 		defer issuedR.Close()
 		registerLines(issuedR)
 	}()
-	go func() {
-		s.cmd.Wait()
-		close(s.done)
-	}()
-
+	s.p, err = childproc.Start(childproc.Spec{
+		Name: "oidc-provider",
+		Command: func(port int) *exec.Cmd {
+			var c config
+			c.Tools, c.Port = tools, port
+			c.Issuer = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			c.Client.ClientID, c.Client.ClientSecret, c.Client.RedirectURIs = o.ClientID, o.ClientSecret, o.RedirectURIs
+			c.Scopes = append([]string{"openid", "offline_access"}, o.Scopes...)
+			c.AccessTokenTTL = int(o.AccessTokenTTL / time.Second)
+			cfg, _ := json.Marshal(c) // strings and numbers only: it cannot fail
+			cmd := exec.Command(node, script)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "OIDCP_CONFIG="+string(cfg))
+			cmd.ExtraFiles = []*os.File{issuedW}
+			return cmd
+		},
+		ReadyPath: discoveryPath,
+	})
+	issuedW.Close() // the server holds its own copy
+	if err != nil {
+		<-s.issued
+		return nil, err
+	}
+	s.Issuer = s.p.URL
 	if err := s.discover(); err != nil {
 		s.stop()
-		return nil, fmt.Errorf("%w\noidc-provider output:\n%s", err, &s.out)
+		return nil, fmt.Errorf("%w\noidc-provider output:\n%s", err, s.p.Output())
 	}
 	return s, nil
 }
@@ -201,39 +188,30 @@ func registerLines(r io.Reader) {
 	}
 }
 
-// discover waits for the discovery document and reads the endpoints from
-// it.
+// discoveryPath is where the server serves its discovery document.
+const discoveryPath = "/.well-known/openid-configuration"
+
+// discover reads the endpoints from the discovery document.
 func (s *Server) discover() error {
-	url := s.Issuer + "/.well-known/openid-configuration"
-	deadline := time.Now().Add(startTimeout)
-	for {
-		var doc struct {
-			Issuer                string `json:"issuer"`
-			AuthorizationEndpoint string `json:"authorization_endpoint"`
-			TokenEndpoint         string `json:"token_endpoint"`
-			RevocationEndpoint    string `json:"revocation_endpoint"`
-		}
-		err := getJSON(url, &doc)
-		if err == nil {
-			if doc.Issuer != s.Issuer || doc.AuthorizationEndpoint == "" || doc.TokenEndpoint == "" || doc.RevocationEndpoint == "" {
-				return fmt.Errorf("oidcprovider: discovery at %s lacks the issuer or an endpoint: %+v", url, doc)
-			}
-			s.AuthorizationEndpoint, s.TokenEndpoint, s.RevocationEndpoint = doc.AuthorizationEndpoint, doc.TokenEndpoint, doc.RevocationEndpoint
-			return nil
-		}
-		select {
-		case <-s.done:
-			return fmt.Errorf("oidc-provider exited before serving discovery: %s", s.cmd.ProcessState)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("oidc-provider did not serve %s within %v: %v", url, startTimeout, err)
-		}
+	url := s.Issuer + discoveryPath
+	var doc struct {
+		Issuer                string `json:"issuer"`
+		AuthorizationEndpoint string `json:"authorization_endpoint"`
+		TokenEndpoint         string `json:"token_endpoint"`
+		RevocationEndpoint    string `json:"revocation_endpoint"`
 	}
+	if err := getJSON(url, &doc); err != nil {
+		return fmt.Errorf("oidcprovider: discovery: %w", err)
+	}
+	if doc.Issuer != s.Issuer || doc.AuthorizationEndpoint == "" || doc.TokenEndpoint == "" || doc.RevocationEndpoint == "" {
+		return fmt.Errorf("oidcprovider: discovery at %s lacks the issuer or an endpoint: %+v", url, doc)
+	}
+	s.AuthorizationEndpoint, s.TokenEndpoint, s.RevocationEndpoint = doc.AuthorizationEndpoint, doc.TokenEndpoint, doc.RevocationEndpoint
+	return nil
 }
 
 func getJSON(url string, v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -253,10 +231,8 @@ func getJSON(url string, v any) error {
 // stop kills the server, registers what it issued and feeds its output to
 // logcheck.
 func (s *Server) stop() {
-	s.cmd.Process.Kill()
-	<-s.done
+	s.p.Stop()
 	<-s.issued
-	logcheck.Feed("oidc-provider "+s.Issuer, s.out.String())
 }
 
 // installation returns the node command and the directory oidc-provider
@@ -275,14 +251,4 @@ func installation() (node, tools string, err error) {
 		return "", "", fmt.Errorf("oidc-provider not installed: run 'make tools' (%v)", err)
 	}
 	return node, tools, nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -3,17 +3,19 @@ package oidcprovider_test
 import (
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
 )
 
@@ -93,18 +95,25 @@ func (a authorization) code(t *testing.T, srv *oidcprovider.Server, redirect *ur
 	return q.Get("code")
 }
 
+// redeem exchanges code with verifier, authenticating with method (RFC
+// 6749 §4.1.3, RFC 7636 §4.5).
+func redeem(t *testing.T, srv *oidcprovider.Server, method, code, verifier string) tokens {
+	t.Helper()
+	return tokenRequest(t, srv, method, url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {redirectURI},
+		"code_verifier": {verifier},
+	})
+}
+
 // connect authorizes in b and redeems the code: the test client's
 // connect flow.
 func connect(t *testing.T, srv *oidcprovider.Server, b *oidcprovider.Browser) tokens {
 	t.Helper()
 	a := newAuthorization()
 	code := a.code(t, srv, b.Authorize(t, a.url(srv)))
-	tok := tokenRequest(t, srv, basic, url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"redirect_uri":  {redirectURI},
-		"code_verifier": {a.verifier},
-	})
+	tok := redeem(t, srv, basic, code, a.verifier)
 	if tok.status != http.StatusOK || tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("code exchange answered %d %q, access token %t, refresh token %t; want 200 with both",
 			tok.status, tok.Error, tok.AccessToken != "", tok.RefreshToken != "")
@@ -188,12 +197,7 @@ func TestCodeExchangeAndRotation(t *testing.T) {
 			a := newAuthorization()
 			code := a.code(t, srv, srv.NewBrowser().Authorize(t, a.url(srv)))
 
-			first := tokenRequest(t, srv, tc.method, url.Values{
-				"grant_type":    {"authorization_code"},
-				"code":          {code},
-				"redirect_uri":  {redirectURI},
-				"code_verifier": {a.verifier},
-			})
+			first := redeem(t, srv, tc.method, code, a.verifier)
 			if first.status != http.StatusOK || first.AccessToken == "" || first.RefreshToken == "" ||
 				first.TokenType != "Bearer" || first.ExpiresIn != wantTTL || first.Scope != scope {
 				t.Fatalf("code exchange answered %d %q, token_type %q, expires_in %d, scope %q, access token %t, refresh token %t; "+
@@ -245,12 +249,7 @@ func TestPKCERequired(t *testing.T) {
 	t.Run("wrong verifier", func(t *testing.T) {
 		a := newAuthorization()
 		code := a.code(t, srv, b.Authorize(t, a.url(srv)))
-		tok := tokenRequest(t, srv, basic, url.Values{
-			"grant_type":    {"authorization_code"},
-			"code":          {code},
-			"redirect_uri":  {redirectURI},
-			"code_verifier": {oauth2.GenerateVerifier()},
-		})
+		tok := redeem(t, srv, basic, code, oauth2.GenerateVerifier())
 		if tok.status != http.StatusBadRequest || tok.Error != "invalid_grant" {
 			t.Errorf("code exchange with another verifier answered %d %q, want 400 invalid_grant", tok.status, tok.Error)
 		}
@@ -344,13 +343,14 @@ func TestStartStops(t *testing.T) {
 	}
 }
 
-// fatalRecorder records a Fatalf instead of stopping the test.
-type fatalRecorder struct {
-	testing.TB
-	msg string
+// Without Node.js the server fails the test, naming how to install it.
+func TestMissingNodeFails(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	msgs := failures.Of(t, func(tb testing.TB) { oidcprovider.Start(tb, options(nil)) })
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "install nodejs and npm") || !strings.Contains(msgs[0], "run 'make tools'") {
+		t.Errorf("failures %q, want one naming nodejs and 'make tools'", msgs)
+	}
 }
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) { r.msg = fmt.Sprintf(format, args...) }
 
 // Authorize fails with the server's reason, and without the request's
 // query (its state), when no redirect to a redirect URI comes.
@@ -377,30 +377,23 @@ func TestAuthorizeFailure(t *testing.T) {
 				q.Set(tc.param, tc.value)
 				u.RawQuery = q.Encode()
 			} else {
-				u.Host = closedPort(t)
+				ports, err := childproc.FreePorts(1) // nothing listens there
+				if err != nil {
+					t.Fatal(err)
+				}
+				u.Host = "127.0.0.1:" + strconv.Itoa(ports[0])
 			}
-			rec := &fatalRecorder{TB: t}
-			if redirect := srv.NewBrowser().Authorize(rec, u.String()); redirect != nil {
+			var redirect *url.URL
+			msg := strings.Join(failures.Of(t, func(tb testing.TB) { redirect = srv.NewBrowser().Authorize(tb, u.String()) }), "\n")
+			if redirect != nil {
 				t.Errorf("Authorize returned a redirect")
 			}
-			if !strings.Contains(rec.msg, tc.want) {
-				t.Errorf("Authorize failed with %q, want it to say %q", rec.msg, tc.want)
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("Authorize failed with %q, want it to say %q", msg, tc.want)
 			}
-			if strings.Contains(rec.msg, a.state) {
+			if strings.Contains(msg, a.state) {
 				t.Errorf("Authorize's failure names the state")
 			}
 		})
 	}
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }

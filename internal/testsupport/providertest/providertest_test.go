@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 )
 
@@ -671,36 +672,10 @@ func TestRevokeAndResource(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Config fields beyond RFC 6749 defaults
 
-// fatalTB records the first Fatalf and stops the caller, so tests can check
-// that New refuses a Config.
-type fatalTB struct {
-	testing.TB
-	msg string
-}
-
-type fatalStop struct{}
-
-func (f *fatalTB) Helper() {}
-
-func (f *fatalTB) Fatalf(format string, args ...any) {
-	f.msg = fmt.Sprintf(format, args...)
-	panic(fatalStop{})
-}
-
 // newFails reports New's Fatalf message for cfg, "" if it accepted it.
-func newFails(t *testing.T, cfg providertest.Config) (msg string) {
+func newFails(t *testing.T, cfg providertest.Config) string {
 	t.Helper()
-	tb := &fatalTB{TB: t}
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(fatalStop); !ok {
-				panic(r)
-			}
-			msg = tb.msg
-		}
-	}()
-	providertest.New(tb, cfg)
-	return ""
+	return strings.Join(failures.Of(t, func(tb testing.TB) { providertest.New(tb, cfg) }), "\n")
 }
 
 func TestConfigValidation(t *testing.T) {

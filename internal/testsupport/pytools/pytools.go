@@ -84,6 +84,10 @@ var python = sync.OnceValues(func() (string, error) {
 	return p, nil
 })
 
+// Interpreter is Python for a caller without a test: the python3 that has
+// every pin, or an error that says what is missing.
+func Interpreter() (string, error) { return python() }
+
 // Python returns a python3 that has every pin installed: the venv's if
 // there is one, else the one in PATH. It fails the test otherwise.
 func Python(t testing.TB) string {

@@ -6,7 +6,7 @@
 // from, in plain JSON (intrinsics in their long form).
 //
 // The translator is a Python library; transform.py beside this file calls
-// it, run by the pinned python3 of package pytools.
+// it, run by the pinned python3 of package pytools (pytools.Python).
 package samtransform
 
 import (
@@ -18,10 +18,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
 )
 
 // Request says how to package and deploy the template.
@@ -38,20 +36,9 @@ type Request struct {
 	Region string `json:"-"`
 }
 
-// Transform returns the SAM transform of the template file at path (made
-// absolute from the module root if relative) for req, as JSON. A template
-// the translator refuses fails the test with the translator's messages.
-func Transform(t testing.TB, path string, req Request) []byte {
-	t.Helper()
-	out, err := Run(t.Context(), pytools.Python(t), path, req)
-	if err != nil {
-		t.Fatalf("samtransform: %v", err)
-	}
-	return out
-}
-
-// Run is Transform for a test that expects the translator to refuse a
-// template: python is pytools.Python's, and a refusal is an error holding
+// Run returns the SAM transform of the template file at path (made
+// absolute from the module root if relative) for req, as JSON; python is
+// pytools.Python's. A template the translator refuses is an error holding
 // the translator's messages.
 func Run(ctx context.Context, python, path string, req Request) ([]byte, error) {
 	root, err := modroot.Dir()

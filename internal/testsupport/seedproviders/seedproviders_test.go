@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
 )
@@ -851,39 +852,9 @@ func TestGetResponse360(t *testing.T) {
 			{"{domain}", "com"},
 			{"MAIL.example.com", "com"},
 		} {
-			if msg := fatalOf(t, func(tb testing.TB) { seedproviders.GetResponse360(tb, client, tc.domain, tc.region) }); msg == "" {
+			if msgs := failures.Of(t, func(tb testing.TB) { seedproviders.GetResponse360(tb, client, tc.domain, tc.region) }); len(msgs) == 0 {
 				t.Errorf("GetResponse360(%q, %q) accepted", tc.domain, tc.region)
 			}
 		}
 	})
-}
-
-// fatalTB turns Fatalf into a panic fatalOf recovers.
-type fatalTB struct {
-	testing.TB
-	msg string
-}
-
-type fatalStop struct{}
-
-func (f *fatalTB) Helper() {}
-
-func (f *fatalTB) Fatalf(format string, args ...any) {
-	f.msg = fmt.Sprintf(format, args...)
-	panic(fatalStop{})
-}
-
-// fatalOf returns the Fatalf message fn produced, "" if none.
-func fatalOf(t *testing.T, fn func(testing.TB)) (msg string) {
-	tb := &fatalTB{TB: t}
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(fatalStop); !ok {
-				panic(r)
-			}
-			msg = tb.msg
-		}
-	}()
-	fn(tb)
-	return ""
 }

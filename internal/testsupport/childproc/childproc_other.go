@@ -1,9 +1,9 @@
 //go:build !linux
 
-package moto
+package childproc
 
 import "syscall"
 
 // sysProcAttr is empty off Linux: a killed test process may leave its
-// moto_server running there.
+// servers running there.
 func sysProcAttr() *syscall.SysProcAttr { return nil }

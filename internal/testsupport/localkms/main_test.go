@@ -1,0 +1,11 @@
+package localkms_test
+
+import (
+	"testing"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+)
+
+// TestMain checks that no test here logs a credential (S22), the server's
+// output included.
+func TestMain(m *testing.M) { logcheck.Main(m) }
