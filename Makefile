@@ -7,7 +7,7 @@ TOOLS    := .tools
 DYNALITE := $(TOOLS)/node_modules/.bin/dynalite
 OIDC_PROVIDER := $(TOOLS)/node_modules/oidc-provider/package.json
 FUNCS    := authorize callback refresh token
-ARCH     ?= arm64
+LAMBDA_ARCH ?= arm64
 BUILD_DIR ?= build
 
 # How every Lambda bootstrap is built, here only: by `make build`, by
@@ -20,7 +20,7 @@ BUILD_DIR ?= build
 LAMBDA_LDFLAGS := -s -w
 LAMBDA_FLAGS   := -trimpath -buildvcs=false -tags lambda.norpc -ldflags "$(LAMBDA_LDFLAGS)"
 # $(call lambda_build,<packages>,<output file, or directory ending in />)
-lambda_build    = GOOS=linux GOARCH=$(ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(2) $(1)
+lambda_build    = GOOS=linux GOARCH=$(LAMBDA_ARCH) CGO_ENABLED=0 $(GO) build $(LAMBDA_FLAGS) -o $(2) $(1)
 
 PY       := $(TOOLS)/py
 PY_PINS  := internal/testsupport/pytools/requirements.txt
@@ -51,7 +51,7 @@ $(OIDC_PROVIDER): | $(DYNALITE)
 # a venv in $(PY) with the pins, kept up to date once it exists.
 pytools:
 	@command -v python3 >/dev/null || { echo "python3 is needed (Debian: apt-get install python3 python3-venv python3-pip)"; exit 1; }
-	@if [ ! -x $(PY)/bin/python3 ] && python3 $(PY_CHECK) 2>/dev/null && command -v cfn-lint >/dev/null && command -v moto_server >/dev/null; then \
+	@if [ ! -x $(PY)/bin/python3 ] && python3 $(PY_CHECK) 2>/dev/null && command -v cfn-lint >/dev/null; then \
 		echo "moto, cfn-lint, SAM translator: the machine's, at the pinned versions"; \
 	else \
 		fresh=; [ -x $(PY)/bin/python3 ] || { python3 -m venv $(PY) && fresh=1; } || exit 1; \
@@ -63,7 +63,7 @@ pytools:
 vet:
 	$(GO) vet ./...
 
-## build: Lambda bootstraps for deployment in build/ (ARCH=arm64 by default), byte for byte as `sam build` makes them
+## build: Lambda bootstraps for deployment in build/ (LAMBDA_ARCH=arm64 by default), byte for byte as `sam build` makes them
 build:
 	@for f in $(FUNCS); do \
 		echo "$(BUILD_DIR)/$$f/bootstrap"; \
@@ -80,16 +80,18 @@ build-CallbackFunction:  PKG = ./functions/callback
 build-RefreshFunction:   PKG = ./functions/refresh
 build-TokenFunction:     PKG = ./functions/token
 .PHONY: $(addprefix build-,$(SAM_FUNCTIONS))
+# Always arm64, the template's Architectures, whatever the environment says.
+$(addprefix build-,$(SAM_FUNCTIONS)): override LAMBDA_ARCH = arm64
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set: sam build sets it to the function's artifact directory))
 	$(call lambda_build,$(PKG),$(ARTIFACTS_DIR)/bootstrap)
 
 # bootstrap: PKG (one package, or several) built as the functions are, to
 # OUT (a file, or a directory ending in / for several); for the tests and
-# benchmarks, which set ARCH.
+# benchmarks, which set LAMBDA_ARCH.
 .PHONY: bootstrap
 bootstrap:
-	$(if $(and $(PKG),$(OUT)),,$(error usage: make bootstrap PKG=<packages> OUT=<file or dir/> [ARCH=<goarch>]))
+	$(if $(and $(PKG),$(OUT)),,$(error usage: make bootstrap PKG=<packages> OUT=<file or dir/> [LAMBDA_ARCH=<goarch>]))
 	@$(call lambda_build,$(PKG),$(OUT))
 
 ## fuzz: run each fuzz target for FUZZTIME (default 60s); `make test` replays the corpora in testdata/fuzz

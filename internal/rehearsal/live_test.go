@@ -74,14 +74,10 @@ var unusedGrants = map[string]map[string]string{
 	"RefreshFunction": {
 		"logs:CreateLogStream": "Lambda's platform writes the function's logs, not the code",
 		"logs:PutLogEvents":    "as logs:CreateLogStream",
-		"events:PutEvents":     "publishes needs_reauth, failing and recovered; the flow's refresh succeeds, which publishes nothing",
 	},
 	"TokenFunction": {
 		"logs:CreateLogStream": "Lambda's platform writes the function's logs, not the code",
 		"logs:PutLogEvents":    "as logs:CreateLogStream",
-		"dynamodb:UpdateItem":  "leases a connection for an on-demand renewal; the flow reads a fresh token",
-		"dynamodb:PutItem":     "writes an on-demand renewal's result, as dynamodb:UpdateItem",
-		"kms:GenerateDataKey":  "seals an on-demand renewal's tokens, as dynamodb:UpdateItem",
 	},
 }
 
@@ -103,7 +99,8 @@ var notEvaluatedByMoto = []string{
 //  4. each function's configuration is read back from moto's Lambda and its
 //     built bootstrap runs under the Lambda emulator with exactly that
 //     environment, on the stack's table, key, keys secret and bus: connect,
-//     consent, callback, token read, the scheduled refresh and delete;
+//     consent, callback, token read, the scheduled refresh, a forced
+//     token read, a refresh the provider refuses (needs_reauth) and delete;
 //  5. each function runs with its own role's credentials under moto's IAM
 //     enforcement: an action the template does not grant fails (a copy of
 //     the template without one grant proves it), and a grant the flow does
@@ -195,6 +192,7 @@ func TestLiveRehearsal(t *testing.T) {
 		// any resource (ditto).
 		for _, f := range append(slices.Collect(maps.Values(fns)), bad) {
 			f.creds = acct.AssumeRole(t, aws.ToString(f.config.Role), aws.ToString(f.config.FunctionName))
+			logcheck.Register(f.creds.SecretAccessKey, f.creds.SessionToken)
 			acct.RoleGrantsAnyResource(t, f.role)
 		}
 		srv.EnforceIAM(t)
@@ -424,7 +422,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 		setQuery(ev, "acme", "connect", q)
 	}))
 	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		t.Fatalf("connect: %d %v %s", resp.StatusCode, resp.Cookies, resp.Body)
+		t.Fatalf("connect: %d, %d cookies, %s", resp.StatusCode, len(resp.Cookies), resp.Body)
 	}
 	authURL, err := url.Parse(resp.Headers["Location"])
 	if err != nil {
@@ -444,7 +442,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 	wantEvents(t, p.events, "oauthbroker.connection.created")
 
 	// token read
-	first := tokenRead(t, p, id)
+	first := tokenRead(t, p, id, "")
 
 	// the scheduled refresh, with the schedule's own input
 	c, err := p.store.GetConnection(t.Context(), "acme", id)
@@ -463,9 +461,32 @@ func runFlow(t *testing.T, p flowParts) bool {
 	if err := json.Unmarshal(out, &sum); err != nil || sum["due"] != 1 || sum["refreshed"] != 1 {
 		t.Fatalf("refresh summary %s (%v), want one due and refreshed", out, err)
 	}
-	if second := tokenRead(t, p, id); second == first {
+	second := tokenRead(t, p, id, "")
+	if second == first {
 		t.Errorf("the token read after the refresh is the one before it")
 	}
+	// an on-demand renewal (the token function's lease, write and seal)
+	if forced := tokenRead(t, p, id, "force_refresh=true"); forced == second {
+		t.Errorf("the forced token read returned the token it was to replace")
+	}
+
+	// a refresh the provider refuses: needs_reauth, published by the
+	// refresh function
+	if c, err = p.store.GetConnection(t.Context(), "acme", id); err != nil {
+		t.Fatal(err)
+	}
+	p.prov.RevokeRefresh(c.RefreshToken)
+	c.RefreshDue = time.Now().Add(-time.Minute)
+	if _, err := p.store.SaveConnection(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = p.fns["RefreshFunction"].fn.Invoke(t.Context(), p.schedule); err != nil {
+		t.Fatalf("refresh: %v %s", err, out)
+	}
+	if err := json.Unmarshal(out, &sum); err != nil || sum["due"] != 1 || sum["needs_reauth"] != 1 {
+		t.Fatalf("refresh summary %s (%v), want one due and needs_reauth", out, err)
+	}
+	wantEvents(t, p.events, "oauthbroker.connection.needs_reauth")
 
 	// delete
 	resp = invoke(t, p.fns["TokenFunction"], event(t, "delete.json", func(ev *events.APIGatewayV2HTTPRequest) {
@@ -502,12 +523,16 @@ func runFlow(t *testing.T, p flowParts) bool {
 	return !t.Failed()
 }
 
-// tokenRead invokes the token route for id and returns the access token,
-// which must be one the provider issued.
-func tokenRead(t *testing.T, p flowParts, id string) string {
+// tokenRead invokes the token route for id with the raw query and returns
+// the access token, which must be one the provider issued.
+func tokenRead(t *testing.T, p flowParts, id, query string) string {
 	t.Helper()
 	resp := invoke(t, p.fns["TokenFunction"], event(t, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		tokenPath(ev, id, "/connections/acme/"+id+"/token")
+		ev.RawQueryString, ev.QueryStringParameters = query, nil
+		if k, v, ok := strings.Cut(query, "="); ok {
+			ev.QueryStringParameters = map[string]string{k: v}
+		}
 	}))
 	var body struct {
 		AccessToken string `json:"access_token"`

@@ -581,12 +581,21 @@ func TestFunctions(t *testing.T) {
 			}
 
 			vars, _ := path(props, "Environment", "Variables").(obj)
-			// The values internal/rehearsal's TestLiveRehearsal does not
-			// prove: the flow runs on the stack's table, key, secrets
-			// prefix, origins, catalog file and bus, with BaseUrl set and
-			// the refresh tuning at its defaults.
+			// Every value, exactly: internal/rehearsal's TestLiveRehearsal
+			// runs the flow on the stack, but with most parameters at their
+			// defaults, so a variable written as a constant equal to its
+			// default would pass there and break another environment
+			// (prod's SecretsPrefix).
 			wantEnv := map[string]any{
-				"BASE_URL":              baseURL,
+				"TABLE_NAME":     obj{"Ref": "ConnectionsTable"},
+				"BASE_URL":       baseURL,
+				"SECRETS_PREFIX": obj{"Ref": "SecretsPrefix"},
+				"RETURN_ORIGINS": obj{"Ref": "ReturnOrigins"},
+				"PROVIDERS_FILE": obj{"Ref": "ProvidersFile"},
+				// The key's ARN, not key material.
+				"TOKEN_KEY_ID":   obj{"Fn::GetAtt": []any{"TokenKey", "Arn"}},
+				"EVENT_BUS_NAME": obj{"Ref": "EventBusName"},
+				// Only the refresh function's; shared/setup reads them.
 				"REFRESH_WORKERS":       obj{"Ref": "RefreshWorkers"},
 				"REFRESH_FAILING_AFTER": obj{"Ref": "RefreshFailingAfter"},
 			}
@@ -596,8 +605,8 @@ func TestFunctions(t *testing.T) {
 					t.Errorf("environment variable %s is missing", name)
 					continue
 				}
-				if want, ok := wantEnv[name]; ok && !reflect.DeepEqual(got, want) {
-					t.Errorf("environment variable %s = %s, want %s", name, describe(got), describe(want))
+				if !reflect.DeepEqual(got, wantEnv[name]) {
+					t.Errorf("environment variable %s = %s, want %s", name, describe(got), describe(wantEnv[name]))
 				}
 			}
 			for name, v := range vars {

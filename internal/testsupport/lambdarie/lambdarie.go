@@ -158,7 +158,7 @@ func MakeBootstrap(arch, out string, vars []string, pkgs ...string) error {
 		return errors.New("make is not in PATH: the Lambda bootstraps are built by the Makefile's recipe (README: prerequisites)")
 	}
 	args := append([]string{"--no-print-directory", "-s", "bootstrap",
-		"PKG=" + strings.Join(pkgs, " "), "OUT=" + out, "ARCH=" + arch, "GO=" + gocmd}, vars...)
+		"PKG=" + strings.Join(pkgs, " "), "OUT=" + out, "LAMBDA_ARCH=" + arch, "GO=" + gocmd}, vars...)
 	cmd := exec.Command(makecmd, args...)
 	cmd.Dir = root
 	// A make that runs the tests (make test) passes its own flags down

@@ -16,12 +16,11 @@ import (
 // TestConditionalWritesAreAtomic: racing conditional updates on one item,
 // each requiring what only the first can find (the shape of store/dynamo's
 // lease), succeed exactly once, as DynamoDB guarantees and the broker's
-// leases need. moto_server alone let two through now and then: the store
-// conformance suite's lease race failed 3 of 9 runs on a loaded machine,
-// which is why launcher.py serializes DynamoDB requests. On a quiet machine
-// this test passes without the launcher's lock too (the race needs a
-// thread switch inside moto's check-then-write); it guards the launcher
-// against a change that lets writes interleave, not moto itself.
+// leases need. moto_server alone lets two through now and then (the store
+// conformance suite's lease race failed 3 of 9 runs on a loaded machine),
+// which is why launcher.py serializes DynamoDB requests. Sixty more SET
+// clauses widen moto's gap between checking the condition and writing, so
+// without the launcher's lock this test fails every run.
 func TestConditionalWritesAreAtomic(t *testing.T) {
 	acct := moto.Shared(t).NewAccount(t)
 	db := dynamodb.NewFromConfig(acct.Config())
@@ -34,7 +33,15 @@ func TestConditionalWritesAreAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for round := range 20 {
+	// The padding: #p0 = :p, … #p59 = :p.
+	names := map[string]string{"#pk": "pk", "#o": "owner", "#v": "v"}
+	update := "SET #o = :o, #v = #v + :one"
+	for i := range 60 {
+		n := "#p" + strconv.Itoa(i)
+		names[n] = "pad" + strconv.Itoa(i)
+		update += ", " + n + " = :p"
+	}
+	for round := range 10 {
 		pk := &types.AttributeValueMemberS{Value: "item-" + strconv.Itoa(round)}
 		// The item exists unleased; each writer takes its lease with a
 		// conditional update, as store/dynamo's Lease does.
@@ -54,10 +61,10 @@ func TestConditionalWritesAreAtomic(t *testing.T) {
 				_, err := db.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
 					TableName:                 aws.String("atomic"),
 					Key:                       map[string]types.AttributeValue{"pk": pk},
-					UpdateExpression:          aws.String("SET #o = :o, #v = #v + :one"),
+					UpdateExpression:          aws.String(update),
 					ConditionExpression:       aws.String("attribute_exists(#pk) AND attribute_not_exists(#o)"),
-					ExpressionAttributeNames:  map[string]string{"#pk": "pk", "#o": "owner", "#v": "v"},
-					ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: strconv.Itoa(w)}, ":one": &types.AttributeValueMemberN{Value: "1"}},
+					ExpressionAttributeNames:  names,
+					ExpressionAttributeValues: map[string]types.AttributeValue{":o": &types.AttributeValueMemberS{Value: strconv.Itoa(w)}, ":one": &types.AttributeValueMemberN{Value: "1"}, ":p": &types.AttributeValueMemberS{Value: "x"}},
 					ReturnValues:              types.ReturnValueAllNew,
 				})
 				var ccf *types.ConditionalCheckFailedException

@@ -109,9 +109,9 @@ func start(env ...string) (*Server, error) {
 		Name: "moto_server",
 		Command: func(port int) *exec.Cmd {
 			cmd := exec.Command(py, "-c", launcher, "127.0.0.1", strconv.Itoa(port))
-			if len(env) > 0 {
-				cmd.Env = append(os.Environ(), env...)
-			}
+			// Unbuffered, so that what it printed before it is stopped
+			// reaches logcheck.
+			cmd.Env = append(os.Environ(), append(env, "PYTHONUNBUFFERED=1", "MOTO_PORT="+strconv.Itoa(port))...)
 			return cmd
 		},
 		// The port alone may accept before the application is loaded.

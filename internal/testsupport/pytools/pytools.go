@@ -1,6 +1,6 @@
 // Package pytools finds the pinned Python tools the tests run: cfn-lint,
 // the SAM translator (a library, run by a script through python3) and
-// moto's server (python3 -m moto.server, or the moto_server command).
+// moto (its server, started by internal/testsupport/moto's launcher.py).
 //
 // The pins are in requirements.txt beside this file. `make tools` leaves
 // them where the tests look: in <module root>/.tools/py/bin, a venv it
