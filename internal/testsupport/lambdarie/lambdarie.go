@@ -97,8 +97,7 @@ var (
 
 // workdir returns this process's directory for binaries,
 // $TMPDIR/lambdarie-<pid>-*. Directories left by test processes that no
-// longer run are removed on first use, so nothing piles up; Cleanup removes
-// this process's one at once.
+// longer run are removed on first use, so nothing piles up.
 func workdir() (string, error) {
 	workOnce.Do(func() {
 		sweepStale()
@@ -121,17 +120,6 @@ func sweepStale() {
 		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
 			_ = os.RemoveAll(m)
 		}
-	}
-}
-
-// Cleanup removes the binaries built by this process. Call it from TestMain
-// after m.Run if you want them gone at once; otherwise the next test process
-// that uses this package removes them.
-func Cleanup() {
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if workDir != "" {
-		_ = os.RemoveAll(workDir)
 	}
 }
 
