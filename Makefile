@@ -32,9 +32,18 @@ PY_CHECK := internal/testsupport/pytools/pins.py $(PY_PINS)
 dev:
 	$(GO) run ./cmd/dev
 
-## test: every test, with the race detector, against dynalite and the Lambda emulator
+# The repository's Go modules: the root one (the functions and their
+# tests) and those nested in it, which `./...` of the root does not reach:
+# the client apps import, and logcheck, which the tests of both share.
+MODULES  := . shared/client internal/testsupport/logcheck
+
+## test: every test of every module, with the race detector, against dynalite and the Lambda emulator
 test: tools vet
 	$(GO) test -race -count=1 -timeout 12m ./...
+	@for m in $(filter-out .,$(MODULES)); do \
+		echo "(cd $$m && $(GO) test -race -count=1 ./...)"; \
+		(cd $$m && $(GO) test -race -count=1 ./...) || exit 1; \
+	done
 
 ## tools: what the tests run besides Go: dynalite and oidc-provider from npm; moto, cfn-lint and the SAM translator from pip
 tools: $(DYNALITE) $(OIDC_PROVIDER) pytools
@@ -61,7 +70,10 @@ pytools:
 	fi
 
 vet:
-	$(GO) vet ./...
+	@for m in $(MODULES); do \
+		echo "(cd $$m && $(GO) vet ./...)"; \
+		(cd $$m && $(GO) vet ./...) || exit 1; \
+	done
 
 ## build: Lambda bootstraps for deployment in build/ (LAMBDA_ARCH=arm64 by default), byte for byte as `sam build` makes them
 build:

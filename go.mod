@@ -22,6 +22,8 @@ require (
 	github.com/aws/smithy-go v1.28.9
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck v0.0.0
+	github.com/oauthbroker/oauthbroker/shared/client v0.0.0
 	golang.org/x/oauth2 v0.38.0
 	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
@@ -70,4 +72,13 @@ require (
 tool (
 	github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie
 	github.com/nsmithuk/local-kms
+)
+
+// The modules nested in this repository, built from here: shared/client
+// (with its contract, shared/client/tokenapi) is its own module so that an
+// app importing it does not inherit this module's requirements, and its
+// tests and the root module's share logcheck.
+replace (
+	github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck => ./internal/testsupport/logcheck
+	github.com/oauthbroker/oauthbroker/shared/client => ./shared/client
 )

@@ -16,7 +16,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 )
 
 const (

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 )
 
 // Code is the error code of an *Error: one of the token route's codes,

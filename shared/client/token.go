@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 )
 
 // Token is a connection's access token as the token route returns it.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 )
 
 // localIdentity is the IAM identity Event puts on the token routes: the

@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
 )
 
 // Tokens handles the app's routes (tokenapi.RouteToken, tokenapi.RouteDelete),

@@ -1,15 +1,16 @@
-package client
-
-// The client against the real token route: the httpapi token handler on a
-// broker wired to DynamoDB (dynalite) and a strict provider, behind a
-// server that does what API Gateway does for an IAM-authorized route:
-// check the request's Signature Version 4 (the verifier of apigw_test.go),
-// turn the request into a payload 2.0 event (httpapi.Event) carrying the
-// signer's IAM identity, and write the handler's answer back
-// (httpapi.Write).
+// Package clientcheck runs the Go client (module shared/client) against
+// the real token route, which only the root module can build: the httpapi
+// token handler on a broker wired to DynamoDB (dynalite) and a strict
+// provider, behind a server that does what API Gateway does for an
+// IAM-authorized route: check the request's Signature Version 4
+// (gateway.verify), turn the request into a payload 2.0 event
+// (httpapi.Event) carrying the signer's IAM identity, and write the
+// handler's answer back (httpapi.Write).
+package clientcheck
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,46 +18,73 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/client"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
-	"github.com/oauthbroker/oauthbroker/shared/tokenapi"
 )
 
-// testAccount is the AWS account of the signer the route reports.
-const testAccount = "123456789012"
+const (
+	// testAccount is the AWS account of the signer the route reports.
+	testAccount = "123456789012"
+	testRegion  = "eu-west-1"
+	// emptyPayloadHash is the hex SHA-256 of the empty body of every call.
+	emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+)
+
+// testCreds are the app's static credentials: the secret key and the
+// session token are random per run and registered with logcheck.
+var testCreds = func() aws.Credentials {
+	c := aws.Credentials{
+		AccessKeyID:     "AKIATESTCLIENT" + rand.Text()[:6],
+		SecretAccessKey: "secret-" + rand.Text(),
+		SessionToken:    "session-" + rand.Text() + rand.Text(),
+	}
+	logcheck.Register(c.SecretAccessKey, c.SessionToken)
+	return c
+}()
+
+// secretToken returns a fresh secret for a test, registered with logcheck.
+func secretToken(prefix string) string {
+	v := prefix + "-" + rand.Text()
+	logcheck.Register(v)
+	return v
+}
 
 // gateway is API Gateway in front of the token function: SigV4 checked,
 // the two IAM-authorized routes, the event as API Gateway builds it.
 type gateway struct {
-	srv      *httptest.Server
-	verifier *verifier
-	tokens   httpapi.Handler
+	srv    *httptest.Server
+	signer *v4.Signer
+	tokens httpapi.Handler
 
 	mu         sync.Mutex
 	noIdentity bool        // as a route deployed without AWS_IAM authorization
 	header     http.Header // of the last answer of the handler
 }
 
-func newGateway(t *testing.T, clock *fakeClock, tokens httpapi.Handler) *gateway {
-	g := &gateway{
-		verifier: &verifier{creds: testCreds, region: testRegion, service: testService, now: clock.Now},
-		tokens:   tokens,
-	}
+func newGateway(t *testing.T, tokens httpapi.Handler) *gateway {
+	g := &gateway{signer: v4.NewSigner(), tokens: tokens}
 	mux := http.NewServeMux()
 	for _, route := range []string{tokenapi.RouteToken, tokenapi.RouteDelete} {
 		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { g.invoke(w, r, route) })
@@ -69,7 +97,7 @@ func newGateway(t *testing.T, clock *fakeClock, tokens httpapi.Handler) *gateway
 // signed refuses what API Gateway's AWS_IAM authorization refuses.
 func (g *gateway) signed(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if msg := g.verifier.verify(r, nil); msg != "" {
+		if msg := g.verify(r); msg != "" {
 			b, _ := json.Marshal(map[string]string{"message": msg})
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusForbidden)
@@ -78,6 +106,37 @@ func (g *gateway) signed(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// verify returns "" if r carries the signature the test credentials make
+// of it, or API Gateway's message. The signature is recomputed with the
+// SDK's signer from the headers r names as signed: the client module's own
+// tests check the client's signing against an independent verifier and
+// the test suite's known vector; here it only has to be the gate API
+// Gateway is.
+func (g *gateway) verify(r *http.Request) string {
+	auth := r.Header.Get("Authorization")
+	stamp, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	_, signedList, found := strings.Cut(auth, "SignedHeaders=")
+	if auth == "" || err != nil || !found {
+		return "Missing Authentication Token"
+	}
+	signedList, _, _ = strings.Cut(signedList, ",")
+	req := r.Clone(r.Context())
+	req.URL.Scheme, req.URL.Host = "https", r.Host
+	req.Header = http.Header{}
+	for _, h := range strings.Split(signedList, ";") {
+		if h != "host" && h != "x-amz-date" && h != "x-amz-security-token" {
+			req.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
+		}
+	}
+	if err := g.signer.SignHTTP(r.Context(), testCreds, req, emptyPayloadHash, "execute-api", testRegion, stamp); err != nil {
+		return err.Error()
+	}
+	if req.Header.Get("Authorization") != auth {
+		return "The request signature we calculated does not match the signature you provided."
+	}
+	return ""
 }
 
 // invoke runs the token function on the event of r, with the identity of
@@ -196,11 +255,11 @@ func (f *tokenFunction) seed(t *testing.T, providerName, id string) store.Connec
 // client makes of each: the token, or an *Error with the status, the
 // code, the sentinel it matches and the Retry-After the handler sent.
 func TestClientAgainstTokenHandler(t *testing.T) {
-	clock := newClock()
 	fn := newTokenFunction(t)
-	gw := newGateway(t, clock, httpapi.Tokens(fn.b))
-	c, err := New(context.Background(), gw.srv.URL,
-		WithCredentials(staticCreds(testCreds)), WithRegion(testRegion), WithClock(clock.Now), WithHTTPClient(gw.srv.Client()))
+	gw := newGateway(t, httpapi.Tokens(fn.b))
+	creds := credentials.NewStaticCredentialsProvider(testCreds.AccessKeyID, testCreds.SecretAccessKey, testCreds.SessionToken)
+	c, err := client.New(context.Background(), gw.srv.URL,
+		client.WithCredentials(creds), client.WithRegion(testRegion), client.WithHTTPClient(gw.srv.Client()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,41 +306,41 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 		call       func() error
 		setup      func()
 		wantStatus int
-		wantCode   Code
+		wantCode   client.Code
 		wantIs     error
 		minRetry   time.Duration    // the least RetryAfter, for a provider's own Retry-After
 		check      func(*testing.T) // more to check afterwards
 	}{
 		{name: "400 bad provider", call: func() error { _, err := c.Token(ctx, "ac#me", "c-ok"); return err },
-			wantStatus: 400, wantCode: CodeInvalidRequest},
+			wantStatus: 400, wantCode: client.CodeInvalidRequest},
 		{name: "400 bad provider on delete", call: func() error { return c.Delete(ctx, "ac#me", "c-ok") },
-			wantStatus: 400, wantCode: CodeInvalidRequest},
+			wantStatus: 400, wantCode: client.CodeInvalidRequest},
 		{name: "404 token", call: func() error { _, err := c.Token(ctx, "acme", "c-unknown"); return err },
-			wantStatus: 404, wantCode: CodeNotFound, wantIs: ErrNotFound},
+			wantStatus: 404, wantCode: client.CodeNotFound, wantIs: client.ErrNotFound},
 		{name: "404 delete", call: func() error { return c.Delete(ctx, "acme", "c-delete") },
-			wantStatus: 404, wantCode: CodeNotFound, wantIs: ErrNotFound},
+			wantStatus: 404, wantCode: client.CodeNotFound, wantIs: client.ErrNotFound},
 		{name: "409 refresh token revoked", call: func() error { _, err := c.ForceRefresh(ctx, "acme", "c-reauth"); return err },
-			wantStatus: 409, wantCode: CodeReauthRequired, wantIs: ErrReauthRequired},
+			wantStatus: 409, wantCode: client.CodeReauthRequired, wantIs: client.ErrReauthRequired},
 		{name: "409 needs_reauth stored", call: func() error { _, err := c.Token(ctx, "acme", "c-reauth"); return err },
-			wantStatus: 409, wantCode: CodeReauthRequired, wantIs: ErrReauthRequired},
+			wantStatus: 409, wantCode: client.CodeReauthRequired, wantIs: client.ErrReauthRequired},
 		{name: "502 provider refuses the refresh request",
 			setup:      func() { fn.prov.FailNext(1, 400, "application/json", `{"error":"invalid_request"}`, nil) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-rejected"); return err },
-			wantStatus: 502, wantCode: CodeProviderError},
+			wantStatus: 502, wantCode: client.CodeProviderError},
 		{name: "503 provider rate-limits",
 			setup:      func() { fn.prov.FailNext(1, 429, "", "", http.Header{"Retry-After": {"7"}}) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-limited"); return err },
-			wantStatus: 503, wantCode: CodeProviderUnavailable, minRetry: 7 * time.Second},
+			wantStatus: 503, wantCode: client.CodeProviderUnavailable, minRetry: 7 * time.Second},
 		{name: "503 provider down",
 			setup:      func() { fn.prov.FailNext(1, 500, "text/html", "<html>oops</html>", nil) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-down"); return err },
-			wantStatus: 503, wantCode: CodeProviderUnavailable},
+			wantStatus: 503, wantCode: client.CodeProviderUnavailable},
 		{name: "500 provider gone from the catalog", call: func() error { _, err := c.Token(ctx, "retired", "c-retired"); return err },
-			wantStatus: 500, wantCode: CodeInternal},
+			wantStatus: 500, wantCode: client.CodeInternal},
 		{name: "403 no IAM identity",
 			setup:      func() { gw.setNoIdentity(true) },
 			call:       func() error { defer gw.setNoIdentity(false); _, err := c.Token(ctx, "acme", "c-ok"); return err },
-			wantStatus: 403, wantCode: CodeForbidden,
+			wantStatus: 403, wantCode: client.CodeForbidden,
 			check: func(t *testing.T) {
 				if !strings.Contains(fn.logs.String(), `"msg":"token route refused","status":403`) ||
 					!strings.Contains(fn.logs.String(), `"cause":"no IAM identity in requestContext"`) {
@@ -289,7 +348,7 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 				}
 			}},
 	}
-	covered := map[Code]bool{}
+	covered := map[client.Code]bool{}
 	for _, tt := range tests {
 		covered[tt.wantCode] = true
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,14 +356,14 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 				tt.setup()
 			}
 			err := tt.call()
-			var e *Error
+			var e *client.Error
 			if !errors.As(err, &e) {
-				t.Fatalf("error %v, want *Error", err)
+				t.Fatalf("error %v, want *client.Error", err)
 			}
 			if e.StatusCode != tt.wantStatus || e.Code != tt.wantCode || e.StatusCode != e.Code.Status() {
 				t.Errorf("got %d %s, want %d %s", e.StatusCode, e.Code, tt.wantStatus, tt.wantCode)
 			}
-			for _, sentinel := range []error{ErrNotFound, ErrReauthRequired} {
+			for _, sentinel := range []error{client.ErrNotFound, client.ErrReauthRequired} {
 				if got, want := errors.Is(err, sentinel), sentinel == tt.wantIs; got != want {
 					t.Errorf("errors.Is(err, %v) = %v", sentinel, got)
 				}
@@ -315,7 +374,7 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 			if (header != "") != tt.wantCode.HasRetryAfter() {
 				t.Fatalf("Retry-After %q with %s", header, tt.wantCode)
 			}
-			if want := parseRetryAfter(header, clock.Now()); e.RetryAfter != want || header != "" && want < max(time.Second, tt.minRetry) {
+			if want := retryAfter(t, header); e.RetryAfter != want || header != "" && want < max(time.Second, tt.minRetry) {
 				t.Errorf("RetryAfter %s, the handler sent %q", e.RetryAfter, header)
 			}
 			if !strings.Contains(err.Error(), string(tt.wantCode)) {
@@ -331,4 +390,18 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 			t.Errorf("no case gets %s from the handler", code)
 		}
 	}
+}
+
+// retryAfter is the wait a Retry-After header of the handler asks for: it
+// sends delay-seconds (tokenapi.FormatRetryAfter), or none.
+func retryAfter(t *testing.T, header string) time.Duration {
+	t.Helper()
+	if header == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(header)
+	if err != nil {
+		t.Fatalf("Retry-After %q is not delay-seconds", header)
+	}
+	return time.Duration(n) * time.Second
 }

@@ -1,4 +1,4 @@
-package logcheck
+package repocheck
 
 import (
 	"errors"
@@ -6,7 +6,6 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -29,8 +28,11 @@ var wrappers = map[string]struct {
 	module + "/internal/testsupport/moto":     {"internal/testsupport/moto/moto.go", []string{"Main"}},
 }
 
-// TestS22_EveryTestPackageChecksLogs fails for every package of the module
-// that has tests whose TestMain does not run them through logcheck.
+// TestS22_EveryTestPackageChecksLogs fails for every package of the
+// repository that has tests whose TestMain does not run them through
+// logcheck: the root module's and those of the modules nested in it
+// (shared/client, logcheck itself), whose import paths follow their
+// directories.
 func TestS22_EveryTestPackageChecksLogs(t *testing.T) {
 	root, err := modroot.Dir()
 	if err != nil {
@@ -54,9 +56,9 @@ func TestS22_EveryTestPackageChecksLogs(t *testing.T) {
 	}
 }
 
-// testDirs lists the module's directories holding _test.go files, relative
-// to root, skipping what the go command skips (testdata, vendor, dot and
-// underscore directories, nested modules).
+// testDirs lists the repository's directories holding _test.go files,
+// relative to root, skipping what the go command skips (testdata, vendor,
+// dot and underscore directories). Nested modules are walked too.
 func testDirs(t *testing.T, root string) []string {
 	set := map[string]bool{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -67,9 +69,6 @@ func testDirs(t *testing.T, root string) []string {
 			name := d.Name()
 			if p != root && (name == "testdata" || name == "vendor" || name == "node_modules" ||
 				strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
-				return filepath.SkipDir
-			}
-			if _, err := os.Stat(filepath.Join(p, "go.mod")); p != root && err == nil {
 				return filepath.SkipDir
 			}
 			return nil
