@@ -123,10 +123,6 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", string(cause), "detail", causeString(err))
 		return res, e
 	}
-	grant := rec.Grant
-	if grant == "" { // a state recorded before grants were stored
-		grant, _ = connectGrant(p, "")
-	}
 	rp, _, err := p.Resolve(rec.Params)
 	if err != nil { // the catalog's pattern changed while the flow ran
 		return redirectErr(CodeServerError, CauseParamsInvalid, err)
@@ -154,10 +150,10 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	var tok *provider.Token
 	code := req.Query.Get("code")
 	switch {
-	case grant == provider.GrantClientCredentials && code == "" && p.Supports(grant):
+	case rec.Grant == provider.GrantClientCredentials && code == "" && p.Supports(rec.Grant):
 		// client_credentials: authorize sent the caller here directly.
 		tok, err = b.Wire.ClientCredentials(xctx, rp, creds, rec.Scopes)
-	case grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(grant):
+	case rec.Grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(rec.Grant):
 		return redirectErr(CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
 	default:
 		tok, err = b.Wire.Exchange(xctx, rp, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
@@ -166,7 +162,6 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		e := tokenFailure(err)
 		return redirectErr(e.Code, e.Cause, err)
 	}
-	rec.Grant = grant
 	conn, err := b.storeToken(ctx, p, rec, tok)
 	if errors.Is(err, errGrantConflict) {
 		return redirectErr(CodeConnectionConflict, CauseConnectionConflict, err)
@@ -247,7 +242,7 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 			c = store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID}
 		} else if err != nil {
 			return store.Connection{}, err
-		} else if c.Grant != "" && c.Grant != rec.Grant {
+		} else if c.Grant != rec.Grant {
 			return store.Connection{}, errGrantConflict
 		}
 		c.AccessToken, c.RefreshToken, c.TokenType = tok.AccessToken, tok.RefreshToken, tok.TokenType
@@ -302,14 +297,10 @@ func refreshDue(p *provider.Provider, c *store.Connection, lifetime time.Duratio
 // renewGrant is how c's token is renewed: "refresh_token",
 // "client_credentials" (re-minted), or "" when it cannot be.
 func renewGrant(p *provider.Provider, c *store.Connection) string {
-	grant := c.Grant
-	if grant == "" { // stored before grants were recorded
-		grant, _ = connectGrant(p, "")
-	}
 	switch {
-	case grant == provider.GrantClientCredentials && p.Supports(grant):
+	case c.Grant == provider.GrantClientCredentials && p.Supports(c.Grant):
 		return provider.GrantClientCredentials
-	case grant == provider.GrantAuthorizationCode && c.RefreshToken != "" && p.Supports(provider.GrantRefreshToken):
+	case c.Grant == provider.GrantAuthorizationCode && c.RefreshToken != "" && p.Supports(provider.GrantRefreshToken):
 		return provider.GrantRefreshToken
 	}
 	return ""

@@ -14,9 +14,7 @@
 // Credentials — a connection's access and refresh tokens, a state's PKCE
 // verifier — are never stored in the clear: they are sealed together into
 // one binary attribute, "sealed", with the item's pk as associated data (see
-// store.SealCredentials and package envelope). Items written before sealing
-// existed keep plaintext access_token, refresh_token or pkce_verifier
-// attributes: they are read as they are and sealed by their next write.
+// store.SealCredentials and package envelope).
 //
 // Only single-item conditional writes are used: no transactions.
 //
@@ -133,7 +131,6 @@ type stateItem struct {
 	ConnectionID string            `dynamodbav:"connection_id"`
 	ReturnTo     string            `dynamodbav:"return_to"`
 	Scopes       []string          `dynamodbav:"scopes,omitempty"`
-	PKCEVerifier string            `dynamodbav:"pkce_verifier,omitempty"` // before sealing
 	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
 	Grant        string            `dynamodbav:"grant,omitempty"`
 	Params       map[string]string `dynamodbav:"params,omitempty"`
@@ -148,8 +145,6 @@ type connItem struct {
 	Provider     string            `dynamodbav:"provider"`
 	ConnectionID string            `dynamodbav:"connection_id"`
 	Status       string            `dynamodbav:"status"`
-	AccessToken  string            `dynamodbav:"access_token,omitempty"`  // before sealing
-	RefreshToken string            `dynamodbav:"refresh_token,omitempty"` // before sealing
 	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
 	TokenType    string            `dynamodbav:"token_type,omitempty"`
 	ExpiresAt    int64             `dynamodbav:"expires_at,omitempty"`
@@ -257,12 +252,11 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
 		return store.StateRecord{}, fmt.Errorf("dynamo: take state: decode: %w", err)
 	}
+	var creds store.Credentials
 	if it.Sealed != nil {
-		creds, err := store.OpenCredentials(ctx, s.states, statePK(id), it.Sealed)
-		if err != nil {
+		if creds, err = store.OpenCredentials(ctx, s.states, statePK(id), it.Sealed); err != nil {
 			return store.StateRecord{}, fmt.Errorf("dynamo: take state: %w", err)
 		}
-		it.PKCEVerifier = creds.PKCEVerifier
 	}
 	return store.StateRecord{
 		ID:           id,
@@ -270,7 +264,7 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 		ConnectionID: it.ConnectionID,
 		ReturnTo:     it.ReturnTo,
 		Scopes:       nilIfEmpty(it.Scopes),
-		PKCEVerifier: it.PKCEVerifier,
+		PKCEVerifier: creds.PKCEVerifier,
 		Grant:        it.Grant,
 		Params:       nilIfEmptyMap(it.Params),
 		BindingHash:  it.BindingHash,
@@ -337,8 +331,7 @@ func (s *Store) PeekConnection(ctx context.Context, provider, connectionID strin
 	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: peek connection: decode: %w", err)
 	}
-	it.AccessToken, it.RefreshToken, it.Sealed = "", "", nil
-	return toConnection(it), nil
+	return toConnection(it, store.Credentials{}), nil
 }
 
 // decodeConn decodes the connection item read under pk, opening its
@@ -350,25 +343,24 @@ func (s *Store) decodeConn(ctx context.Context, pk string, item map[string]types
 	if err := attributevalue.UnmarshalMap(item, &it); err != nil {
 		return store.Connection{}, fmt.Errorf("decode: %w", err)
 	}
-	if it.Sealed != nil {
-		creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
-		if err != nil {
-			it.Sealed = nil
-			return toConnection(it), err
-		}
-		it.AccessToken, it.RefreshToken = creds.AccessToken, creds.RefreshToken
+	if it.Sealed == nil {
+		return toConnection(it, store.Credentials{}), nil
 	}
-	return toConnection(it), nil
+	creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
+	if err != nil {
+		return toConnection(it, store.Credentials{}), err
+	}
+	return toConnection(it, creds), nil
 }
 
-// toConnection converts a decoded item (credentials already opened).
-func toConnection(it connItem) store.Connection {
+// toConnection converts a decoded item and its opened credentials.
+func toConnection(it connItem, creds store.Credentials) store.Connection {
 	return store.Connection{
 		Provider:     it.Provider,
 		ConnectionID: it.ConnectionID,
 		Status:       store.Status(it.Status),
-		AccessToken:  it.AccessToken,
-		RefreshToken: it.RefreshToken,
+		AccessToken:  creds.AccessToken,
+		RefreshToken: creds.RefreshToken,
 		TokenType:    it.TokenType,
 		ExpiresAt:    fromUnix(it.ExpiresAt),
 		Scope:        it.Scope,
@@ -419,21 +411,14 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 	if err := attributevalue.UnmarshalMap(old, &it); err != nil {
 		return saved, fmt.Errorf("dynamo: replace connection: %w: decode: %v", store.ErrNotRetired, err)
 	}
-	pk := connPK(c.Provider, c.ConnectionID)
-	sealed := it.Sealed
-	if sealed == nil && (it.AccessToken != "" || it.RefreshToken != "") {
-		// Written before sealing: seal it now.
-		if sealed, err = store.SealCredentials(ctx, s.sealer, pk, store.Credentials{AccessToken: it.AccessToken, RefreshToken: it.RefreshToken}); err != nil {
-			return saved, fmt.Errorf("dynamo: replace connection: %w: %v", store.ErrNotRetired, err)
-		}
-	}
-	if sealed == nil {
+	if it.Sealed == nil {
 		return saved, nil
 	}
+	pk := connPK(c.Provider, c.ConnectionID)
 	now := time.Now()
 	r := retiredItem{
 		PK: pk, SK: retiredPrefix + newRetiredID(), Provider: c.Provider, ConnectionID: c.ConnectionID,
-		Params: nilIfEmptyMap(it.Params), Sealed: sealed,
+		Params: nilIfEmptyMap(it.Params), Sealed: it.Sealed,
 		Successor:  store.Successor(c.AccessToken, c.RefreshToken),
 		RefreshDue: now.Unix(), DueShard: dueShard(pk),
 		RetiredAt: now.Unix(), TTL: now.Add(store.RetiredTTL).Unix(),

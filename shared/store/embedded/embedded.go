@@ -8,8 +8,7 @@
 // The file is read once by Open and rewritten after every change, so only
 // one process may use a given file at a time. Credentials are sealed in the
 // file as store/dynamo seals them in the table (store.SealCredentials),
-// usually under a local key file (envelope.OpenLocalKey); a file written
-// before sealing existed is read as it is and sealed by the next write.
+// usually under a local key file (envelope.OpenLocalKey).
 package embedded
 
 import (
@@ -60,7 +59,8 @@ type file struct {
 }
 
 // fileState and fileConn are records as the file holds them: their
-// credential fields empty and sealed into Sealed.
+// credential fields empty and sealed into Sealed, the only place Open reads
+// credentials from.
 type fileState struct {
 	store.StateRecord
 	Sealed []byte `json:"sealed,omitempty"`
@@ -107,24 +107,24 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 	ctx := context.Background()
 	for _, fr := range f.States {
 		r := fr.StateRecord
+		var creds store.Credentials
 		if fr.Sealed != nil {
-			creds, err := store.OpenCredentials(ctx, sealer, store.StateRecordKey(r.ID), fr.Sealed)
-			if err != nil {
+			if creds, err = store.OpenCredentials(ctx, sealer, store.StateRecordKey(r.ID), fr.Sealed); err != nil {
 				return nil, fmt.Errorf("embedded: %s: state: %w", path, err)
 			}
-			r.PKCEVerifier = creds.PKCEVerifier
 		}
+		r.PKCEVerifier = creds.PKCEVerifier
 		s.states[r.ID] = canonState(r)
 	}
 	for _, fc := range f.Connections {
 		c := fc.Connection
+		var creds store.Credentials
 		if fc.Sealed != nil {
-			creds, err := store.OpenCredentials(ctx, sealer, store.ConnectionRecordKey(c.Provider, c.ConnectionID), fc.Sealed)
-			if err != nil {
+			if creds, err = store.OpenCredentials(ctx, sealer, store.ConnectionRecordKey(c.Provider, c.ConnectionID), fc.Sealed); err != nil {
 				return nil, fmt.Errorf("embedded: %s: connection %s/%s: %w", path, c.Provider, c.ConnectionID, err)
 			}
-			c.AccessToken, c.RefreshToken = creds.AccessToken, creds.RefreshToken
 		}
+		c.AccessToken, c.RefreshToken = creds.AccessToken, creds.RefreshToken
 		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = canonConn(c)
 	}
 	for _, fr := range f.Retired {

@@ -145,6 +145,13 @@ func TestS20_FileSealed(t *testing.T) {
 	if err != nil || len(keys) != 1 || keys[0].Retired == "" {
 		t.Fatalf("ListDue after reopen = %v, %v; want the retired grant", keys, err)
 	}
+	reopened := open(t, path)
+	if c, err := reopened.GetConnection(ctx, "acme", "c1"); err != nil || c.AccessToken != "at-new-S20" || c.RefreshToken != "rt-new-S20" {
+		t.Errorf("connection after reopen = %q/%q, %v; want the sealed tokens", c.AccessToken, c.RefreshToken, err)
+	}
+	if r, err := reopened.TakeState(ctx, "s1", "b"); err != nil || r.PKCEVerifier != "pkce-embedded-S20" {
+		t.Errorf("state after reopen = %q, %v; want the sealed verifier", r.PKCEVerifier, err)
+	}
 	if g, err := open(t, path).LeaseRetired(ctx, keys[0], now, now.Add(time.Minute)); err != nil || g.RefreshToken != "rt-embedded-S20" {
 		t.Errorf("retired grant after reopen = %q, %v; want rt-embedded-S20", g.RefreshToken, err)
 	}
@@ -153,32 +160,5 @@ func TestS20_FileSealed(t *testing.T) {
 	}
 	if _, err := embedded.Open(path, nil); err == nil {
 		t.Error("Open of a file without a sealer succeeded")
-	}
-
-	legacy := filepath.Join(t.TempDir(), "store.json")
-	plain := `{"states":[{"ID":"s1","PKCEVerifier":"pkce-legacy-S20","BindingHash":"b"}],
-		"connections":[{"Provider":"acme","ConnectionID":"c1","Status":"connected","AccessToken":"at-legacy-S20","RefreshToken":"rt-legacy-S20","Version":2}]}`
-	if err := os.WriteFile(legacy, []byte(plain), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l := open(t, legacy)
-	c, err := l.GetConnection(ctx, "acme", "c1")
-	if err != nil || c.AccessToken != "at-legacy-S20" || c.RefreshToken != "rt-legacy-S20" {
-		t.Fatalf("legacy connection = %+v, %v", c, err)
-	}
-	c.Status = store.StatusConnected
-	if _, err := l.SaveConnection(ctx, c); err != nil {
-		t.Fatal(err)
-	}
-	data, _ = os.ReadFile(legacy)
-	if bytes.Contains(data, []byte("legacy-S20")) {
-		t.Fatalf("a write left plaintext credentials:\n%s", data)
-	}
-	l2 := open(t, legacy)
-	if c, err := l2.GetConnection(ctx, "acme", "c1"); err != nil || c.RefreshToken != "rt-legacy-S20" {
-		t.Errorf("after migration = %q, %v", c.RefreshToken, err)
-	}
-	if r, err := l2.TakeState(ctx, "s1", "b"); err != nil || r.PKCEVerifier != "pkce-legacy-S20" {
-		t.Errorf("legacy state after migration = %q, %v", r.PKCEVerifier, err)
 	}
 }
