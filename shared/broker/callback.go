@@ -127,7 +127,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	if grant == "" { // a state recorded before grants were stored
 		grant, _ = connectGrant(p, "")
 	}
-	rp, _, err := p.Resolve(rec.Params)
+	ep, err := p.Resolve(rec.Params)
 	if err != nil { // the catalog's pattern changed while the flow ran
 		return redirectErr(CodeServerError, CauseParamsInvalid, err)
 	}
@@ -156,11 +156,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	switch {
 	case grant == provider.GrantClientCredentials && code == "" && p.Supports(grant):
 		// client_credentials: authorize sent the caller here directly.
-		tok, err = b.Wire.ClientCredentials(xctx, rp, creds, rec.Scopes)
+		tok, err = b.Wire.ClientCredentials(xctx, ep, creds, rec.Scopes)
 	case grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(grant):
 		return redirectErr(CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
 	default:
-		tok, err = b.Wire.Exchange(xctx, rp, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+		tok, err = b.Wire.Exchange(xctx, ep, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	}
 	if err != nil {
 		e := tokenFailure(err)

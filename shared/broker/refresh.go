@@ -496,7 +496,7 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	if grant == "" {
 		return nil, renewError(p, c)
 	}
-	rp, _, err := p.Resolve(c.Params)
+	ep, err := p.Resolve(c.Params)
 	if err != nil {
 		// An operator's catalog change, not the customer's doing: keep the
 		// tokens and retry with backoff, so fixing the catalog recovers it.
@@ -518,9 +518,9 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	defer call.done()
 	var tok *provider.Token
 	if grant == provider.GrantClientCredentials {
-		tok, err = b.Wire.ClientCredentials(ctx, rp, creds, strings.Fields(c.Scope))
+		tok, err = b.Wire.ClientCredentials(ctx, ep, creds, strings.Fields(c.Scope))
 	} else {
-		tok, err = b.Wire.Refresh(ctx, rp, creds, c.RefreshToken)
+		tok, err = b.Wire.Refresh(ctx, ep, creds, c.RefreshToken)
 	}
 	var pe *provider.Error
 	if errors.As(err, &pe) {

@@ -152,10 +152,10 @@ func TestReconnectOnARealServerSharedGrantHazard(t *testing.T) {
 	}
 }
 
-func mustResolve(t *testing.T, cat *provider.Catalog) *provider.Provider {
+func mustResolve(t *testing.T, cat *provider.Catalog) *provider.Endpoint {
 	t.Helper()
 	p, _ := cat.Get("acme")
-	rp, _, err := p.Resolve(nil)
+	rp, err := p.Resolve(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

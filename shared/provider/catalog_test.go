@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
 
 const acme = `
@@ -197,18 +195,18 @@ func TestResolveGetResponse360(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := c.Get("getresponse360")
-	r, vals, err := p.Resolve(map[string]string{"domain": "mail.acme.com"})
+	r, err := p.Resolve(map[string]string{"domain": "mail.acme.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.AuthorizationURL != "https://mail.acme.com/oauth2_authorize.html" || r.TokenURL != "https://api3.getresponse360.com/v3/token" ||
-		r.TokenHeaders["X-Domain"] != "mail.acme.com" || vals["region"] != "com" || r.NeedsParams() {
-		t.Fatalf("resolved %+v %v", r, vals)
+		r.TokenHeaders["X-Domain"] != "mail.acme.com" || r.Params["region"] != "com" || r.Provider != p {
+		t.Fatalf("resolved %+v", r)
 	}
 	if p.AuthorizationURL != "https://{domain}/oauth2_authorize.html" {
 		t.Fatal("Resolve changed the catalog entry")
 	}
-	r, _, err = p.Resolve(map[string]string{"domain": "mail.acme.pl", "region": "pl"})
+	r, err = p.Resolve(map[string]string{"domain": "mail.acme.pl", "region": "pl"})
 	if err != nil || r.TokenURL != "https://api3.getresponse360.pl/v3/token" {
 		t.Fatalf("pl: %v %v", r, err)
 	}
@@ -228,18 +226,14 @@ func TestResolveGetResponse360(t *testing.T) {
 		{"domain": "a.example", "host": "evil.example"},
 		{"domain": "a.example\r\nX-Injected: 1"},
 	} {
-		if r, _, err := p.Resolve(bad); err == nil {
+		if r, err := p.Resolve(bad); err == nil {
 			t.Errorf("Resolve(%q) = %s %s, want an error", bad, r.AuthorizationURL, r.TokenURL)
 		}
 	}
 	// An entry without parameters takes none.
 	o, _ := c.Get("omnisend")
-	if _, _, err := o.Resolve(map[string]string{"domain": "a.example"}); err == nil {
+	if _, err := o.Resolve(map[string]string{"domain": "a.example"}); err == nil {
 		t.Error("omnisend accepted a connection parameter")
-	}
-	// An unresolved entry is never used for a token request.
-	if _, err := (&Client{}).ClientCredentials(t.Context(), p, secrets.ClientCredentials{ClientID: "a", ClientSecret: "b"}, nil); err == nil {
-		t.Error("token request with an unresolved URL template")
 	}
 }
 

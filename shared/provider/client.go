@@ -75,30 +75,30 @@ func (c *Client) Timeout() time.Duration {
 
 // Exchange redeems an authorization code (RFC 6749 §4.1.3) with the
 // identical redirect_uri and, when PKCE was used, the verifier.
-func (c *Client) Exchange(ctx context.Context, p *Provider, creds secrets.ClientCredentials, code, redirectURI, verifier string) (*Token, error) {
+func (c *Client) Exchange(ctx context.Context, e *Endpoint, creds secrets.ClientCredentials, code, redirectURI, verifier string) (*Token, error) {
 	v := url.Values{"grant_type": {GrantAuthorizationCode}, "code": {code}, "redirect_uri": {redirectURI}}
 	if verifier != "" {
 		v.Set("code_verifier", verifier)
 	}
-	return c.do(ctx, p, creds, v)
+	return c.token(ctx, e, creds, v)
 }
 
 // Refresh redeems a refresh token (RFC 6749 §6). When the answer's access
 // token fails the syntax check (FailureTokenSyntax) but it carries a
 // well-formed refresh token, that refresh token comes back alone beside
 // the error: a rotating provider has already retired the one sent.
-func (c *Client) Refresh(ctx context.Context, p *Provider, creds secrets.ClientCredentials, refreshToken string) (*Token, error) {
-	return c.do(ctx, p, creds, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refreshToken}})
+func (c *Client) Refresh(ctx context.Context, e *Endpoint, creds secrets.ClientCredentials, refreshToken string) (*Token, error) {
+	return c.token(ctx, e, creds, url.Values{"grant_type": {GrantRefreshToken}, "refresh_token": {refreshToken}})
 }
 
 // ClientCredentials mints a token with the client credentials grant
 // (RFC 6749 §4.4).
-func (c *Client) ClientCredentials(ctx context.Context, p *Provider, creds secrets.ClientCredentials, scopes []string) (*Token, error) {
+func (c *Client) ClientCredentials(ctx context.Context, e *Endpoint, creds secrets.ClientCredentials, scopes []string) (*Token, error) {
 	v := url.Values{"grant_type": {GrantClientCredentials}}
 	if len(scopes) > 0 {
-		v.Set("scope", strings.Join(scopes, p.ScopeSeparator))
+		v.Set("scope", strings.Join(scopes, e.Provider.ScopeSeparator))
 	}
-	return c.do(ctx, p, creds, v)
+	return c.token(ctx, e, creds, v)
 }
 
 // Revoke asks the provider to revoke token (RFC 7009 §2.1), a refresh
@@ -106,37 +106,18 @@ func (c *Client) ClientCredentials(ctx context.Context, p *Provider, creds secre
 // requests. A provider without a revocation_url is not called. RFC 7009
 // answers 200 even for a token it does not know; anything else is an
 // *Error.
-func (c *Client) Revoke(ctx context.Context, p *Provider, creds secrets.ClientCredentials, token, hint string) error {
-	if p.RevocationURL == "" {
+func (c *Client) Revoke(ctx context.Context, e *Endpoint, creds secrets.ClientCredentials, token, hint string) error {
+	if e.RevocationURL == "" {
 		return nil
 	}
-	if p.NeedsParams() {
-		return &Error{Failure: FailureRequest, Reason: "provider entry used without its connection parameters (Resolve)"}
-	}
-	v := url.Values{"token": {token}, "token_type_hint": {hint}}
-	if p.ClientAuth == ClientAuthBody {
-		v.Set("client_id", creds.ClientID)
-		v.Set("client_secret", creds.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.RevocationURL, strings.NewReader(v.Encode()))
+	// RFC 7009 §2.1: always a form POST, whatever the token requests use.
+	req, err := e.newRequest(ctx, e.RevocationURL, TokenRequestForm, url.Values{"token": {token}, "token_type_hint": {hint}}, creds)
 	if err != nil {
 		return &Error{Failure: FailureRequest, Reason: "cannot build revocation request"}
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if p.ClientAuth == ClientAuthBasic {
-		req.SetBasicAuth(url.QueryEscape(creds.ClientID), url.QueryEscape(creds.ClientSecret))
-	}
-	for k, val := range p.TokenHeaders {
-		req.Header.Set(k, val)
-	}
-	req.Header.Set("User-Agent", UserAgent)
-	hc := c.HTTP
-	if hc == nil {
-		hc = NewHTTPClient()
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.send(ctx, req)
 	if err != nil {
-		return transportError(ctx, err, false)
+		return err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes))
@@ -146,53 +127,21 @@ func (c *Client) Revoke(ctx context.Context, p *Provider, creds secrets.ClientCr
 	return nil
 }
 
-func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCredentials, v url.Values) (*Token, error) {
-	if p.NeedsParams() {
-		return nil, &Error{Failure: FailureRequest, Reason: "provider entry used without its connection parameters (Resolve)"}
-	}
+// token sends a token request with parameters v and parses its answer.
+func (c *Client) token(ctx context.Context, e *Endpoint, creds secrets.ClientCredentials, v url.Values) (*Token, error) {
+	p := e.Provider
 	for k, val := range p.TokenParams {
 		v.Set(k, val)
 	}
-	if p.ClientAuth == ClientAuthBody {
-		v.Set("client_id", creds.ClientID)
-		v.Set("client_secret", creds.ClientSecret)
-	}
-	req, err := newTokenRequest(ctx, p, v)
+	req, err := e.newRequest(ctx, e.TokenURL, p.TokenRequest, v, creds)
 	if err != nil {
 		return nil, err
 	}
-	if p.ClientAuth == ClientAuthBasic {
-		// RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
-		req.SetBasicAuth(url.QueryEscape(creds.ClientID), url.QueryEscape(creds.ClientSecret))
-	}
-	for k, val := range p.TokenHeaders {
-		req.Header.Set(k, val)
-	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", UserAgent)
-
-	hc := c.HTTP
-	if hc == nil {
-		hc = NewHTTPClient()
-	}
-	// wrote records that the whole request left: a failure after that
-	// leaves the outcome unknown (Error.Unanswered).
-	var wrote atomic.Bool
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-		// Sticky: the transport may retry a request on a new connection,
-		// and a failed retry does not unsend the first copy.
-		WroteRequest: func(i httptrace.WroteRequestInfo) {
-			if i.Err == nil {
-				wrote.Store(true)
-			}
-		},
-	}))
 	sent := c.now()
-	resp, err := hc.Do(req)
+	resp, err := c.send(ctx, req)
 	if err != nil {
-		// Never wrap err: a *url.Error carries the URL, which for GET token
-		// requests holds the client secret and the code.
-		return nil, transportError(ctx, err, wrote.Load())
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
@@ -206,4 +155,32 @@ func (c *Client) do(ctx context.Context, p *Provider, creds secrets.ClientCreden
 		return nil, statusError(resp, body, c.now())
 	}
 	return parseToken(p, resp.Header.Get("Content-Type"), body, sent)
+}
+
+// send sends req on the client's HTTP client. A failure is an *Error
+// that records whether the whole request had left (Error.Unanswered).
+func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, error) {
+	hc := c.HTTP
+	if hc == nil {
+		hc = NewHTTPClient()
+	}
+	// wrote records that the whole request left: a failure after that
+	// leaves the outcome unknown.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		// Sticky: the transport may retry a request on a new connection,
+		// and a failed retry does not unsend the first copy.
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				wrote.Store(true)
+			}
+		},
+	}))
+	resp, err := hc.Do(req)
+	if err != nil {
+		// Never wrap err: a *url.Error carries the URL, which for GET token
+		// requests holds the client secret and the code.
+		return nil, transportError(ctx, err, wrote.Load())
+	}
+	return resp, nil
 }

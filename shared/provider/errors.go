@@ -38,6 +38,23 @@ const (
 	FailureTokenSyntax Failure = "bad_token"
 )
 
+// Transport says why a request got no whole answer.
+type Transport uint8
+
+// Transport failures.
+const (
+	// TransportAnswered: an answer came (the failure is in it), or no
+	// request was sent.
+	TransportAnswered Transport = iota
+	// TransportNetwork: the connection could not be made, or broke.
+	TransportNetwork
+	// TransportTimeout: a deadline passed before the whole answer came,
+	// the HTTP client's or the context's.
+	TransportTimeout
+	// TransportCancelled: the context was cancelled.
+	TransportCancelled
+)
+
 // Error is a failed token request. Its message never contains a URL,
 // credential or response body, so it is safe to log.
 type Error struct {
@@ -49,7 +66,10 @@ type Error struct {
 	Code string
 	// RetryAfter is the provider's Retry-After, if any.
 	RetryAfter time.Duration
-	// Reason is a short fixed description.
+	// Transport says why no whole answer came (FailureUnavailable only).
+	Transport Transport
+	// Reason is a short fixed description, for people: decide on Failure
+	// and Transport.
 	Reason string
 	// Unanswered: the request was sent in full but no whole answer came
 	// back (a timeout or a connection cut after sending). The provider may
@@ -84,13 +104,16 @@ func (e *Error) Temporary() bool {
 // transportError classifies a request that got no whole answer; sent says
 // whether the request had left in full.
 func transportError(ctx context.Context, err error, sent bool) *Error {
-	e := &Error{Failure: FailureUnavailable, Reason: "network error", Unanswered: sent}
+	e := &Error{Failure: FailureUnavailable, Transport: TransportNetwork, Reason: "network error", Unanswered: sent}
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
-		e.Reason, e.err = "request cancelled or timed out", ctx.Err()
+		e.Reason, e.err, e.Transport = "request cancelled or timed out", ctx.Err(), TransportCancelled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			e.Transport = TransportTimeout
+		}
 	case errors.As(err, &ne) && ne.Timeout():
-		e.Reason = "timeout"
+		e.Reason, e.Transport = "timeout", TransportTimeout
 	}
 	return e
 }

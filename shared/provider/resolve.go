@@ -57,23 +57,39 @@ func (p *Provider) hostOf(tmpl string) string {
 	return rest
 }
 
-// NeedsParams reports whether the entry declares connection parameters,
-// so that it must be Resolved before use.
-func (p *Provider) NeedsParams() bool { return len(p.ConnectionParams) > 0 }
+// Endpoint is a catalog entry resolved for one connection: every
+// placeholder of its URLs and token headers filled with the connection's
+// parameter values. Only Resolve makes one, and the Client's methods take
+// an Endpoint rather than a *Provider, so an unresolved template never
+// reaches the wire.
+type Endpoint struct {
+	// Provider is the catalog entry, its URLs and headers still templates.
+	Provider *Provider
+	// AuthorizationURL, TokenURL, RevocationURL and TokenHeaders are the
+	// entry's, with the parameter values filled in.
+	AuthorizationURL string
+	TokenURL         string
+	RevocationURL    string
+	TokenHeaders     map[string]string
+	// Params is the full set of the connection's parameter values,
+	// defaults included; nil for an entry that declares none.
+	Params map[string]string
+}
 
 // Resolve checks a connection's parameters against the declarations —
 // no unknown name, every required one present, every value matching its
-// pattern — fills in defaults, and returns a copy of the entry with the
-// values templated into its URLs and token headers, and the full set of
-// values. An entry without parameters resolves to itself.
-func (p *Provider) Resolve(params map[string]string) (*Provider, map[string]string, error) {
+// pattern — fills in defaults, and returns the entry's endpoint, the
+// values templated into its URLs and token headers.
+func (p *Provider) Resolve(params map[string]string) (*Endpoint, error) {
 	for name := range params {
 		if _, ok := p.ConnectionParams[name]; !ok {
-			return nil, nil, fmt.Errorf("provider %s takes no connection parameter %q", p.Name, name)
+			return nil, fmt.Errorf("provider %s takes no connection parameter %q", p.Name, name)
 		}
 	}
-	if !p.NeedsParams() {
-		return p, nil, nil
+	e := &Endpoint{Provider: p, AuthorizationURL: p.AuthorizationURL, TokenURL: p.TokenURL,
+		RevocationURL: p.RevocationURL, TokenHeaders: p.TokenHeaders}
+	if len(p.ConnectionParams) == 0 {
+		return e, nil // nothing to template: the entry's own values
 	}
 	vals := make(map[string]string, len(p.ConnectionParams))
 	for name, prm := range p.ConnectionParams {
@@ -82,36 +98,35 @@ func (p *Provider) Resolve(params map[string]string) (*Provider, map[string]stri
 			v = prm.Default
 		}
 		if v == "" {
-			return nil, nil, fmt.Errorf("provider %s needs connection parameter %q (%s)", p.Name, name, prm.Description)
+			return nil, fmt.Errorf("provider %s needs connection parameter %q (%s)", p.Name, name, prm.Description)
 		}
 		if !prm.matches(v) {
-			return nil, nil, fmt.Errorf("connection parameter %q does not match the pattern the catalog allows", name)
+			return nil, fmt.Errorf("connection parameter %q does not match the pattern the catalog allows", name)
 		}
 		vals[name] = v
 	}
-	r := *p
 	var err error
 	fields := []struct {
 		name string
 		f    *string
-	}{{"authorization_url", &r.AuthorizationURL}, {"token_url", &r.TokenURL}, {"revocation_url", &r.RevocationURL}}
+	}{{"authorization_url", &e.AuthorizationURL}, {"token_url", &e.TokenURL}, {"revocation_url", &e.RevocationURL}}
 	for _, fl := range fields {
 		if *fl.f == "" {
 			continue
 		}
 		if *fl.f, err = p.expand(*fl.f, vals); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := checkURL(fl.name, *fl.f); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	r.TokenHeaders = make(map[string]string, len(p.TokenHeaders))
+	e.TokenHeaders = make(map[string]string, len(p.TokenHeaders))
 	for k, v := range p.TokenHeaders {
-		if r.TokenHeaders[k], err = p.expand(v, vals); err != nil {
-			return nil, nil, err
+		if e.TokenHeaders[k], err = p.expand(v, vals); err != nil {
+			return nil, err
 		}
 	}
-	r.ConnectionParams = nil // resolved: nothing left to template
-	return &r, vals, nil
+	e.Params = vals
+	return e, nil
 }

@@ -38,33 +38,124 @@ func isJSON(contentType string, body []byte) bool {
 	return (mt == "" || strings.HasPrefix(mt, "text/plain") || mt == "text/javascript") && len(t) > 0 && t[0] == '{'
 }
 
+// tokenJSON holds the RFC 6749 §5.1 members of a token response (and the
+// §5.2 error some providers send with a 200), as x/oauth2's internal
+// tokenJSON does. Each member is kept as it came, so that one of the
+// wrong type is refused by name rather than failing the whole decode.
+type tokenJSON struct {
+	Error        member `json:"error"`
+	AccessToken  member `json:"access_token"`
+	RefreshToken member `json:"refresh_token"`
+	TokenType    member `json:"token_type"`
+	ExpiresIn    member `json:"expires_in"`
+	Scope        member `json:"scope"`
+}
+
+// memberKind is what JSON value a member held.
+type memberKind uint8
+
+const (
+	memberAbsent memberKind = iota // absent or null
+	memberString
+	memberNumber
+	memberList  // an array; its string items are kept
+	memberOther // true, false or an object
+)
+
+// member is one response member: its kind and, for a string or a number,
+// its text (a number's as written, never rounded through a float).
+type member struct {
+	kind  memberKind
+	text  string
+	items []string
+}
+
+// UnmarshalJSON records the kind of b. It is only called with one whole,
+// valid JSON value.
+func (m *member) UnmarshalJSON(b []byte) error {
+	*m = member{} // a repeated member: the last one counts
+	switch b[0] {
+	case 'n':
+	case '"':
+		m.kind = memberString
+		return json.Unmarshal(b, &m.text)
+	case '[':
+		m.kind = memberList
+		var xs []any
+		if err := json.Unmarshal(b, &xs); err != nil {
+			return err
+		}
+		for _, x := range xs {
+			if s, ok := x.(string); ok {
+				m.items = append(m.items, s)
+			}
+		}
+	case 't', 'f', '{':
+		m.kind = memberOther
+	default:
+		m.kind, m.text = memberNumber, string(b)
+	}
+	return nil
+}
+
+// str is the member's value when it is a string.
+func (m member) str() (string, bool) { return m.text, m.kind == memberString }
+
+// formMember is the member a form-encoded response gives key.
+func formMember(v url.Values, key string) member {
+	if !v.Has(key) {
+		return member{}
+	}
+	return member{kind: memberString, text: v.Get(key)}
+}
+
 // parseToken validates a 2xx token response body (RFC 6749 §5.1, S14) for
 // provider p; sent is when the request was sent, the base of expires_in.
 func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*Token, error) {
 	bad := func(reason string) (*Token, error) {
 		return nil, &Error{Failure: FailureResponse, Status: 200, Reason: reason}
 	}
-	fields := map[string]any{}
+	var (
+		tj tokenJSON
+		// extra holds the members the catalog names beyond §5.1
+		// (metadata_fields, expiry.issued_at_field), read only when it
+		// names some.
+		extra     map[string]any
+		wantExtra = len(p.MetadataFields) > 0 || p.Expiry.IssuedAtField != ""
+	)
 	mt, _, _ := mime.ParseMediaType(contentType)
 	switch {
 	case isJSON(contentType, body):
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if err := dec.Decode(&fields); err != nil {
+		if err := json.NewDecoder(bytes.NewReader(body)).Decode(&tj); err != nil {
 			return bad("token response is not a JSON object")
+		}
+		if wantExtra {
+			dec := json.NewDecoder(bytes.NewReader(body))
+			dec.UseNumber()
+			if err := dec.Decode(&extra); err != nil {
+				return bad("token response is not a JSON object")
+			}
 		}
 	case mt == "application/x-www-form-urlencoded":
 		v, err := url.ParseQuery(string(body))
 		if err != nil {
 			return bad("token response is not form-encoded")
 		}
-		for k := range v {
-			fields[k] = v.Get(k)
+		tj = tokenJSON{
+			Error: formMember(v, "error"), AccessToken: formMember(v, "access_token"),
+			RefreshToken: formMember(v, "refresh_token"), TokenType: formMember(v, "token_type"),
+			ExpiresIn: formMember(v, "expires_in"), Scope: formMember(v, "scope"),
+		}
+		if wantExtra {
+			extra = make(map[string]any, len(v))
+			for k := range v {
+				extra[k] = v.Get(k)
+			}
 		}
 	default:
 		return bad("token response has an unexpected content type")
 	}
-	if code, _ := fields["error"].(string); code != "" {
+	if code, _ := tj.Error.str(); code != "" {
 		// Some providers answer 200 with an error object.
 		e := &Error{Failure: FailureRequest, Status: 200, Code: oauthErrorCode("application/json", []byte(`{"error":`+strconv.Quote(code)+`}`)), Reason: "provider rejected the request"}
 		if e.Code == "invalid_grant" {
@@ -74,11 +165,11 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 	}
 	t := &Token{}
 	var ok bool
-	if t.AccessToken, ok = fields["access_token"].(string); !ok || t.AccessToken == "" {
+	if t.AccessToken, ok = tj.AccessToken.str(); !ok || t.AccessToken == "" {
 		return bad("token response has no access_token")
 	}
-	if v, present := fields["refresh_token"]; present && v != nil {
-		if t.RefreshToken, ok = v.(string); !ok {
+	if tj.RefreshToken.kind != memberAbsent {
+		if t.RefreshToken, ok = tj.RefreshToken.str(); !ok {
 			return bad("refresh_token is not a string")
 		}
 	}
@@ -98,13 +189,13 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 	if t.RefreshToken != "" && !validTokenValue(t.RefreshToken) {
 		return nil, &Error{Failure: FailureTokenSyntax, Status: 200, Reason: "refresh_token has characters outside RFC 6749 Appendix A (VSCHAR)"}
 	}
-	switch tt := fields["token_type"].(type) {
-	case string:
-		if !strings.EqualFold(tt, "bearer") {
+	switch tj.TokenType.kind {
+	case memberString:
+		if !strings.EqualFold(tj.TokenType.text, "bearer") {
 			return bad("token_type is not bearer")
 		}
 		t.TokenType = "Bearer"
-	case nil:
+	case memberAbsent:
 		if !p.TokenTypeOptional {
 			return bad("token response has no token_type")
 		}
@@ -112,28 +203,22 @@ func parseToken(p *Provider, contentType string, body []byte, sent time.Time) (*
 	default:
 		return bad("token_type is not a string")
 	}
-	switch s := fields["scope"].(type) {
-	case string:
-		t.Scope = s
-	case []any: // some providers send a list
-		parts := make([]string, 0, len(s))
-		for _, x := range s {
-			if str, ok := x.(string); ok {
-				parts = append(parts, str)
-			}
-		}
-		t.Scope = strings.Join(parts, " ")
+	switch tj.Scope.kind {
+	case memberString:
+		t.Scope = tj.Scope.text
+	case memberList: // some providers send a list
+		t.Scope = strings.Join(tj.Scope.items, " ")
 	}
-	lifetime, err := expiresIn(p, fields["expires_in"])
+	lifetime, err := expiresIn(p, tj.ExpiresIn)
 	if err != nil {
 		return bad(err.Error())
 	}
 	if lifetime > 0 {
 		t.Lifetime = lifetime
-		t.ExpiresAt = issuedAt(p, fields, sent).Add(lifetime).Truncate(time.Second)
+		t.ExpiresAt = issuedAt(p, extra, sent).Add(lifetime).Truncate(time.Second)
 	}
 	for _, f := range p.MetadataFields {
-		switch v := fields[f].(type) {
+		switch v := extra[f].(type) {
 		case string:
 			t.setMeta(f, v)
 		case json.Number:
@@ -214,15 +299,15 @@ func (t *Token) setMeta(k, v string) {
 // providers send) and applies the catalog's rules: absent or 0 → the
 // default; absurdly long → no expiry; negative or fractional garbage →
 // error. It never overflows a time.Duration.
-func expiresIn(p *Provider, v any) (time.Duration, error) {
+func expiresIn(p *Provider, m member) (time.Duration, error) {
 	var s string
-	switch x := v.(type) {
-	case nil:
+	switch m.kind {
+	case memberAbsent:
 		return time.Duration(p.Expiry.DefaultSeconds) * time.Second, nil
-	case json.Number:
-		s = x.String()
-	case string:
-		s = strings.TrimSpace(x)
+	case memberNumber:
+		s = m.text
+	case memberString:
+		s = strings.TrimSpace(m.text)
 	default:
 		return 0, errors.New("expires_in is not a number")
 	}

@@ -25,7 +25,7 @@ var (
 	t0    = time.Unix(1_800_000_000, 0)
 )
 
-func testProvider(t *testing.T, tokenURL string, auth ClientAuth, enc TokenRequest) *Provider {
+func testProvider(t *testing.T, tokenURL string, auth ClientAuth, enc TokenRequest) *Endpoint {
 	t.Helper()
 	doc := "providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: " + tokenURL +
 		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: " + string(auth) +
@@ -35,7 +35,17 @@ func testProvider(t *testing.T, tokenURL string, auth ClientAuth, enc TokenReque
 		t.Fatal(err)
 	}
 	p, _ := c.Get("acme")
-	return p
+	return endpoint(t, p)
+}
+
+// endpoint resolves an entry without connection parameters.
+func endpoint(t *testing.T, p *Provider) *Endpoint {
+	t.Helper()
+	e, err := p.Resolve(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 func client() *Client { return &Client{HTTP: NewHTTPClient(), Now: func() time.Time { return t0 }} }
@@ -335,7 +345,7 @@ func TestIssuedAt(t *testing.T) {
 				t.Fatal(err)
 			}
 			p, _ := c.Get("outstand")
-			tok, err := client().Refresh(context.Background(), p, creds, "r")
+			tok, err := client().Refresh(context.Background(), endpoint(t, p), creds, "r")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,7 +374,7 @@ func TestTokenHeadersAndQuirks(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := c.Get("gr")
-	r, _, err := p.Resolve(map[string]string{"domain": "mail.acme.com"})
+	r, err := p.Resolve(map[string]string{"domain": "mail.acme.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +404,7 @@ func TestKaisaUndocumentedResponse(t *testing.T) {
 	k, _ := c.Get("kaisa")
 	p := *k
 	p.TokenURL = srv.URL
-	tok, err := client().ClientCredentials(context.Background(), &p, creds, nil)
+	tok, err := client().ClientCredentials(context.Background(), endpoint(t, &p), creds, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,19 +432,19 @@ func TestRevoke(t *testing.T) {
 			p, _ := cat.Get("acme")
 			access, refresh := srv.IssueGrant("read")
 			c := &Client{}
-			if err := c.Revoke(ctx, p, creds, refresh, "refresh_token"); err != nil {
+			if err := c.Revoke(ctx, endpoint(t, p), creds, refresh, "refresh_token"); err != nil {
 				t.Fatalf("Revoke: %v", err)
 			}
 			if srv.ValidRefresh(refresh) || srv.Valid(access) {
 				t.Error("the grant is still valid after revoking its refresh token")
 			}
-			if err := c.Revoke(ctx, p, secrets.ClientCredentials{ClientID: creds.ClientID, ClientSecret: "wrong-secret-1234"}, access, "access_token"); err == nil || strings.Contains(err.Error(), "wrong-secret-1234") {
+			if err := c.Revoke(ctx, endpoint(t, p), secrets.ClientCredentials{ClientID: creds.ClientID, ClientSecret: "wrong-secret-1234"}, access, "access_token"); err == nil || strings.Contains(err.Error(), "wrong-secret-1234") {
 				t.Errorf("Revoke with a wrong secret: %v, want an error without the secret", err)
 			}
 			none := *p
 			none.RevocationURL = ""
 			before := len(srv.Requests())
-			if err := c.Revoke(ctx, &none, creds, access, "access_token"); err != nil || len(srv.Requests()) != before {
+			if err := c.Revoke(ctx, endpoint(t, &none), creds, access, "access_token"); err != nil || len(srv.Requests()) != before {
 				t.Errorf("Revoke without a revocation_url: %v, %d requests", err, len(srv.Requests())-before)
 			}
 		})
@@ -487,7 +497,7 @@ func TestTokenValueSyntax(t *testing.T) {
 			if ct == "" {
 				ct = "application/json"
 			}
-			tok, err := parseToken(p, ct, []byte(tt.body), t0)
+			tok, err := parseToken(p.Provider, ct, []byte(tt.body), t0)
 			if tt.ok {
 				if err != nil || tok.AccessToken == "" {
 					t.Fatalf("err = %v, want a token", err)
