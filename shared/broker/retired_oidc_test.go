@@ -147,7 +147,7 @@ func TestReconnectOnARealServerSharedGrantHazard(t *testing.T) {
 		t.Fatal("the new connection survived revoking a token of the grant it shares: docs/providers.md's warning is wrong")
 	}
 	c, err := f.b.Store.GetConnection(context.Background(), "acme", "c1")
-	if err != nil || c.Status != store.StatusNeedsReauth || c.FailureClass != broker.ClassInvalidGrant {
+	if err != nil || c.Status != store.StatusNeedsReauth || c.FailureClass != string(broker.ClassInvalidGrant) {
 		t.Errorf("connection = %s/%s, %v; want needs_reauth, invalid_grant", c.Status, c.FailureClass, err)
 	}
 }
