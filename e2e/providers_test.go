@@ -215,7 +215,7 @@ func TestSeedProviders(t *testing.T) {
 		before := len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))
 		wantError(t, s.tokenCall(http.MethodGet, "omnisend", "om-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
 		got := s.connOf("omnisend", "om-1")
-		if got.Status != store.StatusNeedsReauth || got.FailureClass != broker.ClassCannotRenew || !got.RefreshDue.IsZero() ||
+		if got.Status != store.StatusNeedsReauth || got.FailureClass != string(broker.ClassCannotRenew) || !got.RefreshDue.IsZero() ||
 			len(tokenRequests(srv, "/app.omnisend.com/oauth2/token")) != before {
 			t.Errorf("forced refresh of Omnisend: status %s class %q due %v, %d provider calls",
 				got.Status, got.FailureClass, got.RefreshDue, len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))-before)

@@ -227,7 +227,7 @@ func TestTokenFunction(t *testing.T) {
 		// The attempt before this one timed out (the hung provider above),
 		// so the refusal is recorded as one that may follow a rotation the
 		// broker never saw, not as a plain revocation.
-		if stored.Status != store.StatusNeedsReauth || stored.FailureClass != broker.ClassInvalidGrantAfterNoAnswer {
+		if stored.Status != store.StatusNeedsReauth || stored.FailureClass != string(broker.ClassInvalidGrantAfterNoAnswer) {
 			t.Errorf("after invalid_grant: %s/%s", stored.Status, stored.FailureClass)
 		}
 		before := prov.TokenRequests()

@@ -591,7 +591,7 @@ func TestRefreshWithStaleParamsKeepsConnection(t *testing.T) {
 		t.Fatalf("sweep %+v", sum)
 	}
 	got := f.get(t, "c1")
-	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.RefreshDue.IsZero() || got.FailureCount != 1 || got.FailureClass != broker.ClassCatalog {
+	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.RefreshDue.IsZero() || got.FailureCount != 1 || got.FailureClass != string(broker.ClassCatalog) {
 		t.Fatalf("after stale params: %+v", got)
 	}
 }

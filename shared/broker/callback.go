@@ -123,7 +123,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", string(cause), "detail", causeString(err))
 		return res, e
 	}
-	rp, _, err := p.Resolve(rec.Params)
+	ep, err := p.Resolve(rec.Params)
 	if err != nil { // the catalog's pattern changed while the flow ran
 		return redirectErr(CodeServerError, CauseParamsInvalid, err)
 	}
@@ -152,11 +152,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	switch {
 	case rec.Grant == provider.GrantClientCredentials && code == "" && p.Supports(rec.Grant):
 		// client_credentials: authorize sent the caller here directly.
-		tok, err = b.Wire.ClientCredentials(xctx, rp, creds, rec.Scopes)
+		tok, err = b.Wire.ClientCredentials(xctx, ep, creds, rec.Scopes)
 	case rec.Grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(rec.Grant):
 		return redirectErr(CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
 	default:
-		tok, err = b.Wire.Exchange(xctx, rp, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+		tok, err = b.Wire.Exchange(xctx, ep, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	}
 	if err != nil {
 		e := tokenFailure(err)

@@ -77,7 +77,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseReturnToNotAllowed, "This connect link's return address is not allowed.", err)
 		}
 	}
-	rp, params, err := p.Resolve(link.Params)
+	ep, err := p.Resolve(link.Params)
 	if err != nil {
 		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseParamsInvalid, "This connect link's connection parameters are not valid for this provider.", err)
 	}
@@ -101,7 +101,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		ReturnTo:     link.ReturnTo,
 		Scopes:       scopes,
 		Grant:        grant,
-		Params:       params,
+		Params:       ep.Params,
 		ExpiresAt:    st.Expires,
 	}
 	if grant == provider.GrantClientCredentials {
@@ -125,7 +125,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	cfg := oauth2.Config{
 		ClientID:    creds.ClientID,
 		RedirectURL: b.RedirectURI(p.Name),
-		Endpoint:    oauth2.Endpoint{AuthURL: rp.AuthorizationURL},
+		Endpoint:    oauth2.Endpoint{AuthURL: ep.AuthorizationURL},
 	}
 	var opts []oauth2.AuthCodeOption
 	if p.UsesPKCE() {

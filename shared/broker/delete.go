@@ -76,7 +76,7 @@ func (b *Broker) revoke(ctx context.Context, c store.Connection) {
 
 // revokeAt sends one revocation request for token to p.
 func (b *Broker) revokeAt(ctx context.Context, p *provider.Provider, c store.Connection, token, hint string) error {
-	rp, _, err := p.Resolve(c.Params)
+	ep, err := p.Resolve(c.Params)
 	if err != nil {
 		return catalogFailure("connection parameters no longer match the catalog")
 	}
@@ -84,5 +84,5 @@ func (b *Broker) revokeAt(ctx context.Context, p *provider.Provider, c store.Con
 	if err != nil {
 		return internalFailure("client credentials unreadable: " + err.Error())
 	}
-	return b.Wire.Revoke(ctx, rp, creds, token, hint)
+	return b.Wire.Revoke(ctx, ep, creds, token, hint)
 }

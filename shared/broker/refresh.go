@@ -255,57 +255,62 @@ const (
 	outcomeRevokeFailed outcome = "revoke_failed"
 )
 
-// Failure classes stored on a connection (store.Connection.FailureClass).
+// FailureClass names why a renewal failed. It is stored on the connection
+// as the string store.Connection.FailureClass; storedClass and markFailed
+// are the only conversions.
+type FailureClass string
+
+// Failure classes.
 const (
 	// ClassInvalidGrant: the provider refused the refresh token: the
 	// customer revoked access, or the grant expired. needs_reauth.
-	ClassInvalidGrant = "invalid_grant"
+	ClassInvalidGrant FailureClass = "invalid_grant"
 	// ClassInvalidGrantAfterNoAnswer: the provider refused the refresh
 	// token on the attempt right after one that got no answer (ClassTimeout
 	// or ClassNoAnswer). The provider may have honoured that request and
 	// rotated the token in an answer the broker never saw, so this is
 	// perhaps no revocation at all (docs/refresh.md, "The window that
 	// remains"). needs_reauth all the same: the token is dead.
-	ClassInvalidGrantAfterNoAnswer = "invalid_grant_after_no_answer"
+	ClassInvalidGrantAfterNoAnswer FailureClass = "invalid_grant_after_no_answer"
 	// ClassInvalidClient: the provider refused the client credentials
 	// even after a fresh read of the secret. needs_reauth.
-	ClassInvalidClient = "invalid_client"
+	ClassInvalidClient FailureClass = "invalid_client"
 	// ClassRateLimited: 429; retried after Retry-After.
-	ClassRateLimited = "rate_limited"
+	ClassRateLimited FailureClass = "rate_limited"
 	// ClassUnavailable: 5xx or a network error; retried with backoff.
-	ClassUnavailable = "unavailable"
+	ClassUnavailable FailureClass = "unavailable"
 	// ClassTimeout: the request was sent and no answer came in time (the
 	// outcome is unknown); retried with backoff.
-	ClassTimeout = "timeout"
+	ClassTimeout FailureClass = "timeout"
 	// ClassNoAnswer: the request was sent and the connection ended before
 	// the whole answer came (the outcome is unknown); retried with backoff.
-	ClassNoAnswer = "no_answer"
+	ClassNoAnswer FailureClass = "no_answer"
 	// ClassBadResponse: HTML, garbage or an unusable token response;
 	// retried with backoff.
-	ClassBadResponse = "bad_response"
+	ClassBadResponse FailureClass = "bad_response"
 	// ClassRejected: another OAuth error (invalid_request, invalid_scope,
 	// unsupported_grant_type); retried with backoff, since it is usually a
 	// catalog or provider-side mistake the operator can fix.
-	ClassRejected = "rejected"
+	ClassRejected FailureClass = "rejected"
 	// ClassCannotRenew: the provider entry and the stored tokens give no
 	// way to renew (no refresh token, or an entry without the
 	// refresh_token grant, as Omnisend's): only a new connect can replace
 	// the token. needs_reauth, and the provider is not called.
-	ClassCannotRenew = "cannot_renew"
+	ClassCannotRenew FailureClass = "cannot_renew"
 	// ClassCatalog: the catalog no longer fits the connection (its provider
 	// left the catalog, or its parameters no longer match the entry). An
 	// operator's change, not the customer's doing: the tokens are kept and
 	// retried with backoff, so restoring the entry recovers the connection.
-	ClassCatalog = "catalog"
+	ClassCatalog FailureClass = "catalog"
 	// ClassInternal: the broker could not make the request (the client
 	// secret unreadable).
-	ClassInternal = "internal"
+	ClassInternal FailureClass = "internal"
 )
 
 // result is what one refresh attempt came to.
 type result struct {
 	outcome outcome
-	class   string
+	class   FailureClass
 	// conn is the connection as saved (valid for refreshed, needs_reauth
 	// and failed).
 	conn       store.Connection
@@ -409,14 +414,13 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		case pe.Failure == provider.FailureClient:
 			r.class = ClassInvalidClient
 			b.throttleFor(p.Name).pause(b.now().Add(clientPause))
-		case before.FailureClass == ClassTimeout || before.FailureClass == ClassNoAnswer:
+		case storedClass(before) == ClassTimeout || storedClass(before) == ClassNoAnswer:
 			r.class = ClassInvalidGrantAfterNoAnswer
 		default:
 			r.class = ClassInvalidGrant
 		}
 		c.Status, c.RefreshDue = store.StatusNeedsReauth, time.Time{}
-		c.FailureCount++
-		c.FailureClass, c.LastError = r.class, err.Error()
+		markFailed(&c, r.class, err)
 		r.outcome = outcomeNeedsReauth
 	case ctx.Err() != nil, errors.Is(err, errNotSent):
 		// The invocation itself ended, or the request never went out (not
@@ -456,8 +460,7 @@ func (b *Broker) recordFailure(c *store.Connection, r *result, now time.Time) {
 	if errors.As(r.err, &pe) {
 		r.retryAfter = pe.RetryAfter
 	}
-	c.FailureCount++
-	c.FailureClass, c.LastError = r.class, r.err.Error()
+	markFailed(c, r.class, r.err)
 	if c.FailureCount >= b.refreshOptions().FailingAfter {
 		c.Status = store.StatusFailing
 	}
@@ -496,7 +499,7 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	if grant == "" {
 		return nil, renewError(p, c)
 	}
-	rp, _, err := p.Resolve(c.Params)
+	ep, err := p.Resolve(c.Params)
 	if err != nil {
 		// An operator's catalog change, not the customer's doing: keep the
 		// tokens and retry with backoff, so fixing the catalog recovers it.
@@ -518,9 +521,9 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	defer call.done()
 	var tok *provider.Token
 	if grant == provider.GrantClientCredentials {
-		tok, err = b.Wire.ClientCredentials(ctx, rp, creds, strings.Fields(c.Scope))
+		tok, err = b.Wire.ClientCredentials(ctx, ep, creds, strings.Fields(c.Scope))
 	} else {
-		tok, err = b.Wire.Refresh(ctx, rp, creds, c.RefreshToken)
+		tok, err = b.Wire.Refresh(ctx, ep, creds, c.RefreshToken)
 	}
 	var pe *provider.Error
 	if errors.As(err, &pe) {
@@ -536,7 +539,7 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 // the connection (ClassCatalog) or a connection that cannot renew
 // (ClassCannotRenew). Its reason is fixed text, free of credentials.
 type brokerError struct {
-	class  string
+	class  FailureClass
 	reason string
 }
 
@@ -573,7 +576,7 @@ func renewError(p *provider.Provider, c *store.Connection) error {
 }
 
 // failureClass names the class of a transient failure.
-func failureClass(err error) string {
+func failureClass(err error) FailureClass {
 	var pe *provider.Error
 	var be *brokerError
 	switch {
@@ -583,7 +586,7 @@ func failureClass(err error) string {
 		return ClassInternal
 	case pe.Status == 429:
 		return ClassRateLimited
-	case pe.Failure == provider.FailureUnavailable && pe.Unanswered && (pe.Reason == "timeout" || errors.Is(pe, context.DeadlineExceeded)):
+	case pe.Failure == provider.FailureUnavailable && pe.Unanswered && pe.Transport == provider.TransportTimeout:
 		return ClassTimeout
 	case pe.Failure == provider.FailureUnavailable && pe.Unanswered:
 		return ClassNoAnswer
@@ -594,6 +597,16 @@ func failureClass(err error) string {
 	default:
 		return ClassBadResponse
 	}
+}
+
+// storedClass is the failure class stored on c.
+func storedClass(c store.Connection) FailureClass { return FailureClass(c.FailureClass) }
+
+// markFailed counts one more failure on c, of class, described by err
+// (whose message is free of credentials).
+func markFailed(c *store.Connection, class FailureClass, err error) {
+	c.FailureCount++
+	c.FailureClass, c.LastError = string(class), err.Error()
 }
 
 // saveResult writes the outcome on the leased version and releases the
@@ -629,7 +642,7 @@ func (b *Broker) logOutcome(ctx context.Context, c store.Connection, trigger str
 		slog.Int64("latency_ms", r.latency.Milliseconds()),
 	}
 	if r.class != "" {
-		attrs = append(attrs, slog.String("class", r.class), slog.Int("attempt", c.FailureCount))
+		attrs = append(attrs, slog.String("class", string(r.class)), slog.Int("attempt", c.FailureCount))
 	}
 	if r.outcome == outcomeFailed {
 		attrs = append(attrs, slog.Time("next_attempt", c.RefreshDue))

@@ -62,7 +62,7 @@ func TestRetryAfterHoldsQueuedRequests(t *testing.T) {
 		switch {
 		case c.AccessToken != s.AccessToken:
 			refreshed++
-		case c.FailureClass == broker.ClassRateLimited && c.FailureCount == 1:
+		case c.FailureClass == string(broker.ClassRateLimited) && c.FailureCount == 1:
 			limited++
 		case c.FailureCount == 0 && c.FailureClass == "" && c.Status == store.StatusConnected && len(changedFields(c, s)) == 0 && prov.ValidRefresh(c.RefreshToken):
 			deferred++

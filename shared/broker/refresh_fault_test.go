@@ -319,7 +319,7 @@ func TestRefreshFaults(t *testing.T) {
 		// marker and the credentials).
 		leak    string
 		outcome string // "failed", "needs_reauth" or "refreshed"
-		class   string
+		class   broker.FailureClass
 		// requests is how many token requests the sweep sends; secretReads
 		// how many reads of the client secret reach the secrets file.
 		requests, secretReads int
@@ -478,7 +478,7 @@ func TestRefreshFaults(t *testing.T) {
 				return
 			}
 
-			if got.FailureCount != 1 || got.FailureClass != tt.class {
+			if got.FailureCount != 1 || got.FailureClass != string(tt.class) {
 				t.Errorf("failure count %d class %q, want 1 %q", got.FailureCount, got.FailureClass, tt.class)
 			}
 			if got.LastError == "" {
@@ -555,7 +555,7 @@ func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 		}
 		d := c.RefreshDue.Sub(e.now())
 		delays = append(delays, d)
-		if c.Status != wantStatus || c.FailureCount != attempt || c.FailureClass != broker.ClassUnavailable ||
+		if c.Status != wantStatus || c.FailureCount != attempt || c.FailureClass != string(broker.ClassUnavailable) ||
 			c.LastError == "" || strings.Contains(c.LastError, "<html>") {
 			t.Errorf("attempt %d: status %s count %d class %q error %q; want %s %d unavailable",
 				attempt, c.Status, c.FailureCount, c.FailureClass, c.LastError, wantStatus, attempt)
@@ -611,7 +611,7 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 		name        string
 		httpTimeout time.Duration
 		arrange     func(slow *providertest.Server)
-		class       string
+		class       broker.FailureClass
 		// minReq and maxReq bound the requests the slow provider gets.
 		minReq, maxReq int
 		retryAfter     time.Duration // exact next attempt of a failed slow connection; 0: backoff(1)
@@ -727,7 +727,7 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 				case 1:
 					failed++
 					d := c.RefreshDue.Sub(now)
-					if c.FailureClass != tt.class || c.Status != store.StatusConnected ||
+					if c.FailureClass != string(tt.class) || c.Status != store.StatusConnected ||
 						tt.retryAfter != 0 && d != tt.retryAfter || tt.retryAfter == 0 && (d < 30*time.Second || d > time.Minute) {
 						t.Errorf("failed slow %s: class %q status %s next attempt in %v", id, c.FailureClass, c.Status, d)
 					}
@@ -906,7 +906,7 @@ func TestRefreshMetricsEMF(t *testing.T) {
 		if _, ok := r["latency_ms"].(float64); !ok || r["provider"] != "acme" || r["trigger"] != "schedule" {
 			t.Errorf("refresh line %v", r)
 		}
-		if outcome == "failed" && (r["class"] != broker.ClassUnavailable || r["attempt"] != 1.0 || r["next_attempt"] == nil || r["cause"] == nil) {
+		if outcome == "failed" && (r["class"] != string(broker.ClassUnavailable) || r["attempt"] != 1.0 || r["next_attempt"] == nil || r["cause"] == nil) {
 			t.Errorf("failure line %v", r)
 		}
 	}

@@ -49,7 +49,7 @@ func TestInvalidGrantAfterNoAnswer(t *testing.T) {
 	tests := []struct {
 		name  string
 		err   error
-		class string
+		class broker.FailureClass
 	}{
 		{"timeout", lostTimeout{}, broker.ClassTimeout},
 		{"connection cut after sending", io.ErrUnexpectedEOF, broker.ClassNoAnswer},
@@ -68,7 +68,7 @@ func TestInvalidGrantAfterNoAnswer(t *testing.T) {
 			}
 			e.net.next = real
 			c := e.get(t, "acme", "c1")
-			if c.FailureClass != tt.class || c.Status != store.StatusConnected || c.RefreshToken != seeded.RefreshToken {
+			if c.FailureClass != string(tt.class) || c.Status != store.StatusConnected || c.RefreshToken != seeded.RefreshToken {
 				t.Fatalf("after the lost answer: class %q status %s", c.FailureClass, c.Status)
 			}
 			if prov.ValidRefresh(seeded.RefreshToken) {
@@ -79,7 +79,7 @@ func TestInvalidGrantAfterNoAnswer(t *testing.T) {
 				t.Fatalf("replaying sweep: %+v", sum)
 			}
 			c = e.get(t, "acme", "c1")
-			if c.Status != store.StatusNeedsReauth || c.FailureClass != broker.ClassInvalidGrantAfterNoAnswer {
+			if c.Status != store.StatusNeedsReauth || c.FailureClass != string(broker.ClassInvalidGrantAfterNoAnswer) {
 				t.Errorf("after the replay: status %s class %q, want needs_reauth %q", c.Status, c.FailureClass, broker.ClassInvalidGrantAfterNoAnswer)
 			}
 			e.assertNoCredentialLogged(t)
@@ -127,7 +127,7 @@ func TestMalformedAccessTokenKeepsRotatedRefreshToken(t *testing.T) {
 	}
 	e.net.next = real
 	c := e.get(t, "acme", "c1")
-	if c.FailureClass != broker.ClassBadResponse || c.AccessToken != seeded.AccessToken || strings.ContainsAny(c.AccessToken, "\r\n") {
+	if c.FailureClass != string(broker.ClassBadResponse) || c.AccessToken != seeded.AccessToken || strings.ContainsAny(c.AccessToken, "\r\n") {
 		t.Fatalf("after the refused answer: class %q, access token changed %v", c.FailureClass, c.AccessToken != seeded.AccessToken)
 	}
 	if prov.ValidRefresh(seeded.RefreshToken) || !prov.ValidRefresh(c.RefreshToken) {

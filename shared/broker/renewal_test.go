@@ -48,7 +48,7 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 				t.Errorf("forced refresh sent %d token requests, want none", n)
 			}
 			stored := f.get(t, "c1")
-			if got.Status != store.StatusNeedsReauth || stored.Status != store.StatusNeedsReauth || stored.FailureClass != broker.ClassCannotRenew ||
+			if got.Status != store.StatusNeedsReauth || stored.Status != store.StatusNeedsReauth || stored.FailureClass != string(broker.ClassCannotRenew) ||
 				stored.LastError != tt.lastError || !stored.RefreshDue.IsZero() || stored.AccessToken != c.AccessToken || stored.RefreshToken != c.RefreshToken {
 				t.Errorf("after forced refresh: status %s class %q cause %q due %v, tokens kept %v",
 					stored.Status, stored.FailureClass, stored.LastError, stored.RefreshDue, stored.AccessToken == c.AccessToken && stored.RefreshToken == c.RefreshToken)
@@ -87,7 +87,7 @@ func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
 		t.Fatalf("sweep under the changed entry: %+v", sum)
 	}
 	got := f.get(t, "c1")
-	if got.Status != store.StatusConnected || got.FailureClass != broker.ClassCatalog || got.RefreshDue.IsZero() || got.RefreshToken != c.RefreshToken {
+	if got.Status != store.StatusConnected || got.FailureClass != string(broker.ClassCatalog) || got.RefreshDue.IsZero() || got.RefreshToken != c.RefreshToken {
 		t.Fatalf("after the entry lost refresh_token: status %s class %q due %v", got.Status, got.FailureClass, got.RefreshDue)
 	}
 	f.b.Catalog = withRefresh

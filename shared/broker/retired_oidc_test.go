@@ -147,15 +147,15 @@ func TestReconnectOnARealServerSharedGrantHazard(t *testing.T) {
 		t.Fatal("the new connection survived revoking a token of the grant it shares: docs/providers.md's warning is wrong")
 	}
 	c, err := f.b.Store.GetConnection(context.Background(), "acme", "c1")
-	if err != nil || c.Status != store.StatusNeedsReauth || c.FailureClass != broker.ClassInvalidGrant {
+	if err != nil || c.Status != store.StatusNeedsReauth || c.FailureClass != string(broker.ClassInvalidGrant) {
 		t.Errorf("connection = %s/%s, %v; want needs_reauth, invalid_grant", c.Status, c.FailureClass, err)
 	}
 }
 
-func mustResolve(t *testing.T, cat *provider.Catalog) *provider.Provider {
+func mustResolve(t *testing.T, cat *provider.Catalog) *provider.Endpoint {
 	t.Helper()
 	p, _ := cat.Get("acme")
-	rp, _, err := p.Resolve(nil)
+	rp, err := p.Resolve(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,16 @@ func newRevokingFixture(t *testing.T, cfg providertest.Config, extra string) *fi
 	return newFixture(t, cfg, revokingEntry+extra)
 }
 
+// sweepNow runs the refresh schedule with the clock set to the wall
+// clock: a store dates a retired grant by the wall clock (the reconnect's
+// time), which the fixture's clock, set when it was made, trails by as long
+// as the connects took.
+func (f *fixture) sweepNow(t *testing.T) broker.RefreshSummary {
+	t.Helper()
+	f.now.Set(time.Now())
+	return f.sweepAt(t, 0)
+}
+
 // revocations returns the requests that reached the revocation endpoint.
 func revocations(s *providertest.Server) []providertest.Recorded {
 	var out []providertest.Recorded
@@ -56,7 +66,7 @@ func TestReconnectRevokesReplacedGrant(t *testing.T) {
 				t.Fatal("the replaced grant was revoked before any sweep: the callback must not wait for it")
 			}
 			tokenRequests := f.prov.TokenRequests()
-			sum := f.sweepAt(t, 0)
+			sum := f.sweepNow(t)
 			want := broker.RefreshSummary{}
 			if tc.revoke {
 				want = broker.RefreshSummary{Due: 1, Revoked: 1}
@@ -103,7 +113,7 @@ func TestRetiredGrantRetriedThenGivenUp(t *testing.T) {
 		first := f.connect(t, "c1")
 		f.connect(t, "c1")
 		f.prov.FailRevocations(true)
-		if sum := f.sweepAt(t, 0); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
+		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
 			t.Errorf("sweep with the provider down = %+v", sum)
 		}
 		if sum := f.sweepAt(t, 14*time.Minute); sum != (broker.RefreshSummary{}) {
@@ -176,7 +186,7 @@ func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
 		f.b.Store = &lostAnswerStore{Store: f.st, replace: true}
 		f.connect(t, "c1")
 		live := f.get(t, "c1")
-		f.sweepAt(t, 0)
+		f.sweepNow(t)
 		if !f.prov.ValidRefresh(live.RefreshToken) {
 			t.Error("the sweep revoked the live connection's refresh token")
 		}
@@ -208,7 +218,7 @@ func TestRetiredGrantRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.b.Catalog = cat
-		if sum := f.sweepAt(t, 0); sum != (broker.RefreshSummary{Due: 1, Skipped: 1}) {
+		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, Skipped: 1}) {
 			t.Errorf("sweep = %+v, want the retired grant dropped", sum)
 		}
 		if sum := f.sweepAt(t, time.Hour); sum != (broker.RefreshSummary{}) {
@@ -226,6 +236,7 @@ func TestRetiredGrantRules(t *testing.T) {
 		}
 		// The sweep stops starting work startReserve (26 s) before its
 		// deadline: give it two seconds of work.
+		f.now.Set(time.Now()) // as sweepNow
 		ctx, cancel := context.WithTimeout(context.Background(), 28*time.Second)
 		defer cancel()
 		sum, err := f.b.RefreshDue(ctx)
@@ -240,7 +251,7 @@ func TestRetiredGrantRules(t *testing.T) {
 		// The client secret no longer matches: 401 invalid_client, which
 		// another attempt would not change.
 		os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"wrong"}}`), 0o600)
-		if sum := f.sweepAt(t, 0); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
+		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
 			t.Errorf("sweep = %+v", sum)
 		}
 		if sum := f.sweepAt(t, 15*time.Minute+time.Second); sum != (broker.RefreshSummary{}) {

@@ -29,7 +29,7 @@ var ErrReauthRequired = errors.New("broker: connection needs re-authorization")
 type RefreshError struct {
 	// Class is the failure class (Class* constants), or "busy" when another
 	// refresher held the connection for longer than ReaderWait.
-	Class string
+	Class FailureClass
 	// RetryAfter is how long to wait before asking again.
 	RetryAfter time.Duration
 	// Err is the cause, free of credentials.
@@ -43,7 +43,7 @@ func (e *RefreshError) Error() string {
 func (e *RefreshError) Unwrap() error { return e.Err }
 
 // ClassBusy: another refresher held the connection past ReaderWait.
-const ClassBusy = "busy"
+const ClassBusy FailureClass = "busy"
 
 // Token returns a connection with an access token the app can use now.
 // If the token is expired, about to expire or due for refresh — or force

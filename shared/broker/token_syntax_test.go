@@ -97,7 +97,7 @@ func TestRefreshRefusesMalformedToken(t *testing.T) {
 			if strings.Contains(answer.body, `"refresh_token":"rt-fine-`) {
 				wantRefresh = "rt-fine-0123456789"
 			}
-			if got.AccessToken != c.AccessToken || got.RefreshToken != wantRefresh || got.FailureClass != broker.ClassBadResponse ||
+			if got.AccessToken != c.AccessToken || got.RefreshToken != wantRefresh || got.FailureClass != string(broker.ClassBadResponse) ||
 				got.Status != store.StatusConnected || got.FailureCount != 1 {
 				t.Fatalf("after the refresh: same tokens %v/%v, class %q, status %s, count %d",
 					got.AccessToken == c.AccessToken, got.RefreshToken == wantRefresh, got.FailureClass, got.Status, got.FailureCount)
