@@ -3,7 +3,7 @@
 //
 // Two implementations exist: store/dynamo (DynamoDB, used in AWS) and
 // store/embedded (a single local file, used by `make dev`). Both pass the
-// conformance suite in store/storetest. The store knows nothing about
+// conformance suite in internal/testsupport/storetest. The store knows nothing about
 // providers or OAuth wire formats: it keeps records and enforces the
 // conditional writes that make the flows safe (single-use states, optimistic
 // concurrency on connections).

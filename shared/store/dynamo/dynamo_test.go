@@ -18,7 +18,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
-	"github.com/oauthbroker/oauthbroker/shared/store/storetest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
 )
 
 func TestMain(m *testing.M) { logcheck.Main(moto.Wrap(dynalite.Wrap(m))) }

@@ -12,7 +12,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
-	"github.com/oauthbroker/oauthbroker/shared/store/storetest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
 )
 
 func TestConformance(t *testing.T) {
