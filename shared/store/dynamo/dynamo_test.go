@@ -15,10 +15,10 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
 )
 
 func TestMain(m *testing.M) { logcheck.Main(moto.Wrap(dynalite.Wrap(m))) }

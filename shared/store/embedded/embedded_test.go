@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
 )
 
 func TestConformance(t *testing.T) {
