@@ -69,9 +69,7 @@ func (b *Broker) now() time.Time {
 }
 
 // Logger returns the broker's logger (slog.Default when Log is nil).
-func (b *Broker) Logger() *slog.Logger { return b.log() }
-
-func (b *Broker) log() *slog.Logger {
+func (b *Broker) Logger() *slog.Logger {
 	if b.Log != nil {
 		return b.Log
 	}

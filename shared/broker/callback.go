@@ -120,7 +120,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		} else { // a program called: answer JSON
 			e.Status, e.JSON = jsonStatus(code, err), true
 		}
-		b.log().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", string(cause), "detail", causeString(err))
+		b.Logger().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", string(cause), "detail", causeString(err))
 		return res, e
 	}
 	ep, err := p.Resolve(rec.Params)
@@ -168,7 +168,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	} else if err != nil {
 		return redirectErr(CodeServerError, CauseInternal, err)
 	}
-	b.log().InfoContext(ctx, "connected", "provider", p.Name, "connection_id", conn.ConnectionID, "version", conn.Version, "expires", !conn.ExpiresAt.IsZero())
+	b.Logger().InfoContext(ctx, "connected", "provider", p.Name, "connection_id", conn.ConnectionID, "version", conn.Version, "expires", !conn.ExpiresAt.IsZero())
 	res.Connection = &conn
 	if back != nil {
 		res.Location = returnto.With(back, url.Values{"connection_id": {conn.ConnectionID}, "status": {string(conn.Status)}})
@@ -265,7 +265,7 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 			// new grant. A grant replaced in a lost race stays alive.
 			saved, err = b.Store.ReplaceConnection(ctx, c)
 			if errors.Is(err, store.ErrNotRetired) {
-				b.log().WarnContext(ctx, "reconnected; the replaced grant stays alive at the provider", "provider", p.Name, "connection_id", c.ConnectionID, "cause", err.Error())
+				b.Logger().WarnContext(ctx, "reconnected; the replaced grant stays alive at the provider", "provider", p.Name, "connection_id", c.ConnectionID, "cause", err.Error())
 				err = nil
 			}
 		} else {

@@ -109,7 +109,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		if err := b.Store.PutState(ctx, rec); err != nil {
 			return ConnectResult{}, unavailable(err)
 		}
-		b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
+		b.Logger().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
 		return ConnectResult{Location: b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode()}, nil
 	}
 
@@ -141,7 +141,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	if err := b.Store.PutState(ctx, rec); err != nil {
 		return ConnectResult{}, unavailable(err)
 	}
-	b.log().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
+	b.Logger().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
 	return ConnectResult{
 		Location: cfg.AuthCodeURL(st.Value, opts...),
 		Cookie: &http.Cookie{

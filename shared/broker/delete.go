@@ -44,7 +44,7 @@ func (b *Broker) Delete(ctx context.Context, providerName, connectionID string) 
 	}
 	b.publish(ctx, lifecycle.Deleted, c)
 	if !readable {
-		b.log().WarnContext(ctx, "connection deleted without revocation", "provider", providerName, "connection_id", connectionID, "reason", "credentials do not open")
+		b.Logger().WarnContext(ctx, "connection deleted without revocation", "provider", providerName, "connection_id", connectionID, "reason", "credentials do not open")
 		return nil
 	}
 	b.revoke(context.WithoutCancel(ctx), c)
@@ -66,7 +66,7 @@ func (b *Broker) revoke(ctx context.Context, c store.Connection) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
-	log := b.log().With("provider", c.Provider, "connection_id", c.ConnectionID)
+	log := b.Logger().With("provider", c.Provider, "connection_id", c.ConnectionID)
 	if err := b.revokeAt(ctx, p, c, token, hint); err != nil {
 		log.WarnContext(ctx, "revocation failed", "cause", causeString(err))
 		return

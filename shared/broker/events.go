@@ -28,7 +28,7 @@ func (b *Broker) publish(ctx context.Context, t lifecycle.Type, c store.Connecti
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
 	if err := b.Events.Publish(pctx, e); err != nil {
-		b.log().WarnContext(ctx, "lifecycle event not published", "event", string(t), "provider", c.Provider, "connection_id", c.ConnectionID, "cause", err.Error())
+		b.Logger().WarnContext(ctx, "lifecycle event not published", "event", string(t), "provider", c.Provider, "connection_id", c.ConnectionID, "cause", err.Error())
 	}
 }
 

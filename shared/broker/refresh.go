@@ -221,12 +221,12 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 			}
 		}
 	}
-	m.flush(ctx, b.log(), b.now())
+	m.flush(ctx, b.Logger(), b.now())
 	level := slog.LevelInfo
 	if sum.Due == 0 {
 		level = slog.LevelDebug // an idle tick is not news
 	}
-	b.log().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth,
+	b.Logger().Log(ctx, level, "refresh sweep", "due", sum.Due, "refreshed", sum.Refreshed, "needs_reauth", sum.NeedsReauth,
 		"failed", sum.Failed, "skipped", sum.Skipped, "deferred", sum.Deferred, "superseded", sum.Superseded, "lost", sum.Lost,
 		"revoked", sum.Revoked, "revoke_failed", sum.RevokeFailed)
 	return sum, nil
@@ -337,7 +337,7 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 	c, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Due: true})
 	if err != nil {
 		if !errors.Is(err, store.ErrConflict) {
-			b.log().WarnContext(ctx, "refresh skipped", "provider", k.Provider, "connection_id", k.ConnectionID, "reason", "lease failed", "cause", err.Error())
+			b.Logger().WarnContext(ctx, "refresh skipped", "provider", k.Provider, "connection_id", k.ConnectionID, "reason", "lease failed", "cause", err.Error())
 		}
 		return result{outcome: outcomeSkipped} // held by another, or renewed since the index was read
 	}
@@ -650,7 +650,7 @@ func (b *Broker) logOutcome(ctx context.Context, c store.Connection, trigger str
 	if r.err != nil {
 		attrs = append(attrs, slog.String("cause", r.err.Error())) // provider and store errors carry no credential
 	}
-	b.log().LogAttrs(ctx, level, "refresh", attrs...)
+	b.Logger().LogAttrs(ctx, level, "refresh", attrs...)
 }
 
 // backoff is exponential from one minute, capped at an hour, with jitter.

@@ -37,7 +37,7 @@ const (
 // is not called.
 func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermit) result {
 	now := b.now()
-	log := b.log().With("provider", k.Provider, "connection_id", k.ConnectionID)
+	log := b.Logger().With("provider", k.Provider, "connection_id", k.ConnectionID)
 	p, ok := b.Catalog.Get(k.Provider)
 	if !ok || !p.RevokeOnReconnect {
 		// The entry left the catalog or stopped asking for revocation.
@@ -108,7 +108,7 @@ func (b *Broker) dropRetired(ctx context.Context, k store.Key, r result) result 
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
 	defer cancel()
 	if err := b.Store.DropRetired(dctx, k); err != nil {
-		b.log().WarnContext(ctx, "retired grant not dropped", "provider", k.Provider, "connection_id", k.ConnectionID, "cause", err.Error())
+		b.Logger().WarnContext(ctx, "retired grant not dropped", "provider", k.Provider, "connection_id", k.ConnectionID, "cause", err.Error())
 	}
 	return r
 }

@@ -100,7 +100,7 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 				r := b.renewLeased(ctx, p, leased, owner, "on_demand", leaseStart, nil)
 				m := newRefreshMetrics()
 				m.add(p.Name, r)
-				m.flush(ctx, b.log(), now)
+				m.flush(ctx, b.Logger(), now)
 				switch r.outcome {
 				case outcomeRefreshed:
 					return r.conn, nil
