@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -148,7 +149,7 @@ func newHandlerFixture(b *testing.B) *handlerFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ks, err := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(hbKeyMaterial)})
+	ks, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(hbKeyMaterial)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
@@ -80,7 +81,7 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 		b.Fatal(err)
 	}
 
-	keys, err := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(benchKey)})
+	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(benchKey)})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -31,8 +31,8 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -269,7 +269,8 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 	for b.Loop() {
 		b.StopTimer()
 		table := dynalite.NewTable(b, client)
-		st := dynamo.New(client, table, envelope.NewSealer(envelope.EphemeralKey(), 0))
+		sealer := testkeys.Sealer()
+		st := dynamo.NewWithSealers(client, table, sealer, sealer)
 		br := &broker.Broker{
 			Config:  broker.Config{BaseURL: "https://broker.example.test", SecretsPrefix: "oauthbroker/"},
 			Catalog: cat,

@@ -24,6 +24,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
@@ -340,7 +341,7 @@ func BenchmarkRequests(b *testing.B) {
 // signLink returns a connect link's query for connection id, signed as
 // the app signs it.
 func signLink(b *testing.B, id string) string {
-	ks, err := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(reqKeyMaterial)})
+	ks, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(reqKeyMaterial)})
 	if err != nil {
 		b.Fatal(err)
 	}

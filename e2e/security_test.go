@@ -40,6 +40,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -237,7 +238,7 @@ func TestS3_FailClosed(t *testing.T) {
 	f := s.begin("s3")
 	// A state signed under key id k9 (not in the keys secret), recorded
 	// with its cookie: only the unknown key id is wrong.
-	k9, err := signing.NewKeyset("k9", map[string][]byte{"k9": []byte("another-signing-key-0123456789abcdef01")})
+	k9, err := testkeys.Keyset("k9", map[string][]byte{"k9": []byte("another-signing-key-0123456789abcdef01")})
 	if err != nil {
 		t.Fatal(err)
 	}

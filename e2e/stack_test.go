@@ -27,6 +27,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -137,7 +138,7 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		t.Fatal(err)
 	}
 
-	keys, err := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMaterial)})
+	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMaterial)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,6 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
-	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -217,7 +216,7 @@ func newTokenFunction(t *testing.T) *tokenFunction {
 	}
 	client := dynalite.Shared(t).Client
 	f := &tokenFunction{
-		st:   dynamo.New(client, dynalite.NewTable(t, client), envelope.NewSealer(envelope.EphemeralKey(), 0)),
+		st:   dynalite.NewStore(t, client),
 		prov: prov,
 		logs: &syncbuf.Buffer{},
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -67,7 +68,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 		t.Fatal(err)
 	}
 	allow, _ := returnto.ParseOrigins("https://app.example.com")
-	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMat)})
+	keys, _ := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMat)})
 	logcheck.Register(keyMat)
 	f := &fixture{st: st, prov: prov, keys: keys, secretsFile: sf}
 	f.now.Set(time.Now())
@@ -343,14 +344,14 @@ func TestKeyRotationReachesWarmInstances(t *testing.T) {
 	k2 := "second-key-0123456789abcdef0123456789abcdef"
 	logcheck.Register(k2)
 	os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k2","k1":"`+keyMat+`","k2":"`+k2+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
-	f.keys, _ = signing.NewKeyset("k2", map[string][]byte{"k2": []byte(k2)})
+	f.keys, _ = testkeys.Keyset("k2", map[string][]byte{"k2": []byte(k2)})
 	reads := counting.n.Load()
 	f.connect(t, "after-rotation")
 	if got := counting.n.Load() - reads; got != 1 {
 		t.Fatalf("%d keyset reads after rotation, want 1", got)
 	}
 	// Unknown key ids do not turn into a flood of Secrets Manager reads.
-	f.keys, _ = signing.NewKeyset("k9", map[string][]byte{"k9": []byte(k2)})
+	f.keys, _ = testkeys.Keyset("k9", map[string][]byte{"k9": []byte(k2)})
 	reads = counting.n.Load()
 	for range 5 {
 		if _, err := f.start("forged"); err == nil {

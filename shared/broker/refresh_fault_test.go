@@ -22,7 +22,6 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -83,7 +82,7 @@ func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
 	}
 	client := dynalite.Shared(t).Client
 	e := &faultEnv{
-		st:     dynamo.New(client, dynalite.NewTable(t, client), envelope.NewSealer(envelope.EphemeralKey(), 0)),
+		st:     dynalite.NewStore(t, client),
 		prov:   map[string]*providertest.Server{},
 		secret: map[string]string{},
 		logs:   &syncbuf.Buffer{},

@@ -20,7 +20,6 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -60,7 +59,7 @@ func newRaceEnv(t *testing.T) *raceEnv {
 	}
 	client := dynalite.Shared(t).Client
 	e := &raceEnv{
-		st:          dynamo.New(client, dynalite.NewTable(t, client), envelope.NewSealer(envelope.EphemeralKey(), 0)),
+		st:          dynalite.NewStore(t, client),
 		prov:        prov,
 		cat:         cat,
 		secretsFile: sf,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -42,7 +43,7 @@ func newOIDCFixture(t *testing.T, extra string) *oidcFixture {
 	}
 	st, _ := embedded.Open("", nil)
 	allow, _ := returnto.ParseOrigins("https://app.example.com")
-	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(keyMat)})
+	keys, _ := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMat)})
 	return &oidcFixture{
 		b: &broker.Broker{
 			Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/", ReturnTo: allow},

@@ -119,19 +119,6 @@ func NewLocalKey(key []byte) (*LocalKey, error) {
 	return &LocalKey{gcm: gcm}, nil
 }
 
-// EphemeralKey returns a LocalKey with a random key that lives only as long
-// as the process: for tests, and anything sealed only for this process's
-// lifetime.
-func EphemeralKey() *LocalKey {
-	key := make([]byte, DataKeySize)
-	rand.Read(key)
-	k, err := NewLocalKey(key)
-	if err != nil {
-		panic(err) // unreachable: the key has the right size
-	}
-	return k
-}
-
 // OpenLocalKey reads the key file at path, creating it (mode 0600, with a
 // fresh random key) if it does not exist. Whoever can read the file can open
 // everything sealed under it: keep it beside the data it protects only in

@@ -18,6 +18,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -78,7 +79,7 @@ func newRefusals(t *testing.T) *refusals {
 		t.Fatal(err)
 	}
 	allow, _ := returnto.ParseOrigins("https://app.example.com")
-	keys, _ := signing.NewKeyset("k1", map[string][]byte{"k1": []byte(refusalKey)})
+	keys, _ := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(refusalKey)})
 	logcheck.Register(refusalKey)
 	f := &refusals{st: st, acme: acme, keys: keys, now: time.Now(), logs: &syncbuf.Buffer{}}
 	f.b = &broker.Broker{
@@ -245,7 +246,7 @@ func TestRefusalCauses(t *testing.T) {
 		{"no state", "callback", func(t *testing.T, f *refusals) request { return request{"acme", "code=x", nil} }, 400, "state_missing"},
 		{"garbage state", "callback", func(t *testing.T, f *refusals) request { return request{"acme", "state=garbage", nil} }, 403, "state_malformed"},
 		{"state under an unknown key", "callback", func(t *testing.T, f *refusals) request {
-			k9, _ := signing.NewKeyset("k9", map[string][]byte{"k9": []byte(refusalKey)})
+			k9, _ := testkeys.Keyset("k9", map[string][]byte{"k9": []byte(refusalKey)})
 			return request{"acme", url.Values{"state": {f.state(t, k9, "acme", f.now.Add(time.Minute)).Value}}.Encode(), nil}
 		}, 403, "unknown_key"},
 		{"state for another provider", "callback", func(t *testing.T, f *refusals) request {

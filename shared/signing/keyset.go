@@ -69,16 +69,6 @@ func ParseKeyset(b []byte) (*Keyset, error) {
 	return ks, nil
 }
 
-// NewKeyset returns a keyset with the given keys; current signs.
-func NewKeyset(current string, keys map[string][]byte) (*Keyset, error) {
-	raw := map[string]string{"current_kid": current}
-	for k, v := range keys {
-		raw[k] = string(v)
-	}
-	b, _ := json.Marshal(raw)
-	return ParseKeyset(b)
-}
-
 // sign returns the current key id and the base64url (unpadded)
 // HMAC-SHA256 of msg under it.
 func (ks *Keyset) sign(msg func(kid string) string) (kid, sig string) {

@@ -22,7 +22,7 @@ var (
 func keyset(t testing.TB, current string) *Keyset {
 	t.Helper()
 	logcheck.Register(string(key1), string(key2))
-	ks, err := NewKeyset(current, map[string][]byte{"k1": key1, "k2": key2})
+	ks, err := ParseKeyset([]byte(`{"current_kid":"` + current + `","k1":"` + string(key1) + `","k2":"` + string(key2) + `"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestLinkRoundTripAndRotation(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	// Once k1 is removed, its links stop verifying.
-	only2, _ := NewKeyset("k2", map[string][]byte{"k2": key2})
+	only2, _ := ParseKeyset([]byte(`{"current_kid":"k2","k2":"` + string(key2) + `"}`))
 	if _, err := VerifyLink(only2, "acme", q, t0); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("removed key: err = %v", err)
 	}

@@ -16,23 +16,27 @@ package dynalite
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"gopkg.in/yaml.v3"
 
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 )
 
 // Server is a running dynalite process.
@@ -70,17 +74,91 @@ func Shared(t testing.TB) *Server {
 }
 
 // NewTable creates a table with a fresh name and the schema of
-// dynamo.CreateTable, and returns its name.
+// template.yaml's ConnectionsTable (see tableSchema), waits until it is
+// active, and returns its name.
 func NewTable(t testing.TB, client *dynamodb.Client) string {
 	t.Helper()
+	schema, err := tableSchema()
+	if err != nil {
+		t.Fatalf("dynalite: %v", err)
+	}
 	name := "test-" + rand.Text()
+	in := *schema
+	in.TableName = aws.String(name)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if err := dynamo.CreateTable(ctx, client, name); err != nil {
-		t.Fatalf("dynalite: %v", err)
+	if _, err := client.CreateTable(ctx, &in); err != nil {
+		t.Fatalf("dynalite: create table: %v", err)
+	}
+	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 2 * time.Second
+	})
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, time.Minute); err != nil {
+		t.Fatalf("dynalite: wait for table: %v", err)
 	}
 	return name
 }
+
+// NewStore returns a dynamo.Store on a NewTable, sealing with a random
+// local key (testkeys.Sealer), for tests that are not about the store.
+func NewStore(t testing.TB, client *dynamodb.Client) *dynamo.Store {
+	t.Helper()
+	sealer := testkeys.Sealer()
+	return dynamo.NewWithSealers(client, NewTable(t, client), sealer, sealer)
+}
+
+// schemaProperties are the properties of ConnectionsTable that make its
+// schema. The rest (TTL, point-in-time recovery, tags, the name) is
+// deployment, not schema.
+var schemaProperties = []string{"BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes"}
+
+// tableSchema reads the CreateTable input of the store's table from
+// template.yaml's ConnectionsTable, so the schema has one source: the
+// template that deploys it. CloudFormation spells those properties as
+// CreateTable does, so they go through JSON into the SDK's input type.
+var tableSchema = sync.OnceValues(func() (*dynamodb.CreateTableInput, error) {
+	root, err := modroot.Dir()
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(root, "template.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Resources struct {
+			ConnectionsTable struct {
+				Type       string         `yaml:"Type"`
+				Properties map[string]any `yaml:"Properties"`
+			} `yaml:"ConnectionsTable"`
+		} `yaml:"Resources"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("template.yaml: %w", err)
+	}
+	table := doc.Resources.ConnectionsTable
+	if table.Type != "AWS::DynamoDB::Table" {
+		return nil, fmt.Errorf("template.yaml: ConnectionsTable is %q, not an AWS::DynamoDB::Table", table.Type)
+	}
+	schema := map[string]any{}
+	for _, p := range schemaProperties {
+		v, ok := table.Properties[p]
+		if !ok {
+			return nil, fmt.Errorf("template.yaml: ConnectionsTable has no %s", p)
+		}
+		schema[p] = v
+	}
+	j, err := json.Marshal(schema)
+	if err != nil {
+		return nil, fmt.Errorf("template.yaml: ConnectionsTable: %w", err)
+	}
+	in := &dynamodb.CreateTableInput{}
+	if err := json.Unmarshal(j, in); err != nil {
+		return nil, fmt.Errorf("template.yaml: ConnectionsTable: %w", err)
+	}
+	return in, nil
+})
 
 func start() (*Server, error) {
 	bin, err := binary()

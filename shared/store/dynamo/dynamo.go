@@ -66,61 +66,16 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// New returns a Store on the named table, which must have the schema that
-// CreateTable creates, sealing credentials with sealer.
-func New(client *dynamodb.Client, table string, sealer *envelope.Sealer) *Store {
-	return NewWithSealers(client, table, sealer, sealer)
-}
-
-// NewWithSealers is New with one sealer for states and another for
-// connections, whose data keys can then be opened by different roles (in
-// AWS, under different KMS encryption contexts: see setup.Sealers).
+// NewWithSealers returns a Store on the named table, which must have the
+// schema of template.yaml's ConnectionsTable, sealing states with one
+// sealer and connections with another, whose data keys can then be opened
+// by different roles (in AWS, under different KMS encryption contexts: see
+// setup.Sealers). Where one role opens both, pass one sealer twice.
 func NewWithSealers(client *dynamodb.Client, table string, states, connections *envelope.Sealer) *Store {
 	if states == nil || connections == nil {
-		panic("dynamo: New without a sealer")
+		panic("dynamo: NewWithSealers without a sealer")
 	}
 	return &Store{client: client, table: table, sealer: connections, states: states}
-}
-
-// CreateTable creates table with the store's schema (keys, the "due" index,
-// on-demand billing) and waits until it is active. It does not enable TTL.
-func CreateTable(ctx context.Context, client *dynamodb.Client, table string) error {
-	attr := func(name string, t types.ScalarAttributeType) types.AttributeDefinition {
-		return types.AttributeDefinition{AttributeName: aws.String(name), AttributeType: t}
-	}
-	key := func(name string, t types.KeyType) types.KeySchemaElement {
-		return types.KeySchemaElement{AttributeName: aws.String(name), KeyType: t}
-	}
-	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:   aws.String(table),
-		BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{
-			attr("pk", types.ScalarAttributeTypeS),
-			attr("sk", types.ScalarAttributeTypeS),
-			attr("due_shard", types.ScalarAttributeTypeS),
-			attr("refresh_due", types.ScalarAttributeTypeN),
-		},
-		KeySchema: []types.KeySchemaElement{key("pk", types.KeyTypeHash), key("sk", types.KeyTypeRange)},
-		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
-			IndexName: aws.String(dueIndex),
-			KeySchema: []types.KeySchemaElement{key("due_shard", types.KeyTypeHash), key("refresh_due", types.KeyTypeRange)},
-			Projection: &types.Projection{
-				ProjectionType:   types.ProjectionTypeInclude,
-				NonKeyAttributes: []string{"provider", "connection_id"},
-			},
-		}},
-	})
-	if err != nil {
-		return fmt.Errorf("dynamo: create table: %w", err)
-	}
-	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute); err != nil {
-		return fmt.Errorf("dynamo: wait for table: %w", err)
-	}
-	return nil
 }
 
 // stateItem and connItem are the stored layouts (see the package comment).

@@ -16,6 +16,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
@@ -40,7 +41,7 @@ func TestConformance(t *testing.T) {
 		t.Run(db.name, func(t *testing.T) {
 			client := db.client(t)
 			storetest.Run(t, func(t *testing.T) store.Store {
-				return dynamo.New(client, dynalite.NewTable(t, client), sealer)
+				return dynamo.NewWithSealers(client, dynalite.NewTable(t, client), sealer, sealer)
 			})
 		})
 	}
@@ -49,7 +50,7 @@ func TestConformance(t *testing.T) {
 // localSealer seals with a random local key: the tests that are not about
 // KMS need no KMS server.
 func localSealer() *envelope.Sealer {
-	return envelope.NewSealer(envelope.EphemeralKey(), 0)
+	return testkeys.Sealer()
 }
 
 // TestItemLayout pins the stored layout that template.yaml and the README
@@ -58,7 +59,7 @@ func TestItemLayout(t *testing.T) {
 	client := dynalite.Shared(t).Client
 	table := dynalite.NewTable(t, client)
 	sealer := localSealer()
-	s := dynamo.New(client, table, sealer)
+	s := dynamo.NewWithSealers(client, table, sealer, sealer)
 	ctx := t.Context()
 	at := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 

@@ -41,13 +41,15 @@ func newKMSStore(t *testing.T) *kmsStore {
 	table := dynalite.NewTable(t, client)
 	srv := localkms.Start(t)
 	keys := envelope.NewKMS(srv.Client, srv.KeyARN, map[string]string{"oauthbroker:table": table})
-	return &kmsStore{dynamo.New(client, table, envelope.NewSealer(keys, 0)), srv, client, table, keys}
+	sealer := envelope.NewSealer(keys, 0)
+	return &kmsStore{dynamo.NewWithSealers(client, table, sealer, sealer), srv, client, table, keys}
 }
 
 // fresh returns another Store on the same table and key with empty caches:
 // another Lambda instance.
 func (k *kmsStore) fresh() *dynamo.Store {
-	return dynamo.New(k.client, k.table, envelope.NewSealer(k.keys, 0))
+	sealer := envelope.NewSealer(k.keys, 0)
+	return dynamo.NewWithSealers(k.client, k.table, sealer, sealer)
 }
 
 func (k *kmsStore) putRaw(t *testing.T, item map[string]types.AttributeValue) {
@@ -224,7 +226,8 @@ func TestPeekNeverOpensCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := &countingKeys{Keys: k.keys}
-	cold := dynamo.New(k.client, k.table, envelope.NewSealer(keys, 0)) // another instance: nothing cached
+	coldSealer := envelope.NewSealer(keys, 0)
+	cold := dynamo.NewWithSealers(k.client, k.table, coldSealer, coldSealer) // another instance: nothing cached
 	c, err := cold.PeekConnection(ctx, "acme", "c1")
 	if err != nil || c.Version != saved.Version || c.Grant != "authorization_code" || c.AccessToken != "" || c.RefreshToken != "" {
 		t.Fatalf("PeekConnection = %+v, %v; want version %d and grant without credentials", c, err, saved.Version)
@@ -286,7 +289,8 @@ func TestContextsSeparateRecordKinds(t *testing.T) {
 	}
 
 	// A connection sealed before record kinds were named.
-	legacy := dynamo.New(k.client, k.table, envelope.NewSealer(envelope.NewKMS(k.kms.Client, k.kms.KeyARN, setup.LegacyEncryptionContext(k.table)), 0))
+	legacySealer := envelope.NewSealer(envelope.NewKMS(k.kms.Client, k.kms.KeyARN, setup.LegacyEncryptionContext(k.table)), 0)
+	legacy := dynamo.NewWithSealers(k.client, k.table, legacySealer, legacySealer)
 	old, err := legacy.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "old", Status: store.StatusConnected, AccessToken: testAccess, RefreshToken: testRefresh})
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +303,7 @@ func TestContextsSeparateRecordKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	newOnly := envelope.NewSealer(envelope.NewKMS(k.kms.Client, k.kms.KeyARN, setup.EncryptionContext(k.table, setup.RecordConnection)), 0)
-	if c, err := dynamo.New(k.client, k.table, newOnly).GetConnection(ctx, "acme", "old"); err != nil || c.AccessToken != testAccess {
+	if c, err := dynamo.NewWithSealers(k.client, k.table, newOnly, newOnly).GetConnection(ctx, "acme", "old"); err != nil || c.AccessToken != testAccess {
 		t.Errorf("after its next write, the old connection does not open under the new context: %v", err)
 	}
 }
@@ -321,7 +325,8 @@ func TestReplaceRetiresWithoutOpening(t *testing.T) {
 	before := getItem(t, k.client, k.table, "conn#acme#c1", "conn")["sealed"].(*types.AttributeValueMemberB).Value
 
 	keys := &countingKeys{Keys: k.keys}
-	callback := dynamo.New(k.client, k.table, envelope.NewSealer(keys, 0))
+	sealer := envelope.NewSealer(keys, 0)
+	callback := dynamo.NewWithSealers(k.client, k.table, sealer, sealer)
 	peeked, err := callback.PeekConnection(ctx, "acme", "c1")
 	if err != nil || peeked.Version != saved.Version {
 		t.Fatalf("PeekConnection: %+v, %v", peeked, err)

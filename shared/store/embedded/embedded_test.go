@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/storetest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
@@ -101,7 +102,7 @@ func TestOpenErrors(t *testing.T) {
 
 // testKey stands for a developer's key file: every open in this test
 // process uses it.
-var testKey = envelope.EphemeralKey()
+var testKey = testkeys.Local()
 
 func sealer() *envelope.Sealer { return envelope.NewSealer(testKey, 0) }
 
@@ -155,7 +156,7 @@ func TestS20_FileSealed(t *testing.T) {
 	if g, err := open(t, path).LeaseRetired(ctx, keys[0], now, now.Add(time.Minute)); err != nil || g.RefreshToken != "rt-embedded-S20" {
 		t.Errorf("retired grant after reopen = %q, %v; want rt-embedded-S20", g.RefreshToken, err)
 	}
-	if _, err := embedded.Open(path, envelope.NewSealer(envelope.EphemeralKey(), 0)); !errors.Is(err, envelope.ErrOpen) {
+	if _, err := embedded.Open(path, testkeys.Sealer()); !errors.Is(err, envelope.ErrOpen) {
 		t.Errorf("Open under another key: %v, want ErrOpen", err)
 	}
 	if _, err := embedded.Open(path, nil); err == nil {
