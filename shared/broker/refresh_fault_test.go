@@ -18,11 +18,11 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventrecorder"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -528,7 +528,7 @@ func TestRefreshFaults(t *testing.T) {
 // long over two hours later.
 func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 	e := newFaultEnv(t, faultOptions{refresh: broker.RefreshOptions{FailingAfter: 3}})
-	events := &lifecycle.Recorder{}
+	events := &eventrecorder.Recorder{}
 	e.b.Events = events
 	prov := e.prov["acme"]
 	seeded := e.seed(t, "acme", "c1")

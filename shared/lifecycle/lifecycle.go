@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -169,29 +168,4 @@ func (l *Log) Publish(ctx context.Context, e Event) error {
 	}
 	logger.LogAttrs(ctx, slog.LevelInfo, "lifecycle event", attrs...)
 	return nil
-}
-
-// Recorder is a Publisher that keeps the events it is given, for tests.
-// The zero value is ready to use.
-type Recorder struct {
-	mu     sync.Mutex
-	events []Event
-}
-
-// Publish implements Publisher.
-func (r *Recorder) Publish(_ context.Context, e Event) error {
-	if err := e.check(); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-	return nil
-}
-
-// Events returns the events published so far, oldest first.
-func (r *Recorder) Events() []Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Event(nil), r.events...)
 }
