@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
@@ -126,7 +127,7 @@ type handlerFixture struct {
 
 func newHandlerFixture(b *testing.B) *handlerFixture {
 	logcheck.Register(hbClientSecret, hbKeyMaterial, hbAccessToken, hbRefreshToken)
-	cat, err := provider.Parse("bench", []byte("providers:\n  acme:\n"+
+	cat, err := testcatalog.Load(b, []byte("providers:\n  acme:\n"+
 		"    authorization_url: https://provider.example.test/oauth/authorize\n"+
 		"    token_url: https://provider.example.test/oauth/token\n"+
 		"    grant_types: [authorization_code, refresh_token]\n"+

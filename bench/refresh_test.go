@@ -31,6 +31,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -251,7 +252,7 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 	if c.rate > 0 {
 		entry += fmt.Sprintf("    rate_limit:\n      requests: %d\n      period_seconds: %d\n", c.rate, int(c.period/time.Second))
 	}
-	cat, err := provider.Parse("bench", []byte(entry))
+	cat, err := testcatalog.Load(b, []byte(entry))
 	if err != nil {
 		b.Fatal(err)
 	}

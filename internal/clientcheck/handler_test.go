@@ -33,6 +33,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
@@ -203,7 +204,7 @@ func newTokenFunction(t *testing.T) *tokenFunction {
 		ClientID: "cid", ClientSecret: clientSecret, RedirectURI: "https://broker.example.test/callback/acme",
 		AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
 	})
-	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+
+	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+
 		"    authorization_url: "+prov.AuthorizeURL()+"\n    token_url: "+prov.TokenURL()+"\n"+
 		"    grant_types: [authorization_code, refresh_token]\n"))
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -56,7 +57,7 @@ func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	cfg.ClientID, cfg.ClientSecret, cfg.RedirectURI = "cid", "csecret", base+"/callback/acme"
 	prov := providertest.New(t, cfg)
 	entry = strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL(), "REVOKE_URL", prov.RevokeURL()).Replace(entry)
-	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+entry))
+	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+entry))
 	if err != nil {
 		t.Fatal(err)
 	}

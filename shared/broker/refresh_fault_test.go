@@ -22,6 +22,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -104,7 +105,7 @@ func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
 		yml.WriteString(strings.NewReplacer("AUTH_URL", p.AuthorizeURL(), "TOKEN_URL", p.TokenURL()).Replace(entry))
 		secretsDoc["oauthbroker/provider/"+fp.name] = map[string]string{"client_id": cfg.ClientID, "client_secret": secret}
 	}
-	cat, err := provider.Parse("test", []byte(yml.String()))
+	cat, err := testcatalog.Load(t, []byte(yml.String()))
 	if err != nil {
 		t.Fatal(err)
 	}

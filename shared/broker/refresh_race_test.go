@@ -19,6 +19,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -49,7 +50,7 @@ func newRaceEnv(t *testing.T) *raceEnv {
 		AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
 	})
 	entry := strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL()).Replace(codeEntry)
-	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+entry))
+	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+entry))
 	if err != nil {
 		t.Fatal(err)
 	}

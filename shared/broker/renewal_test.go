@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -78,7 +78,7 @@ func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
 	}
 	withRefresh := f.b.Catalog
 	codeOnly := "    authorization_url: " + f.prov.AuthorizeURL() + "\n    token_url: " + f.prov.TokenURL() + "\n    grant_types: [authorization_code]\n"
-	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+codeOnly))
+	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+codeOnly))
 	if err != nil {
 		t.Fatal(err)
 	}

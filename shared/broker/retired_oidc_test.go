@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -33,7 +34,7 @@ func newOIDCFixture(t *testing.T, extra string) *oidcFixture {
 	srv := oidcprovider.Start(t, oidcprovider.Options{RedirectURIs: []string{base + "/callback/acme"}, Scopes: []string{"read"}, AccessTokenTTL: time.Hour})
 	entry := "    authorization_url: " + srv.AuthorizationEndpoint + "\n    token_url: " + srv.TokenEndpoint +
 		"\n    revocation_url: " + srv.RevocationEndpoint + "\n    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n" + extra
-	cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+entry))
+	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+entry))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -213,7 +213,7 @@ func TestRetiredGrantRules(t *testing.T) {
 		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
 		first := f.connect(t, "c1")
 		f.connect(t, "c1")
-		cat, err := provider.Parse("test", []byte("providers:\n  acme:\n"+strings.NewReplacer("AUTH_URL", f.prov.AuthorizeURL(), "TOKEN_URL", f.prov.TokenURL(), "REVOKE_URL", f.prov.RevokeURL()).Replace(revokingEntry)))
+		cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+strings.NewReplacer("AUTH_URL", f.prov.AuthorizeURL(), "TOKEN_URL", f.prov.TokenURL(), "REVOKE_URL", f.prov.RevokeURL()).Replace(revokingEntry)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -58,7 +59,7 @@ func newRefusals(t *testing.T) *refusals {
 		RequirePKCE: true, Issuer: acmeIssuer, AccessTokenTTL: time.Hour})
 	svc := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: "csecret", RedirectURI: refusalBase + "/callback/svc",
 		ClientAuth: "body", AccessTokenTTL: time.Hour})
-	cat, err := provider.Parse("test", []byte("providers:\n"+
+	cat, err := testcatalog.Load(t, []byte("providers:\n"+
 		"  acme:\n    authorization_url: "+acme.AuthorizeURL()+"\n    token_url: "+acme.TokenURL()+
 		"\n    grant_types: [authorization_code, refresh_token]\n    issuer: "+acmeIssuer+"\n    require_issuer: true\n"+
 		"  tenant:\n    authorization_url: https://tenant.example/authorize?tenant={tenant}\n    token_url: https://tenant.example/token\n"+

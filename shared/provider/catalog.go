@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 
 	"gopkg.in/yaml.v3"
 )
@@ -42,16 +41,6 @@ func (c *Catalog) Get(name string) (*Provider, bool) {
 	return p, ok
 }
 
-// Names returns the provider names in order.
-func (c *Catalog) Names() []string {
-	names := make([]string, 0, len(c.providers))
-	for n := range c.providers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // Load returns the embedded catalog overlaid with the operator's file at
 // path (skipped when path is empty). An entry in the file replaces the
 // embedded entry of the same name as a whole.
@@ -65,12 +54,6 @@ func Load(path string) (*Catalog, error) {
 		sources = append(sources, source{path, b})
 	}
 	return parse(sources...)
-}
-
-// Parse builds a catalog from YAML documents only (no embedded entries);
-// useful for tests and tools.
-func Parse(name string, doc []byte) (*Catalog, error) {
-	return parse(source{name, doc})
 }
 
 type source struct {

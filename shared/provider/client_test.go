@@ -29,7 +29,7 @@ func testProvider(t *testing.T, tokenURL string, auth ClientAuth, enc TokenReque
 	doc := "providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: " + tokenURL +
 		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: " + string(auth) +
 		"\n    token_request: " + string(enc) + "\n    token_params: {audience: api}\n    metadata_fields: [user_id]\n"
-	c, err := Parse("test", []byte(doc))
+	c, err := parseDoc("test", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestTokenHeadersAndQuirks(t *testing.T) {
 	defer srv.Close()
 	doc := "providers:\n  gr:\n    authorization_url: https://{domain}/a\n    token_url: " + srv.URL + "/t\n    grant_types: [authorization_code]\n" +
 		"    token_headers: {X-Domain: '{domain}'}\n    metadata_fields: [user_id]\n    connection_params: {domain: {pattern: '[a-z.]+'}}\n"
-	c, err := Parse("test", []byte(doc))
+	c, err := parseDoc("test", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestRevoke(t *testing.T) {
 			srv := providertest.New(t, providertest.Config{ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, ClientAuth: string(auth), RedirectURI: "https://broker.example/callback/acme"})
 			doc := "providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: " + srv.TokenURL() +
 				"\n    revocation_url: " + srv.RevokeURL() + "\n    grant_types: [authorization_code, refresh_token]\n    client_auth: " + string(auth) + "\n"
-			cat, err := Parse("test", []byte(doc))
+			cat, err := parseDoc("test", []byte(doc))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -287,7 +287,7 @@ func TestRevoke(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Parse("test", []byte("providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: https://acme.example/t\n    revocation_url: https://elsewhere.example/r\n    grant_types: [authorization_code]\n")); err == nil {
+	if _, err := parseDoc("test", []byte("providers:\n  acme:\n    authorization_url: https://acme.example/a\n    token_url: https://acme.example/t\n    revocation_url: https://elsewhere.example/r\n    grant_types: [authorization_code]\n")); err == nil {
 		t.Error("a revocation_url on another host than token_url was accepted (it would receive the client secret)")
 	}
 }

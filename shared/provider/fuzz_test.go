@@ -23,7 +23,7 @@ func FuzzParseTokenResponse(f *testing.F) {
 	f.Add("application/x-www-form-urlencoded", []byte("access_token=a&token_type=bearer&expires_in=1"))
 	f.Add("application/x-www-form-urlencoded", []byte("access_token=a%0D%0Ab&token_type=bearer"))
 	f.Add("application/x-www-form-urlencoded", []byte("access_token=a&refresh_token=%7F&token_type=bearer"))
-	c, err := Parse("fuzz", []byte("providers:\n  p:\n    token_url: https://p.example/t\n    grant_types: [client_credentials]\n"))
+	c, err := parseDoc("fuzz", []byte("providers:\n  p:\n    token_url: https://p.example/t\n    grant_types: [client_credentials]\n"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func TestIssuedAt(t *testing.T) {
 				io.WriteString(w, `{"access_token":"a","token_type":"bearer","expires_in":7200,"refresh_token":"r","created_at":`+tt.createdAt+`}`)
 			}))
 			defer srv.Close()
-			c, err := Parse("test", []byte(strings.Replace(doc, "%s", srv.URL, 1)))
+			c, err := parseDoc("test", []byte(strings.Replace(doc, "%s", srv.URL, 1)))
 			if err != nil {
 				t.Fatal(err)
 			}

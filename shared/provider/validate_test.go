@@ -48,7 +48,7 @@ func TestParseRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("test", []byte(tt.doc))
+			_, err := parseDoc("test", []byte(tt.doc))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want containing %q", err, tt.want)
 			}
@@ -59,7 +59,7 @@ func TestParseRejects(t *testing.T) {
 func TestLoopbackHTTPAllowed(t *testing.T) {
 	for _, host := range []string{"127.0.0.1:9", "localhost:9", "[::1]:9"} {
 		doc := "providers:\n  dev:\n    token_url: http://" + host + "/t\n    grant_types: [client_credentials]\n"
-		if _, err := Parse("test", []byte(doc)); err != nil {
+		if _, err := parseDoc("test", []byte(doc)); err != nil {
 			t.Errorf("%s: %v", host, err)
 		}
 	}
