@@ -39,6 +39,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
@@ -1074,8 +1075,8 @@ func TestS18_RedirectURIFromConfig(t *testing.T) {
 					ev.RequestContext.DomainName, ev.RequestContext.DomainPrefix = "evil.example", "evil"
 				}
 			}
-			resp := invoke(t, s.authorize, event(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-				setQuery(ev, "acme", "connect", s.signed(signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo}))
+			resp := invoke(t, s.authorize, sampleevent.Load(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				sampleevent.SetQuery(ev, "acme", "connect", s.signed(signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo}))
 				edit(ev)
 			}))
 			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
@@ -1088,8 +1089,8 @@ func TestS18_RedirectURIFromConfig(t *testing.T) {
 			cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
 			s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
 			back := s.consent(authURL)
-			cb := invoke(t, s.callback, event(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-				setQuery(ev, "acme", "callback", back.RawQuery)
+			cb := invoke(t, s.callback, sampleevent.Load(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				sampleevent.SetQuery(ev, "acme", "callback", back.RawQuery)
 				ev.Cookies = []string{cookie}
 				edit(ev)
 			}))
@@ -1480,8 +1481,8 @@ func (s *stack) deliverAtOnce(provider, query string, cookies ...string) []event
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for i, fn := range []*lambdarie.Function{s.callback, s.callback2} {
-		ev := event(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-			setQuery(ev, provider, "callback", query)
+		ev := sampleevent.Load(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+			sampleevent.SetQuery(ev, provider, "callback", query)
 			ev.Cookies = cookies
 		})
 		wg.Go(func() {
@@ -1636,8 +1637,8 @@ func (s *stack) assertCatalogRefused(entry, reason string) {
 		s.t.Fatal(err)
 	}
 	fn := s.extraFunction("./functions/authorize", map[string]string{"PROVIDERS_FILE": file, "AWS_LAMBDA_FUNCTION_TIMEOUT": "10"})
-	ev := event(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		setQuery(ev, "acme", "connect", s.link("refused", returnTo, nil, time.Now().Add(time.Hour)))
+	ev := sampleevent.Load(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, "acme", "connect", s.link("refused", returnTo, nil, time.Now().Add(time.Hour)))
 	})
 	out, err := fn.Invoke(s.t.Context(), ev)
 	var fe *lambdarie.FunctionError

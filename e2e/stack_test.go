@@ -27,6 +27,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
@@ -249,39 +250,6 @@ func (s *stack) checkLogs() {
 	}
 }
 
-// event loads events/<name>.json — the file a user passes to
-// `sam local invoke -e` — and applies edits.
-func event(t *testing.T, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
-	t.Helper()
-	root, err := lambdarie.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "events", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(b, &ev); err != nil {
-		t.Fatal(err)
-	}
-	edit(&ev)
-	out, _ := json.Marshal(ev)
-	return out
-}
-
-func setQuery(ev *events.APIGatewayV2HTTPRequest, provider, path, raw string) {
-	ev.PathParameters = map[string]string{"provider": provider}
-	ev.RawPath = "/" + path + "/" + provider
-	ev.RequestContext.HTTP.Path = ev.RawPath
-	ev.RawQueryString = raw
-	q, _ := url.ParseQuery(raw)
-	ev.QueryStringParameters = map[string]string{}
-	for k, v := range q {
-		ev.QueryStringParameters[k] = strings.Join(v, ",")
-	}
-}
-
 func invoke(t *testing.T, fn *lambdarie.Function, ev []byte) events.APIGatewayV2HTTPResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -310,8 +278,8 @@ func (s *stack) link(connectionID, ret string, scopes []string, exp time.Time) s
 
 // connect invokes authorize with a connect query.
 func (s *stack) connect(provider, rawQuery string, headers map[string]string) events.APIGatewayV2HTTPResponse {
-	return invoke(s.t, s.authorize, event(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		setQuery(ev, provider, "connect", rawQuery)
+	return invoke(s.t, s.authorize, sampleevent.Load(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, provider, "connect", rawQuery)
 		for k, v := range headers {
 			ev.Headers[k] = v
 		}
@@ -366,8 +334,8 @@ func (s *stack) consent(authURL *url.URL) *url.URL {
 
 // deliver invokes a callback function with the browser's query and cookies.
 func (s *stack) deliver(fn *lambdarie.Function, provider, rawQuery string, cookies ...string) events.APIGatewayV2HTTPResponse {
-	return invoke(s.t, fn, event(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		setQuery(ev, provider, "callback", rawQuery)
+	return invoke(s.t, fn, sampleevent.Load(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, provider, "callback", rawQuery)
 		ev.Cookies = cookies
 	}))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -25,7 +26,7 @@ func (s *stack) tokenCall(method, provider, id, rawQuery string) events.APIGatew
 	if method == http.MethodDelete {
 		file, path = "delete.json", "/connections/"+provider+"/"+id
 	}
-	return invoke(s.t, s.token, event(s.t, file, func(ev *events.APIGatewayV2HTTPRequest) {
+	return invoke(s.t, s.token, sampleevent.Load(s.t, file, func(ev *events.APIGatewayV2HTTPRequest) {
 		ev.PathParameters = map[string]string{"provider": provider, "connection_id": id}
 		ev.RawPath, ev.RequestContext.HTTP.Path = path, path
 		ev.RawQueryString = rawQuery

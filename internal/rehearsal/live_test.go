@@ -23,11 +23,11 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/samconfig"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/samtransform"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
@@ -418,8 +418,8 @@ func runFlow(t *testing.T, p flowParts) bool {
 	logcheck.Register(v.Get("sig"))
 
 	// connect → consent → callback
-	resp := invoke(t, p.fns["AuthorizeFunction"], event(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		setQuery(ev, "acme", "connect", q)
+	resp := invoke(t, p.fns["AuthorizeFunction"], sampleevent.Load(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, "acme", "connect", q)
 	}))
 	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
 		t.Fatalf("connect: %d, %d cookies, %s", resp.StatusCode, len(resp.Cookies), resp.Body)
@@ -432,8 +432,8 @@ func runFlow(t *testing.T, p flowParts) bool {
 	logcheck.Register(authURL.Query().Get("state"), cookie[strings.IndexByte(cookie, '=')+1:])
 	back := consent(t, authURL)
 	logcheck.Register(back.Query().Get("code"))
-	resp = invoke(t, p.fns["CallbackFunction"], event(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		setQuery(ev, "acme", "callback", back.RawQuery)
+	resp = invoke(t, p.fns["CallbackFunction"], sampleevent.Load(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, "acme", "callback", back.RawQuery)
 		ev.Cookies = []string{cookie}
 	}))
 	if loc := resp.Headers["Location"]; resp.StatusCode != http.StatusFound || !strings.Contains(loc, "status=connected") {
@@ -489,7 +489,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 	wantEvents(t, p.events, "oauthbroker.connection.needs_reauth")
 
 	// delete
-	resp = invoke(t, p.fns["TokenFunction"], event(t, "delete.json", func(ev *events.APIGatewayV2HTTPRequest) {
+	resp = invoke(t, p.fns["TokenFunction"], sampleevent.Load(t, "delete.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		tokenPath(ev, id, "/connections/acme/"+id)
 	}))
 	if resp.StatusCode != http.StatusNoContent {
@@ -503,8 +503,8 @@ func runFlow(t *testing.T, p flowParts) bool {
 
 	// The seeded stack's authorize, whose role lacks PutPendingStates:
 	// the same connect fails, refused by moto's IAM.
-	resp = invoke(t, p.fns["seeded"], event(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		setQuery(ev, "acme", "connect", q)
+	resp = invoke(t, p.fns["seeded"], sampleevent.Load(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, "acme", "connect", q)
 	}))
 	refused := 0
 	for _, c := range p.fns["seeded"].calls.All() {
@@ -527,7 +527,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 // the access token, which must be one the provider issued.
 func tokenRead(t *testing.T, p flowParts, id, query string) string {
 	t.Helper()
-	resp := invoke(t, p.fns["TokenFunction"], event(t, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
+	resp := invoke(t, p.fns["TokenFunction"], sampleevent.Load(t, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		tokenPath(ev, id, "/connections/acme/"+id+"/token")
 		ev.RawQueryString, ev.QueryStringParameters = query, nil
 		if k, v, ok := strings.Cut(query, "="); ok {
@@ -571,39 +571,6 @@ func consent(t *testing.T, authURL *url.URL) *url.URL {
 		t.Fatal(err)
 	}
 	return u
-}
-
-// event loads events/<name>.json, the file `sam local invoke -e` takes,
-// and applies edit.
-func event(t *testing.T, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
-	t.Helper()
-	root, err := modroot.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "events", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(b, &ev); err != nil {
-		t.Fatal(err)
-	}
-	edit(&ev)
-	out, _ := json.Marshal(ev)
-	return out
-}
-
-func setQuery(ev *events.APIGatewayV2HTTPRequest, provider, path, raw string) {
-	ev.PathParameters = map[string]string{"provider": provider}
-	ev.RawPath = "/" + path + "/" + provider
-	ev.RequestContext.HTTP.Path = ev.RawPath
-	ev.RawQueryString = raw
-	q, _ := url.ParseQuery(raw)
-	ev.QueryStringParameters = map[string]string{}
-	for k, v := range q {
-		ev.QueryStringParameters[k] = strings.Join(v, ",")
-	}
 }
 
 func tokenPath(ev *events.APIGatewayV2HTTPRequest, id, path string) {

@@ -1,0 +1,56 @@
+// Package sampleevent loads the API Gateway events in events/ — the files a
+// user passes to `sam local invoke -e` — for tests that invoke the built
+// functions with them.
+package sampleevent
+
+import (
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+)
+
+// Load reads events/<name>.json, applies edit and returns the event as
+// JSON, ready to invoke a function with.
+func Load(t testing.TB, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
+	t.Helper()
+	root, err := modroot.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "events", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	edit(&ev)
+	out, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// SetQuery points ev at /<path>/<provider> with the raw query string raw,
+// filling the parsed parameters as API Gateway does (repeated values
+// joined with commas).
+func SetQuery(ev *events.APIGatewayV2HTTPRequest, provider, path, raw string) {
+	ev.PathParameters = map[string]string{"provider": provider}
+	ev.RawPath = "/" + path + "/" + provider
+	ev.RequestContext.HTTP.Path = ev.RawPath
+	ev.RawQueryString = raw
+	q, _ := url.ParseQuery(raw)
+	ev.QueryStringParameters = map[string]string{}
+	for k, v := range q {
+		ev.QueryStringParameters[k] = strings.Join(v, ",")
+	}
+}
