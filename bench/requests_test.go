@@ -29,6 +29,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
+	"github.com/oauthbroker/oauthbroker/shared/schedule"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -292,7 +293,7 @@ func BenchmarkRequests(b *testing.B) {
 	sweepOf := func(prefix string, n int) func() {
 		return func() {
 			seedDue(b, ddb, kms, table, prov, prefix, n)
-			sum, err := refresh.HandleSchedule(ctx, json.RawMessage(`{"action":"refresh-due"}`))
+			sum, err := schedule.Handler(refresh)(ctx, json.RawMessage(`{"action":"refresh-due"}`))
 			if err != nil || sum.Refreshed != n || sum.Due != n {
 				b.Fatalf("sweep %+v, %v; want %d due and refreshed; log: %s", sum, err, n, logs)
 			}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 
-	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
@@ -246,7 +246,7 @@ func TestCallbackRejects(t *testing.T) {
 				ReturnTo: returnTo, BindingHash: signing.Hash("old-browser"), ExpiresAt: old.Expires}); err != nil {
 				t.Fatal(err)
 			}
-			return s.deliver(s.callback, "acme", "code="+f.code+"&state="+url.QueryEscape(old.Value), broker.BindingCookieName(old.ID)+"=old-browser")
+			return s.deliver(s.callback, "acme", "code="+f.code+"&state="+url.QueryEscape(old.Value), httpapi.BindingCookieName(old.ID)+"=old-browser")
 		}, result{status: 403}},
 		{"missing state (S3)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
 			return s.deliver(s.callback, "acme", "code="+f.code, f.cookie)

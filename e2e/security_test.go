@@ -42,7 +42,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
-	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -265,7 +265,7 @@ func TestS3_FailClosed(t *testing.T) {
 		{"empty query", "", []string{f.cookie}, 400},
 		{"missing cookie", f.callbackQuery, nil, 403},
 		{"unknown key id", "code=" + url.QueryEscape(f.code) + "&state=" + url.QueryEscape(unknownKid.Value),
-			[]string{broker.BindingCookieName(unknownKid.ID) + "=k9-browser"}, 403},
+			[]string{httpapi.BindingCookieName(unknownKid.ID) + "=k9-browser"}, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,7 +305,7 @@ func TestS4_StateCheckedBeforeCodeRedeemed(t *testing.T) {
 		cookie string
 	}{
 		{"forged signature", code + url.QueryEscape(flipSegment(f.state, 3)), f.cookie},
-		{"signed but never recorded", code + url.QueryEscape(unrecorded.Value), broker.BindingCookieName(unrecorded.ID) + "=x"},
+		{"signed but never recorded", code + url.QueryEscape(unrecorded.Value), httpapi.BindingCookieName(unrecorded.ID) + "=x"},
 		{"expired", code + url.QueryEscape(expired), expiredCookie},
 		{"already consumed", code + url.QueryEscape(used.state), used.cookie},
 		{"minted for another provider", code + url.QueryEscape(otherProv.state), otherProv.cookie},
@@ -1470,7 +1470,7 @@ func (s *stack) plantState(signedExp, recordedExp time.Time, ret, connectionID s
 		s.t.Fatal(err)
 	}
 	s.remember(st.Value, binding)
-	return st.Value, broker.BindingCookieName(st.ID) + "=" + binding
+	return st.Value, httpapi.BindingCookieName(st.ID) + "=" + binding
 }
 
 // deliverAtOnce sends the same callback to both callback instances at the

@@ -21,7 +21,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
-	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -294,7 +294,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 	}
 	var binding *network.Cookie
 	for _, c := range cookies.Cookies {
-		if strings.HasPrefix(c.Name, broker.BindingCookiePrefix) {
+		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) {
 			binding = c
 			logcheck.Register(c.Value)
 		}
@@ -375,7 +375,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 		fatalf(step3, "reading cookies: %v", err)
 	}
 	for _, c := range cookies.Cookies {
-		if strings.HasPrefix(c.Name, broker.BindingCookiePrefix) {
+		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) {
 			errorf(step3, "the binding cookie %s was not cleared by the callback", c.Name)
 		}
 	}

@@ -23,7 +23,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
-	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -179,7 +179,7 @@ func TestDevServerFlow(t *testing.T) {
 	authURL := redirect(t, "connect", resp, body, base+"/sandbox/authorize?")
 	var binding *http.Cookie
 	for _, c := range resp.Cookies() {
-		if strings.HasPrefix(c.Name, broker.BindingCookiePrefix) {
+		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) {
 			binding = c
 		}
 	}

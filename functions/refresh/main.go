@@ -7,10 +7,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/oauthbroker/oauthbroker/shared/schedule"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 )
 
 func main() {
 	b := setup.Must(setup.FromEnv(context.Background()))
-	lambda.Start(b.HandleSchedule)
+	lambda.Start(schedule.Handler(b))
 }

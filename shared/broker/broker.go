@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,31 +122,32 @@ func (b *Broker) credentials(ctx context.Context, p *provider.Provider) (secrets
 	return secrets.LoadClientCredentials(ctx, b.Secrets, b.Config.SecretsPrefix, p.Name)
 }
 
-// Error is a flow that ends without success. Message is safe to show to
-// the browser; Code is the fixed error code for the app when the browser
-// is sent back (Location set); Cause is the fixed reason for the logs.
+// Error is a connect or callback that ends without success. Message is
+// safe to show to the browser; Code is the fixed error code for the app;
+// Cause is the fixed reason for the logs. Kind says what went wrong in the
+// broker's words, and the adapter answers it: package httpapi maps each
+// kind to an HTTP status, a page, a redirect or a JSON body.
 type Error struct {
-	Status  int
+	Kind    Kind
 	Message string
-	// Code is one of the Code* constants.
-	Code string
+	Code    Code
 	// Cause is one of the Cause* constants, set where the refusal is
 	// decided and logged with the refusal.
 	Cause Cause
-	// Location, when set, is where the browser goes instead of an error
-	// page: the app's return URL with ?error=Code.
-	Location string
+	// ReturnURL, when set, is where the flow ends instead of on an error
+	// page: the app's return URL with ?error=Code and the connection id.
+	ReturnURL string
 	// Err is the error behind Cause, if any, logged as its detail; it
 	// never holds a credential.
 	Err error
-	// JSON marks an error for a program rather than a browser (a
-	// client_credentials connect without a return address): it is
-	// answered {"error": Code} instead of a page.
-	JSON bool
+	// Program marks a failure told to a program rather than a browser (a
+	// client_credentials connect without a return address): it gets Code
+	// as data instead of a page.
+	Program bool
 }
 
 func (e *Error) Error() string {
-	s := e.Code + " (" + string(e.Cause) + "): " + e.Message
+	s := string(e.Code) + " (" + string(e.Cause) + "): " + e.Message
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
@@ -156,30 +156,74 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Error codes sent to the app in ?error= (a fixed set: nothing a provider
-// or browser sends is echoed, S10).
+// Kind is what went wrong in a connect or callback, in the broker's words.
+// Each kind is answered by its own HTTP status (package httpapi holds the
+// one table), so a new kind needs a status there.
+type Kind string
+
+// Error kinds.
 const (
-	CodeAccessDenied        = "access_denied"
-	CodeInvalidScope        = "invalid_scope"
-	CodeProviderError       = "provider_error"
-	CodeProviderUnavailable = "provider_unavailable"
-	CodeServerError         = "server_error"
-	// CodeConnectionConflict: the connection id already holds a
-	// connection made with another grant; delete it or use another id.
-	CodeConnectionConflict = "connection_conflict"
-	// Codes for error pages (no redirect possible).
-	CodeBadRequest  = "bad_request"
-	CodeForbidden   = "forbidden"
-	CodeNotFound    = "not_found"
-	CodeUnavailable = "unavailable"
+	// KindNotFound: the request names no provider in the catalog.
+	KindNotFound Kind = "not_found"
+	// KindMalformed: the request is incomplete, malformed, or does not
+	// fit its flow (a code for a client_credentials flow, none for a
+	// code flow).
+	KindMalformed Kind = "malformed"
+	// KindForbidden: the request is refused — a link or state that is not
+	// valid, expired, replayed or from another browser, a return address
+	// not allowed, an unexpected issuer.
+	KindForbidden Kind = "forbidden"
+	// KindUnavailable: the broker could not go on — the keyset, client
+	// credentials or the store could not be read or written, or the
+	// provider's entry no longer fits the flow.
+	KindUnavailable Kind = "unavailable"
+	// KindAuthorizationFailed: no authorization came about: the provider
+	// answered the authorization request with an error, or the token
+	// request could not be made from the entry.
+	KindAuthorizationFailed Kind = "authorization_failed"
+	// KindProviderRefused: the provider's token endpoint refused the
+	// request or answered what the broker does not accept (S14).
+	KindProviderRefused Kind = "provider_refused"
+	// KindProviderUnavailable: the provider's token endpoint is down,
+	// slow or throttling: worth trying again later.
+	KindProviderUnavailable Kind = "provider_unavailable"
+	// KindConflict: the connection id already holds a connection made
+	// with another grant.
+	KindConflict Kind = "conflict"
 )
 
-func fail(status int, code string, cause Cause, msg string, err error) *Error {
-	return &Error{Status: status, Code: code, Cause: cause, Message: msg, Err: err}
+// Code is an error code the app is sent in ?error= (or a program as data):
+// a fixed set, since nothing a provider or browser sends is echoed (S10).
+type Code string
+
+// Error codes.
+const (
+	CodeAccessDenied        Code = "access_denied"
+	CodeInvalidScope        Code = "invalid_scope"
+	CodeProviderError       Code = "provider_error"
+	CodeProviderUnavailable Code = "provider_unavailable"
+	CodeServerError         Code = "server_error"
+	// CodeConnectionConflict: the connection id already holds a
+	// connection made with another grant; delete it or use another id.
+	CodeConnectionConflict Code = "connection_conflict"
+	// Codes for error pages (no redirect possible).
+	CodeBadRequest  Code = "bad_request"
+	CodeForbidden   Code = "forbidden"
+	CodeNotFound    Code = "not_found"
+	CodeUnavailable Code = "unavailable"
+)
+
+func fail(kind Kind, code Code, cause Cause, msg string, err error) *Error {
+	return &Error{Kind: kind, Code: code, Cause: cause, Message: msg, Err: err}
 }
 
-func unavailable(err error) *Error {
-	return fail(http.StatusServiceUnavailable, CodeUnavailable, CauseInternal, "The service is temporarily unavailable. Please try again.", err)
+// UnavailableMessage is what a browser is told when the broker cannot go on.
+const UnavailableMessage = "The service is temporarily unavailable. Please try again."
+
+// Unavailable is the failure of a flow the broker could not go on with
+// for err (a store, keyset or secrets failure).
+func Unavailable(err error) *Error {
+	return fail(KindUnavailable, CodeUnavailable, CauseInternal, UnavailableMessage, err)
 }
 
 // isNotFound reports a missing secret or record.

@@ -96,10 +96,10 @@ func (f *fixture) connect(t *testing.T, id string) store.Connection {
 		loc = f.prov.Authorize(t, res.Location)
 	}
 	cb, err := f.finish(res, loc.Query())
-	if err != nil || cb.Connection == nil {
-		t.Fatalf("callback: %v", err)
+	if err != nil || cb.Connection == nil || cb.Connection.ConnectionID != id {
+		t.Fatalf("callback: %+v %v", cb, err)
 	}
-	return *cb.Connection
+	return f.get(t, id)
 }
 
 // start signs a connect link for id with f.keys and runs Connect.
@@ -118,22 +118,22 @@ func (f *fixture) connectQuery(q string) (broker.ConnectResult, error) {
 	if loc, perr := url.Parse(res.Location); perr == nil {
 		logcheck.Register(loc.Query().Get("state"))
 	}
-	if res.Cookie != nil {
-		logcheck.Register(res.Cookie.Value)
+	if res.Binding != nil {
+		logcheck.Register(res.Binding.Secret)
 	}
 	return res, err
 }
 
-// finish delivers the callback query in the browser that holds res's cookie.
+// finish delivers the callback query in the browser that holds res's binding.
 func (f *fixture) finish(res broker.ConnectResult, q url.Values) (broker.CallbackResult, error) {
 	return f.b.Callback(context.Background(), broker.CallbackRequest{
 		Provider: "acme",
 		Query:    q,
-		Cookie: func(name string) (string, bool) {
-			if res.Cookie == nil {
+		Binding: func(flow string) (string, bool) {
+			if res.Binding == nil {
 				return "", false
 			}
-			return res.Cookie.Value, name == res.Cookie.Name
+			return res.Binding.Secret, flow == res.Binding.Flow
 		},
 	})
 }
@@ -324,7 +324,7 @@ func TestIssuerMixUp(t *testing.T) {
 			before := f.prov.TokenRequests()
 			_, err = f.finish(res, back.Query())
 			var e *broker.Error
-			if tt.ok != (err == nil) || !tt.ok && (!errors.As(err, &e) || e.Status != http.StatusForbidden) {
+			if tt.ok != (err == nil) || !tt.ok && (!errors.As(err, &e) || e.Kind != broker.KindForbidden) {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
 			}
 			if !tt.ok && f.prov.TokenRequests() != before {
@@ -397,13 +397,16 @@ func TestClientCredentialsWithoutReturnTo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Cookie != nil || !strings.HasPrefix(res.Location, base+"/callback/acme?state=") {
+	if res.Binding != nil || !strings.HasPrefix(res.Location, base+"/callback/acme?state=") {
 		t.Fatalf("connect: %+v", res)
 	}
 	loc, _ := url.Parse(res.Location)
 	cb, err := f.finish(res, loc.Query())
-	if err != nil || cb.Location != "" || cb.Connection == nil || cb.Connection.Grant != provider.GrantClientCredentials || cb.ClearCookie != "" {
+	if err != nil || cb.Location != "" || cb.Connection == nil || cb.ClearBinding != "" {
 		t.Fatalf("callback: %+v %v", cb, err)
+	}
+	if c := f.get(t, "c1"); c.Grant != provider.GrantClientCredentials {
+		t.Fatalf("connection made with %q", c.Grant)
 	}
 	if _, err := f.finish(res, loc.Query()); err == nil {
 		t.Fatal("replayed client_credentials state accepted")
@@ -419,7 +422,7 @@ func TestLinkChoosesGrant(t *testing.T) {
 	f := newFixture(t, providertest.Config{AccessTokenTTL: time.Hour, Scopes: []string{"read"}},
 		"    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code, refresh_token, client_credentials]\n    pkce: false\n")
 	res, err := f.startLink(func(l *signing.Link) { l.Grant = provider.GrantClientCredentials })
-	if err != nil || res.Cookie != nil {
+	if err != nil || res.Binding != nil {
 		t.Fatalf("connect: %+v %v", res, err)
 	}
 	loc, _ := url.Parse(res.Location)
@@ -436,7 +439,7 @@ func TestLinkChoosesGrant(t *testing.T) {
 	}
 	// The default stays authorization_code, with a cookie.
 	res, err = f.startLink(func(*signing.Link) {})
-	if err != nil || res.Cookie == nil {
+	if err != nil || res.Binding == nil {
 		t.Fatalf("default grant: %+v %v", res, err)
 	}
 }
@@ -463,8 +466,8 @@ func TestConnectRejectsGrantAndParams(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := f.startLink(tt.edit)
 			var be *broker.Error
-			if !errors.As(err, &be) || be.Status != http.StatusForbidden {
-				t.Fatalf("err = %v, want 403", err)
+			if !errors.As(err, &be) || be.Kind != broker.KindForbidden {
+				t.Fatalf("err = %v, want forbidden", err)
 			}
 		})
 	}
@@ -480,7 +483,7 @@ func TestConnectRejectsGrantAndParams(t *testing.T) {
 	}
 	back := f.prov.Authorize(t, res.Location)
 	cb, err := f.finish(res, back.Query())
-	if err != nil || cb.Connection.Params["tenant"] != "acme" {
+	if err != nil || cb.Connection == nil || f.get(t, "c1").Params["tenant"] != "acme" {
 		t.Fatalf("callback %+v %v", cb, err)
 	}
 	reqs := f.prov.Requests()
@@ -499,9 +502,9 @@ func TestMissingCookieLeavesStateForItsBrowser(t *testing.T) {
 	}
 	back := f.prov.Authorize(t, res.Location)
 	_, err = f.b.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
-		Cookie: func(string) (string, bool) { return "", false }})
+		Binding: func(string) (string, bool) { return "", false }})
 	var be *broker.Error
-	if !errors.As(err, &be) || be.Status != http.StatusForbidden || f.prov.TokenRequests() != 0 {
+	if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
 		t.Fatalf("without cookie: %v, %d token requests", err, f.prov.TokenRequests())
 	}
 	if cb, err := f.finish(res, back.Query()); err != nil || cb.Connection == nil {
@@ -523,7 +526,7 @@ func TestGrantChangeRefused(t *testing.T) {
 	loc, _ := url.Parse(res.Location)
 	_, err = f.finish(res, loc.Query())
 	var be *broker.Error
-	if !errors.As(err, &be) || be.Code != broker.CodeConnectionConflict || !strings.Contains(be.Location, "error=connection_conflict") {
+	if !errors.As(err, &be) || be.Code != broker.CodeConnectionConflict || be.Kind != broker.KindConflict || !strings.Contains(be.ReturnURL, "error=connection_conflict") {
 		t.Fatalf("err = %v", err)
 	}
 	if got := f.get(t, "c1"); got.AccessToken != c.AccessToken || got.Grant != provider.GrantAuthorizationCode || got.Version != c.Version {
@@ -532,7 +535,7 @@ func TestGrantChangeRefused(t *testing.T) {
 }
 
 // Errors of a client_credentials connect without a return address are
-// JSON with a status that says whose fault it is.
+// told to the program, with a kind that says whose fault it is.
 func TestClientCredentialsJSONErrors(t *testing.T) {
 	f := newFixture(t, providertest.Config{AccessTokenTTL: 300 * time.Second, ClientAuth: "body"},
 		"    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n")
@@ -540,13 +543,13 @@ func TestClientCredentialsJSONErrors(t *testing.T) {
 		name  string
 		fail  int
 		extra url.Values
-		want  int
-		code  string
+		want  broker.Kind
+		code  broker.Code
 	}{
-		{"provider down", http.StatusServiceUnavailable, nil, http.StatusBadGateway, broker.CodeProviderUnavailable},
-		{"provider refuses", http.StatusUnauthorized, nil, http.StatusBadGateway, broker.CodeProviderError},
-		{"error parameter added", 0, url.Values{"error": {"access_denied"}}, http.StatusBadRequest, broker.CodeAccessDenied},
-		{"code parameter added", 0, url.Values{"code": {"x"}}, http.StatusBadRequest, broker.CodeProviderError},
+		{"provider down", http.StatusServiceUnavailable, nil, broker.KindProviderUnavailable, broker.CodeProviderUnavailable},
+		{"provider refuses", http.StatusUnauthorized, nil, broker.KindProviderRefused, broker.CodeProviderError},
+		{"error parameter added", 0, url.Values{"error": {"access_denied"}}, broker.KindAuthorizationFailed, broker.CodeAccessDenied},
+		{"code parameter added", 0, url.Values{"code": {"x"}}, broker.KindMalformed, broker.CodeProviderError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -564,7 +567,7 @@ func TestClientCredentialsJSONErrors(t *testing.T) {
 			}
 			_, err = f.finish(res, q)
 			var be *broker.Error
-			if !errors.As(err, &be) || !be.JSON || be.Status != tt.want || be.Code != tt.code || be.Location != "" {
+			if !errors.As(err, &be) || !be.Program || be.Kind != tt.want || be.Code != tt.code || be.ReturnURL != "" {
 				t.Fatalf("err = %+v", be)
 			}
 		})
@@ -607,9 +610,9 @@ func TestEmptyCookieIsNoCookie(t *testing.T) {
 	}
 	back := f.prov.Authorize(t, res.Location)
 	_, err = f.b.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
-		Cookie: func(name string) (string, bool) { return "", name == res.Cookie.Name }})
+		Binding: func(flow string) (string, bool) { return "", flow == res.Binding.Flow }})
 	var be *broker.Error
-	if !errors.As(err, &be) || be.Status != http.StatusForbidden || f.prov.TokenRequests() != 0 {
+	if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
 		t.Fatalf("empty cookie: %v", err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -22,21 +21,23 @@ type CallbackRequest struct {
 	// Query holds the callback parameters, one value each (the caller
 	// rejects duplicates, S11).
 	Query url.Values
-	// Cookie returns the value of the named request cookie.
-	Cookie func(name string) (string, bool)
+	// Binding returns the binding secret the browser brought for the flow
+	// whose state record id is flow (Binding.Flow), if any.
+	Binding func(flow string) (string, bool)
 }
 
 // CallbackResult sends the browser back to the app.
 type CallbackResult struct {
 	// Location is the app's return URL with connection_id and status. It
 	// is empty after a client_credentials connect whose link named no
-	// return address: the caller is a program, answered 201 with the
-	// Connection (never its tokens).
+	// return address: the caller is a program, told what was stored
+	// (never its tokens).
 	Location string
-	// ClearCookie names the binding cookie to delete ("" when unknown).
-	ClearCookie string
-	// Connection is the saved connection, nil on error redirects.
-	Connection *store.Connection
+	// ClearBinding is the flow whose binding the browser should drop
+	// ("" when none is known): the state it guarded is used up.
+	ClearBinding string
+	// Connection is the saved connection, nil on failure.
+	Connection *Connection
 }
 
 // Callback completes a flow. Everything about the state — signature,
@@ -47,21 +48,21 @@ type CallbackResult struct {
 // neither code nor state nor token in it (S16).
 //
 // A failure before the state is consumed returns an *Error with no
-// Location (an error page). After it, failures redirect to the app with
-// ?error=, or — for a client_credentials connect without a return
-// address — are answered JSON {"error": code} (Error.JSON).
+// ReturnURL (an error page). After it, failures go back to the app with
+// ?error= (Error.ReturnURL), or — for a client_credentials connect without
+// a return address — are told to the program as data (Error.Program).
 func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackResult, error) {
 	p, ok := b.Catalog.Get(req.Provider)
 	if !ok {
-		return CallbackResult{}, fail(http.StatusNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
+		return CallbackResult{}, fail(KindNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
 	}
 	stateValue := req.Query.Get("state")
 	if stateValue == "" {
-		return CallbackResult{}, fail(http.StatusBadRequest, CodeBadRequest, CauseStateMissing, "The sign-in response is incomplete. Please start again from the application.", nil)
+		return CallbackResult{}, fail(KindMalformed, CodeBadRequest, CauseStateMissing, "The sign-in response is incomplete. Please start again from the application.", nil)
 	}
 	ks, err := b.keyset(ctx)
 	if err != nil {
-		return CallbackResult{}, unavailable(err)
+		return CallbackResult{}, Unavailable(err)
 	}
 	now := b.now()
 	id, err := signing.VerifyState(ks, p.Name, stateValue, now)
@@ -71,17 +72,16 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		}
 	}
 	if errors.Is(err, signing.ErrExpired) {
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, CauseStateExpired, "This sign-in took too long and has expired. Please start again from the application.", err)
+		return CallbackResult{}, fail(KindForbidden, CodeForbidden, CauseStateExpired, "This sign-in took too long and has expired. Please start again from the application.", err)
 	} else if err != nil {
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, stateCause(err), "This sign-in response is not valid. Please start again from the application.", err)
+		return CallbackResult{}, fail(KindForbidden, CodeForbidden, stateCause(err), "This sign-in response is not valid. Please start again from the application.", err)
 	}
 	// A browser flow is bound to its cookie (S2); a client_credentials
 	// flow has no browser to bind and was recorded Unbound. Without the
 	// cookie only an Unbound record can be taken, so a missing cookie
 	// still fails closed for every authorization_code flow (S3).
-	cookieName := BindingCookieName(id)
 	bindingHash := store.Unbound
-	if binding, ok := req.Cookie(cookieName); ok && binding != "" {
+	if binding, ok := req.Binding(id); ok && binding != "" {
 		bindingHash = signing.Hash(binding)
 	}
 	rec, err := b.Store.TakeState(ctx, id, bindingHash)
@@ -90,42 +90,42 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		if bindingHash == store.Unbound {
 			cause, msg = CauseCookieMissing, "This sign-in was started in another browser or its cookie is missing, or it was already used. Please start again from the application."
 		}
-		return CallbackResult{}, fail(http.StatusForbidden, CodeForbidden, cause, msg, err)
+		return CallbackResult{}, fail(KindForbidden, CodeForbidden, cause, msg, err)
 	} else if err != nil {
-		return CallbackResult{}, unavailable(err)
+		return CallbackResult{}, Unavailable(err)
 	}
 	res := CallbackResult{}
 	if rec.BindingHash != store.Unbound {
-		res.ClearCookie = cookieName
+		res.ClearBinding = id
 	} else if rec.Grant != provider.GrantClientCredentials {
 		// Defence in depth: only client_credentials states are unbound.
-		return res, fail(http.StatusForbidden, CodeForbidden, CauseStateUnbound, "This sign-in response is not valid. Please start again from the application.", nil)
+		return res, fail(KindForbidden, CodeForbidden, CauseStateUnbound, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
 	if rec.Provider != p.Name {
-		return res, fail(http.StatusForbidden, CodeForbidden, CauseProviderMismatch, "This sign-in response is not valid. Please start again from the application.", nil)
+		return res, fail(KindForbidden, CodeForbidden, CauseProviderMismatch, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
 	if !now.Before(rec.ExpiresAt) {
-		return res, fail(http.StatusForbidden, CodeForbidden, CauseStateExpired, "This sign-in response is not valid. Please start again from the application.", nil)
+		return res, fail(KindForbidden, CodeForbidden, CauseStateExpired, "This sign-in response is not valid. Please start again from the application.", nil)
 	}
 	var back *url.URL
 	if rec.ReturnTo != "" {
 		if back, err = b.Config.ReturnTo.Check(rec.ReturnTo); err != nil { // RETURN_ORIGINS changed while the flow ran
-			return res, fail(http.StatusForbidden, CodeForbidden, CauseReturnToNotAllowed, "The application's return address is no longer allowed.", err)
+			return res, fail(KindForbidden, CodeForbidden, CauseReturnToNotAllowed, "The application's return address is no longer allowed.", err)
 		}
 	}
-	redirectErr := func(code string, cause Cause, err error) (CallbackResult, error) {
-		e := fail(http.StatusFound, code, cause, "", err)
+	redirectErr := func(kind Kind, code Code, cause Cause, err error) (CallbackResult, error) {
+		e := fail(kind, code, cause, "", err)
 		if back != nil {
-			e.Location = returnto.With(back, url.Values{"error": {code}, "connection_id": {rec.ConnectionID}})
-		} else { // a program called: answer JSON
-			e.Status, e.JSON = jsonStatus(code, err), true
+			e.ReturnURL = returnto.With(back, url.Values{"error": {string(code)}, "connection_id": {rec.ConnectionID}})
+		} else {
+			e.Program = true
 		}
-		b.Logger().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", code, "cause", string(cause), "detail", causeString(err))
+		b.Logger().WarnContext(ctx, "callback failed", "provider", p.Name, "connection_id", rec.ConnectionID, "error", string(code), "cause", string(cause), "detail", causeString(err))
 		return res, e
 	}
 	ep, err := p.Resolve(rec.Params)
 	if err != nil { // the catalog's pattern changed while the flow ran
-		return redirectErr(CodeServerError, CauseParamsInvalid, err)
+		return redirectErr(KindUnavailable, CodeServerError, CauseParamsInvalid, err)
 	}
 
 	// RFC 9207 / S8: a mismatched issuer means the response came from
@@ -136,14 +136,14 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		if !sent {
 			cause = CauseIssMissing
 		}
-		return res, fail(http.StatusForbidden, CodeForbidden, cause, "This sign-in response came from an unexpected issuer.", nil)
+		return res, fail(KindForbidden, CodeForbidden, cause, "This sign-in response came from an unexpected issuer.", nil)
 	}
 	if perr := req.Query.Get("error"); perr != "" {
-		return redirectErr(mapProviderError(perr), CauseAuthorizationError, nil)
+		return redirectErr(KindAuthorizationFailed, mapProviderError(perr), CauseAuthorizationError, nil)
 	}
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		return redirectErr(CodeServerError, CauseInternal, err)
+		return redirectErr(KindUnavailable, CodeServerError, CauseInternal, err)
 	}
 	xctx, cancel := leaveTimeToAnswer(ctx)
 	defer cancel()
@@ -154,22 +154,23 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		// client_credentials: authorize sent the caller here directly.
 		tok, err = b.Wire.ClientCredentials(xctx, ep, creds, rec.Scopes)
 	case rec.Grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(rec.Grant):
-		return redirectErr(CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
+		return redirectErr(KindMalformed, CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
 	default:
 		tok, err = b.Wire.Exchange(xctx, ep, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	}
 	if err != nil {
-		e := tokenFailure(err)
-		return redirectErr(e.Code, e.Cause, err)
+		kind, code, cause := tokenFailure(err)
+		return redirectErr(kind, code, cause, err)
 	}
 	conn, err := b.storeToken(ctx, p, rec, tok)
 	if errors.Is(err, errGrantConflict) {
-		return redirectErr(CodeConnectionConflict, CauseConnectionConflict, err)
+		return redirectErr(KindConflict, CodeConnectionConflict, CauseConnectionConflict, err)
 	} else if err != nil {
-		return redirectErr(CodeServerError, CauseInternal, err)
+		return redirectErr(KindUnavailable, CodeServerError, CauseInternal, err)
 	}
 	b.Logger().InfoContext(ctx, "connected", "provider", p.Name, "connection_id", conn.ConnectionID, "version", conn.Version, "expires", !conn.ExpiresAt.IsZero())
-	res.Connection = &conn
+	view := viewOf(conn)
+	res.Connection = &view
 	if back != nil {
 		res.Location = returnto.With(back, url.Values{"connection_id": {conn.ConnectionID}, "status": {string(conn.Status)}})
 	}
@@ -178,7 +179,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 
 // mapProviderError maps an RFC 6749 §4.1.2.1 error to the fixed set the
 // app sees; the provider's own text is never passed on.
-func mapProviderError(code string) string {
+func mapProviderError(code string) Code {
 	switch code {
 	case "access_denied":
 		return CodeAccessDenied
@@ -191,31 +192,21 @@ func mapProviderError(code string) string {
 	}
 }
 
-// tokenFailure maps a failed token request to an app error code.
-func tokenFailure(err error) *Error {
+// tokenFailure names a failed token request's kind, app error code and
+// cause.
+func tokenFailure(err error) (Kind, Code, Cause) {
 	var pe *provider.Error
-	if errors.As(err, &pe) && pe.Temporary() {
-		return fail(http.StatusBadGateway, CodeProviderUnavailable, CauseTokenRequestFailed, "The provider is unavailable.", err)
-	}
-	if isNotFound(err) {
-		return fail(http.StatusServiceUnavailable, CodeServerError, CauseInternal, "The provider is not configured.", err)
-	}
-	return fail(http.StatusBadGateway, CodeProviderError, CauseTokenRequestFailed, "The provider refused the request.", err)
-}
-
-// jsonStatus is the HTTP status of a failed client_credentials connect
-// answered as JSON.
-func jsonStatus(code string, cause error) int {
-	var pe *provider.Error
+	isProvider := errors.As(err, &pe)
 	switch {
-	case code == CodeServerError:
-		return http.StatusServiceUnavailable
-	case code == CodeConnectionConflict:
-		return http.StatusConflict
-	case errors.As(cause, &pe):
-		return tokenFailure(cause).Status
+	case isProvider && pe.Temporary():
+		return KindProviderUnavailable, CodeProviderUnavailable, CauseTokenRequestFailed
+	case isNotFound(err):
+		return KindUnavailable, CodeServerError, CauseInternal
+	case isProvider:
+		return KindProviderRefused, CodeProviderError, CauseTokenRequestFailed
 	}
-	return http.StatusBadRequest
+	// No provider answer to blame: the request could not be made.
+	return KindAuthorizationFailed, CodeProviderError, CauseTokenRequestFailed
 }
 
 // errGrantConflict: the connection id already holds a connection made with

@@ -3,9 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -14,23 +14,28 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
-// BindingCookiePrefix starts the name of every browser-binding cookie. The
-// __Host- prefix makes browsers insist on Secure, Path=/ and no Domain, so
-// no sibling subdomain can plant one (S2).
-const BindingCookiePrefix = "__Host-oauthbroker-"
-
-// BindingCookieName is the cookie that binds the flow with record id to
-// the browser. One name per flow, so two tabs can connect at once.
-func BindingCookieName(stateID string) string { return BindingCookiePrefix + stateID[:16] }
-
 // ConnectResult tells the browser where to go next.
 type ConnectResult struct {
 	// Location is the provider's authorization URL, or for the
 	// client_credentials grant (no consent step) the broker's callback.
 	Location string
-	// Cookie is the browser-binding cookie to set; nil for
+	// Binding is what the browser must keep for the callback; nil for
 	// client_credentials, where there is no user at the provider to bind.
-	Cookie *http.Cookie
+	Binding *Binding
+}
+
+// Binding ties a flow to the browser that started it (S2): the browser
+// keeps Secret for Lifetime (the adapter sets it as a cookie that no
+// script and no other site can read) and brings it back to the callback,
+// which takes the flow's state only with it. One binding per flow, so two
+// tabs can connect at once.
+type Binding struct {
+	// Flow is the id of the flow's state record, which names the binding.
+	Flow string
+	// Secret is the random value whose hash the state record holds.
+	Secret string
+	// Lifetime is how long the flow may take.
+	Lifetime time.Duration
 }
 
 // Connect starts a flow for a connect link the app signed: it verifies
@@ -48,11 +53,11 @@ type ConnectResult struct {
 func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values) (ConnectResult, error) {
 	p, ok := b.Catalog.Get(providerName)
 	if !ok {
-		return ConnectResult{}, fail(http.StatusNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
+		return ConnectResult{}, fail(KindNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
 	}
 	ks, err := b.keyset(ctx)
 	if err != nil {
-		return ConnectResult{}, unavailable(err)
+		return ConnectResult{}, Unavailable(err)
 	}
 	now := b.now()
 	link, err := signing.VerifyLink(ks, p.Name, q, now)
@@ -63,23 +68,23 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		}
 	}
 	if err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, linkCause(err), "This connect link is not valid or has expired. Please start again from the application.", err)
+		return ConnectResult{}, fail(KindForbidden, CodeForbidden, linkCause(err), "This connect link is not valid or has expired. Please start again from the application.", err)
 	}
 	grant, err := connectGrant(p, link.Grant)
 	if err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseGrantNotOffered, "This connect link asks for a grant the provider does not offer.", err)
+		return ConnectResult{}, fail(KindForbidden, CodeForbidden, CauseGrantNotOffered, "This connect link asks for a grant the provider does not offer.", err)
 	}
 	if link.ReturnTo == "" && grant == provider.GrantAuthorizationCode {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseReturnToMissing, "This connect link has no return address.", nil)
+		return ConnectResult{}, fail(KindForbidden, CodeForbidden, CauseReturnToMissing, "This connect link has no return address.", nil)
 	}
 	if link.ReturnTo != "" {
 		if _, err := b.Config.ReturnTo.Check(link.ReturnTo); err != nil {
-			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseReturnToNotAllowed, "This connect link's return address is not allowed.", err)
+			return ConnectResult{}, fail(KindForbidden, CodeForbidden, CauseReturnToNotAllowed, "This connect link's return address is not allowed.", err)
 		}
 	}
 	ep, err := p.Resolve(link.Params)
 	if err != nil {
-		return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseParamsInvalid, "This connect link's connection parameters are not valid for this provider.", err)
+		return ConnectResult{}, fail(KindForbidden, CodeForbidden, CauseParamsInvalid, "This connect link's connection parameters are not valid for this provider.", err)
 	}
 	scopes := link.Scopes
 	if len(scopes) == 0 {
@@ -87,12 +92,12 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	}
 	for _, s := range scopes {
 		if !provider.ValidScope(s) {
-			return ConnectResult{}, fail(http.StatusForbidden, CodeForbidden, CauseScopeInvalid, "This connect link asks for an invalid scope.", nil)
+			return ConnectResult{}, fail(KindForbidden, CodeForbidden, CauseScopeInvalid, "This connect link asks for an invalid scope.", nil)
 		}
 	}
 	st, err := signing.NewState(ks, p.Name, now, b.stateTTL())
 	if err != nil {
-		return ConnectResult{}, unavailable(err)
+		return ConnectResult{}, Unavailable(err)
 	}
 	rec := store.StateRecord{
 		ID:           st.ID,
@@ -107,7 +112,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	if grant == provider.GrantClientCredentials {
 		rec.BindingHash = store.Unbound
 		if err := b.Store.PutState(ctx, rec); err != nil {
-			return ConnectResult{}, unavailable(err)
+			return ConnectResult{}, Unavailable(err)
 		}
 		b.Logger().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
 		return ConnectResult{Location: b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode()}, nil
@@ -115,11 +120,11 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 
 	creds, err := b.credentials(ctx, p)
 	if err != nil {
-		return ConnectResult{}, unavailable(err)
+		return ConnectResult{}, Unavailable(err)
 	}
 	binding, err := signing.RandomString(32)
 	if err != nil {
-		return ConnectResult{}, unavailable(err)
+		return ConnectResult{}, Unavailable(err)
 	}
 	rec.BindingHash = signing.Hash(binding)
 	cfg := oauth2.Config{
@@ -139,20 +144,12 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
 	if err := b.Store.PutState(ctx, rec); err != nil {
-		return ConnectResult{}, unavailable(err)
+		return ConnectResult{}, Unavailable(err)
 	}
 	b.Logger().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
 	return ConnectResult{
 		Location: cfg.AuthCodeURL(st.Value, opts...),
-		Cookie: &http.Cookie{
-			Name:     BindingCookieName(st.ID),
-			Value:    binding,
-			Path:     "/",
-			MaxAge:   int(b.stateTTL().Seconds()),
-			Secure:   true,
-			HttpOnly: true,
-			SameSite: http.SameSiteLaxMode,
-		},
+		Binding:  &Binding{Flow: st.ID, Secret: binding, Lifetime: b.stateTTL()},
 	}, nil
 }
 

@@ -28,7 +28,7 @@ const revokeTimeout = 5 * time.Second
 // still revokes. Credentials that will never open (envelope.ErrOpen) do
 // not block the deletion.
 //
-// Errors: store.ErrNotFound for an unknown connection.
+// Errors: ErrNotFound for an unknown connection.
 func (b *Broker) Delete(ctx context.Context, providerName, connectionID string) error {
 	before, err := b.Store.GetConnection(ctx, providerName, connectionID)
 	readable := err == nil

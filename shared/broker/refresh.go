@@ -4,7 +4,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,13 +87,8 @@ func (b *Broker) refreshOptions() RefreshOptions {
 	return o
 }
 
-// ScheduleEvent is the refresh schedule's input (events/refresh.json).
-type ScheduleEvent struct {
-	Source string `json:"source"`
-	Action string `json:"action"`
-}
-
-// RefreshSummary counts what one sweep did.
+// RefreshSummary counts what one sweep did (the refresh function's
+// answer, package schedule).
 type RefreshSummary struct {
 	// Due is how many due connections (and retired grants) the sweep listed.
 	// Refreshed counts renewed connections.
@@ -153,15 +147,6 @@ const maxListings = 4
 func nearDeadline(ctx context.Context) bool {
 	d, ok := ctx.Deadline()
 	return ok && time.Until(d) < startReserve
-}
-
-// HandleSchedule is the refresh function's handler.
-func (b *Broker) HandleSchedule(ctx context.Context, raw json.RawMessage) (RefreshSummary, error) {
-	var ev ScheduleEvent
-	if err := json.Unmarshal(raw, &ev); err != nil || ev.Action != "refresh-due" {
-		return RefreshSummary{}, errors.New(`refresh: want the schedule event {"action":"refresh-due"}`)
-	}
-	return b.RefreshDue(ctx)
 }
 
 // RefreshDue renews the connections whose refresh is due: up to Batch of

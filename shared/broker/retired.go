@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -80,7 +79,7 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermi
 	call.done()
 	r := result{latency: time.Since(start), err: err}
 	var pe *provider.Error
-	if errors.As(err, &pe) && pe.Status == http.StatusTooManyRequests {
+	if errors.As(err, &pe) && pe.Status == 429 {
 		// A 429 is about the client, so it pauses refreshes too; other
 		// failures of the revocation endpoint say nothing of the token
 		// endpoint and leave the circuit breaker alone.

@@ -69,12 +69,16 @@ func (f *oidcFixture) connect(t *testing.T, browser *oidcprovider.Browser, id st
 	redirect := browser.Authorize(t, res.Location)
 	cb, err := f.b.Callback(context.Background(), broker.CallbackRequest{
 		Provider: "acme", Query: redirect.Query(),
-		Cookie: func(name string) (string, bool) { return res.Cookie.Value, name == res.Cookie.Name },
+		Binding: func(flow string) (string, bool) { return res.Binding.Secret, flow == res.Binding.Flow },
 	})
 	if err != nil || cb.Connection == nil {
 		t.Fatalf("callback: %v", err)
 	}
-	return *cb.Connection
+	c, err := f.b.Store.GetConnection(context.Background(), "acme", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // renews reports whether the stored connection id still renews at the

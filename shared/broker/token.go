@@ -53,10 +53,16 @@ const ClassBusy FailureClass = "busy"
 // never refreshes in parallel. Forced reads that overlap share one
 // refresh: any token other than the one the reader first saw satisfies it.
 //
-// Errors: store.ErrNotFound; ErrReauthRequired (with the connection);
+// Errors: ErrNotFound; ErrReauthRequired (with the connection);
 // *RefreshError when the provider could not renew a token that is no
 // longer usable (a still-valid token is returned instead unless forced).
-func (b *Broker) Token(ctx context.Context, providerName, connectionID string, force bool) (store.Connection, error) {
+func (b *Broker) Token(ctx context.Context, providerName, connectionID string, force bool) (Connection, error) {
+	c, err := b.usableConnection(ctx, providerName, connectionID, force)
+	return viewOf(c), err
+}
+
+// usableConnection is Token on the stored connection.
+func (b *Broker) usableConnection(ctx context.Context, providerName, connectionID string, force bool) (store.Connection, error) {
 	k := store.Key{Provider: providerName, ConnectionID: connectionID}
 	var seen string // the token a forced read wants replaced
 	giveUp := time.Now().Add(ReaderWait)

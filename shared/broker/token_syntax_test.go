@@ -62,7 +62,7 @@ func TestCallbackRefusesMalformedToken(t *testing.T) {
 					f.prov.FailNext(1, http.StatusOK, "application/json", answer.body, nil)
 					_, err = f.finish(res, loc.Query())
 					var be *broker.Error
-					if !errors.As(err, &be) || be.Code != broker.CodeProviderError || !strings.Contains(be.Location, "error="+broker.CodeProviderError) {
+					if !errors.As(err, &be) || be.Code != broker.CodeProviderError || be.Kind != broker.KindProviderRefused || !strings.Contains(be.ReturnURL, "error="+string(broker.CodeProviderError)) {
 						t.Fatalf("err = %v, want a provider_error redirect", err)
 					}
 					got, err := f.st.GetConnection(context.Background(), "acme", "c1")

@@ -11,10 +11,8 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,7 +21,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
 // Handler is a Lambda handler for HTTP API events.
@@ -41,8 +38,8 @@ func Authorize(b *broker.Broker) Handler {
 			return failure(ctx, b, "connect", err), nil
 		}
 		resp := Redirect(res.Location)
-		if res.Cookie != nil {
-			resp.Cookies = []string{res.Cookie.String()}
+		if res.Binding != nil {
+			resp.Cookies = []string{bindingCookie(res.Binding.Flow, res.Binding.Secret, res.Binding.Lifetime).String()}
 		}
 		return resp, nil
 	}
@@ -58,7 +55,7 @@ func Callback(b *broker.Broker) Handler {
 		res, err := b.Callback(ctx, broker.CallbackRequest{
 			Provider: req.PathParameters["provider"],
 			Query:    q,
-			Cookie:   func(name string) (string, bool) { return Cookie(req.Cookies, name) },
+			Binding:  func(flow string) (string, bool) { return Cookie(req.Cookies, BindingCookieName(flow)) },
 		})
 		var resp events.APIGatewayV2HTTPResponse
 		switch {
@@ -69,40 +66,11 @@ func Callback(b *broker.Broker) Handler {
 		default:
 			resp = Redirect(res.Location)
 		}
-		if res.ClearCookie != "" {
-			resp.Cookies = append(resp.Cookies, (&http.Cookie{Name: res.ClearCookie, Value: "", Path: "/", MaxAge: -1,
-				Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}).String())
+		if res.ClearBinding != "" {
+			resp.Cookies = append(resp.Cookies, bindingCookie(res.ClearBinding, "", -1).String())
 		}
 		return resp, nil
 	}
-}
-
-// failure renders a broker error: a redirect to the app when it carries a
-// Location, else a plain page. Unexpected errors become a 503 page, never
-// a Lambda error (which API Gateway would turn into a bare 500).
-//
-// It writes the one log line of every refused or failed connect and
-// callback, "<flow> rejected": the status, the app's code, the fixed
-// cause (a broker.Cause) and the detail of the error behind it, which
-// never holds a state, code, cookie, token or link signature.
-func failure(ctx context.Context, b *broker.Broker, flow string, err error) events.APIGatewayV2HTTPResponse {
-	var e *broker.Error
-	if !errors.As(err, &e) {
-		e = &broker.Error{Status: http.StatusServiceUnavailable, Code: broker.CodeUnavailable, Cause: broker.CauseInternal,
-			Message: "The service is temporarily unavailable. Please try again.", Err: err}
-	}
-	level := slog.LevelInfo
-	if e.Status >= 500 {
-		level = slog.LevelError
-	}
-	b.Logger().Log(ctx, level, flow+" rejected", "status", e.Status, "code", e.Code, "cause", string(e.Cause), "detail", detailOf(e))
-	switch {
-	case e.Location != "":
-		return Redirect(e.Location)
-	case e.JSON:
-		return JSON(e.Status, map[string]string{"error": e.Code})
-	}
-	return ErrorPage(e.Status, e.Message)
 }
 
 // ConnectionInfo is the 201 answer to a client_credentials connect without
@@ -117,7 +85,7 @@ type ConnectionInfo struct {
 }
 
 // Created answers 201 with the ConnectionInfo of c.
-func Created(c *store.Connection) events.APIGatewayV2HTTPResponse {
+func Created(c *broker.Connection) events.APIGatewayV2HTTPResponse {
 	info := ConnectionInfo{Provider: c.Provider, ConnectionID: c.ConnectionID, Status: string(c.Status), Scope: c.Scope}
 	if !c.ExpiresAt.IsZero() {
 		info.ExpiresAt = c.ExpiresAt.UTC().Format(time.RFC3339)
@@ -134,18 +102,6 @@ func JSON(status int, v any) events.APIGatewayV2HTTPResponse {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
 	}
 	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(b)}
-}
-
-// malformed is the refusal of a query string that ParseQuery rejects.
-func malformed(message string, err error) *broker.Error {
-	return &broker.Error{Status: http.StatusBadRequest, Code: broker.CodeBadRequest, Cause: broker.CauseQueryMalformed, Message: message, Err: err}
-}
-
-func detailOf(e *broker.Error) string {
-	if e.Err == nil {
-		return ""
-	}
-	return e.Err.Error()
 }
 
 // ParseQuery parses a raw query string strictly: malformed escapes,

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -64,8 +65,8 @@ func TestErrorPageEscapesAndHeaders(t *testing.T) {
 }
 
 func TestCreatedCarriesNoToken(t *testing.T) {
-	c := &store.Connection{Provider: "kaisa", ConnectionID: "svc", Status: store.StatusConnected, AccessToken: "tok-secret",
-		RefreshToken: "rt-secret", ExpiresAt: time.Unix(1_800_000_300, 0), Scope: "read"}
+	c := &broker.Connection{Provider: "kaisa", ConnectionID: "svc", Status: store.StatusConnected, AccessToken: "tok-secret",
+		TokenType: "Bearer", ExpiresAt: time.Unix(1_800_000_300, 0), Scope: "read"}
 	resp := Created(c)
 	if resp.StatusCode != http.StatusCreated || resp.Headers["Content-Type"] != "application/json" || resp.Headers["Cache-Control"] != "no-store" {
 		t.Fatalf("response %+v", resp)
@@ -74,7 +75,7 @@ func TestCreatedCarriesNoToken(t *testing.T) {
 	if resp.Body != want {
 		t.Fatalf("body %s, want %s", resp.Body, want)
 	}
-	if resp := Created(&store.Connection{Provider: "p", ConnectionID: "c", Status: store.StatusConnected}); strings.Contains(resp.Body, "expires_at") {
+	if resp := Created(&broker.Connection{Provider: "p", ConnectionID: "c", Status: store.StatusConnected}); strings.Contains(resp.Body, "expires_at") {
 		t.Fatalf("non-expiring token reported an expiry: %s", resp.Body)
 	}
 }

@@ -176,7 +176,7 @@ func cookieFor(state, value string) []string {
 		return nil
 	}
 	nonce := strings.Split(state, ".")[1]
-	return []string{broker.BindingCookieName(signing.Hash(nonce)) + "=" + value}
+	return []string{BindingCookieName(signing.Hash(nonce)) + "=" + value}
 }
 
 // TestRefusalCauses: every refusal of authorize and callback — each 400

@@ -10,7 +10,6 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
-	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
 // Tokens handles the app's routes (tokenapi.RouteToken, tokenapi.RouteDelete),
@@ -31,7 +30,7 @@ func Tokens(b *broker.Broker) Handler {
 			return jsonError(tokenapi.CodeForbidden, 0), nil
 		}
 		prov, id := req.PathParameters["provider"], req.PathParameters["connection_id"]
-		if err := store.CheckKey(prov, id); err != nil {
+		if err := broker.CheckConnection(prov, id); err != nil {
 			return jsonError(tokenapi.CodeInvalidRequest, 0), nil
 		}
 		switch req.RequestContext.HTTP.Method {
@@ -68,7 +67,7 @@ func token(ctx context.Context, b *broker.Broker, req events.APIGatewayV2HTTPReq
 		}
 		log.InfoContext(ctx, "token served")
 		return JSON(http.StatusOK, resp)
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, broker.ErrNotFound):
 		log.InfoContext(ctx, "token refused", "status", http.StatusNotFound)
 		return jsonError(tokenapi.CodeNotFound, 0)
 	case errors.Is(err, broker.ErrReauthRequired):
@@ -93,7 +92,7 @@ func deleteConnection(ctx context.Context, b *broker.Broker, prov, id string) ev
 	case err == nil:
 		log.InfoContext(ctx, "connection deleted")
 		return events.APIGatewayV2HTTPResponse{StatusCode: http.StatusNoContent, Headers: securityHeaders()}
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, broker.ErrNotFound):
 		return jsonError(tokenapi.CodeNotFound, 0)
 	default:
 		log.ErrorContext(ctx, "delete failed", "cause", err.Error())

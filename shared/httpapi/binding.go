@@ -1,0 +1,36 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+)
+
+// BindingCookiePrefix starts the name of every browser-binding cookie. The
+// __Host- prefix makes browsers insist on Secure, Path=/ and no Domain, so
+// no sibling subdomain can plant one (S2).
+const BindingCookiePrefix = "__Host-oauthbroker-"
+
+// BindingCookieName is the cookie that holds the binding of the flow whose
+// state record id is flow (broker.Binding). One name per flow, so two
+// tabs can connect at once.
+func BindingCookieName(flow string) string { return BindingCookiePrefix + flow[:16] }
+
+// bindingCookie sets a flow's binding secret for lifetime, or with a
+// negative lifetime deletes it: sent back only to this host over HTTPS,
+// unreadable by scripts, and on top-level navigations from the provider
+// (SameSite=Lax), which is how the callback arrives.
+func bindingCookie(flow, secret string, lifetime time.Duration) *http.Cookie {
+	maxAge := -1
+	if lifetime >= 0 {
+		maxAge = int(lifetime.Seconds())
+	}
+	return &http.Cookie{
+		Name:     BindingCookieName(flow),
+		Value:    secret,
+		Path:     "/",
+		MaxAge:   maxAge,
+		Secure:   true,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
