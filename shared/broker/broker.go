@@ -1,7 +1,22 @@
-// Package broker holds the use cases of oauthbroker — Connect, Callback and
-// RefreshDue — on top of the provider catalog, the store and the secrets.
-// It imports no AWS SDK: the functions and the local server wire it to
-// DynamoDB or the embedded store, to Secrets Manager or a local file.
+// Package broker holds the use cases of oauthbroker on top of the provider
+// catalog, the store and the secrets:
+//
+//   - Connect (authorize) verifies the app's signed link and starts a flow;
+//   - Callback completes it and stores the connection;
+//   - Token hands out a usable access token, renewing it first if needed;
+//   - Delete deletes a connection and revokes its grant;
+//   - the refresh sweep (RefreshDue) renews what is due, with leases, a
+//     dispatcher and per-provider throttles (throttle.go), and revokes the
+//     grants reconnects replaced (retired.go);
+//   - lifecycle events (events.go) and refresh metrics (metrics.go).
+//
+// It speaks the domain, not HTTP nor AWS: a failed flow is an *Error with
+// a Kind and a Code, a connect hands out a Binding rather than a cookie, and
+// Token and Callback report a Connection rather than the stored record.
+// The adapters — package httpapi for API Gateway, package schedule for
+// the refresh schedule — turn those into responses. The functions and the
+// local server wire it to DynamoDB or the embedded store, to Secrets
+// Manager or a local file.
 package broker
 
 import (

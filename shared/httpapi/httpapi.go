@@ -1,7 +1,8 @@
 // Package httpapi turns API Gateway HTTP API (payload 2.0) events into
 // broker calls and broker results into responses: strict query parsing,
-// cookies, redirects and the plain error pages a browser may see, and the
-// JSON answers of the app's token routes.
+// the binding cookie (binding.go), the HTTP status of each kind of broker
+// failure with its redirect, page or JSON (failure.go), and the JSON
+// answers of the app's token routes (tokens.go).
 //
 // The same handlers serve Lambda (functions/authorize, functions/callback,
 // functions/token) and the local development server (cmd/dev), which
