@@ -18,32 +18,32 @@ type Cause string
 // Causes of both flows.
 const (
 	// CauseQueryMalformed: the query string does not parse strictly
-	// (a bad escape, a semicolon, a repeated parameter: S11). 400.
+	// (a bad escape, a semicolon, a repeated parameter: S11). KindMalformed.
 	CauseQueryMalformed Cause = "query_malformed"
-	// CauseUnknownProvider: the path names no provider in the catalog. 404.
+	// CauseUnknownProvider: the path names no provider in the catalog. KindNotFound.
 	CauseUnknownProvider Cause = "unknown_provider"
 	// CauseUnknownKey: the link or state names a key id the keyset does
-	// not hold, even after a fresh read (S3). 403.
+	// not hold, even after a fresh read (S3). KindForbidden.
 	CauseUnknownKey Cause = "unknown_key"
 	// CauseBadSignature: the link or state was not signed by this
 	// keyset for this provider (tampered, or minted for another
-	// provider: S5, S9). 403.
+	// provider: S5, S9). KindForbidden.
 	CauseBadSignature Cause = "bad_signature"
 	// CauseReturnToNotAllowed: the return address is not in
 	// RETURN_ORIGINS — at connect, or at the callback when the origin was
-	// removed while the flow ran (S15). 403.
+	// removed while the flow ran (S15). KindForbidden.
 	CauseReturnToNotAllowed Cause = "return_to_not_allowed"
 	// CauseParamsInvalid: the connection parameters do not fit the
-	// catalog entry — a link's (403), or at the callback a flow's whose
+	// catalog entry — a link's (KindForbidden), or at the callback a flow's whose
 	// entry changed while it ran (server_error to the app).
 	CauseParamsInvalid Cause = "params_invalid"
 	// CauseInternal: the broker could not go on — the keyset, client
 	// credentials or the store could not be read or written; the log
-	// line's detail says which. 503, or server_error to the app.
+	// line's detail says which. KindUnavailable (server_error to the app).
 	CauseInternal Cause = "internal"
 )
 
-// Causes of a connect (authorize) refusal, all 403.
+// Causes of a connect (authorize) refusal, all KindForbidden.
 const (
 	// CauseLinkMalformed: a field of the link is missing or ill-formed
 	// (exp not in its one decimal spelling, a newline, an invalid
@@ -65,37 +65,37 @@ const (
 
 // Causes of a callback refusal before the code is redeemed (S4).
 const (
-	// CauseStateMissing: the callback has no state (S3). 400.
+	// CauseStateMissing: the callback has no state (S3). KindMalformed.
 	CauseStateMissing Cause = "state_missing"
-	// CauseStateMalformed: the state is not of the broker's form. 403.
+	// CauseStateMalformed: the state is not of the broker's form. KindForbidden.
 	CauseStateMalformed Cause = "state_malformed"
-	// CauseStateExpired: the state, or its record, has expired (S1). 403.
+	// CauseStateExpired: the state, or its record, has expired (S1). KindForbidden.
 	CauseStateExpired Cause = "state_expired"
 	// CauseStateReplayed: the browser sent a binding cookie but no record
 	// matches state and cookie: the state was already used (S1), or it
 	// belongs to another browser (S2) — a conditional delete cannot tell
-	// the two apart. 403.
+	// the two apart. KindForbidden.
 	CauseStateReplayed Cause = "state_replayed"
 	// CauseCookieMissing: the browser sent no binding cookie and no
 	// unbound (client_credentials) record matches: the flow was started
-	// in another browser, or the cookie was lost (S2, S3). 403.
+	// in another browser, or the cookie was lost (S2, S3). KindForbidden.
 	CauseCookieMissing Cause = "cookie_missing"
 	// CauseStateUnbound: an unbound record for a flow that is not
-	// client_credentials (defence in depth). 403.
+	// client_credentials (defence in depth). KindForbidden.
 	CauseStateUnbound Cause = "state_unbound"
 	// CauseProviderMismatch: the record belongs to another provider
-	// (defence in depth: the signature covers the provider, S9). 403.
+	// (defence in depth: the signature covers the provider, S9). KindForbidden.
 	CauseProviderMismatch Cause = "provider_mismatch"
 	// CauseIssMismatch: iss is present and not the catalog's issuer, or
-	// empty (RFC 9207, S8). 403.
+	// empty (RFC 9207, S8). KindForbidden.
 	CauseIssMismatch Cause = "iss_mismatch"
 	// CauseIssMissing: the catalog requires iss and the callback has
-	// none (S8). 403.
+	// none (S8). KindForbidden.
 	CauseIssMissing Cause = "iss_missing"
 )
 
 // Causes of a callback that fails after the state is consumed: the app is
-// told with ?error= (302), or a program with a JSON answer.
+// told with ?error= (Error.ReturnURL), or a program as data (Error.Program).
 const (
 	// CauseAuthorizationError: the provider answered the authorization
 	// request with an error (RFC 6749 §4.1.2.1), mapped to Error.Code
