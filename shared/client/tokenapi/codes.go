@@ -1,11 +1,6 @@
 package tokenapi
 
-import (
-	"math"
-	"net/http"
-	"strconv"
-	"time"
-)
+import "net/http"
 
 // Error is the body of every error answer of the routes: {"error": code}.
 type Error struct {
@@ -89,10 +84,4 @@ func (c Code) HasRetryAfter() bool {
 		}
 	}
 	return false
-}
-
-// FormatRetryAfter is the Retry-After value for a wait of d: delay-seconds
-// (RFC 9110 §10.2.3), rounded up, at least 1.
-func FormatRetryAfter(d time.Duration) string {
-	return strconv.FormatInt(int64(max(1, math.Ceil(d.Seconds()))), 10)
 }
