@@ -119,6 +119,17 @@ func (c *Cache) fetch(ctx context.Context, name string, call *cacheCall) {
 	call.value, call.err = c.src.Secret(ctx, name)
 }
 
+// Invalidator is implemented by a Source that keeps values, such as
+// Cache: a caller that has reason to believe a value changed upstream (the
+// provider refused the client secret, a link names an unknown signing key)
+// asserts it on its Source to read past the kept value once.
+type Invalidator interface {
+	// Invalidate makes the next read of name go upstream.
+	Invalidate(name string)
+}
+
+var _ Invalidator = (*Cache)(nil)
+
 // Invalidate drops name from the cache: the next read goes upstream. A read
 // already in flight is not shared with later callers nor cached.
 func (c *Cache) Invalidate(name string) {
