@@ -39,6 +39,12 @@ const (
 	CodeProviderUnavailable Code = "provider_unavailable"
 )
 
+// CodeUnauthorized (401) is make dev's answer, not the routes': the local
+// server takes a dev-only key in place of API Gateway's IAM authorization
+// and refuses a request without it with this code. It is outside the
+// contract (Codes, Status), since deployed routes never answer it.
+const CodeUnauthorized Code = "unauthorized"
+
 // codes is the contract: each code's status and whether its answers
 // carry Retry-After.
 var codes = []struct {

@@ -20,7 +20,7 @@ func TestCodes(t *testing.T) {
 		{CodeInternal, 500, false},
 		{CodeProviderError, 502, true},
 		{CodeProviderUnavailable, 503, true},
-		{"unauthorized", 0, false}, // make dev's answer, not the route's
+		{CodeUnauthorized, 0, false}, // make dev's answer, not the route's
 		{"", 0, false},
 	}
 	for _, tt := range tests {
