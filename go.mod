@@ -25,6 +25,7 @@ require (
 	github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck v0.0.0
 	github.com/oauthbroker/oauthbroker/shared/client v0.0.0
 	golang.org/x/oauth2 v0.38.0
+	golang.org/x/sync v0.25.0
 	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )

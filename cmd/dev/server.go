@@ -20,6 +20,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/sandbox"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
@@ -239,7 +240,7 @@ func (s *devServer) devKeyOnly(next http.HandlerFunc) http.HandlerFunc {
 	want := []byte("Bearer " + s.devKey)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			httpapi.Write(w, httpapi.JSON(http.StatusUnauthorized, map[string]string{"error": "unauthorized"}))
+			httpapi.Write(w, httpapi.JSON(http.StatusUnauthorized, tokenapi.Error{Code: tokenapi.CodeUnauthorized}))
 			return
 		}
 		next(w, r)

@@ -122,7 +122,7 @@ const KeyReloadEvery = 30 * time.Second
 // id the cached keyset does not know: the app may have rotated keys and
 // signed with the new one minutes before this instance's cache expires.
 func (b *Broker) reloadKeyset(ctx context.Context) (*signing.Keyset, bool) {
-	inv, ok := b.Secrets.(interface{ Invalidate(name string) })
+	inv, ok := b.Secrets.(secrets.Invalidator)
 	last := b.lastKeyReload.Load()
 	now := time.Now().UnixNano()
 	if !ok || now-last < int64(KeyReloadEvery) || !b.lastKeyReload.CompareAndSwap(last, now) {

@@ -366,7 +366,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 	if errors.As(err, &pe) && pe.Failure == provider.FailureClient {
 		// The operator may have rotated the client secret: read it past
 		// the cache once before giving up on the connection.
-		if inv, ok := b.Secrets.(interface{ Invalidate(name string) }); ok {
+		if inv, ok := b.Secrets.(secrets.Invalidator); ok {
 			inv.Invalidate(secrets.ClientCredentialsName(b.Config.SecretsPrefix, p.Name))
 			tok, err = b.renew(callCtx, p, &c, nil)
 		}

@@ -29,8 +29,6 @@ const (
 	maxBody = 1 << 20
 	// defaultTimeout bounds a call with the default HTTP client.
 	defaultTimeout = 30 * time.Second
-	// maxRetryAfter caps a Retry-After value.
-	maxRetryAfter = 24 * time.Hour
 )
 
 // Client calls oauthbroker's token route. It is safe for concurrent use.
@@ -330,7 +328,7 @@ func (c *Client) apiError(resp *http.Response) *Error {
 		e.Message = firstLine(answer.Message)
 	}
 	if e.Code.HasRetryAfter() || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+		e.RetryAfter = tokenapi.ParseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 	}
 	return e
 }
@@ -360,36 +358,4 @@ func firstLine(s string) string {
 		s = s[:200]
 	}
 	return strings.ToValidUTF8(strings.TrimSpace(s), "")
-}
-
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
-// date. Anything else, or a time in the past, is 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if isDigits(v) {
-		if len(v) > 6 { // more than 11 days: capped below
-			return maxRetryAfter
-		}
-		var n int64
-		for _, ch := range v {
-			n = n*10 + int64(ch-'0')
-		}
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now).Round(time.Second)
-	}
-	return max(0, min(d, maxRetryAfter))
-}
-
-func isDigits(s string) bool {
-	for _, ch := range s {
-		if ch < '0' || ch > '9' {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -27,9 +27,9 @@ const (
 
 // Codes of answers without one of the route's codes.
 const (
-	CodeUnauthorized Code = "unauthorized"        // 401: make dev's key is missing or wrong
-	CodeThrottled    Code = "throttled"           // 429 from API Gateway: route throttling
-	CodeUnexpected   Code = "unexpected_response" // any other answer
+	CodeUnauthorized      = tokenapi.CodeUnauthorized // 401: make dev's key is missing or wrong
+	CodeThrottled    Code = "throttled"               // 429 from API Gateway: route throttling
+	CodeUnexpected   Code = "unexpected_response"     // any other answer
 )
 
 // ErrNotFound matches (errors.Is) an *Error for an unknown connection.

@@ -7,6 +7,7 @@ require (
 	github.com/aws/aws-sdk-go-v2/config v1.33.18
 	github.com/aws/aws-sdk-go-v2/credentials v1.21.0
 	github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck v0.0.0
+	golang.org/x/sync v0.25.0
 )
 
 require (

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 const (
@@ -50,20 +52,29 @@ type transport struct {
 	provider, connectionID string
 	base                   http.RoundTripper
 
+	// calls shares a call to the token route among its waiters: the
+	// fetch (callFetch) and the forced refresh (callForce) in flight. It
+	// is joined with mu held: a call stores its token under mu before it
+	// ends, so a request either finds the token or joins the call.
+	calls singleflight.Group
+
 	mu        sync.Mutex
 	tok       *Token // the cached token, nil if none
 	gen       uint64 // incremented each time tok is set
 	forcedGen uint64 // gen of the last token stored by a forced refresh
-	fetching  *call  // the fetch in flight, if any
-	forcing   *call  // the forced refresh in flight, if any
 }
 
-// call is one request to the token route shared by its waiters.
-type call struct {
-	done chan struct{}
-	tok  *Token
-	gen  uint64
-	err  error
+// The keys of transport.calls.
+const (
+	callFetch = "fetch"
+	callForce = "force"
+)
+
+// called is the result of a call to the token route: the token to use and
+// its generation.
+type called struct {
+	tok *Token
+	gen uint64
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -110,12 +121,9 @@ func (t *transport) current(ctx context.Context) (*Token, uint64, error) {
 		t.mu.Unlock()
 		return tok, gen, nil
 	}
-	cl := t.fetching
-	if cl == nil {
-		cl = t.start(ctx, false)
-	}
+	ch := t.share(ctx, false)
 	t.mu.Unlock()
-	return wait(ctx, cl)
+	return wait(ctx, ch)
 }
 
 // refreshed returns the token to retry with after used, of generation
@@ -129,71 +137,70 @@ func (t *transport) refreshed(ctx context.Context, used *Token, usedGen uint64) 
 		t.mu.Unlock()
 		return tok, nil
 	}
-	cl := t.forcing
-	if cl == nil {
-		cl = t.start(ctx, true)
-	}
+	ch := t.share(ctx, true)
 	t.mu.Unlock()
-	tok, _, err := wait(ctx, cl)
+	tok, _, err := wait(ctx, ch)
 	return tok, err
 }
 
-// start begins a shared call to the token route; t.mu is held. The call
-// runs on its own, so that a waiter that gives up does not fail the
-// others.
-func (t *transport) start(ctx context.Context, force bool) *call {
-	cl := &call{done: make(chan struct{})}
-	startGen := t.gen
+// share joins the call to the token route in flight, a fetch or a forced
+// refresh, or starts one; t.mu is held. The call runs on its own, with a
+// context that the waiter's cancellation does not reach, so that a waiter
+// that gives up does not fail the others.
+func (t *transport) share(ctx context.Context, force bool) <-chan singleflight.Result {
+	key := callFetch
 	if force {
-		t.forcing = cl
-	} else {
-		t.fetching = cl
+		key = callForce
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-	go func() {
+	startGen := t.gen
+	return t.calls.DoChan(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
-		var tok *Token
-		var err error
-		if force {
-			tok, err = t.c.ForceRefresh(ctx, t.provider, t.connectionID)
-		} else {
-			tok, err = t.c.Token(ctx, t.provider, t.connectionID)
-		}
-		t.mu.Lock()
-		defer close(cl.done)
-		defer t.mu.Unlock()
-		if force {
-			t.forcing = nil
-		} else {
-			t.fetching = nil
-		}
-		switch {
-		case err != nil:
-			cl.err = err
-			if force && t.gen == startGen && (errors.Is(err, ErrReauthRequired) || errors.Is(err, ErrNotFound)) {
-				t.tok = nil // the cached token is of no use any more
-			}
-		case force || t.gen == startGen:
-			t.gen++
-			t.tok = tok
-			if force {
-				t.forcedGen = t.gen
-			}
-			cl.tok, cl.gen = tok, t.gen
-		default: // a forced refresh stored a newer token meanwhile
-			cl.tok, cl.gen = t.tok, t.gen
-			if cl.tok == nil {
-				cl.tok = tok
-			}
-		}
-	}()
-	return cl
+		return t.call(ctx, force, startGen)
+	})
 }
 
-func wait(ctx context.Context, cl *call) (*Token, uint64, error) {
+// call asks the token route for the token (a forced refresh if force) and
+// stores it, unless a forced refresh stored a newer one since the call
+// began, when the cache stood at generation startGen.
+func (t *transport) call(ctx context.Context, force bool, startGen uint64) (called, error) {
+	var tok *Token
+	var err error
+	if force {
+		tok, err = t.c.ForceRefresh(ctx, t.provider, t.connectionID)
+	} else {
+		tok, err = t.c.Token(ctx, t.provider, t.connectionID)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err != nil:
+		if force && t.gen == startGen && (errors.Is(err, ErrReauthRequired) || errors.Is(err, ErrNotFound)) {
+			t.tok = nil // the cached token is of no use any more
+		}
+		return called{}, err
+	case force || t.gen == startGen:
+		t.gen++
+		t.tok = tok
+		if force {
+			t.forcedGen = t.gen
+		}
+		return called{tok, t.gen}, nil
+	case t.tok == nil:
+		return called{tok, t.gen}, nil
+	default: // a forced refresh stored a newer token meanwhile
+		return called{t.tok, t.gen}, nil
+	}
+}
+
+func wait(ctx context.Context, ch <-chan singleflight.Result) (*Token, uint64, error) {
 	select {
-	case <-cl.done:
-		return cl.tok, cl.gen, cl.err
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, 0, r.Err
+		}
+		c := r.Val.(called)
+		return c.tok, c.gen, nil
 	case <-ctx.Done():
 		return nil, 0, ctx.Err()
 	}

@@ -8,9 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 )
 
 // Failure classifies a failed token request.
@@ -124,7 +125,7 @@ func statusError(resp *http.Response, body []byte, now time.Time) *Error {
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		e.Failure, e.Reason = FailureUnavailable, "provider unavailable or rate limiting"
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
+		e.RetryAfter = tokenapi.ParseRetryAfter(resp.Header.Get("Retry-After"), now)
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		e.Failure, e.Reason = FailureResponse, "token endpoint answered with a redirect (not followed)"
 	case e.Code == "invalid_grant":
@@ -162,17 +163,4 @@ func oauthErrorCode(contentType string, body []byte) string {
 		}
 	}
 	return code
-}
-
-func retryAfter(h string, now time.Time) time.Duration {
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s >= 0 {
-		return time.Duration(min(s, 86400)) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return min(t.Sub(now), 24*time.Hour)
-	}
-	return 0
 }

@@ -12,20 +12,15 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
-// Provider names, and names of parameters and token headers. Each is a
-// character class plus a length bound checked apart: a counted repetition
-// such as {0,62} compiles into one instruction per repetition, which cost
-// every cold start about a millisecond of package initialisation.
-const namePattern = `^[a-z0-9][a-z0-9_-]{0,62}$`
-
+// Names of parameters and token headers (provider names follow
+// signing.ProviderNamePattern). Each is a character class plus a length
+// bound checked apart: a counted repetition such as {1,64} compiles into
+// one instruction per repetition, which cost every cold start about a
+// millisecond of package initialisation.
 var (
-	nameRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	paramRE      = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 	headerNameRE = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
 )
-
-// validName reports whether s matches namePattern.
-func validName(s string) bool { return len(s) <= 63 && nameRE.MatchString(s) }
 
 // validParam reports whether s matches ^[A-Za-z0-9_.-]{1,64}$.
 func validParam(s string) bool { return len(s) <= 64 && paramRE.MatchString(s) }
@@ -39,8 +34,8 @@ var reserved = []string{"response_type", "client_id", "client_secret", "redirect
 	"response_mode", "request", "request_uri", "nonce", "client_assertion", "client_assertion_type", "iss"}
 
 func (p *Provider) normalize() error {
-	if !validName(p.Name) {
-		return errors.New("name must match " + namePattern)
+	if !signing.ValidProviderName(p.Name) {
+		return errors.New("name must match " + signing.ProviderNamePattern)
 	}
 	if p.DisplayName == "" {
 		p.DisplayName = p.Name

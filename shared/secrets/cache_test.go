@@ -193,6 +193,9 @@ type gate struct {
 	entered chan struct{} // receives once per read
 	release chan struct{}
 	calls   atomic.Int32
+	// readFirst: read src when entered, answer that when released (a
+	// value read before a change upstream, answered after it).
+	readFirst bool
 }
 
 func newGate(src secrets.Source) *gate {
@@ -201,11 +204,19 @@ func newGate(src secrets.Source) *gate {
 
 func (g *gate) Secret(ctx context.Context, name string) ([]byte, error) {
 	g.calls.Add(1)
+	var value []byte
+	var err error
+	if g.readFirst {
+		value, err = g.src.Secret(ctx, name)
+	}
 	g.entered <- struct{}{}
 	select {
 	case <-g.release:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if g.readFirst {
+		return value, err
 	}
 	return g.src.Secret(ctx, name)
 }
@@ -251,6 +262,7 @@ func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
 	}
 }
 
+// A read in flight when Invalidate is called is not joined by later reads.
 func TestCacheInvalidateInFlight(t *testing.T) {
 	srv := newUpstream(t)
 	srv.put(t, "k", "old")
@@ -276,6 +288,33 @@ func TestCacheInvalidateInFlight(t *testing.T) {
 	<-first
 	if got := <-second; got != "new" {
 		t.Errorf("read after Invalidate = %q, want new", got)
+	}
+	mustSecret(t, c, "k", "new")
+	if got := g.calls.Load(); got != 2 {
+		t.Errorf("source reads = %d, want 2", got)
+	}
+}
+
+// The value of a read in flight when Invalidate is called, read before the
+// change upstream, goes to its readers but is not kept.
+func TestCacheInvalidatedReadNotKept(t *testing.T) {
+	srv := newUpstream(t)
+	srv.put(t, "k", "old")
+	g := newGate(srv.manager())
+	g.readFirst = true
+	c := secrets.NewCache(g, time.Minute)
+
+	first := make(chan string)
+	go func() {
+		got, _ := c.Secret(context.Background(), "k")
+		first <- string(got)
+	}()
+	<-g.entered // "old" read, not yet answered
+	srv.put(t, "k", "new")
+	c.Invalidate("k")
+	close(g.release)
+	if got := <-first; got != "old" {
+		t.Errorf("read begun before Invalidate = %q, want old", got)
 	}
 	mustSecret(t, c, "k", "new")
 	if got := g.calls.Load(); got != 2 {
@@ -328,4 +367,51 @@ func TestCacheLeaderCanceled(t *testing.T) {
 		t.Errorf("joiner err = %v, want DeadlineExceeded", err)
 	}
 	close(g2.release)
+}
+
+// panicky is a Source whose first read, once released, panics; later reads
+// go to src.
+type panicky struct {
+	*gate
+	panicked atomic.Bool
+}
+
+func (p *panicky) Secret(ctx context.Context, name string) ([]byte, error) {
+	if p.panicked.CompareAndSwap(false, true) {
+		p.entered <- struct{}{}
+		<-p.release
+		panic("source bug")
+	}
+	return p.src.Secret(ctx, name)
+}
+
+// A source that panics panics the reader that began the read, as if it had
+// read itself; the readers that joined get an error, and the name is not
+// stuck: the next read goes upstream.
+func TestCacheSourcePanics(t *testing.T) {
+	srv := newUpstream(t)
+	srv.put(t, "k", "v")
+	p := &panicky{gate: newGate(srv.manager())}
+	c := secrets.NewCache(p, time.Minute)
+
+	leader := make(chan any)
+	go func() {
+		defer func() { leader <- recover() }()
+		_, _ = c.Secret(context.Background(), "k")
+	}()
+	<-p.entered
+	joiner := make(chan error)
+	go func() {
+		_, err := c.Secret(context.Background(), "k")
+		joiner <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the joiner join
+	close(p.release)
+	if v := <-leader; v != "source bug" {
+		t.Errorf("leader recovered %v, want the source's panic", v)
+	}
+	if err := <-joiner; err == nil || err.Error() != "secrets: source panicked" {
+		t.Errorf("joiner err = %v, want secrets: source panicked", err)
+	}
+	mustSecret(t, c, "k", "v")
 }

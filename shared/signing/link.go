@@ -21,13 +21,31 @@ const linkTag = "oauthbroker-connect-v2"
 // connect link: param.domain=mail.example.com.
 const ParamPrefix = "param."
 
+// The provider-name rule, the one definition of it: the catalog accepts
+// only such names (package provider, which imports this one), and a
+// connect link's provider field only such names. A name is a path segment
+// of every route and part of secret names and store keys, so it is short
+// and made of lower-case letters, digits, "_" and "-".
+const (
+	// MaxProviderName is the longest a provider name may be, in bytes.
+	MaxProviderName = 63
+	// ProviderNamePattern is the rule as a regular expression, as error
+	// messages quote it; ValidProviderName checks it without compiling it.
+	ProviderNamePattern = "^" + providerNameShape + "$"
+
+	providerNameShape = "[a-z0-9][a-z0-9_-]{0,62}"
+)
+
+// ValidProviderName reports whether s matches ProviderNamePattern.
+func ValidProviderName(s string) bool { return providerField.match(s) }
+
 // The fields' shapes, as the patterns error messages quote. They are
 // checked by field.match, not by regexp: bounded repetitions such as
 // {1,253} make a regexp slow to compile, and every function would pay for
 // it at each cold start.
 var (
 	connectionIDField = field{"[A-Za-z0-9._:@-]{1,128}", 1, 128, "", alnum + "._:@-"}
-	providerField     = field{"[a-z0-9][a-z0-9_-]{0,62}", 1, 63, lowerDigits, lowerDigits + "_-"}
+	providerField     = field{providerNameShape, 1, MaxProviderName, lowerDigits, lowerDigits + "_-"}
 	grantField        = field{"[a-z_]{1,32}", 1, 32, "", lower + "_"}
 	paramNameField    = field{"[a-z][a-z0-9_]{0,31}", 1, 32, lower, lowerDigits + "_"}
 	paramValueField   = field{"[A-Za-z0-9._-]{1,253}", 1, 253, "", alnum + "._-"}

@@ -296,3 +296,39 @@ func TestFieldsMatchTheirPatterns(t *testing.T) {
 		}
 	}
 }
+
+// The provider-name rule, which the catalog and the connect link share.
+func TestValidProviderName(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"letter", "a", true},
+		{"digit first", "0a", true},
+		{"dash and underscore", "acme-crm_eu", true},
+		{"longest", strings.Repeat("a", MaxProviderName), true},
+		{"too long", strings.Repeat("a", MaxProviderName+1), false},
+		{"empty", "", false},
+		{"dash first", "-a", false},
+		{"underscore first", "_a", false},
+		{"upper case", "Acme", false},
+		{"dot", "a.b", false},
+		{"store key separator", "a#b", false},
+		{"path separator", "a/b", false},
+		{"non-ASCII", "é", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ValidProviderName(tt.in); got != tt.want {
+				t.Errorf("ValidProviderName(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+			if _, err := SignLink(keyset(t, "k1"), Link{Provider: tt.in, ConnectionID: "c1", Expires: t0.Add(time.Minute)}); (err == nil) != tt.want {
+				t.Errorf("SignLink with provider %q: err %v, want valid=%v", tt.in, err, tt.want)
+			}
+		})
+	}
+	if !regexp.MustCompile(ProviderNamePattern).MatchString(strings.Repeat("a", MaxProviderName)) ||
+		regexp.MustCompile(ProviderNamePattern).MatchString(strings.Repeat("a", MaxProviderName+1)) {
+		t.Errorf("ProviderNamePattern %s does not bound names to MaxProviderName (%d)", ProviderNamePattern, MaxProviderName)
+	}
+}

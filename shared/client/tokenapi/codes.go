@@ -1,11 +1,6 @@
 package tokenapi
 
-import (
-	"math"
-	"net/http"
-	"strconv"
-	"time"
-)
+import "net/http"
 
 // Error is the body of every error answer of the routes: {"error": code}.
 type Error struct {
@@ -43,6 +38,12 @@ const (
 	// ask again after Retry-After.
 	CodeProviderUnavailable Code = "provider_unavailable"
 )
+
+// CodeUnauthorized (401) is make dev's answer, not the routes': the local
+// server takes a dev-only key in place of API Gateway's IAM authorization
+// and refuses a request without it with this code. It is outside the
+// contract (Codes, Status), since deployed routes never answer it.
+const CodeUnauthorized Code = "unauthorized"
 
 // codes is the contract: each code's status and whether its answers
 // carry Retry-After.
@@ -89,10 +90,4 @@ func (c Code) HasRetryAfter() bool {
 		}
 	}
 	return false
-}
-
-// FormatRetryAfter is the Retry-After value for a wait of d: delay-seconds
-// (RFC 9110 §10.2.3), rounded up, at least 1.
-func FormatRetryAfter(d time.Duration) string {
-	return strconv.FormatInt(int64(max(1, math.Ceil(d.Seconds()))), 10)
 }

@@ -5,7 +5,6 @@ import (
 	"go/build"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestCodes(t *testing.T) {
@@ -21,7 +20,7 @@ func TestCodes(t *testing.T) {
 		{CodeInternal, 500, false},
 		{CodeProviderError, 502, true},
 		{CodeProviderUnavailable, 503, true},
-		{"unauthorized", 0, false}, // make dev's answer, not the route's
+		{CodeUnauthorized, 0, false}, // make dev's answer, not the route's
 		{"", 0, false},
 	}
 	for _, tt := range tests {
@@ -67,25 +66,6 @@ func TestTokenBody(t *testing.T) {
 	} {
 		if b, err := json.Marshal(tt.tok); err != nil || string(b) != tt.want {
 			t.Errorf("body %s, want %s (%v)", b, tt.want, err)
-		}
-	}
-}
-
-func TestFormatRetryAfter(t *testing.T) {
-	for _, tt := range []struct {
-		d    time.Duration
-		want string
-	}{
-		{0, "1"},
-		{-time.Second, "1"},
-		{time.Millisecond, "1"},
-		{time.Second, "1"},
-		{1200 * time.Millisecond, "2"},
-		{57 * time.Second, "57"},
-		{time.Hour, "3600"},
-	} {
-		if got := FormatRetryAfter(tt.d); got != tt.want {
-			t.Errorf("FormatRetryAfter(%s) = %q, want %q", tt.d, got, tt.want)
 		}
 	}
 }
