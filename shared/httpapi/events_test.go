@@ -42,6 +42,8 @@ const (
 	// fixtureBase is the execute-api URL the fixtures' requestContext names.
 	fixtureBase = "https://abcdef1234.execute-api.us-east-1.amazonaws.com"
 	fixtureKey  = "fixture-signing-key-0123456789abcdef012345"
+	// fixtureClientSecret is acme's (and other's) client secret.
+	fixtureClientSecret = "csecret-fixture-0123"
 	// fixtureExp is the exp of events/connect.json's link.
 	fixtureExp = 1893456000
 )
@@ -53,33 +55,38 @@ var fixtureNow = time.Unix(fixtureExp, 0).Add(-30 * time.Minute)
 
 // fixtureWorld is a broker as a Lambda function builds one, in process: the
 // catalog's acme is the strict OAuth server providertest (PKCE required,
-// one-hour tokens, rotating refresh tokens, a revocation endpoint), the
-// store an embedded file sealed under a local key, the secrets a file.
+// one-hour tokens, rotating refresh tokens, a revocation endpoint) and so is
+// other's (a second provider on the same server), the store an embedded
+// file sealed under a local key, the secrets a file.
 type fixtureWorld struct {
-	b    *broker.Broker
-	st   *embedded.Store
-	acme *providertest.Server
-	keys *signing.Keyset
+	b         *broker.Broker
+	st        *embedded.Store
+	storeFile string
+	acme      *providertest.Server
+	keys      *signing.Keyset
 }
 
 func newFixtureWorld(t *testing.T) *fixtureWorld {
 	t.Helper()
-	acme := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: "csecret-fixture-0123",
+	acme := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: fixtureClientSecret,
 		RedirectURI: fixtureBase + "/callback/acme", RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true})
 	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n    authorization_url: "+acme.AuthorizeURL()+
 		"\n    token_url: "+acme.TokenURL()+"\n    revocation_url: "+acme.RevokeURL()+
-		"\n    grant_types: [authorization_code, refresh_token]\n"))
+		"\n    grant_types: [authorization_code, refresh_token]\n"+
+		"  other:\n    authorization_url: "+acme.AuthorizeURL()+"\n    token_url: "+acme.TokenURL()+"\n    grant_types: [authorization_code]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	sf := filepath.Join(dir, "secrets.json")
 	if err := os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+fixtureKey+`"},`+
-		`"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret-fixture-0123"}}`), 0o600); err != nil {
+		`"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"`+fixtureClientSecret+`"},`+
+		`"oauthbroker/provider/other":{"client_id":"cid","client_secret":"`+fixtureClientSecret+`"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logcheck.Register(fixtureKey)
-	st, err := embedded.Open(filepath.Join(dir, "store.json"), testkeys.Sealer())
+	storeFile := filepath.Join(dir, "store.json")
+	st, err := embedded.Open(storeFile, testkeys.Sealer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +99,7 @@ func newFixtureWorld(t *testing.T) *fixtureWorld {
 		t.Fatal(err)
 	}
 	now := func() time.Time { return fixtureNow }
-	return &fixtureWorld{st: st, acme: acme, keys: keys, b: &broker.Broker{
+	return &fixtureWorld{st: st, storeFile: storeFile, acme: acme, keys: keys, b: &broker.Broker{
 		Config:  broker.Config{BaseURL: fixtureBase, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
 		Catalog: cat,
 		Store:   st,
@@ -161,16 +168,16 @@ func fill(t *testing.T, ev *events.APIGatewayV2HTTPRequest, values map[string]st
 	}
 }
 
-// flow is a connect in progress, as the browser holds it after the
+// consented is a connect in progress, as the browser holds it after the
 // provider's consent: the provider's answer and the binding cookie.
-type flow struct {
+type consented struct {
 	back   url.Values
 	cookie *http.Cookie
 }
 
-// connect runs events/connect.json for connectionID (its own link when not
+// consentFor runs events/connect.json for connectionID (its own link when not
 // the sample's cust-42) through Authorize, and the provider's consent.
-func (w *fixtureWorld) connect(t *testing.T, connectionID string) flow {
+func (w *fixtureWorld) consentFor(t *testing.T, connectionID string) consented {
 	t.Helper()
 	ev := fixture(t, "events/connect.json")
 	if connectionID == "cust-42" {
@@ -193,7 +200,7 @@ func (w *fixtureWorld) connect(t *testing.T, connectionID string) flow {
 	}
 	back := w.acme.Authorize(t, resp.Headers["Location"]).Query()
 	logcheck.Register(c.Value, back.Get("state"), back.Get("code"))
-	return flow{back: back, cookie: c}
+	return consented{back: back, cookie: c}
 }
 
 // sign returns the signature of the sample link q for acme.
@@ -215,7 +222,7 @@ func (w *fixtureWorld) sign(t *testing.T, q map[string]string) string {
 // connected stores connectionID through a whole connect and callback.
 func (w *fixtureWorld) connected(t *testing.T, connectionID string) store.Connection {
 	t.Helper()
-	f := w.connect(t, connectionID)
+	f := w.consentFor(t, connectionID)
 	ev := fixture(t, "events/callback.json")
 	fill(t, &ev, map[string]string{"code": f.back.Get("code"), "state": f.back.Get("state")}, f.cookie.Name+"="+f.cookie.Value)
 	if resp, err := Callback(w.b)(context.Background(), ev); err != nil || resp.StatusCode != http.StatusFound ||
@@ -257,7 +264,7 @@ func TestEvents(t *testing.T) {
 		names  map[string]string
 	}
 	callbackOf := func(t *testing.T, w *fixtureWorld) prepared {
-		f := w.connect(t, "cust-42")
+		f := w.consentFor(t, "cust-42")
 		return prepared{values: map[string]string{"code": f.back.Get("code"), "state": f.back.Get("state")},
 			cookie: f.cookie.Name + "=" + f.cookie.Value, names: map[string]string{f.cookie.Name: "{binding_cookie}"}}
 	}
