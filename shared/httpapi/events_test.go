@@ -55,33 +55,57 @@ var fixtureNow = time.Unix(fixtureExp, 0).Add(-30 * time.Minute)
 
 // fixtureWorld is a broker as a Lambda function builds one, in process: the
 // catalog's acme is the strict OAuth server providertest (PKCE required,
-// one-hour tokens, rotating refresh tokens, a revocation endpoint) and so is
-// other's (a second provider on the same server), the store an embedded
-// file sealed under a local key, the secrets a file.
+// scopes read and write, one-hour tokens, rotating refresh tokens, a
+// revocation endpoint) and so is other's (a second provider on the same
+// server), plus any extra providers; the store is an embedded file sealed
+// under a local key, the secrets a file.
 type fixtureWorld struct {
 	b         *broker.Broker
 	st        *embedded.Store
 	storeFile string
 	acme      *providertest.Server
 	keys      *signing.Keyset
+	extra     []extraProvider
 }
 
-func newFixtureWorld(t *testing.T) *fixtureWorld {
+// extraProvider is one more provider in a fixtureWorld's catalog and
+// secrets, served by its own test server.
+type extraProvider struct {
+	name  string
+	entry string // the catalog entry's YAML, indented under "providers:"
+	cfg   providertest.Config
+	srv   *providertest.Server
+}
+
+func newFixtureWorld(t *testing.T, extra ...extraProvider) *fixtureWorld {
 	t.Helper()
 	acme := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: fixtureClientSecret,
-		RedirectURI: fixtureBase + "/callback/acme", RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true})
-	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n    authorization_url: "+acme.AuthorizeURL()+
-		"\n    token_url: "+acme.TokenURL()+"\n    revocation_url: "+acme.RevokeURL()+
-		"\n    grant_types: [authorization_code, refresh_token]\n"+
-		"  other:\n    authorization_url: "+acme.AuthorizeURL()+"\n    token_url: "+acme.TokenURL()+"\n    grant_types: [authorization_code]\n"))
+		RedirectURI: fixtureBase + "/callback/acme", RequirePKCE: true, Scopes: []string{"read", "write"}, AccessTokenTTL: time.Hour,
+		RotateRefreshTokens: true})
+	catalog := "providers:\n  acme:\n    authorization_url: " + acme.AuthorizeURL() +
+		"\n    token_url: " + acme.TokenURL() + "\n    revocation_url: " + acme.RevokeURL() +
+		"\n    grant_types: [authorization_code, refresh_token]\n" +
+		"  other:\n    authorization_url: " + acme.AuthorizeURL() + "\n    token_url: " + acme.TokenURL() + "\n    grant_types: [authorization_code]\n"
+	creds := map[string]any{
+		"oauthbroker/keys":           map[string]string{"current_kid": "k1", "k1": fixtureKey},
+		"oauthbroker/provider/acme":  map[string]string{"client_id": "cid", "client_secret": fixtureClientSecret},
+		"oauthbroker/provider/other": map[string]string{"client_id": "cid", "client_secret": fixtureClientSecret},
+	}
+	for _, e := range extra {
+		catalog += e.entry
+		creds["oauthbroker/provider/"+e.name] = map[string]string{"client_id": e.cfg.ClientID, "client_secret": e.cfg.ClientSecret}
+	}
+	cat, err := testcatalog.Load(t, []byte(catalog))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	sf := filepath.Join(dir, "secrets.json")
-	if err := os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+fixtureKey+`"},`+
-		`"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"`+fixtureClientSecret+`"},`+
-		`"oauthbroker/provider/other":{"client_id":"cid","client_secret":"`+fixtureClientSecret+`"}}`), 0o600); err != nil {
+	b, err := json.Marshal(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sf, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logcheck.Register(fixtureKey)
@@ -99,7 +123,7 @@ func newFixtureWorld(t *testing.T) *fixtureWorld {
 		t.Fatal(err)
 	}
 	now := func() time.Time { return fixtureNow }
-	return &fixtureWorld{st: st, storeFile: storeFile, acme: acme, keys: keys, b: &broker.Broker{
+	return &fixtureWorld{st: st, storeFile: storeFile, acme: acme, keys: keys, extra: extra, b: &broker.Broker{
 		Config:  broker.Config{BaseURL: fixtureBase, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
 		Catalog: cat,
 		Store:   st,
@@ -107,6 +131,16 @@ func newFixtureWorld(t *testing.T) *fixtureWorld {
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: now},
 		Now:     now,
 	}}
+}
+
+// server is the test server behind provider name.
+func (w *fixtureWorld) server(name string) *providertest.Server {
+	for _, e := range w.extra {
+		if e.name == name {
+			return e.srv
+		}
+	}
+	return w.acme
 }
 
 // fixture reads a fixture ("events/x.json" from the module root, else

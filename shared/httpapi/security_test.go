@@ -3,8 +3,9 @@ package httpapi
 // Rows of the security checklist (docs/security.md) that the connect and
 // callback handlers decide alone: signature, state and query checks that
 // need neither DynamoDB's conditions, KMS nor a built function, run in
-// process on a fixtureWorld. The rows that do (S1, S2, S6, S7, S12, S13,
-// S17–S19, S21) stay in e2e, under the Lambda emulator.
+// process on a fixtureWorld: S3–S5, S8–S11 and S14–S16, and the connect
+// and callback refusals. The rows that do need them (S1, S2, S6, S7, S12,
+// S13, S17–S19, S21) stay in e2e, under the Lambda emulator.
 
 import (
 	"errors"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -581,4 +583,294 @@ func TestS15_ReturnToValidatedTwice(t *testing.T) {
 			t.Fatalf("a connection was stored: %v", err)
 		}
 	})
+}
+
+const (
+	mixupIssuer  = "https://mixup.example.test"
+	mixlaxIssuer = "https://mixlax.example.test"
+)
+
+// newSecBrowser is newBrowser with the providers S8, S14 and S16 need:
+//
+//   - mixup:   an RFC 9207 provider that always sends iss (require_issuer)
+//   - mixlax:  a configured issuer the provider does not send
+//   - narrow:  a provider whose user grants only "read"
+//   - machine: a client_credentials provider
+func newSecBrowser(t *testing.T) *browser {
+	t.Helper()
+	cfg := func(name string) providertest.Config {
+		return providertest.Config{ClientID: name + "-client-id", ClientSecret: name + "-secret-Wm3" + name[:2], RedirectURI: fixtureBase + "/callback/" + name}
+	}
+	entry := func(name, authURL, tokenURL, more string) string {
+		return "  " + name + ":\n    authorization_url: " + authURL + "\n    token_url: " + tokenURL +
+			"\n    grant_types: [authorization_code]\n" + more
+	}
+	var extra []extraProvider
+	add := func(name string, c providertest.Config, yaml func(*providertest.Server) string) {
+		srv := providertest.New(t, c)
+		extra = append(extra, extraProvider{name: name, entry: yaml(srv), cfg: c, srv: srv})
+	}
+	c := cfg("mixup")
+	c.Issuer = mixupIssuer
+	add("mixup", c, func(pt *providertest.Server) string {
+		return entry("mixup", pt.AuthorizeURL(), pt.TokenURL(), "    issuer: "+mixupIssuer+"\n    require_issuer: true\n")
+	})
+	add("mixlax", cfg("mixlax"), func(pt *providertest.Server) string {
+		return entry("mixlax", pt.AuthorizeURL(), pt.TokenURL(), "    issuer: "+mixlaxIssuer+"\n")
+	})
+	c = cfg("narrow")
+	c.Scopes, c.GrantOnly, c.AccessTokenTTL = []string{"read", "write"}, []string{"read"}, time.Hour
+	add("narrow", c, func(pt *providertest.Server) string { return entry("narrow", pt.AuthorizeURL(), pt.TokenURL(), "") })
+	c = cfg("machine")
+	c.RedirectURI, c.GrantTypes, c.AccessTokenTTL = "", []string{providertest.GrantClientCredentials}, time.Hour
+	add("machine", c, func(pt *providertest.Server) string {
+		return "  machine:\n    token_url: " + pt.TokenURL() + "\n    grant_types: [client_credentials]\n"
+	})
+	return &browser{fixtureWorld: newFixtureWorld(t, extra...), t: t}
+}
+
+// connOf is a stored connection, which must exist.
+func (s *browser) connOf(t *testing.T, provider, id string) store.Connection {
+	t.Helper()
+	c, err := s.st.GetConnection(t.Context(), provider, id)
+	if err != nil {
+		t.Fatalf("connection %s/%s: %v", provider, id, err)
+	}
+	logcheck.Register(c.AccessToken, c.RefreshToken)
+	return c
+}
+
+func assertFinal(t *testing.T, headers map[string]string, id string) {
+	t.Helper()
+	loc, err := url.Parse(headers["Location"])
+	if err != nil || loc.Host != "app.example.com" || loc.Query().Get("connection_id") != id || loc.Query().Get("status") != "connected" {
+		t.Fatalf("final redirect %q", headers["Location"])
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestS8_IssuerMixUp — S8 (RFC 9207 §2.4; RFC 9700 §4.4.2): where the
+// callback carries `iss`, it must equal the configured issuer exactly
+// (simple string comparison); where the catalog says the provider always
+// sends it, it is required. A mismatch → 403 before any token request.
+func TestS8_IssuerMixUp(t *testing.T) {
+	s := newSecBrowser(t)
+	tests := []struct {
+		provider string
+		iss      *string // nil: as the provider sent it
+		status   int
+	}{
+		{"mixup", nil, 302}, // the control: the provider's own iss
+		{"mixup", ptr("https://evil.example"), 403},
+		{"mixup", ptr(""), 403},
+		{"mixup", ptr(mixupIssuer + "/"), 403},
+		{"mixup", ptr(strings.ToUpper(mixupIssuer)), 403},
+		{"mixup", ptr("-"), 403}, // "-" stands for: iss removed (the catalog requires it)
+		{"mixlax", nil, 302},     // iss not sent and not required
+		{"mixlax", ptr(mixlaxIssuer), 302},
+		{"mixlax", ptr("https://evil.example"), 403},
+		{"mixlax", ptr(""), 403},
+	}
+	for i, tt := range tests {
+		name := tt.provider + " iss=as sent"
+		if tt.iss != nil {
+			name = tt.provider + " iss=" + strconv.Quote(*tt.iss)
+		}
+		t.Run(name, func(t *testing.T) {
+			s.within(t)
+			id := "s8-" + strconv.Itoa(i)
+			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: fixtureReturnTo})
+			srv := s.server(tt.provider)
+			back := s.consent(st.authURL)
+			q := back.Query()
+			if tt.provider == "mixup" && q.Get("iss") != mixupIssuer {
+				t.Fatalf("the test provider did not send iss (got %q)", q.Get("iss"))
+			}
+			switch {
+			case tt.iss == nil:
+			case *tt.iss == "-":
+				q.Del("iss")
+			default:
+				q.Set("iss", *tt.iss)
+			}
+			before := srv.TokenRequests()
+			resp := s.deliver(tt.provider, q.Encode(), st.cookie)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %v, want %d", resp.StatusCode, resp.Headers, tt.status)
+			}
+			if tt.status == 302 {
+				assertFinal(t, resp.Headers, id)
+				return
+			}
+			if resp.Headers["Location"] != "" {
+				t.Fatalf("a mix-up answered with a redirect: %q", resp.Headers["Location"])
+			}
+			if n := srv.TokenRequests() - before; n != 0 {
+				t.Fatalf("%d token requests", n)
+			}
+			if _, err := s.st.GetConnection(t.Context(), tt.provider, id); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("a connection was stored: %v", err)
+			}
+		})
+	}
+}
+
+// TestS14_TokenResponseChecked — S14 (RFC 6749 §5.1, §3.3): a token
+// response needs an access token and token_type bearer (any case); a
+// token_type of mac, a missing type (where the catalog does not allow it),
+// a missing or empty token or an error object → rejected and nothing
+// stored; the scope actually granted is what is stored — narrower than
+// requested when the user unticked a box, the requested one when the
+// response does not say.
+func TestS14_TokenResponseChecked(t *testing.T) {
+	s := newSecBrowser(t)
+	tests := []struct {
+		name      string
+		body      string // a 200 application/json token response; "" for the provider's own
+		provider  string
+		stored    bool
+		scope     string // stored scope
+		tokenType string
+	}{
+		{"token_type=mac", `{"access_token":"%s","token_type":"mac","expires_in":3600}`, "acme", false, "", ""},
+		{"token_type missing", `{"access_token":"%s","expires_in":3600}`, "acme", false, "", ""},
+		{"token_type not a string", `{"access_token":"%s","token_type":1}`, "acme", false, "", ""},
+		{"access_token missing", `{"token_type":"Bearer","expires_in":3600}`, "acme", false, "", ""},
+		{"access_token empty", `{"access_token":"","token_type":"Bearer"}`, "acme", false, "", ""},
+		{"access_token not a string", `{"access_token":12345,"token_type":"Bearer"}`, "acme", false, "", ""},
+		{"error object with 200", `{"error":"invalid_request","access_token":"%s","token_type":"Bearer"}`, "acme", false, "", ""},
+		{"token_type=bearer", `{"access_token":"%s","token_type":"bearer","expires_in":3600,"scope":"read write"}`, "acme", true, "read write", "Bearer"},
+		{"token_type=BEARER", `{"access_token":"%s","token_type":"BEARER","expires_in":3600,"scope":"read write"}`, "acme", true, "read write", "Bearer"},
+		{"narrower scope in the response", `{"access_token":"%s","token_type":"Bearer","expires_in":3600,"scope":"read"}`, "acme", true, "read", "Bearer"},
+		{"no scope in the response", `{"access_token":"%s","token_type":"Bearer","expires_in":3600}`, "acme", true, "read write", "Bearer"},
+		{"a user who granted only read", "", "narrow", true, "read", "Bearer"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			id := "s14-" + strconv.Itoa(i)
+			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: fixtureReturnTo, Scopes: []string{"read", "write"}})
+			back := s.consent(st.authURL)
+			srv := s.server(tt.provider)
+			var injected string
+			if tt.body != "" {
+				injected = "s14-token-" + strconv.Itoa(i) + "-Qv8"
+				logcheck.Register(injected)
+				body := strings.ReplaceAll(tt.body, "%s", injected)
+				srv.FailNext(1, http.StatusOK, "application/json", body, nil)
+			}
+			before := srv.TokenRequests()
+			resp := s.deliver(tt.provider, back.RawQuery, st.cookie)
+			if n := srv.TokenRequests() - before; n != 1 {
+				t.Fatalf("%d token requests", n)
+			}
+			c, err := s.st.GetConnection(t.Context(), tt.provider, id)
+			if !tt.stored {
+				loc, _ := url.Parse(resp.Headers["Location"])
+				if resp.StatusCode != http.StatusFound || loc == nil || loc.Query().Get("error") == "" {
+					t.Fatalf("got %d %q, want an error redirect", resp.StatusCode, resp.Headers["Location"])
+				}
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("a connection was stored: %v", err)
+				}
+				return
+			}
+			assertFinal(t, resp.Headers, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Scope != tt.scope || c.TokenType != tt.tokenType || (injected != "" && c.AccessToken != injected) {
+				t.Fatalf("stored scope %q type %q, want %q %q", c.Scope, c.TokenType, tt.scope, tt.tokenType)
+			}
+		})
+	}
+}
+
+// TestS16_CallbackResponsesLeakNothing — S16 (RFC 6750 §5.3; RFC 9700
+// §4.2): every kind of callback answer — the final redirect, error
+// redirects, error pages, the 201 of a client_credentials connect — carries
+// Referrer-Policy: no-referrer and Cache-Control: no-store, loads no
+// third-party content, and no code, state, token or secret is in its
+// Location, body or cookies.
+func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
+	s := newSecBrowser(t)
+	tests := []struct {
+		name   string
+		run    func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) // the answer and values it must not carry
+		status int
+	}{
+		{"connected", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-ok")
+			resp := s.deliver("acme", f.callbackQuery, f.cookie)
+			c := s.connOf(t, "acme", "s16-ok")
+			return resp, []string{f.code, f.state, c.AccessToken, c.RefreshToken, strings.SplitN(f.cookie, "=", 2)[1]}
+		}, 302},
+		{"provider error", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-denied")
+			return s.deliver("acme", "error=access_denied&state="+url.QueryEscape(f.state), f.cookie), []string{f.code, f.state}
+		}, 302},
+		{"token endpoint failure", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-500")
+			s.acme.FailNext(1, 500, "application/json", `{"error":"server_error"}`, nil)
+			return s.deliver("acme", f.callbackQuery, f.cookie), []string{f.code, f.state}
+		}, 302},
+		{"tampered state", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-403")
+			bad := flipSegment(f.state, 3)
+			logcheck.Register(bad)
+			return s.deliver("acme", "code="+url.QueryEscape(f.code)+"&state="+url.QueryEscape(bad), f.cookie), []string{f.code, f.state, bad}
+		}, 403},
+		{"code alone", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			f := s.begin("s16-400")
+			return s.deliver("acme", "code="+url.QueryEscape(f.code), f.cookie), []string{f.code}
+		}, 400},
+		{"client_credentials connect", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
+			resp := s.connect("machine", s.signed(signing.Link{Provider: "machine", ConnectionID: "s16-cc"}))
+			next, err := url.Parse(resp.Headers["Location"])
+			if resp.StatusCode != http.StatusFound || err != nil || next.Query().Get("state") == "" {
+				t.Fatalf("authorize: %d %v", resp.StatusCode, resp.Headers)
+			}
+			logcheck.Register(next.Query().Get("state"))
+			cb := s.deliver("machine", next.RawQuery)
+			c := s.connOf(t, "machine", "s16-cc")
+			return cb, []string{next.Query().Get("state"), c.AccessToken}
+		}, 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.within(t)
+			resp, secret := tt.run(t)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("got %d %v %s, want %d", resp.StatusCode, resp.Headers, resp.Body, tt.status)
+			}
+			if resp.Headers["Referrer-Policy"] != "no-referrer" || resp.Headers["Cache-Control"] != "no-store" {
+				t.Errorf("headers %v: want Referrer-Policy no-referrer and Cache-Control no-store", resp.Headers)
+			}
+			if csp := resp.Headers["Content-Security-Policy"]; !strings.Contains(csp, "default-src 'none'") {
+				t.Errorf("Content-Security-Policy %q", csp)
+			}
+			if loc := resp.Headers["Location"]; loc != "" && !strings.HasPrefix(loc, appOrigin+"/") {
+				t.Errorf("Location %q is not the app", loc)
+			}
+			for _, third := range []string{"http:", "https:", "//", "src=", "href=", "<script", "<img", "<iframe", "@import", "url("} {
+				if strings.Contains(strings.ToLower(resp.Body), third) {
+					t.Errorf("body loads or links other content (%q): %s", third, resp.Body)
+				}
+			}
+			carried := resp.Headers["Location"] + "\n" + resp.Body + "\n" + strings.Join(resp.Cookies, "\n")
+			all := append(secret, fixtureClientSecret)
+			for _, e := range s.extra {
+				all = append(all, e.cfg.ClientSecret)
+			}
+			for _, srv := range append([]*providertest.Server{s.acme}, s.server("machine")) {
+				all = append(all, srv.Credentials()...) // every code and token issued
+			}
+			for _, v := range all {
+				if v != "" && (strings.Contains(carried, v) || strings.Contains(carried, url.QueryEscape(v))) {
+					t.Errorf("the response carries a code, state, token or secret (%.6s…)", v)
+				}
+			}
+		})
+	}
 }
