@@ -534,3 +534,46 @@ func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// TestTokenRouteRefusesBadRequests: the token route takes one parameter,
+// force_refresh=true or false, and path parameters a connection key
+// allows; anything else is answered from the contract without a request to
+// the provider, on events/token.json as API Gateway sends it.
+func TestTokenRouteRefusesBadRequests(t *testing.T) {
+	w := newFixtureWorld(t)
+	w.connected(t, "customer-42")
+	tests := []struct {
+		name, provider, id, query string
+		status                    int
+		body                      string
+	}{
+		{"force_refresh=yes", "acme", "customer-42", "force_refresh=yes", 400, `{"error":"invalid_request"}`},
+		{"force_refresh empty", "acme", "customer-42", "force_refresh=", 400, `{"error":"invalid_request"}`},
+		{"force_refresh without a value", "acme", "customer-42", "force_refresh", 400, `{"error":"invalid_request"}`},
+		{"force_refresh twice", "acme", "customer-42", "force_refresh=true&force_refresh=true", 400, `{"error":"invalid_request"}`},
+		{"another parameter", "acme", "customer-42", "x=1", 400, `{"error":"invalid_request"}`},
+		{"force_refresh and another parameter", "acme", "customer-42", "force_refresh=true&x=1", 400, `{"error":"invalid_request"}`},
+		{"a bad escape", "acme", "customer-42", "%zz", 400, `{"error":"invalid_request"}`},
+		{"no such connection", "acme", "nobody", "", 404, `{"error":"not_found"}`},
+		{"no such provider", "nosuchprovider", "customer-42", "", 404, `{"error":"not_found"}`},
+		{"a provider name no key allows", "a#b", "customer-42", "", 400, `{"error":"invalid_request"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := fixture(t, "events/token.json")
+			ev.PathParameters = map[string]string{"provider": tt.provider, "connection_id": tt.id}
+			ev.RawPath = "/connections/" + tt.provider + "/" + tt.id + "/token"
+			ev.RequestContext.HTTP.Path = ev.RawPath
+			ev.RawQueryString = tt.query
+			before := w.acme.TokenRequests()
+			resp, err := Tokens(w.b)(context.Background(), ev)
+			if err != nil || resp.StatusCode != tt.status || resp.Body != tt.body ||
+				resp.Headers["Content-Type"] != "application/json" || resp.Headers["Cache-Control"] != "no-store" {
+				t.Fatalf("answer %d %s %v, %v; want %d %s", resp.StatusCode, resp.Body, resp.Headers, err, tt.status, tt.body)
+			}
+			if w.acme.TokenRequests() != before {
+				t.Error("a bad request reached the provider")
+			}
+		})
+	}
+}
