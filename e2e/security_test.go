@@ -7,7 +7,7 @@ package e2e
 // refused at start, BASE_URL from the environment, the shipped catalog.
 // Each asserts the row's "test (input → expected)" column and the row's
 // other properties where they can be observed from outside. The rows the
-// connect and callback handlers decide alone (S3–S5, S8–S11, S14–S16)
+// connect and callback handlers decide alone (S3–S6, S8–S11, S14–S16)
 // are tested in process, in shared/httpapi; S20 (encryption at rest) is in
 // the stores' tests; S22 (logs) is the stack's log check, which runs at
 // the end of every test below too.
@@ -230,50 +230,6 @@ func TestS2_StateBoundToBrowser(t *testing.T) {
 	}
 	if resp := s.deliver(s.callback, "acme", victim.callbackQuery, victim.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("the victim's own flow: %d %v", resp.StatusCode, resp.Headers)
-	}
-}
-
-// TestS6_PKCES256PerFlow — S6 (RFC 7636 §4.1–4.2, §7.1; RFC 9700 §2.1.1):
-// every authorization-code flow carries an S256 challenge of its own; the
-// verifier sent with the code is ≥ 32 random bytes, differs per flow,
-// satisfies challenge = BASE64URL(SHA256(verifier)), and is kept server
-// side (never in the browser's URL or cookie).
-func TestS6_PKCES256PerFlow(t *testing.T) {
-	s := newStack(t)
-	a, b := s.begin("s6-a"), s.begin("s6-b")
-	ca, cb := a.authURL.Query().Get("code_challenge"), b.authURL.Query().Get("code_challenge")
-	if ca == "" || ca == cb {
-		t.Fatalf("challenges %q and %q: want two different ones", ca, cb)
-	}
-	verifiers := map[string]bool{}
-	for _, f := range []flow{a, b} {
-		q := f.authURL.Query()
-		if q.Get("code_challenge_method") != "S256" {
-			t.Errorf("code_challenge_method %q", q.Get("code_challenge_method"))
-		}
-		if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
-			t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
-		}
-		reqs := s.codeRequests(s.prov, f.code)
-		if len(reqs) != 1 {
-			t.Fatalf("%d token requests for the code", len(reqs))
-		}
-		v := reqs[0].Params.Get("code_verifier")
-		raw, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(raw) < 32 {
-			t.Fatalf("verifier of %d bytes (%v), want ≥ 32 random bytes", len(raw), err)
-		}
-		sum := sha256.Sum256([]byte(v))
-		if base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
-			t.Fatal("challenge is not BASE64URL(SHA256(verifier))")
-		}
-		if strings.Contains(f.authURL.String(), v) || strings.Contains(f.cookie, v) {
-			t.Fatal("the verifier reached the browser")
-		}
-		verifiers[v] = true
-	}
-	if len(verifiers) != 2 {
-		t.Fatal("two flows used one verifier")
 	}
 }
 

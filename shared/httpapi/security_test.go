@@ -3,11 +3,13 @@ package httpapi
 // Rows of the security checklist (docs/security.md) that the connect and
 // callback handlers decide alone: signature, state and query checks that
 // need neither DynamoDB's conditions, KMS nor a built function, run in
-// process on a fixtureWorld: S3–S5, S8–S11 and S14–S16, and the connect
-// and callback refusals. The rows that do need them (S1, S2, S6, S7, S12,
-// S13, S17–S19, S21) stay in e2e, under the Lambda emulator.
+// process on a fixtureWorld: S3–S6, S8–S11 and S14–S16, and the connect
+// and callback refusals. The rows that do need them (S1, S2, S7, S12, S13,
+// S17–S19, S21) stay in e2e, under the Lambda emulator.
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -872,5 +874,49 @@ func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestS6_PKCES256PerFlow — S6 (RFC 7636 §4.1–4.2, §7.1; RFC 9700 §2.1.1):
+// every authorization-code flow carries an S256 challenge of its own; the
+// verifier sent with the code is ≥ 32 random bytes, differs per flow,
+// satisfies challenge = BASE64URL(SHA256(verifier)), and is kept server
+// side (never in the browser's URL or cookie).
+func TestS6_PKCES256PerFlow(t *testing.T) {
+	s := newBrowser(t)
+	a, b := s.begin("s6-a"), s.begin("s6-b")
+	ca, cb := a.authURL.Query().Get("code_challenge"), b.authURL.Query().Get("code_challenge")
+	if ca == "" || ca == cb {
+		t.Fatalf("challenges %q and %q: want two different ones", ca, cb)
+	}
+	verifiers := map[string]bool{}
+	for _, f := range []flow{a, b} {
+		q := f.authURL.Query()
+		if q.Get("code_challenge_method") != "S256" {
+			t.Errorf("code_challenge_method %q", q.Get("code_challenge_method"))
+		}
+		if resp := s.deliver("acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+			t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
+		}
+		reqs := codeRequests(s.acme, f.code)
+		if len(reqs) != 1 {
+			t.Fatalf("%d token requests for the code", len(reqs))
+		}
+		v := reqs[0].Params.Get("code_verifier")
+		raw, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(raw) < 32 {
+			t.Fatalf("verifier of %d bytes (%v), want ≥ 32 random bytes", len(raw), err)
+		}
+		sum := sha256.Sum256([]byte(v))
+		if base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
+			t.Fatal("challenge is not BASE64URL(SHA256(verifier))")
+		}
+		if strings.Contains(f.authURL.String(), v) || strings.Contains(f.cookie, v) {
+			t.Fatal("the verifier reached the browser")
+		}
+		verifiers[v] = true
+	}
+	if len(verifiers) != 2 {
+		t.Fatal("two flows used one verifier")
 	}
 }
