@@ -215,7 +215,7 @@ func (w *fixtureWorld) consentFor(t *testing.T, connectionID string) consented {
 	t.Helper()
 	ev := fixture(t, "events/connect.json")
 	if connectionID == "cust-42" {
-		fill(t, &ev, map[string]string{"sig": w.sign(t, ev.QueryStringParameters)}, "")
+		fill(t, &ev, map[string]string{"sig": w.sign(t, "acme", ev.QueryStringParameters)}, "")
 	} else {
 		raw, err := signing.SignLink(w.keys, signing.Link{Provider: "acme", ConnectionID: connectionID,
 			ReturnTo: "https://app.example.com/connected", Expires: fixtureNow.Add(30 * time.Minute)})
@@ -237,11 +237,11 @@ func (w *fixtureWorld) consentFor(t *testing.T, connectionID string) consented {
 	return consented{back: back, cookie: c}
 }
 
-// sign returns the signature of the sample link q for acme.
-func (w *fixtureWorld) sign(t *testing.T, q map[string]string) string {
+// sign returns the signature of the sample link q for provider.
+func (w *fixtureWorld) sign(t *testing.T, provider string, q map[string]string) string {
 	t.Helper()
-	raw, err := signing.SignLink(w.keys, signing.Link{Provider: "acme", ConnectionID: q["connection_id"], ReturnTo: q["return_to"],
-		Expires: time.Unix(fixtureExp, 0)})
+	raw, err := signing.SignLink(w.keys, signing.Link{Provider: provider, ConnectionID: q["connection_id"], ReturnTo: q["return_to"],
+		Grant: q["grant"], Expires: time.Unix(fixtureExp, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestEvents(t *testing.T) {
 		{
 			name: "connect", fixture: "events/connect.json", handler: Authorize,
 			setup: func(t *testing.T, w *fixtureWorld) prepared {
-				return prepared{values: map[string]string{"sig": w.sign(t, fixture(t, "events/connect.json").QueryStringParameters)}}
+				return prepared{values: map[string]string{"sig": w.sign(t, "acme", fixture(t, "events/connect.json").QueryStringParameters)}}
 			},
 			want: `{"statusCode": 302, "headers": {` + securityHeadersJSON + `,
 				"Location": "{acme}/authorize?client_id=cid&code_challenge={code_challenge}&code_challenge_method=S256&redirect_uri=https%3A%2F%2Fabcdef1234.execute-api.us-east-1.amazonaws.com%2Fcallback%2Facme&response_type=code&state={state}"},
@@ -393,6 +393,44 @@ func TestEvents(t *testing.T) {
 			want: `{"statusCode": 404, "headers": {` + securityHeadersJSON + `, "Content-Type": "text/html; charset=utf-8"},
 				"multiValueHeaders": null, "cookies": null,
 				"body": ` + jsonString(page("Not Found", "Unknown provider.")) + `}`,
+		},
+		{
+			name: "client_credentials connect", fixture: "connect-client-credentials.json", handler: Authorize,
+			setup: func(t *testing.T, w *fixtureWorld) prepared {
+				return prepared{values: map[string]string{"sig": w.sign(t, "machine", fixture(t, "connect-client-credentials.json").QueryStringParameters)}}
+			},
+			want: `{"statusCode": 302, "headers": {` + securityHeadersJSON + `,
+				"Location": "https://abcdef1234.execute-api.us-east-1.amazonaws.com/callback/machine?state={state}"},
+				"multiValueHeaders": null, "cookies": null, "body": ""}`,
+			after: func(t *testing.T, w *fixtureWorld, _ prepared) {
+				if _, err := w.st.GetConnection(context.Background(), "machine", "svc-1"); err != store.ErrNotFound {
+					t.Errorf("connection svc-1 before its callback: %v", err)
+				}
+			},
+		},
+		{
+			name: "client_credentials callback", fixture: "callback-client-credentials.json", handler: Callback,
+			setup: func(t *testing.T, w *fixtureWorld) prepared {
+				ev := fixture(t, "connect-client-credentials.json")
+				fill(t, &ev, map[string]string{"sig": w.sign(t, "machine", ev.QueryStringParameters)}, "")
+				resp, err := Authorize(w.b)(context.Background(), ev)
+				loc, _ := url.Parse(resp.Headers["Location"])
+				if err != nil || resp.StatusCode != http.StatusFound || loc == nil {
+					t.Fatalf("connect answered %d %v, %v", resp.StatusCode, resp.Headers, err)
+				}
+				logcheck.Register(loc.Query().Get("state"))
+				return prepared{values: map[string]string{"state": loc.Query().Get("state")}}
+			},
+			want: `{"statusCode": 201, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
+				"multiValueHeaders": null, "cookies": null,
+				"body": "{\"provider\":\"machine\",\"connection_id\":\"svc-1\",\"status\":\"connected\",\"expires_at\":\"` + tokenFixtureExpiry + `\"}"}`,
+			after: func(t *testing.T, w *fixtureWorld, _ prepared) {
+				c, err := w.st.GetConnection(context.Background(), "machine", "svc-1")
+				if err != nil || c.Status != store.StatusConnected || c.Grant != provider.GrantClientCredentials || !w.server("machine").Valid(c.AccessToken) {
+					t.Errorf("connection svc-1: %s %s, %v", c.Status, c.Grant, err)
+				}
+				logcheck.Register(c.AccessToken)
+			},
 		},
 		{
 			name: "token", fixture: "events/token.json", handler: Tokens, setup: connectedAs("customer-42"),
@@ -460,7 +498,7 @@ func TestEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newFixtureWorld(t)
+			w := newFixtureWorld(t, machineProvider(t))
 			var p prepared
 			if tt.setup != nil {
 				p = tt.setup(t, w)
@@ -499,9 +537,12 @@ func answer(t *testing.T, w *fixtureWorld, resp events.APIGatewayV2HTTPResponse,
 		t.Fatal(err)
 	}
 	pairs := []string{w.acme.URL, "{acme}"}
-	if loc, err := url.Parse(resp.Headers["Location"]); err == nil && strings.HasPrefix(resp.Headers["Location"], w.acme.URL) {
-		q := loc.Query()
-		pairs = append(pairs, q.Get("state"), "{state}", q.Get("code_challenge"), "{code_challenge}")
+	if loc, err := url.Parse(resp.Headers["Location"]); err == nil {
+		for k, name := range map[string]string{"state": "{state}", "code_challenge": "{code_challenge}"} {
+			if v := loc.Query().Get(k); v != "" {
+				pairs = append(pairs, v, name)
+			}
+		}
 	}
 	for _, raw := range resp.Cookies {
 		if c, err := http.ParseSetCookie(raw); err == nil && c.Value != "" {
@@ -533,6 +574,15 @@ func answer(t *testing.T, w *fixtureWorld, resp events.APIGatewayV2HTTPResponse,
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// machineProvider is a client_credentials provider, machine.
+func machineProvider(t *testing.T) extraProvider {
+	c := providertest.Config{ClientID: "machine-client-id", ClientSecret: "machine-secret-Wm3ma",
+		GrantTypes: []string{providertest.GrantClientCredentials}, AccessTokenTTL: time.Hour}
+	srv := providertest.New(t, c)
+	return extraProvider{name: "machine", cfg: c, srv: srv,
+		entry: "  machine:\n    token_url: " + srv.TokenURL() + "\n    grant_types: [client_credentials]\n"}
 }
 
 // TestTokenRouteRefusesBadRequests: the token route takes one parameter,

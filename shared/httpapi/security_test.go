@@ -623,12 +623,7 @@ func newSecBrowser(t *testing.T) *browser {
 	c = cfg("narrow")
 	c.Scopes, c.GrantOnly, c.AccessTokenTTL = []string{"read", "write"}, []string{"read"}, time.Hour
 	add("narrow", c, func(pt *providertest.Server) string { return entry("narrow", pt.AuthorizeURL(), pt.TokenURL(), "") })
-	c = cfg("machine")
-	c.RedirectURI, c.GrantTypes, c.AccessTokenTTL = "", []string{providertest.GrantClientCredentials}, time.Hour
-	add("machine", c, func(pt *providertest.Server) string {
-		return "  machine:\n    token_url: " + pt.TokenURL() + "\n    grant_types: [client_credentials]\n"
-	})
-	return &browser{fixtureWorld: newFixtureWorld(t, extra...), t: t}
+	return &browser{fixtureWorld: newFixtureWorld(t, append(extra, machineProvider(t))...), t: t}
 }
 
 // connOf is a stored connection, which must exist.
