@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -315,7 +316,7 @@ func TestEvents(t *testing.T) {
 			switch {
 			case check == nil && err == nil:
 				t.Errorf("connection %s stored: %+v", id, c.Status)
-			case check == nil && err != store.ErrNotFound:
+			case check == nil && !errors.Is(err, store.ErrNotFound):
 				t.Errorf("connection %s: %v", id, err)
 			case check != nil && err != nil:
 				t.Errorf("connection %s: %v", id, err)
@@ -403,7 +404,7 @@ func TestEvents(t *testing.T) {
 				"Location": "https://abcdef1234.execute-api.us-east-1.amazonaws.com/callback/machine?state={state}"},
 				"multiValueHeaders": null, "cookies": null, "body": ""}`,
 			after: func(t *testing.T, w *fixtureWorld, _ prepared) {
-				if _, err := w.st.GetConnection(context.Background(), "machine", "svc-1"); err != store.ErrNotFound {
+				if _, err := w.st.GetConnection(context.Background(), "machine", "svc-1"); !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("connection svc-1 before its callback: %v", err)
 				}
 			},
