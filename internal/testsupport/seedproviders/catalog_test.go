@@ -31,7 +31,9 @@ func TestEmbeddedEntries(t *testing.T) {
 		params map[string]string
 		srv    func(t *testing.T) *providertest.Server
 	}{
-		{"omnisend", nil, func(t *testing.T) *providertest.Server { return seedproviders.Omnisend(t, client, []string{"contacts"}) }},
+		{"omnisend", nil, func(t *testing.T) *providertest.Server {
+			return seedproviders.Omnisend(t, client, []string{"contacts"})
+		}},
 		{"outstand", nil, func(t *testing.T) *providertest.Server { return seedproviders.Outstand(t, client) }},
 		{"verticalresponse", nil, func(t *testing.T) *providertest.Server { return seedproviders.VerticalResponse(t, client) }},
 		{"kaisa", nil, func(t *testing.T) *providertest.Server { return seedproviders.Kaisa(t, client) }},
