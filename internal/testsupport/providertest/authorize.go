@@ -13,9 +13,13 @@ import (
 
 var challengeSyntax = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`) // BASE64URL(SHA256) without padding
 
-// maxStateLen bounds the state a client may send (and a consent request
-// keeps).
-const maxStateLen = 1024
+const (
+	// maxStateLen bounds the state a client may send (and a consent request
+	// keeps).
+	maxStateLen = 1024
+	// ConsentTTL is how long a consent page may stay open.
+	ConsentTTL = 10 * time.Minute
+)
 
 // handleAuthorize checks an authorization request. Errors about the client
 // or the redirect URI are answered here and never redirected (RFC 6749
@@ -98,7 +102,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	s.prune(now)
 	if s.cfg.ConsentPage {
 		id := randomString()
-		s.st.Requests[hash(id)] = &consentRequest{State: state, RedirectURI: q.Get("redirect_uri"), Scope: scope, Challenge: challenge, Expires: now.Add(s.cfg.CodeTTL)}
+		s.st.Requests[hash(id)] = &consentRequest{State: state, RedirectURI: q.Get("redirect_uri"), Scope: scope, Challenge: challenge, Expires: now.Add(ConsentTTL)}
 		err := s.save()
 		s.mu.Unlock()
 		if err != nil {

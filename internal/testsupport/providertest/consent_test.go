@@ -328,9 +328,14 @@ func TestConsentDeny(t *testing.T) {
 			t.Errorf("%s: %d %q", name, resp.StatusCode, resp.Header.Get("Location"))
 		}
 	}
-	// A consent page left open too long.
+	// A consent page may stay open for ConsentTTL, not longer.
+	id = f.consent(f.conf.AuthCodeURL("st-slow", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	f.clock.Add(providertest.ConsentTTL - time.Second)
+	if q := f.decide(id, "approve"); q.Get("code") == "" {
+		t.Errorf("approving a page open for almost ConsentTTL: %v", q)
+	}
 	id = f.consent(f.conf.AuthCodeURL("st-late", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
-	f.clock.Add(codeTTL)
+	f.clock.Add(providertest.ConsentTTL)
 	if resp, _ := f.post("/sandbox/decide", url.Values{"request": {id}, "decision": {"approve"}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("expired request: %d", resp.StatusCode)
 	}

@@ -152,7 +152,7 @@ type Config struct {
 	// NoRefreshTokens: the authorization code grant issues no refresh token.
 	NoRefreshTokens bool
 	// CodeTTL is the authorization code lifetime (default 10 minutes,
-	// RFC 6749 §4.1.2); a consent page stays open as long.
+	// RFC 6749 §4.1.2).
 	CodeTTL time.Duration
 	// Issuer, if set, is sent as iss in authorization responses (RFC 9207).
 	Issuer string
