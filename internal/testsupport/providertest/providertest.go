@@ -178,14 +178,13 @@ type Server struct {
 	mux     *http.ServeMux
 	pageCSP string          // the consent page's Content-Security-Policy
 	ctx     context.Context // cancelled when the test ends: aborts delays
-	// register, in a test, keeps a credential for Credentials and
-	// registers it with logcheck; nil from Open.
-	register func(string)
+	// inTest (New) records requests, keeps the credentials it issues for
+	// Credentials and registers them and those it receives with logcheck.
+	inTest bool
 
 	mu            sync.Mutex
 	st            state
 	requests      []Recorded
-	recording     bool
 	tokenRequests int
 	windowStart   time.Time // current rate limit window
 	windowCount   int
@@ -268,15 +267,9 @@ func open(cfg Config, inTest bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, now: cfg.Now, st: st, ctx: context.Background(), recording: inTest}
-	if inTest {
-		s.register = func(v string) {
-			s.secrets = append(s.secrets, v)
-			logcheck.Register(v)
-		}
-		if cfg.ClientSecret != "" {
-			s.register(cfg.ClientSecret)
-		}
+	s := &Server{cfg: cfg, now: cfg.Now, st: st, ctx: context.Background(), inTest: inTest}
+	if inTest && cfg.ClientSecret != "" {
+		s.keepSecret(cfg.ClientSecret)
 	}
 	if u, _ := url.Parse(cfg.RedirectURI); u != nil {
 		s.pageCSP = pageCSP(u.Scheme + "://" + u.Host)
@@ -301,11 +294,20 @@ func open(cfg Config, inTest bool) (*Server, error) {
 // serves the redirect URI's origin, or on its own.
 func (s *Server) Handler() http.Handler { return s.record(s.mux) }
 
-// logSecret keeps and registers v in a test (S22); s.mu is held or v is
-// not yet shared.
-func (s *Server) logSecret(v string) {
-	if s.register != nil {
-		s.register(v)
+// keepSecret, in a test, keeps v for Credentials and registers it with
+// logcheck (S22); s.mu is held or s not yet shared.
+func (s *Server) keepSecret(v string) {
+	if s.inTest {
+		s.secrets = append(s.secrets, v)
+		logcheck.Register(v)
+	}
+}
+
+// registerReceived, in a test, registers a secret value a client sent (a
+// state, a PKCE verifier) with logcheck (S22).
+func (s *Server) registerReceived(v string) {
+	if s.inTest {
+		logcheck.Register(v)
 	}
 }
 

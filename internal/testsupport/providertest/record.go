@@ -51,7 +51,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if !s.recording {
+		if !s.inTest {
 			if err != nil {
 				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 				return

@@ -177,7 +177,7 @@ func (s *Server) newGrant() int {
 // newSecret returns prefix + 256 random bits; s.mu is held.
 func (s *Server) newSecret(prefix string) string {
 	v := prefix + randomString()
-	s.logSecret(v)
+	s.keepSecret(v)
 	return v
 }
 

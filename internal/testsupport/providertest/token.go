@@ -293,7 +293,7 @@ func (s *Server) clientMatches(id, secret string) bool {
 // attempt fails and revokes the tokens issued from it (RFC 6749 §4.1.2).
 // s.mu is held.
 func (s *Server) grantCode(params url.Values, now time.Time) (map[string]any, *oauthError) {
-	s.logSecret(params.Get("code_verifier"))
+	s.registerReceived(params.Get("code_verifier"))
 	ci, ok := s.st.Codes[hash(params.Get("code"))]
 	switch {
 	case !params.Has("code"):
