@@ -179,6 +179,9 @@ func wantError(t *testing.T, r tokenReply, status int, code string) {
 	if r.header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
 		t.Fatalf("error response headers %v", r.header)
 	}
+	if strings.Contains(string(r.raw), clientSecret) || strings.Contains(string(r.raw), url.QueryEscape(clientSecret)) {
+		t.Fatalf("the error echoes the client secret: %s", r.raw)
+	}
 }
 
 func TestCodeFlowEveryClientAuthAndEncoding(t *testing.T) {
@@ -328,6 +331,8 @@ func TestTokenRejections(t *testing.T) {
 	t.Run("grant types", func(t *testing.T) {
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"password"}, "username": {"u"}, "password": {"p"}}), 400, "unsupported_grant_type")
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"code": {code}}), 400, "invalid_request")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}}), 400, "invalid_request")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"ptr_made_up"}}), 400, "invalid_grant")
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"client_credentials"}, "scope": {"read root"}}), 400, "invalid_scope")
 	})
 	t.Run("bad verifier", func(t *testing.T) {
