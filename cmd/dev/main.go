@@ -7,9 +7,11 @@
 // /connections/{provider}/{connection_id}, which take a dev-only key in
 // place of AWS IAM) run the very API Gateway handlers the Lambda
 // functions run; lifecycle events are logged; a development-only OAuth
-// provider (package sandbox) answers under /sandbox/; a tiny demo app at /
-// signs connect links and shows connections when the browser comes back
-// (with a Reconnect button for one that needs re-authorization);
+// provider, the "sandbox" (the strict OAuth test server of package
+// providertest, with its consent page), answers under /sandbox/; a tiny
+// demo app at / signs connect links and shows connections when the
+// browser comes back (with a Reconnect button for one that needs
+// re-authorization);
 // and a ticker calls RefreshDue in place of the EventBridge schedule.
 // Connections go to an embedded store, secrets to a local file and the
 // sandbox's grants to another, all under the data directory (default

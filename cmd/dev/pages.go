@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/internal/sandbox"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -132,7 +131,7 @@ func (s *devServer) home(w http.ResponseWriter, r *http.Request) {
 		Link:         link,
 		ConnectionID: id,
 		LinkTTL:      pageLinkTTL.String(),
-		TokenTTL:     sandbox.DefaultAccessTokenTTL.String(),
+		TokenTTL:     sandboxTokenTTL.String(),
 		RefreshEvery: s.refreshEvery.String(),
 		DataDir:      absDir(s.dataDir),
 	})
@@ -240,7 +239,7 @@ func (s *devServer) printBanner(ctx context.Context, w io.Writer) error {
   Refresh    every %s; sandbox tokens live %s
   Stop       Ctrl-C
 
-`, warn, s.baseURL, link, bannerLinkTTL, s.curlLine("<connection_id>"), absDir(s.dataDir), s.refreshEvery, sandbox.DefaultAccessTokenTTL)
+`, warn, s.baseURL, link, bannerLinkTTL, s.curlLine("<connection_id>"), absDir(s.dataDir), s.refreshEvery, sandboxTokenTTL)
 	return err
 }
 

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/internal/sandbox"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -43,6 +43,10 @@ const (
 	devKeyFile = "dev-api-key"
 	// refreshTimeout bounds one refresh sweep.
 	refreshTimeout = 30 * time.Second
+	// sandboxTokenTTL is the sandbox's access token lifetime: short, so
+	// that the refresh schedule is visible within a couple of minutes of
+	// connecting.
+	sandboxTokenTTL = 2 * time.Minute
 )
 
 // options configure a dev server.
@@ -172,12 +176,30 @@ func newServer(opts options) (*devServer, error) {
 		Now:     opts.Now,
 		Events:  lifecycle.NewLog(opts.Log), // EventBridge in AWS
 	}
-	sb, err := sandbox.New(sandbox.Config{
-		ClientID:     creds.ClientID,
-		ClientSecret: creds.ClientSecret,
-		RedirectURI:  b.RedirectURI(providerName),
-		StateFile:    filepath.Join(opts.DataDir, "sandbox.json"),
-		Now:          opts.Now,
+	// The sandbox is the repository's strict OAuth test server with its
+	// consent page, under /sandbox/, keeping its grants in the data
+	// directory.
+	sb, err := providertest.Open(providertest.Config{
+		Title:               "Sandbox provider — dev only",
+		ClientID:            creds.ClientID,
+		ClientSecret:        creds.ClientSecret,
+		RedirectURI:         b.RedirectURI(providerName),
+		ConsentPage:         true,
+		AuthorizePath:       "/sandbox/authorize",
+		DecidePath:          "/sandbox/decide",
+		TokenPath:           "/sandbox/token",
+		RevokePath:          "/sandbox/revoke",
+		ResourcePath:        "/sandbox/userinfo",
+		GrantTypes:          []string{providertest.GrantAuthorizationCode, providertest.GrantRefreshToken},
+		ClientAuth:          providertest.AuthBasic,
+		TokenRequest:        providertest.RequestForm,
+		RequirePKCE:         true,
+		Scopes:              []string{"profile"},
+		AccessTokenTTL:      sandboxTokenTTL,
+		CodeTTL:             5 * time.Minute,
+		RotateRefreshTokens: true, // as Outstand and GetResponse do
+		StateFile:           filepath.Join(opts.DataDir, "sandbox.json"),
+		Now:                 opts.Now,
 	})
 	if err != nil {
 		return nil, err

@@ -1,18 +1,33 @@
-// Package providertest is an OAuth 2.0 authorization server (RFC 6749) for
-// tests, strict like a real provider: exact redirect_uri matching, single-use
-// codes bound to client, redirect_uri and PKCE challenge (RFC 7636, S256
-// only), exactly one client authentication method (RFC 6749 §2.3), RFC 6749
-// §5.2 error responses, refresh token rotation with replay detection
-// (RFC 9700 §4.14.2). It records every request and can inject failures,
-// delays and a rate limit into the token endpoint. Config knobs reproduce
-// non-standard providers (JSON or GET token requests, created_at, echoed
-// refresh tokens, required headers, restricted grant types). The client
-// secret, the codes and tokens it issues and the states and PKCE verifiers
-// it receives are registered with logcheck (S22).
+// Package providertest is the repository's one OAuth 2.0 authorization
+// server (RFC 6749), strict like a real provider: exact redirect_uri
+// matching, single-use codes bound to redirect_uri and PKCE challenge
+// (RFC 7636, S256 only), exactly one client authentication method (RFC 6749
+// §2.3), RFC 6749 §5.2 error responses, refresh token rotation with replay
+// detection (RFC 9700 §4.14.2). Config knobs reproduce non-standard
+// providers (JSON or GET token requests, created_at, echoed refresh tokens,
+// required headers, restricted grant types): package seedproviders
+// configures it as each seed provider documents itself.
 //
-// Endpoints (all under Server.URL, at the default paths the Config can change):
+// Two ways to run it:
 //
-//	GET  /authorize  authorization endpoint (RFC 6749 §4.1.1); answers as if the user approved
+//   - New, in a test: it runs on its own httptest server, answers the
+//     authorization request as if the user approved (or, with Deny, denied),
+//     records every request, can inject failures, delays and a rate limit
+//     into the token endpoint, and registers the client secret, the codes
+//     and tokens it issues and the states and PKCE verifiers it receives
+//     with logcheck (S22).
+//   - Open, for make dev (cmd/dev, its "sandbox provider"): the caller
+//     mounts Handler on its own server; with ConsentPage the authorization
+//     endpoint shows an HTML consent page with Approve and Deny, and with
+//     StateFile what it issued survives a restart. It records nothing and
+//     keeps no credential in the clear. It has no users and no login:
+//     anyone who can reach it can approve any request, so it must never be
+//     deployed.
+//
+// Endpoints (at the default paths the Config can change):
+//
+//	GET  /authorize  authorization endpoint (RFC 6749 §4.1.1)
+//	POST /decide     the consent form's answer (ConsentPage only)
 //	     /token      token endpoint (RFC 6749 §3.2, §4.1.3, §4.4, §6), method per Config.TokenRequest
 //	POST /revoke     token revocation (RFC 7009), same client authentication as /token
 //	GET  /resource   a protected resource taking "Authorization: Bearer" (RFC 6750 §2.1)
@@ -22,22 +37,15 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path"
 	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,10 +85,24 @@ type Config struct {
 	// exactly the registered one; a code requested with redirect_uri still
 	// needs the identical value (RFC 6749 §4.1.3).
 	RedirectURIOptional bool
-	// AuthorizePath, TokenPath, RevokePath and ResourcePath are where the
-	// endpoints are served; defaults "/authorize", "/token", "/revoke",
-	// "/resource". They must be distinct.
-	AuthorizePath, TokenPath, RevokePath, ResourcePath string
+	// AuthorizePath, TokenPath, RevokePath, ResourcePath and DecidePath are
+	// where the endpoints are served; defaults "/authorize", "/token",
+	// "/revoke", "/resource", "/decide". They must be distinct.
+	AuthorizePath, TokenPath, RevokePath, ResourcePath, DecidePath string
+	// ConsentPage makes the authorization endpoint show an HTML consent
+	// page (Approve or Deny, posted to DecidePath) instead of approving at
+	// once; Title names the provider on its pages ("Test provider — dev
+	// only" if empty). The page and its form carry an opaque request id,
+	// never the request's parameters.
+	ConsentPage bool
+	Title       string
+	// StateFile is where the server keeps what it has issued (JSON,
+	// written 0600, keyed by hashes of codes and tokens, never the values),
+	// rewritten after every change, so that its grants survive a restart;
+	// "" keeps it in memory only. One process at a time may use a file.
+	StateFile string
+	// Now is the clock deciding expiry; time.Now if nil.
+	Now func() time.Time
 	// ClientAuth is AuthBasic (default) or AuthBody.
 	ClientAuth string
 	// TokenRequest is RequestForm (default), RequestJSON or RequestQuery.
@@ -143,62 +165,35 @@ type Config struct {
 	ExtraResponse map[string]any
 }
 
-// Recorded is one request the server received.
-type Recorded struct {
-	Method string
-	Path   string
-	Header http.Header
-	Body   []byte     // raw body
-	Query  url.Values // parameters in the URL
-	Params url.Values // all parameters: URL, form body and JSON body (string values) together
-	Status int        // status answered; 0 while the request is in flight
-}
-
-// Server is a running authorization server; its methods are safe for
-// concurrent use.
+// Server is an authorization server; its methods are safe for concurrent
+// use.
 type Server struct {
-	// URL is the base URL, http://127.0.0.1:<port>.
+	// URL is the base URL, http://127.0.0.1:<port>, of a server from New;
+	// "" for one from Open, whose endpoints are then paths on the caller's
+	// origin.
 	URL string
 
-	cfg    Config
-	srv    *httptest.Server
-	ctx    context.Context // cancelled when the test ends: aborts delays
-	cancel context.CancelFunc
+	cfg     Config
+	now     func() time.Time
+	mux     *http.ServeMux
+	pageCSP string          // the consent page's Content-Security-Policy
+	ctx     context.Context // cancelled when the test ends: aborts delays
+	// inTest (New) records requests, keeps the credentials it issues for
+	// Credentials and registers them and those it receives with logcheck.
+	inTest bool
 
 	mu            sync.Mutex
+	st            state
 	requests      []Recorded
 	tokenRequests int
 	windowStart   time.Time // current rate limit window
 	windowCount   int
-	codes         map[string]*codeInfo
-	access        map[string]*tokenInfo
-	refresh       map[string]*tokenInfo
 	secrets       []string
-	nextGrant     int
 	deny          bool
 	delay         time.Duration
 	failRevoke    bool
 	failN         int
 	fail          failure
-}
-
-type codeInfo struct {
-	clientID    string
-	redirectURI string // as sent in the authorization request; "" if omitted
-	scope       []string
-	challenge   string
-	expires     time.Time
-	used        bool
-	grant       int
-}
-
-type tokenInfo struct {
-	clientID string
-	scope    []string
-	grant    int
-	expires  time.Time // zero: never
-	revoked  bool
-	rotated  bool // refresh token replaced by rotation
 }
 
 type failure struct {
@@ -208,9 +203,39 @@ type failure struct {
 	header      http.Header
 }
 
-// New starts a server for cfg and stops it when the test ends.
+// New starts a server for cfg on its own httptest server and stops it
+// when the test ends. It fails the test if cfg is invalid.
 func New(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	s, err := open(cfg, true)
+	if err != nil {
+		t.Fatalf("providertest: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.ctx = ctx
+	srv := httptest.NewServer(s.Handler())
+	s.URL = srv.URL
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+	})
+	return s
+}
+
+// Open returns a server for cfg, loading cfg.StateFile if it exists, for
+// the caller to serve with Handler at the origin of its own server (make
+// dev). It fails if cfg is invalid, has no ClientSecret, or the state file
+// cannot be read.
+func Open(cfg Config) (*Server, error) {
+	if cfg.ClientSecret == "" {
+		return nil, errors.New("providertest: Open needs ClientSecret")
+	}
+	return open(cfg, false)
+}
+
+// open applies cfg's defaults, checks it and assembles the server; inTest
+// records requests and keeps and registers credentials.
+func open(cfg Config, inTest bool) (*Server, error) {
 	if cfg.ClientAuth == "" {
 		cfg.ClientAuth = AuthBasic
 	}
@@ -226,40 +251,64 @@ func New(t testing.TB, cfg Config) *Server {
 	if cfg.CodeTTL == 0 {
 		cfg.CodeTTL = 10 * time.Minute
 	}
+	cfg.Title = cmp.Or(cfg.Title, "Test provider — dev only")
 	cfg.AuthorizePath = cmp.Or(cfg.AuthorizePath, "/authorize")
 	cfg.TokenPath = cmp.Or(cfg.TokenPath, "/token")
 	cfg.RevokePath = cmp.Or(cfg.RevokePath, "/revoke")
 	cfg.ResourcePath = cmp.Or(cfg.ResourcePath, "/resource")
+	cfg.DecidePath = cmp.Or(cfg.DecidePath, "/decide")
 	if err := cfg.check(); err != nil {
-		t.Fatalf("providertest: %v", err)
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{
-		cfg:     cfg,
-		ctx:     ctx,
-		cancel:  cancel,
-		codes:   map[string]*codeInfo{},
-		access:  map[string]*tokenInfo{},
-		refresh: map[string]*tokenInfo{},
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	if cfg.ClientSecret != "" {
-		s.secrets = append(s.secrets, cfg.ClientSecret)
-		logcheck.Register(cfg.ClientSecret)
+	st, err := loadState(cfg.StateFile)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, now: cfg.Now, st: st, ctx: context.Background(), inTest: inTest}
+	if inTest && cfg.ClientSecret != "" {
+		s.keepSecret(cfg.ClientSecret)
+	}
+	if u, _ := url.Parse(cfg.RedirectURI); u != nil {
+		s.pageCSP = pageCSP(u.Scheme + "://" + u.Host)
 	}
 	mux := http.NewServeMux()
 	if cfg.grants(GrantAuthorizationCode) {
 		mux.HandleFunc(cfg.AuthorizePath, s.handleAuthorize)
+		if cfg.ConsentPage {
+			// The consent form is the only state-changing browser request:
+			// refuse it cross-origin (Sec-Fetch-Site / Origin).
+			mux.Handle(cfg.DecidePath, http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.handleDecide)))
+		}
 	}
 	mux.HandleFunc(cfg.TokenPath, s.handleToken)
 	mux.HandleFunc(cfg.RevokePath, s.handleRevoke)
 	mux.HandleFunc(cfg.ResourcePath, s.handleResource)
-	s.srv = httptest.NewServer(s.record(mux))
-	s.URL = s.srv.URL
-	t.Cleanup(func() {
-		cancel()
-		s.srv.Close()
-	})
-	return s
+	s.mux = mux
+	return s, nil
+}
+
+// Handler serves the endpoints at their paths; mount it on the server that
+// serves the redirect URI's origin, or on its own.
+func (s *Server) Handler() http.Handler { return s.record(s.mux) }
+
+// keepSecret, in a test, keeps v for Credentials and registers it with
+// logcheck (S22); s.mu is held or s not yet shared.
+func (s *Server) keepSecret(v string) {
+	if s.inTest {
+		s.secrets = append(s.secrets, v)
+		logcheck.Register(v)
+	}
+}
+
+// registerReceived, in a test, registers a secret value a client sent (a
+// state, a PKCE verifier) with logcheck (S22).
+func (s *Server) registerReceived(v string) {
+	if s.inTest {
+		logcheck.Register(v)
+	}
 }
 
 // endpointPath is what a ServeMux takes as an exact path: no host, method,
@@ -273,6 +322,12 @@ func (cfg *Config) check() error {
 	}
 	if cfg.RedirectURI == "" && cfg.grants(GrantAuthorizationCode) {
 		return fmt.Errorf("Config needs RedirectURI unless GrantTypes excludes authorization_code")
+	}
+	if u, err := url.Parse(cfg.RedirectURI); cfg.RedirectURI != "" && (err != nil || u.Scheme == "" || u.Host == "") {
+		return fmt.Errorf("RedirectURI %q is not an absolute URL", cfg.RedirectURI)
+	}
+	if cfg.ConsentPage && !cfg.grants(GrantAuthorizationCode) {
+		return fmt.Errorf("ConsentPage needs the authorization_code grant")
 	}
 	if cfg.ClientAuth != AuthBasic && cfg.ClientAuth != AuthBody {
 		return fmt.Errorf("ClientAuth %q: want %q or %q", cfg.ClientAuth, AuthBasic, AuthBody)
@@ -304,7 +359,7 @@ func (cfg *Config) check() error {
 			return fmt.Errorf("RequireHeaders: header %q not allowed", k)
 		}
 	}
-	paths := []string{cfg.AuthorizePath, cfg.TokenPath, cfg.RevokePath, cfg.ResourcePath}
+	paths := []string{cfg.AuthorizePath, cfg.TokenPath, cfg.RevokePath, cfg.ResourcePath, cfg.DecidePath}
 	for i, p := range paths {
 		if !endpointPath.MatchString(p) || path.Clean(p) != p {
 			return fmt.Errorf("endpoint path %q: want /segment/... without wildcards or a trailing slash", p)
@@ -334,7 +389,8 @@ func (s *Server) RevokeURL() string { return s.URL + s.cfg.RevokePath }
 func (s *Server) ResourceURL() string { return s.URL + s.cfg.ResourcePath }
 
 // Deny makes the authorization endpoint answer as if the user clicked Deny
-// (error=access_denied, RFC 6749 §4.1.2.1), until Deny(false).
+// (error=access_denied, RFC 6749 §4.1.2.1), until Deny(false). A consent
+// page lets the user choose instead.
 func (s *Server) Deny(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -368,7 +424,8 @@ func (s *Server) Delay(d time.Duration) {
 	s.delay = d
 }
 
-// Requests returns every request received so far, in order.
+// Requests returns every request received so far, in order (none from
+// Open).
 func (s *Server) Requests() []Recorded {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -395,7 +452,7 @@ func (s *Server) TokenRequests() int {
 func (s *Server) Issued(access string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.access[access]
+	_, ok := s.st.Access[hash(access)]
 	return ok
 }
 
@@ -404,8 +461,8 @@ func (s *Server) Issued(access string) bool {
 func (s *Server) Valid(access string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ti, ok := s.access[access]
-	return ok && ti.usable(time.Now())
+	ti, ok := s.st.Access[hash(access)]
+	return ok && ti.usable(s.now())
 }
 
 // ValidRefresh reports whether rt is an issued refresh token that may still be
@@ -413,8 +470,8 @@ func (s *Server) Valid(access string) bool {
 func (s *Server) ValidRefresh(rt string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ti, ok := s.refresh[rt]
-	return ok && ti.usable(time.Now())
+	ti, ok := s.st.Refresh[hash(rt)]
+	return ok && ti.usable(s.now())
 }
 
 // RevokeRefresh revokes a refresh token, as a user disconnecting the app on
@@ -422,18 +479,20 @@ func (s *Server) ValidRefresh(rt string) bool {
 func (s *Server) RevokeRefresh(rt string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ti, ok := s.refresh[rt]; ok {
-		ti.revoked = true
+	if ti, ok := s.st.Refresh[hash(rt)]; ok {
+		ti.end(s.now(), false)
 	}
+	_ = s.save() // a test's server keeps no file
 }
 
 // RevokeAccess revokes an access token: the resource endpoint rejects it.
 func (s *Server) RevokeAccess(access string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ti, ok := s.access[access]; ok {
-		ti.revoked = true
+	if ti, ok := s.st.Access[hash(access)]; ok {
+		ti.end(s.now(), false)
 	}
+	_ = s.save()
 }
 
 // IssueGrant creates a new grant for the registered client, as a completed
@@ -442,14 +501,14 @@ func (s *Server) RevokeAccess(access string) {
 func (s *Server) IssueGrant(scope ...string) (access, refresh string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nextGrant++
-	resp := s.issue(scope, s.nextGrant, true)
+	resp := s.issue(scope, s.newGrant(), true)
+	_ = s.save()
 	return resp["access_token"].(string), resp["refresh_token"].(string)
 }
 
 // Credentials returns the client secret and every code, access token and
 // refresh token issued so far: the strings that must never appear in a log
-// (RFC 6750 §5.3, RFC 9700 §4.2).
+// (RFC 6750 §5.3, RFC 9700 §4.2). A server from Open keeps none.
 func (s *Server) Credentials() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -477,723 +536,4 @@ func (s *Server) Authorize(t testing.TB, authorizeURL string) *url.URL {
 		t.Fatalf("providertest: authorize Location: %v", err)
 	}
 	return loc
-}
-
-// ---------------------------------------------------------------------------
-// Recording
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// record reads the body (at most 1 MiB), records the request and hands it on
-// with the body restored.
-func (s *Server) record(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		query, _ := url.ParseQuery(r.URL.RawQuery)
-		rec := Recorded{
-			Method: r.Method,
-			Path:   r.URL.Path,
-			Header: r.Header.Clone(),
-			Body:   body,
-			Query:  query,
-			Params: cloneValues(query),
-		}
-		for k, vs := range bodyParams(r.Header.Get("Content-Type"), body) {
-			rec.Params[k] = append(rec.Params[k], vs...)
-		}
-		s.mu.Lock()
-		i := len(s.requests)
-		s.requests = append(s.requests, rec)
-		s.mu.Unlock()
-
-		sw := &statusWriter{ResponseWriter: w}
-		if err != nil {
-			http.Error(sw, "request body too large", http.StatusRequestEntityTooLarge)
-		} else {
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			next.ServeHTTP(sw, r)
-		}
-		s.mu.Lock()
-		s.requests[i].Status = sw.status
-		s.mu.Unlock()
-	})
-}
-
-// bodyParams parses a form or JSON body leniently, for recording.
-func bodyParams(contentType string, body []byte) url.Values {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	switch mt {
-	case "application/x-www-form-urlencoded":
-		v, _ := url.ParseQuery(string(body))
-		return v
-	case "application/json":
-		var m map[string]any
-		if json.Unmarshal(body, &m) != nil {
-			return nil
-		}
-		v := url.Values{}
-		for k, x := range m {
-			if str, ok := x.(string); ok {
-				v.Add(k, str)
-			}
-		}
-		return v
-	}
-	return nil
-}
-
-func cloneValues(v url.Values) url.Values {
-	if v == nil {
-		return nil
-	}
-	out := make(url.Values, len(v))
-	for k, vs := range v {
-		out[k] = slices.Clone(vs)
-	}
-	return out
-}
-
-// ---------------------------------------------------------------------------
-// Authorization endpoint (RFC 6749 §4.1.1–4.1.2)
-
-var challengeSyntax = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`) // BASE64URL(SHA256) without padding
-
-func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "authorization endpoint: GET only", http.StatusMethodNotAllowed)
-		return
-	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		http.Error(w, "invalid_request: malformed query", http.StatusBadRequest)
-		return
-	}
-	// Without a valid client and exactly the registered redirect_uri the
-	// server must not redirect (RFC 6749 §4.1.2.1, §10.15).
-	if len(q["client_id"]) != 1 || q.Get("client_id") != s.cfg.ClientID {
-		http.Error(w, "invalid_request: unknown or repeated client_id", http.StatusBadRequest)
-		return
-	}
-	omitted := len(q["redirect_uri"]) == 0 && s.cfg.RedirectURIOptional
-	if !omitted && (len(q["redirect_uri"]) != 1 || q.Get("redirect_uri") != s.cfg.RedirectURI) {
-		http.Error(w, "invalid_request: redirect_uri is missing, repeated or not the registered one", http.StatusBadRequest)
-		return
-	}
-	state := q.Get("state")
-	logcheck.Register(state)
-	fail := func(code, desc string) {
-		s.redirect(w, r, url.Values{"error": {code}, "error_description": {desc}}, state)
-	}
-
-	for k, vs := range q {
-		if len(vs) > 1 { // RFC 6749 §3.1
-			fail("invalid_request", "parameter "+k+" repeated")
-			return
-		}
-	}
-	if q.Get("response_type") != "code" { // RFC 9700 §2.1.2: no implicit grant
-		fail("unsupported_response_type", "only response_type=code is supported")
-		return
-	}
-	if state == "" {
-		fail("invalid_request", "state is required")
-		return
-	}
-	scope, ok := s.parseScope(q.Get(s.cfg.ScopeParam))
-	if !ok {
-		fail("invalid_scope", "unknown scope requested")
-		return
-	}
-	challenge, method := q.Get("code_challenge"), q.Get("code_challenge_method")
-	switch {
-	case challenge == "" && s.cfg.RequirePKCE: // RFC 7636 §4.4.1
-		fail("invalid_request", "code challenge required")
-		return
-	case challenge == "" && method != "":
-		fail("invalid_request", "code_challenge_method without code_challenge")
-		return
-	case challenge != "" && method != "S256": // absent means plain (RFC 7636 §4.3), refused (§7.2)
-		fail("invalid_request", "transform algorithm not supported")
-		return
-	case challenge != "" && !challengeSyntax.MatchString(challenge):
-		fail("invalid_request", "malformed code_challenge")
-		return
-	}
-
-	s.mu.Lock()
-	if s.deny {
-		s.mu.Unlock()
-		fail("access_denied", "The user denied the request")
-		return
-	}
-	code := s.newSecret("ptc_")
-	s.nextGrant++
-	s.codes[code] = &codeInfo{
-		clientID:    s.cfg.ClientID,
-		redirectURI: q.Get("redirect_uri"),
-		scope:       s.narrow(scope),
-		challenge:   challenge,
-		expires:     time.Now().Add(s.cfg.CodeTTL),
-		grant:       s.nextGrant,
-	}
-	s.mu.Unlock()
-	s.redirect(w, r, url.Values{"code": {code}}, state)
-}
-
-// redirect answers 302 to the registered redirect_uri, keeping its own query
-// (RFC 6749 §3.1.2), with params, state and iss (RFC 9207 §2).
-func (s *Server) redirect(w http.ResponseWriter, r *http.Request, params url.Values, state string) {
-	u, _ := url.Parse(s.cfg.RedirectURI)
-	q := u.Query()
-	for k, vs := range params {
-		q[k] = vs
-	}
-	if state != "" {
-		q.Set("state", state)
-	}
-	if s.cfg.Issuer != "" {
-		q.Set("iss", s.cfg.Issuer)
-	}
-	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.String(), http.StatusFound)
-}
-
-// parseScope splits a scope parameter; every scope must be known (RFC 6749
-// §3.3).
-func (s *Server) parseScope(raw string) ([]string, bool) {
-	var out []string
-	for _, sc := range strings.Split(raw, s.cfg.ScopeSeparator) {
-		if sc == "" {
-			continue
-		}
-		if !slices.Contains(s.cfg.Scopes, sc) {
-			return nil, false
-		}
-		if !slices.Contains(out, sc) {
-			out = append(out, sc)
-		}
-	}
-	return out, true
-}
-
-func (s *Server) narrow(scope []string) []string {
-	if s.cfg.GrantOnly == nil {
-		return scope
-	}
-	var out []string
-	for _, sc := range scope {
-		if slices.Contains(s.cfg.GrantOnly, sc) {
-			out = append(out, sc)
-		}
-	}
-	return out
-}
-
-// ---------------------------------------------------------------------------
-// Token endpoint
-
-// oauthError is an RFC 6749 §5.2 error response.
-type oauthError struct {
-	status int
-	code   string
-	desc   string
-	basic  bool // add WWW-Authenticate: Basic (RFC 6749 §5.2, invalid_client)
-}
-
-func errInvalidRequest(desc string) *oauthError {
-	return &oauthError{status: http.StatusBadRequest, code: "invalid_request", desc: desc}
-}
-
-func errInvalidGrant(desc string) *oauthError {
-	return &oauthError{status: http.StatusBadRequest, code: "invalid_grant", desc: desc}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
-	w.Header().Set("Cache-Control", "no-store") // RFC 6749 §5.1
-	w.Header().Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func (e *oauthError) write(w http.ResponseWriter) {
-	if e.basic {
-		w.Header().Set("WWW-Authenticate", `Basic realm="providertest"`)
-	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
-}
-
-func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.tokenRequests++
-	delay := s.delay
-	retryAfter := s.rateLimited(time.Now())
-	var inject *failure
-	if s.failN > 0 && retryAfter == 0 {
-		s.failN--
-		f := s.fail
-		inject = &f
-	}
-	s.mu.Unlock()
-
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			panic(http.ErrAbortHandler) // drop the connection, no answer
-		case <-s.ctx.Done():
-			panic(http.ErrAbortHandler)
-		}
-	}
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		writeJSON(w, http.StatusTooManyRequests, map[string]string{
-			"error":             "too_many_requests",
-			"error_description": fmt.Sprintf("at most %d requests per %v", s.cfg.RateLimit, s.cfg.RateWindow),
-		})
-		return
-	}
-	if inject != nil {
-		for k, vs := range inject.header {
-			w.Header()[k] = slices.Clone(vs)
-		}
-		if inject.contentType != "" {
-			w.Header().Set("Content-Type", inject.contentType)
-		}
-		w.WriteHeader(inject.status)
-		_, _ = io.WriteString(w, inject.body)
-		return
-	}
-
-	params, oerr := s.tokenParams(r)
-	if oerr == nil {
-		oerr = s.requiredHeaders(r)
-	}
-	if oerr == nil {
-		oerr = s.authenticate(r, params)
-	}
-	if oerr != nil {
-		oerr.write(w)
-		return
-	}
-	grant := params.Get("grant_type")
-	if grant == "" {
-		grant = s.cfg.DefaultGrantType
-	}
-	unsupported := &oauthError{status: http.StatusBadRequest, code: "unsupported_grant_type", desc: "grant_type not supported"}
-	var resp map[string]any
-	switch {
-	case grant == "":
-		oerr = errInvalidRequest("grant_type is required")
-	case !s.cfg.grants(grant):
-		oerr = unsupported
-	case grant == GrantAuthorizationCode:
-		resp, oerr = s.grantCode(params)
-	case grant == GrantRefreshToken:
-		resp, oerr = s.grantRefresh(params)
-	case grant == GrantClientCredentials:
-		resp, oerr = s.grantClientCredentials(params)
-	default:
-		oerr = unsupported
-	}
-	if oerr != nil {
-		oerr.write(w)
-		return
-	}
-	for k, v := range s.cfg.ExtraResponse {
-		resp[k] = v
-	}
-	writeJSON(w, http.StatusOK, resp)
-}
-
-// rateLimited counts a token request in the current fixed window and returns
-// 0 if it is allowed, else the seconds until the window ends (at least 1);
-// s.mu is held.
-func (s *Server) rateLimited(now time.Time) int {
-	if s.cfg.RateLimit <= 0 {
-		return 0
-	}
-	end := s.windowStart.Add(s.cfg.RateWindow)
-	if s.windowStart.IsZero() || !now.Before(end) {
-		s.windowStart, s.windowCount = now, 0
-		end = now.Add(s.cfg.RateWindow)
-	}
-	s.windowCount++
-	if s.windowCount <= s.cfg.RateLimit {
-		return 0
-	}
-	return max(1, int((end.Sub(now)+time.Second-1)/time.Second))
-}
-
-// accepts reports whether enc is an accepted token request encoding.
-func (s *Server) accepts(enc string) bool {
-	return s.cfg.TokenRequest == enc || s.cfg.AlsoAccept == enc
-}
-
-// tokenParams enforces the configured methods and encodings and returns the
-// request parameters; parameters sent without a value count as omitted and
-// none may be repeated (RFC 6749 §3.1, §3.2).
-func (s *Server) tokenParams(r *http.Request) (url.Values, *oauthError) {
-	var methods, types []string
-	if s.accepts(RequestQuery) {
-		methods = append(methods, http.MethodGet)
-	}
-	if s.accepts(RequestForm) {
-		types = append(types, "application/x-www-form-urlencoded")
-	}
-	if s.accepts(RequestJSON) {
-		types = append(types, "application/json")
-	}
-	if len(types) > 0 {
-		methods = append(methods, http.MethodPost)
-	}
-	if !slices.Contains(methods, r.Method) {
-		return nil, &oauthError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "token requests must use " + strings.Join(methods, " or ")}
-	}
-	query, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, errInvalidRequest("malformed query")
-	}
-	body, _ := io.ReadAll(r.Body)
-	var params url.Values
-	if r.Method == http.MethodGet {
-		if len(body) > 0 {
-			return nil, errInvalidRequest("token requests carry their parameters in the query, not a body")
-		}
-		params = query
-	} else {
-		if len(query) > 0 { // the secret must never travel in the URI (RFC 6749 §2.3.1)
-			return nil, errInvalidRequest("parameters in the query string are not accepted")
-		}
-		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || !slices.Contains(types, mt) {
-			return nil, errInvalidRequest("Content-Type must be " + strings.Join(types, " or "))
-		}
-		if mt == "application/x-www-form-urlencoded" {
-			if params, err = url.ParseQuery(string(body)); err != nil {
-				return nil, errInvalidRequest("malformed form body")
-			}
-		} else {
-			var m map[string]any
-			dec := json.NewDecoder(bytes.NewReader(body))
-			if err := dec.Decode(&m); err != nil || m == nil || dec.More() {
-				return nil, errInvalidRequest("body must be one JSON object")
-			}
-			params = url.Values{}
-			for k, v := range m {
-				str, ok := v.(string)
-				if !ok {
-					return nil, errInvalidRequest("parameter " + k + " must be a string")
-				}
-				params.Set(k, str)
-			}
-		}
-	}
-	for k, vs := range params {
-		if len(vs) > 1 {
-			return nil, errInvalidRequest("parameter " + k + " repeated")
-		}
-		if vs[0] == "" {
-			delete(params, k)
-		}
-	}
-	return params, nil
-}
-
-// requiredHeaders checks Config.RequireHeaders.
-func (s *Server) requiredHeaders(r *http.Request) *oauthError {
-	for k, want := range s.cfg.RequireHeaders {
-		if got := r.Header.Values(k); len(got) != 1 || got[0] != want {
-			return errInvalidRequest("header " + http.CanonicalHeaderKey(k) + " missing, repeated or wrong")
-		}
-	}
-	return nil
-}
-
-// authenticate checks the client with exactly the configured method
-// (RFC 6749 §2.3: one method per request).
-func (s *Server) authenticate(r *http.Request, params url.Values) *oauthError {
-	header := r.Header.Get("Authorization")
-	switch s.cfg.ClientAuth {
-	case AuthBasic:
-		if params.Has("client_secret") {
-			return errInvalidRequest("client_secret must not be sent as a parameter: use HTTP Basic")
-		}
-		user, pass, ok := r.BasicAuth()
-		if header == "" || !ok {
-			return &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication required (HTTP Basic)", basic: true}
-		}
-		// The id and secret are form-urlencoded before Base64 (RFC 6749 §2.3.1).
-		id, err1 := url.QueryUnescape(user)
-		secret, err2 := url.QueryUnescape(pass)
-		if err1 != nil || err2 != nil || !s.clientMatches(id, secret) {
-			return &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication failed", basic: true}
-		}
-		if params.Has("client_id") && params.Get("client_id") != id {
-			return errInvalidRequest("client_id differs from the authenticated client")
-		}
-	case AuthBody:
-		if header != "" {
-			return errInvalidRequest("Authorization header not accepted: send client_id and client_secret as parameters")
-		}
-		if !s.clientMatches(params.Get("client_id"), params.Get("client_secret")) {
-			return &oauthError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication failed"}
-		}
-	}
-	return nil
-}
-
-func (s *Server) clientMatches(id, secret string) bool {
-	okID := subtle.ConstantTimeCompare([]byte(id), []byte(s.cfg.ClientID)) == 1
-	okSecret := subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.ClientSecret)) == 1
-	return okID && okSecret
-}
-
-// grantCode redeems an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.6).
-// Any redemption attempt by the right client uses the code up; a second
-// attempt fails and revokes the tokens issued from it (RFC 6749 §4.1.2).
-func (s *Server) grantCode(params url.Values) (map[string]any, *oauthError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	logcheck.Register(params.Get("code_verifier"))
-	ci, ok := s.codes[params.Get("code")]
-	switch {
-	case !params.Has("code"):
-		return nil, errInvalidRequest("code is required")
-	case !ok || ci.clientID != s.cfg.ClientID:
-		return nil, errInvalidGrant("unknown code")
-	case ci.used:
-		s.revokeGrant(ci.grant)
-		return nil, errInvalidGrant("code already used; tokens issued from it are revoked")
-	}
-	ci.used = true
-	switch {
-	case time.Now().After(ci.expires):
-		return nil, errInvalidGrant("code expired")
-	case ci.redirectURI != "" && params.Get("redirect_uri") != ci.redirectURI:
-		// RFC 6749 §4.1.3: "identical" to the authorization request's.
-		return nil, errInvalidGrant("redirect_uri differs from the authorization request")
-	case ci.redirectURI == "" && params.Has("redirect_uri") && params.Get("redirect_uri") != s.cfg.RedirectURI:
-		return nil, errInvalidGrant("redirect_uri is not the registered one")
-	case ci.challenge == "" && params.Has("code_verifier"):
-		return nil, errInvalidGrant("code_verifier sent but the authorization request had no code_challenge")
-	case ci.challenge != "" && !params.Has("code_verifier"):
-		return nil, errInvalidGrant("code_verifier required")
-	case ci.challenge != "" && !verifierMatches(params.Get("code_verifier"), ci.challenge):
-		return nil, errInvalidGrant("code_verifier does not match the code_challenge")
-	}
-	return s.issue(ci.scope, ci.grant, !s.cfg.NoRefreshTokens), nil
-}
-
-var verifierSyntax = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`) // RFC 7636 §4.1
-
-func verifierMatches(verifier, challenge string) bool {
-	if !verifierSyntax.MatchString(verifier) {
-		return false
-	}
-	sum := sha256.Sum256([]byte(verifier))
-	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
-}
-
-// grantRefresh refreshes an access token (RFC 6749 §6).
-func (s *Server) grantRefresh(params url.Values) (map[string]any, *oauthError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !params.Has("refresh_token") {
-		return nil, errInvalidRequest("refresh_token is required")
-	}
-	ti, ok := s.refresh[params.Get("refresh_token")]
-	switch {
-	case !ok || ti.clientID != s.cfg.ClientID:
-		return nil, errInvalidGrant("unknown refresh token")
-	case ti.rotated:
-		// Replay of a rotated-out token: revoke the grant (RFC 9700 §4.14.2).
-		s.revokeGrant(ti.grant)
-		return nil, errInvalidGrant("refresh token already used; grant revoked")
-	case !ti.usable(time.Now()):
-		return nil, errInvalidGrant("refresh token revoked")
-	}
-	scope := ti.scope
-	if params.Has(s.cfg.ScopeParam) {
-		req, ok := s.parseScope(params.Get(s.cfg.ScopeParam))
-		if !ok || slices.ContainsFunc(req, func(sc string) bool { return !slices.Contains(ti.scope, sc) }) {
-			return nil, &oauthError{status: http.StatusBadRequest, code: "invalid_scope", desc: "scope exceeds the original grant"}
-		}
-		scope = req
-	}
-	if s.cfg.RotateRefreshTokens {
-		ti.rotated = true
-	}
-	resp := s.issue(scope, ti.grant, s.cfg.RotateRefreshTokens)
-	if s.cfg.EchoRefreshToken {
-		resp["refresh_token"] = params.Get("refresh_token")
-	}
-	return resp, nil
-}
-
-// grantClientCredentials issues a token to the client itself, without a
-// refresh token (RFC 6749 §4.4.3).
-func (s *Server) grantClientCredentials(params url.Values) (map[string]any, *oauthError) {
-	scope, ok := s.parseScope(params.Get(s.cfg.ScopeParam))
-	if !ok {
-		return nil, &oauthError{status: http.StatusBadRequest, code: "invalid_scope", desc: "unknown scope requested"}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.nextGrant++
-	return s.issue(s.narrow(scope), s.nextGrant, false), nil
-}
-
-// issue creates tokens for a grant (RFC 6749 §5.1); s.mu is held.
-func (s *Server) issue(scope []string, grant int, withRefresh bool) map[string]any {
-	now := time.Now()
-	at := s.newSecret("pta_")
-	ti := &tokenInfo{clientID: s.cfg.ClientID, scope: scope, grant: grant}
-	if s.cfg.AccessTokenTTL > 0 {
-		ti.expires = now.Add(s.cfg.AccessTokenTTL)
-	}
-	s.access[at] = ti
-	resp := map[string]any{"access_token": at, "token_type": "Bearer"}
-	if s.cfg.AccessTokenTTL > 0 {
-		resp["expires_in"] = int64(s.cfg.AccessTokenTTL / time.Second)
-	}
-	if withRefresh {
-		rt := s.newSecret("ptr_")
-		s.refresh[rt] = &tokenInfo{clientID: s.cfg.ClientID, scope: scope, grant: grant}
-		resp["refresh_token"] = rt
-	}
-	if len(scope) > 0 {
-		resp["scope"] = strings.Join(scope, s.cfg.ScopeSeparator)
-	}
-	if s.cfg.CreatedAt {
-		resp["created_at"] = now.Unix()
-	}
-	return resp
-}
-
-// revokeGrant revokes every token of a grant; s.mu is held.
-func (s *Server) revokeGrant(grant int) {
-	for _, ti := range s.access {
-		if ti.grant == grant {
-			ti.revoked = true
-		}
-	}
-	for _, ti := range s.refresh {
-		if ti.grant == grant {
-			ti.revoked = true
-		}
-	}
-}
-
-func (ti *tokenInfo) usable(now time.Time) bool {
-	return !ti.revoked && !ti.rotated && (ti.expires.IsZero() || now.Before(ti.expires))
-}
-
-// newSecret returns prefix + 256 random bits; s.mu is held.
-func (s *Server) newSecret(prefix string) string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	v := prefix + base64.RawURLEncoding.EncodeToString(b)
-	s.secrets = append(s.secrets, v)
-	logcheck.Register(v)
-	return v
-}
-
-// ---------------------------------------------------------------------------
-// Revocation (RFC 7009) and a protected resource (RFC 6750)
-
-// handleRevoke revokes an access or refresh token of the client; like a real
-// server it answers 200 for unknown tokens too (RFC 7009 §2.2). It takes the
-// token endpoint's client authentication, always as a form POST.
-func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	down := s.failRevoke
-	s.mu.Unlock()
-	if down {
-		http.Error(w, "<html>503 Service Unavailable</html>", http.StatusServiceUnavailable)
-		return
-	}
-	if r.Method != http.MethodPost {
-		errInvalidRequest("POST only").write(w)
-		return
-	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	body, _ := io.ReadAll(r.Body)
-	params, err := url.ParseQuery(string(body))
-	if mt != "application/x-www-form-urlencoded" || err != nil || r.URL.RawQuery != "" {
-		errInvalidRequest("form-encoded POST body required").write(w)
-		return
-	}
-	if oerr := s.authenticate(r, params); oerr != nil {
-		oerr.write(w)
-		return
-	}
-	if !params.Has("token") || params.Get("token") == "" {
-		errInvalidRequest("token is required").write(w)
-		return
-	}
-	s.mu.Lock()
-	tok := params.Get("token")
-	if ti, ok := s.access[tok]; ok && ti.clientID == s.cfg.ClientID {
-		ti.revoked = true
-	}
-	if ti, ok := s.refresh[tok]; ok && ti.clientID == s.cfg.ClientID {
-		s.revokeGrant(ti.grant) // revoking a refresh token ends the grant (RFC 7009 §2.1)
-	}
-	s.mu.Unlock()
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-}
-
-// handleResource answers {"client_id","scope"} to a valid bearer token in
-// the Authorization header (RFC 6750 §2.1), else 401 with WWW-Authenticate
-// (RFC 6750 §3).
-func (s *Server) handleResource(w http.ResponseWriter, r *http.Request) {
-	const prefix = "Bearer "
-	h := r.Header.Get("Authorization")
-	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="providertest"`)
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	s.mu.Lock()
-	ti, ok := s.access[h[len(prefix):]]
-	valid := ok && ti.usable(time.Now())
-	var scope []string
-	if ok {
-		scope = ti.scope
-	}
-	s.mu.Unlock()
-	if !valid {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="providertest", error="invalid_token", error_description="The access token is invalid"`)
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"client_id": s.cfg.ClientID, "scope": strings.Join(scope, s.cfg.ScopeSeparator)})
-}
-
-// String helps in test failure messages.
-func (r Recorded) String() string {
-	return fmt.Sprintf("%s %s -> %d", r.Method, r.Path, r.Status)
 }

@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,6 +179,9 @@ func wantError(t *testing.T, r tokenReply, status int, code string) {
 	if r.header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
 		t.Fatalf("error response headers %v", r.header)
 	}
+	if strings.Contains(string(r.raw), clientSecret) || strings.Contains(string(r.raw), url.QueryEscape(clientSecret)) {
+		t.Fatalf("the error echoes the client secret: %s", r.raw)
+	}
 }
 
 func TestCodeFlowEveryClientAuthAndEncoding(t *testing.T) {
@@ -326,12 +331,16 @@ func TestTokenRejections(t *testing.T) {
 	t.Run("grant types", func(t *testing.T) {
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"password"}, "username": {"u"}, "password": {"p"}}), 400, "unsupported_grant_type")
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"code": {code}}), 400, "invalid_request")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}}), 400, "invalid_request")
+		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"ptr_made_up"}}), 400, "invalid_grant")
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"client_credentials"}, "scope": {"read root"}}), 400, "invalid_scope")
 	})
 	t.Run("bad verifier", func(t *testing.T) {
-		c, _ := obtainCode(t, s, basicForm)
+		c, v := obtainCode(t, s, basicForm)
 		other, _ := newPKCE(t)
 		wantError(t, tokenRequest(t, s, basicForm, codeParams(c, other)), 400, "invalid_grant")
+		// A failed attempt uses the code up: the right verifier is too late.
+		wantError(t, tokenRequest(t, s, basicForm, codeParams(c, v)), 400, "invalid_grant")
 	})
 	t.Run("missing verifier", func(t *testing.T) {
 		c, _ := obtainCode(t, s, basicForm)
@@ -347,10 +356,12 @@ func TestTokenRejections(t *testing.T) {
 		wantError(t, tokenRequest(t, s2, cfg, codeParams(loc.Query().Get("code"), v)), 400, "invalid_grant") // RFC 9700 §2.1.1
 	})
 	t.Run("wrong redirect_uri", func(t *testing.T) {
-		c, v := obtainCode(t, s, basicForm)
-		p := codeParams(c, v)
-		p.Set("redirect_uri", "https://broker.example/callback/acme")
-		wantError(t, tokenRequest(t, s, basicForm, p), 400, "invalid_grant")
+		for _, redirect := range []string{"", "https://broker.example/callback/acme", redirectURI + "/", "https://evil.example/callback/acme?tenant=t1"} {
+			c, v := obtainCode(t, s, basicForm)
+			p := codeParams(c, v)
+			p.Set("redirect_uri", redirect)
+			wantError(t, tokenRequest(t, s, basicForm, p), 400, "invalid_grant")
+		}
 	})
 	t.Run("unknown code", func(t *testing.T) {
 		_, v := obtainCode(t, s, basicForm)
@@ -358,10 +369,11 @@ func TestTokenRejections(t *testing.T) {
 	})
 	t.Run("expired code", func(t *testing.T) {
 		cfg := basicForm
-		cfg.CodeTTL = time.Millisecond
+		clk := newClock()
+		cfg.CodeTTL, cfg.Now = time.Minute, clk.Now
 		s2 := providertest.New(t, cfg)
 		c, v := obtainCode(t, s2, cfg)
-		time.Sleep(5 * time.Millisecond)
+		clk.Add(time.Minute)
 		wantError(t, tokenRequest(t, s2, cfg, codeParams(c, v)), 400, "invalid_grant")
 	})
 	t.Run("reused code revokes its tokens", func(t *testing.T) {
@@ -395,17 +407,9 @@ func TestAuthorizeRejections(t *testing.T) {
 	s := providertest.New(t, cfg)
 	_, challenge := newPKCE(t)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(u string) *http.Response {
-		t.Helper()
-		resp, err := noRedirect.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
-
-	// Never a redirect to an unregistered URI (RFC 6749 §4.1.2.1).
+	// Never a redirect to an unregistered URI (RFC 6749 §4.1.2.1), and
+	// nothing of the request echoed.
+	var refused []string
 	for _, extra := range []map[string]string{
 		{"client_id": "client-2"},
 		{"client_id": ""},
@@ -413,15 +417,23 @@ func TestAuthorizeRejections(t *testing.T) {
 		{"redirect_uri": "https://evil.example/callback/acme?tenant=t1"},
 		{"redirect_uri": "https://broker.example/callback/acme?tenant=t1&x=1"},
 		{"redirect_uri": "https://broker.example/callback/acme/?tenant=t1"},
+		{"redirect_uri": "https://broker.example/callback/acme/../evil?tenant=t1"},
 		{"redirect_uri": "https://BROKER.example/callback/acme?tenant=t1"},
 	} {
-		resp := get(authURL(s, cfg, challenge, extra))
-		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" {
-			t.Errorf("%v: %d Location %q", extra, resp.StatusCode, resp.Header.Get("Location"))
-		}
+		refused = append(refused, authURL(s, cfg, challenge, extra))
 	}
-	if resp := get(authURL(s, cfg, challenge, nil) + "&redirect_uri=https%3A%2F%2Fevil.example%2F"); resp.StatusCode != 400 {
-		t.Errorf("repeated redirect_uri: %d", resp.StatusCode)
+	refused = append(refused, authURL(s, cfg, challenge, nil)+"&redirect_uri=https%3A%2F%2Fevil.example%2F", // repeated
+		s.AuthorizeURL()+"?state=%zz&client_id=evil") // malformed
+	for _, u := range refused {
+		resp, err := noRedirect.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || resp.Header.Get("Location") != "" || strings.Contains(string(body), "evil") {
+			t.Errorf("%s: %d Location %q body %q", u, resp.StatusCode, resp.Header.Get("Location"), body)
+		}
 	}
 
 	// Errors after the client is known go back to it (RFC 6749 §4.1.2.1).
@@ -436,19 +448,27 @@ func TestAuthorizeRejections(t *testing.T) {
 		{"malformed challenge", map[string]string{"code_challenge": "short"}, "invalid_request"},
 		{"unknown scope", map[string]string{"scope": "read root"}, "invalid_scope"},
 		{"implicit", map[string]string{"response_type": "token"}, "unsupported_response_type"},
+		{"no response_type", map[string]string{"response_type": ""}, "invalid_request"},
 	} {
 		loc := s.Authorize(t, authURL(s, cfg, challenge, tc.extra))
 		if q := loc.Query(); q.Get("error") != tc.want || q.Get("state") != "state-123" || q.Get("code") != "" || loc.Host != "broker.example" {
 			t.Errorf("%s: redirected to %s", tc.name, loc)
 		}
 	}
-	loc := s.Authorize(t, authURL(s, cfg, challenge, map[string]string{"state": ""}))
-	if q := loc.Query(); q.Get("error") != "invalid_request" || q.Has("state") || q.Has("code") {
-		t.Errorf("missing state: redirected to %s", loc)
+	// Without one usable state there is none to send back.
+	for name, u := range map[string]string{
+		"missing state":  authURL(s, cfg, challenge, map[string]string{"state": ""}),
+		"repeated state": authURL(s, cfg, challenge, nil) + "&state=other",
+		"state too long": authURL(s, cfg, challenge, map[string]string{"state": strings.Repeat("s", 1025)}),
+	} {
+		loc := s.Authorize(t, u)
+		if q := loc.Query(); q.Get("error") != "invalid_request" || q.Has("state") || q.Has("code") {
+			t.Errorf("%s: redirected to %s", name, loc)
+		}
 	}
 
 	s.Deny(true)
-	loc = s.Authorize(t, authURL(s, cfg, challenge, nil))
+	loc := s.Authorize(t, authURL(s, cfg, challenge, nil))
 	if q := loc.Query(); q.Get("error") != "access_denied" || q.Get("error_description") == "" || q.Get("state") != "state-123" || q.Has("code") || q.Get("iss") != cfg.Issuer {
 		t.Errorf("deny: redirected to %s", loc)
 	}
@@ -687,6 +707,18 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{"base", func(*providertest.Config) {}, ""},
 		{"no redirect_uri with code grant", func(c *providertest.Config) { c.RedirectURI = "" }, "RedirectURI"},
+		{"relative redirect_uri", func(c *providertest.Config) { c.RedirectURI = "/callback/acme" }, "absolute"},
+		{"consent page without code grant", func(c *providertest.Config) {
+			c.ConsentPage = true
+			c.GrantTypes = []string{"client_credentials"}
+		}, "ConsentPage"},
+		{"unreadable state file", func(c *providertest.Config) { c.StateFile = t.TempDir() }, "providertest"}, // a directory
+		{"state file of something else", func(c *providertest.Config) {
+			c.StateFile = filepath.Join(t.TempDir(), "state.json")
+			if err := os.WriteFile(c.StateFile, []byte("not json"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "start afresh"},
 		{"no redirect_uri, client credentials only", func(c *providertest.Config) {
 			c.RedirectURI = ""
 			c.GrantTypes = []string{"client_credentials"}

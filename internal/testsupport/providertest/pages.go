@@ -1,12 +1,15 @@
-package sandbox
+package providertest
 
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/url"
 )
+
+// The consent page (Config.ConsentPage) and the error pages of the
+// authorization endpoint.
 
 // pageStyle is the pages' only style; the CSP allows it by hash, so no
 // inline script or other style can run.
@@ -23,8 +26,8 @@ var styleHash = func() string {
 }()
 
 // pageCSP allows nothing but the style above, and form submission to the
-// sandbox itself — and to the redirect URI's origin, which browsers
-// check when the form's response redirects there.
+// server itself — and to the redirect URI's origin, which browsers check
+// when the form's response redirects there.
 func pageCSP(redirectOrigin string) string {
 	return "default-src 'none'; style-src " + styleHash + "; form-action 'self' " + redirectOrigin +
 		"; frame-ancestors 'none'; base-uri 'none'"
@@ -38,6 +41,7 @@ type pageData struct {
 	ClientID  string
 	Scopes    []string
 	RequestID string
+	Action    string
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
@@ -51,8 +55,8 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <h1>{{.Title}}</h1>
 {{- if .RequestID}}
 <p><strong>{{.App}}</strong> wants access to {{range $i, $s := .Scopes}}{{if $i}}, {{end}}<code>{{$s}}</code>{{end}}.</p>
-<p class="small">Client <code>{{.ClientID}}</code>. There is no account here: approving signs in as a fictional sandbox user.</p>
-<form method="post" action="/sandbox/decide">
+<p class="small">Client <code>{{.ClientID}}</code>. There is no account here: approving signs in as a fictional user.</p>
+<form method="post" action="{{.Action}}">
 <input type="hidden" name="request" value="{{.RequestID}}">
 <button type="submit" name="decision" value="approve">Approve</button>
 <button type="submit" name="decision" value="deny">Deny</button>
@@ -63,7 +67,13 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 </html>
 `))
 
-// page renders an HTML page with the sandbox's security headers.
+// app is the client shown on the consent page: the redirect URI's host.
+func (s *Server) app() string {
+	u, _ := url.Parse(s.cfg.RedirectURI) // checked in open
+	return u.Host
+}
+
+// page renders an HTML page with the consent page's security headers.
 func (s *Server) page(w http.ResponseWriter, status int, d pageData) {
 	h := w.Header()
 	noStore(h)
@@ -76,26 +86,18 @@ func (s *Server) page(w http.ResponseWriter, status int, d pageData) {
 	_ = pageTmpl.Execute(w, d)
 }
 
-// errorPage shows a fixed message; nothing from the request is echoed.
-func (s *Server) errorPage(w http.ResponseWriter, status int, message string) {
-	s.page(w, status, pageData{Title: "Sandbox provider — " + http.StatusText(status), Message: message})
+// refuse answers an authorization request that must not be redirected
+// with a fixed message, nothing from the request echoed: an HTML page
+// where users see it (ConsentPage), else plain text.
+func (s *Server) refuse(w http.ResponseWriter, status int, message string) {
+	if s.cfg.ConsentPage {
+		s.page(w, status, pageData{Title: s.cfg.Title + " — " + http.StatusText(status), Message: message})
+		return
+	}
+	http.Error(w, message, status)
 }
 
 func noStore(h http.Header) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-}
-
-// tokenError answers an RFC 6749 §5.2 error. description is fixed text.
-func tokenError(w http.ResponseWriter, status int, code, description string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": description})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	noStore(h)
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
