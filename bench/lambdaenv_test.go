@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +15,9 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
@@ -103,7 +103,7 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
 		"EVENT_BUS_NAME":            benchBus,
 	})
-	refreshEvent, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", "refresh.json"))
+	refreshEvent, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,20 +111,22 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 		f := lambdaFunc{name: name, pkg: lambdaPkg(name)}
 		switch name {
 		case "hello":
-			f.event, f.check = apiEvent(b, "connect.json", nil), wantStatus(http.StatusOK)
+			f.event, f.check = sampleevent.Load(b, "connect.json", nil), wantStatus(http.StatusOK)
 		case "authorize": // a validly signed link: 302 to the provider
-			f.event = apiEvent(b, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) { setRawQuery(ev, link) })
+			f.event = sampleevent.Load(b, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				sampleevent.SetQuery(ev, "acme", "connect", link)
+			})
 			f.check = wantStatus(http.StatusFound)
 		case "callback": // no state: the 400 page, before any I/O
-			f.event = apiEvent(b, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-				setRawQuery(ev, "code=bench-code")
+			f.event = sampleevent.Load(b, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				sampleevent.SetQuery(ev, "acme", "callback", "code=bench-code")
 				ev.Cookies = nil
 			})
 			f.check = wantStatus(http.StatusBadRequest)
 		case "refresh": // the schedule's event on an empty table
 			f.event, f.check = refreshEvent, wantSummary
 		case "token": // an unknown connection: 404
-			f.event = apiEvent(b, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
+			f.event = sampleevent.Load(b, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
 				ev.PathParameters = map[string]string{"provider": "acme", "connection_id": "bench-unknown"}
 				ev.RawPath = "/connections/acme/bench-unknown/token"
 				ev.RequestContext.HTTP.Path = ev.RawPath
@@ -145,44 +147,6 @@ func (s *lambdaStack) start(b *testing.B, f lambdaFunc, extra ...string) *lambda
 		env[extra[i]] = extra[i+1]
 	}
 	return lambdarie.Start(b, lambdarie.Build(b, f.pkg), env)
-}
-
-func lambdaModuleRoot(b *testing.B) string {
-	root, err := lambdarie.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return root
-}
-
-// apiEvent loads events/<name>.json and applies edit.
-func apiEvent(b *testing.B, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
-	b.Helper()
-	raw, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		b.Fatal(err)
-	}
-	if edit != nil {
-		edit(&ev)
-	}
-	out, err := json.Marshal(ev)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return out
-}
-
-func setRawQuery(ev *events.APIGatewayV2HTTPRequest, raw string) {
-	ev.RawQueryString = raw
-	q, _ := url.ParseQuery(raw)
-	ev.QueryStringParameters = map[string]string{}
-	for k, v := range q {
-		ev.QueryStringParameters[k] = strings.Join(v, ",")
-	}
 }
 
 func wantStatus(code int) func([]byte) error {

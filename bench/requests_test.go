@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -24,6 +24,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -194,7 +195,8 @@ func BenchmarkRequests(b *testing.B) {
 	}
 
 	counter := newAWSCounter()
-	logs := &lockedLog{}
+	logs := &syncbuf.Buffer{}
+	warnings := func() string { return cmp.Or(logs.String(), "no warnings") }
 	// function builds a function's broker as setup.FromEnv does, with the
 	// counting HTTP client; its log keeps warnings only.
 	function := func() *broker.Broker {
@@ -251,7 +253,7 @@ func BenchmarkRequests(b *testing.B) {
 		resp, err := authorize(ctx, browserEvent("GET /connect/{provider}", "/connect/acme", signLink(b, connID(i)),
 			map[string]string{"provider": "acme"}, nil))
 		if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-			b.Fatalf("authorize answered %d, %v; log: %s", resp.StatusCode, err, logs)
+			b.Fatalf("authorize answered %d, %v; log: %s", resp.StatusCode, err, warnings())
 		}
 		back := prov.Authorize(b, resp.Headers["Location"])
 		cookie, _, _ := strings.Cut(resp.Cookies[0], ";")
@@ -262,7 +264,7 @@ func BenchmarkRequests(b *testing.B) {
 		resp, err := callback(ctx, browserEvent("GET /callback/{provider}", "/callback/acme", flows[i].query,
 			map[string]string{"provider": "acme"}, []string{flows[i].cookie}))
 		if loc := resp.Headers["Location"]; err != nil || resp.StatusCode != http.StatusFound || !strings.Contains(loc, "status=connected") {
-			b.Fatalf("callback answered %d, %v, connected %v; log: %s", resp.StatusCode, err, strings.Contains(loc, "status=connected"), logs)
+			b.Fatalf("callback answered %d, %v, connected %v; log: %s", resp.StatusCode, err, strings.Contains(loc, "status=connected"), warnings())
 		}
 	})
 	measure("callback", "callback", reqRepeats, warmUp, run)
@@ -274,7 +276,7 @@ func BenchmarkRequests(b *testing.B) {
 			}
 			resp, err := tokens(ctx, tokenEvent(connID(i), raw))
 			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Fatalf("token route answered %d, %v; log: %s", resp.StatusCode, err, logs)
+				b.Fatalf("token route answered %d, %v; log: %s", resp.StatusCode, err, warnings())
 			}
 		}
 	}
@@ -294,7 +296,7 @@ func BenchmarkRequests(b *testing.B) {
 			seedDue(b, ddb, kms, table, prov, prefix, n)
 			sum, err := refresh.HandleSchedule(ctx, json.RawMessage(`{"action":"refresh-due"}`))
 			if err != nil || sum.Refreshed != n || sum.Due != n {
-				b.Fatalf("sweep %+v, %v; want %d due and refreshed; log: %s", sum, err, n, logs)
+				b.Fatalf("sweep %+v, %v; want %d due and refreshed; log: %s", sum, err, n, warnings())
 			}
 			sweepSum = sum
 		}
@@ -539,25 +541,4 @@ func kmsDetail(m map[string]float64) string {
 		return ""
 	}
 	return " (" + byOp(m) + ")"
-}
-
-// lockedLog collects the functions' warnings for failure messages.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() == 0 {
-		return "no warnings"
-	}
-	return l.buf.String()
 }
