@@ -5,20 +5,15 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
@@ -44,10 +39,8 @@ func lambdaPkg(name string) string {
 	return "./functions/" + name
 }
 
-// lambdaStack is a working environment for the four functions, as e2e
-// builds it: a dynalite table, a local-kms key, Secrets Manager (signing
-// keys and the provider's client credentials) and EventBridge on moto, and a
-// providers file.
+// lambdaStack is a working environment for the four functions
+// (awsstack) and the functions to run in it.
 type lambdaStack struct {
 	env   map[string]string
 	funcs []lambdaFunc
@@ -56,7 +49,8 @@ type lambdaStack struct {
 const (
 	benchAppOrigin = "https://app.example.com"
 	benchBus       = "oauthbroker-bench-events"
-	// Test credentials, registered with logcheck by moto.PutSecret.
+	// Test credentials, registered with logcheck by moto.PutSecret (in
+	// awsstack.New).
 	benchKey          = "bench-signing-key-0123456789abcdef0123456789"
 	benchClientSecret = "bench-client-secret-Lq04"
 )
@@ -64,45 +58,24 @@ const (
 // newLambdaStack starts the environment for b and builds every function.
 func newLambdaStack(b *testing.B) *lambdaStack {
 	b.Helper()
-	ddb := dynalite.Shared(b)
-	table := dynalite.NewTable(b, ddb.Client)
-	kms := localkms.Start(b)
-	acct := moto.Shared(b).NewAccount(b)
-	acct.CreateBus(b, benchBus)
-	acct.PutSecret(b, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+benchKey+`"}`)
-	acct.PutSecret(b, "oauthbroker/provider/acme", `{"client_id":"bench-client","client_secret":"`+benchClientSecret+`"}`)
-
-	providers := filepath.Join(b.TempDir(), "providers.yaml")
-	catalog := "providers:\n  acme:\n    display_name: Acme\n" +
-		"    authorization_url: https://acme.example/oauth/authorize\n" +
-		"    token_url: https://acme.example/oauth/token\n" +
-		"    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n"
-	if err := os.WriteFile(providers, []byte(catalog), 0o600); err != nil {
-		b.Fatal(err)
-	}
-
-	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(benchKey)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	stack := awsstack.New(b, awsstack.Config{
+		Bus:        benchBus,
+		SigningKey: benchKey,
+		Clients:    map[string]awsstack.Client{"acme": {ID: "bench-client", Secret: benchClientSecret}},
+		Catalog: "providers:\n  acme:\n    display_name: Acme\n" +
+			"    authorization_url: https://acme.example/oauth/authorize\n" +
+			"    token_url: https://acme.example/oauth/token\n" +
+			"    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n",
+		BaseURL:       "https://broker.example.test",
+		ReturnOrigins: benchAppOrigin,
+	})
 	// One link serves every invoke: each records a fresh state.
-	link, err := signing.SignLink(keys, signing.Link{Provider: "acme", ConnectionID: "bench-42",
+	link, err := signing.SignLink(stack.Keys(b), signing.Link{Provider: "acme", ConnectionID: "bench-42",
 		ReturnTo: benchAppOrigin + "/connected", Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		b.Fatal(err)
 	}
-
-	s := &lambdaStack{env: acct.Env()}
-	maps.Copy(s.env, map[string]string{
-		"TABLE_NAME":                table,
-		"BASE_URL":                  "https://broker.example.test",
-		"RETURN_ORIGINS":            benchAppOrigin,
-		"PROVIDERS_FILE":            providers,
-		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
-		"TOKEN_KEY_ID":              kms.KeyARN,
-		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
-		"EVENT_BUS_NAME":            benchBus,
-	})
+	s := &lambdaStack{env: stack.Env}
 	refreshEvent, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		b.Fatal(err)
