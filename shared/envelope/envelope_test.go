@@ -20,7 +20,7 @@ import (
 var encCtx = map[string]string{"oauthbroker:table": "connections"}
 
 // kmsSealer is a sealer of data keys from the KMS key keyID under encCtx,
-// a fresh key per value.
+// each reused for DefaultKeyReuse.
 func kmsSealer(client *kms.Client, keyID string) *envelope.Sealer {
 	return envelope.NewSealer(envelope.NewKMS(client, keyID, encCtx), 0)
 }
