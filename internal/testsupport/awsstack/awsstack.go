@@ -3,9 +3,9 @@
 // (dynalite), a KMS key (local-kms), the signing keys and the providers'
 // client credentials in Secrets Manager and an event bus in EventBridge (an
 // account of its own on moto), a providers file, and the environment that
-// points a function at all of it. The benchmarks, the end-to-end tests and
-// anything else that runs the functions against local AWS start it the
-// same way, so a new variable or resource is added in one place.
+// points a function at all of it: one definition for every test that runs
+// the functions against local AWS, so a new variable or resource is added
+// in one place.
 //
 // A package that uses it shares dynalite's and moto's servers: its TestMain
 // must wrap both (logcheck.Main(moto.Wrap(dynalite.Wrap(m)))).
