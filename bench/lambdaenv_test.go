@@ -14,6 +14,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
@@ -49,8 +50,7 @@ type lambdaStack struct {
 const (
 	benchAppOrigin = "https://app.example.com"
 	benchBus       = "oauthbroker-bench-events"
-	// Test credentials, registered with logcheck by moto.PutSecret (in
-	// awsstack.New).
+	// Test credentials, registered with logcheck by testsecrets.
 	benchKey          = "bench-signing-key-0123456789abcdef0123456789"
 	benchClientSecret = "bench-client-secret-Lq04"
 )
@@ -58,10 +58,10 @@ const (
 // newLambdaStack starts the environment for b and builds every function.
 func newLambdaStack(b *testing.B) *lambdaStack {
 	b.Helper()
+	secretSet := testsecrets.Set{SigningKey: benchKey, Clients: map[string]testsecrets.Client{"acme": {ID: "bench-client", Secret: benchClientSecret}}}
 	stack := awsstack.New(b, awsstack.Config{
-		Bus:        benchBus,
-		SigningKey: benchKey,
-		Clients:    map[string]awsstack.Client{"acme": {ID: "bench-client", Secret: benchClientSecret}},
+		Bus:     benchBus,
+		Secrets: secretSet,
 		Catalog: "providers:\n  acme:\n    display_name: Acme\n" +
 			"    authorization_url: https://acme.example/oauth/authorize\n" +
 			"    token_url: https://acme.example/oauth/token\n" +
@@ -70,7 +70,7 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 		ReturnOrigins: benchAppOrigin,
 	})
 	// One link serves every invoke: each records a fresh state.
-	link, err := signing.SignLink(stack.Keys(b), signing.Link{Provider: "acme", ConnectionID: "bench-42",
+	link, err := signing.SignLink(secretSet.Keyset(b), signing.Link{Provider: "acme", ConnectionID: "bench-42",
 		ReturnTo: benchAppOrigin + "/connected", Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		b.Fatal(err)

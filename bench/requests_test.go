@@ -23,6 +23,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
@@ -159,10 +160,10 @@ func BenchmarkRequests(b *testing.B) {
 		ClientID: "acme-client", ClientSecret: reqClientSecret, RedirectURI: hbBaseURL + "/callback/acme",
 		RequirePKCE: true, Scopes: []string{"read", "write"}, AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
 	})
+	secretSet := testsecrets.Set{SigningKey: reqKeyMaterial, Clients: map[string]testsecrets.Client{"acme": {ID: "acme-client", Secret: reqClientSecret}}}
 	stack := awsstack.New(b, awsstack.Config{
-		Bus:        "oauthbroker-events",
-		SigningKey: reqKeyMaterial,
-		Clients:    map[string]awsstack.Client{"acme": {ID: "acme-client", Secret: reqClientSecret}},
+		Bus:     "oauthbroker-events",
+		Secrets: secretSet,
 		Catalog: "providers:\n  acme:\n" +
 			"    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() + "\n" +
 			"    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    default_scopes: [read]\n",
@@ -233,7 +234,7 @@ func BenchmarkRequests(b *testing.B) {
 		}
 	}
 	connID := func(i int) string { return fmt.Sprintf("cust-%03d", i) }
-	keys := stack.Keys(b)
+	keys := secretSet.Keyset(b)
 
 	// The connect flow: authorize, the customer's consent at the provider
 	// (no AWS request), the callback.

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -25,14 +25,15 @@ const (
 )
 
 // A function started on the stack's environment finds everything in it, as
-// setup.FromEnv reads it in Lambda: the catalog, both secrets, a table and
+// setup.FromEnv reads it in Lambda: the catalog, both secrets (the links
+// the set's Keyset signs verify under the keys secret), a table and
 // key it can store through (and the stack's Store opens), and the bus its
 // events reach.
 func TestFunctionRunsOnTheStack(t *testing.T) {
+	secretSet := testsecrets.Set{SigningKey: signingKey, Clients: map[string]testsecrets.Client{"acme": {ID: "acme-id", Secret: clientSecret}}}
 	stack := awsstack.New(t, awsstack.Config{
 		Bus:           bus,
-		SigningKey:    signingKey,
-		Clients:       map[string]awsstack.Client{"acme": {ID: "acme-id", Secret: clientSecret}},
+		Secrets:       secretSet,
 		Catalog:       catalog,
 		BaseURL:       "https://broker.example.test",
 		ReturnOrigins: "https://app.example.test",
@@ -58,7 +59,7 @@ func TestFunctionRunsOnTheStack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("keys secret %s: %v", br.KeysSecret(), err)
 	}
-	q, err := signing.SignLink(stack.Keys(t), signing.Link{Provider: "acme", ConnectionID: "c1",
+	q, err := signing.SignLink(secretSet.Keyset(t), signing.Link{Provider: "acme", ConnectionID: "c1",
 		ReturnTo: "https://app.example.test/done", Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -71,12 +72,12 @@ func TestFunctionRunsOnTheStack(t *testing.T) {
 		t.Errorf("a link signed with Keys does not verify under the keys secret: %v", err)
 	}
 
-	raw, err = br.Secrets.Secret(ctx, secrets.ClientCredentialsName(br.Config.SecretsPrefix, "acme"))
+	raw, err = br.Secrets.Secret(ctx, br.Config.SecretsPrefix+"provider/acme")
 	if err != nil {
 		t.Fatalf("client credentials: %v", err)
 	}
-	var creds awsstack.Client
-	if err := json.Unmarshal(raw, &creds); err != nil || creds != (awsstack.Client{ID: "acme-id", Secret: clientSecret}) {
+	var creds testsecrets.Client
+	if err := json.Unmarshal(raw, &creds); err != nil || creds != secretSet.Clients["acme"] {
 		t.Errorf("client credentials %v (%v), want acme-id and the configured secret", creds.ID, err)
 	}
 
@@ -102,7 +103,7 @@ func TestFunctionRunsOnTheStack(t *testing.T) {
 
 // EnvWith lays variables over a copy: Env itself is unchanged.
 func TestEnvWith(t *testing.T) {
-	stack := awsstack.New(t, awsstack.Config{Bus: bus, SigningKey: signingKey, Catalog: catalog})
+	stack := awsstack.New(t, awsstack.Config{Bus: bus, Secrets: testsecrets.Set{SigningKey: signingKey}, Catalog: catalog})
 	table := stack.Env["TABLE_NAME"]
 	env := stack.EnvWith(map[string]string{"TABLE_NAME": "other", "AWS_LAMBDA_FUNCTION_TIMEOUT": "3"})
 	if env["TABLE_NAME"] != "other" || env["AWS_LAMBDA_FUNCTION_TIMEOUT"] != "3" || env["EVENT_BUS_NAME"] != bus {
