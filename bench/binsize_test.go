@@ -7,7 +7,6 @@ import (
 	"cmp"
 	"debug/elf"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -144,8 +143,12 @@ func lambdaGoCmd(b *testing.B, args ...string) *exec.Cmd {
 	if err != nil {
 		b.Fatal(err)
 	}
+	root, err := modroot.Dir()
+	if err != nil {
+		b.Fatal(err)
+	}
 	cmd := exec.Command(gocmd, args...)
-	cmd.Dir = lambdaModuleRoot(b)
+	cmd.Dir = root
 	cmd.Env = os.Environ()
 	return cmd
 }
@@ -155,26 +158,11 @@ func lambdaGoCmd(b *testing.B, args ...string) *exec.Cmd {
 // function.
 func zipSize(b *testing.B, bin string) int64 {
 	b.Helper()
-	f, err := os.Open(bin)
+	z, err := lambdarie.Zip(bin, zip.Deflate)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err == nil {
-		_, err = io.Copy(w, f)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	return int64(buf.Len())
+	return int64(len(z))
 }
 
 // packageModules maps the import path of every package the functions link

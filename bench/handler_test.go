@@ -26,7 +26,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
@@ -138,28 +138,17 @@ func newHandlerFixture(b *testing.B) *handlerFixture {
 	if p, _ := cat.Get("acme"); !p.UsesPKCE() {
 		b.Fatal("the benchmark provider must use PKCE")
 	}
-	sf := filepath.Join(b.TempDir(), "secrets.json")
-	raw, _ := json.Marshal(map[string]any{
-		"oauthbroker/keys":          map[string]string{"current_kid": "k1", "k1": hbKeyMaterial},
-		"oauthbroker/provider/acme": map[string]string{"client_id": hbClientID, "client_secret": hbClientSecret},
-	})
-	if err := os.WriteFile(sf, raw, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	secretSet := testsecrets.Set{SigningKey: hbKeyMaterial, Clients: map[string]testsecrets.Client{"acme": {ID: hbClientID, Secret: hbClientSecret}}}
 	origins, err := returnto.ParseOrigins(hbAppOrigin)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ks, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(hbKeyMaterial)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	q, err := signing.SignLink(ks, signing.Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: hbReturnTo,
+	q, err := signing.SignLink(secretSet.Keyset(b), signing.Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: hbReturnTo,
 		Scopes: []string{"read", "write"}, Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &handlerFixture{catalog: cat, secretsFile: sf, origins: origins, linkQuery: q}
+	return &handlerFixture{catalog: cat, secretsFile: secretSet.File(b), origins: origins, linkQuery: q}
 }
 
 // broker returns a broker on a fresh in-memory store, as cmd/dev wires one,

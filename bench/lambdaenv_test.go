@@ -5,20 +5,16 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
@@ -44,10 +40,8 @@ func lambdaPkg(name string) string {
 	return "./functions/" + name
 }
 
-// lambdaStack is a working environment for the four functions, as e2e
-// builds it: a dynalite table, a local-kms key, Secrets Manager (signing
-// keys and the provider's client credentials) and EventBridge on moto, and a
-// providers file.
+// lambdaStack is a working environment for the four functions
+// (awsstack) and the functions to run in it.
 type lambdaStack struct {
 	env   map[string]string
 	funcs []lambdaFunc
@@ -56,7 +50,7 @@ type lambdaStack struct {
 const (
 	benchAppOrigin = "https://app.example.com"
 	benchBus       = "oauthbroker-bench-events"
-	// Test credentials, registered with logcheck by moto.PutSecret.
+	// Test credentials, registered with logcheck by testsecrets.
 	benchKey          = "bench-signing-key-0123456789abcdef0123456789"
 	benchClientSecret = "bench-client-secret-Lq04"
 )
@@ -64,46 +58,25 @@ const (
 // newLambdaStack starts the environment for b and builds every function.
 func newLambdaStack(b *testing.B) *lambdaStack {
 	b.Helper()
-	ddb := dynalite.Shared(b)
-	table := dynalite.NewTable(b, ddb.Client)
-	kms := localkms.Start(b)
-	acct := moto.Shared(b).NewAccount(b)
-	acct.CreateBus(b, benchBus)
-	acct.PutSecret(b, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+benchKey+`"}`)
-	acct.PutSecret(b, "oauthbroker/provider/acme", `{"client_id":"bench-client","client_secret":"`+benchClientSecret+`"}`)
-
-	providers := filepath.Join(b.TempDir(), "providers.yaml")
-	catalog := "providers:\n  acme:\n    display_name: Acme\n" +
-		"    authorization_url: https://acme.example/oauth/authorize\n" +
-		"    token_url: https://acme.example/oauth/token\n" +
-		"    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n"
-	if err := os.WriteFile(providers, []byte(catalog), 0o600); err != nil {
-		b.Fatal(err)
-	}
-
-	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(benchKey)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	secretSet := testsecrets.Set{SigningKey: benchKey, Clients: map[string]testsecrets.Client{"acme": {ID: "bench-client", Secret: benchClientSecret}}}
+	stack := awsstack.New(b, awsstack.Config{
+		Bus:     benchBus,
+		Secrets: secretSet,
+		Catalog: "providers:\n  acme:\n    display_name: Acme\n" +
+			"    authorization_url: https://acme.example/oauth/authorize\n" +
+			"    token_url: https://acme.example/oauth/token\n" +
+			"    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n",
+		BaseURL:       "https://broker.example.test",
+		ReturnOrigins: benchAppOrigin,
+	})
 	// One link serves every invoke: each records a fresh state.
-	link, err := signing.SignLink(keys, signing.Link{Provider: "acme", ConnectionID: "bench-42",
+	link, err := signing.SignLink(secretSet.Keyset(b), signing.Link{Provider: "acme", ConnectionID: "bench-42",
 		ReturnTo: benchAppOrigin + "/connected", Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		b.Fatal(err)
 	}
-
-	s := &lambdaStack{env: acct.Env()}
-	maps.Copy(s.env, map[string]string{
-		"TABLE_NAME":                table,
-		"BASE_URL":                  "https://broker.example.test",
-		"RETURN_ORIGINS":            benchAppOrigin,
-		"PROVIDERS_FILE":            providers,
-		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
-		"TOKEN_KEY_ID":              kms.KeyARN,
-		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
-		"EVENT_BUS_NAME":            benchBus,
-	})
-	refreshEvent, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", "refresh.json"))
+	s := &lambdaStack{env: stack.Env}
+	refreshEvent, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,20 +84,22 @@ func newLambdaStack(b *testing.B) *lambdaStack {
 		f := lambdaFunc{name: name, pkg: lambdaPkg(name)}
 		switch name {
 		case "hello":
-			f.event, f.check = apiEvent(b, "connect.json", nil), wantStatus(http.StatusOK)
+			f.event, f.check = sampleevent.Load(b, "connect.json", nil), wantStatus(http.StatusOK)
 		case "authorize": // a validly signed link: 302 to the provider
-			f.event = apiEvent(b, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) { setRawQuery(ev, link) })
+			f.event = sampleevent.Load(b, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				sampleevent.SetQuery(ev, "acme", "connect", link)
+			})
 			f.check = wantStatus(http.StatusFound)
 		case "callback": // no state: the 400 page, before any I/O
-			f.event = apiEvent(b, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-				setRawQuery(ev, "code=bench-code")
+			f.event = sampleevent.Load(b, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+				sampleevent.SetQuery(ev, "acme", "callback", "code=bench-code")
 				ev.Cookies = nil
 			})
 			f.check = wantStatus(http.StatusBadRequest)
 		case "refresh": // the schedule's event on an empty table
 			f.event, f.check = refreshEvent, wantSummary
 		case "token": // an unknown connection: 404
-			f.event = apiEvent(b, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
+			f.event = sampleevent.Load(b, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
 				ev.PathParameters = map[string]string{"provider": "acme", "connection_id": "bench-unknown"}
 				ev.RawPath = "/connections/acme/bench-unknown/token"
 				ev.RequestContext.HTTP.Path = ev.RawPath
@@ -145,44 +120,6 @@ func (s *lambdaStack) start(b *testing.B, f lambdaFunc, extra ...string) *lambda
 		env[extra[i]] = extra[i+1]
 	}
 	return lambdarie.Start(b, lambdarie.Build(b, f.pkg), env)
-}
-
-func lambdaModuleRoot(b *testing.B) string {
-	root, err := lambdarie.ModuleRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return root
-}
-
-// apiEvent loads events/<name>.json and applies edit.
-func apiEvent(b *testing.B, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
-	b.Helper()
-	raw, err := os.ReadFile(filepath.Join(lambdaModuleRoot(b), "events", name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(raw, &ev); err != nil {
-		b.Fatal(err)
-	}
-	if edit != nil {
-		edit(&ev)
-	}
-	out, err := json.Marshal(ev)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return out
-}
-
-func setRawQuery(ev *events.APIGatewayV2HTTPRequest, raw string) {
-	ev.RawQueryString = raw
-	q, _ := url.ParseQuery(raw)
-	ev.QueryStringParameters = map[string]string{}
-	for k, v := range q {
-		ev.QueryStringParameters[k] = strings.Join(v, ",")
-	}
 }
 
 func wantStatus(code int) func([]byte) error {

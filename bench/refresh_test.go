@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -33,6 +32,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
@@ -256,10 +256,7 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sf := filepath.Join(b.TempDir(), "secrets.json")
-	if err := os.WriteFile(sf, []byte(`{"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	sf := testsecrets.Set{Clients: map[string]testsecrets.Client{"acme": {ID: "cid", Secret: "csecret"}}}.File(b)
 	probe := &providerProbe{}
 	provHTTP := probe.instrument(provider.NewHTTPClient())
 	logs := &warnLog{}

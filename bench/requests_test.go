@@ -1,14 +1,13 @@
 package bench
 
 import (
-	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,11 +19,11 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
@@ -157,33 +156,25 @@ type reqOperation struct {
 func BenchmarkRequests(b *testing.B) {
 	ctx := b.Context()
 	start := time.Now()
-	ddb := dynalite.Shared(b)
-	table := dynalite.NewTable(b, ddb.Client)
-	kms := localkms.Start(b)
 	acct, received := moto.Shared(b).NewAccount(b).Proxied(b)
-	acct.PutSecret(b, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+reqKeyMaterial+`"}`)
-	acct.PutSecret(b, "oauthbroker/provider/acme", `{"client_id":"acme-client","client_secret":"`+reqClientSecret+`"}`)
-	acct.CreateBus(b, "oauthbroker-events")
 	prov := providertest.New(b, providertest.Config{
 		ClientID: "acme-client", ClientSecret: reqClientSecret, RedirectURI: hbBaseURL + "/callback/acme",
 		RequirePKCE: true, Scopes: []string{"read", "write"}, AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
 	})
-	catalog := filepath.Join(b.TempDir(), "providers.yaml")
-	if err := os.WriteFile(catalog, []byte("providers:\n  acme:\n"+
-		"    authorization_url: "+prov.AuthorizeURL()+"\n    token_url: "+prov.TokenURL()+"\n"+
-		"    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    default_scopes: [read]\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	env := acct.Env()
-	maps.Copy(env, map[string]string{
-		"TABLE_NAME":                  table,
-		"BASE_URL":                    hbBaseURL,
-		"RETURN_ORIGINS":              hbAppOrigin,
-		"PROVIDERS_FILE":              catalog,
-		"TOKEN_KEY_ID":                kms.KeyARN,
-		"EVENT_BUS_NAME":              "oauthbroker-events",
-		"AWS_ENDPOINT_URL_DYNAMODB":   ddb.Endpoint,
-		"AWS_ENDPOINT_URL_KMS":        kms.Endpoint,
+	secretSet := testsecrets.Set{SigningKey: reqKeyMaterial, Clients: map[string]testsecrets.Client{"acme": {ID: "acme-client", Secret: reqClientSecret}}}
+	stack := awsstack.New(b, awsstack.Config{
+		Bus:     "oauthbroker-events",
+		Secrets: secretSet,
+		Catalog: "providers:\n  acme:\n" +
+			"    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() + "\n" +
+			"    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    default_scopes: [read]\n",
+		BaseURL:       hbBaseURL,
+		ReturnOrigins: hbAppOrigin,
+		Account:       acct,
+	})
+	// setup.ReadEnv and config.LoadDefaultConfig read the process's
+	// environment: nothing of the machine's AWS set-up may leak in.
+	env := stack.EnvWith(map[string]string{
 		"AWS_SESSION_TOKEN":           "",
 		"AWS_PROFILE":                 "",
 		"AWS_CONFIG_FILE":             "/dev/null",
@@ -195,7 +186,8 @@ func BenchmarkRequests(b *testing.B) {
 	}
 
 	counter := newAWSCounter()
-	logs := &lockedLog{}
+	logs := &syncbuf.Buffer{}
+	warnings := func() string { return cmp.Or(logs.String(), "no warnings") }
 	// function builds a function's broker as setup.FromEnv does, with the
 	// counting HTTP client; its log keeps warnings only.
 	function := func() *broker.Broker {
@@ -243,16 +235,17 @@ func BenchmarkRequests(b *testing.B) {
 		}
 	}
 	connID := func(i int) string { return fmt.Sprintf("cust-%03d", i) }
+	keys := secretSet.Keyset(b)
 
 	// The connect flow: authorize, the customer's consent at the provider
 	// (no AWS request), the callback.
 	type pending struct{ query, cookie string }
 	flows := make([]pending, reqRepeats+1)
 	warmUp, run := each(func(i int) {
-		resp, err := authorize(ctx, browserEvent("GET /connect/{provider}", "/connect/acme", signLink(b, connID(i)),
+		resp, err := authorize(ctx, browserEvent("GET /connect/{provider}", "/connect/acme", signLink(b, keys, connID(i)),
 			map[string]string{"provider": "acme"}, nil))
 		if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-			b.Fatalf("authorize answered %d, %v; log: %s", resp.StatusCode, err, logs)
+			b.Fatalf("authorize answered %d, %v; log: %s", resp.StatusCode, err, warnings())
 		}
 		back := prov.Authorize(b, resp.Headers["Location"])
 		cookie, _, _ := strings.Cut(resp.Cookies[0], ";")
@@ -263,7 +256,7 @@ func BenchmarkRequests(b *testing.B) {
 		resp, err := callback(ctx, browserEvent("GET /callback/{provider}", "/callback/acme", flows[i].query,
 			map[string]string{"provider": "acme"}, []string{flows[i].cookie}))
 		if loc := resp.Headers["Location"]; err != nil || resp.StatusCode != http.StatusFound || !strings.Contains(loc, "status=connected") {
-			b.Fatalf("callback answered %d, %v, connected %v; log: %s", resp.StatusCode, err, strings.Contains(loc, "status=connected"), logs)
+			b.Fatalf("callback answered %d, %v, connected %v; log: %s", resp.StatusCode, err, strings.Contains(loc, "status=connected"), warnings())
 		}
 	})
 	measure("callback", "callback", reqRepeats, warmUp, run)
@@ -275,7 +268,7 @@ func BenchmarkRequests(b *testing.B) {
 			}
 			resp, err := tokens(ctx, tokenEvent(connID(i), raw))
 			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Fatalf("token route answered %d, %v; log: %s", resp.StatusCode, err, logs)
+				b.Fatalf("token route answered %d, %v; log: %s", resp.StatusCode, err, warnings())
 			}
 		}
 	}
@@ -292,10 +285,10 @@ func BenchmarkRequests(b *testing.B) {
 	var sweepSum broker.RefreshSummary
 	sweepOf := func(prefix string, n int) func() {
 		return func() {
-			seedDue(b, ddb, kms, table, prov, prefix, n)
+			seedDue(b, stack.Store(), prov, prefix, n)
 			sum, err := schedule.Handler(refresh)(ctx, json.RawMessage(`{"action":"refresh-due"}`))
 			if err != nil || sum.Refreshed != n || sum.Due != n {
-				b.Fatalf("sweep %+v, %v; want %d due and refreshed; log: %s", sum, err, n, logs)
+				b.Fatalf("sweep %+v, %v; want %d due and refreshed; log: %s", sum, err, n, warnings())
 			}
 			sweepSum = sum
 		}
@@ -341,11 +334,7 @@ func BenchmarkRequests(b *testing.B) {
 
 // signLink returns a connect link's query for connection id, signed as
 // the app signs it.
-func signLink(b *testing.B, id string) string {
-	ks, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(reqKeyMaterial)})
-	if err != nil {
-		b.Fatal(err)
-	}
+func signLink(b *testing.B, ks *signing.Keyset, id string) string {
 	q, err := signing.SignLink(ks, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: hbReturnTo,
 		Scopes: []string{"read", "write"}, Expires: time.Now().Add(time.Hour)})
 	if err != nil {
@@ -374,8 +363,7 @@ func tokenEvent(id, rawQuery string) events.APIGatewayV2HTTPRequest {
 // seedDue stores n connections with a live grant at prov and a refresh due
 // in the past, through a store of their own (uncounted clients, its own
 // data key, as another function instance writes them).
-func seedDue(b *testing.B, ddb *dynalite.Server, kms *localkms.Server, table string, prov *providertest.Server, prefix string, n int) {
-	st := setup.Store(ddb.Client, kms.Client, setup.Env{TableName: table, TokenKeyID: kms.KeyARN})
+func seedDue(b *testing.B, st *dynamo.Store, prov *providertest.Server, prefix string, n int) {
 	due := time.Now().Add(-time.Minute)
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -540,25 +528,4 @@ func kmsDetail(m map[string]float64) string {
 		return ""
 	}
 	return " (" + byOp(m) + ")"
-}
-
-// lockedLog collects the functions' warnings for failure messages.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.buf.Len() == 0 {
-		return "no warnings"
-	}
-	return l.buf.String()
 }

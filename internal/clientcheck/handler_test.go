@@ -16,8 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +32,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
@@ -210,11 +209,7 @@ func newTokenFunction(t *testing.T) *tokenFunction {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, _ := json.Marshal(map[string]any{"oauthbroker/provider/acme": map[string]string{"client_id": "cid", "client_secret": clientSecret}})
-	secretsFile := filepath.Join(t.TempDir(), "secrets.json")
-	if err := os.WriteFile(secretsFile, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secretsFile := testsecrets.Set{Clients: map[string]testsecrets.Client{"acme": {ID: "cid", Secret: clientSecret}}}.File(t)
 	client := dynalite.Shared(t).Client
 	f := &tokenFunction{
 		st:   dynalite.NewStore(t, client),

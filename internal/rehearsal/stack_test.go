@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -67,29 +66,6 @@ var functionPackages = map[string]string{
 	"TokenFunction":     "./functions/token",
 }
 
-// zipBootstrap returns the zip Lambda wants of a provided.al2023 function:
-// the executable bootstrap at its root.
-func zipBootstrap(bin string) ([]byte, error) {
-	b, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	// Stored, not deflated: Lambda takes either, and flate under the race
-	// detector takes seconds per bootstrap.
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Store}
-	h.SetMode(0o755)
-	w, err := zw.CreateHeader(h)
-	if err == nil {
-		_, err = w.Write(b)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	return buf.Bytes(), err
-}
-
 // buildBootstraps builds every function with the Makefile's recipe for this
 // machine's architecture (the emulator runs them here) into dir, and
 // returns each function's bootstrap by logical id. It returns an error,
@@ -125,7 +101,9 @@ func upload(t *testing.T, cfg aws.Config, bucket string, bins map[string]string)
 	}
 	sums := map[string]string{}
 	for id, bin := range bins {
-		z, err := zipBootstrap(bin)
+		// Stored, not deflated: flate under the race detector takes
+		// seconds per bootstrap.
+		z, err := lambdarie.Zip(bin, zip.Store)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -86,15 +86,11 @@ func TestNoReferenceOutsideRepository(t *testing.T) {
 // TestReadmeListsTestPrerequisites: the README names every prerequisite
 // of `make test` and what installs it.
 func TestReadmeListsTestPrerequisites(t *testing.T) {
-	root, err := modroot.Dir()
+	readme, err := modroot.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ci, err := os.ReadFile(filepath.Join(root, ".ci", "run"))
+	ci, err := modroot.ReadFile(".ci", "run")
 	if err != nil {
 		t.Fatal(err)
 	}

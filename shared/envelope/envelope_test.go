@@ -19,6 +19,12 @@ import (
 
 var encCtx = map[string]string{"oauthbroker:table": "connections"}
 
+// kmsSealer is a sealer of data keys from the KMS key keyID under encCtx,
+// each reused for DefaultKeyReuse.
+func kmsSealer(client *kms.Client, keyID string) *envelope.Sealer {
+	return envelope.NewSealer(envelope.NewKMS(client, keyID, encCtx), 0)
+}
+
 // keySources gives every Keys implementation, for tests that hold for all.
 func keySources(t *testing.T) map[string]envelope.Keys {
 	srv := localkms.Start(t)
@@ -76,7 +82,7 @@ func TestSealOpen(t *testing.T) {
 func TestOpenRejects(t *testing.T) {
 	ctx := t.Context()
 	srv := localkms.Start(t)
-	s := envelope.NewSealer(envelope.NewKMS(srv.Client, srv.KeyARN, encCtx), 0)
+	s := kmsSealer(srv.Client, srv.KeyARN)
 	sealed, err := s.Seal(ctx, "conn#acme#c1", []byte("refresh-token-77"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +92,7 @@ func TestOpenRejects(t *testing.T) {
 		b[i] ^= 1
 		return b
 	}
-	otherKey := envelope.NewSealer(envelope.NewKMS(srv.Client, srv.NewKey(t), encCtx), 0)
+	otherKey := kmsSealer(srv.Client, srv.NewKey(t))
 	otherContext := envelope.NewSealer(envelope.NewKMS(srv.Client, srv.KeyARN, map[string]string{"oauthbroker:table": "other"}), 0)
 	local, _ := envelope.NewLocalKey(make([]byte, 32))
 	for _, tt := range []struct {
@@ -226,20 +232,20 @@ func TestKeyReuseExpires(t *testing.T) {
 func TestKMSUnavailable(t *testing.T) {
 	ctx := t.Context()
 	srv := localkms.Start(t)
-	s := envelope.NewSealer(envelope.NewKMS(srv.Client, srv.KeyARN, encCtx), 0)
+	s := kmsSealer(srv.Client, srv.KeyARN)
 	sealed, err := s.Seal(ctx, "k", []byte("v"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead := kms.New(kms.Options{Region: localkms.Region, BaseEndpoint: new("http://127.0.0.1:1"), Credentials: srv.Client.Options().Credentials, RetryMaxAttempts: 1})
-	broken := envelope.NewSealer(envelope.NewKMS(dead, srv.KeyARN, encCtx), 0)
+	broken := kmsSealer(dead, srv.KeyARN)
 	if _, err := broken.Seal(ctx, "k", []byte("v")); err == nil {
 		t.Error("Seal without a key manager succeeded")
 	}
 	if _, err := broken.Open(ctx, "k", sealed); err == nil || errors.Is(err, envelope.ErrOpen) {
 		t.Errorf("Open without a key manager: %v, want a retryable error, not ErrOpen (the value is not damaged)", err)
 	}
-	missing := envelope.NewSealer(envelope.NewKMS(srv.Client, srv.KeyARN[:len(srv.KeyARN)-4]+"0000", encCtx), 0)
+	missing := kmsSealer(srv.Client, srv.KeyARN[:len(srv.KeyARN)-4]+"0000")
 	if _, err := missing.Seal(ctx, "k", []byte("v")); err == nil {
 		t.Error("Seal under an unknown key succeeded")
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -208,11 +206,7 @@ func TestEventBridgePublish(t *testing.T) {
 // TestReadmeRulePattern: the rule pattern the README documents, on the
 // bus a function publishes to, delivers exactly the events it names.
 func TestReadmeRulePattern(t *testing.T) {
-	root, err := modroot.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	readme, err := modroot.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,10 +167,7 @@ func TestS22_OutputIsFedToLogcheck(t *testing.T) {
 	if os.Getenv("CHILDPROC_LEAK_HELPER") != "" {
 		t.Skip("in the helper process")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLeakHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "CHILDPROC_LEAK_HELPER=1",
-		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // a passing -race binary sleeps 1 s at exit
-	out, err := cmd.CombinedOutput()
+	out, err := logcheck.HelperCommand("TestLeakHelperProcess", "CHILDPROC_LEAK_HELPER=1").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("helper exited with %v, want status 1; output:\n%s", err, out)
 	}

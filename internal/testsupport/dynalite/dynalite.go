@@ -118,11 +118,7 @@ var schemaProperties = []string{"BillingMode", "AttributeDefinitions", "KeySchem
 // template that deploys it. CloudFormation spells those properties as
 // CreateTable does, so they go through JSON into the SDK's input type.
 var tableSchema = sync.OnceValues(func() (*dynamodb.CreateTableInput, error) {
-	root, err := modroot.Dir()
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(filepath.Join(root, "template.yaml"))
+	b, err := modroot.ReadFile("template.yaml")
 	if err != nil {
 		return nil, err
 	}

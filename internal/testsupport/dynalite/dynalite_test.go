@@ -1,22 +1,19 @@
 package dynalite_test
 
 import (
-	"net"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 )
 
 func TestStart(t *testing.T) {
-	var endpoint string
-	t.Run("server", func(t *testing.T) {
+	childproc.CheckStopsWithTest(t, func(t *testing.T) string {
 		srv := dynalite.Start(t)
-		endpoint = srv.Endpoint
 		table := dynalite.NewTable(t, srv.Client)
 		out, err := srv.Client.ListTables(t.Context(), &dynamodb.ListTablesInput{})
 		if err != nil {
@@ -25,19 +22,12 @@ func TestStart(t *testing.T) {
 		if len(out.TableNames) != 1 || out.TableNames[0] != table {
 			t.Errorf("ListTables = %v, want [%s]", out.TableNames, table)
 		}
+		return srv.Endpoint
 	})
-	// The subtest's cleanup stopped the server.
-	if conn, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "http://")); err == nil {
-		conn.Close()
-		t.Errorf("server at %s still accepts connections after cleanup", endpoint)
-	}
 }
 
 // A missing dynalite fails the test, naming how to install it.
 func TestMissingBinaryFails(t *testing.T) {
 	t.Setenv("DYNALITE_BIN", filepath.Join(t.TempDir(), "dynalite"))
-	msgs := failures.Of(t, func(tb testing.TB) { dynalite.Start(tb) })
-	if len(msgs) != 1 || !strings.Contains(msgs[0], "dynalite not installed: run 'make tools'") {
-		t.Errorf("failures %q, want one naming 'make tools'", msgs)
-	}
+	failures.Want(t, func(tb testing.TB) { dynalite.Start(tb) }, "dynalite not installed: run 'make tools'")
 }

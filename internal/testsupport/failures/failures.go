@@ -11,6 +11,8 @@ package failures
 import (
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -32,6 +34,18 @@ func Of(t testing.TB, fn func(testing.TB)) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.msgs
+}
+
+// Want fails t unless fn fails exactly once, with a message that holds
+// every one of wants: the check of how a helper refuses, such as a
+// harness whose tool is missing naming how to install it.
+func Want(t testing.TB, fn func(testing.TB), wants ...string) {
+	t.Helper()
+	msgs := Of(t, fn)
+	if len(msgs) == 1 && !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(msgs[0], w) }) {
+		return
+	}
+	t.Errorf("failures %q, want one naming %q", msgs, wants)
 }
 
 type recorder struct {

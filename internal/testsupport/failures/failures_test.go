@@ -47,3 +47,29 @@ func TestCleanupIsTheTests(t *testing.T) {
 		t.Error("cleanup did not run when the test ended")
 	}
 }
+
+// Want passes one failure naming everything asked for, and fails t on
+// anything else.
+func TestWant(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		fn     func(testing.TB)
+		wants  []string
+		passes bool
+	}{
+		{"one naming all", func(tb testing.TB) { tb.Fatalf("tool not installed: run 'make tools'") }, []string{"not installed", "make tools"}, true},
+		{"one naming some", func(tb testing.TB) { tb.Fatalf("tool not installed") }, []string{"not installed", "make tools"}, false},
+		{"none", func(testing.TB) {}, []string{"make tools"}, false},
+		{"two", func(tb testing.TB) {
+			tb.Errorf("run 'make tools'")
+			tb.Errorf("run 'make tools'")
+		}, []string{"make tools"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := failures.Of(t, func(tb testing.TB) { failures.Want(tb, tt.fn, tt.wants...) })
+			if passed := len(got) == 0; passed != tt.passes {
+				t.Errorf("Want reported %q, want passing %v", got, tt.passes)
+			}
+		})
+	}
+}

@@ -37,6 +37,7 @@
 package lambdarie
 
 import (
+	"archive/zip"
 	"bytes"
 	"cmp"
 	"context"
@@ -125,6 +126,29 @@ func sweepStale() {
 
 // ModuleRoot returns the module's root directory (see modroot.Dir).
 func ModuleRoot() (string, error) { return modroot.Dir() }
+
+// Zip returns the code zip of a provided.al2023 function, as `sam build`
+// packages it: the executable bin as the single entry "bootstrap", with
+// method (zip.Deflate as sam does, or zip.Store, which Lambda takes too and
+// which is much faster under the race detector).
+func Zip(bin string, method uint16) ([]byte, error) {
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	h := &zip.FileHeader{Name: "bootstrap", Method: method}
+	h.SetMode(0o755)
+	w, err := zw.CreateHeader(h)
+	if err == nil {
+		_, err = w.Write(b)
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	return buf.Bytes(), err
+}
 
 // MakeBootstrap builds pkgs for linux/arch with the Makefile's one recipe
 // for Lambda bootstraps (`make bootstrap`, the recipe of `make build` and

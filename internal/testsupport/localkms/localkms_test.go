@@ -2,23 +2,21 @@ package localkms_test
 
 import (
 	"bytes"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 )
 
 // The server's key encrypts and decrypts, its Client's calls are counted,
 // and the test's cleanup stops it.
 func TestStart(t *testing.T) {
-	var endpoint string
-	t.Run("server", func(t *testing.T) {
+	childproc.CheckStopsWithTest(t, func(t *testing.T) string {
 		srv := localkms.Start(t)
-		endpoint = srv.Endpoint
 		before := srv.Calls()
 		plain := []byte("plain text of the test")
 		enc, err := srv.Client.Encrypt(t.Context(), &kms.EncryptInput{KeyId: aws.String(srv.KeyARN), Plaintext: plain})
@@ -38,10 +36,6 @@ func TestStart(t *testing.T) {
 		if other := srv.NewKey(t); other == srv.KeyARN || !strings.HasPrefix(other, "arn:aws:kms:"+localkms.Region+":") {
 			t.Errorf("NewKey = %s (first key %s)", other, srv.KeyARN)
 		}
+		return srv.Endpoint
 	})
-	// The subtest's cleanup stopped the server.
-	if conn, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "http://")); err == nil {
-		conn.Close()
-		t.Errorf("server at %s still accepts connections after cleanup", endpoint)
-	}
 }

@@ -113,8 +113,7 @@ func startCapture() (_ *capture, err error) {
 
 	c.tee = exec.Command(exe)
 	c.tee.Env = append(os.Environ(),
-		teeEnv+"="+nonce+","+strconv.Itoa(len(c.streams)),
-		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // a -race binary sleeps 1 s on exit 0
+		teeEnv+"="+nonce+","+strconv.Itoa(len(c.streams)), quickRaceExit())
 	c.tee.Stdout, c.tee.Stderr = realOut[0], realOut[0]
 	if realOut[1] != nil {
 		c.tee.Stderr = realOut[1]

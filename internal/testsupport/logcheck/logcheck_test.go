@@ -146,10 +146,8 @@ func TestS22_PlantedLeakFailsTheRun(t *testing.T) {
 				}
 			}
 			Register(tt.value) // this process must not print it either
-			args := append([]string{"-test.run=^TestLogcheckHelperProcess$", "-test.count=1"}, tt.args...)
-			cmd := exec.Command(os.Args[0], args...)
-			cmd.Env = append(os.Environ(), "LOGCHECK_HELPER="+tt.mode, "LOGCHECK_VALUE="+tt.value,
-				"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // a passing -race binary sleeps 1 s at exit
+			cmd := HelperCommand("TestLogcheckHelperProcess", "LOGCHECK_HELPER="+tt.mode, "LOGCHECK_VALUE="+tt.value)
+			cmd.Args = append(cmd.Args, tt.args...)
 
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stdout

@@ -33,6 +33,16 @@ func Dir() (string, error) {
 	}
 }
 
+// ReadFile reads the file at the module-relative path elem (joined as
+// filepath.Join does), such as ReadFile("events", "refresh.json").
+func ReadFile(elem ...string) ([]byte, error) {
+	root, err := Dir()
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(append([]string{root}, elem...)...))
+}
+
 // GoCommand returns the go command: the one in PATH, else the one of the
 // toolchain that built the test.
 func GoCommand() (string, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,34 +15,26 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/failures"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 )
 
 func TestStart(t *testing.T) {
-	var endpoint string
-	t.Run("server", func(t *testing.T) {
+	childproc.CheckStopsWithTest(t, func(t *testing.T) string {
 		srv := moto.Start(t)
-		endpoint = srv.Endpoint
 		acct := srv.NewAccount(t)
 		arn := acct.PutSecret(t, "app/key", "value-of-app-key")
 		if !strings.HasPrefix(arn, acct.ARN("secretsmanager", "secret:app/key-")) {
 			t.Errorf("secret ARN %s is not in account %s", arn, acct.ID)
 		}
+		return srv.Endpoint
 	})
-	// The subtest's cleanup stopped the server.
-	if conn, err := net.Dial("tcp", strings.TrimPrefix(endpoint, "http://")); err == nil {
-		conn.Close()
-		t.Errorf("server at %s still accepts connections after cleanup", endpoint)
-	}
 }
 
 func TestMissingBinaryFails(t *testing.T) {
 	t.Setenv("MOTO_PYTHON", filepath.Join(t.TempDir(), "python3"))
-	failures := failures.Of(t, func(tb testing.TB) { moto.Start(tb) })
-	if len(failures) != 1 || !strings.Contains(failures[0], "run 'make tools'") {
-		t.Errorf("failures %q, want one naming 'make tools'", failures)
-	}
+	failures.Want(t, func(tb testing.TB) { moto.Start(tb) }, "run 'make tools'")
 }
 
 // TestAccountsAreApart: two accounts on one server hold resources of the

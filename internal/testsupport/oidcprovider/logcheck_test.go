@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
 )
 
@@ -28,10 +29,7 @@ func TestS22_IssuedCredentialsAreRegistered(t *testing.T) {
 	if os.Getenv("OIDCP_LEAK_HELPER") != "" {
 		t.Skip("in the helper process")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLeakHelperProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "OIDCP_LEAK_HELPER=1",
-		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // a passing -race binary sleeps 1 s at exit
-	out, err := cmd.CombinedOutput()
+	out, err := logcheck.HelperCommand("TestLeakHelperProcess", "OIDCP_LEAK_HELPER=1").CombinedOutput()
 	text := string(out)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("helper exited with %v, want status 1; output:\n%s", err, text)

@@ -3,7 +3,6 @@ package oidcprovider_test
 import (
 	"crypto/rand"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -327,29 +326,21 @@ func TestSeparateSessionsMakeSeparateGrants(t *testing.T) {
 
 // Start's cleanup stops the server.
 func TestStartStops(t *testing.T) {
-	var issuer string
-	t.Run("server", func(t *testing.T) {
+	childproc.CheckStopsWithTest(t, func(t *testing.T) string {
 		srv := oidcprovider.Start(t, options(nil))
-		issuer = srv.Issuer
 		for _, e := range []string{srv.AuthorizationEndpoint, srv.TokenEndpoint, srv.RevocationEndpoint} {
 			if !strings.HasPrefix(e, srv.Issuer+"/") {
 				t.Errorf("endpoint %q is not under the issuer %q", e, srv.Issuer)
 			}
 		}
+		return srv.Issuer
 	})
-	if conn, err := net.Dial("tcp", strings.TrimPrefix(issuer, "http://")); err == nil {
-		conn.Close()
-		t.Errorf("server at %s still accepts connections after cleanup", issuer)
-	}
 }
 
 // Without Node.js the server fails the test, naming how to install it.
 func TestMissingNodeFails(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	msgs := failures.Of(t, func(tb testing.TB) { oidcprovider.Start(tb, options(nil)) })
-	if len(msgs) != 1 || !strings.Contains(msgs[0], "install nodejs and npm") || !strings.Contains(msgs[0], "run 'make tools'") {
-		t.Errorf("failures %q, want one naming nodejs and 'make tools'", msgs)
-	}
+	failures.Want(t, func(tb testing.TB) { oidcprovider.Start(tb, options(nil)) }, "install nodejs and npm", "run 'make tools'")
 }
 
 // Authorize fails with the server's reason, and without the request's

@@ -5,8 +5,6 @@ package samconfig
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -87,11 +85,7 @@ func Overrides(v any) (map[string]string, error) {
 // DeployParameters returns the parameter_overrides of the module's
 // samconfig.toml for `sam deploy --config-env env`.
 func DeployParameters(env string) (map[string]string, error) {
-	root, err := modroot.Dir()
-	if err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(filepath.Join(root, "samconfig.toml"))
+	data, err := modroot.ReadFile("samconfig.toml")
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,6 @@ package sampleevent
 import (
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,15 +14,11 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 )
 
-// Load reads events/<name>.json, applies edit and returns the event as
-// JSON, ready to invoke a function with.
+// Load reads events/<name>.json, applies edit (unless nil) and returns the
+// event as JSON, ready to invoke a function with.
 func Load(t testing.TB, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
 	t.Helper()
-	root, err := modroot.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "events", name))
+	b, err := modroot.ReadFile("events", name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +26,9 @@ func Load(t testing.TB, name string, edit func(*events.APIGatewayV2HTTPRequest))
 	if err := json.Unmarshal(b, &ev); err != nil {
 		t.Fatal(err)
 	}
-	edit(&ev)
+	if edit != nil {
+		edit(&ev)
+	}
 	out, err := json.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,25 @@ func (k *kmsStore) fresh() *dynamo.Store {
 	return dynamo.NewWithSealers(k.client, k.table, sealer, sealer)
 }
 
+// freshCounted is fresh with its key's unwraps counted.
+func (k *kmsStore) freshCounted() (*dynamo.Store, *countingKeys) {
+	keys := &countingKeys{Keys: k.keys}
+	sealer := envelope.NewSealer(keys, 0)
+	return dynamo.NewWithSealers(k.client, k.table, sealer, sealer), keys
+}
+
+// saveConnected stores the connection acme/c1 with the test credentials
+// and an authorization-code grant.
+func (k *kmsStore) saveConnected(t *testing.T) store.Connection {
+	t.Helper()
+	saved, err := k.SaveConnection(t.Context(), store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected,
+		AccessToken: testAccess, RefreshToken: testRefresh, Grant: "authorization_code"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return saved
+}
+
 func (k *kmsStore) putRaw(t *testing.T, item map[string]types.AttributeValue) {
 	t.Helper()
 	if _, err := k.client.PutItem(t.Context(), &dynamodb.PutItemInput{TableName: aws.String(k.table), Item: item}); err != nil {
@@ -220,14 +239,8 @@ func (c *countingKeys) Decrypt(ctx context.Context, wrapped []byte) ([]byte, err
 func TestPeekNeverOpensCredentials(t *testing.T) {
 	ctx := t.Context()
 	k := newKMSStore(t)
-	saved, err := k.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected,
-		AccessToken: testAccess, RefreshToken: testRefresh, Grant: "authorization_code"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := &countingKeys{Keys: k.keys}
-	coldSealer := envelope.NewSealer(keys, 0)
-	cold := dynamo.NewWithSealers(k.client, k.table, coldSealer, coldSealer) // another instance: nothing cached
+	saved := k.saveConnected(t)
+	cold, keys := k.freshCounted() // another instance: nothing cached
 	c, err := cold.PeekConnection(ctx, "acme", "c1")
 	if err != nil || c.Version != saved.Version || c.Grant != "authorization_code" || c.AccessToken != "" || c.RefreshToken != "" {
 		t.Fatalf("PeekConnection = %+v, %v; want version %d and grant without credentials", c, err, saved.Version)
@@ -317,16 +330,10 @@ func TestContextsSeparateRecordKinds(t *testing.T) {
 func TestReplaceRetiresWithoutOpening(t *testing.T) {
 	ctx := t.Context()
 	k := newKMSStore(t)
-	saved, err := k.SaveConnection(ctx, store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected,
-		AccessToken: testAccess, RefreshToken: testRefresh, Grant: "authorization_code"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	saved := k.saveConnected(t)
 	before := getItem(t, k.client, k.table, "conn#acme#c1", "conn")["sealed"].(*types.AttributeValueMemberB).Value
 
-	keys := &countingKeys{Keys: k.keys}
-	sealer := envelope.NewSealer(keys, 0)
-	callback := dynamo.NewWithSealers(k.client, k.table, sealer, sealer)
+	callback, keys := k.freshCounted()
 	peeked, err := callback.PeekConnection(ctx, "acme", "c1")
 	if err != nil || peeked.Version != saved.Version {
 		t.Fatalf("PeekConnection: %+v, %v", peeked, err)
