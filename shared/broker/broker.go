@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/dispatch"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -50,7 +50,9 @@ type Broker struct {
 	Secrets secrets.Source
 	Wire    *provider.Client
 	Log     *slog.Logger
-	Now     func() time.Time
+	// Now is the record clock: due times, expiries and lease times are
+	// taken from it (package clock); nil means time.Now.
+	Now func() time.Time
 	// Refresh tunes the refresh sweep and on-demand refreshes.
 	Refresh RefreshOptions
 	// Events receives connection lifecycle events (created, recovered,
@@ -58,15 +60,12 @@ type Broker struct {
 	Events lifecycle.Publisher
 
 	lastKeyReload atomic.Int64 // unix nanoseconds of the last forced keyset re-read
-	throttles     sync.Map     // provider name → *throttle
+
+	gates dispatch.Gates // provider name → its sending discipline (dispatch.go)
 }
 
-func (b *Broker) now() time.Time {
-	if b.Now != nil {
-		return b.Now()
-	}
-	return time.Now()
-}
+// now is the record clock (see clock).
+func (b *Broker) now() time.Time { return b.clock().Now() }
 
 // Logger returns the broker's logger (slog.Default when Log is nil).
 func (b *Broker) Logger() *slog.Logger {
@@ -110,7 +109,7 @@ const KeyReloadEvery = 30 * time.Second
 func (b *Broker) reloadKeyset(ctx context.Context) (*signing.Keyset, bool) {
 	inv, ok := b.Secrets.(interface{ Invalidate(name string) })
 	last := b.lastKeyReload.Load()
-	now := time.Now().UnixNano()
+	now := time.Now().UnixNano() // real time: a rate of Secrets Manager reads, not a record
 	if !ok || now-last < int64(KeyReloadEvery) || !b.lastKeyReload.CompareAndSwap(last, now) {
 		return nil, false
 	}
