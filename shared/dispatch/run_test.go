@@ -1,0 +1,230 @@
+package dispatch
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// job is a test job: its lane and its name.
+type job struct{ lane, name string }
+
+func jobLane(j job) string { return j.lane }
+
+func jobs(lane string, n int) []job {
+	var out []job
+	for i := range n {
+		out = append(out, job{lane, lane + strconv.Itoa(i)})
+	}
+	return out
+}
+
+// laneSetup is a lane's gate in a Run test, on the test's record clock.
+type laneSetup struct {
+	every    time.Duration // budget: one request per every
+	spent    bool          // its one request already spent
+	paused   time.Duration // paused this long from the start
+	heldBack bool          // its jobs report HeldBack
+}
+
+// TestRunDefers, on a record clock that does not move: which jobs a run
+// starts and which it leaves (deferred) for a later run, and the lanes
+// that left them.
+func TestRunDefers(t *testing.T) {
+	tests := []struct {
+		name         string
+		lanes        map[string]laneSetup
+		jobs         []job
+		deadline     time.Duration // 0: none
+		startReserve time.Duration
+		cancelled    bool
+		want         Report
+	}{
+		{
+			name:  "all start",
+			lanes: map[string]laneSetup{"a": {}, "b": {}},
+			jobs:  append(jobs("a", 3), jobs("b", 2)...),
+			want:  Report{Started: 5},
+		},
+		{
+			name:  "a long pause defers its lane only",
+			lanes: map[string]laneSetup{"paused": {paused: time.Minute}, "ok": {}},
+			jobs:  append(jobs("paused", 3), jobs("ok", 2)...),
+			want:  Report{Started: 2, Deferred: 3, Held: []string{"paused"}},
+		},
+		{
+			name:  "a pause longer than MaxIdleWait is not waited for",
+			lanes: map[string]laneSetup{"paused": {paused: MaxIdleWait + time.Second}},
+			jobs:  jobs("paused", 2),
+			want:  Report{Deferred: 2, Held: []string{"paused"}},
+		},
+		{
+			name:  "a budget far off is not waited for without a deadline",
+			lanes: map[string]laneSetup{"paced": {every: time.Hour, spent: true}},
+			jobs:  jobs("paced", 3),
+			want:  Report{Deferred: 3, Held: []string{"paced"}},
+		},
+		{
+			name:     "a budget past the deadline is not waited for",
+			lanes:    map[string]laneSetup{"paced": {every: time.Hour, spent: true}},
+			jobs:     jobs("paced", 2),
+			deadline: time.Minute,
+			want:     Report{Deferred: 2, Held: []string{"paced"}},
+		},
+		{
+			name:  "held back jobs count as deferred",
+			lanes: map[string]laneSetup{"back": {heldBack: true}, "ok": {}},
+			jobs:  append(jobs("back", 2), jobs("ok", 1)...),
+			want:  Report{Started: 3, Deferred: 2, Held: []string{"back"}},
+		},
+		{
+			name:         "too close to the deadline to start",
+			lanes:        map[string]laneSetup{"a": {}, "b": {}},
+			jobs:         append(jobs("a", 2), jobs("b", 1)...),
+			deadline:     20 * time.Second,
+			startReserve: 26 * time.Second,
+			want:         Report{Deferred: 3, Held: []string{"a", "b"}},
+		},
+		{
+			name:      "context ended",
+			lanes:     map[string]laneSetup{"a": {}},
+			jobs:      jobs("a", 2),
+			cancelled: true,
+			want:      Report{Deferred: 2, Held: []string{"a"}},
+		},
+		{
+			name: "no jobs",
+			want: Report{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newFakeClock()
+			gates := map[string]*Gate{}
+			for name, s := range tt.lanes {
+				g := NewGate(s.every)
+				if s.spent {
+					g.reserve(clk.Now())
+				}
+				if s.paused > 0 {
+					g.Pause(clk.Now().Add(s.paused))
+				}
+				gates[name] = g
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			if tt.deadline > 0 {
+				ctx, cancel = context.WithTimeout(t.Context(), tt.deadline)
+			}
+			defer cancel()
+			if tt.cancelled {
+				cancel()
+			}
+			cfg := Config{Workers: 2, Call: time.Second, StartReserve: tt.startReserve, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
+			var mu sync.Mutex
+			var ran []string
+			start := time.Now()
+			got := Run(ctx, cfg, tt.jobs, jobLane, func(ctx context.Context, j job, p *Permit) Outcome {
+				if tt.lanes[j.lane].heldBack {
+					return HeldBack
+				}
+				if err := p.Acquire(ctx); err != nil {
+					return HeldBack
+				}
+				defer p.Done()
+				mu.Lock()
+				ran = append(ran, j.name)
+				mu.Unlock()
+				return Done
+			})
+			if got.Started != tt.want.Started || got.Deferred != tt.want.Deferred || !slices.Equal(got.Held, tt.want.Held) {
+				t.Errorf("Run = %+v, want %+v (ran %v)", got, tt.want, ran)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Run took %v: it waited for a lane it could not serve", d)
+			}
+		})
+	}
+}
+
+// TestRunBoundsCalls: at most Workers calls at once, and at most twice as
+// many jobs running around them.
+func TestRunBoundsCalls(t *testing.T) {
+	const workers = 3
+	clk := newFakeClock()
+	var gs Gates
+	cfg := Config{Workers: workers, Call: time.Second, Gate: func(l string) *Gate { return gs.Get(l, func() time.Duration { return 0 }) }, Clock: clk.clock()}
+	var running, calling, maxRunning, maxCalling atomic.Int32
+	bump := func(n *atomic.Int32, peak *atomic.Int32) {
+		v := n.Add(1)
+		for p := peak.Load(); v > p && !peak.CompareAndSwap(p, v); p = peak.Load() {
+		}
+	}
+	got := Run(t.Context(), cfg, append(jobs("a", 20), jobs("b", 20)...), jobLane, func(ctx context.Context, _ job, p *Permit) Outcome {
+		bump(&running, &maxRunning)
+		defer running.Add(-1)
+		time.Sleep(2 * time.Millisecond) // the lease
+		if err := p.Acquire(ctx); err != nil {
+			t.Error(err)
+			return Done
+		}
+		bump(&calling, &maxCalling)
+		time.Sleep(5 * time.Millisecond) // the call
+		calling.Add(-1)
+		p.Done()
+		time.Sleep(2 * time.Millisecond) // the save
+		return Done
+	})
+	if got.Started != 40 || got.Deferred != 0 {
+		t.Errorf("Run = %+v, want all 40 started", got)
+	}
+	if m := maxCalling.Load(); m > workers {
+		t.Errorf("%d calls at once, want at most %d", m, workers)
+	}
+	if m := maxRunning.Load(); m > 2*workers {
+		t.Errorf("%d jobs at once, want at most %d", m, 2*workers)
+	}
+}
+
+// TestRunSharesWorkers: while another lane can use them, one lane holds
+// at most half the jobs running; a lane that is paused leaves them all to
+// the rest.
+func TestRunSharesWorkers(t *testing.T) {
+	tests := []struct {
+		name    string
+		pausedB bool
+		maxA    int32 // most of lane a's jobs running at once
+	}{
+		{name: "two lanes ready", maxA: 2},
+		{name: "the other lane paused", pausedB: true, maxA: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newFakeClock()
+			gates := map[string]*Gate{"a": NewGate(0), "b": NewGate(0)}
+			if tt.pausedB {
+				gates["b"].Pause(clk.Now().Add(time.Hour))
+			}
+			cfg := Config{Workers: 2, Call: time.Second, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
+			var inA, peakA atomic.Int32
+			release := make(chan struct{})
+			go func() { time.Sleep(100 * time.Millisecond); close(release) }()
+			Run(t.Context(), cfg, append(jobs("a", 8), jobs("b", 8)...), jobLane, func(ctx context.Context, j job, p *Permit) Outcome {
+				if j.lane == "a" {
+					v := inA.Add(1)
+					defer inA.Add(-1)
+					for pk := peakA.Load(); v > pk && !peakA.CompareAndSwap(pk, v); pk = peakA.Load() {
+					}
+				}
+				<-release // hold the goroutine until every start has been tried
+				return Done
+			})
+			if got := peakA.Load(); got != tt.maxA {
+				t.Errorf("lane a ran %d jobs at once, want %d", got, tt.maxA)
+			}
+		})
+	}
+}
