@@ -137,7 +137,7 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 		select {
 		case <-ctx.Done():
 			return c, ctx.Err()
-		case <-time.After(pause):
+		case <-time.After(pause): // real time: a wait between re-reads
 		}
 		pause = min(2*pause, 250*time.Millisecond)
 	}

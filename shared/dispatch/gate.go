@@ -9,14 +9,14 @@ import (
 
 // A lane's pauses.
 const (
-	// DefaultRetryAfter pauses a lane whose request was rate limited
+	// defaultRetryAfter pauses a lane whose request was rate limited
 	// without a usable Retry-After.
-	DefaultRetryAfter = 10 * time.Second
-	// TripAfter consecutive unavailable answers (5xx, timeouts) pause a
-	// lane for TripPause, so a failing lane does not hold workers the
+	defaultRetryAfter = 10 * time.Second
+	// tripAfter consecutive unavailable answers (5xx, timeouts) pause a
+	// lane for tripPause, so a failing lane does not hold workers the
 	// other lanes could use.
-	TripAfter = 3
-	TripPause = 30 * time.Second
+	tripAfter = 3
+	tripPause = 30 * time.Second
 )
 
 // Gate is one lane's sending discipline in this process: its rate budget
@@ -31,10 +31,10 @@ type Gate struct {
 	unavailable int // consecutive unavailable answers
 }
 
-// NewGate is a gate with a budget of one request per every (none if every
+// newGate is a gate with a budget of one request per every (none if every
 // is not positive). The burst is one: the budget is spent evenly, so no
 // window of the budget's period sees more than its requests.
-func NewGate(every time.Duration) *Gate {
+func newGate(every time.Duration) *Gate {
 	g := &Gate{}
 	if every > 0 {
 		g.lim = rate.NewLimiter(rate.Every(every), 1)
@@ -51,15 +51,15 @@ func (gs *Gates) Get(lane string, every func() time.Duration) *Gate {
 	if g, ok := gs.m.Load(lane); ok {
 		return g.(*Gate)
 	}
-	g, _ := gs.m.LoadOrStore(lane, NewGate(every()))
+	g, _ := gs.m.LoadOrStore(lane, newGate(every()))
 	return g.(*Gate)
 }
 
-// State reports whether the lane may send at now; if not, when to ask
+// state reports whether the lane may send at now; if not, when to ask
 // again and whether that is because it is paused (rather than pacing its
 // budget). It reserves nothing: a request reserves its budget when it is
 // about to leave (Permit.Acquire).
-func (g *Gate) State(now time.Time) (ready bool, at time.Time, paused bool) {
+func (g *Gate) state(now time.Time) (ready bool, at time.Time, paused bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now.Before(g.pausedUntil) {
@@ -78,7 +78,7 @@ func (g *Gate) State(now time.Time) (ready bool, at time.Time, paused bool) {
 
 // Ready reports whether the lane may send at now.
 func (g *Gate) Ready(now time.Time) bool {
-	ok, _, _ := g.State(now)
+	ok, _, _ := g.state(now)
 	return ok
 }
 
@@ -100,12 +100,12 @@ func (g *Gate) Pause(until time.Time) {
 // zero Answer (a success, or a refusal that says nothing of the lane's
 // health) ends a run of unavailable answers.
 type Answer struct {
-	// RateLimited pauses the lane for RetryAfter (DefaultRetryAfter when
+	// RateLimited pauses the lane for RetryAfter (defaultRetryAfter when
 	// not positive).
 	RateLimited bool
 	RetryAfter  time.Duration
-	// Unavailable counts toward the circuit breaker: TripAfter in a row
-	// pause the lane for TripPause.
+	// Unavailable counts toward the circuit breaker: tripAfter in a row
+	// pause the lane for tripPause.
 	Unavailable bool
 }
 
@@ -117,13 +117,13 @@ func (g *Gate) Observe(now time.Time, a Answer) {
 	case a.RateLimited:
 		wait := a.RetryAfter
 		if wait <= 0 {
-			wait = DefaultRetryAfter
+			wait = defaultRetryAfter
 		}
 		g.pausedUntil = later(g.pausedUntil, now.Add(wait))
 	case a.Unavailable:
-		if g.unavailable++; g.unavailable >= TripAfter {
+		if g.unavailable++; g.unavailable >= tripAfter {
 			g.unavailable = 0
-			g.pausedUntil = later(g.pausedUntil, now.Add(TripPause))
+			g.pausedUntil = later(g.pausedUntil, now.Add(tripPause))
 		}
 	default:
 		g.unavailable = 0

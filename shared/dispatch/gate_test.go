@@ -29,13 +29,13 @@ func TestGateBudget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock()
 			t0 := clk.Now()
-			g := NewGate(every)
+			g := newGate(every)
 			for _, off := range tt.reserveAt {
 				if _, _, ok := g.reserve(t0.Add(off)); !ok {
 					t.Fatal("reserve refused on a lane that is not paused")
 				}
 			}
-			ready, at, paused := g.State(t0.Add(tt.at))
+			ready, at, paused := g.state(t0.Add(tt.at))
 			if ready != tt.ready || paused {
 				t.Fatalf("State = ready %v paused %v, want ready %v, not paused", ready, paused, tt.ready)
 			}
@@ -53,7 +53,7 @@ func TestGateBudget(t *testing.T) {
 // TestGateWithoutBudget: a lane without a budget is always ready and its
 // reservations wait for nothing.
 func TestGateWithoutBudget(t *testing.T) {
-	g := NewGate(0)
+	g := newGate(0)
 	now := newFakeClock().Now()
 	for range 100 {
 		r, wait, ok := g.reserve(now)
@@ -82,19 +82,19 @@ func TestGatePause(t *testing.T) {
 	}{
 		{name: "success", answers: []Answer{ok}},
 		{name: "429 with Retry-After", answers: []Answer{limited(30 * time.Second)}, until: 30 * time.Second},
-		{name: "429 without Retry-After", answers: []Answer{limited(0)}, until: DefaultRetryAfter},
+		{name: "429 without Retry-After", answers: []Answer{limited(0)}, until: defaultRetryAfter},
 		{name: "a shorter Retry-After does not shorten a pause", answers: []Answer{limited(time.Minute), limited(time.Second)}, until: time.Minute},
 		{name: "two unavailable answers", answers: []Answer{unavailable, unavailable}},
-		{name: "circuit breaker", answers: []Answer{unavailable, unavailable, unavailable}, until: TripPause},
+		{name: "circuit breaker", answers: []Answer{unavailable, unavailable, unavailable}, until: tripPause},
 		{name: "a success ends the run", answers: []Answer{unavailable, unavailable, ok, unavailable, unavailable}},
-		{name: "a 429 does not end the run", answers: []Answer{unavailable, unavailable, limited(time.Second), unavailable}, until: TripPause},
+		{name: "a 429 does not end the run", answers: []Answer{unavailable, unavailable, limited(time.Second), unavailable}, until: tripPause},
 		{name: "explicit pause", answers: []Answer{ok}, pause: 5 * time.Minute, until: 5 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock()
 			t0 := clk.Now()
-			g := NewGate(0)
+			g := newGate(0)
 			for _, a := range tt.answers {
 				g.Observe(t0, a)
 			}
@@ -108,7 +108,7 @@ func TestGatePause(t *testing.T) {
 				return
 			}
 			before := t0.Add(tt.until - time.Millisecond)
-			if ready, at, paused := g.State(before); ready || !paused || !at.Equal(t0.Add(tt.until)) {
+			if ready, at, paused := g.state(before); ready || !paused || !at.Equal(t0.Add(tt.until)) {
 				t.Errorf("State just before the pause ends = ready %v at +%v paused %v, want paused until +%v", ready, at.Sub(t0), paused, tt.until)
 			}
 			if _, _, sent := g.reserve(before); sent {

@@ -12,7 +12,7 @@ import (
 // permitFor is a Permit on a gate with a budget of one request per every,
 // for calls that take at most need, on clk (real time if zero).
 func permitFor(every, need time.Duration, clk clock.Clock) *Permit {
-	return &Permit{gate: NewGate(every), slots: make(chan struct{}, 4), clock: clk, need: need}
+	return &Permit{gate: newGate(every), slots: make(chan struct{}, 4), clock: clk, need: need}
 }
 
 // next is another request of p's lane, sharing its gate and slots.

@@ -15,10 +15,10 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/clock"
 )
 
-// MaxIdleWait: a run with nothing running waits at most this long for a
+// maxIdleWait: a run with nothing running waits at most this long for a
 // lane to become ready; a longer pause (a Retry-After) leaves its jobs to
 // a later run rather than bill an idle Lambda.
-const MaxIdleWait = 10 * time.Second
+const maxIdleWait = 10 * time.Second
 
 // Config is how Run dispatches.
 type Config struct {
@@ -60,7 +60,7 @@ type Report struct {
 
 // Run runs work on jobs, lane names from lane, until every job is done,
 // ctx ends, its deadline is closer than StartReserve, or nothing can start
-// soon enough (see MaxIdleWait). A lane is served only when its gate is
+// soon enough (see maxIdleWait). A lane is served only when its gate is
 // ready, and holds at most half the goroutines while another lane could
 // use them. work gets a Permit to acquire just before its call and to give
 // back with Done.
@@ -174,7 +174,7 @@ func (r *run[J]) pick(now time.Time) choice[J] {
 		if l.inflight >= share {
 			continue
 		}
-		ok, at, paused := l.gate.State(now)
+		ok, at, paused := l.gate.state(now)
 		switch {
 		case ok:
 			c.lane, r.rr = l, (r.rr+i+1)%len(r.lanes)
@@ -229,7 +229,7 @@ func (r *run[J]) wait(ctx context.Context, now time.Time, c choice[J]) bool {
 
 // wake is when to look again for a lane to serve, or zero. With nothing
 // running, a run waits for a rate budget up to the deadline (pacing is the
-// budget's point), but for a paused lane at most MaxIdleWait: a long
+// budget's point), but for a paused lane at most maxIdleWait: a long
 // Retry-After is left to a later run rather than billed as an idle Lambda.
 // Without a deadline (local runs, tests) every wait is capped so, and so
 // is the time since the last start.
@@ -238,7 +238,7 @@ func (r *run[J]) wake(now time.Time, c choice[J]) time.Time {
 	if r.fits(now, c.pacedWake, r.cfg.Clock.Until(r.stopAt)) {
 		wake = c.pacedWake
 	}
-	if r.fits(now, c.pauseWake, MaxIdleWait) {
+	if r.fits(now, c.pauseWake, maxIdleWait) {
 		wake = earliest(wake, c.pauseWake)
 	}
 	return wake
@@ -254,7 +254,7 @@ func (r *run[J]) fits(now, at time.Time, limit time.Duration) bool {
 	if r.hasDeadline {
 		return wait < r.cfg.Clock.Until(r.stopAt) && wait <= limit
 	}
-	return wait <= MaxIdleWait && r.cfg.Clock.Since(r.lastStart) <= MaxIdleWait
+	return wait <= maxIdleWait && r.cfg.Clock.Since(r.lastStart) <= maxIdleWait
 }
 
 // start runs the next job of c's lane in a goroutine of its own.

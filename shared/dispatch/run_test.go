@@ -57,8 +57,8 @@ func TestRunDefers(t *testing.T) {
 			want:  Report{Started: 2, Deferred: 3, Held: []string{"paused"}},
 		},
 		{
-			name:  "a pause longer than MaxIdleWait is not waited for",
-			lanes: map[string]laneSetup{"paused": {paused: MaxIdleWait + time.Second}},
+			name:  "a pause longer than maxIdleWait is not waited for",
+			lanes: map[string]laneSetup{"paused": {paused: maxIdleWait + time.Second}},
 			jobs:  jobs("paused", 2),
 			want:  Report{Deferred: 2, Held: []string{"paused"}},
 		},
@@ -106,7 +106,7 @@ func TestRunDefers(t *testing.T) {
 			clk := newFakeClock()
 			gates := map[string]*Gate{}
 			for name, s := range tt.lanes {
-				g := NewGate(s.every)
+				g := newGate(s.every)
 				if s.spent {
 					g.reserve(clk.Now())
 				}
@@ -204,7 +204,7 @@ func TestRunSharesWorkers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock()
-			gates := map[string]*Gate{"a": NewGate(0), "b": NewGate(0)}
+			gates := map[string]*Gate{"a": newGate(0), "b": newGate(0)}
 			if tt.pausedB {
 				gates["b"].Pause(clk.Now().Add(time.Hour))
 			}
