@@ -209,17 +209,21 @@ func TestRunSharesWorkers(t *testing.T) {
 				gates["b"].Pause(clk.Now().Add(time.Hour))
 			}
 			cfg := Config{Workers: 2, Call: time.Second, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
-			var inA, peakA atomic.Int32
+			var inA, peakA, started atomic.Int32
 			release := make(chan struct{})
-			go func() { time.Sleep(100 * time.Millisecond); close(release) }()
-			Run(t.Context(), cfg, append(jobs("a", 8), jobs("b", 8)...), jobLane, func(ctx context.Context, j job, p *Permit) Outcome {
+			Run(t.Context(), cfg, append(jobs("a", 8), jobs("b", 16)...), jobLane, func(ctx context.Context, j job, p *Permit) Outcome { // b outlasts a
 				if j.lane == "a" {
 					v := inA.Add(1)
 					defer inA.Add(-1)
 					for pk := peakA.Load(); v > pk && !peakA.CompareAndSwap(pk, v); pk = peakA.Load() {
 					}
 				}
-				<-release // hold the goroutine until every start has been tried
+				// Hold the first jobs until the run is full (2 × Workers
+				// goroutines), so the shares are what decided them.
+				if started.Add(1) == 2*int32(cfg.Workers) {
+					close(release)
+				}
+				<-release
 				return Done
 			})
 			if got := peakA.Load(); got != tt.maxA {
