@@ -190,16 +190,17 @@ func TestRunBoundsCalls(t *testing.T) {
 }
 
 // TestRunSharesWorkers: while another lane can use them, one lane holds
-// at most half the jobs running; a lane that is paused leaves them all to
-// the rest.
+// at most half the goroutines, even when its jobs are slow and the other
+// lane's quick; a lane that is paused leaves them all to the rest.
 func TestRunSharesWorkers(t *testing.T) {
+	const workers = 2 // 4 goroutines
 	tests := []struct {
 		name    string
 		pausedB bool
-		maxA    int32 // most of lane a's jobs running at once
+		want    int32 // most of lane a's jobs running at once while b had jobs to run
 	}{
-		{name: "two lanes ready", maxA: 2},
-		{name: "the other lane paused", pausedB: true, maxA: 4},
+		{name: "two lanes ready", want: workers},
+		{name: "the other lane paused", pausedB: true, want: 2 * workers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,26 +209,38 @@ func TestRunSharesWorkers(t *testing.T) {
 			if tt.pausedB {
 				gates["b"].Pause(clk.Now().Add(time.Hour))
 			}
-			cfg := Config{Workers: 2, Call: time.Second, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
-			var inA, peakA, started atomic.Int32
+			cfg := Config{Workers: workers, Call: time.Second, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
+			const nb, look = 200, 50 // b's jobs, and how many of them are done when a is looked at
+			var inA, peakA, doneB, seen atomic.Int32
 			release := make(chan struct{})
-			Run(t.Context(), cfg, append(jobs("a", 8), jobs("b", 16)...), jobLane, func(ctx context.Context, j job, p *Permit) Outcome { // b outlasts a
-				if j.lane == "a" {
-					v := inA.Add(1)
-					defer inA.Add(-1)
-					for pk := peakA.Load(); v > pk && !peakA.CompareAndSwap(pk, v); pk = peakA.Load() {
+			var once sync.Once
+			stop := func() { once.Do(func() { seen.Store(peakA.Load()); close(release) }) }
+			Run(t.Context(), cfg, append(jobs("a", 8), jobs("b", nb)...), jobLane, func(ctx context.Context, j job, p *Permit) Outcome {
+				if j.lane == "b" { // quick
+					if doneB.Add(1) == look { // b has jobs left, so it can use its share
+						for deadline := time.Now().Add(time.Second); inA.Load() < workers && time.Now().Before(deadline); {
+							time.Sleep(time.Millisecond) // let a's picked jobs get going
+						}
+						stop()
 					}
+					return Done
 				}
-				// Hold the first jobs until the run is full (2 × Workers
-				// goroutines), so the shares are what decided them.
-				if started.Add(1) == 2*int32(cfg.Workers) {
-					close(release)
+				v := inA.Add(1) // slow: held until look, or the run full
+				defer inA.Add(-1)
+				for pk := peakA.Load(); v > pk && !peakA.CompareAndSwap(pk, v); pk = peakA.Load() {
 				}
-				<-release
+				if tt.pausedB && v == 2*workers {
+					stop()
+				}
+				select {
+				case <-release:
+				case <-time.After(2 * time.Second): // b never got its share
+					stop()
+				}
 				return Done
 			})
-			if got := peakA.Load(); got != tt.maxA {
-				t.Errorf("lane a ran %d jobs at once, want %d", got, tt.maxA)
+			if got := seen.Load(); got != tt.want {
+				t.Errorf("lane a held %d goroutines at once, want %d", got, tt.want)
 			}
 		})
 	}
