@@ -5,9 +5,10 @@
 //   - Callback completes it and stores the connection;
 //   - Token hands out a usable access token, renewing it first if needed;
 //   - Delete deletes a connection and revokes its grant;
-//   - the refresh sweep (RefreshDue) renews what is due, with leases, a
-//     dispatcher and per-provider throttles (throttle.go), and revokes the
-//     grants reconnects replaced (retired.go);
+//   - the refresh sweep (RefreshDue) renews what is due, with leases and
+//     the dispatcher of package dispatch (dispatch.go: one lane per
+//     provider, its rate budget and pauses), and revokes the grants
+//     reconnects replaced (retired.go);
 //   - lifecycle events (events.go) and refresh metrics (metrics.go).
 //
 // It speaks the domain, not HTTP nor AWS: a failed flow is an *Error with
@@ -24,10 +25,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/dispatch"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
@@ -64,7 +65,9 @@ type Broker struct {
 	Secrets secrets.Source
 	Wire    *provider.Client
 	Log     *slog.Logger
-	Now     func() time.Time
+	// Now is the record clock: due times, expiries and lease times are
+	// taken from it (package clock); nil means time.Now.
+	Now func() time.Time
 	// Refresh tunes the refresh sweep and on-demand refreshes.
 	Refresh RefreshOptions
 	// Events receives connection lifecycle events (created, recovered,
@@ -72,15 +75,12 @@ type Broker struct {
 	Events lifecycle.Publisher
 
 	lastKeyReload atomic.Int64 // unix nanoseconds of the last forced keyset re-read
-	throttles     sync.Map     // provider name → *throttle
+
+	gates dispatch.Gates // provider name → its sending discipline (dispatch.go)
 }
 
-func (b *Broker) now() time.Time {
-	if b.Now != nil {
-		return b.Now()
-	}
-	return time.Now()
-}
+// now is the record clock (see clock).
+func (b *Broker) now() time.Time { return b.clock().Now() }
 
 // Logger returns the broker's logger (slog.Default when Log is nil).
 func (b *Broker) Logger() *slog.Logger {
@@ -124,7 +124,7 @@ const KeyReloadEvery = 30 * time.Second
 func (b *Broker) reloadKeyset(ctx context.Context) (*signing.Keyset, bool) {
 	inv, ok := b.Secrets.(secrets.Invalidator)
 	last := b.lastKeyReload.Load()
-	now := time.Now().UnixNano()
+	now := time.Now().UnixNano() // real time: a rate of Secrets Manager reads, not a record
 	if !ok || now-last < int64(KeyReloadEvery) || !b.lastKeyReload.CompareAndSwap(last, now) {
 		return nil, false
 	}

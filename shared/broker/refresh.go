@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/dispatch"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -38,7 +39,7 @@ const (
 const (
 	// startReserve: a sweep starts a connection only while this much time
 	// is left before the invocation's deadline — its lease, one whole
-	// provider call (a request leaves only if it fits, callPermit.acquire)
+	// provider call (a request leaves only if it fits, dispatch.Permit)
 	// and the save of its result.
 	startReserve = 5*time.Second + provider.DefaultHTTPTimeout + invocationReserve
 	// saveTimeout bounds one write of a result; it runs even if the
@@ -144,9 +145,9 @@ func (s *RefreshSummary) count(o outcome) {
 const maxListings = 4
 
 // nearDeadline reports whether ctx's deadline leaves less than startReserve.
-func nearDeadline(ctx context.Context) bool {
-	d, ok := ctx.Deadline()
-	return ok && time.Until(d) < startReserve
+func (b *Broker) nearDeadline(ctx context.Context) bool {
+	left, ok := b.clock().Left(ctx)
+	return ok && left < startReserve
 }
 
 // RefreshDue renews the connections whose refresh is due: up to Batch of
@@ -177,26 +178,27 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 			return RefreshSummary{}, fmt.Errorf("refresh: listing due connections: %w", err)
 		}
 		sum.Due += len(keys)
-		left, held := b.dispatch(ctx, keys, opt.Workers, func(ctx context.Context, k store.Key, call *callPermit) bool {
+		rep := dispatch.Run(ctx, b.dispatchConfig(opt), keys, keyProvider, func(ctx context.Context, k store.Key, call *dispatch.Permit) dispatch.Outcome {
 			r := b.refreshDueKey(ctx, k, call)
 			if r.outcome == outcomeHeldBack {
-				return true
+				return dispatch.HeldBack
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			sum.count(r.outcome)
 			m.add(k.Provider, r)
-			return false
+			return dispatch.Done
 		})
-		sum.Deferred += left
-		if len(keys) < opt.Batch || ctx.Err() != nil || nearDeadline(ctx) {
+		sum.Deferred += rep.Deferred
+		held := rep.Held
+		if len(keys) < opt.Batch || ctx.Err() != nil || b.nearDeadline(ctx) {
 			break
 		}
 		// A full batch: more may be due. List again, past the providers
 		// that held connections back or are paused now.
 		now := b.now()
 		for _, k := range keys {
-			if !slices.Contains(held, k.Provider) && !b.throttleFor(k.Provider).ready(now) {
+			if !slices.Contains(held, k.Provider) && !b.gate(k.Provider).Ready(now) {
 				held = append(held, k.Provider)
 			}
 		}
@@ -307,18 +309,19 @@ type result struct {
 // refreshDueKey is the sweep's work on one due connection: take its lease
 // (which is also the read), then renew it. call is released unused when
 // the provider is not called.
-func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermit) result {
+func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *dispatch.Permit) result {
 	if k.Retired != "" {
 		return b.revokeRetired(ctx, k, call)
 	}
-	now := b.now()
-	if b.throttleFor(k.Provider).paused(now) {
+	clk := b.clock()
+	now := clk.Now()
+	if b.gate(k.Provider).Paused(now) {
 		// Paused (a 429 or failures) since this key was dispatched: leave
 		// it untouched for a later sweep rather than lease and release it.
 		return result{outcome: outcomeHeldBack}
 	}
 	owner := newLeaseOwner()
-	leaseStart := time.Now()
+	leaseStart := clk.Start()
 	c, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Due: true})
 	if err != nil {
 		if !errors.Is(err, store.ErrConflict) {
@@ -351,13 +354,14 @@ func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *callPermi
 // is written while the lease still holds. A holder that dies costs one
 // lease period, never the connection.
 //
-// leaseStart is the wall-clock time just before the lease was requested:
-// the lease cannot end before leaseStart + LeasePeriod, so the provider
-// call is cut off saveReserve before that.
-func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.Connection, owner, trigger string, leaseStart time.Time, call *callPermit) result {
+// leaseStart is the real time (clock.Start) just before the lease was
+// requested: the lease cannot end before leaseStart + LeasePeriod, so the
+// provider call is cut off saveReserve before that.
+func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.Connection, owner, trigger string, leaseStart time.Time, call *dispatch.Permit) result {
 	opt := b.refreshOptions()
-	start := time.Now()
-	now := b.now()
+	clk := b.clock()
+	start := clk.Start()
+	now := clk.Now()
 	before := c
 	callCtx, cancel := context.WithDeadline(ctx, callDeadline(ctx, leaseStart.Add(opt.LeasePeriod-saveReserve)))
 	defer cancel()
@@ -371,7 +375,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 			tok, err = b.renew(callCtx, p, &c, nil)
 		}
 	}
-	r := result{latency: time.Since(start), err: err}
+	r := result{latency: clk.Since(start), err: err}
 	pe = nil
 	var be *brokerError
 	switch {
@@ -398,7 +402,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 			r.class = ClassCannotRenew
 		case pe.Failure == provider.FailureClient:
 			r.class = ClassInvalidClient
-			b.throttleFor(p.Name).pause(b.now().Add(clientPause))
+			b.gate(p.Name).Pause(clk.Now().Add(clientPause))
 		case storedClass(before) == ClassTimeout || storedClass(before) == ClassNoAnswer:
 			r.class = ClassInvalidGrantAfterNoAnswer
 		default:
@@ -407,7 +411,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		c.Status, c.RefreshDue = store.StatusNeedsReauth, time.Time{}
 		markFailed(&c, r.class, err)
 		r.outcome = outcomeNeedsReauth
-	case ctx.Err() != nil, errors.Is(err, errNotSent):
+	case ctx.Err() != nil, errors.Is(err, dispatch.ErrNotSent):
 		// The invocation itself ended, or the request never went out (not
 		// the provider's doing): release the connection, due again at
 		// once, without counting a failure.
@@ -479,7 +483,7 @@ func (b *Broker) finish(ctx context.Context, before store.Connection, c *store.C
 // renew asks the provider for a new token: the refresh_token grant, or a
 // fresh client_credentials token for a connection made with that grant.
 // call (nil on demand) is acquired just before the request goes out.
-func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *callPermit) (*provider.Token, error) {
+func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Connection, call *dispatch.Permit) (*provider.Token, error) {
 	grant := renewGrant(p, c)
 	if grant == "" {
 		return nil, renewError(p, c)
@@ -494,16 +498,16 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	if err != nil {
 		return nil, internalFailure("client credentials unreadable: " + err.Error())
 	}
-	if err := call.acquire(ctx); err != nil {
+	if err := call.Acquire(ctx); err != nil {
 		return nil, err
 	}
-	if call == nil && !fitsBefore(ctx, 0, b.Wire.Timeout()) {
+	if call == nil && !b.clock().Fits(ctx, 0, b.Wire.Timeout()) {
 		// On demand, or the retry after invalid_client: the same rule as
-		// acquire's, a call that could be cut off by the deadline is not
+		// Acquire's, a call that could be cut off by the deadline is not
 		// sent.
-		return nil, errNotSent
+		return nil, dispatch.ErrNotSent
 	}
-	defer call.done()
+	defer call.Done()
 	var tok *provider.Token
 	if grant == provider.GrantClientCredentials {
 		tok, err = b.Wire.ClientCredentials(ctx, ep, creds, strings.Fields(c.Scope))
@@ -511,10 +515,8 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 		tok, err = b.Wire.Refresh(ctx, ep, creds, c.RefreshToken)
 	}
 	var pe *provider.Error
-	if errors.As(err, &pe) {
-		b.throttleFor(p.Name).observe(b.now(), pe)
-	} else if err == nil {
-		b.throttleFor(p.Name).observe(b.now(), nil)
+	if errors.As(err, &pe) || err == nil {
+		b.observe(p.Name, pe)
 	}
 	return tok, err
 }

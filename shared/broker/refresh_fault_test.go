@@ -36,7 +36,7 @@ import (
 // what the sweep counts, how the throttle spreads the workers, and what is
 // logged.
 
-// tripAfter mirrors the unexported throttle constant in throttle.go: this
+// tripAfter mirrors the unexported constant of shared/dispatch's Gate: this
 // many consecutive unavailable answers (5xx, timeouts) pause a provider.
 const tripAfter = 3
 

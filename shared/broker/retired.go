@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/dispatch"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -34,8 +35,9 @@ const (
 // revokeRetired is the sweep's work on a retired grant: lease it, revoke
 // it at the provider, drop it. call is released unused when the provider
 // is not called.
-func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermit) result {
-	now := b.now()
+func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *dispatch.Permit) result {
+	clk := b.clock()
+	now := clk.Now()
 	log := b.Logger().With("provider", k.Provider, "connection_id", k.ConnectionID)
 	p, ok := b.Catalog.Get(k.Provider)
 	if !ok || !p.RevokeOnReconnect {
@@ -43,7 +45,7 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermi
 		log.InfoContext(ctx, "replaced grant dropped unrevoked", "reason", "the catalog entry does not revoke on reconnect")
 		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
 	}
-	if b.throttleFor(k.Provider).paused(now) {
+	if b.gate(k.Provider).Paused(now) {
 		return result{outcome: outcomeHeldBack}
 	}
 	g, err := b.Store.LeaseRetired(ctx, k, now, now.Add(retiredRetry))
@@ -67,23 +69,23 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *callPermi
 	if token == "" {
 		token, hint = g.AccessToken, "access_token"
 	}
-	if err := call.acquire(ctx); err != nil {
+	if err := call.Acquire(ctx); err != nil {
 		// Not sent (the provider paused meanwhile, or too little time):
 		// the lease brings it back retiredRetry from now.
 		return result{outcome: outcomeInterrupted, err: err}
 	}
-	start := time.Now()
+	start := clk.Start()
 	rctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	err = b.revokeAt(rctx, p, store.Connection{Provider: k.Provider, ConnectionID: k.ConnectionID, Params: g.Params}, token, hint)
 	cancel()
-	call.done()
-	r := result{latency: time.Since(start), err: err}
+	call.Done()
+	r := result{latency: clk.Since(start), err: err}
 	var pe *provider.Error
 	if errors.As(err, &pe) && pe.Status == 429 {
 		// A 429 is about the client, so it pauses refreshes too; other
 		// failures of the revocation endpoint say nothing of the token
 		// endpoint and leave the circuit breaker alone.
-		b.throttleFor(p.Name).observe(b.now(), pe)
+		b.observe(p.Name, pe)
 	}
 	switch {
 	case err == nil:

@@ -65,7 +65,8 @@ func (b *Broker) Token(ctx context.Context, providerName, connectionID string, f
 func (b *Broker) usableConnection(ctx context.Context, providerName, connectionID string, force bool) (store.Connection, error) {
 	k := store.Key{Provider: providerName, ConnectionID: connectionID}
 	var seen string // the token a forced read wants replaced
-	giveUp := time.Now().Add(ReaderWait)
+	clk := b.clock()
+	giveUp := clk.Start().Add(ReaderWait) // real: a wait, measured against ctx's deadline
 	if dl, ok := ctx.Deadline(); ok && dl.Add(-invocationReserve).Before(giveUp) {
 		giveUp = dl.Add(-invocationReserve) // answer "busy" while there is time to
 	}
@@ -82,14 +83,14 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 		if !ok {
 			return c, &RefreshError{Class: ClassCatalog, Err: errors.New("provider not in catalog")}
 		}
-		now := b.now()
+		now := clk.Now()
 		if force && seen == "" {
 			seen = c.AccessToken
 		}
 		if !(force && c.AccessToken == seen) && !needsRenewal(&c, now) {
 			return c, nil
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < invocationReserve+b.Wire.Timeout()+time.Second {
+		if left, ok := clk.Left(ctx); ok && left < invocationReserve+b.Wire.Timeout()+time.Second {
 			// Too little of the invocation left to call the provider and
 			// save what it answers: say so rather than be cut off mid-way.
 			if !force && usable(&c, now) {
@@ -99,7 +100,7 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 		}
 		if c.Lease.Free(now) {
 			owner := newLeaseOwner()
-			leaseStart := time.Now()
+			leaseStart := clk.Start()
 			leased, err := b.Store.Lease(ctx, k, store.LeaseRequest{Owner: owner, Now: now, Until: now.Add(b.refreshOptions().LeasePeriod), Version: c.Version})
 			switch {
 			case err == nil:
@@ -118,7 +119,7 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 					}
 					// Ask again when the connection's own next attempt is due
 					// (backoff or the provider's Retry-After, whichever is later).
-					wait := max(r.retryAfter, r.conn.RefreshDue.Sub(b.now()), time.Second)
+					wait := max(r.retryAfter, r.conn.RefreshDue.Sub(clk.Now()), time.Second)
 					return r.conn, &RefreshError{Class: r.class, RetryAfter: wait, Err: r.err}
 				case outcomeSuperseded:
 					continue // reconnected meanwhile: read the new tokens
@@ -133,7 +134,7 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 			}
 		}
 		// Another refresher holds the lease or wrote since the read.
-		if time.Now().After(giveUp) {
+		if clk.Until(giveUp) < 0 {
 			if !force && usable(&c, now) {
 				return c, nil
 			}
@@ -142,7 +143,7 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 		select {
 		case <-ctx.Done():
 			return c, ctx.Err()
-		case <-time.After(pause):
+		case <-time.After(pause): // real time: a wait between re-reads
 		}
 		pause = min(2*pause, 250*time.Millisecond)
 	}

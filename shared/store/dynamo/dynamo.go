@@ -62,6 +62,19 @@ type Store struct {
 	table  string
 	sealer *envelope.Sealer // connections' credentials
 	states *envelope.Sealer // states' PKCE verifiers
+
+	// Now is the record clock of the times the store stamps itself:
+	// created_at, updated_at, and a retired grant's retired_at, due time
+	// and TTL (nil: time.Now). Times a request is judged by (a lease's Now
+	// and Until, a listing's now) come with the request.
+	Now func() time.Time
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 var _ store.Store = (*Store)(nil)
@@ -370,7 +383,7 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 		return saved, nil
 	}
 	pk := connPK(c.Provider, c.ConnectionID)
-	now := time.Now()
+	now := s.now()
 	r := retiredItem{
 		PK: pk, SK: retiredPrefix + newRetiredID(), Provider: c.Provider, ConnectionID: c.ConnectionID,
 		Params: nilIfEmptyMap(it.Params), Sealed: it.Sealed,
@@ -395,7 +408,7 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string, retu
 	if err := store.CheckKey(c.Provider, c.ConnectionID); err != nil {
 		return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
 	}
-	now := time.Now()
+	now := s.now()
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = now
 	}
@@ -521,7 +534,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	names := map[string]string{"#pk": "pk", "#lo": "lease_owner", "#lu": "lease_until", "#v": "version", "#ua": "updated_at"}
 	values := map[string]types.AttributeValue{
 		":o": &types.AttributeValueMemberS{Value: req.Owner}, ":u": num(req.Until.Unix()),
-		":now": num(req.Now.Unix()), ":one": num(1), ":t": num(time.Now().Unix()),
+		":now": num(req.Now.Unix()), ":one": num(1), ":t": num(s.now().Unix()),
 	}
 	update := "SET #lo = :o, #lu = :u, #v = #v + :one, #ua = :t"
 	cond := "attribute_exists(#pk) AND (attribute_not_exists(#lu) OR #lu < :now)"

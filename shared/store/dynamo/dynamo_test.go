@@ -47,6 +47,17 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestClock: the times the store stamps come from its Now.
+func TestClock(t *testing.T) {
+	client := dynalite.Shared(t).Client
+	sealer := localSealer()
+	storetest.RunClock(t, func(t *testing.T, now func() time.Time) store.Store {
+		s := dynamo.NewWithSealers(client, dynalite.NewTable(t, client), sealer, sealer)
+		s.Now = now
+		return s
+	})
+}
+
 // localSealer seals with a random local key: the tests that are not about
 // KMS need no KMS server.
 func localSealer() *envelope.Sealer {

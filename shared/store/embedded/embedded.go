@@ -40,6 +40,19 @@ type Store struct {
 	states  map[string]store.StateRecord
 	conns   map[store.Key]store.Connection
 	retired map[store.Key]retired // keyed with Key.Retired set
+
+	// Now is the record clock of the times the store stamps itself:
+	// CreatedAt, UpdatedAt, and a retired grant's RetiredAt and due time
+	// (nil: time.Now). Times a request is judged by (a lease's Now and
+	// Until, a listing's now) come with the request.
+	Now func() time.Time
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // retired is a retired grant and when it is next due.
@@ -244,7 +257,7 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 	if err != nil || old.AccessToken == "" && old.RefreshToken == "" {
 		return saved, err
 	}
-	now := time.Now()
+	now := s.now()
 	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID, Retired: rand.Text()}
 	s.retired[k] = retired{
 		RetiredGrant: store.RetiredGrant{
@@ -341,7 +354,7 @@ func (s *Store) saveConnLocked(ctx context.Context, c store.Connection, owner st
 		owner == "" && c.Version != 0 && (!exists || old.Version != c.Version):
 		return store.Connection{}, store.ErrConflict
 	}
-	now := time.Now()
+	now := s.now()
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = now
 	}
@@ -376,7 +389,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 		c.RefreshDue = req.Until
 	}
 	c.Version++
-	c.UpdatedAt = time.Now()
+	c.UpdatedAt = s.now()
 	return s.put(k, c, old, true)
 }
 

@@ -27,6 +27,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestClock: the times the store stamps come from its Now.
+func TestClock(t *testing.T) {
+	storetest.RunClock(t, func(t *testing.T, now func() time.Time) store.Store {
+		s := open(t, filepath.Join(t.TempDir(), "store.json"))
+		s.Now = now
+		return s
+	})
+}
+
 func TestPersistence(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "store.json")
 	s := open(t, path)
