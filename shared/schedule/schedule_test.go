@@ -11,6 +11,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/schedule"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
@@ -60,7 +61,7 @@ func TestHandler(t *testing.T) {
 				t.Fatal(err)
 			}
 			l := &listings{Store: st}
-			b := &broker.Broker{Store: l}
+			b := &broker.Broker{Store: l, Wire: &provider.Client{}}
 			sum, err := schedule.Handler(b)(context.Background(), json.RawMessage(tt.event))
 			if tt.sweep != (err == nil) {
 				t.Fatalf("err = %v, want a sweep: %v", err, tt.sweep)
