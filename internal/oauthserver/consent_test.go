@@ -21,8 +21,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/oauthserver"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
 // The consent page, the state file and the clock: the server as make dev
