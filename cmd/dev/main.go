@@ -7,8 +7,8 @@
 // /connections/{provider}/{connection_id}, which take a dev-only key in
 // place of AWS IAM) run the very API Gateway handlers the Lambda
 // functions run; lifecycle events are logged; a development-only OAuth
-// provider, the "sandbox" (the strict OAuth test server of package
-// providertest, with its consent page), answers under /sandbox/; a tiny
+// provider, the "sandbox" (the strict OAuth server of package
+// oauthserver, with its consent page), answers under /sandbox/; a tiny
 // demo app at / signs connect links and shows connections when the
 // browser comes back (with a Reconnect button for one that needs
 // re-authorization);

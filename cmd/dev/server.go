@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
+	"github.com/oauthbroker/oauthbroker/internal/oauthserver"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
@@ -179,7 +179,7 @@ func newServer(opts options) (*devServer, error) {
 	// The sandbox is the repository's strict OAuth test server with its
 	// consent page, under /sandbox/, keeping its grants in the data
 	// directory.
-	sb, err := providertest.Open(providertest.Config{
+	sb, err := oauthserver.Open(oauthserver.Config{
 		Title:               "Sandbox provider — dev only",
 		ClientID:            creds.ClientID,
 		ClientSecret:        creds.ClientSecret,
@@ -190,9 +190,9 @@ func newServer(opts options) (*devServer, error) {
 		TokenPath:           "/sandbox/token",
 		RevokePath:          "/sandbox/revoke",
 		ResourcePath:        "/sandbox/userinfo",
-		GrantTypes:          []string{providertest.GrantAuthorizationCode, providertest.GrantRefreshToken},
-		ClientAuth:          providertest.AuthBasic,
-		TokenRequest:        providertest.RequestForm,
+		GrantTypes:          []string{oauthserver.GrantAuthorizationCode, oauthserver.GrantRefreshToken},
+		ClientAuth:          oauthserver.AuthBasic,
+		TokenRequest:        oauthserver.RequestForm,
 		RequirePKCE:         true,
 		Scopes:              []string{"profile"},
 		AccessTokenTTL:      sandboxTokenTTL,

@@ -46,20 +46,11 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// record reads the body (at most 1 MiB), records the request if the server
-// records (New) and hands it on with the body restored.
+// record reads the body (at most 1 MiB, as the server does), records the
+// request and hands it on with the body restored.
 func (s *Server) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-		if !s.inTest {
-			if err != nil {
-				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			next.ServeHTTP(w, r)
-			return
-		}
 		query, _ := url.ParseQuery(r.URL.RawQuery)
 		rec := Recorded{
 			Method: r.Method,

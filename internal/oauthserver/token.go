@@ -1,4 +1,4 @@
-package providertest
+package oauthserver
 
 import (
 	"bytes"
@@ -71,7 +71,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-r.Context().Done():
 			panic(http.ErrAbortHandler) // drop the connection, no answer
-		case <-s.ctx.Done():
+		case <-s.closed:
 			panic(http.ErrAbortHandler)
 		}
 	}
@@ -293,7 +293,7 @@ func (s *Server) clientMatches(id, secret string) bool {
 // attempt fails and revokes the tokens issued from it (RFC 6749 §4.1.2).
 // s.mu is held.
 func (s *Server) grantCode(params url.Values, now time.Time) (map[string]any, *oauthError) {
-	s.registerReceived(params.Get("code_verifier"))
+	s.received(params.Get("code_verifier"))
 	ci, ok := s.st.Codes[hash(params.Get("code"))]
 	switch {
 	case !params.Has("code"):

@@ -1,4 +1,4 @@
-package providertest_test
+package oauthserver_test
 
 import (
 	"context"
@@ -21,8 +21,8 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/oauthbroker/oauthbroker/internal/oauthserver"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 )
 
 // The consent page, the state file and the clock: the server as make dev
@@ -57,7 +57,7 @@ func (c *clock) Add(d time.Duration) {
 
 type fixture struct {
 	t       *testing.T
-	cfg     providertest.Config
+	cfg     oauthserver.Config
 	handler atomic.Pointer[http.Handler] // the running server; restart replaces it
 	srv     *httptest.Server
 	clock   *clock
@@ -74,7 +74,7 @@ func newFixture(t *testing.T, stateFile string) *fixture {
 	logcheck.Register(consentSecret)
 	f := &fixture{
 		t: t,
-		cfg: providertest.Config{
+		cfg: oauthserver.Config{
 			Title:    "Sandbox provider — dev only",
 			ClientID: consentClient, ClientSecret: consentSecret, RedirectURI: consentRedirect,
 			ConsentPage:   true,
@@ -111,7 +111,7 @@ func newFixture(t *testing.T, stateFile string) *fixture {
 // configuration, as a restart of its process would.
 func (f *fixture) restart() {
 	f.t.Helper()
-	s, err := providertest.Open(f.cfg)
+	s, err := oauthserver.Open(f.cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -330,12 +330,12 @@ func TestConsentDeny(t *testing.T) {
 	}
 	// A consent page may stay open for ConsentTTL, not longer.
 	id = f.consent(f.conf.AuthCodeURL("st-slow", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
-	f.clock.Add(providertest.ConsentTTL - time.Second)
+	f.clock.Add(oauthserver.ConsentTTL - time.Second)
 	if q := f.decide(id, "approve"); q.Get("code") == "" {
 		t.Errorf("approving a page open for almost ConsentTTL: %v", q)
 	}
 	id = f.consent(f.conf.AuthCodeURL("st-late", oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
-	f.clock.Add(providertest.ConsentTTL)
+	f.clock.Add(oauthserver.ConsentTTL)
 	if resp, _ := f.post("/sandbox/decide", url.Values{"request": {id}, "decision": {"approve"}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("expired request: %d", resp.StatusCode)
 	}
@@ -364,7 +364,7 @@ func TestDecideRefusesCrossOrigin(t *testing.T) {
 
 func TestOpenNeedsClientSecret(t *testing.T) {
 	for name, secret := range map[string]string{"no secret": "", "secret": consentSecret} {
-		_, err := providertest.Open(providertest.Config{ClientID: consentClient, ClientSecret: secret, RedirectURI: consentRedirect})
+		_, err := oauthserver.Open(oauthserver.Config{ClientID: consentClient, ClientSecret: secret, RedirectURI: consentRedirect})
 		if (err == nil) != (secret != "") {
 			t.Errorf("%s: Open: %v", name, err)
 		}

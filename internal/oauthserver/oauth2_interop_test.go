@@ -1,4 +1,4 @@
-package providertest_test
+package oauthserver_test
 
 import (
 	"context"

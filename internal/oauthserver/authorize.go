@@ -1,4 +1,4 @@
-package providertest
+package oauthserver
 
 import (
 	"net/http"
@@ -51,7 +51,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if len(q["state"]) > 1 || len(state) > maxStateLen {
 		state = "" // not sent back
 	}
-	s.registerReceived(state)
+	s.received(state)
 	fail := func(code, desc string) {
 		s.redirect(w, r, url.Values{"error": {code}, "error_description": {desc}}, state)
 	}

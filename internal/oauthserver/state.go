@@ -1,4 +1,4 @@
-package providertest
+package oauthserver
 
 import (
 	"crypto/rand"
@@ -94,10 +94,10 @@ func loadState(path string) (state, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
-			return state{}, fmt.Errorf("providertest: %w", err)
+			return state{}, fmt.Errorf("oauthserver: %w", err)
 		default:
 			if err := json.Unmarshal(data, &st); err != nil {
-				return state{}, fmt.Errorf("providertest: %s: %w (delete it to start afresh)", path, err)
+				return state{}, fmt.Errorf("oauthserver: %s: %w (delete it to start afresh)", path, err)
 			}
 		}
 	}
@@ -125,11 +125,11 @@ func (s *Server) save() error {
 	}
 	data, err := json.Marshal(s.st)
 	if err != nil {
-		return fmt.Errorf("providertest: %w", err)
+		return fmt.Errorf("oauthserver: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("providertest: %w", err)
+		return fmt.Errorf("oauthserver: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
 	_, err = tmp.Write(data)    // CreateTemp made it 0600
@@ -140,7 +140,7 @@ func (s *Server) save() error {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("providertest: save: %w", err)
+		return fmt.Errorf("oauthserver: save: %w", err)
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ func (s *Server) newGrant() int {
 // newSecret returns prefix + 256 random bits; s.mu is held.
 func (s *Server) newSecret(prefix string) string {
 	v := prefix + randomString()
-	s.keepSecret(v)
+	s.issued(v)
 	return v
 }
 
