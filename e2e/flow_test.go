@@ -176,8 +176,8 @@ func TestPKCEPerFlow(t *testing.T) {
 	}
 	// The verifier is kept server side, sealed in the state record.
 	pk := store.StateRecordKey(signing.Hash(strings.Split(a.state, ".")[1]))
-	item, err := s.ddb.GetItem(t.Context(), &dynamodb.GetItemInput{
-		TableName: &s.table,
+	item, err := s.aws.DynamoDB.Client.GetItem(t.Context(), &dynamodb.GetItemInput{
+		TableName: &s.aws.Table,
 		Key: map[string]types.AttributeValue{
 			"pk": &types.AttributeValueMemberS{Value: pk},
 			"sk": &types.AttributeValueMemberS{Value: "state"},
@@ -190,7 +190,7 @@ func TestPKCEPerFlow(t *testing.T) {
 	if !ok || item.Item["pkce_verifier"] != nil {
 		t.Fatalf("state record holds no sealed value, or a plaintext verifier")
 	}
-	states, _ := setup.Sealers(s.kms.Client, setup.Env{TableName: s.table, TokenKeyID: s.kms.KeyARN})
+	states, _ := setup.Sealers(s.aws.KMS.Client, setup.Env{TableName: s.aws.Table, TokenKeyID: s.aws.KMS.KeyARN})
 	creds, err := store.OpenCredentials(t.Context(), states, pk, sealed.Value)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
@@ -836,7 +837,7 @@ func (s *stack) snapshot() map[string]string {
 	out := map[string]string{}
 	var startKey map[string]types.AttributeValue
 	for {
-		page, err := s.ddb.Scan(context.Background(), &dynamodb.ScanInput{TableName: &s.table, ExclusiveStartKey: startKey, ConsistentRead: aws.Bool(true)})
+		page, err := s.aws.DynamoDB.Client.Scan(context.Background(), &dynamodb.ScanInput{TableName: &s.aws.Table, ExclusiveStartKey: startKey, ConsistentRead: aws.Bool(true)})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -879,8 +880,8 @@ func (s *stack) assertUnchanged(before map[string]string) {
 // attributes only), or nil.
 func (s *stack) stateItem(id string) map[string]string {
 	s.t.Helper()
-	out, err := s.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName:      &s.table,
+	out, err := s.aws.DynamoDB.Client.GetItem(context.Background(), &dynamodb.GetItemInput{
+		TableName:      &s.aws.Table,
 		ConsistentRead: aws.Bool(true),
 		Key: map[string]types.AttributeValue{
 			"pk": &types.AttributeValueMemberS{Value: "state#" + id},
@@ -984,11 +985,7 @@ func (s *stack) provServer(name string) *providertest.Server {
 
 // sweep runs one scheduled refresh on fn.
 func sweep(ctx context.Context, fn *lambdarie.Function) (map[string]int, error) {
-	root, err := lambdarie.ModuleRoot()
-	if err != nil {
-		return nil, err
-	}
-	ev, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	ev, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		return nil, err
 	}

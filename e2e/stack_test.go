@@ -8,28 +8,23 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"maps"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
-	"github.com/oauthbroker/oauthbroker/shared/setup"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
@@ -49,15 +44,14 @@ const (
 	// Test credentials: the log check searches every function log for them.
 	clientSecret = "acme-client-secret-Zq81"
 	keyMaterial  = "test-signing-key-0123456789abcdef0123456789"
+	otherSecret  = "other-secret-Pw2"
 )
 
 // stack is one deployment of the product on local parts.
 type stack struct {
 	t         *testing.T
-	ddb       *dynamodb.Client
-	table     string
+	aws       *awsstack.Stack // the AWS side: table, key, secrets, bus, env
 	store     *dynamo.Store
-	kms       *localkms.Server
 	prov      *providertest.Server
 	keys      *signing.Keyset
 	authorize *lambdarie.Function
@@ -105,9 +99,6 @@ func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
 // stack's BASE_URL-derived redirect URI rule before the functions start.
 func newStackWith(t *testing.T, extras func(redirectURI func(provider string) string) []extraProvider) *stack {
 	t.Helper()
-	ddb := dynalite.Shared(t)
-	table := dynalite.NewTable(t, ddb.Client)
-
 	prov := providertest.New(t, providertest.Config{
 		ClientID:            clientID,
 		ClientSecret:        clientSecret,
@@ -119,83 +110,45 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		AccessTokenTTL:      time.Hour,
 		RotateRefreshTokens: true,
 	})
-
-	dir := t.TempDir()
 	catalog := "providers:\n" +
 		"  acme:\n    display_name: Acme\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
 		"\n    revocation_url: " + prov.RevokeURL() +
 		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    token_request: form\n    default_scopes: [read]\n" +
 		"  other:\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
 		"\n    grant_types: [authorization_code]\n"
+	secretSet := testsecrets.Set{SigningKey: keyMaterial, Clients: map[string]testsecrets.Client{
+		"acme":  {ID: clientID, Secret: clientSecret},
+		"other": {ID: "other-id", Secret: otherSecret},
+	}}
 	var extra []extraProvider
 	if extras != nil {
 		extra = extras(func(p string) string { return baseURL + "/callback/" + p })
 	}
 	for _, e := range extra {
 		catalog += e.entry
+		secretSet.Clients[e.name] = testsecrets.Client{ID: e.id, Secret: e.secret}
 	}
-	providersFile := filepath.Join(dir, "providers.yaml")
-	if err := os.WriteFile(providersFile, []byte(catalog), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMaterial)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kms := localkms.Start(t)
-	// Secrets Manager and EventBridge: an account of the stack's own on
-	// moto, which (unlike AWS) refuses events for a bus that does not
-	// exist, so a misnamed bus fails here.
-	acct := moto.Shared(t).NewAccount(t)
-	acct.CreateBus(t, eventBus)
-	events := acct.Subscribe(t, eventBus, allEvents)
-	acct.PutSecret(t, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
-	acct.PutSecret(t, "oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
-	acct.PutSecret(t, "oauthbroker/provider/other", `{"client_id":"other-id","client_secret":"other-secret-Pw2"}`)
-	for _, e := range extra {
-		b, _ := json.Marshal(map[string]string{"client_id": e.id, "client_secret": e.secret})
-		acct.PutSecret(t, "oauthbroker/provider/"+e.name, string(b))
-	}
-
-	env := acct.Env()
-	maps.Copy(env, map[string]string{
-		"TABLE_NAME":                table,
-		"BASE_URL":                  baseURL,
-		"RETURN_ORIGINS":            appOrigin,
-		"PROVIDERS_FILE":            providersFile,
-		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
-		"TOKEN_KEY_ID":              kms.KeyARN,
-		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
-		"EVENT_BUS_NAME":            eventBus,
-	})
+	aws := awsstack.New(t, awsstack.Config{Bus: eventBus, Secrets: secretSet, Catalog: catalog, BaseURL: baseURL, ReturnOrigins: appOrigin})
 	// The callback's provider call must end before a 3 s Lambda timeout;
 	// the refresh function gets a minute, as a sweep only starts a
 	// connection with 20 s to spare (production: 300 s).
-	slow := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"}
-	sweeper := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"}
-	tokenEnv := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "25"} // as in template.yaml
-	for k, v := range env {
-		slow[k], sweeper[k], tokenEnv[k] = v, v, v
-	}
+	sweeper := aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"})
 	cb := lambdarie.Build(t, "./functions/callback")
 	rf := lambdarie.Build(t, "./functions/refresh")
 	s := &stack{
 		t:         t,
-		ddb:       ddb.Client,
-		table:     table,
-		store:     storeFor(ddb, kms, table),
-		kms:       kms,
+		aws:       aws,
+		store:     aws.Store(),
 		prov:      prov,
 		extra:     extra,
-		keys:      keys,
-		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), env),
-		callback:  lambdarie.Start(t, cb, env),
-		callback2: lambdarie.Start(t, cb, env),
-		slowCB:    lambdarie.Start(t, cb, slow),
+		keys:      secretSet.Keyset(t),
+		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), aws.Env),
+		callback:  lambdarie.Start(t, cb, aws.Env),
+		callback2: lambdarie.Start(t, cb, aws.Env),
+		slowCB:    lambdarie.Start(t, cb, aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"})),
 		refresh:   lambdarie.Start(t, rf, sweeper),
-		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), tokenEnv),
-		events:    events,
+		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "25"})), // as in template.yaml
+		events:    aws.Account.Subscribe(t, eventBus, allEvents),
 
 		refreshEnv:   sweeper,
 		refreshBuild: rf,
@@ -203,12 +156,6 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	}
 	t.Cleanup(s.checkLogs)
 	return s
-}
-
-// storeFor returns a store sealing as the functions do (shared/setup), for
-// reading and checking what they store.
-func storeFor(ddb *dynalite.Server, kms *localkms.Server, table string) *dynamo.Store {
-	return setup.Store(ddb.Client, kms.Client, setup.Env{TableName: table, TokenKeyID: kms.KeyARN})
 }
 
 // newRefreshInstance replaces the refresh function by a fresh execution
@@ -220,7 +167,7 @@ func (s *stack) newRefreshInstance() {
 
 // checkLogs fails the test if any function printed a credential (S22).
 func (s *stack) checkLogs() {
-	secretsSeen := []string{clientSecret, keyMaterial, "other-secret-Pw2"}
+	secretsSeen := []string{clientSecret, keyMaterial, otherSecret}
 	servers := []*providertest.Server{s.prov}
 	for _, e := range s.extra {
 		secretsSeen = append(secretsSeen, e.secret, url.QueryEscape(e.secret))
@@ -350,18 +297,9 @@ func (s *stack) makeDue(id string) { s.dueNow("acme", id) }
 
 func (s *stack) runRefresh() map[string]int {
 	s.t.Helper()
-	root, _ := lambdarie.ModuleRoot()
-	ev, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	out, err := s.refresh.Invoke(s.t.Context(), ev)
+	sum, err := sweep(s.t.Context(), s.refresh)
 	if err != nil {
 		s.t.Fatalf("refresh: %v", err)
-	}
-	var sum map[string]int
-	if err := json.Unmarshal(out, &sum); err != nil {
-		s.t.Fatalf("refresh summary %s: %v", out, err)
 	}
 	return sum
 }
