@@ -105,44 +105,29 @@ func (s *stack) server(name string) *providertest.Server {
 			return e.srv
 		}
 	}
-	s.t.Fatalf("no provider %s in the stack", name)
+	s.T.Fatalf("no provider %s in the stack", name)
 	return nil
-}
-
-// signed signs l and remembers its signature for the log check.
-func (s *stack) signed(l signing.Link) string {
-	s.t.Helper()
-	if l.Expires.IsZero() {
-		l.Expires = time.Now().Add(time.Hour)
-	}
-	q, err := signing.SignLink(s.keys, l)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	v, _ := url.ParseQuery(q)
-	s.remember(v.Get("sig"))
-	return q
 }
 
 // browserFlow runs connect → the provider's consent → callback for l in
 // one browser and returns the callback's answer and the authorization URL.
 func (s *stack) browserFlow(l signing.Link) (final map[string]string, authURL *url.URL) {
-	s.t.Helper()
-	st := s.secConnect(l)
-	authURL, cookie := st.authURL, st.cookie
-	back := s.consent(authURL)
-	cb := s.deliver(s.callback, l.Provider, back.RawQuery, cookie)
+	s.T.Helper()
+	st := s.Start(l)
+	authURL, cookie := st.AuthURL, st.Cookie
+	back := s.Consent(authURL)
+	cb := s.Deliver(l.Provider, back.RawQuery, cookie)
 	if cb.StatusCode != http.StatusFound {
-		s.t.Fatalf("callback %s: %d %s", l.Provider, cb.StatusCode, cb.Body)
+		s.T.Fatalf("callback %s: %d %s", l.Provider, cb.StatusCode, cb.Body)
 	}
 	return cb.Headers, authURL
 }
 
 func (s *stack) connOf(provider, id string) store.Connection {
-	s.t.Helper()
+	s.T.Helper()
 	c, err := s.store.GetConnection(context.Background(), provider, id)
 	if err != nil {
-		s.t.Fatalf("connection %s/%s: %v", provider, id, err)
+		s.T.Fatalf("connection %s/%s: %v", provider, id, err)
 	}
 	return c
 }
@@ -150,11 +135,11 @@ func (s *stack) connOf(provider, id string) store.Connection {
 // dueNow moves a connection's refresh time into the past, as if the clock
 // had advanced to it.
 func (s *stack) dueNow(provider, id string) {
-	s.t.Helper()
+	s.T.Helper()
 	c := s.connOf(provider, id)
 	c.RefreshDue = time.Now().Add(-time.Minute)
 	if _, err := s.store.SaveConnection(context.Background(), c); err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 }
 
@@ -183,7 +168,7 @@ func TestSeedProviders(t *testing.T) {
 	s := newSeedStack(t)
 
 	t.Run("omnisend", func(t *testing.T) {
-		s.t = t
+		s.T = t
 		srv := s.server("omnisend")
 		final, authURL := s.browserFlow(signing.Link{Provider: "omnisend", ConnectionID: "om-1", ReturnTo: returnTo, Scopes: []string{"contacts", "events"}})
 		assertFinal(t, final, "om-1")
@@ -226,7 +211,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("outstand", func(t *testing.T) {
-		s.t = t
+		s.T = t
 		srv := s.server("outstand")
 		const tokenPath = "/app.outstand.com/oauth/token"
 		before := time.Now().Add(-time.Second)
@@ -299,7 +284,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("verticalresponse", func(t *testing.T) {
-		s.t = t
+		s.T = t
 		srv := s.server("verticalresponse")
 		const tokenPath = "/vrapi.verticalresponse.com/api/v1/oauth/access_token"
 		final, authURL := s.browserFlow(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-1", ReturnTo: returnTo})
@@ -340,12 +325,9 @@ func TestSeedProviders(t *testing.T) {
 		// and escaped, when the test ends).
 		srv.Delay(10 * time.Second)
 		defer srv.Delay(0)
-		resp := s.connect("verticalresponse", s.signed(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-2", ReturnTo: returnTo}), nil)
-		au, _ := url.Parse(resp.Headers["Location"])
-		cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-		s.remember(au.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
-		back := s.consent(au)
-		cb := s.deliver(s.slowCB, "verticalresponse", back.RawQuery, cookie)
+		st := s.Start(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-2", ReturnTo: returnTo})
+		back := s.Consent(st.AuthURL)
+		cb := s.DeliverTo(via(s.slowCB), "verticalresponse", back.RawQuery, st.Cookie)
 		loc, _ := url.Parse(cb.Headers["Location"])
 		if cb.StatusCode != http.StatusFound || loc.Query().Get("error") != "provider_unavailable" {
 			t.Fatalf("slow provider: %d %s", cb.StatusCode, cb.Headers["Location"])
@@ -358,19 +340,19 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("kaisa", func(t *testing.T) {
-		s.t = t
+		s.T = t
 		srv := s.server("kaisa")
 		const tokenPath = "/auth.freespee.com/oauth2/token"
 		// No consent step and no return address: authorize sends the caller
 		// to the callback (no cookie), which mints, stores and answers 201.
-		resp := s.connect("kaisa", s.signed(signing.Link{Provider: "kaisa", ConnectionID: "ks-1"}), nil)
+		resp := s.Connect("kaisa", s.Sign(signing.Link{Provider: "kaisa", ConnectionID: "ks-1"}))
 		if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 0 || !strings.HasPrefix(resp.Headers["Location"], baseURL+"/callback/kaisa?state=") {
 			t.Fatalf("authorize: %d %v %v", resp.StatusCode, resp.Cookies, resp.Headers)
 		}
 		next, _ := url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
 		start := time.Now()
-		cb := s.deliver(s.callback, "kaisa", next.RawQuery)
+		cb := s.Deliver("kaisa", next.RawQuery)
 		var info map[string]string
 		if cb.StatusCode != http.StatusCreated || json.Unmarshal([]byte(cb.Body), &info) != nil ||
 			info["connection_id"] != "ks-1" || info["status"] != "connected" || info["provider"] != "kaisa" || info["expires_at"] == "" {
@@ -393,7 +375,7 @@ func TestSeedProviders(t *testing.T) {
 			!dueWithinMargin(c, 120*time.Second) || c.RefreshToken != "" || c.Grant != provider.GrantClientCredentials {
 			t.Fatalf("connection expires %v due %v grant %q", c.ExpiresAt, c.RefreshDue, c.Grant)
 		}
-		if replay := s.deliver(s.callback, "kaisa", next.RawQuery); replay.StatusCode != http.StatusForbidden {
+		if replay := s.Deliver("kaisa", next.RawQuery); replay.StatusCode != http.StatusForbidden {
 			t.Fatalf("replayed client_credentials state: %d", replay.StatusCode)
 		}
 		s.dueNow("kaisa", "ks-1")
@@ -404,14 +386,14 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("not re-minted: %+v", redact(c2))
 		}
 		// With a return address the caller is sent there instead.
-		resp = s.connect("kaisa", s.signed(signing.Link{Provider: "kaisa", ConnectionID: "ks-2", ReturnTo: returnTo}), nil)
+		resp = s.Connect("kaisa", s.Sign(signing.Link{Provider: "kaisa", ConnectionID: "ks-2", ReturnTo: returnTo}))
 		next, _ = url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
-		assertFinal(t, s.deliver(s.callback, "kaisa", next.RawQuery).Headers, "ks-2")
+		assertFinal(t, s.Deliver("kaisa", next.RawQuery).Headers, "ks-2")
 	})
 
 	t.Run("getresponse", func(t *testing.T) {
-		s.t = t
+		s.T = t
 		srv := s.server("getresponse")
 		const tokenPath = "/api.getresponse.com/v3/token"
 		final, authURL := s.browserFlow(signing.Link{Provider: "getresponse", ConnectionID: "gr-1", ReturnTo: returnTo})
@@ -448,23 +430,23 @@ func TestSeedProviders(t *testing.T) {
 		}
 		// "curl -u client_id:client_secret https://api.getresponse.com/v3/token -d 'grant_type=client_credentials'":
 		// the app's own account, chosen in the link.
-		resp := s.connect("getresponse", s.signed(signing.Link{Provider: "getresponse", ConnectionID: "gr-own", Grant: provider.GrantClientCredentials}), nil)
+		resp := s.Connect("getresponse", s.Sign(signing.Link{Provider: "getresponse", ConnectionID: "gr-own", Grant: provider.GrantClientCredentials}))
 		next, _ := url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
-		if cb := s.deliver(s.callback, "getresponse", next.RawQuery); cb.StatusCode != http.StatusCreated {
+		if cb := s.Deliver("getresponse", next.RawQuery); cb.StatusCode != http.StatusCreated {
 			t.Fatalf("client_credentials connect: %d %s", cb.StatusCode, cb.Body)
 		}
 		if own := s.connOf("getresponse", "gr-own"); own.Grant != provider.GrantClientCredentials || !srv.Valid(own.AccessToken) {
 			t.Fatalf("own-account connection %+v", redact(own))
 		}
 		// The implicit grant GetResponse also documents is not offered.
-		if link := s.signed(signing.Link{Provider: "getresponse", ConnectionID: "gr-x", ReturnTo: returnTo, Grant: "implicit"}); s.connect("getresponse", link, nil).StatusCode != http.StatusForbidden {
+		if link := s.Sign(signing.Link{Provider: "getresponse", ConnectionID: "gr-x", ReturnTo: returnTo, Grant: "implicit"}); s.Connect("getresponse", link).StatusCode != http.StatusForbidden {
 			t.Fatal("implicit grant accepted")
 		}
 	})
 
 	t.Run("getresponse360", func(t *testing.T) {
-		s.t = t
+		s.T = t
 		srv := s.server("getresponse360")
 		const tokenPath = "/api3.getresponse360.pl/v3/token"
 		link := signing.Link{Provider: "getresponse360", ConnectionID: "g3-1", ReturnTo: returnTo,
@@ -498,15 +480,15 @@ func TestSeedProviders(t *testing.T) {
 		} {
 			l := link
 			l.ConnectionID, l.Params = "g3-bad", params
-			if resp := s.connect("getresponse360", s.signed(l), nil); resp.StatusCode != http.StatusForbidden {
+			if resp := s.Connect("getresponse360", s.Sign(l)); resp.StatusCode != http.StatusForbidden {
 				t.Errorf("params %v: %d", params, resp.StatusCode)
 			}
 		}
-		if _, err := signing.SignLink(s.keys, signing.Link{Provider: "getresponse360", ConnectionID: "x", ReturnTo: returnTo, Expires: time.Now().Add(time.Hour),
+		if _, err := signing.SignLink(s.Keys, signing.Link{Provider: "getresponse360", ConnectionID: "x", ReturnTo: returnTo, Expires: time.Now().Add(time.Hour),
 			Params: map[string]string{"domain": "evil.example/@x"}}); err == nil {
 			t.Error("signed a parameter that changes URL structure")
 		}
 	})
 
-	s.t = t
+	s.T = t
 }

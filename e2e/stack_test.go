@@ -8,7 +8,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -19,14 +18,13 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
-	"github.com/oauthbroker/oauthbroker/shared/signing"
-	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
@@ -47,19 +45,19 @@ const (
 	otherSecret  = "other-secret-Pw2"
 )
 
-// stack is one deployment of the product on local parts.
+// stack is one deployment of the product on local parts, and a browser
+// walking its connect flow.
 type stack struct {
-	t         *testing.T
-	aws       *awsstack.Stack // the AWS side: table, key, secrets, bus, env
-	store     *dynamo.Store
-	prov      *providertest.Server
-	keys      *signing.Keyset
-	authorize *lambdarie.Function
-	callback  *lambdarie.Function
-	callback2 *lambdarie.Function // a second instance, for concurrent callbacks
-	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
-	refresh   *lambdarie.Function
-	token     *lambdarie.Function // the app's token and delete routes
+	*flowtest.Browser                 // its T is the test the stack's helpers fail
+	aws               *awsstack.Stack // the AWS side: table, key, secrets, bus, env
+	store             *dynamo.Store
+	prov              *providertest.Server
+	authorize         *lambdarie.Function
+	callback          *lambdarie.Function
+	callback2         *lambdarie.Function // a second instance, for concurrent callbacks
+	slowCB            *lambdarie.Function // a callback with a 3 s Lambda timeout
+	refresh           *lambdarie.Function
+	token             *lambdarie.Function // the app's token and delete routes
 	// events receives every lifecycle event the functions put on eventBus.
 	events *moto.Subscriber
 	// retired are refresh instances replaced by newRefreshInstance; their
@@ -85,12 +83,18 @@ type extraProvider struct {
 	srv    *providertest.Server
 }
 
-// remember notes values that must never appear in a log.
+// remember notes values that must never appear in a log: this test
+// binary's (logcheck) or a function's.
 func (s *stack) remember(values ...string) {
+	registerS22(values...)
+	s.note(values...)
+}
+
+// note adds values to those the functions' logs are searched for.
+func (s *stack) note(values ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seen = append(s.seen, values...)
-	registerS22(values...)
 }
 
 func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
@@ -136,12 +140,10 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 	cb := lambdarie.Build(t, "./functions/callback")
 	rf := lambdarie.Build(t, "./functions/refresh")
 	s := &stack{
-		t:         t,
 		aws:       aws,
 		store:     aws.Store(),
 		prov:      prov,
 		extra:     extra,
-		keys:      secretSet.Keyset(t),
 		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), aws.Env),
 		callback:  lambdarie.Start(t, cb, aws.Env),
 		callback2: lambdarie.Start(t, cb, aws.Env),
@@ -154,6 +156,9 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		refreshBuild: rf,
 		root:         t,
 	}
+	s.Browser = &flowtest.Browser{T: t, Authorize: via(s.authorize), Callback: via(s.callback),
+		Keys: secretSet.Keyset(t), SigningKey: keyMaterial, Provider: prov, Store: s.store,
+		BindingCookieName: httpapi.BindingCookieName, ReturnTo: returnTo, Remember: s.note}
 	t.Cleanup(s.checkLogs)
 	return s
 }
@@ -186,18 +191,30 @@ func (s *stack) checkLogs() {
 		logs := fn.Logs()
 		for _, secret := range secretsSeen {
 			if secret != "" && strings.Contains(logs, secret) {
-				s.t.Errorf("%s logged a credential (%.6s…)", fn.Name(), secret)
+				s.T.Errorf("%s logged a credential (%.6s…)", fn.Name(), secret)
 			}
 		}
 		for _, marker := range []string{"state=", "code=", "sig="} {
 			if strings.Contains(logs, marker) {
-				s.t.Errorf("%s logged %q", fn.Name(), marker)
+				s.T.Errorf("%s logged %q", fn.Name(), marker)
 			}
 		}
 	}
 }
 
-func invoke(t *testing.T, fn *lambdarie.Function, ev []byte) events.APIGatewayV2HTTPResponse {
+// via is fn as the browser's handler.
+func via(fn *lambdarie.Function) flowtest.Handler {
+	return func(t testing.TB, ev events.APIGatewayV2HTTPRequest) events.APIGatewayV2HTTPResponse {
+		t.Helper()
+		raw, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return invoke(t, fn, raw)
+	}
+}
+
+func invoke(t testing.TB, fn *lambdarie.Function, ev []byte) events.APIGatewayV2HTTPResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -212,94 +229,15 @@ func invoke(t *testing.T, fn *lambdarie.Function, ev []byte) events.APIGatewayV2
 	return resp
 }
 
-// link signs a connect link for connectionID.
-func (s *stack) link(connectionID, ret string, scopes []string, exp time.Time) string {
-	q, err := signing.SignLink(s.keys, signing.Link{Provider: "acme", ConnectionID: connectionID, ReturnTo: ret, Scopes: scopes, Expires: exp})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	v, _ := url.ParseQuery(q)
-	s.remember(v.Get("sig"))
-	return q
-}
-
-// connect invokes authorize with a connect query.
-func (s *stack) connect(provider, rawQuery string, headers map[string]string) events.APIGatewayV2HTTPResponse {
-	return invoke(s.t, s.authorize, sampleevent.Load(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		sampleevent.SetQuery(ev, provider, "connect", rawQuery)
-		for k, v := range headers {
-			ev.Headers[k] = v
-		}
-	}))
-}
-
-// flow is a started authorization: what the browser holds when it comes
-// back from the provider.
-type flow struct {
-	callbackQuery string // code=…&state=… as the provider sent it
-	state, code   string
-	cookie        string // name=value of the binding cookie
-	authURL       *url.URL
-}
-
-// begin runs authorize and the provider's consent for connectionID.
-func (s *stack) begin(connectionID string) flow {
-	s.t.Helper()
-	resp := s.connect("acme", s.link(connectionID, returnTo, nil, time.Now().Add(time.Hour)), nil)
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		s.t.Fatalf("authorize: %d %v %s", resp.StatusCode, resp.Cookies, resp.Body)
-	}
-	authURL, err := url.Parse(resp.Headers["Location"])
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-	s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
-	back := s.consent(authURL)
-	return flow{callbackQuery: back.RawQuery, state: back.Query().Get("state"), code: back.Query().Get("code"), cookie: cookie, authURL: authURL}
-}
-
-// consent is the user approving at the provider: it returns where the
-// provider redirects the browser.
-func (s *stack) consent(authURL *url.URL) *url.URL {
-	s.t.Helper()
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := hc.Get(authURL.String())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		s.t.Fatalf("provider authorize: %d", resp.StatusCode)
-	}
-	u, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return u
-}
-
-// deliver invokes a callback function with the browser's query and cookies.
-func (s *stack) deliver(fn *lambdarie.Function, provider, rawQuery string, cookies ...string) events.APIGatewayV2HTTPResponse {
-	return invoke(s.t, fn, sampleevent.Load(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		sampleevent.SetQuery(ev, provider, "callback", rawQuery)
-		ev.Cookies = cookies
-	}))
-}
-
-func (s *stack) conn(id string) (store.Connection, error) {
-	return s.store.GetConnection(context.Background(), "acme", id)
-}
-
 // makeDue moves an acme connection's refresh time into the past, as if
 // the clock had advanced to it.
 func (s *stack) makeDue(id string) { s.dueNow("acme", id) }
 
 func (s *stack) runRefresh() map[string]int {
-	s.t.Helper()
-	sum, err := sweep(s.t.Context(), s.refresh)
+	s.T.Helper()
+	sum, err := sweep(s.T.Context(), s.refresh)
 	if err != nil {
-		s.t.Fatalf("refresh: %v", err)
+		s.T.Fatalf("refresh: %v", err)
 	}
 	return sum
 }
