@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
@@ -179,18 +178,12 @@ func TestPKCEPerFlow(t *testing.T) {
 	}
 	// The verifier is kept server side, sealed in the state record.
 	pk := store.StateRecordKey(signing.Hash(strings.Split(a.State, ".")[1]))
-	item, err := s.aws.DynamoDB.Client.GetItem(t.Context(), &dynamodb.GetItemInput{
-		TableName: &s.aws.Table,
-		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: pk},
-			"sk": &types.AttributeValueMemberS{Value: "state"},
-		},
-	})
-	if err != nil || item.Item == nil {
-		t.Fatalf("state record: %v", err)
+	item := s.aws.Item(t, pk, "state")
+	if item == nil {
+		t.Fatal("no state record")
 	}
-	sealed, ok := item.Item["sealed"].(*types.AttributeValueMemberB)
-	if !ok || item.Item["pkce_verifier"] != nil {
+	sealed, ok := item["sealed"].(*types.AttributeValueMemberB)
+	if !ok || item["pkce_verifier"] != nil {
 		t.Fatalf("state record holds no sealed value, or a plaintext verifier")
 	}
 	states, _ := setup.Sealers(s.aws.KMS.Client, setup.Env{TableName: s.aws.Table, TokenKeyID: s.aws.KMS.KeyARN})

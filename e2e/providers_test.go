@@ -168,7 +168,7 @@ func TestSeedProviders(t *testing.T) {
 	s := newSeedStack(t)
 
 	t.Run("omnisend", func(t *testing.T) {
-		s.T = t
+		s.Within(t)
 		srv := s.server("omnisend")
 		final, authURL := s.browserFlow(signing.Link{Provider: "omnisend", ConnectionID: "om-1", ReturnTo: returnTo, Scopes: []string{"contacts", "events"}})
 		assertFinal(t, final, "om-1")
@@ -211,7 +211,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("outstand", func(t *testing.T) {
-		s.T = t
+		s.Within(t)
 		srv := s.server("outstand")
 		const tokenPath = "/app.outstand.com/oauth/token"
 		before := time.Now().Add(-time.Second)
@@ -284,7 +284,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("verticalresponse", func(t *testing.T) {
-		s.T = t
+		s.Within(t)
 		srv := s.server("verticalresponse")
 		const tokenPath = "/vrapi.verticalresponse.com/api/v1/oauth/access_token"
 		final, authURL := s.browserFlow(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-1", ReturnTo: returnTo})
@@ -340,7 +340,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("kaisa", func(t *testing.T) {
-		s.T = t
+		s.Within(t)
 		srv := s.server("kaisa")
 		const tokenPath = "/auth.freespee.com/oauth2/token"
 		// No consent step and no return address: authorize sends the caller
@@ -393,7 +393,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("getresponse", func(t *testing.T) {
-		s.T = t
+		s.Within(t)
 		srv := s.server("getresponse")
 		const tokenPath = "/api.getresponse.com/v3/token"
 		final, authURL := s.browserFlow(signing.Link{Provider: "getresponse", ConnectionID: "gr-1", ReturnTo: returnTo})
@@ -446,7 +446,7 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("getresponse360", func(t *testing.T) {
-		s.T = t
+		s.Within(t)
 		srv := s.server("getresponse360")
 		const tokenPath = "/api3.getresponse360.pl/v3/token"
 		link := signing.Link{Provider: "getresponse360", ConnectionID: "g3-1", ReturnTo: returnTo,
@@ -489,6 +489,4 @@ func TestSeedProviders(t *testing.T) {
 			t.Error("signed a parameter that changes URL structure")
 		}
 	})
-
-	s.T = t
 }

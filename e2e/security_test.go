@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,9 +33,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
@@ -212,15 +208,7 @@ func TestS2_StateBoundToBrowser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Within(t)
-			snap, before := s.snapshot(), s.prov.TokenRequests()
-			resp := s.Deliver("acme", attack.RawQuery, tt.cookies...)
-			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.prov.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.AssertCallbackRefused(http.StatusForbidden, "acme", attack.RawQuery, tt.cookies...)
 		})
 	}
 	// The state was left for its own browser; the victim's flow is intact.
@@ -374,12 +362,12 @@ func TestS17_OnlyCodeFlow(t *testing.T) {
 	for _, grant := range []string{"implicit", "password", "token"} {
 		t.Run("link asks for "+grant, func(t *testing.T) {
 			s.Within(t)
-			snap := s.snapshot()
+			snap := s.Snapshot()
 			resp := s.Connect("acme", s.Sign(signing.Link{Provider: "acme", ConnectionID: "s17-" + grant, ReturnTo: returnTo, Grant: grant}))
 			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
 				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
 			}
-			s.assertUnchanged(snap)
+			s.AssertUnchanged(snap)
 		})
 	}
 	for _, grants := range []string{"[implicit]", "[password]", "[authorization_code, implicit]"} {
@@ -477,14 +465,14 @@ func TestS19_ProviderURLsAndParams(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Within(t)
-			snap, before := s.snapshot(), len(srv.Requests())
+			snap, before := s.Snapshot(), len(srv.Requests())
 			// Signed with the documented algorithm, so that values the
 			// signing library itself refuses still reach authorize.
 			resp := s.Connect("getresponse360", s.RawLink(link(tt.params)))
 			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
 				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
 			}
-			s.assertUnchanged(snap)
+			s.AssertUnchanged(snap)
 			if len(srv.Requests()) != before {
 				t.Fatal("the provider was contacted")
 			}
@@ -746,72 +734,16 @@ func (s *stack) deliverAtOnce(provider, query string, cookies ...string) []event
 	return out
 }
 
-// snapshot returns every item of the stack's table, rendered as JSON and
-// keyed by pk and sk.
-func (s *stack) snapshot() map[string]string {
-	s.T.Helper()
-	out := map[string]string{}
-	var startKey map[string]types.AttributeValue
-	for {
-		page, err := s.aws.DynamoDB.Client.Scan(context.Background(), &dynamodb.ScanInput{TableName: &s.aws.Table, ExclusiveStartKey: startKey, ConsistentRead: aws.Bool(true)})
-		if err != nil {
-			s.T.Fatal(err)
-		}
-		for _, item := range page.Items {
-			var m map[string]any
-			if err := attributevalue.UnmarshalMap(item, &m); err != nil {
-				s.T.Fatal(err)
-			}
-			b, _ := json.Marshal(m)
-			out[m["pk"].(string)+"|"+m["sk"].(string)] = string(b)
-		}
-		if startKey = page.LastEvaluatedKey; len(startKey) == 0 {
-			return out
-		}
-	}
-}
-
-// assertUnchanged fails unless the table holds exactly the items of before.
-func (s *stack) assertUnchanged(before map[string]string) {
-	s.T.Helper()
-	after := s.snapshot()
-	var diff []string
-	for k, v := range after {
-		if before[k] != v {
-			diff = append(diff, "written: "+k)
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			diff = append(diff, "deleted: "+k)
-		}
-	}
-	if len(diff) > 0 {
-		sort.Strings(diff)
-		s.T.Fatalf("the table changed: %v", diff)
-	}
-}
-
 // stateItem returns the raw state record with this id (string and number
 // attributes only), or nil.
 func (s *stack) stateItem(id string) map[string]string {
 	s.T.Helper()
-	out, err := s.aws.DynamoDB.Client.GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName:      &s.aws.Table,
-		ConsistentRead: aws.Bool(true),
-		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: "state#" + id},
-			"sk": &types.AttributeValueMemberS{Value: "state"},
-		},
-	})
-	if err != nil {
-		s.T.Fatal(err)
-	}
-	if out.Item == nil {
+	item := s.aws.Item(s.T, store.StateRecordKey(id), "state")
+	if item == nil {
 		return nil
 	}
 	m := map[string]string{}
-	for k, v := range out.Item {
+	for k, v := range item {
 		switch v := v.(type) {
 		case *types.AttributeValueMemberS:
 			m[k] = v.Value

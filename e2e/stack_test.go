@@ -36,9 +36,6 @@ const (
 	returnTo  = appOrigin + "/connected?tab=integrations"
 	clientID  = "acme-client-id"
 	eventBus  = "oauthbroker-test-events"
-	// allEvents is the README's rule pattern with every detail-type.
-	allEvents = `{"source":["oauthbroker"],"detail-type":["oauthbroker.connection.created","oauthbroker.connection.recovered",` +
-		`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted"]}`
 	// Test credentials: the log check searches every function log for them.
 	clientSecret = "acme-client-secret-Zq81"
 	keyMaterial  = "test-signing-key-0123456789abcdef0123456789"
@@ -150,14 +147,14 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		slowCB:    lambdarie.Start(t, cb, aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"})),
 		refresh:   lambdarie.Start(t, rf, sweeper),
 		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "25"})), // as in template.yaml
-		events:    aws.Account.Subscribe(t, eventBus, allEvents),
+		events:    aws.Account.Subscribe(t, eventBus, awsstack.AllEvents),
 
 		refreshEnv:   sweeper,
 		refreshBuild: rf,
 		root:         t,
 	}
 	s.Browser = &flowtest.Browser{T: t, Authorize: via(s.authorize), Callback: via(s.callback),
-		Keys: secretSet.Keyset(t), SigningKey: keyMaterial, Provider: prov, Store: s.store,
+		Keys: secretSet.Keyset(t), SigningKey: keyMaterial, Provider: prov, Store: s.store, Items: aws.Items,
 		BindingCookieName: httpapi.BindingCookieName, ReturnTo: returnTo, Remember: s.note}
 	t.Cleanup(s.checkLogs)
 	return s

@@ -234,15 +234,7 @@ func TestS3_FailClosed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Within(t)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.Deliver("acme", tt.query, tt.cookies...)
-			if resp.StatusCode != tt.status || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a %d page", resp.StatusCode, resp.Headers, tt.status)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.AssertCallbackRefused(tt.status, "acme", tt.query, tt.cookies...)
 		})
 	}
 }
@@ -315,15 +307,7 @@ func TestS5_TamperedStateRejected(t *testing.T) {
 				t.Fatal("flip changed nothing")
 			}
 			logcheck.Register(tampered)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.Deliver("acme", "code="+url.QueryEscape(f.Code)+"&state="+url.QueryEscape(tampered), f.Cookie)
-			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.AssertCallbackRefused(http.StatusForbidden, "acme", "code="+url.QueryEscape(f.Code)+"&state="+url.QueryEscape(tampered), f.Cookie)
 		})
 	}
 	// The untampered state still works; callback input cannot redirect it.
@@ -365,15 +349,7 @@ func TestS9_CallbackPathMatchesProvider(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Within(t)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.Deliver(tt.path, tt.query, tt.cookie)
-			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.AssertCallbackRefused(http.StatusForbidden, tt.path, tt.query, tt.cookie)
 		})
 	}
 	if resp := s.Deliver("acme", a.CallbackQuery, a.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
@@ -493,15 +469,7 @@ func TestS11_DuplicateParamsRejected(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s.Within(t)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.Deliver("acme", tt.query, f.Cookie)
-			if resp.StatusCode != http.StatusBadRequest || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 400 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.AssertCallbackRefused(http.StatusBadRequest, "acme", tt.query, f.Cookie)
 		})
 	}
 	if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
@@ -544,14 +512,14 @@ func TestS15_ReturnToValidatedTwice(t *testing.T) {
 	exp := fixtureNow.Add(30 * time.Minute)
 	t.Run("corpus at authorize", func(t *testing.T) {
 		s.Within(t)
-		snap, before := s.snapshot(), len(s.acme.Requests())
+		snap, before := s.Snapshot(), len(s.acme.Requests())
 		for _, p := range payloads {
 			resp := s.Connect("acme", s.RawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: p, Expires: exp}))
 			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
 				t.Errorf("return_to %q: %d %v %v, want a 403 page", p, resp.StatusCode, resp.Headers["Location"], resp.Cookies)
 			}
 		}
-		s.assertUnchanged(snap)
+		s.AssertUnchanged(snap)
 		if len(s.acme.Requests()) != before {
 			t.Fatal("the provider was contacted")
 		}

@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,6 +70,9 @@ type Browser struct {
 	// BindingCookieName is httpapi.BindingCookieName (a field, as
 	// httpapi's own tests use the browser).
 	BindingCookieName func(stateID string) string
+	// Items returns the whole store, each item (or file) by its key: what
+	// Snapshot takes.
+	Items func(t testing.TB) map[string]string
 	// ReturnTo is where Begin's links send the browser back.
 	ReturnTo string
 	// Now is the broker's clock; nil means time.Now.
@@ -269,4 +273,48 @@ func (b *Browser) PlantState(signedExp, recordedExp time.Time, ret, connectionID
 // Conn returns the acme connection id.
 func (b *Browser) Conn(id string) (store.Connection, error) {
 	return b.Store.GetConnection(context.Background(), "acme", id)
+}
+
+// Snapshot is the whole store now, for AssertUnchanged.
+func (b *Browser) Snapshot() map[string]string {
+	b.T.Helper()
+	return b.Items(b.T)
+}
+
+// AssertUnchanged fails unless the store holds exactly what it held at
+// the snapshot before.
+func (b *Browser) AssertUnchanged(before map[string]string) {
+	b.T.Helper()
+	after := b.Snapshot()
+	var diff []string
+	for k, v := range after {
+		if before[k] != v {
+			diff = append(diff, "written: "+k)
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			diff = append(diff, "deleted: "+k)
+		}
+	}
+	if len(diff) > 0 {
+		slices.Sort(diff)
+		b.T.Fatalf("the store changed: %v", diff)
+	}
+}
+
+// AssertCallbackRefused delivers the callback and fails unless it answered
+// a page of status (no redirect), left the store as it was and sent the
+// provider no token request.
+func (b *Browser) AssertCallbackRefused(status int, provider, rawQuery string, cookies ...string) {
+	b.T.Helper()
+	snap, before := b.Snapshot(), b.Provider.TokenRequests()
+	resp := b.Deliver(provider, rawQuery, cookies...)
+	if resp.StatusCode != status || resp.Headers["Location"] != "" {
+		b.T.Fatalf("got %d %v, want a %d page", resp.StatusCode, resp.Headers, status)
+	}
+	b.AssertUnchanged(snap)
+	if n := b.Provider.TokenRequests() - before; n != 0 {
+		b.T.Fatalf("%d token requests", n)
+	}
 }
