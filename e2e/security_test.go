@@ -13,7 +13,6 @@ package e2e
 // the end of every test below too.
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -23,8 +22,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,10 +34,10 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -772,10 +769,7 @@ func (s *stack) extraFunction(pkg string, env map[string]string) *lambdarie.Func
 // containing reason.
 func (s *stack) assertCatalogRefused(entry, reason string) {
 	s.T.Helper()
-	file := filepath.Join(s.T.TempDir(), "providers.yaml")
-	if err := os.WriteFile(file, []byte("providers:\n"+entry), 0o600); err != nil {
-		s.T.Fatal(err)
-	}
+	file := testcatalog.File(s.T, []byte("providers:\n"+entry))
 	fn := s.extraFunction("./functions/authorize", map[string]string{"PROVIDERS_FILE": file, "AWS_LAMBDA_FUNCTION_TIMEOUT": "10"})
 	ev := sampleevent.Load(s.T, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		sampleevent.SetQuery(ev, "acme", "connect", s.Link("refused", returnTo, nil, time.Now().Add(time.Hour)))
@@ -804,23 +798,6 @@ func (s *stack) provServer(name string) *providertest.Server {
 		return s.prov
 	}
 	return s.server(name)
-}
-
-// sweep runs one scheduled refresh on fn.
-func sweep(ctx context.Context, fn *lambdarie.Function) (map[string]int, error) {
-	ev, err := modroot.ReadFile("events", "refresh.json")
-	if err != nil {
-		return nil, err
-	}
-	out, err := fn.Invoke(ctx, ev)
-	if err != nil {
-		return nil, err
-	}
-	var sum map[string]int
-	if err := json.Unmarshal(out, &sum); err != nil {
-		return nil, errors.New("refresh summary: " + string(out))
-	}
-	return sum, nil
 }
 
 // cookieAttr returns the value of a Set-Cookie attribute ("" if absent).

@@ -8,6 +8,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
@@ -237,4 +239,21 @@ func (s *stack) runRefresh() map[string]int {
 		s.T.Fatalf("refresh: %v", err)
 	}
 	return sum
+}
+
+// sweep runs one scheduled refresh on fn.
+func sweep(ctx context.Context, fn *lambdarie.Function) (map[string]int, error) {
+	ev, err := modroot.ReadFile("events", "refresh.json")
+	if err != nil {
+		return nil, err
+	}
+	out, err := fn.Invoke(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	var sum map[string]int
+	if err := json.Unmarshal(out, &sum); err != nil {
+		return nil, errors.New("refresh summary: " + string(out))
+	}
+	return sum, nil
 }
