@@ -120,24 +120,15 @@ func (s *stack) browserFlow(l signing.Link) (authURL *url.URL) {
 	if cb.StatusCode != http.StatusFound {
 		s.T.Fatalf("callback %s: %d %s", l.Provider, cb.StatusCode, cb.Body)
 	}
-	assertFinal(s.T, cb.Headers, l.ConnectionID)
+	s.AssertConnected(cb.Headers, l.ConnectionID)
 	return st.AuthURL
-}
-
-func (s *stack) connOf(provider, id string) store.Connection {
-	s.T.Helper()
-	c, err := s.store.GetConnection(context.Background(), provider, id)
-	if err != nil {
-		s.T.Fatalf("connection %s/%s: %v", provider, id, err)
-	}
-	return c
 }
 
 // dueNow moves a connection's refresh time into the past, as if the clock
 // had advanced to it.
 func (s *stack) dueNow(provider, id string) {
 	s.T.Helper()
-	c := s.connOf(provider, id)
+	c := s.ConnOf(provider, id)
 	c.RefreshDue = time.Now().Add(-time.Minute)
 	if _, err := s.store.SaveConnection(context.Background(), c); err != nil {
 		s.T.Fatal(err)
@@ -156,14 +147,6 @@ func tokenRequests(srv *providertest.Server, path string) []providertest.Recorde
 }
 
 func last[T any](xs []T) T { return xs[len(xs)-1] }
-
-func assertFinal(t *testing.T, headers map[string]string, id string) {
-	t.Helper()
-	loc, err := url.Parse(headers["Location"])
-	if err != nil || loc.Host != "app.example.com" || loc.Query().Get("connection_id") != id || loc.Query().Get("status") != "connected" {
-		t.Fatalf("final redirect %q", headers["Location"])
-	}
-}
 
 func TestSeedProviders(t *testing.T) {
 	s := newSeedStack(t)
@@ -187,7 +170,7 @@ func TestSeedProviders(t *testing.T) {
 		}
 		// "expires_in": 9223372036 and "it will never expire": no expiry,
 		// never scheduled, refresh token kept.
-		c := s.connOf("omnisend", "om-1")
+		c := s.ConnOf("omnisend", "om-1")
 		if !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() || c.RefreshToken == "" || !srv.Valid(c.AccessToken) || c.Scope != "contacts events" {
 			t.Fatalf("connection %+v", redact(c))
 		}
@@ -199,7 +182,7 @@ func TestSeedProviders(t *testing.T) {
 		// connection needs_reauth with a fixed cause and never scheduled.
 		before := len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))
 		wantError(t, s.tokenCall(http.MethodGet, "omnisend", "om-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
-		got := s.connOf("omnisend", "om-1")
+		got := s.ConnOf("omnisend", "om-1")
 		if got.Status != store.StatusNeedsReauth || got.FailureClass != string(broker.ClassCannotRenew) || !got.RefreshDue.IsZero() ||
 			len(tokenRequests(srv, "/app.omnisend.com/oauth2/token")) != before {
 			t.Errorf("forced refresh of Omnisend: status %s class %q due %v, %d provider calls",
@@ -227,7 +210,7 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("token request %s (%v)", tr.Body, err)
 		}
 		// "expires_in": 7200 with "created_at": expiry counts from created_at.
-		c := s.connOf("outstand", "os-1")
+		c := s.ConnOf("outstand", "os-1")
 		if c.ExpiresAt.Before(before.Add(7200*time.Second).Truncate(time.Second)) || c.ExpiresAt.After(time.Now().Add(7200*time.Second)) ||
 			!dueWithinMargin(c, provider.DefaultRefreshMargin) {
 			t.Fatalf("expiry %v due %v", c.ExpiresAt, c.RefreshDue)
@@ -239,7 +222,7 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		c2 := s.connOf("outstand", "os-1")
+		c2 := s.ConnOf("outstand", "os-1")
 		if c2.RefreshToken == c.RefreshToken || srv.ValidRefresh(c.RefreshToken) || !srv.ValidRefresh(c2.RefreshToken) || !srv.Valid(c2.AccessToken) {
 			t.Fatalf("rotation not kept: %+v", redact(c2))
 		}
@@ -250,13 +233,13 @@ func TestSeedProviders(t *testing.T) {
 		// "You'll receive a 429 Too Many Requests ... rely on the Retry-After header":
 		// the connection is not marked broken and is retried after that time.
 		s.dueNow("outstand", "os-1")
-		c3 := s.connOf("outstand", "os-1")
+		c3 := s.ConnOf("outstand", "os-1")
 		srv.FailNext(1, http.StatusTooManyRequests, "application/json", `{"error":"rate limited"}`, http.Header{"Retry-After": {"240"}})
 		start := time.Now()
 		if sum := s.runRefresh(); sum["failed"] != 1 {
 			t.Fatalf("sweep during 429: %v", sum)
 		}
-		c4 := s.connOf("outstand", "os-1")
+		c4 := s.ConnOf("outstand", "os-1")
 		if c4.Status != store.StatusConnected || c4.FailureCount != 1 || c4.AccessToken != c3.AccessToken || c4.RefreshToken != c3.RefreshToken ||
 			c4.RefreshDue.Before(start.Add(239*time.Second)) || c4.RefreshDue.After(time.Now().Add(241*time.Second)) {
 			t.Fatalf("after 429: status %s failures %d due in %v", c4.Status, c4.FailureCount, time.Until(c4.RefreshDue))
@@ -277,7 +260,7 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("retry after Retry-After: %v", sum)
 		}
-		if c5 := s.connOf("outstand", "os-1"); c5.FailureCount != 0 || c5.LastError != "" || !srv.Valid(c5.AccessToken) {
+		if c5 := s.ConnOf("outstand", "os-1"); c5.FailureCount != 0 || c5.LastError != "" || !srv.Valid(c5.AccessToken) {
 			t.Fatalf("after recovery %+v", redact(c5))
 		}
 	})
@@ -298,7 +281,7 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("token request %v %v", tr, tr.Query)
 		}
 		// "the response also includes the VR userid"; "Currently access tokens do not expire".
-		c := s.connOf("verticalresponse", "vr-1")
+		c := s.ConnOf("verticalresponse", "vr-1")
 		if c.Metadata["user_id"] == "" || !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() || c.RefreshToken != "" || !srv.Valid(c.AccessToken) {
 			t.Fatalf("connection %+v", redact(c))
 		}
@@ -313,7 +296,7 @@ func TestSeedProviders(t *testing.T) {
 		}
 		before := len(tokenRequests(srv, tokenPath))
 		wantError(t, s.tokenCall(http.MethodGet, "verticalresponse", "vr-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
-		if got := s.connOf("verticalresponse", "vr-1"); got.Status != store.StatusNeedsReauth || len(tokenRequests(srv, tokenPath)) != before {
+		if got := s.ConnOf("verticalresponse", "vr-1"); got.Status != store.StatusNeedsReauth || len(tokenRequests(srv, tokenPath)) != before {
 			t.Errorf("forced refresh of VerticalResponse: status %s, %d provider calls", got.Status, len(tokenRequests(srv, tokenPath))-before)
 		}
 
@@ -356,7 +339,7 @@ func TestSeedProviders(t *testing.T) {
 			info["connection_id"] != "ks-1" || info["status"] != "connected" || info["provider"] != "kaisa" || info["expires_at"] == "" {
 			t.Fatalf("callback: %d %s", cb.StatusCode, cb.Body)
 		}
-		c := s.connOf("kaisa", "ks-1")
+		c := s.ConnOf("kaisa", "ks-1")
 		if strings.Contains(cb.Body, c.AccessToken) || cb.Headers["Cache-Control"] != "no-store" {
 			t.Fatal("201 answer carries the token or is cacheable")
 		}
@@ -380,14 +363,14 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		if c2 := s.connOf("kaisa", "ks-1"); c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
+		if c2 := s.ConnOf("kaisa", "ks-1"); c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
 			t.Fatalf("not re-minted: %+v", redact(c2))
 		}
 		// With a return address the caller is sent there instead.
 		resp = s.Connect("kaisa", s.Sign(signing.Link{Provider: "kaisa", ConnectionID: "ks-2", ReturnTo: returnTo}))
 		next, _ = url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
-		assertFinal(t, s.Deliver("kaisa", next.RawQuery).Headers, "ks-2")
+		s.AssertConnected(s.Deliver("kaisa", next.RawQuery).Headers, "ks-2")
 	})
 
 	t.Run("getresponse", func(t *testing.T) {
@@ -408,7 +391,7 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("token request %v", tr)
 		}
 		// "scope": null is "not stated"; "expires_in": 3600.
-		c := s.connOf("getresponse", "gr-1")
+		c := s.ConnOf("getresponse", "gr-1")
 		if c.Scope != "" || c.ExpiresAt.IsZero() || c.RefreshToken == "" {
 			t.Fatalf("connection %+v", redact(c))
 		}
@@ -418,7 +401,7 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		c2 := s.connOf("getresponse", "gr-1")
+		c2 := s.ConnOf("getresponse", "gr-1")
 		if c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || !srv.ValidRefresh(c2.RefreshToken) {
 			t.Fatalf("after refresh %+v", redact(c2))
 		}
@@ -433,7 +416,7 @@ func TestSeedProviders(t *testing.T) {
 		if cb := s.Deliver("getresponse", next.RawQuery); cb.StatusCode != http.StatusCreated {
 			t.Fatalf("client_credentials connect: %d %s", cb.StatusCode, cb.Body)
 		}
-		if own := s.connOf("getresponse", "gr-own"); own.Grant != provider.GrantClientCredentials || !srv.Valid(own.AccessToken) {
+		if own := s.ConnOf("getresponse", "gr-own"); own.Grant != provider.GrantClientCredentials || !srv.Valid(own.AccessToken) {
 			t.Fatalf("own-account connection %+v", redact(own))
 		}
 		// The implicit grant GetResponse also documents is not offered.
@@ -456,7 +439,7 @@ func TestSeedProviders(t *testing.T) {
 		if tr.Header.Get("X-Domain") != gr360Domain || tr.Status != 200 {
 			t.Fatalf("token request %v X-Domain %q", tr, tr.Header.Get("X-Domain"))
 		}
-		c := s.connOf("getresponse360", "g3-1")
+		c := s.ConnOf("getresponse360", "g3-1")
 		if c.Params["domain"] != gr360Domain || c.Params["region"] != "pl" {
 			t.Fatalf("params %v", c.Params)
 		}

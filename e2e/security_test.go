@@ -413,7 +413,7 @@ func TestS18_RedirectURIFromConfig(t *testing.T) {
 			ev := s.CallbackRequest("acme", back.RawQuery, st.Cookie)
 			edit(&ev)
 			cb := s.Callback(t, ev)
-			assertFinal(t, cb.Headers, id)
+			s.AssertConnected(cb.Headers, id)
 			if !strings.HasPrefix(cb.Headers["Location"], appOrigin+"/") {
 				t.Fatalf("final redirect %q", cb.Headers["Location"])
 			}
@@ -504,7 +504,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 	}
 
 	s.makeDue("s21")
-	c0 := s.connOf("acme", "s21")
+	c0 := s.ConnOf("acme", "s21")
 	before := s.prov.TokenRequests()
 	s.prov.Delay(time.Second) // the first refresher holds its lease while the second looks
 	sums := make([]map[string]int, 2)
@@ -523,7 +523,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 	if n := s.prov.TokenRequests() - before; n != 1 || sums[0]["refreshed"]+sums[1]["refreshed"] != 1 {
 		t.Fatalf("two concurrent sweeps: %d token requests, summaries %v %v; want 1 request, 1 refresh", n, sums[0], sums[1])
 	}
-	c1 := s.connOf("acme", "s21")
+	c1 := s.ConnOf("acme", "s21")
 	if c1.RefreshToken == c0.RefreshToken || !s.prov.ValidRefresh(c1.RefreshToken) || s.prov.ValidRefresh(c0.RefreshToken) ||
 		!s.prov.Valid(c1.AccessToken) || c1.Version <= c0.Version {
 		t.Fatalf("after the refresh: rotated %v, new valid %v, old valid %v, version %d→%d",
@@ -543,7 +543,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 	if n := s.prov.TokenRequests() - before; n != 1 {
 		t.Fatalf("%d token requests for invalid_grant, want 1 (no retries)", n)
 	}
-	c2 := s.connOf("acme", "s21")
+	c2 := s.ConnOf("acme", "s21")
 	if c2.Status != store.StatusNeedsReauth || !c2.RefreshDue.IsZero() || c2.RefreshToken != c1.RefreshToken {
 		t.Fatalf("after invalid_grant %+v", redact(c2))
 	}

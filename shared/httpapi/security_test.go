@@ -598,25 +598,6 @@ func newSecBrowser(t *testing.T) *browser {
 	return newBrowser(t, append(extra, machineProvider(t))...)
 }
 
-// connOf is a stored connection, which must exist.
-func (s *browser) connOf(t *testing.T, provider, id string) store.Connection {
-	t.Helper()
-	c, err := s.st.GetConnection(t.Context(), provider, id)
-	if err != nil {
-		t.Fatalf("connection %s/%s: %v", provider, id, err)
-	}
-	logcheck.Register(c.AccessToken, c.RefreshToken)
-	return c
-}
-
-func assertFinal(t *testing.T, headers map[string]string, id string) {
-	t.Helper()
-	loc, err := url.Parse(headers["Location"])
-	if err != nil || loc.Host != "app.example.com" || loc.Query().Get("connection_id") != id || loc.Query().Get("status") != "connected" {
-		t.Fatalf("final redirect %q", headers["Location"])
-	}
-}
-
 func ptr[T any](v T) *T { return &v }
 
 // TestS8_IssuerMixUp — S8 (RFC 9207 §2.4; RFC 9700 §4.4.2): where the
@@ -669,7 +650,7 @@ func TestS8_IssuerMixUp(t *testing.T) {
 				t.Fatalf("got %d %v, want %d", resp.StatusCode, resp.Headers, tt.status)
 			}
 			if tt.status == 302 {
-				assertFinal(t, resp.Headers, id)
+				s.AssertConnected(resp.Headers, id)
 				return
 			}
 			if resp.Headers["Location"] != "" {
@@ -745,7 +726,7 @@ func TestS14_TokenResponseChecked(t *testing.T) {
 				}
 				return
 			}
-			assertFinal(t, resp.Headers, id)
+			s.AssertConnected(resp.Headers, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -772,7 +753,7 @@ func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
 		{"connected", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
 			f := s.Begin("s16-ok")
 			resp := s.Deliver("acme", f.CallbackQuery, f.Cookie)
-			c := s.connOf(t, "acme", "s16-ok")
+			c := s.ConnOf("acme", "s16-ok")
 			return resp, []string{f.Code, f.State, c.AccessToken, c.RefreshToken, strings.SplitN(f.Cookie, "=", 2)[1]}
 		}, 302},
 		{"provider error", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
@@ -802,7 +783,7 @@ func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
 			}
 			logcheck.Register(next.Query().Get("state"))
 			cb := s.Deliver("machine", next.RawQuery)
-			c := s.connOf(t, "machine", "s16-cc")
+			c := s.ConnOf("machine", "s16-cc")
 			return cb, []string{next.Query().Get("state"), c.AccessToken}
 		}, 201},
 	}

@@ -318,3 +318,26 @@ func (b *Browser) AssertCallbackRefused(status int, provider, rawQuery string, c
 		b.T.Fatalf("%d token requests", n)
 	}
 }
+
+// ConnOf returns a stored connection, which must exist; its tokens are
+// registered as values no log may hold.
+func (b *Browser) ConnOf(provider, id string) store.Connection {
+	b.T.Helper()
+	c, err := b.Store.GetConnection(context.Background(), provider, id)
+	if err != nil {
+		b.T.Fatalf("connection %s/%s: %v", provider, id, err)
+	}
+	b.secret(c.AccessToken, c.RefreshToken)
+	return c
+}
+
+// AssertConnected fails unless headers send the browser back to the app
+// (ReturnTo's host) with connection id connected.
+func (b *Browser) AssertConnected(headers map[string]string, id string) {
+	b.T.Helper()
+	app, _ := url.Parse(b.ReturnTo)
+	loc, err := url.Parse(headers["Location"])
+	if err != nil || app == nil || loc.Host != app.Host || loc.Query().Get("connection_id") != id || loc.Query().Get("status") != "connected" {
+		b.T.Fatalf("final redirect %q", headers["Location"])
+	}
+}
