@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,9 +12,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
@@ -29,8 +30,9 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	s := newStack(t)
 
 	// Authorize: S17, S18 (a spoofed X-Forwarded-Host changes nothing), S6.
-	resp := s.connect("acme", s.link("cust-42", returnTo, []string{"read", "write"}, time.Now().Add(time.Hour)),
-		map[string]string{"x-forwarded-host": "evil.example", "host": "evil.example"})
+	resp := s.Connect("acme", s.Link("cust-42", returnTo, []string{"read", "write"}, time.Now().Add(time.Hour)), func(ev *events.APIGatewayV2HTTPRequest) {
+		maps.Copy(ev.Headers, map[string]string{"x-forwarded-host": "evil.example", "host": "evil.example"})
+	})
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("authorize: %d %s", resp.StatusCode, resp.Body)
 	}
@@ -48,7 +50,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	if len(q.Get("code_challenge")) != 43 || q.Get("state") == "" {
 		t.Errorf("challenge %q state %q", q.Get("code_challenge"), q.Get("state"))
 	}
-	assertSecurityHeaders(t, resp)
+	flowtest.AssertSecurityHeaders(t, resp)
 	cookie := resp.Cookies[0]
 	for _, attr := range []string{"__Host-oauthbroker-", "Path=/", "HttpOnly", "Secure", "SameSite=Lax", "Max-Age=600"} {
 		if !strings.Contains(cookie, attr) {
@@ -60,26 +62,26 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	}
 
 	// The provider redirects back; the callback redeems and stores.
-	back := s.consent(authURL)
+	back := s.Consent(authURL)
 	before := s.prov.TokenRequests()
-	resp = s.deliver(s.callback, "acme", back.RawQuery, strings.SplitN(cookie, ";", 2)[0])
+	resp = s.Deliver("acme", back.RawQuery, strings.SplitN(cookie, ";", 2)[0])
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("callback: %d %s", resp.StatusCode, resp.Body)
 	}
-	assertSecurityHeaders(t, resp)
+	flowtest.AssertSecurityHeaders(t, resp)
 	loc, _ := url.Parse(resp.Headers["Location"])
 	if loc.Host != "app.example.com" || loc.Path != "/connected" || loc.Query().Get("tab") != "integrations" ||
 		loc.Query().Get("connection_id") != "cust-42" || loc.Query().Get("status") != "connected" {
 		t.Fatalf("final redirect %s", loc)
 	}
-	assertNoSecretsIn(t, resp.Headers["Location"]+resp.Body+strings.Join(resp.Cookies, ";"), back.Query().Get("code"), back.Query().Get("state"))
+	flowtest.AssertNoSecretsIn(t, resp.Headers["Location"]+resp.Body+strings.Join(resp.Cookies, ";"), back.Query().Get("code"), back.Query().Get("state"), clientSecret)
 	if !strings.Contains(strings.Join(resp.Cookies, ";"), "Max-Age=0") {
 		t.Errorf("binding cookie not cleared: %v", resp.Cookies)
 	}
 	if got := s.prov.TokenRequests() - before; got != 1 {
 		t.Fatalf("%d token requests, want 1", got)
 	}
-	c, err := s.conn("cust-42")
+	c, err := s.Conn("cust-42")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	if sum["due"] != 1 || sum["refreshed"] != 1 {
 		t.Fatalf("sweep: %v", sum)
 	}
-	c2, _ := s.conn("cust-42")
+	c2, _ := s.Conn("cust-42")
 	if c2.AccessToken == c.AccessToken || c2.RefreshToken == c.RefreshToken || !s.prov.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
 		t.Fatalf("after refresh %+v", redact(c2))
 	}
@@ -128,12 +130,12 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	// The provider is down: the connection keeps its tokens, counts the
 	// failure and is retried later.
 	s.makeDue("cust-42")
-	c3, _ := s.conn("cust-42")
+	c3, _ := s.Conn("cust-42")
 	s.prov.FailNext(1, http.StatusServiceUnavailable, "text/html", "<html>down</html>", http.Header{"Retry-After": {"600"}})
 	if sum := s.runRefresh(); sum["failed"] != 1 {
 		t.Fatalf("sweep during outage: %v", sum)
 	}
-	c4, _ := s.conn("cust-42")
+	c4, _ := s.Conn("cust-42")
 	if c4.AccessToken != c3.AccessToken || c4.RefreshToken != c3.RefreshToken || c4.Status != store.StatusConnected ||
 		c4.FailureCount != 1 || c4.LastError == "" || time.Until(c4.RefreshDue) < 9*time.Minute {
 		t.Fatalf("after outage %+v", redact(c4))
@@ -146,7 +148,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	if sum := s.runRefresh(); sum["needs_reauth"] != 1 {
 		t.Fatalf("sweep after revocation: %v", sum)
 	}
-	c5, _ := s.conn("cust-42")
+	c5, _ := s.Conn("cust-42")
 	if c5.Status != store.StatusNeedsReauth || !c5.RefreshDue.IsZero() || c5.RefreshToken != c4.RefreshToken {
 		t.Fatalf("after revocation %+v", redact(c5))
 	}
@@ -155,12 +157,12 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	}
 
 	// Reconnecting repairs it.
-	f := s.begin("cust-42")
-	if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); resp.StatusCode != http.StatusFound ||
+	f := s.Begin("cust-42")
+	if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); resp.StatusCode != http.StatusFound ||
 		!strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("reconnect: %d %v", resp.StatusCode, resp.Headers)
 	}
-	if c6, _ := s.conn("cust-42"); c6.Status != store.StatusConnected || c6.Version <= c5.Version {
+	if c6, _ := s.Conn("cust-42"); c6.Status != store.StatusConnected || c6.Version <= c5.Version {
 		t.Fatalf("after reconnect %+v", redact(c6))
 	}
 }
@@ -170,57 +172,32 @@ func TestConnectCallbackRefresh(t *testing.T) {
 // at the token endpoint, so a successful callback proves the match (S6).
 func TestPKCEPerFlow(t *testing.T) {
 	s := newStack(t)
-	a, b := s.begin("pkce-a"), s.begin("pkce-b")
-	if a.authURL.Query().Get("code_challenge") == b.authURL.Query().Get("code_challenge") {
+	a, b := s.Begin("pkce-a"), s.Begin("pkce-b")
+	if a.AuthURL.Query().Get("code_challenge") == b.AuthURL.Query().Get("code_challenge") {
 		t.Fatal("two flows share a PKCE challenge")
 	}
 	// The verifier is kept server side, sealed in the state record.
-	pk := store.StateRecordKey(signing.Hash(strings.Split(a.state, ".")[1]))
-	item, err := s.ddb.GetItem(t.Context(), &dynamodb.GetItemInput{
-		TableName: &s.table,
-		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: pk},
-			"sk": &types.AttributeValueMemberS{Value: "state"},
-		},
-	})
-	if err != nil || item.Item == nil {
-		t.Fatalf("state record: %v", err)
+	pk := store.StateRecordKey(signing.Hash(strings.Split(a.State, ".")[1]))
+	item := s.aws.Item(t, pk, "state")
+	if item == nil {
+		t.Fatal("no state record")
 	}
-	sealed, ok := item.Item["sealed"].(*types.AttributeValueMemberB)
-	if !ok || item.Item["pkce_verifier"] != nil {
+	sealed, ok := item["sealed"].(*types.AttributeValueMemberB)
+	if !ok || item["pkce_verifier"] != nil {
 		t.Fatalf("state record holds no sealed value, or a plaintext verifier")
 	}
-	states, _ := setup.Sealers(s.kms.Client, setup.Env{TableName: s.table, TokenKeyID: s.kms.KeyARN})
+	states, _ := setup.Sealers(s.aws.KMS.Client, setup.Env{TableName: s.aws.Table, TokenKeyID: s.aws.KMS.KeyARN})
 	creds, err := store.OpenCredentials(t.Context(), states, pk, sealed.Value)
 	if err != nil {
 		t.Fatal(err)
 	}
 	verifier := creds.PKCEVerifier
 	sum := sha256.Sum256([]byte(verifier))
-	if len(verifier) < 43 || base64.RawURLEncoding.EncodeToString(sum[:]) != a.authURL.Query().Get("code_challenge") {
+	if len(verifier) < 43 || base64.RawURLEncoding.EncodeToString(sum[:]) != a.AuthURL.Query().Get("code_challenge") {
 		t.Fatalf("challenge is not BASE64URL(SHA256(verifier)) of a 32-byte verifier")
 	}
-	if resp := s.deliver(s.callback, "acme", a.callbackQuery, a.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	if resp := s.Deliver("acme", a.CallbackQuery, a.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
-	}
-}
-
-func assertSecurityHeaders(t *testing.T, resp events.APIGatewayV2HTTPResponse) {
-	t.Helper()
-	if resp.Headers["Cache-Control"] != "no-store" || resp.Headers["Referrer-Policy"] != "no-referrer" {
-		t.Errorf("security headers missing: %v", resp.Headers)
-	}
-}
-
-func assertNoSecretsIn(t *testing.T, s string, values ...string) {
-	t.Helper()
-	for _, v := range values {
-		if v != "" && (strings.Contains(s, v) || strings.Contains(s, url.QueryEscape(v))) {
-			t.Errorf("response contains a code or state (%.6s…)", v)
-		}
-	}
-	if strings.Contains(s, clientSecret) {
-		t.Error("response contains the client secret")
 	}
 }
 

@@ -105,56 +105,33 @@ func (s *stack) server(name string) *providertest.Server {
 			return e.srv
 		}
 	}
-	s.t.Fatalf("no provider %s in the stack", name)
+	s.T.Fatalf("no provider %s in the stack", name)
 	return nil
 }
 
-// signed signs l and remembers its signature for the log check.
-func (s *stack) signed(l signing.Link) string {
-	s.t.Helper()
-	if l.Expires.IsZero() {
-		l.Expires = time.Now().Add(time.Hour)
-	}
-	q, err := signing.SignLink(s.keys, l)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	v, _ := url.ParseQuery(q)
-	s.remember(v.Get("sig"))
-	return q
-}
-
 // browserFlow runs connect → the provider's consent → callback for l in
-// one browser and returns the callback's answer and the authorization URL.
-func (s *stack) browserFlow(l signing.Link) (final map[string]string, authURL *url.URL) {
-	s.t.Helper()
-	st := s.secConnect(l)
-	authURL, cookie := st.authURL, st.cookie
-	back := s.consent(authURL)
-	cb := s.deliver(s.callback, l.Provider, back.RawQuery, cookie)
+// one browser, checks that it ended at the app with l's connection, and
+// returns the authorization URL.
+func (s *stack) browserFlow(l signing.Link) (authURL *url.URL) {
+	s.T.Helper()
+	st := s.Start(l)
+	back := s.Consent(st.AuthURL)
+	cb := s.Deliver(l.Provider, back.RawQuery, st.Cookie)
 	if cb.StatusCode != http.StatusFound {
-		s.t.Fatalf("callback %s: %d %s", l.Provider, cb.StatusCode, cb.Body)
+		s.T.Fatalf("callback %s: %d %s", l.Provider, cb.StatusCode, cb.Body)
 	}
-	return cb.Headers, authURL
-}
-
-func (s *stack) connOf(provider, id string) store.Connection {
-	s.t.Helper()
-	c, err := s.store.GetConnection(context.Background(), provider, id)
-	if err != nil {
-		s.t.Fatalf("connection %s/%s: %v", provider, id, err)
-	}
-	return c
+	s.AssertConnected(cb.Headers, l.ConnectionID)
+	return st.AuthURL
 }
 
 // dueNow moves a connection's refresh time into the past, as if the clock
 // had advanced to it.
 func (s *stack) dueNow(provider, id string) {
-	s.t.Helper()
-	c := s.connOf(provider, id)
+	s.T.Helper()
+	c := s.ConnOf(provider, id)
 	c.RefreshDue = time.Now().Add(-time.Minute)
 	if _, err := s.store.SaveConnection(context.Background(), c); err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 }
 
@@ -171,22 +148,13 @@ func tokenRequests(srv *providertest.Server, path string) []providertest.Recorde
 
 func last[T any](xs []T) T { return xs[len(xs)-1] }
 
-func assertFinal(t *testing.T, headers map[string]string, id string) {
-	t.Helper()
-	loc, err := url.Parse(headers["Location"])
-	if err != nil || loc.Host != "app.example.com" || loc.Query().Get("connection_id") != id || loc.Query().Get("status") != "connected" {
-		t.Fatalf("final redirect %q", headers["Location"])
-	}
-}
-
 func TestSeedProviders(t *testing.T) {
 	s := newSeedStack(t)
 
 	t.Run("omnisend", func(t *testing.T) {
-		s.t = t
+		s.Within(t)
 		srv := s.server("omnisend")
-		final, authURL := s.browserFlow(signing.Link{Provider: "omnisend", ConnectionID: "om-1", ReturnTo: returnTo, Scopes: []string{"contacts", "events"}})
-		assertFinal(t, final, "om-1")
+		authURL := s.browserFlow(signing.Link{Provider: "omnisend", ConnectionID: "om-1", ReturnTo: returnTo, Scopes: []string{"contacts", "events"}})
 		// "GET https://app.omnisend.com/oauth2/authorize?client_id=...&redirect_uri=...&response_type=code&state=...&scope=RESOURCEX%20RESOURCEY":
 		// the table names the parameter "scopes", the example sends "scope"; the example is followed.
 		q := authURL.Query()
@@ -202,7 +170,7 @@ func TestSeedProviders(t *testing.T) {
 		}
 		// "expires_in": 9223372036 and "it will never expire": no expiry,
 		// never scheduled, refresh token kept.
-		c := s.connOf("omnisend", "om-1")
+		c := s.ConnOf("omnisend", "om-1")
 		if !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() || c.RefreshToken == "" || !srv.Valid(c.AccessToken) || c.Scope != "contacts events" {
 			t.Fatalf("connection %+v", redact(c))
 		}
@@ -214,7 +182,7 @@ func TestSeedProviders(t *testing.T) {
 		// connection needs_reauth with a fixed cause and never scheduled.
 		before := len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))
 		wantError(t, s.tokenCall(http.MethodGet, "omnisend", "om-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
-		got := s.connOf("omnisend", "om-1")
+		got := s.ConnOf("omnisend", "om-1")
 		if got.Status != store.StatusNeedsReauth || got.FailureClass != string(broker.ClassCannotRenew) || !got.RefreshDue.IsZero() ||
 			len(tokenRequests(srv, "/app.omnisend.com/oauth2/token")) != before {
 			t.Errorf("forced refresh of Omnisend: status %s class %q due %v, %d provider calls",
@@ -226,12 +194,11 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("outstand", func(t *testing.T) {
-		s.t = t
+		s.Within(t)
 		srv := s.server("outstand")
 		const tokenPath = "/app.outstand.com/oauth/token"
 		before := time.Now().Add(-time.Second)
-		final, authURL := s.browserFlow(signing.Link{Provider: "outstand", ConnectionID: "os-1", ReturnTo: returnTo})
-		assertFinal(t, final, "os-1")
+		authURL := s.browserFlow(signing.Link{Provider: "outstand", ConnectionID: "os-1", ReturnTo: returnTo})
 		if authURL.Path != "/app.outstand.com/oauth/authorize" || authURL.Query().Get("response_type") != "code" {
 			t.Fatalf("authorization URL %s", authURL)
 		}
@@ -243,7 +210,7 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("token request %s (%v)", tr.Body, err)
 		}
 		// "expires_in": 7200 with "created_at": expiry counts from created_at.
-		c := s.connOf("outstand", "os-1")
+		c := s.ConnOf("outstand", "os-1")
 		if c.ExpiresAt.Before(before.Add(7200*time.Second).Truncate(time.Second)) || c.ExpiresAt.After(time.Now().Add(7200*time.Second)) ||
 			!dueWithinMargin(c, provider.DefaultRefreshMargin) {
 			t.Fatalf("expiry %v due %v", c.ExpiresAt, c.RefreshDue)
@@ -255,7 +222,7 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		c2 := s.connOf("outstand", "os-1")
+		c2 := s.ConnOf("outstand", "os-1")
 		if c2.RefreshToken == c.RefreshToken || srv.ValidRefresh(c.RefreshToken) || !srv.ValidRefresh(c2.RefreshToken) || !srv.Valid(c2.AccessToken) {
 			t.Fatalf("rotation not kept: %+v", redact(c2))
 		}
@@ -266,13 +233,13 @@ func TestSeedProviders(t *testing.T) {
 		// "You'll receive a 429 Too Many Requests ... rely on the Retry-After header":
 		// the connection is not marked broken and is retried after that time.
 		s.dueNow("outstand", "os-1")
-		c3 := s.connOf("outstand", "os-1")
+		c3 := s.ConnOf("outstand", "os-1")
 		srv.FailNext(1, http.StatusTooManyRequests, "application/json", `{"error":"rate limited"}`, http.Header{"Retry-After": {"240"}})
 		start := time.Now()
 		if sum := s.runRefresh(); sum["failed"] != 1 {
 			t.Fatalf("sweep during 429: %v", sum)
 		}
-		c4 := s.connOf("outstand", "os-1")
+		c4 := s.ConnOf("outstand", "os-1")
 		if c4.Status != store.StatusConnected || c4.FailureCount != 1 || c4.AccessToken != c3.AccessToken || c4.RefreshToken != c3.RefreshToken ||
 			c4.RefreshDue.Before(start.Add(239*time.Second)) || c4.RefreshDue.After(time.Now().Add(241*time.Second)) {
 			t.Fatalf("after 429: status %s failures %d due in %v", c4.Status, c4.FailureCount, time.Until(c4.RefreshDue))
@@ -293,17 +260,16 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("retry after Retry-After: %v", sum)
 		}
-		if c5 := s.connOf("outstand", "os-1"); c5.FailureCount != 0 || c5.LastError != "" || !srv.Valid(c5.AccessToken) {
+		if c5 := s.ConnOf("outstand", "os-1"); c5.FailureCount != 0 || c5.LastError != "" || !srv.Valid(c5.AccessToken) {
 			t.Fatalf("after recovery %+v", redact(c5))
 		}
 	})
 
 	t.Run("verticalresponse", func(t *testing.T) {
-		s.t = t
+		s.Within(t)
 		srv := s.server("verticalresponse")
 		const tokenPath = "/vrapi.verticalresponse.com/api/v1/oauth/access_token"
-		final, authURL := s.browserFlow(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-1", ReturnTo: returnTo})
-		assertFinal(t, final, "vr-1")
+		authURL := s.browserFlow(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-1", ReturnTo: returnTo})
 		if authURL.Path != "/vrapi.verticalresponse.com/api/v1/oauth/authorize" || authURL.Query().Get("client_id") != "verticalresponse-client-id" ||
 			authURL.Query().Get("redirect_uri") != baseURL+"/callback/verticalresponse" {
 			t.Fatalf("authorization URL %s", authURL)
@@ -315,7 +281,7 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("token request %v %v", tr, tr.Query)
 		}
 		// "the response also includes the VR userid"; "Currently access tokens do not expire".
-		c := s.connOf("verticalresponse", "vr-1")
+		c := s.ConnOf("verticalresponse", "vr-1")
 		if c.Metadata["user_id"] == "" || !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() || c.RefreshToken != "" || !srv.Valid(c.AccessToken) {
 			t.Fatalf("connection %+v", redact(c))
 		}
@@ -330,7 +296,7 @@ func TestSeedProviders(t *testing.T) {
 		}
 		before := len(tokenRequests(srv, tokenPath))
 		wantError(t, s.tokenCall(http.MethodGet, "verticalresponse", "vr-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
-		if got := s.connOf("verticalresponse", "vr-1"); got.Status != store.StatusNeedsReauth || len(tokenRequests(srv, tokenPath)) != before {
+		if got := s.ConnOf("verticalresponse", "vr-1"); got.Status != store.StatusNeedsReauth || len(tokenRequests(srv, tokenPath)) != before {
 			t.Errorf("forced refresh of VerticalResponse: status %s, %d provider calls", got.Status, len(tokenRequests(srv, tokenPath))-before)
 		}
 
@@ -340,12 +306,9 @@ func TestSeedProviders(t *testing.T) {
 		// and escaped, when the test ends).
 		srv.Delay(10 * time.Second)
 		defer srv.Delay(0)
-		resp := s.connect("verticalresponse", s.signed(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-2", ReturnTo: returnTo}), nil)
-		au, _ := url.Parse(resp.Headers["Location"])
-		cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-		s.remember(au.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
-		back := s.consent(au)
-		cb := s.deliver(s.slowCB, "verticalresponse", back.RawQuery, cookie)
+		st := s.Start(signing.Link{Provider: "verticalresponse", ConnectionID: "vr-2", ReturnTo: returnTo})
+		back := s.Consent(st.AuthURL)
+		cb := s.DeliverTo(via(s.slowCB), "verticalresponse", back.RawQuery, st.Cookie)
 		loc, _ := url.Parse(cb.Headers["Location"])
 		if cb.StatusCode != http.StatusFound || loc.Query().Get("error") != "provider_unavailable" {
 			t.Fatalf("slow provider: %d %s", cb.StatusCode, cb.Headers["Location"])
@@ -358,25 +321,25 @@ func TestSeedProviders(t *testing.T) {
 	})
 
 	t.Run("kaisa", func(t *testing.T) {
-		s.t = t
+		s.Within(t)
 		srv := s.server("kaisa")
 		const tokenPath = "/auth.freespee.com/oauth2/token"
 		// No consent step and no return address: authorize sends the caller
 		// to the callback (no cookie), which mints, stores and answers 201.
-		resp := s.connect("kaisa", s.signed(signing.Link{Provider: "kaisa", ConnectionID: "ks-1"}), nil)
+		resp := s.Connect("kaisa", s.Sign(signing.Link{Provider: "kaisa", ConnectionID: "ks-1"}))
 		if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 0 || !strings.HasPrefix(resp.Headers["Location"], baseURL+"/callback/kaisa?state=") {
 			t.Fatalf("authorize: %d %v %v", resp.StatusCode, resp.Cookies, resp.Headers)
 		}
 		next, _ := url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
 		start := time.Now()
-		cb := s.deliver(s.callback, "kaisa", next.RawQuery)
+		cb := s.Deliver("kaisa", next.RawQuery)
 		var info map[string]string
 		if cb.StatusCode != http.StatusCreated || json.Unmarshal([]byte(cb.Body), &info) != nil ||
 			info["connection_id"] != "ks-1" || info["status"] != "connected" || info["provider"] != "kaisa" || info["expires_at"] == "" {
 			t.Fatalf("callback: %d %s", cb.StatusCode, cb.Body)
 		}
-		c := s.connOf("kaisa", "ks-1")
+		c := s.ConnOf("kaisa", "ks-1")
 		if strings.Contains(cb.Body, c.AccessToken) || cb.Headers["Cache-Control"] != "no-store" {
 			t.Fatal("201 answer carries the token or is cacheable")
 		}
@@ -393,29 +356,28 @@ func TestSeedProviders(t *testing.T) {
 			!dueWithinMargin(c, 120*time.Second) || c.RefreshToken != "" || c.Grant != provider.GrantClientCredentials {
 			t.Fatalf("connection expires %v due %v grant %q", c.ExpiresAt, c.RefreshDue, c.Grant)
 		}
-		if replay := s.deliver(s.callback, "kaisa", next.RawQuery); replay.StatusCode != http.StatusForbidden {
+		if replay := s.Deliver("kaisa", next.RawQuery); replay.StatusCode != http.StatusForbidden {
 			t.Fatalf("replayed client_credentials state: %d", replay.StatusCode)
 		}
 		s.dueNow("kaisa", "ks-1")
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		if c2 := s.connOf("kaisa", "ks-1"); c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
+		if c2 := s.ConnOf("kaisa", "ks-1"); c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
 			t.Fatalf("not re-minted: %+v", redact(c2))
 		}
 		// With a return address the caller is sent there instead.
-		resp = s.connect("kaisa", s.signed(signing.Link{Provider: "kaisa", ConnectionID: "ks-2", ReturnTo: returnTo}), nil)
+		resp = s.Connect("kaisa", s.Sign(signing.Link{Provider: "kaisa", ConnectionID: "ks-2", ReturnTo: returnTo}))
 		next, _ = url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
-		assertFinal(t, s.deliver(s.callback, "kaisa", next.RawQuery).Headers, "ks-2")
+		s.AssertConnected(s.Deliver("kaisa", next.RawQuery).Headers, "ks-2")
 	})
 
 	t.Run("getresponse", func(t *testing.T) {
-		s.t = t
+		s.Within(t)
 		srv := s.server("getresponse")
 		const tokenPath = "/api.getresponse.com/v3/token"
-		final, authURL := s.browserFlow(signing.Link{Provider: "getresponse", ConnectionID: "gr-1", ReturnTo: returnTo})
-		assertFinal(t, final, "gr-1")
+		authURL := s.browserFlow(signing.Link{Provider: "getresponse", ConnectionID: "gr-1", ReturnTo: returnTo})
 		// "https://app.getresponse.com/oauth2_authorize.html?response_type=code&client_id=_your_client_id_&state=xyz"
 		q := authURL.Query()
 		if authURL.Path != "/app.getresponse.com/oauth2_authorize.html" || q.Get("response_type") != "code" || q.Get("client_id") != "getresponse-client-id" || q.Get("state") == "" {
@@ -429,7 +391,7 @@ func TestSeedProviders(t *testing.T) {
 			t.Fatalf("token request %v", tr)
 		}
 		// "scope": null is "not stated"; "expires_in": 3600.
-		c := s.connOf("getresponse", "gr-1")
+		c := s.ConnOf("getresponse", "gr-1")
 		if c.Scope != "" || c.ExpiresAt.IsZero() || c.RefreshToken == "" {
 			t.Fatalf("connection %+v", redact(c))
 		}
@@ -439,7 +401,7 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		c2 := s.connOf("getresponse", "gr-1")
+		c2 := s.ConnOf("getresponse", "gr-1")
 		if c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || !srv.ValidRefresh(c2.RefreshToken) {
 			t.Fatalf("after refresh %+v", redact(c2))
 		}
@@ -448,29 +410,28 @@ func TestSeedProviders(t *testing.T) {
 		}
 		// "curl -u client_id:client_secret https://api.getresponse.com/v3/token -d 'grant_type=client_credentials'":
 		// the app's own account, chosen in the link.
-		resp := s.connect("getresponse", s.signed(signing.Link{Provider: "getresponse", ConnectionID: "gr-own", Grant: provider.GrantClientCredentials}), nil)
+		resp := s.Connect("getresponse", s.Sign(signing.Link{Provider: "getresponse", ConnectionID: "gr-own", Grant: provider.GrantClientCredentials}))
 		next, _ := url.Parse(resp.Headers["Location"])
 		s.remember(next.Query().Get("state"))
-		if cb := s.deliver(s.callback, "getresponse", next.RawQuery); cb.StatusCode != http.StatusCreated {
+		if cb := s.Deliver("getresponse", next.RawQuery); cb.StatusCode != http.StatusCreated {
 			t.Fatalf("client_credentials connect: %d %s", cb.StatusCode, cb.Body)
 		}
-		if own := s.connOf("getresponse", "gr-own"); own.Grant != provider.GrantClientCredentials || !srv.Valid(own.AccessToken) {
+		if own := s.ConnOf("getresponse", "gr-own"); own.Grant != provider.GrantClientCredentials || !srv.Valid(own.AccessToken) {
 			t.Fatalf("own-account connection %+v", redact(own))
 		}
 		// The implicit grant GetResponse also documents is not offered.
-		if link := s.signed(signing.Link{Provider: "getresponse", ConnectionID: "gr-x", ReturnTo: returnTo, Grant: "implicit"}); s.connect("getresponse", link, nil).StatusCode != http.StatusForbidden {
+		if link := s.Sign(signing.Link{Provider: "getresponse", ConnectionID: "gr-x", ReturnTo: returnTo, Grant: "implicit"}); s.Connect("getresponse", link).StatusCode != http.StatusForbidden {
 			t.Fatal("implicit grant accepted")
 		}
 	})
 
 	t.Run("getresponse360", func(t *testing.T) {
-		s.t = t
+		s.Within(t)
 		srv := s.server("getresponse360")
 		const tokenPath = "/api3.getresponse360.pl/v3/token"
 		link := signing.Link{Provider: "getresponse360", ConnectionID: "g3-1", ReturnTo: returnTo,
 			Params: map[string]string{"domain": gr360Domain, "region": "pl"}}
-		final, authURL := s.browserFlow(link)
-		assertFinal(t, final, "g3-1")
+		authURL := s.browserFlow(link)
 		if authURL.Path != "/"+gr360Domain+"/oauth2_authorize.html" {
 			t.Fatalf("authorization URL %s", authURL)
 		}
@@ -478,7 +439,7 @@ func TestSeedProviders(t *testing.T) {
 		if tr.Header.Get("X-Domain") != gr360Domain || tr.Status != 200 {
 			t.Fatalf("token request %v X-Domain %q", tr, tr.Header.Get("X-Domain"))
 		}
-		c := s.connOf("getresponse360", "g3-1")
+		c := s.ConnOf("getresponse360", "g3-1")
 		if c.Params["domain"] != gr360Domain || c.Params["region"] != "pl" {
 			t.Fatalf("params %v", c.Params)
 		}
@@ -498,15 +459,13 @@ func TestSeedProviders(t *testing.T) {
 		} {
 			l := link
 			l.ConnectionID, l.Params = "g3-bad", params
-			if resp := s.connect("getresponse360", s.signed(l), nil); resp.StatusCode != http.StatusForbidden {
+			if resp := s.Connect("getresponse360", s.Sign(l)); resp.StatusCode != http.StatusForbidden {
 				t.Errorf("params %v: %d", params, resp.StatusCode)
 			}
 		}
-		if _, err := signing.SignLink(s.keys, signing.Link{Provider: "getresponse360", ConnectionID: "x", ReturnTo: returnTo, Expires: time.Now().Add(time.Hour),
+		if _, err := signing.SignLink(s.Keys, signing.Link{Provider: "getresponse360", ConnectionID: "x", ReturnTo: returnTo, Expires: time.Now().Add(time.Hour),
 			Params: map[string]string{"domain": "evil.example/@x"}}); err == nil {
 			t.Error("signed a parameter that changes URL structure")
 		}
 	})
-
-	s.t = t
 }

@@ -13,9 +13,6 @@ package e2e
 // the end of every test below too.
 
 import (
-	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -25,10 +22,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,16 +30,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
-	"github.com/oauthbroker/oauthbroker/shared/httpapi"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -64,9 +56,9 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 
 	// ≥ 128 bits, ≤ 15 minutes, a fresh nonce per flow.
 	start := time.Now()
-	st := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s1-a", ReturnTo: returnTo})
-	other := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s1-b", ReturnTo: returnTo})
-	parts := strings.Split(st.state, ".")
+	st := s.Start(signing.Link{Provider: "acme", ConnectionID: "s1-a", ReturnTo: returnTo})
+	other := s.Start(signing.Link{Provider: "acme", ConnectionID: "s1-b", ReturnTo: returnTo})
+	parts := strings.Split(st.State, ".")
 	if len(parts) != 4 {
 		t.Fatalf("state has %d parts, want kid.nonce.exp.sig", len(parts))
 	}
@@ -74,14 +66,14 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 	if err != nil || len(nonce)*8 < 128 {
 		t.Fatalf("state nonce has %d bits (%v), want ≥ 128", len(nonce)*8, err)
 	}
-	if strings.Split(other.state, ".")[1] == parts[1] {
+	if strings.Split(other.State, ".")[1] == parts[1] {
 		t.Fatal("two flows share a state nonce")
 	}
 	exp, _ := strconv.ParseInt(parts[2], 10, 64)
 	if life := time.Unix(exp, 0).Sub(start); life <= 0 || life > 15*time.Minute+time.Second {
 		t.Fatalf("state lives %v, want ≤ 15 min", life)
 	}
-	if ma := cookieAttr(st.resp.Cookies[0], "Max-Age"); ma == "" || atoi(ma) <= 0 || atoi(ma) > 900 {
+	if ma := cookieAttr(st.Resp.Cookies[0], "Max-Age"); ma == "" || atoi(ma) <= 0 || atoi(ma) > 900 {
 		t.Fatalf("binding cookie Max-Age %q, want 1..900", ma)
 	}
 	rec := s.stateItem(signing.Hash(string(parts[1])))
@@ -93,8 +85,8 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 	}
 
 	t.Run("expired", func(t *testing.T) {
-		s.within(t)
-		f := s.begin("s1-exp")
+		s.Within(t)
+		f := s.Begin("s1-exp")
 		tests := []struct {
 			name             string
 			signed, recorded time.Time // the state's signed expiry and its record's expiry
@@ -104,10 +96,10 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				s.within(t)
-				value, cookie := s.plantState(tt.signed, tt.recorded, returnTo, "s1-exp")
+				s.Within(t)
+				value, cookie := s.PlantState(tt.signed, tt.recorded, returnTo, "s1-exp")
 				before := s.prov.TokenRequests()
-				resp := s.deliver(s.callback, "acme", "code="+f.code+"&state="+url.QueryEscape(value), cookie)
+				resp := s.Deliver("acme", "code="+f.Code+"&state="+url.QueryEscape(value), cookie)
 				if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
 					t.Fatalf("expired state: %d %v, want a 403 page", resp.StatusCode, resp.Headers)
 				}
@@ -119,18 +111,18 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 	})
 
 	t.Run("replay", func(t *testing.T) {
-		s.within(t)
-		f := s.begin("s1-replay")
+		s.Within(t)
+		f := s.Begin("s1-replay")
 		before := s.prov.TokenRequests()
-		if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 			t.Fatalf("first callback: %d %v", resp.StatusCode, resp.Headers)
 		}
-		if s.stateItem(f.stateID()) != nil {
+		if s.stateItem(f.StateID()) != nil {
 			t.Fatal("state record still in the table after a successful callback")
 		}
-		c, _ := s.conn("s1-replay")
+		c, _ := s.Conn("s1-replay")
 		for _, fn := range []*lambdarie.Function{s.callback, s.callback2} { // a warm and a fresh instance
-			resp := s.deliver(fn, "acme", f.callbackQuery, f.cookie)
+			resp := s.DeliverTo(via(fn), "acme", f.CallbackQuery, f.Cookie)
 			if resp.StatusCode < 400 || resp.StatusCode > 499 || resp.Headers["Location"] != "" {
 				t.Fatalf("replayed callback URL: %d %v, want a 4xx page", resp.StatusCode, resp.Headers)
 			}
@@ -138,18 +130,18 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 		if n := s.prov.TokenRequests() - before; n != 1 {
 			t.Fatalf("%d token requests, want 1", n)
 		}
-		if c2, _ := s.conn("s1-replay"); c2.Version != c.Version {
+		if c2, _ := s.Conn("s1-replay"); c2.Version != c.Version {
 			t.Fatal("a replay changed the connection")
 		}
 	})
 
 	t.Run("two identical callbacks at once", func(t *testing.T) {
-		s.within(t)
-		f := s.begin("s1-race")
+		s.Within(t)
+		f := s.Begin("s1-race")
 		before := s.prov.TokenRequests()
 		s.prov.Delay(300 * time.Millisecond) // the loser must not wait for the winner
 		defer s.prov.Delay(0)
-		resps := s.deliverAtOnce("acme", f.callbackQuery, f.cookie)
+		resps := s.deliverAtOnce("acme", f.CallbackQuery, f.Cookie)
 		ok := 0
 		for _, r := range resps {
 			switch {
@@ -174,9 +166,9 @@ func TestS1_StateSingleUseAndExpiring(t *testing.T) {
 // endpoint, and leaves the state usable by the browser it belongs to.
 func TestS2_StateBoundToBrowser(t *testing.T) {
 	s := newStack(t)
-	st := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s2-attacker", ReturnTo: returnTo})
-	raw := st.resp.Cookies[0]
-	name, value, _ := strings.Cut(st.cookie, "=")
+	st := s.Start(signing.Link{Provider: "acme", ConnectionID: "s2-attacker", ReturnTo: returnTo})
+	raw := st.Resp.Cookies[0]
+	name, value, _ := strings.Cut(st.Cookie, "=")
 	if !strings.HasPrefix(name, "__Host-") {
 		t.Errorf("binding cookie %q lacks the __Host- prefix", name)
 	}
@@ -188,47 +180,39 @@ func TestS2_StateBoundToBrowser(t *testing.T) {
 	if cookieAttr(raw, "Domain") != "" {
 		t.Errorf("binding cookie %q has a Domain", raw)
 	}
-	rec := s.stateItem(st.stateID())
+	rec := s.stateItem(st.StateID())
 	if rec == nil || rec["binding_hash"] != signing.Hash(value) {
 		t.Fatalf("state record's binding_hash is not the hash of the cookie: %v", rec["binding_hash"])
 	}
-	if strings.Contains(st.state, value) || strings.Contains(st.resp.Headers["Location"], value) {
+	if strings.Contains(st.State, value) || strings.Contains(st.Resp.Headers["Location"], value) {
 		t.Fatal("the binding value travels in the URL")
 	}
 
 	// The attacker consents with their own account and stops before the
 	// callback: their code and state are what they lure the victim into.
-	attack := s.consent(st.authURL)
-	victim := s.begin("s2-victim")
+	attack := s.Consent(st.AuthURL)
+	victim := s.Begin("s2-victim")
 	tests := []struct {
 		name    string
 		cookies []string
 	}{
 		{"no cookie", nil},
-		{"the victim's own binding cookie", []string{victim.cookie}},
+		{"the victim's own binding cookie", []string{victim.Cookie}},
 		{"the right cookie name with another value", []string{name + "=" + strings.Repeat("A", len(value))}},
 		{"the right cookie name, empty", []string{name + "="}},
-		{"the right cookie twice", []string{st.cookie, name + "=victims-value"}},
+		{"the right cookie twice", []string{st.Cookie, name + "=victims-value"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
-			snap, before := s.snapshot(), s.prov.TokenRequests()
-			resp := s.deliver(s.callback, "acme", attack.RawQuery, tt.cookies...)
-			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.prov.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.Within(t)
+			s.AssertCallbackRefused(http.StatusForbidden, "acme", attack.RawQuery, tt.cookies...)
 		})
 	}
 	// The state was left for its own browser; the victim's flow is intact.
-	if resp := s.deliver(s.callback, "acme", attack.RawQuery, st.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	if resp := s.Deliver("acme", attack.RawQuery, st.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("the state's own browser: %d %v", resp.StatusCode, resp.Headers)
 	}
-	if resp := s.deliver(s.callback, "acme", victim.callbackQuery, victim.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	if resp := s.Deliver("acme", victim.CallbackQuery, victim.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("the victim's own flow: %d %v", resp.StatusCode, resp.Headers)
 	}
 }
@@ -240,15 +224,15 @@ func TestS2_StateBoundToBrowser(t *testing.T) {
 func TestS7_NoPlainPKCE(t *testing.T) {
 	s := newStack(t)
 	for i := range 3 {
-		f := s.begin("s7-" + strconv.Itoa(i))
-		q := f.authURL.Query()
+		f := s.Begin("s7-" + strconv.Itoa(i))
+		q := f.AuthURL.Query()
 		if len(q["code_challenge_method"]) != 1 || q.Get("code_challenge_method") != "S256" {
 			t.Fatalf("code_challenge_method %q, want exactly S256", q["code_challenge_method"])
 		}
-		if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 			t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
 		}
-		if v := s.codeRequests(s.prov, f.code)[0].Params.Get("code_verifier"); v == "" || v == q.Get("code_challenge") {
+		if v := flowtest.CodeRequests(s.prov, f.Code)[0].Params.Get("code_verifier"); v == "" || v == q.Get("code_challenge") {
 			t.Fatal("the challenge is the verifier (plain)")
 		}
 	}
@@ -258,7 +242,7 @@ func TestS7_NoPlainPKCE(t *testing.T) {
 		{"pkce: plain", "    pkce: plain\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			s.assertCatalogRefused(base+tt.extra, "")
 		})
 	}
@@ -270,9 +254,9 @@ func TestS7_NoPlainPKCE(t *testing.T) {
 // callback — twice at once, then again — never sends it a second time.
 func TestS12_SameRedirectURIAndCodeRedeemedOnce(t *testing.T) {
 	s := newStack(t)
-	f := s.begin("s12")
-	resps := s.deliverAtOnce("acme", f.callbackQuery, f.cookie)
-	resps = append(resps, s.deliver(s.callback, "acme", f.callbackQuery, f.cookie), s.deliver(s.callback2, "acme", f.callbackQuery, f.cookie))
+	f := s.Begin("s12")
+	resps := s.deliverAtOnce("acme", f.CallbackQuery, f.Cookie)
+	resps = append(resps, s.Deliver("acme", f.CallbackQuery, f.Cookie), s.DeliverTo(via(s.callback2), "acme", f.CallbackQuery, f.Cookie))
 	ok := 0
 	for _, r := range resps {
 		if strings.Contains(r.Headers["Location"], "status=connected") {
@@ -281,11 +265,11 @@ func TestS12_SameRedirectURIAndCodeRedeemedOnce(t *testing.T) {
 			t.Errorf("replayed callback: %d %v", r.StatusCode, r.Headers)
 		}
 	}
-	reqs := s.codeRequests(s.prov, f.code)
+	reqs := flowtest.CodeRequests(s.prov, f.Code)
 	if ok != 1 || len(reqs) != 1 {
 		t.Fatalf("%d successes, code sent %d times; want 1 and 1", ok, len(reqs))
 	}
-	if got, want := reqs[0].Params.Get("redirect_uri"), f.authURL.Query().Get("redirect_uri"); got != want || want != baseURL+"/callback/acme" {
+	if got, want := reqs[0].Params.Get("redirect_uri"), f.AuthURL.Query().Get("redirect_uri"); got != want || want != baseURL+"/callback/acme" {
 		t.Fatalf("token request redirect_uri %q, authorization request %q", got, want)
 	}
 	if reqs[0].Status != http.StatusOK {
@@ -320,17 +304,17 @@ func TestS13_NoRedirectFollowedAndBoundedBody(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			id := "s13-" + strconv.Itoa(i)
 			h.reset(tt.mode)
-			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: returnTo})
-			back := s.consent(st.authURL)
+			st := s.Start(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: returnTo})
+			back := s.Consent(st.AuthURL)
 			fn := s.callback
 			if tt.fn != nil {
 				fn = tt.fn()
 			}
 			start := time.Now()
-			resp := s.deliver(fn, tt.provider, back.RawQuery, st.cookie)
+			resp := s.DeliverTo(via(fn), tt.provider, back.RawQuery, st.Cookie)
 			took := time.Since(start)
 			loc, _ := url.Parse(resp.Headers["Location"])
 			if resp.StatusCode != http.StatusFound || loc == nil || loc.Query().Get("error") != "provider_unavailable" {
@@ -363,10 +347,10 @@ func TestS17_OnlyCodeFlow(t *testing.T) {
 		scopes []string
 		want   string
 	}{{nil, "read"}, {[]string{"read"}, "read"}, {[]string{"read", "write"}, "read write"}} {
-		st := s.secConnect(signing.Link{Provider: "acme", ConnectionID: "s17", ReturnTo: returnTo, Scopes: tt.scopes})
-		q := st.authURL.Query()
+		st := s.Start(signing.Link{Provider: "acme", ConnectionID: "s17", ReturnTo: returnTo, Scopes: tt.scopes})
+		q := st.AuthURL.Query()
 		if len(q["response_type"]) != 1 || q.Get("response_type") != "code" || q.Has("response_mode") {
-			t.Fatalf("authorization URL %s: want exactly response_type=code", st.authURL)
+			t.Fatalf("authorization URL %s: want exactly response_type=code", st.AuthURL)
 		}
 		if q.Get("scope") != tt.want {
 			t.Errorf("link scopes %v: scope %q, want %q", tt.scopes, q.Get("scope"), tt.want)
@@ -374,18 +358,18 @@ func TestS17_OnlyCodeFlow(t *testing.T) {
 	}
 	for _, grant := range []string{"implicit", "password", "token"} {
 		t.Run("link asks for "+grant, func(t *testing.T) {
-			s.within(t)
-			snap := s.snapshot()
-			resp := s.connect("acme", s.signed(signing.Link{Provider: "acme", ConnectionID: "s17-" + grant, ReturnTo: returnTo, Grant: grant}), nil)
+			s.Within(t)
+			snap := s.Snapshot()
+			resp := s.Connect("acme", s.Sign(signing.Link{Provider: "acme", ConnectionID: "s17-" + grant, ReturnTo: returnTo, Grant: grant}))
 			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
 				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
 			}
-			s.assertUnchanged(snap)
+			s.AssertUnchanged(snap)
 		})
 	}
 	for _, grants := range []string{"[implicit]", "[password]", "[authorization_code, implicit]"} {
 		t.Run("catalog declares "+grants, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			s.assertCatalogRefused("  flows:\n    authorization_url: https://flows.example/authorize\n    token_url: https://flows.example/token\n    grant_types: "+grants+"\n", "not allowed")
 		})
 	}
@@ -413,7 +397,7 @@ func TestS18_RedirectURIFromConfig(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			id := "s18-" + strconv.Itoa(i)
 			edit := func(ev *events.APIGatewayV2HTTPRequest) {
 				maps.Copy(ev.Headers, tt.headers)
@@ -421,30 +405,19 @@ func TestS18_RedirectURIFromConfig(t *testing.T) {
 					ev.RequestContext.DomainName, ev.RequestContext.DomainPrefix = "evil.example", "evil"
 				}
 			}
-			resp := invoke(t, s.authorize, sampleevent.Load(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-				sampleevent.SetQuery(ev, "acme", "connect", s.signed(signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo}))
-				edit(ev)
-			}))
-			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-				t.Fatalf("authorize: %d %s", resp.StatusCode, resp.Body)
-			}
-			authURL, _ := url.Parse(resp.Headers["Location"])
-			if got := authURL.Query().Get("redirect_uri"); got != want {
+			st := s.Start(signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo}, edit)
+			if got := st.AuthURL.Query().Get("redirect_uri"); got != want {
 				t.Fatalf("redirect_uri %q, want %q", got, want)
 			}
-			cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-			s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
-			back := s.consent(authURL)
-			cb := invoke(t, s.callback, sampleevent.Load(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-				sampleevent.SetQuery(ev, "acme", "callback", back.RawQuery)
-				ev.Cookies = []string{cookie}
-				edit(ev)
-			}))
-			assertFinal(t, cb.Headers, id)
+			back := s.Consent(st.AuthURL)
+			ev := s.CallbackRequest("acme", back.RawQuery, st.Cookie)
+			edit(&ev)
+			cb := s.Callback(t, ev)
+			s.AssertConnected(cb.Headers, id)
 			if !strings.HasPrefix(cb.Headers["Location"], appOrigin+"/") {
 				t.Fatalf("final redirect %q", cb.Headers["Location"])
 			}
-			reqs := s.codeRequests(s.prov, back.Query().Get("code"))
+			reqs := flowtest.CodeRequests(s.prov, back.Query().Get("code"))
 			if len(reqs) != 1 || reqs[0].Params.Get("redirect_uri") != want {
 				t.Fatalf("token request redirect_uri %v, want %q", reqs, want)
 			}
@@ -466,12 +439,9 @@ func TestS19_ProviderURLsAndParams(t *testing.T) {
 		return signing.Link{Provider: "getresponse360", ConnectionID: "s19", ReturnTo: returnTo, Params: params, Expires: time.Now().Add(time.Hour)}
 	}
 	// The control: a customer domain that fits the pattern.
-	resp := s.connect("getresponse360", s.signed(link(map[string]string{"domain": gr360Domain, "region": "pl"})), nil)
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Headers["Location"], srv.URL+"/"+gr360Domain+"/") {
-		t.Fatalf("control: %d %v", resp.StatusCode, resp.Headers)
+	if st := s.Start(link(map[string]string{"domain": gr360Domain, "region": "pl"})); !strings.HasPrefix(st.AuthURL.String(), srv.URL+"/"+gr360Domain+"/") {
+		t.Fatalf("control: authorization URL %s", st.AuthURL)
 	}
-	au, _ := url.Parse(resp.Headers["Location"])
-	s.remember(au.Query().Get("state"), strings.SplitN(strings.SplitN(resp.Cookies[0], ";", 2)[0], "=", 2)[1])
 
 	tests := []struct {
 		name   string
@@ -491,15 +461,15 @@ func TestS19_ProviderURLsAndParams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
-			snap, before := s.snapshot(), len(srv.Requests())
+			s.Within(t)
+			snap, before := s.Snapshot(), len(srv.Requests())
 			// Signed with the documented algorithm, so that values the
 			// signing library itself refuses still reach authorize.
-			resp := s.connect("getresponse360", s.rawLink(link(tt.params)), nil)
+			resp := s.Connect("getresponse360", s.RawLink(link(tt.params)))
 			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
 				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
 			}
-			s.assertUnchanged(snap)
+			s.AssertUnchanged(snap)
 			if len(srv.Requests()) != before {
 				t.Fatal("the provider was contacted")
 			}
@@ -511,7 +481,7 @@ func TestS19_ProviderURLsAndParams(t *testing.T) {
 		{"http on a link-local address", "https://plainhttp.example/authorize", "http://169.254.169.254/token"},
 	} {
 		t.Run("catalog with "+tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			s.assertCatalogRefused("  plainhttp:\n    authorization_url: "+tt.authURL+"\n    token_url: "+tt.tokenURL+"\n    grant_types: [authorization_code]\n", "must be https")
 		})
 	}
@@ -524,8 +494,8 @@ func TestS19_ProviderURLsAndParams(t *testing.T) {
 // one request, and the next sweeps send none.
 func TestS21_OneWriterPerConnection(t *testing.T) {
 	s := newStack(t)
-	f := s.begin("s21")
-	if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	f := s.Begin("s21")
+	if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
 	}
 	second := s.extraFunction("./functions/refresh", map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"})
@@ -534,7 +504,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 	}
 
 	s.makeDue("s21")
-	c0 := s.connOf("acme", "s21")
+	c0 := s.ConnOf("acme", "s21")
 	before := s.prov.TokenRequests()
 	s.prov.Delay(time.Second) // the first refresher holds its lease while the second looks
 	sums := make([]map[string]int, 2)
@@ -553,7 +523,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 	if n := s.prov.TokenRequests() - before; n != 1 || sums[0]["refreshed"]+sums[1]["refreshed"] != 1 {
 		t.Fatalf("two concurrent sweeps: %d token requests, summaries %v %v; want 1 request, 1 refresh", n, sums[0], sums[1])
 	}
-	c1 := s.connOf("acme", "s21")
+	c1 := s.ConnOf("acme", "s21")
 	if c1.RefreshToken == c0.RefreshToken || !s.prov.ValidRefresh(c1.RefreshToken) || s.prov.ValidRefresh(c0.RefreshToken) ||
 		!s.prov.Valid(c1.AccessToken) || c1.Version <= c0.Version {
 		t.Fatalf("after the refresh: rotated %v, new valid %v, old valid %v, version %d→%d",
@@ -573,7 +543,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 	if n := s.prov.TokenRequests() - before; n != 1 {
 		t.Fatalf("%d token requests for invalid_grant, want 1 (no retries)", n)
 	}
-	c2 := s.connOf("acme", "s21")
+	c2 := s.ConnOf("acme", "s21")
 	if c2.Status != store.StatusNeedsReauth || !c2.RefreshDue.IsZero() || c2.RefreshToken != c1.RefreshToken {
 		t.Fatalf("after invalid_grant %+v", redact(c2))
 	}
@@ -732,77 +702,20 @@ func (h *hostileEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ---------------------------------------------------------------------------
 // Helpers
 
-// within makes t (a subtest) the stack's test until t ends, so that the
-// stack's helpers fail the subtest that called them.
-func (s *stack) within(t *testing.T) {
-	prev := s.t
-	s.t = t
-	t.Cleanup(func() { s.t = prev })
-}
-
-// started is an authorize answer as the browser holds it.
-type started struct {
-	resp    events.APIGatewayV2HTTPResponse
-	authURL *url.URL
-	state   string
-	cookie  string // name=value of the binding cookie
-}
-
-func (st started) stateID() string { return signing.Hash(strings.Split(st.state, ".")[1]) }
-
-func (f flow) stateID() string { return signing.Hash(strings.Split(f.state, ".")[1]) }
-
-// secConnect runs authorize for a browser link and checks it answered a
-// redirect to the provider with a binding cookie.
-func (s *stack) secConnect(l signing.Link) started {
-	s.t.Helper()
-	resp := s.connect(l.Provider, s.signed(l), nil)
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		s.t.Fatalf("authorize %s: %d %v %s", l.Provider, resp.StatusCode, resp.Cookies, resp.Body)
-	}
-	authURL, err := url.Parse(resp.Headers["Location"])
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-	st := started{resp: resp, authURL: authURL, state: authURL.Query().Get("state"), cookie: cookie}
-	s.remember(st.state, strings.SplitN(cookie, "=", 2)[1])
-	return st
-}
-
-// plantState records an acme state for connectionID as authorize would,
-// with the given signed and recorded expiries, and returns the state value
-// and the browser's cookie.
-func (s *stack) plantState(signedExp, recordedExp time.Time, ret, connectionID string) (value, cookie string) {
-	s.t.Helper()
-	ttl := 10 * time.Minute
-	st, err := signing.NewState(s.keys, "acme", signedExp.Add(-ttl), ttl)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	binding, _ := signing.RandomString(32)
-	if err := s.store.PutState(context.Background(), store.StateRecord{ID: st.ID, Provider: "acme", ConnectionID: connectionID,
-		ReturnTo: ret, Grant: "authorization_code", BindingHash: signing.Hash(binding), ExpiresAt: recordedExp}); err != nil {
-		s.t.Fatal(err)
-	}
-	s.remember(st.Value, binding)
-	return st.Value, httpapi.BindingCookieName(st.ID) + "=" + binding
-}
-
 // deliverAtOnce sends the same callback to both callback instances at the
 // same moment.
 func (s *stack) deliverAtOnce(provider, query string, cookies ...string) []events.APIGatewayV2HTTPResponse {
-	s.t.Helper()
+	s.T.Helper()
 	out := make([]events.APIGatewayV2HTTPResponse, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for i, fn := range []*lambdarie.Function{s.callback, s.callback2} {
-		ev := sampleevent.Load(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		ev := sampleevent.Load(s.T, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
 			sampleevent.SetQuery(ev, provider, "callback", query)
 			ev.Cookies = cookies
 		})
 		wg.Go(func() {
-			raw, err := fn.Invoke(s.t.Context(), ev)
+			raw, err := fn.Invoke(s.T.Context(), ev)
 			if err == nil {
 				err = json.Unmarshal(raw, &out[i])
 			}
@@ -812,89 +725,22 @@ func (s *stack) deliverAtOnce(provider, query string, cookies ...string) []event
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			s.t.Fatal(err)
+			s.T.Fatal(err)
 		}
 	}
 	return out
-}
-
-// codeRequests returns the token requests srv received carrying code.
-func (s *stack) codeRequests(srv *providertest.Server, code string) []providertest.Recorded {
-	var out []providertest.Recorded
-	for _, r := range srv.Requests() {
-		if r.Params.Get("code") == code && code != "" {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// snapshot returns every item of the stack's table, rendered as JSON and
-// keyed by pk and sk.
-func (s *stack) snapshot() map[string]string {
-	s.t.Helper()
-	out := map[string]string{}
-	var startKey map[string]types.AttributeValue
-	for {
-		page, err := s.ddb.Scan(context.Background(), &dynamodb.ScanInput{TableName: &s.table, ExclusiveStartKey: startKey, ConsistentRead: aws.Bool(true)})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		for _, item := range page.Items {
-			var m map[string]any
-			if err := attributevalue.UnmarshalMap(item, &m); err != nil {
-				s.t.Fatal(err)
-			}
-			b, _ := json.Marshal(m)
-			out[m["pk"].(string)+"|"+m["sk"].(string)] = string(b)
-		}
-		if startKey = page.LastEvaluatedKey; len(startKey) == 0 {
-			return out
-		}
-	}
-}
-
-// assertUnchanged fails unless the table holds exactly the items of before.
-func (s *stack) assertUnchanged(before map[string]string) {
-	s.t.Helper()
-	after := s.snapshot()
-	var diff []string
-	for k, v := range after {
-		if before[k] != v {
-			diff = append(diff, "written: "+k)
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			diff = append(diff, "deleted: "+k)
-		}
-	}
-	if len(diff) > 0 {
-		sort.Strings(diff)
-		s.t.Fatalf("the table changed: %v", diff)
-	}
 }
 
 // stateItem returns the raw state record with this id (string and number
 // attributes only), or nil.
 func (s *stack) stateItem(id string) map[string]string {
-	s.t.Helper()
-	out, err := s.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{
-		TableName:      &s.table,
-		ConsistentRead: aws.Bool(true),
-		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: "state#" + id},
-			"sk": &types.AttributeValueMemberS{Value: "state"},
-		},
-	})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if out.Item == nil {
+	s.T.Helper()
+	item := s.aws.Item(s.T, store.StateRecordKey(id), "state")
+	if item == nil {
 		return nil
 	}
 	m := map[string]string{}
-	for k, v := range out.Item {
+	for k, v := range item {
 		switch v := v.(type) {
 		case *types.AttributeValueMemberS:
 			m[k] = v.Value
@@ -905,36 +751,11 @@ func (s *stack) stateItem(id string) map[string]string {
 	return m
 }
 
-// rawLink signs l as README's "Starting a connection" describes —
-// HMAC-SHA256 under the keys secret's current key over Link.Canonical —
-// without the signing library's own checks, so that values it refuses
-// reach authorize in a correctly signed link.
-func (s *stack) rawLink(l signing.Link) string {
-	mac := hmac.New(sha256.New, []byte(keyMaterial))
-	mac.Write([]byte(l.Canonical("k1")))
-	sig := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-	s.remember(sig)
-	q := url.Values{"connection_id": {l.ConnectionID}, "exp": {strconv.FormatInt(l.Expires.Unix(), 10)}, "kid": {"k1"}, "sig": {sig}}
-	if l.ReturnTo != "" {
-		q.Set("return_to", l.ReturnTo)
-	}
-	if len(l.Scopes) > 0 {
-		q.Set("scope", strings.Join(l.Scopes, " "))
-	}
-	if l.Grant != "" {
-		q.Set("grant", l.Grant)
-	}
-	for k, v := range l.Params {
-		q.Set(signing.ParamPrefix+k, v)
-	}
-	return q.Encode()
-}
-
 // extraFunction starts one more instance of pkg with the stack's
 // environment and these overrides. It joins the stack's retired functions,
 // whose logs the stack's log check (S22) searches when the test ends.
 func (s *stack) extraFunction(pkg string, env map[string]string) *lambdarie.Function {
-	s.t.Helper()
+	s.T.Helper()
 	e := maps.Clone(s.refreshEnv) // the stack's environment (and a timeout, which env may override)
 	maps.Copy(e, env)
 	fn := lambdarie.Start(s.root, lambdarie.Build(s.root, pkg), e)
@@ -947,19 +768,16 @@ func (s *stack) extraFunction(pkg string, env map[string]string) *lambdarie.Func
 // start: the invoke fails and the log names a configuration error
 // containing reason.
 func (s *stack) assertCatalogRefused(entry, reason string) {
-	s.t.Helper()
-	file := filepath.Join(s.t.TempDir(), "providers.yaml")
-	if err := os.WriteFile(file, []byte("providers:\n"+entry), 0o600); err != nil {
-		s.t.Fatal(err)
-	}
+	s.T.Helper()
+	file := testcatalog.File(s.T, []byte("providers:\n"+entry))
 	fn := s.extraFunction("./functions/authorize", map[string]string{"PROVIDERS_FILE": file, "AWS_LAMBDA_FUNCTION_TIMEOUT": "10"})
-	ev := sampleevent.Load(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		sampleevent.SetQuery(ev, "acme", "connect", s.link("refused", returnTo, nil, time.Now().Add(time.Hour)))
+	ev := sampleevent.Load(s.T, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		sampleevent.SetQuery(ev, "acme", "connect", s.Link("refused", returnTo, nil, time.Now().Add(time.Hour)))
 	})
-	out, err := fn.Invoke(s.t.Context(), ev)
+	out, err := fn.Invoke(s.T.Context(), ev)
 	var fe *lambdarie.FunctionError
 	if !errors.As(err, &fe) {
-		s.t.Fatalf("a function with this catalog started and answered: %s (%v)", out, err)
+		s.T.Fatalf("a function with this catalog started and answered: %s (%v)", out, err)
 	}
 	// The emulator may answer before it has passed on the function's last
 	// output.
@@ -969,7 +787,7 @@ func (s *stack) assertCatalogRefused(entry, reason string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("want a configuration error naming %q; logs:\n%s", reason, logs)
+			s.T.Fatalf("want a configuration error naming %q; logs:\n%s", reason, logs)
 		}
 	}
 }
@@ -980,52 +798,6 @@ func (s *stack) provServer(name string) *providertest.Server {
 		return s.prov
 	}
 	return s.server(name)
-}
-
-// sweep runs one scheduled refresh on fn.
-func sweep(ctx context.Context, fn *lambdarie.Function) (map[string]int, error) {
-	root, err := lambdarie.ModuleRoot()
-	if err != nil {
-		return nil, err
-	}
-	ev, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
-	if err != nil {
-		return nil, err
-	}
-	out, err := fn.Invoke(ctx, ev)
-	if err != nil {
-		return nil, err
-	}
-	var sum map[string]int
-	if err := json.Unmarshal(out, &sum); err != nil {
-		return nil, errors.New("refresh summary: " + string(out))
-	}
-	return sum, nil
-}
-
-// flipSegment changes one character in the middle of the i-th dot-separated
-// part of a state (kid.nonce.exp.sig) to another of the same alphabet, so
-// that the state stays well formed and only its integrity is broken.
-func flipSegment(state string, i int) string {
-	parts := strings.Split(state, ".")
-	if i >= len(parts) {
-		return state
-	}
-	b := []byte(parts[i])
-	j := len(b) / 2
-	switch c := b[j]; {
-	case c >= '0' && c <= '9':
-		b[j] = '0' + (c-'0'+1)%10
-		if j == 0 && b[j] == '0' {
-			b[j] = '1'
-		}
-	case c == 'A':
-		b[j] = 'B'
-	default:
-		b[j] = 'A'
-	}
-	parts[i] = string(b)
-	return strings.Join(parts, ".")
 }
 
 // cookieAttr returns the value of a Set-Cookie attribute ("" if absent).

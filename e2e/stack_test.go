@@ -8,30 +8,25 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"maps"
-	"net/http"
+	"errors"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
-	"github.com/oauthbroker/oauthbroker/shared/setup"
-	"github.com/oauthbroker/oauthbroker/shared/signing"
-	"github.com/oauthbroker/oauthbroker/shared/store"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
@@ -43,29 +38,25 @@ const (
 	returnTo  = appOrigin + "/connected?tab=integrations"
 	clientID  = "acme-client-id"
 	eventBus  = "oauthbroker-test-events"
-	// allEvents is the README's rule pattern with every detail-type.
-	allEvents = `{"source":["oauthbroker"],"detail-type":["oauthbroker.connection.created","oauthbroker.connection.recovered",` +
-		`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted"]}`
 	// Test credentials: the log check searches every function log for them.
 	clientSecret = "acme-client-secret-Zq81"
 	keyMaterial  = "test-signing-key-0123456789abcdef0123456789"
+	otherSecret  = "other-secret-Pw2"
 )
 
-// stack is one deployment of the product on local parts.
+// stack is one deployment of the product on local parts, and a browser
+// walking its connect flow.
 type stack struct {
-	t         *testing.T
-	ddb       *dynamodb.Client
-	table     string
-	store     *dynamo.Store
-	kms       *localkms.Server
-	prov      *providertest.Server
-	keys      *signing.Keyset
-	authorize *lambdarie.Function
-	callback  *lambdarie.Function
-	callback2 *lambdarie.Function // a second instance, for concurrent callbacks
-	slowCB    *lambdarie.Function // a callback with a 3 s Lambda timeout
-	refresh   *lambdarie.Function
-	token     *lambdarie.Function // the app's token and delete routes
+	*flowtest.Browser                 // its T is the test the stack's helpers fail
+	aws               *awsstack.Stack // the AWS side: table, key, secrets, bus, env
+	store             *dynamo.Store
+	prov              *providertest.Server
+	authorize         *lambdarie.Function
+	callback          *lambdarie.Function
+	callback2         *lambdarie.Function // a second instance, for concurrent callbacks
+	slowCB            *lambdarie.Function // a callback with a 3 s Lambda timeout
+	refresh           *lambdarie.Function
+	token             *lambdarie.Function // the app's token and delete routes
 	// events receives every lifecycle event the functions put on eventBus.
 	events *moto.Subscriber
 	// retired are refresh instances replaced by newRefreshInstance; their
@@ -91,12 +82,18 @@ type extraProvider struct {
 	srv    *providertest.Server
 }
 
-// remember notes values that must never appear in a log.
+// remember notes values that must never appear in a log: this test
+// binary's (logcheck) or a function's.
 func (s *stack) remember(values ...string) {
+	registerS22(values...)
+	s.note(values...)
+}
+
+// note adds values to those the functions' logs are searched for.
+func (s *stack) note(values ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seen = append(s.seen, values...)
-	registerS22(values...)
 }
 
 func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
@@ -105,9 +102,6 @@ func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
 // stack's BASE_URL-derived redirect URI rule before the functions start.
 func newStackWith(t *testing.T, extras func(redirectURI func(provider string) string) []extraProvider) *stack {
 	t.Helper()
-	ddb := dynalite.Shared(t)
-	table := dynalite.NewTable(t, ddb.Client)
-
 	prov := providertest.New(t, providertest.Config{
 		ClientID:            clientID,
 		ClientSecret:        clientSecret,
@@ -119,96 +113,53 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		AccessTokenTTL:      time.Hour,
 		RotateRefreshTokens: true,
 	})
-
-	dir := t.TempDir()
 	catalog := "providers:\n" +
 		"  acme:\n    display_name: Acme\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
 		"\n    revocation_url: " + prov.RevokeURL() +
 		"\n    grant_types: [authorization_code, refresh_token]\n    client_auth: basic\n    token_request: form\n    default_scopes: [read]\n" +
 		"  other:\n    authorization_url: " + prov.AuthorizeURL() + "\n    token_url: " + prov.TokenURL() +
 		"\n    grant_types: [authorization_code]\n"
+	secretSet := testsecrets.Set{SigningKey: keyMaterial, Clients: map[string]testsecrets.Client{
+		"acme":  {ID: clientID, Secret: clientSecret},
+		"other": {ID: "other-id", Secret: otherSecret},
+	}}
 	var extra []extraProvider
 	if extras != nil {
 		extra = extras(func(p string) string { return baseURL + "/callback/" + p })
 	}
 	for _, e := range extra {
 		catalog += e.entry
+		secretSet.Clients[e.name] = testsecrets.Client{ID: e.id, Secret: e.secret}
 	}
-	providersFile := filepath.Join(dir, "providers.yaml")
-	if err := os.WriteFile(providersFile, []byte(catalog), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMaterial)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kms := localkms.Start(t)
-	// Secrets Manager and EventBridge: an account of the stack's own on
-	// moto, which (unlike AWS) refuses events for a bus that does not
-	// exist, so a misnamed bus fails here.
-	acct := moto.Shared(t).NewAccount(t)
-	acct.CreateBus(t, eventBus)
-	events := acct.Subscribe(t, eventBus, allEvents)
-	acct.PutSecret(t, "oauthbroker/keys", `{"current_kid":"k1","k1":"`+keyMaterial+`"}`)
-	acct.PutSecret(t, "oauthbroker/provider/acme", `{"client_id":"`+clientID+`","client_secret":"`+clientSecret+`"}`)
-	acct.PutSecret(t, "oauthbroker/provider/other", `{"client_id":"other-id","client_secret":"other-secret-Pw2"}`)
-	for _, e := range extra {
-		b, _ := json.Marshal(map[string]string{"client_id": e.id, "client_secret": e.secret})
-		acct.PutSecret(t, "oauthbroker/provider/"+e.name, string(b))
-	}
-
-	env := acct.Env()
-	maps.Copy(env, map[string]string{
-		"TABLE_NAME":                table,
-		"BASE_URL":                  baseURL,
-		"RETURN_ORIGINS":            appOrigin,
-		"PROVIDERS_FILE":            providersFile,
-		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
-		"TOKEN_KEY_ID":              kms.KeyARN,
-		"AWS_ENDPOINT_URL_KMS":      kms.Endpoint,
-		"EVENT_BUS_NAME":            eventBus,
-	})
+	aws := awsstack.New(t, awsstack.Config{Bus: eventBus, Secrets: secretSet, Catalog: catalog, BaseURL: baseURL, ReturnOrigins: appOrigin})
 	// The callback's provider call must end before a 3 s Lambda timeout;
 	// the refresh function gets a minute, as a sweep only starts a
 	// connection with 20 s to spare (production: 300 s).
-	slow := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"}
-	sweeper := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"}
-	tokenEnv := map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "25"} // as in template.yaml
-	for k, v := range env {
-		slow[k], sweeper[k], tokenEnv[k] = v, v, v
-	}
+	sweeper := aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "60"})
 	cb := lambdarie.Build(t, "./functions/callback")
 	rf := lambdarie.Build(t, "./functions/refresh")
 	s := &stack{
-		t:         t,
-		ddb:       ddb.Client,
-		table:     table,
-		store:     storeFor(ddb, kms, table),
-		kms:       kms,
+		aws:       aws,
+		store:     aws.Store(),
 		prov:      prov,
 		extra:     extra,
-		keys:      keys,
-		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), env),
-		callback:  lambdarie.Start(t, cb, env),
-		callback2: lambdarie.Start(t, cb, env),
-		slowCB:    lambdarie.Start(t, cb, slow),
+		authorize: lambdarie.Start(t, lambdarie.Build(t, "./functions/authorize"), aws.Env),
+		callback:  lambdarie.Start(t, cb, aws.Env),
+		callback2: lambdarie.Start(t, cb, aws.Env),
+		slowCB:    lambdarie.Start(t, cb, aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "3"})),
 		refresh:   lambdarie.Start(t, rf, sweeper),
-		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), tokenEnv),
-		events:    events,
+		token:     lambdarie.Start(t, lambdarie.Build(t, "./functions/token"), aws.EnvWith(map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "25"})), // as in template.yaml
+		events:    aws.Account.Subscribe(t, eventBus, awsstack.AllEvents),
 
 		refreshEnv:   sweeper,
 		refreshBuild: rf,
 		root:         t,
 	}
+	s.Browser = &flowtest.Browser{T: t, Authorize: via(s.authorize), Callback: via(s.callback),
+		Keys: secretSet.Keyset(t), SigningKey: keyMaterial, Provider: prov, Store: s.store, Items: aws.Items,
+		BindingCookieName: httpapi.BindingCookieName, ReturnTo: returnTo, Remember: s.note}
 	t.Cleanup(s.checkLogs)
 	return s
-}
-
-// storeFor returns a store sealing as the functions do (shared/setup), for
-// reading and checking what they store.
-func storeFor(ddb *dynalite.Server, kms *localkms.Server, table string) *dynamo.Store {
-	return setup.Store(ddb.Client, kms.Client, setup.Env{TableName: table, TokenKeyID: kms.KeyARN})
 }
 
 // newRefreshInstance replaces the refresh function by a fresh execution
@@ -220,7 +171,7 @@ func (s *stack) newRefreshInstance() {
 
 // checkLogs fails the test if any function printed a credential (S22).
 func (s *stack) checkLogs() {
-	secretsSeen := []string{clientSecret, keyMaterial, "other-secret-Pw2"}
+	secretsSeen := []string{clientSecret, keyMaterial, otherSecret}
 	servers := []*providertest.Server{s.prov}
 	for _, e := range s.extra {
 		secretsSeen = append(secretsSeen, e.secret, url.QueryEscape(e.secret))
@@ -239,18 +190,30 @@ func (s *stack) checkLogs() {
 		logs := fn.Logs()
 		for _, secret := range secretsSeen {
 			if secret != "" && strings.Contains(logs, secret) {
-				s.t.Errorf("%s logged a credential (%.6s…)", fn.Name(), secret)
+				s.T.Errorf("%s logged a credential (%.6s…)", fn.Name(), secret)
 			}
 		}
 		for _, marker := range []string{"state=", "code=", "sig="} {
 			if strings.Contains(logs, marker) {
-				s.t.Errorf("%s logged %q", fn.Name(), marker)
+				s.T.Errorf("%s logged %q", fn.Name(), marker)
 			}
 		}
 	}
 }
 
-func invoke(t *testing.T, fn *lambdarie.Function, ev []byte) events.APIGatewayV2HTTPResponse {
+// via is fn as the browser's handler.
+func via(fn *lambdarie.Function) flowtest.Handler {
+	return func(t testing.TB, ev events.APIGatewayV2HTTPRequest) events.APIGatewayV2HTTPResponse {
+		t.Helper()
+		raw, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return invoke(t, fn, raw)
+	}
+}
+
+func invoke(t testing.TB, fn *lambdarie.Function, ev []byte) events.APIGatewayV2HTTPResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -265,103 +228,32 @@ func invoke(t *testing.T, fn *lambdarie.Function, ev []byte) events.APIGatewayV2
 	return resp
 }
 
-// link signs a connect link for connectionID.
-func (s *stack) link(connectionID, ret string, scopes []string, exp time.Time) string {
-	q, err := signing.SignLink(s.keys, signing.Link{Provider: "acme", ConnectionID: connectionID, ReturnTo: ret, Scopes: scopes, Expires: exp})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	v, _ := url.ParseQuery(q)
-	s.remember(v.Get("sig"))
-	return q
-}
-
-// connect invokes authorize with a connect query.
-func (s *stack) connect(provider, rawQuery string, headers map[string]string) events.APIGatewayV2HTTPResponse {
-	return invoke(s.t, s.authorize, sampleevent.Load(s.t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		sampleevent.SetQuery(ev, provider, "connect", rawQuery)
-		for k, v := range headers {
-			ev.Headers[k] = v
-		}
-	}))
-}
-
-// flow is a started authorization: what the browser holds when it comes
-// back from the provider.
-type flow struct {
-	callbackQuery string // code=…&state=… as the provider sent it
-	state, code   string
-	cookie        string // name=value of the binding cookie
-	authURL       *url.URL
-}
-
-// begin runs authorize and the provider's consent for connectionID.
-func (s *stack) begin(connectionID string) flow {
-	s.t.Helper()
-	resp := s.connect("acme", s.link(connectionID, returnTo, nil, time.Now().Add(time.Hour)), nil)
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		s.t.Fatalf("authorize: %d %v %s", resp.StatusCode, resp.Cookies, resp.Body)
-	}
-	authURL, err := url.Parse(resp.Headers["Location"])
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-	s.remember(authURL.Query().Get("state"), strings.SplitN(cookie, "=", 2)[1])
-	back := s.consent(authURL)
-	return flow{callbackQuery: back.RawQuery, state: back.Query().Get("state"), code: back.Query().Get("code"), cookie: cookie, authURL: authURL}
-}
-
-// consent is the user approving at the provider: it returns where the
-// provider redirects the browser.
-func (s *stack) consent(authURL *url.URL) *url.URL {
-	s.t.Helper()
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := hc.Get(authURL.String())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		s.t.Fatalf("provider authorize: %d", resp.StatusCode)
-	}
-	u, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return u
-}
-
-// deliver invokes a callback function with the browser's query and cookies.
-func (s *stack) deliver(fn *lambdarie.Function, provider, rawQuery string, cookies ...string) events.APIGatewayV2HTTPResponse {
-	return invoke(s.t, fn, sampleevent.Load(s.t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
-		sampleevent.SetQuery(ev, provider, "callback", rawQuery)
-		ev.Cookies = cookies
-	}))
-}
-
-func (s *stack) conn(id string) (store.Connection, error) {
-	return s.store.GetConnection(context.Background(), "acme", id)
-}
-
 // makeDue moves an acme connection's refresh time into the past, as if
 // the clock had advanced to it.
 func (s *stack) makeDue(id string) { s.dueNow("acme", id) }
 
 func (s *stack) runRefresh() map[string]int {
-	s.t.Helper()
-	root, _ := lambdarie.ModuleRoot()
-	ev, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	s.T.Helper()
+	sum, err := sweep(s.T.Context(), s.refresh)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatalf("refresh: %v", err)
 	}
-	out, err := s.refresh.Invoke(s.t.Context(), ev)
+	return sum
+}
+
+// sweep runs one scheduled refresh on fn.
+func sweep(ctx context.Context, fn *lambdarie.Function) (map[string]int, error) {
+	ev, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
-		s.t.Fatalf("refresh: %v", err)
+		return nil, err
+	}
+	out, err := fn.Invoke(ctx, ev)
+	if err != nil {
+		return nil, err
 	}
 	var sum map[string]int
 	if err := json.Unmarshal(out, &sum); err != nil {
-		s.t.Fatalf("refresh summary %s: %v", out, err)
+		return nil, errors.New("refresh summary: " + string(out))
 	}
-	return sum
+	return sum, nil
 }

@@ -21,12 +21,12 @@ import (
 // tokenCall invokes the token function as API Gateway would after IAM
 // authorization: GET …/token (with rawQuery) or DELETE on the connection.
 func (s *stack) tokenCall(method, provider, id, rawQuery string) events.APIGatewayV2HTTPResponse {
-	s.t.Helper()
+	s.T.Helper()
 	file, path := "token.json", "/connections/"+provider+"/"+id+"/token"
 	if method == http.MethodDelete {
 		file, path = "delete.json", "/connections/"+provider+"/"+id
 	}
-	return invoke(s.t, s.token, sampleevent.Load(s.t, file, func(ev *events.APIGatewayV2HTTPRequest) {
+	return invoke(s.T, s.token, sampleevent.Load(s.T, file, func(ev *events.APIGatewayV2HTTPRequest) {
 		ev.PathParameters = map[string]string{"provider": provider, "connection_id": id}
 		ev.RawPath, ev.RequestContext.HTTP.Path = path, path
 		ev.RawQueryString = rawQuery
@@ -35,14 +35,14 @@ func (s *stack) tokenCall(method, provider, id, rawQuery string) events.APIGatew
 
 // connectAcme runs a whole acme connect for id through the functions.
 func (s *stack) connectAcme(id string) store.Connection {
-	s.t.Helper()
-	f := s.begin(id)
-	if resp := s.deliver(s.callback, "acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
-		s.t.Fatalf("connect %s: %d %v", id, resp.StatusCode, resp.Headers)
+	s.T.Helper()
+	f := s.Begin(id)
+	if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		s.T.Fatalf("connect %s: %d %v", id, resp.StatusCode, resp.Headers)
 	}
-	c, err := s.conn(id)
+	c, err := s.Conn(id)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	return c
 }
@@ -142,7 +142,7 @@ func TestTokenFunction(t *testing.T) {
 		if prov.TokenRequests() != before+1 || b.AccessToken == c.AccessToken || !prov.Valid(b.AccessToken) {
 			t.Fatalf("due token: %d requests, new token %v", prov.TokenRequests()-before, b.AccessToken != c.AccessToken)
 		}
-		stored, _ := s.conn("tok-1")
+		stored, _ := s.Conn("tok-1")
 		if stored.AccessToken != b.AccessToken || !stored.Lease.Free(time.Now()) || stored.RefreshDue.Before(time.Now()) {
 			t.Errorf("after an on-demand renewal the store holds another token, a lease or a due refresh")
 		}
@@ -158,7 +158,7 @@ func TestTokenFunction(t *testing.T) {
 		if prov.Valid(c.AccessToken) && c.RefreshToken != "" && prov.ValidRefresh(c.RefreshToken) {
 			t.Error("the rotated refresh token is still valid")
 		}
-		c, _ = s.conn("tok-1")
+		c, _ = s.Conn("tok-1")
 		decodeToken(t, s.tokenCall(http.MethodGet, "acme", "tok-1", "force_refresh=false"))
 		if prov.TokenRequests() != before+1 {
 			t.Error("force_refresh=false renewed")
@@ -172,7 +172,7 @@ func TestTokenFunction(t *testing.T) {
 		if ra, err := strconv.Atoi(resp.Headers["Retry-After"]); err != nil || ra < 1 {
 			t.Errorf("Retry-After %q", resp.Headers["Retry-After"])
 		}
-		stored, _ := s.conn("tok-1")
+		stored, _ := s.Conn("tok-1")
 		if stored.AccessToken != c.AccessToken || stored.RefreshToken != c.RefreshToken || stored.Status != store.StatusConnected || stored.FailureClass != "unavailable" || stored.FailureCount != 1 {
 			t.Errorf("after a provider outage: status %s, class %q, count %d, tokens kept %v", stored.Status, stored.FailureClass, stored.FailureCount, stored.AccessToken == c.AccessToken)
 		}
@@ -185,7 +185,7 @@ func TestTokenFunction(t *testing.T) {
 	t.Run("provider refuses", func(t *testing.T) {
 		prov.FailNext(1, http.StatusBadRequest, "application/json", `{"error":"invalid_scope"}`, nil)
 		wantError(t, s.tokenCall(http.MethodGet, "acme", "tok-1", "force_refresh=true"), http.StatusBadGateway, "provider_error")
-		stored, _ := s.conn("tok-1")
+		stored, _ := s.Conn("tok-1")
 		if stored.AccessToken != c.AccessToken || stored.FailureClass != "rejected" {
 			t.Errorf("after a refused refresh: class %q, tokens kept %v", stored.FailureClass, stored.AccessToken == c.AccessToken)
 		}
@@ -203,7 +203,7 @@ func TestTokenFunction(t *testing.T) {
 		if d := time.Since(start); d > 20*time.Second {
 			t.Errorf("answered after %v", d)
 		}
-		stored, _ := s.conn("tok-1")
+		stored, _ := s.Conn("tok-1")
 		if stored.AccessToken != c.AccessToken || stored.RefreshToken != c.RefreshToken || !stored.Lease.Free(time.Now()) || stored.FailureClass != "timeout" {
 			t.Errorf("after a hung provider: class %q, lease free %v, tokens kept %v", stored.FailureClass, stored.Lease.Free(time.Now()), stored.AccessToken == c.AccessToken)
 		}
@@ -212,7 +212,7 @@ func TestTokenFunction(t *testing.T) {
 	t.Run("reauth", func(t *testing.T) {
 		prov.RevokeRefresh(c.RefreshToken) // the user disconnected the app at the provider
 		wantError(t, s.tokenCall(http.MethodGet, "acme", "tok-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
-		stored, _ := s.conn("tok-1")
+		stored, _ := s.Conn("tok-1")
 		// The attempt before this one timed out (the hung provider above),
 		// so the refusal is recorded as one that may follow a rotation the
 		// broker never saw, not as a plain revocation.
@@ -241,7 +241,7 @@ func TestTokenFunction(t *testing.T) {
 		if resp.StatusCode != http.StatusNoContent || resp.Body != "" {
 			t.Fatalf("DELETE: %d %s", resp.StatusCode, resp.Body)
 		}
-		if _, err := s.conn("tok-2"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Conn("tok-2"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("connection after DELETE: %v", err)
 		}
 		if prov.ValidRefresh(d.RefreshToken) || prov.Valid(d.AccessToken) {
@@ -262,7 +262,7 @@ func TestTokenFunction(t *testing.T) {
 		if resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("DELETE with the provider hanging: %d %s", resp.StatusCode, resp.Body)
 		}
-		if _, err := s.conn("tok-3"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Conn("tok-3"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("connection after DELETE: %v", err)
 		}
 		if !strings.Contains(s.token.Logs(), "revocation failed") {
@@ -281,12 +281,12 @@ func TestTokenFunction(t *testing.T) {
 		prov.FailNext(1, http.StatusBadGateway, "", "", nil)
 		s.makeDue("tok-4")
 		s.runRefresh()
-		if got, _ := s.conn("tok-4"); got.FailureCount != 1 {
+		if got, _ := s.Conn("tok-4"); got.FailureCount != 1 {
 			t.Fatalf("after a failed sweep: failure count %d", got.FailureCount)
 		}
 		s.makeDue("tok-4")
 		s.runRefresh()
-		if got, _ := s.conn("tok-4"); got.FailureCount != 0 || got.Status != store.StatusConnected {
+		if got, _ := s.Conn("tok-4"); got.FailureCount != 0 || got.Status != store.StatusConnected {
 			t.Fatalf("after a good sweep: %s, %d failures", got.Status, got.FailureCount)
 		}
 		if got := describe(s.events.Receive(t, 2, 5*time.Second)); got != "tok-4 created/connected, tok-4 recovered/connected" {

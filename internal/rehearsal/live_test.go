@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/lambdarie"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
@@ -44,9 +45,6 @@ const (
 	clientID  = "acme-rehearsal-client"
 	// clientSecret is registered with logcheck by PutSecret.
 	clientSecret = "acme-rehearsal-secret-Hq27"
-	// allEvents is the README's rule pattern with every detail-type.
-	allEvents = `{"source":["oauthbroker"],"detail-type":["oauthbroker.connection.created","oauthbroker.connection.recovered",` +
-		`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted"]}`
 )
 
 // serviceOfTarget maps an X-Amz-Target prefix of the services the
@@ -185,7 +183,7 @@ func TestLiveRehearsal(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		subscriber := acct.Subscribe(t, fns["RefreshFunction"].env["EVENT_BUS_NAME"], allEvents)
+		subscriber := acct.Subscribe(t, fns["RefreshFunction"].env["EVENT_BUS_NAME"], awsstack.AllEvents)
 
 		// Step 5's credentials: each function's own role, assumed before
 		// enforcement (see notEvaluatedByMoto), the roles' statements on

@@ -23,6 +23,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/flowtest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
@@ -40,29 +41,29 @@ const appOrigin = "https://app.example.com"
 func TestConnectRejects(t *testing.T) {
 	s := newBrowser(t)
 	future := fixtureNow.Add(30 * time.Minute)
-	good := s.link("cust-1", fixtureReturnTo, nil, future)
+	good := s.Link("cust-1", fixtureReturnTo, nil, future)
 	tests := []struct {
 		name, provider, query string
 		status                int
 	}{
 		{"unsigned", "acme", "connection_id=cust-1&return_to=" + url.QueryEscape(fixtureReturnTo), 403},
 		{"bad signature", "acme", strings.Replace(good, "sig=", "sig=AA", 1), 403},
-		{"expired", "acme", s.link("cust-1", fixtureReturnTo, nil, fixtureNow.Add(-time.Second)), 403},
-		{"return_to outside RETURN_ORIGINS (S15)", "acme", s.link("cust-1", "https://evil.example/", nil, future), 403},
-		{"return_to look-alike (S15)", "acme", s.link("cust-1", "https://app.example.com.evil.example/", nil, future), 403},
+		{"expired", "acme", s.Link("cust-1", fixtureReturnTo, nil, fixtureNow.Add(-time.Second)), 403},
+		{"return_to outside RETURN_ORIGINS (S15)", "acme", s.Link("cust-1", "https://evil.example/", nil, future), 403},
+		{"return_to look-alike (S15)", "acme", s.Link("cust-1", "https://app.example.com.evil.example/", nil, future), 403},
 		{"link for another provider", "other", good, 403},
 		{"unknown provider", "nope", good, 404},
 		{"duplicated parameter", "acme", good + "&connection_id=cust-2", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			before := len(s.acme.Requests())
-			resp := s.connect(tt.provider, tt.query)
+			resp := s.Connect(tt.provider, tt.query)
 			if resp.StatusCode != tt.status || len(resp.Cookies) != 0 || resp.Headers["Location"] != "" {
 				t.Fatalf("got %d %v %v, want %d page", resp.StatusCode, resp.Headers, resp.Cookies, tt.status)
 			}
-			assertSecurityHeaders(t, resp)
+			flowtest.AssertSecurityHeaders(t, resp)
 			if len(s.acme.Requests()) != before {
 				t.Fatal("provider contacted")
 			}
@@ -94,13 +95,13 @@ func TestCallbackRejects(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		run  func(t *testing.T, f flow, id string) events.APIGatewayV2HTTPResponse // id: the connection
+		run  func(t *testing.T, f flowtest.Flow, id string) events.APIGatewayV2HTTPResponse // id: the connection
 		want result
 	}{
-		{"forged signature (S5)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", "code="+f.code+"&state="+flip(f.state), f.cookie)
+		{"forged signature (S5)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", "code="+f.Code+"&state="+flip(f.State), f.Cookie)
 		}, result{status: 403}},
-		{"expired state", func(t *testing.T, f flow, id string) events.APIGatewayV2HTTPResponse {
+		{"expired state", func(t *testing.T, f flowtest.Flow, id string) events.APIGatewayV2HTTPResponse {
 			// A state signed and recorded eleven minutes ago, with its
 			// browser's cookie: only the expiry stands in the way.
 			old, _ := signing.NewState(s.keys, "acme", fixtureNow.Add(-11*time.Minute), 10*time.Minute)
@@ -109,68 +110,68 @@ func TestCallbackRejects(t *testing.T) {
 				ReturnTo: fixtureReturnTo, BindingHash: signing.Hash("old-browser"), ExpiresAt: old.Expires}); err != nil {
 				t.Fatal(err)
 			}
-			return s.deliver("acme", "code="+f.code+"&state="+url.QueryEscape(old.Value), BindingCookieName(old.ID)+"=old-browser")
+			return s.Deliver("acme", "code="+f.Code+"&state="+url.QueryEscape(old.Value), BindingCookieName(old.ID)+"=old-browser")
 		}, result{status: 403}},
-		{"missing state (S3)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", "code="+f.code, f.cookie)
+		{"missing state (S3)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", "code="+f.Code, f.Cookie)
 		}, result{status: 400}},
-		{"missing cookie (S2)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", f.callbackQuery)
+		{"missing cookie (S2)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", f.CallbackQuery)
 		}, result{status: 403}},
-		{"foreign cookie (S2)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			name := strings.SplitN(f.cookie, "=", 2)[0]
-			return s.deliver("acme", f.callbackQuery, name+"=attackers-own-browser-value")
+		{"foreign cookie (S2)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			name := strings.SplitN(f.Cookie, "=", 2)[0]
+			return s.Deliver("acme", f.CallbackQuery, name+"=attackers-own-browser-value")
 		}, result{status: 403}},
-		{"cookie of another flow (S2)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			other := s.begin("someone-else")
-			return s.deliver("acme", f.callbackQuery, other.cookie)
+		{"cookie of another flow (S2)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			other := s.Begin("someone-else")
+			return s.Deliver("acme", f.CallbackQuery, other.Cookie)
 		}, result{status: 403}},
-		{"state for acme at /callback/other (S9)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("other", f.callbackQuery, f.cookie)
+		{"state for acme at /callback/other (S9)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("other", f.CallbackQuery, f.Cookie)
 		}, result{status: 403}},
-		{"duplicated state (S11)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", f.callbackQuery+"&state="+url.QueryEscape(f.state), f.cookie)
+		{"duplicated state (S11)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", f.CallbackQuery+"&state="+url.QueryEscape(f.State), f.Cookie)
 		}, result{status: 400}},
-		{"duplicated code (S11)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", f.callbackQuery+"&code=other", f.cookie)
+		{"duplicated code (S11)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", f.CallbackQuery+"&code=other", f.Cookie)
 		}, result{status: 400}},
-		{"code alone (S3)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", "code="+f.code)
+		{"code alone (S3)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", "code="+f.Code)
 		}, result{status: 400}},
-		{"access_denied, description not echoed (S10)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", "error=access_denied&error_description=%3Csvg%2Fonload%3Dalert(1)%3E&state="+url.QueryEscape(f.state), f.cookie)
+		{"access_denied, description not echoed (S10)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", "error=access_denied&error_description=%3Csvg%2Fonload%3Dalert(1)%3E&state="+url.QueryEscape(f.State), f.Cookie)
 		}, result{status: 302, location: "error=access_denied"}},
-		{"unknown error mapped (S10)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
-			return s.deliver("acme", "error=%3Csvg%2Fonload%3Dalert(1)%3E&state="+url.QueryEscape(f.state), f.cookie)
+		{"unknown error mapped (S10)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
+			return s.Deliver("acme", "error=%3Csvg%2Fonload%3Dalert(1)%3E&state="+url.QueryEscape(f.State), f.Cookie)
 		}, result{status: 302, location: "error=provider_error"}},
-		{"token endpoint invalid_grant", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
+		{"token endpoint invalid_grant", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
 			s.acme.FailNext(1, 400, "application/json", `{"error":"invalid_grant"}`, nil)
-			return s.deliver("acme", f.callbackQuery, f.cookie)
+			return s.Deliver("acme", f.CallbackQuery, f.Cookie)
 		}, result{status: 302, location: "error=provider_error", tokenCalled: true}},
-		{"token endpoint 500", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
+		{"token endpoint 500", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
 			s.acme.FailNext(1, 500, "application/json", `{"error":"server_error"}`, nil)
-			return s.deliver("acme", f.callbackQuery, f.cookie)
+			return s.Deliver("acme", f.CallbackQuery, f.Cookie)
 		}, result{status: 302, location: "error=provider_unavailable", tokenCalled: true}},
-		{"token endpoint HTML", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
+		{"token endpoint HTML", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
 			s.acme.FailNext(1, 200, "text/html", `<html><body>Maintenance</body></html>`, nil)
-			return s.deliver("acme", f.callbackQuery, f.cookie)
+			return s.Deliver("acme", f.CallbackQuery, f.Cookie)
 		}, result{status: 302, location: "error=provider_unavailable", tokenCalled: true}},
-		{"token endpoint redirects (S13)", func(t *testing.T, f flow, _ string) events.APIGatewayV2HTTPResponse {
+		{"token endpoint redirects (S13)", func(t *testing.T, f flowtest.Flow, _ string) events.APIGatewayV2HTTPResponse {
 			s.acme.FailNext(1, 307, "text/plain", "", http.Header{"Location": {s.acme.TokenURL()}})
-			return s.deliver("acme", f.callbackQuery, f.cookie)
+			return s.Deliver("acme", f.CallbackQuery, f.Cookie)
 		}, result{status: 302, location: "error=provider_unavailable", tokenCalled: true}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			id := "neg-" + string(rune('a'+i))
-			f := s.begin(id)
+			f := s.Begin(id)
 			before := s.acme.TokenRequests()
 			resp := tt.run(t, f, id)
 			if resp.StatusCode != tt.want.status {
 				t.Fatalf("status %d, want %d; body %s; headers %v", resp.StatusCode, tt.want.status, resp.Body, resp.Headers)
 			}
-			assertSecurityHeaders(t, resp)
+			flowtest.AssertSecurityHeaders(t, resp)
 			if tt.want.location != "" {
 				loc := resp.Headers["Location"]
 				if !strings.HasPrefix(loc, appOrigin+"/connected?") || !strings.Contains(loc, tt.want.location) {
@@ -179,14 +180,14 @@ func TestCallbackRejects(t *testing.T) {
 			} else if !strings.Contains(resp.Headers["Content-Type"], "text/html") || resp.Body == "" {
 				t.Errorf("want a plain error page, got %v %q", resp.Headers, resp.Body)
 			}
-			assertNoSecretsIn(t, resp.Headers["Location"]+resp.Body, f.code, f.state)
+			flowtest.AssertNoSecretsIn(t, resp.Headers["Location"]+resp.Body, f.Code, f.State, fixtureClientSecret)
 			if strings.Contains(resp.Body, "<svg") {
 				t.Error("provider text echoed into the page")
 			}
 			if got := s.acme.TokenRequests() - before; tt.want.tokenCalled != (got > 0) || got > 1 {
 				t.Errorf("%d token requests (want called=%v)", got, tt.want.tokenCalled)
 			}
-			if _, err := s.conn(id); !errors.Is(err, store.ErrNotFound) {
+			if _, err := s.Conn(id); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("a connection was stored: %v", err)
 			}
 		})
@@ -199,7 +200,7 @@ func TestCallbackRejects(t *testing.T) {
 // written and no request to the token endpoint.
 func TestS3_FailClosed(t *testing.T) {
 	s := newBrowser(t)
-	f := s.begin("s3")
+	f := s.Begin("s3")
 	// A state signed under key id k9 (not in the keys secret), recorded
 	// with its cookie: only the unknown key id is wrong.
 	k9, err := testkeys.Keyset("k9", map[string][]byte{"k9": []byte("another-signing-key-0123456789abcdef01")})
@@ -222,26 +223,18 @@ func TestS3_FailClosed(t *testing.T) {
 		status  int
 	}{
 		{"?code=x alone", "code=x", nil, 400},
-		{"?code=x alone, with a live flow's cookie", "code=x", []string{f.cookie}, 400},
-		{"the flow's code without its state", "code=" + url.QueryEscape(f.code), []string{f.cookie}, 400},
-		{"empty state", "code=" + url.QueryEscape(f.code) + "&state=", []string{f.cookie}, 400},
-		{"empty query", "", []string{f.cookie}, 400},
-		{"missing cookie", f.callbackQuery, nil, 403},
-		{"unknown key id", "code=" + url.QueryEscape(f.code) + "&state=" + url.QueryEscape(unknownKid.Value),
+		{"?code=x alone, with a live flow's cookie", "code=x", []string{f.Cookie}, 400},
+		{"the flow's code without its state", "code=" + url.QueryEscape(f.Code), []string{f.Cookie}, 400},
+		{"empty state", "code=" + url.QueryEscape(f.Code) + "&state=", []string{f.Cookie}, 400},
+		{"empty query", "", []string{f.Cookie}, 400},
+		{"missing cookie", f.CallbackQuery, nil, 403},
+		{"unknown key id", "code=" + url.QueryEscape(f.Code) + "&state=" + url.QueryEscape(unknownKid.Value),
 			[]string{BindingCookieName(unknownKid.ID) + "=k9-browser"}, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.deliver("acme", tt.query, tt.cookies...)
-			if resp.StatusCode != tt.status || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a %d page", resp.StatusCode, resp.Headers, tt.status)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.Within(t)
+			s.AssertCallbackRefused(tt.status, "acme", tt.query, tt.cookies...)
 		})
 	}
 }
@@ -252,33 +245,33 @@ func TestS3_FailClosed(t *testing.T) {
 // is still unused afterwards, as its rightful callback then succeeds.
 func TestS4_StateCheckedBeforeCodeRedeemed(t *testing.T) {
 	s := newBrowser(t)
-	f := s.begin("s4")
-	used := s.begin("s4-used")
-	if resp := s.deliver("acme", used.callbackQuery, used.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	f := s.Begin("s4")
+	used := s.Begin("s4-used")
+	if resp := s.Deliver("acme", used.CallbackQuery, used.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("setup: %d %v", resp.StatusCode, resp.Headers)
 	}
-	otherProv := s.secConnect(signing.Link{Provider: "other", ConnectionID: "s4", ReturnTo: fixtureReturnTo})
+	otherProv := s.Start(signing.Link{Provider: "other", ConnectionID: "s4", ReturnTo: fixtureReturnTo})
 	unrecorded, _ := signing.NewState(s.keys, "acme", fixtureNow, 10*time.Minute) // signed, never recorded
 	logcheck.Register(unrecorded.Value)
-	expired, expiredCookie := s.plantState(fixtureNow.Add(-time.Minute), fixtureNow.Add(-time.Minute), fixtureReturnTo, "s4")
-	code := "code=" + url.QueryEscape(f.code) + "&state="
+	expired, expiredCookie := s.PlantState(fixtureNow.Add(-time.Minute), fixtureNow.Add(-time.Minute), fixtureReturnTo, "s4")
+	code := "code=" + url.QueryEscape(f.Code) + "&state="
 	tests := []struct {
 		name   string
 		query  string
 		cookie string
 	}{
-		{"forged signature", code + url.QueryEscape(flipSegment(f.state, 3)), f.cookie},
+		{"forged signature", code + url.QueryEscape(flowtest.FlipSegment(f.State, 3)), f.Cookie},
 		{"signed but never recorded", code + url.QueryEscape(unrecorded.Value), BindingCookieName(unrecorded.ID) + "=x"},
 		{"expired", code + url.QueryEscape(expired), expiredCookie},
-		{"already consumed", code + url.QueryEscape(used.state), used.cookie},
-		{"minted for another provider", code + url.QueryEscape(otherProv.state), otherProv.cookie},
-		{"another browser", f.callbackQuery, s.begin("s4-other-browser").cookie},
+		{"already consumed", code + url.QueryEscape(used.State), used.Cookie},
+		{"minted for another provider", code + url.QueryEscape(otherProv.State), otherProv.Cookie},
+		{"another browser", f.CallbackQuery, s.Begin("s4-other-browser").Cookie},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			before := s.acme.TokenRequests()
-			resp := s.deliver("acme", tt.query, tt.cookie)
+			resp := s.Deliver("acme", tt.query, tt.cookie)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("got %d %v, want 403", resp.StatusCode, resp.Headers)
 			}
@@ -290,10 +283,10 @@ func TestS4_StateCheckedBeforeCodeRedeemed(t *testing.T) {
 	// The code was never sent: the provider (which refuses a code's second
 	// use) still redeems it for the rightful callback.
 	before := s.acme.TokenRequests()
-	if resp := s.deliver("acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("rightful callback: %d %v", resp.StatusCode, resp.Headers)
 	}
-	if n := len(codeRequests(s.acme, f.code)); n != 1 || s.acme.TokenRequests()-before != 1 {
+	if n := len(flowtest.CodeRequests(s.acme, f.Code)); n != 1 || s.acme.TokenRequests()-before != 1 {
 		t.Fatalf("the code reached the token endpoint %d times, want 1", n)
 	}
 }
@@ -305,38 +298,30 @@ func TestS4_StateCheckedBeforeCodeRedeemed(t *testing.T) {
 // the callback URL change nothing.
 func TestS5_TamperedStateRejected(t *testing.T) {
 	s := newBrowser(t)
-	f := s.begin("s5")
+	f := s.Begin("s5")
 	for i, part := range []string{"key id", "nonce", "expiry", "signature"} {
 		t.Run("flipped byte in the "+part, func(t *testing.T) {
-			s.within(t)
-			tampered := flipSegment(f.state, i)
-			if tampered == f.state {
+			s.Within(t)
+			tampered := flowtest.FlipSegment(f.State, i)
+			if tampered == f.State {
 				t.Fatal("flip changed nothing")
 			}
 			logcheck.Register(tampered)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.deliver("acme", "code="+url.QueryEscape(f.code)+"&state="+url.QueryEscape(tampered), f.cookie)
-			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.AssertCallbackRefused(http.StatusForbidden, "acme", "code="+url.QueryEscape(f.Code)+"&state="+url.QueryEscape(tampered), f.Cookie)
 		})
 	}
 	// The untampered state still works; callback input cannot redirect it.
-	q := f.callbackQuery + "&return_to=" + url.QueryEscape("https://evil.example/") + "&connection_id=s5-evil&provider=other&redirect_uri=" + url.QueryEscape("https://evil.example/cb")
-	resp := s.deliver("acme", q, f.cookie)
+	q := f.CallbackQuery + "&return_to=" + url.QueryEscape("https://evil.example/") + "&connection_id=s5-evil&provider=other&redirect_uri=" + url.QueryEscape("https://evil.example/cb")
+	resp := s.Deliver("acme", q, f.Cookie)
 	loc, _ := url.Parse(resp.Headers["Location"])
 	if resp.StatusCode != http.StatusFound || loc == nil || loc.Scheme+"://"+loc.Host != appOrigin || loc.Path != "/connected" ||
 		loc.Query().Get("connection_id") != "s5" || loc.Query().Get("status") != "connected" {
 		t.Fatalf("callback with injected parameters: %d %q", resp.StatusCode, resp.Headers["Location"])
 	}
-	if _, err := s.conn("s5-evil"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Conn("s5-evil"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a connection was stored under a connection_id from the callback URL: %v", err)
 	}
-	if c, err := s.conn("s5"); err != nil || c.Status != store.StatusConnected {
+	if c, err := s.Conn("s5"); err != nil || c.Status != store.StatusConnected {
 		t.Fatalf("connection s5: %s, %v", c.Status, err)
 	}
 }
@@ -347,35 +332,27 @@ func TestS5_TamperedStateRejected(t *testing.T) {
 // written), while it still works at its own.
 func TestS9_CallbackPathMatchesProvider(t *testing.T) {
 	s := newBrowser(t)
-	a := s.begin("s9-a")
-	b := s.secConnect(signing.Link{Provider: "other", ConnectionID: "s9-b", ReturnTo: fixtureReturnTo})
-	if got := a.authURL.Query().Get("redirect_uri"); got != fixtureBase+"/callback/acme" {
+	a := s.Begin("s9-a")
+	b := s.Start(signing.Link{Provider: "other", ConnectionID: "s9-b", ReturnTo: fixtureReturnTo})
+	if got := a.AuthURL.Query().Get("redirect_uri"); got != fixtureBase+"/callback/acme" {
 		t.Errorf("acme redirect_uri %q", got)
 	}
-	if got := b.authURL.Query().Get("redirect_uri"); got != fixtureBase+"/callback/other" {
+	if got := b.AuthURL.Query().Get("redirect_uri"); got != fixtureBase+"/callback/other" {
 		t.Errorf("other redirect_uri %q", got)
 	}
 	tests := []struct {
 		name, path, query, cookie string
 	}{
-		{"acme's state at /callback/other", "other", a.callbackQuery, a.cookie},
-		{"other's state at /callback/acme", "acme", "code=" + url.QueryEscape(a.code) + "&state=" + url.QueryEscape(b.state), b.cookie},
+		{"acme's state at /callback/other", "other", a.CallbackQuery, a.Cookie},
+		{"other's state at /callback/acme", "acme", "code=" + url.QueryEscape(a.Code) + "&state=" + url.QueryEscape(b.State), b.Cookie},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.deliver(tt.path, tt.query, tt.cookie)
-			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.Within(t)
+			s.AssertCallbackRefused(http.StatusForbidden, tt.path, tt.query, tt.cookie)
 		})
 	}
-	if resp := s.deliver("acme", a.callbackQuery, a.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	if resp := s.Deliver("acme", a.CallbackQuery, a.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("acme's state at its own callback: %d %v", resp.StatusCode, resp.Headers)
 	}
 }
@@ -390,47 +367,51 @@ func TestS10_ErrorResponseMapped(t *testing.T) {
 	fixed := []string{"access_denied", "invalid_scope", "provider_error", "provider_unavailable", "server_error", "connection_conflict"}
 	tests := []struct {
 		name   string
-		query  func(f flow) string // the callback query; nil: the provider's own denial
+		query  func(f flowtest.Flow) string // the callback query; nil: the provider's own denial
 		cookie bool
 		status int
 		code   string // the mapped code in the redirect
 	}{
-		{"markup as the error", func(f flow) string { return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(f.state) }, true, 302, "provider_error"},
-		{"access_denied with markup in description and error_uri", func(f flow) string {
-			return "error=access_denied&error_description=" + url.QueryEscape(xss) + "&error_uri=" + url.QueryEscape("https://evil.example/"+xss) + "&state=" + url.QueryEscape(f.state)
+		{"markup as the error", func(f flowtest.Flow) string {
+			return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(f.State)
+		}, true, 302, "provider_error"},
+		{"access_denied with markup in description and error_uri", func(f flowtest.Flow) string {
+			return "error=access_denied&error_description=" + url.QueryEscape(xss) + "&error_uri=" + url.QueryEscape("https://evil.example/"+xss) + "&state=" + url.QueryEscape(f.State)
 		}, true, 302, "access_denied"},
 		{"the provider's own denial", nil, true, 302, "access_denied"},
-		{"invalid_scope", func(f flow) string { return "error=invalid_scope&state=" + url.QueryEscape(f.state) }, true, 302, "invalid_scope"},
-		{"temporarily_unavailable", func(f flow) string { return "error=temporarily_unavailable&state=" + url.QueryEscape(f.state) }, true, 302, "provider_unavailable"},
-		{"server_error", func(f flow) string { return "error=server_error&state=" + url.QueryEscape(f.state) }, true, 302, "provider_unavailable"},
-		{"tampered state", func(f flow) string {
-			return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(flipSegment(f.state, 3))
+		{"invalid_scope", func(f flowtest.Flow) string { return "error=invalid_scope&state=" + url.QueryEscape(f.State) }, true, 302, "invalid_scope"},
+		{"temporarily_unavailable", func(f flowtest.Flow) string { return "error=temporarily_unavailable&state=" + url.QueryEscape(f.State) }, true, 302, "provider_unavailable"},
+		{"server_error", func(f flowtest.Flow) string { return "error=server_error&state=" + url.QueryEscape(f.State) }, true, 302, "provider_unavailable"},
+		{"tampered state", func(f flowtest.Flow) string {
+			return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(flowtest.FlipSegment(f.State, 3))
 		}, true, 403, ""},
-		{"no cookie", func(f flow) string { return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(f.state) }, false, 403, ""},
-		{"no state", func(flow) string { return "error=" + url.QueryEscape(xss) }, true, 400, ""},
+		{"no cookie", func(f flowtest.Flow) string {
+			return "error=" + url.QueryEscape(xss) + "&state=" + url.QueryEscape(f.State)
+		}, false, 403, ""},
+		{"no state", func(flowtest.Flow) string { return "error=" + url.QueryEscape(xss) }, true, 400, ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			id := "s10-" + strconv.Itoa(i)
-			var f flow
+			var f flowtest.Flow
 			if tt.query == nil {
 				s.acme.Deny(true)
-				f = s.begin(id)
+				f = s.Begin(id)
 				s.acme.Deny(false)
-				if !strings.Contains(f.callbackQuery, "error=access_denied") {
+				if !strings.Contains(f.CallbackQuery, "error=access_denied") {
 					t.Fatal("the provider did not deny")
 				}
 			} else {
-				f = s.begin(id)
-				f.callbackQuery = tt.query(f)
+				f = s.Begin(id)
+				f.CallbackQuery = tt.query(f)
 			}
 			var cookies []string
 			if tt.cookie {
-				cookies = []string{f.cookie}
+				cookies = []string{f.Cookie}
 			}
 			before := s.acme.TokenRequests()
-			resp := s.deliver("acme", f.callbackQuery, cookies...)
+			resp := s.Deliver("acme", f.CallbackQuery, cookies...)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("got %d %v, want %d", resp.StatusCode, resp.Headers, tt.status)
 			}
@@ -460,7 +441,7 @@ func TestS10_ErrorResponseMapped(t *testing.T) {
 			if n := s.acme.TokenRequests() - before; n != 0 {
 				t.Fatalf("%d token requests", n)
 			}
-			if _, err := s.conn(id); !errors.Is(err, store.ErrNotFound) {
+			if _, err := s.Conn(id); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("a connection was stored: %v", err)
 			}
 		})
@@ -473,33 +454,25 @@ func TestS10_ErrorResponseMapped(t *testing.T) {
 // written and no token request; the flow's own callback still works.
 func TestS11_DuplicateParamsRejected(t *testing.T) {
 	s := newBrowser(t)
-	f := s.begin("s11")
-	state, code := url.QueryEscape(f.state), url.QueryEscape(f.code)
+	f := s.Begin("s11")
+	state, code := url.QueryEscape(f.State), url.QueryEscape(f.Code)
 	tests := []struct{ name, query string }{
 		{"state=a&state=b", "code=" + code + "&state=a&state=b"},
-		{"state=<valid>&state=b", f.callbackQuery + "&state=b"},
+		{"state=<valid>&state=b", f.CallbackQuery + "&state=b"},
 		{"state=b&state=<valid>", "code=" + code + "&state=b&state=" + state},
-		{"the valid state twice", f.callbackQuery + "&state=" + state},
+		{"the valid state twice", f.CallbackQuery + "&state=" + state},
 		{"code twice", "code=" + code + "&code=other&state=" + state},
-		{"iss twice", f.callbackQuery + "&iss=a&iss=b"},
+		{"iss twice", f.CallbackQuery + "&iss=a&iss=b"},
 		{"error twice", "error=access_denied&error=server_error&state=" + state},
 		{"separated by a semicolon", "code=" + code + ";state=b&state=" + state},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
-			snap, before := s.snapshot(), s.acme.TokenRequests()
-			resp := s.deliver("acme", tt.query, f.cookie)
-			if resp.StatusCode != http.StatusBadRequest || resp.Headers["Location"] != "" {
-				t.Fatalf("got %d %v, want a 400 page", resp.StatusCode, resp.Headers)
-			}
-			s.assertUnchanged(snap)
-			if n := s.acme.TokenRequests() - before; n != 0 {
-				t.Fatalf("%d token requests", n)
-			}
+			s.Within(t)
+			s.AssertCallbackRefused(http.StatusBadRequest, "acme", tt.query, f.Cookie)
 		})
 	}
-	if resp := s.deliver("acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+	if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 		t.Fatalf("the flow's own callback: %d %v", resp.StatusCode, resp.Headers)
 	}
 }
@@ -538,20 +511,20 @@ func TestS15_ReturnToValidatedTwice(t *testing.T) {
 	}
 	exp := fixtureNow.Add(30 * time.Minute)
 	t.Run("corpus at authorize", func(t *testing.T) {
-		s.within(t)
-		snap, before := s.snapshot(), len(s.acme.Requests())
+		s.Within(t)
+		snap, before := s.Snapshot(), len(s.acme.Requests())
 		for _, p := range payloads {
-			resp := s.connect("acme", s.rawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: p, Expires: exp}))
+			resp := s.Connect("acme", s.RawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: p, Expires: exp}))
 			if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 {
 				t.Errorf("return_to %q: %d %v %v, want a 403 page", p, resp.StatusCode, resp.Headers["Location"], resp.Cookies)
 			}
 		}
-		s.assertUnchanged(snap)
+		s.AssertUnchanged(snap)
 		if len(s.acme.Requests()) != before {
 			t.Fatal("the provider was contacted")
 		}
 		for _, c := range controls {
-			resp := s.connect("acme", s.rawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: c, Expires: exp}))
+			resp := s.Connect("acme", s.RawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: c, Expires: exp}))
 			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
 				t.Errorf("control %q: %d %s", c, resp.StatusCode, resp.Body)
 				continue
@@ -563,24 +536,24 @@ func TestS15_ReturnToValidatedTwice(t *testing.T) {
 	})
 
 	t.Run("again before the final redirect", func(t *testing.T) {
-		s.within(t)
+		s.Within(t)
 		// RETURN_ORIGINS changed while the flow ran: the broker that sees
 		// the browser back no longer allows the recorded return URL.
-		f := s.begin("s15-moved")
+		f := s.Begin("s15-moved")
 		moved, err := returnto.ParseOrigins("https://other-app.example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.b.Config.ReturnTo = moved
 		before := s.acme.TokenRequests()
-		resp := s.deliver("acme", f.callbackQuery, f.cookie)
+		resp := s.Deliver("acme", f.CallbackQuery, f.Cookie)
 		if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" {
 			t.Fatalf("got %d %v, want a 403 page", resp.StatusCode, resp.Headers)
 		}
 		if n := s.acme.TokenRequests() - before; n != 0 {
 			t.Fatalf("%d token requests", n)
 		}
-		if _, err := s.conn("s15-moved"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Conn("s15-moved"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("a connection was stored: %v", err)
 		}
 	})
@@ -622,26 +595,7 @@ func newSecBrowser(t *testing.T) *browser {
 	c = cfg("narrow")
 	c.Scopes, c.GrantOnly, c.AccessTokenTTL = []string{"read", "write"}, []string{"read"}, time.Hour
 	add("narrow", c, func(pt *providertest.Server) string { return entry("narrow", pt.AuthorizeURL(), pt.TokenURL(), "") })
-	return &browser{fixtureWorld: newFixtureWorld(t, append(extra, machineProvider(t))...), t: t}
-}
-
-// connOf is a stored connection, which must exist.
-func (s *browser) connOf(t *testing.T, provider, id string) store.Connection {
-	t.Helper()
-	c, err := s.st.GetConnection(t.Context(), provider, id)
-	if err != nil {
-		t.Fatalf("connection %s/%s: %v", provider, id, err)
-	}
-	logcheck.Register(c.AccessToken, c.RefreshToken)
-	return c
-}
-
-func assertFinal(t *testing.T, headers map[string]string, id string) {
-	t.Helper()
-	loc, err := url.Parse(headers["Location"])
-	if err != nil || loc.Host != "app.example.com" || loc.Query().Get("connection_id") != id || loc.Query().Get("status") != "connected" {
-		t.Fatalf("final redirect %q", headers["Location"])
-	}
+	return newBrowser(t, append(extra, machineProvider(t))...)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -674,11 +628,11 @@ func TestS8_IssuerMixUp(t *testing.T) {
 			name = tt.provider + " iss=" + strconv.Quote(*tt.iss)
 		}
 		t.Run(name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			id := "s8-" + strconv.Itoa(i)
-			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: fixtureReturnTo})
+			st := s.Start(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: fixtureReturnTo})
 			srv := s.server(tt.provider)
-			back := s.consent(st.authURL)
+			back := s.Consent(st.AuthURL)
 			q := back.Query()
 			if tt.provider == "mixup" && q.Get("iss") != mixupIssuer {
 				t.Fatalf("the test provider did not send iss (got %q)", q.Get("iss"))
@@ -691,12 +645,12 @@ func TestS8_IssuerMixUp(t *testing.T) {
 				q.Set("iss", *tt.iss)
 			}
 			before := srv.TokenRequests()
-			resp := s.deliver(tt.provider, q.Encode(), st.cookie)
+			resp := s.Deliver(tt.provider, q.Encode(), st.Cookie)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("got %d %v, want %d", resp.StatusCode, resp.Headers, tt.status)
 			}
 			if tt.status == 302 {
-				assertFinal(t, resp.Headers, id)
+				s.AssertConnected(resp.Headers, id)
 				return
 			}
 			if resp.Headers["Location"] != "" {
@@ -744,10 +698,10 @@ func TestS14_TokenResponseChecked(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			id := "s14-" + strconv.Itoa(i)
-			st := s.secConnect(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: fixtureReturnTo, Scopes: []string{"read", "write"}})
-			back := s.consent(st.authURL)
+			st := s.Start(signing.Link{Provider: tt.provider, ConnectionID: id, ReturnTo: fixtureReturnTo, Scopes: []string{"read", "write"}})
+			back := s.Consent(st.AuthURL)
 			srv := s.server(tt.provider)
 			var injected string
 			if tt.body != "" {
@@ -757,7 +711,7 @@ func TestS14_TokenResponseChecked(t *testing.T) {
 				srv.FailNext(1, http.StatusOK, "application/json", body, nil)
 			}
 			before := srv.TokenRequests()
-			resp := s.deliver(tt.provider, back.RawQuery, st.cookie)
+			resp := s.Deliver(tt.provider, back.RawQuery, st.Cookie)
 			if n := srv.TokenRequests() - before; n != 1 {
 				t.Fatalf("%d token requests", n)
 			}
@@ -772,7 +726,7 @@ func TestS14_TokenResponseChecked(t *testing.T) {
 				}
 				return
 			}
-			assertFinal(t, resp.Headers, id)
+			s.AssertConnected(resp.Headers, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -797,45 +751,45 @@ func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
 		status int
 	}{
 		{"connected", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
-			f := s.begin("s16-ok")
-			resp := s.deliver("acme", f.callbackQuery, f.cookie)
-			c := s.connOf(t, "acme", "s16-ok")
-			return resp, []string{f.code, f.state, c.AccessToken, c.RefreshToken, strings.SplitN(f.cookie, "=", 2)[1]}
+			f := s.Begin("s16-ok")
+			resp := s.Deliver("acme", f.CallbackQuery, f.Cookie)
+			c := s.ConnOf("acme", "s16-ok")
+			return resp, []string{f.Code, f.State, c.AccessToken, c.RefreshToken, strings.SplitN(f.Cookie, "=", 2)[1]}
 		}, 302},
 		{"provider error", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
-			f := s.begin("s16-denied")
-			return s.deliver("acme", "error=access_denied&state="+url.QueryEscape(f.state), f.cookie), []string{f.code, f.state}
+			f := s.Begin("s16-denied")
+			return s.Deliver("acme", "error=access_denied&state="+url.QueryEscape(f.State), f.Cookie), []string{f.Code, f.State}
 		}, 302},
 		{"token endpoint failure", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
-			f := s.begin("s16-500")
+			f := s.Begin("s16-500")
 			s.acme.FailNext(1, 500, "application/json", `{"error":"server_error"}`, nil)
-			return s.deliver("acme", f.callbackQuery, f.cookie), []string{f.code, f.state}
+			return s.Deliver("acme", f.CallbackQuery, f.Cookie), []string{f.Code, f.State}
 		}, 302},
 		{"tampered state", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
-			f := s.begin("s16-403")
-			bad := flipSegment(f.state, 3)
+			f := s.Begin("s16-403")
+			bad := flowtest.FlipSegment(f.State, 3)
 			logcheck.Register(bad)
-			return s.deliver("acme", "code="+url.QueryEscape(f.code)+"&state="+url.QueryEscape(bad), f.cookie), []string{f.code, f.state, bad}
+			return s.Deliver("acme", "code="+url.QueryEscape(f.Code)+"&state="+url.QueryEscape(bad), f.Cookie), []string{f.Code, f.State, bad}
 		}, 403},
 		{"code alone", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
-			f := s.begin("s16-400")
-			return s.deliver("acme", "code="+url.QueryEscape(f.code), f.cookie), []string{f.code}
+			f := s.Begin("s16-400")
+			return s.Deliver("acme", "code="+url.QueryEscape(f.Code), f.Cookie), []string{f.Code}
 		}, 400},
 		{"client_credentials connect", func(t *testing.T) (events.APIGatewayV2HTTPResponse, []string) {
-			resp := s.connect("machine", s.signed(signing.Link{Provider: "machine", ConnectionID: "s16-cc"}))
+			resp := s.Connect("machine", s.Sign(signing.Link{Provider: "machine", ConnectionID: "s16-cc"}))
 			next, err := url.Parse(resp.Headers["Location"])
 			if resp.StatusCode != http.StatusFound || err != nil || next.Query().Get("state") == "" {
 				t.Fatalf("authorize: %d %v", resp.StatusCode, resp.Headers)
 			}
 			logcheck.Register(next.Query().Get("state"))
-			cb := s.deliver("machine", next.RawQuery)
-			c := s.connOf(t, "machine", "s16-cc")
+			cb := s.Deliver("machine", next.RawQuery)
+			c := s.ConnOf("machine", "s16-cc")
 			return cb, []string{next.Query().Get("state"), c.AccessToken}
 		}, 201},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s.within(t)
+			s.Within(t)
 			resp, secret := tt.run(t)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("got %d %v %s, want %d", resp.StatusCode, resp.Headers, resp.Body, tt.status)
@@ -878,21 +832,21 @@ func TestS16_CallbackResponsesLeakNothing(t *testing.T) {
 // side (never in the browser's URL or cookie).
 func TestS6_PKCES256PerFlow(t *testing.T) {
 	s := newBrowser(t)
-	a, b := s.begin("s6-a"), s.begin("s6-b")
-	ca, cb := a.authURL.Query().Get("code_challenge"), b.authURL.Query().Get("code_challenge")
+	a, b := s.Begin("s6-a"), s.Begin("s6-b")
+	ca, cb := a.AuthURL.Query().Get("code_challenge"), b.AuthURL.Query().Get("code_challenge")
 	if ca == "" || ca == cb {
 		t.Fatalf("challenges %q and %q: want two different ones", ca, cb)
 	}
 	verifiers := map[string]bool{}
-	for _, f := range []flow{a, b} {
-		q := f.authURL.Query()
+	for _, f := range []flowtest.Flow{a, b} {
+		q := f.AuthURL.Query()
 		if q.Get("code_challenge_method") != "S256" {
 			t.Errorf("code_challenge_method %q", q.Get("code_challenge_method"))
 		}
-		if resp := s.deliver("acme", f.callbackQuery, f.cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
+		if resp := s.Deliver("acme", f.CallbackQuery, f.Cookie); !strings.Contains(resp.Headers["Location"], "status=connected") {
 			t.Fatalf("callback: %d %v", resp.StatusCode, resp.Headers)
 		}
-		reqs := codeRequests(s.acme, f.code)
+		reqs := flowtest.CodeRequests(s.acme, f.Code)
 		if len(reqs) != 1 {
 			t.Fatalf("%d token requests for the code", len(reqs))
 		}
@@ -905,7 +859,7 @@ func TestS6_PKCES256PerFlow(t *testing.T) {
 		if base64.RawURLEncoding.EncodeToString(sum[:]) != q.Get("code_challenge") {
 			t.Fatal("challenge is not BASE64URL(SHA256(verifier))")
 		}
-		if strings.Contains(f.authURL.String(), v) || strings.Contains(f.cookie, v) {
+		if strings.Contains(f.AuthURL.String(), v) || strings.Contains(f.Cookie, v) {
 			t.Fatal("the verifier reached the browser")
 		}
 		verifiers[v] = true

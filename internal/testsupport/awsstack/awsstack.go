@@ -13,14 +13,13 @@ package awsstack
 
 import (
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/localkms"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
@@ -69,16 +68,12 @@ func New(t testing.TB, c Config) *Stack {
 	for _, name := range slices.Sorted(maps.Keys(values)) {
 		s.Account.PutSecret(t, name, values[name])
 	}
-	providers := filepath.Join(t.TempDir(), "providers.yaml")
-	if err := os.WriteFile(providers, []byte(c.Catalog), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.Env = s.Account.Env()
 	maps.Copy(s.Env, map[string]string{
 		"TABLE_NAME":                s.Table,
 		"BASE_URL":                  c.BaseURL,
 		"RETURN_ORIGINS":            c.ReturnOrigins,
-		"PROVIDERS_FILE":            providers,
+		"PROVIDERS_FILE":            testcatalog.File(t, []byte(c.Catalog)),
 		"AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
 		"TOKEN_KEY_ID":              s.KMS.KeyARN,
 		"AWS_ENDPOINT_URL_KMS":      s.KMS.Endpoint,

@@ -2,10 +2,14 @@ package awsstack_test
 
 import (
 	"encoding/json"
+	"maps"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/awsstack"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
@@ -113,5 +117,33 @@ func TestEnvWith(t *testing.T) {
 	if stack.Env["TABLE_NAME"] != table || table != stack.Table || stack.Env["AWS_LAMBDA_FUNCTION_TIMEOUT"] != "" {
 		t.Errorf("EnvWith changed Env: TABLE_NAME %q (table %s), AWS_LAMBDA_FUNCTION_TIMEOUT %q",
 			stack.Env["TABLE_NAME"], stack.Table, stack.Env["AWS_LAMBDA_FUNCTION_TIMEOUT"])
+	}
+}
+
+// Items is the whole table and Item one record, as the functions wrote
+// them: a connection saved through Store appears under its key in both,
+// and nothing else does.
+func TestItems(t *testing.T) {
+	stack := awsstack.New(t, awsstack.Config{Bus: bus, Secrets: testsecrets.Set{SigningKey: signingKey}, Catalog: catalog})
+	if items := stack.Items(t); len(items) != 0 {
+		t.Fatalf("a new table holds %d items", len(items))
+	}
+	if _, err := stack.Store().SaveConnection(t.Context(), store.Connection{Provider: "acme", ConnectionID: "c1", Status: store.StatusConnected,
+		AccessToken: "at-awsstack-items-0123", ExpiresAt: time.Now().Add(time.Hour), Grant: provider.GrantAuthorizationCode}); err != nil {
+		t.Fatal(err)
+	}
+	items := stack.Items(t)
+	if len(items) != 1 {
+		t.Fatalf("after one save the table holds %v", slices.Collect(maps.Keys(items)))
+	}
+	for key := range items {
+		pk, sk, _ := strings.Cut(key, "|")
+		item := stack.Item(t, pk, sk)
+		if item == nil || item["pk"].(*types.AttributeValueMemberS).Value != pk {
+			t.Errorf("Item(%q, %q) = %v, want the saved record", pk, sk, item)
+		}
+		if stack.Item(t, pk, sk+"-none") != nil {
+			t.Errorf("Item of a key nothing holds is not nil")
+		}
 	}
 }

@@ -124,9 +124,6 @@ func sweepStale() {
 	}
 }
 
-// ModuleRoot returns the module's root directory (see modroot.Dir).
-func ModuleRoot() (string, error) { return modroot.Dir() }
-
 // Zip returns the code zip of a provided.al2023 function, as `sam build`
 // packages it: the executable bin as the single entry "bootstrap", with
 // method (zip.Deflate as sam does, or zip.Store, which Lambda takes too and
@@ -157,7 +154,7 @@ func Zip(bin string, method uint16) ([]byte, error) {
 // named after its package). vars are further make variables, such as
 // "LAMBDA_LDFLAGS=" for a build that keeps its symbols.
 func MakeBootstrap(arch, out string, vars []string, pkgs ...string) error {
-	root, err := ModuleRoot()
+	root, err := modroot.Dir()
 	if err != nil {
 		return err
 	}

@@ -18,18 +18,7 @@ import (
 // event as JSON, ready to invoke a function with.
 func Load(t testing.TB, name string, edit func(*events.APIGatewayV2HTTPRequest)) []byte {
 	t.Helper()
-	b, err := modroot.ReadFile("events", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ev events.APIGatewayV2HTTPRequest
-	if err := json.Unmarshal(b, &ev); err != nil {
-		t.Fatal(err)
-	}
-	if edit != nil {
-		edit(&ev)
-	}
-	out, err := json.Marshal(ev)
+	out, err := json.Marshal(Request(t, name, edit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,4 +38,22 @@ func SetQuery(ev *events.APIGatewayV2HTTPRequest, provider, path, raw string) {
 	for k, v := range q {
 		ev.QueryStringParameters[k] = strings.Join(v, ",")
 	}
+}
+
+// Request is Load's event before it is marshalled, for a handler called in
+// process.
+func Request(t testing.TB, name string, edit func(*events.APIGatewayV2HTTPRequest)) events.APIGatewayV2HTTPRequest {
+	t.Helper()
+	b, err := modroot.ReadFile("events", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev events.APIGatewayV2HTTPRequest
+	if err := json.Unmarshal(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(&ev)
+	}
+	return ev
 }
