@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -24,15 +25,15 @@ import (
 func TestRetryAfterHoldsQueuedRequests(t *testing.T) {
 	const n = 6
 	e := newFaultEnv(t, faultOptions{
-		providers: []faultProvider{{
-			name:  "metered",
-			cfg:   providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true, RateLimit: 1, RateWindow: 30 * time.Second},
-			entry: codeEntry + "    rate_limit: {requests: 1, period_seconds: 1}\n",
+		providers: []brokertest.Provider{{
+			Name:   "metered",
+			Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true, RateLimit: 1, RateWindow: 30 * time.Second},
+			Entry:  codeEntry + "    rate_limit: {requests: 1, period_seconds: 1}\n",
 		}},
 		realClock: true,
 		refresh:   broker.RefreshOptions{Workers: 8},
 	})
-	prov := e.prov["metered"]
+	prov := e.Servers["metered"]
 	seeded := map[string]store.Connection{}
 	for i := range n {
 		id := "m" + strconv.Itoa(i)
@@ -96,16 +97,16 @@ func TestQueuedRequestLeavesOnlyWithTimeToFinish(t *testing.T) {
 		callEnd  = 20 * time.Second
 	)
 	e := newFaultEnv(t, faultOptions{
-		providers: []faultProvider{{
-			name:  "metered",
-			cfg:   providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
-			entry: codeEntry + "    rate_limit: {requests: 1, period_seconds: 2}\n",
+		providers: []brokertest.Provider{{
+			Name:   "metered",
+			Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
+			Entry:  codeEntry + "    rate_limit: {requests: 1, period_seconds: 2}\n",
 		}},
 		httpTimeout: httpTimeout,
 		realClock:   true,
 		refresh:     broker.RefreshOptions{Workers: 8},
 	})
-	prov := e.prov["metered"]
+	prov := e.Servers["metered"]
 	seeded := map[string]store.Connection{}
 	for i := range n {
 		id := "m" + strconv.Itoa(i)
@@ -114,7 +115,7 @@ func TestQueuedRequestLeavesOnlyWithTimeToFinish(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
-	sum, err := e.b.RefreshDue(ctx)
+	sum, err := e.Broker.RefreshDue(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

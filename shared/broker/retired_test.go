@@ -2,13 +2,13 @@ package broker_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -29,7 +29,7 @@ func newRevokingFixture(t *testing.T, cfg providertest.Config, extra string) *fi
 // as the connects took.
 func (f *fixture) sweepNow(t *testing.T) broker.RefreshSummary {
 	t.Helper()
-	f.now.Set(time.Now())
+	f.Clock.Set(time.Now())
 	return f.sweepAt(t, 0)
 }
 
@@ -183,7 +183,7 @@ func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
 	t.Run("reconnect", func(t *testing.T) {
 		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
 		f.connect(t, "c1")
-		f.b.Store = &lostAnswerStore{Store: f.st, replace: true}
+		f.Broker.Store = &lostAnswerStore{Store: f.Store, replace: true}
 		f.connect(t, "c1")
 		live := f.get(t, "c1")
 		f.sweepNow(t)
@@ -194,7 +194,7 @@ func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
 	t.Run("refresh", func(t *testing.T) {
 		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, "    revoke_on_reconnect: true\n")
 		f.connect(t, "c1")
-		f.b.Store = &lostAnswerStore{Store: f.st, leased: true}
+		f.Broker.Store = &lostAnswerStore{Store: f.Store, leased: true}
 		f.sweepAt(t, time.Hour)
 		if live := f.get(t, "c1"); !f.prov.ValidRefresh(live.RefreshToken) {
 			t.Error("a refresh reported superseded revoked the live connection's refresh token")
@@ -217,7 +217,7 @@ func TestRetiredGrantRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.b.Catalog = cat
+		f.Broker.Catalog = cat
 		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, Skipped: 1}) {
 			t.Errorf("sweep = %+v, want the retired grant dropped", sum)
 		}
@@ -236,10 +236,10 @@ func TestRetiredGrantRules(t *testing.T) {
 		}
 		// The sweep stops starting work startReserve (26 s) before its
 		// deadline: give it two seconds of work.
-		f.now.Set(time.Now()) // as sweepNow
+		f.Clock.Set(time.Now()) // as sweepNow
 		ctx, cancel := context.WithTimeout(context.Background(), 28*time.Second)
 		defer cancel()
-		sum, err := f.b.RefreshDue(ctx)
+		sum, err := f.Broker.RefreshDue(ctx)
 		if err != nil || sum.Revoked != 1 || sum.Deferred != 1 || len(revocations(f.prov)) != 1 {
 			t.Errorf("sweep = %+v, %v with %d revocation requests; want one revoked and one deferred within a budget of one request", sum, err, len(revocations(f.prov)))
 		}
@@ -250,7 +250,7 @@ func TestRetiredGrantRules(t *testing.T) {
 		f.connect(t, "c1")
 		// The client secret no longer matches: 401 invalid_client, which
 		// another attempt would not change.
-		os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"wrong"}}`), 0o600)
+		f.Rewrite(t, func(s *testsecrets.Set) { s.Clients["acme"] = testsecrets.Client{ID: "cid", Secret: "wrong"} })
 		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
 			t.Errorf("sweep = %+v", sum)
 		}
