@@ -106,6 +106,7 @@ type World struct {
 	// Secrets is what SecretsFile holds; Rewrite changes both.
 	Secrets     testsecrets.Set
 	SecretsFile string
+	first       string // the first Provider's name
 }
 
 // New builds a World for t.
@@ -127,6 +128,9 @@ func New(t testing.TB, o Options) *World {
 		Store:   o.Store,
 	}
 	yml := "providers:\n"
+	if len(o.Providers) > 0 {
+		w.first = o.Providers[0].Name
+	}
 	for _, p := range o.Providers {
 		entry := p.Entry
 		if entry == "" {
@@ -321,11 +325,16 @@ func (w *World) Get(t testing.TB, name, id string) store.Connection {
 
 // Seed stores a connected connection of provider name holding a grant its
 // server issued (scope read), expiring in an hour and due for refresh at
-// now+due.
+// now+due. A provider no server serves (one since removed from the
+// catalog, say) gets its grant from the first Provider's server.
 func (w *World) Seed(t testing.TB, name, id string, due time.Duration) store.Connection {
 	t.Helper()
-	access, refresh := w.Server(t, name).IssueGrant("read")
-	now := w.Broker.Now()
+	srv, ok := w.Servers[name]
+	if !ok {
+		srv = w.Server(t, w.first)
+	}
+	access, refresh := srv.IssueGrant("read")
+	now := w.Broker.Now().Truncate(time.Second) // the stores keep seconds
 	c, err := w.Store.SaveConnection(context.Background(), store.Connection{
 		Provider: name, ConnectionID: id, Status: store.StatusConnected,
 		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
