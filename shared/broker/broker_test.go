@@ -68,6 +68,17 @@ func (f *fixture) startLink(edit func(*signing.Link)) (broker.ConnectResult, err
 	return f.Connect("acme", qv)
 }
 
+// consent starts a flow for c1 and takes it through the provider's
+// consent: the connect result and the query the provider sends back.
+func (f *fixture) consent(t *testing.T) (broker.ConnectResult, url.Values) {
+	t.Helper()
+	res, err := f.start("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, f.prov.Authorize(t, res.Location).Query()
+}
+
 // finish delivers the callback query in the browser that holds res's binding.
 func (f *fixture) finish(res broker.ConnectResult, q url.Values) (broker.CallbackResult, error) {
 	return f.Callback("acme", res, q)
@@ -240,16 +251,12 @@ func TestIssuerMixUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, providertest.Config{RequirePKCE: true, Issuer: tt.iss}, entry)
-			res, err := f.start("c1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			back := f.prov.Authorize(t, res.Location)
-			if tt.iss == "" && back.Query().Has("iss") {
+			res, back := f.consent(t)
+			if tt.iss == "" && back.Has("iss") {
 				t.Fatal("provider sent iss")
 			}
 			before := f.prov.TokenRequests()
-			_, err = f.finish(res, back.Query())
+			_, err := f.finish(res, back)
 			var e *broker.Error
 			if tt.ok != (err == nil) || !tt.ok && (!errors.As(err, &e) || e.Kind != broker.KindForbidden) {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
@@ -412,23 +419,33 @@ func TestConnectRejectsGrantAndParams(t *testing.T) {
 	}
 }
 
-// S3: a code-flow callback without its cookie is refused, and the state
-// survives for the browser that holds the cookie.
-func TestMissingCookieLeavesStateForItsBrowser(t *testing.T) {
-	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
-	res, err := f.start("c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back := f.prov.Authorize(t, res.Location)
-	_, err = f.Broker.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
-		Binding: func(string) (string, bool) { return "", false }})
-	var be *broker.Error
-	if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
-		t.Fatalf("without cookie: %v, %d token requests", err, f.prov.TokenRequests())
-	}
-	if cb, err := f.finish(res, back.Query()); err != nil || cb.Connection == nil {
-		t.Fatalf("with cookie: %v", err)
+// S3, S2: a code-flow callback without its cookie, or with an empty one,
+// is refused before any token request; the state survives for the
+// browser that holds the cookie.
+func TestCallbackWithoutItsCookie(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		binding func(res broker.ConnectResult) func(flow string) (string, bool)
+	}{
+		{"missing cookie", func(broker.ConnectResult) func(string) (string, bool) {
+			return func(string) (string, bool) { return "", false }
+		}},
+		{"empty cookie", func(res broker.ConnectResult) func(string) (string, bool) {
+			return func(flow string) (string, bool) { return "", flow == res.Binding.Flow }
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
+			res, back := f.consent(t)
+			_, err := f.Broker.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back, Binding: tt.binding(res)})
+			var be *broker.Error
+			if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
+				t.Fatalf("%s: %v, %d token requests", tt.name, err, f.prov.TokenRequests())
+			}
+			if cb, err := f.finish(res, back); err != nil || cb.Connection == nil {
+				t.Fatalf("with cookie: %v", err)
+			}
+		})
 	}
 }
 
@@ -518,21 +535,5 @@ func TestRefreshWithStaleParamsKeepsConnection(t *testing.T) {
 	got := f.get(t, "c1")
 	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.RefreshDue.IsZero() || got.FailureCount != 1 || got.FailureClass != string(broker.ClassCatalog) {
 		t.Fatalf("after stale params: %+v", got)
-	}
-}
-
-// S2: an empty binding cookie counts as no cookie.
-func TestEmptyCookieIsNoCookie(t *testing.T) {
-	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
-	res, err := f.start("c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back := f.prov.Authorize(t, res.Location)
-	_, err = f.Broker.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
-		Binding: func(flow string) (string, bool) { return "", flow == res.Binding.Flow }})
-	var be *broker.Error
-	if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
-		t.Fatalf("empty cookie: %v", err)
 	}
 }

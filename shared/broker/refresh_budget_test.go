@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -34,11 +33,7 @@ func TestRetryAfterHoldsQueuedRequests(t *testing.T) {
 		refresh:   broker.RefreshOptions{Workers: 8},
 	})
 	prov := e.Servers["metered"]
-	seeded := map[string]store.Connection{}
-	for i := range n {
-		id := "m" + strconv.Itoa(i)
-		seeded[id] = e.seed(t, "metered", id)
-	}
+	seeded := e.seedN(t, "metered", "m", n)
 	sum, elapsed := e.sweep(t)
 	starts, _ := e.net.of(prov)
 	t.Logf("sweep %+v in %v; %d token requests", sum, elapsed, len(starts))
@@ -107,11 +102,7 @@ func TestQueuedRequestLeavesOnlyWithTimeToFinish(t *testing.T) {
 		refresh:     broker.RefreshOptions{Workers: 8},
 	})
 	prov := e.Servers["metered"]
-	seeded := map[string]store.Connection{}
-	for i := range n {
-		id := "m" + strconv.Itoa(i)
-		seeded[id] = e.seed(t, "metered", id)
-	}
+	seeded := e.seedN(t, "metered", "m", n)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()

@@ -92,6 +92,18 @@ func (e *faultEnv) seed(t *testing.T, prov, id string) store.Connection {
 	return e.Seed(t, prov, id, -time.Minute)
 }
 
+// seedN seeds n connections of prov as seed does, with ids prefix0,
+// prefix1, …, and returns them by id.
+func (e *faultEnv) seedN(t *testing.T, prov, prefix string, n int) map[string]store.Connection {
+	t.Helper()
+	out := make(map[string]store.Connection, n)
+	for i := range n {
+		id := prefix + strconv.Itoa(i)
+		out[id] = e.seed(t, prov, id)
+	}
+	return out
+}
+
 func (e *faultEnv) get(t *testing.T, prov, id string) store.Connection {
 	t.Helper()
 	return e.Get(t, prov, id)
@@ -588,16 +600,8 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 				refresh:     broker.RefreshOptions{Workers: workers},
 			})
 			slow, fast := e.Servers["slow"], e.Servers["fast"]
-			seededSlow := map[string]store.Connection{}
-			seededFast := map[string]store.Connection{}
-			for i := range nSlow {
-				id := "s" + strconv.Itoa(i)
-				seededSlow[id] = e.seed(t, "slow", id)
-			}
-			for i := range nFast {
-				id := "f" + strconv.Itoa(i)
-				seededFast[id] = e.seed(t, "fast", id)
-			}
+			seededSlow := e.seedN(t, "slow", "s", nSlow)
+			seededFast := e.seedN(t, "fast", "f", nFast)
 			tt.arrange(slow)
 			fast.Delay(20 * time.Millisecond)
 			now := e.now()
@@ -696,9 +700,7 @@ func TestRateBudget(t *testing.T) {
 				refresh:   broker.RefreshOptions{Workers: workers},
 			})
 			prov := e.Servers["metered"]
-			for i := range n {
-				e.seed(t, "metered", "m"+strconv.Itoa(i))
-			}
+			e.seedN(t, "metered", "m", n)
 			sum, elapsed := e.sweep(t)
 			starts, peak := e.net.of(prov)
 			t.Logf("sweep %+v in %v, peak concurrency %d", sum, elapsed, peak)

@@ -34,9 +34,7 @@ func TestBackloggedProviderDoesNotStarveOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range 3 {
-		e.seed(t, "fast", fmt.Sprint("f", i))
-	}
+	e.seedN(t, "fast", "f", 3)
 	e.Servers["slow"].FailNext(1000, http.StatusTooManyRequests, "application/json", `{"error":"slow_down"}`, http.Header{"Retry-After": {"600"}})
 
 	sum, took := e.sweep(t)

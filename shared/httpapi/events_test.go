@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -250,6 +251,13 @@ const securityHeadersJSON = `"Cache-Control": "no-store", "Pragma": "no-cache", 
 	"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
 	"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"`
 
+// refusedAnswer is the answer a program gets for a refusal: status, the
+// security headers and {"error": code}.
+func refusedAnswer(status int, code string) string {
+	return fmt.Sprintf(`{"statusCode": %d, "headers": {`+securityHeadersJSON+`, "Content-Type": "application/json"},
+		"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"%s\"}"}`, status, code)
+}
+
 // page is the body of a plain error page, spelt out.
 func page(title, message string) string {
 	return "<!doctype html><html lang=en><meta charset=utf-8><title>" + title +
@@ -414,8 +422,7 @@ func TestEvents(t *testing.T) {
 		},
 		{
 			name: "token of no connection", fixture: "events/token.json", handler: Tokens,
-			want: `{"statusCode": 404, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"not_found\"}"}`,
+			want: refusedAnswer(404, "not_found"),
 		},
 		{
 			name: "token forced to refresh", fixture: "token-force-refresh.json", handler: Tokens,
@@ -440,32 +447,27 @@ func TestEvents(t *testing.T) {
 		},
 		{
 			name: "token without an IAM identity", fixture: "token-no-iam.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "delete without an IAM identity", fixture: "delete-no-iam.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "token under a JWT authorizer", fixture: "token-jwt-authorizer.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "token with an IAM identity without its ARN", fixture: "token-iam-incomplete.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "connection route with an unknown method", fixture: "connection-put.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 400, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"invalid_request\"}"}`,
+			want:  refusedAnswer(400, "invalid_request"),
 			after: unchanged("customer-42"),
 		},
 	}

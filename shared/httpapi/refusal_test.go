@@ -73,15 +73,12 @@ func (f *refusals) secret(vs ...string) {
 // query, edited by q.
 func (f *refusals) link(t *testing.T, edit func(*signing.Link), qedit func(url.Values)) string {
 	t.Helper()
-	l := signing.Link{Provider: "acme", ConnectionID: "c1", ReturnTo: refusalReturnTo, Expires: f.now.Add(30 * time.Minute)}
-	if edit != nil {
-		edit(&l)
-	}
-	raw, err := signing.SignLink(f.Keys, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, _ := url.ParseQuery(raw)
+	q := f.Link(t, "acme", "c1", func(l *signing.Link) {
+		l.Expires = f.now.Add(30 * time.Minute)
+		if edit != nil {
+			edit(l)
+		}
+	})
 	f.secret(q.Get("sig"))
 	if qedit != nil {
 		qedit(q)
