@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -695,11 +693,7 @@ func waitInFlight(t *testing.T, prov *providertest.Server) {
 // connection once.
 func TestDuplicateScheduleDeliveryIsHarmless(t *testing.T) {
 	const conns = 50
-	root, err := modroot.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	event, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	event, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		t.Fatal(err)
 	}

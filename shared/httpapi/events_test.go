@@ -122,15 +122,11 @@ func (w *fixtureWorld) server(name string) *providertest.Server {
 // an error, so a misspelt fixture cannot pass for a real event.
 func fixture(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
 	t.Helper()
-	path := filepath.Join("testdata", "events", name)
+	read := func() ([]byte, error) { return os.ReadFile(filepath.Join("testdata", "events", name)) }
 	if strings.HasPrefix(name, "events/") {
-		root, err := modroot.Dir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(root, name)
+		read = func() ([]byte, error) { return modroot.ReadFile(name) }
 	}
-	b, err := os.ReadFile(path)
+	b, err := read()
 	if err != nil {
 		t.Fatal(err)
 	}
