@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -200,17 +199,6 @@ func (r *netRecorder) of(p *providertest.Server) ([]time.Time, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.starts[host]), r.peak[host]
-}
-
-func writeJSONFile(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // changedFields names the fields in which got differs from want, apart
