@@ -24,24 +24,22 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
-	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
 )
 
 // Fixture values of the handler benchmarks. The credentials are
 // registered with logcheck by newHandlerFixture.
 const (
-	hbBaseURL      = "https://broker.example.test"
-	hbAppOrigin    = "https://app.example.com"
+	hbBaseURL      = brokertest.BaseURL
+	hbAppOrigin    = brokertest.AppOrigin
 	hbReturnTo     = hbAppOrigin + "/integrations?tab=connected"
 	hbClientID     = "acme-client-id"
 	hbClientSecret = "acme-client-secret-bench-7Qm2"
@@ -116,58 +114,46 @@ func benchtimeCount() (int, bool) {
 	return n, err == nil
 }
 
-// handlerFixture holds what every run shares: the catalog, the secrets
-// file, the return origins and a signed connect link.
+// hbCatalog is the benchmark's catalog: acme, a code flow with PKCE whose
+// endpoints the in-process RoundTripper answers.
+const hbCatalog = "  acme:\n" +
+	"    authorization_url: https://provider.example.test/oauth/authorize\n" +
+	"    token_url: https://provider.example.test/oauth/token\n" +
+	"    grant_types: [authorization_code, refresh_token]\n" +
+	"    default_scopes: [read]\n"
+
+// handlerFixture holds what every run shares: a signed connect link.
 type handlerFixture struct {
-	catalog     *provider.Catalog
-	secretsFile string
-	origins     returnto.Allowlist
-	linkQuery   string // a signed link's query, valid for an hour
+	linkQuery string // a signed link's query, valid for an hour
 }
 
 func newHandlerFixture(b *testing.B) *handlerFixture {
-	logcheck.Register(hbClientSecret, hbKeyMaterial, hbAccessToken, hbRefreshToken)
-	cat, err := testcatalog.Load(b, []byte("providers:\n  acme:\n"+
-		"    authorization_url: https://provider.example.test/oauth/authorize\n"+
-		"    token_url: https://provider.example.test/oauth/token\n"+
-		"    grant_types: [authorization_code, refresh_token]\n"+
-		"    default_scopes: [read]\n"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if p, _ := cat.Get("acme"); !p.UsesPKCE() {
-		b.Fatal("the benchmark provider must use PKCE")
-	}
-	secretSet := testsecrets.Set{SigningKey: hbKeyMaterial, Clients: map[string]testsecrets.Client{"acme": {ID: hbClientID, Secret: hbClientSecret}}}
-	origins, err := returnto.ParseOrigins(hbAppOrigin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	q, err := signing.SignLink(secretSet.Keyset(b), signing.Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: hbReturnTo,
+	logcheck.Register(hbAccessToken, hbRefreshToken)
+	q, err := signing.SignLink(testsecrets.Set{SigningKey: hbKeyMaterial}.Keyset(b), signing.Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: hbReturnTo,
 		Scopes: []string{"read", "write"}, Expires: time.Now().Add(time.Hour)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &handlerFixture{catalog: cat, secretsFile: secretSet.File(b), origins: origins, linkQuery: q}
+	return &handlerFixture{linkQuery: q}
 }
 
 // broker returns a broker on a fresh in-memory store, as cmd/dev wires one,
 // its secrets cache warmed, logging JSON (as setup.Logger) to io.Discard;
 // the provider's token endpoint is rt, in process.
 func (f *handlerFixture) broker(b *testing.B, rt http.RoundTripper) *broker.Broker {
-	st, err := embedded.Open("", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
 	hc := provider.NewHTTPClient()
 	hc.Transport = rt
-	br := &broker.Broker{
-		Config:  broker.Config{BaseURL: hbBaseURL, SecretsPrefix: "oauthbroker/", ReturnTo: f.origins},
-		Catalog: f.catalog,
-		Store:   st,
-		Secrets: secrets.NewCache(secrets.NewFile(f.secretsFile), setup.SecretsTTL),
-		Wire:    &provider.Client{HTTP: hc},
-		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	br := brokertest.New(b, brokertest.Options{
+		Catalog:    hbCatalog,
+		Clients:    map[string]testsecrets.Client{"acme": {ID: hbClientID, Secret: hbClientSecret}},
+		SigningKey: hbKeyMaterial,
+		HTTP:       hc,
+		Now:        time.Now,
+		Secrets:    func(file secrets.Source) secrets.Source { return secrets.NewCache(file, setup.SecretsTTL) },
+	}).Broker
+	br.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if p, _ := br.Catalog.Get("acme"); !p.UsesPKCE() {
+		b.Fatal("the benchmark provider must use PKCE")
 	}
 	for _, name := range []string{br.KeysSecret(), secrets.ClientCredentialsName(br.Config.SecretsPrefix, "acme")} {
 		if _, err := br.Secrets.Secret(b.Context(), name); err != nil {

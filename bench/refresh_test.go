@@ -26,11 +26,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
@@ -245,18 +245,13 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 	}
 	prov := providertest.New(b, pcfg)
 	prov.Delay(c.delay)
-	entry := "providers:\n  acme:\n" +
+	entry := "  acme:\n" +
 		"    authorization_url: " + prov.AuthorizeURL() + "\n" +
 		"    token_url: " + prov.TokenURL() + "\n" +
 		"    grant_types: [authorization_code, refresh_token]\n"
 	if c.rate > 0 {
 		entry += fmt.Sprintf("    rate_limit:\n      requests: %d\n      period_seconds: %d\n", c.rate, int(c.period/time.Second))
 	}
-	cat, err := testcatalog.Load(b, []byte(entry))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sf := testsecrets.Set{Clients: map[string]testsecrets.Client{"acme": {ID: "cid", Secret: "csecret"}}}.File(b)
 	probe := &providerProbe{}
 	provHTTP := probe.instrument(provider.NewHTTPClient())
 	logs := &warnLog{}
@@ -269,15 +264,16 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 		table := dynalite.NewTable(b, client)
 		sealer := testkeys.Sealer()
 		st := dynamo.NewWithSealers(client, table, sealer, sealer)
-		br := &broker.Broker{
-			Config:  broker.Config{BaseURL: "https://broker.example.test", SecretsPrefix: "oauthbroker/"},
-			Catalog: cat,
+		br := brokertest.New(b, brokertest.Options{
+			Catalog: entry,
+			Clients: map[string]testsecrets.Client{"acme": {ID: "cid", Secret: "csecret"}},
 			Store:   st,
-			Secrets: secrets.NewCache(secrets.NewFile(sf), 0),
-			Wire:    &provider.Client{HTTP: provHTTP},
-			Log:     slog.New(logs),
+			HTTP:    provHTTP,
+			Now:     time.Now,
+			Secrets: func(file secrets.Source) secrets.Source { return secrets.NewCache(file, 0) },
 			Refresh: broker.RefreshOptions{Workers: c.workers, Batch: sweepBatch},
-		}
+		}).Broker
+		br.Log = slog.New(logs)
 		seedStart := time.Now()
 		n := c.size()
 		if err := seed(ctx, st, prov, n); err != nil {

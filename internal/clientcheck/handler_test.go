@@ -13,7 +13,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -27,20 +26,15 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
-	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/client"
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
-	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
 const (
@@ -62,13 +56,6 @@ var testCreds = func() aws.Credentials {
 	logcheck.Register(c.SecretAccessKey, c.SessionToken)
 	return c
 }()
-
-// secretToken returns a fresh secret for a test, registered with logcheck.
-func secretToken(prefix string) string {
-	v := prefix + "-" + rand.Text()
-	logcheck.Register(v)
-	return v
-}
 
 // gateway is API Gateway in front of the token function: SigV4 checked,
 // the two IAM-authorized routes, the event as API Gateway builds it.
@@ -187,62 +174,16 @@ func (g *gateway) lastHeader() http.Header {
 	return g.header.Clone()
 }
 
-// tokenFunction is the broker of functions/token on a fresh DynamoDB table,
-// with the strict provider acme and a JSON log.
-type tokenFunction struct {
-	b    *broker.Broker
-	st   *dynamo.Store
-	prov *providertest.Server
-	logs *syncbuf.Buffer
-}
-
-func newTokenFunction(t *testing.T) *tokenFunction {
+// newTokenFunction is the broker of functions/token on a fresh DynamoDB
+// table, with the strict provider acme and a JSON log, on the real clock.
+func newTokenFunction(t *testing.T) *brokertest.World {
 	t.Helper()
-	clientSecret := secretToken("cs-acme")
-	prov := providertest.New(t, providertest.Config{
-		ClientID: "cid", ClientSecret: clientSecret, RedirectURI: "https://broker.example.test/callback/acme",
-		AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
+	return brokertest.New(t, brokertest.Options{
+		Providers: []brokertest.Provider{{Name: "acme", Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true}}},
+		Store:     dynalite.NewStore(t, dynalite.Shared(t).Client),
+		Now:       time.Now,
+		Secrets:   func(file secrets.Source) secrets.Source { return secrets.NewCache(file, time.Minute) },
 	})
-	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+
-		"    authorization_url: "+prov.AuthorizeURL()+"\n    token_url: "+prov.TokenURL()+"\n"+
-		"    grant_types: [authorization_code, refresh_token]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretsFile := testsecrets.Set{Clients: map[string]testsecrets.Client{"acme": {ID: "cid", Secret: clientSecret}}}.File(t)
-	client := dynalite.Shared(t).Client
-	f := &tokenFunction{
-		st:   dynalite.NewStore(t, client),
-		prov: prov,
-		logs: &syncbuf.Buffer{},
-	}
-	f.b = &broker.Broker{
-		Config:  broker.Config{BaseURL: "https://broker.example.test", SecretsPrefix: "oauthbroker/"},
-		Catalog: cat,
-		Store:   f.st,
-		Secrets: secrets.NewCache(secrets.NewFile(secretsFile), time.Minute),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
-		Log:     slog.New(slog.NewJSONHandler(f.logs, nil)),
-	}
-	return f
-}
-
-// seed stores a connection of providerName holding a live grant at acme,
-// valid for an hour and not due for refresh.
-func (f *tokenFunction) seed(t *testing.T, providerName, id string) store.Connection {
-	t.Helper()
-	access, refresh := f.prov.IssueGrant("read")
-	now := time.Now().Truncate(time.Second)
-	c, err := f.st.SaveConnection(context.Background(), store.Connection{
-		Provider: providerName, ConnectionID: id, Status: store.StatusConnected,
-		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
-		ExpiresAt: now.Add(time.Hour), Scope: "read", Metadata: map[string]string{"user_id": "u1"},
-		Grant: provider.GrantAuthorizationCode, RefreshDue: now.Add(50 * time.Minute),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // TestClientAgainstTokenHandler runs the client against the real token
@@ -251,7 +192,7 @@ func (f *tokenFunction) seed(t *testing.T, providerName, id string) store.Connec
 // code, the sentinel it matches and the Retry-After the handler sent.
 func TestClientAgainstTokenHandler(t *testing.T) {
 	fn := newTokenFunction(t)
-	gw := newGateway(t, httpapi.Tokens(fn.b))
+	gw := newGateway(t, httpapi.Tokens(fn.Broker))
 	creds := credentials.NewStaticCredentialsProvider(testCreds.AccessKeyID, testCreds.SecretAccessKey, testCreds.SessionToken)
 	c, err := client.New(context.Background(), gw.srv.URL,
 		client.WithCredentials(creds), client.WithRegion(testRegion), client.WithHTTPClient(gw.srv.Client()))
@@ -260,7 +201,7 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	ok := fn.seed(t, "acme", "c-ok")
+	ok := fn.Seed(t, "acme", "c-ok", 50*time.Minute)
 	t.Run("200", func(t *testing.T) {
 		tok, err := c.Token(ctx, "acme", "c-ok")
 		if err != nil {
@@ -274,27 +215,27 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if forced.AccessToken == ok.AccessToken || !fn.prov.Valid(forced.AccessToken) {
+		if forced.AccessToken == ok.AccessToken || !fn.Servers["acme"].Valid(forced.AccessToken) {
 			t.Errorf("a forced refresh did not hand out a new token the provider accepts")
 		}
 	})
 	t.Run("204", func(t *testing.T) {
-		fn.seed(t, "acme", "c-delete")
+		fn.Seed(t, "acme", "c-delete", 50*time.Minute)
 		if err := c.Delete(ctx, "acme", "c-delete"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fn.st.GetConnection(ctx, "acme", "c-delete"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := fn.Store.GetConnection(ctx, "acme", "c-delete"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("after Delete the store still has the connection: %v", err)
 		}
 	})
 
-	fn.seed(t, "acme", "c-reauth")
-	reauth, _ := fn.st.GetConnection(ctx, "acme", "c-reauth")
-	fn.prov.RevokeRefresh(reauth.RefreshToken)
-	fn.seed(t, "acme", "c-rejected")
-	fn.seed(t, "acme", "c-limited")
-	fn.seed(t, "acme", "c-down")
-	fn.seed(t, "retired", "c-retired") // a provider no longer in the catalog
+	fn.Seed(t, "acme", "c-reauth", 50*time.Minute)
+	reauth, _ := fn.Store.GetConnection(ctx, "acme", "c-reauth")
+	fn.Servers["acme"].RevokeRefresh(reauth.RefreshToken)
+	fn.Seed(t, "acme", "c-rejected", 50*time.Minute)
+	fn.Seed(t, "acme", "c-limited", 50*time.Minute)
+	fn.Seed(t, "acme", "c-down", 50*time.Minute)
+	fn.Seed(t, "retired", "c-retired", 50*time.Minute) // a provider no longer in the catalog
 
 	tests := []struct {
 		name       string
@@ -319,15 +260,15 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 		{name: "409 needs_reauth stored", call: func() error { _, err := c.Token(ctx, "acme", "c-reauth"); return err },
 			wantStatus: 409, wantCode: client.CodeReauthRequired, wantIs: client.ErrReauthRequired},
 		{name: "502 provider refuses the refresh request",
-			setup:      func() { fn.prov.FailNext(1, 400, "application/json", `{"error":"invalid_request"}`, nil) },
+			setup:      func() { fn.Servers["acme"].FailNext(1, 400, "application/json", `{"error":"invalid_request"}`, nil) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-rejected"); return err },
 			wantStatus: 502, wantCode: client.CodeProviderError},
 		{name: "503 provider rate-limits",
-			setup:      func() { fn.prov.FailNext(1, 429, "", "", http.Header{"Retry-After": {"7"}}) },
+			setup:      func() { fn.Servers["acme"].FailNext(1, 429, "", "", http.Header{"Retry-After": {"7"}}) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-limited"); return err },
 			wantStatus: 503, wantCode: client.CodeProviderUnavailable, minRetry: 7 * time.Second},
 		{name: "503 provider down",
-			setup:      func() { fn.prov.FailNext(1, 500, "text/html", "<html>oops</html>", nil) },
+			setup:      func() { fn.Servers["acme"].FailNext(1, 500, "text/html", "<html>oops</html>", nil) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-down"); return err },
 			wantStatus: 503, wantCode: client.CodeProviderUnavailable},
 		{name: "500 provider gone from the catalog", call: func() error { _, err := c.Token(ctx, "retired", "c-retired"); return err },
@@ -337,8 +278,8 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 			call:       func() error { defer gw.setNoIdentity(false); _, err := c.Token(ctx, "acme", "c-ok"); return err },
 			wantStatus: 403, wantCode: client.CodeForbidden,
 			check: func(t *testing.T) {
-				if !strings.Contains(fn.logs.String(), `"msg":"token route refused","status":403`) ||
-					!strings.Contains(fn.logs.String(), `"cause":"no IAM identity in requestContext"`) {
+				if !strings.Contains(fn.Logs.String(), `"msg":"token route refused","status":403`) ||
+					!strings.Contains(fn.Logs.String(), `"cause":"no IAM identity in requestContext"`) {
 					t.Errorf("the refusal is not logged with its cause")
 				}
 			}},

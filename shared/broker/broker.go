@@ -118,6 +118,19 @@ func (b *Broker) keyset(ctx context.Context) (*signing.Keyset, error) {
 // random key ids cannot turn into a flood of Secrets Manager calls.
 const KeyReloadEvery = 30 * time.Second
 
+// verifySigned runs verify (a link's or a state's check) under ks and,
+// when it fails for an unknown key id, once more under the keyset
+// reloadKeyset re-reads; it returns the keyset the last check ran under.
+func (b *Broker) verifySigned(ctx context.Context, ks *signing.Keyset, verify func(*signing.Keyset) error) (*signing.Keyset, error) {
+	err := verify(ks)
+	if errors.Is(err, signing.ErrUnknownKey) {
+		if fresh, ok := b.reloadKeyset(ctx); ok {
+			return fresh, verify(fresh)
+		}
+	}
+	return ks, err
+}
+
 // reloadKeyset re-reads the keyset past the cache, when a value names a key
 // id the cached keyset does not know: the app may have rotated keys and
 // signed with the new one minutes before this instance's cache expires.

@@ -2,11 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,151 +14,89 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
 )
 
 const (
-	base     = "https://broker.example.test"
-	returnTo = "https://app.example.com/done"
-	keyMat   = "broker-test-key-0123456789abcdef0123456789"
+	base     = brokertest.BaseURL
+	returnTo = brokertest.ReturnTo
 )
 
-// fixture is a broker on the embedded store, a secrets file and a strict
-// provider described by catalogEntry (with URL placeholders filled in).
+// fixture is a brokertest World whose one provider, acme, is the strict
+// server prov; its methods run the flows for acme.
 type fixture struct {
-	b    *broker.Broker // logs to the default logger (go test shows it on failure)
-	st   *embedded.Store
+	*brokertest.World
 	prov *providertest.Server
-	keys *signing.Keyset
-	now  clock
-	// secretsFile is the secrets file behind f.b.Secrets.
-	secretsFile string
 }
 
-// clock is a settable clock safe for concurrent use.
-type clock struct{ unixNano atomic.Int64 }
-
-func (c *clock) Now() time.Time      { return time.Unix(0, c.unixNano.Load()) }
-func (c *clock) Set(t time.Time)     { c.unixNano.Store(t.UnixNano()) }
-func (c *clock) Add(d time.Duration) { c.unixNano.Add(int64(d)) }
-
+// newFixture serves acme with cfg, described by the catalog entry entry
+// (brokertest's placeholders filled in).
 func newFixture(t *testing.T, cfg providertest.Config, entry string) *fixture {
 	t.Helper()
-	cfg.ClientID, cfg.ClientSecret, cfg.RedirectURI = "cid", "csecret", base+"/callback/acme"
-	prov := providertest.New(t, cfg)
-	entry = strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL(), "REVOKE_URL", prov.RevokeURL()).Replace(entry)
-	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+entry))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sf := filepath.Join(dir, "secrets.json")
-	os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
-	st, err := embedded.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allow, _ := returnto.ParseOrigins("https://app.example.com")
-	keys, _ := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMat)})
-	logcheck.Register(keyMat)
-	f := &fixture{st: st, prov: prov, keys: keys, secretsFile: sf}
-	f.now.Set(time.Now())
-	f.b = &broker.Broker{
-		Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
-		Catalog: cat,
-		Store:   st,
-		Secrets: secrets.NewFile(sf),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: f.now.Now},
-		Now:     f.now.Now,
-	}
-	return f
+	w := brokertest.New(t, brokertest.Options{Providers: []brokertest.Provider{{Name: "acme", Config: cfg, Entry: entry}}})
+	return &fixture{World: w, prov: w.Servers["acme"]}
 }
 
 // connect runs a whole flow for id and returns the stored connection.
 func (f *fixture) connect(t *testing.T, id string) store.Connection {
 	t.Helper()
-	res, err := f.start(id)
+	return f.Connected(t, "acme", id)
+}
+
+// start signs a connect link for id with f.Keys and runs Connect.
+func (f *fixture) start(id string) (broker.ConnectResult, error) {
+	return f.startLink(func(l *signing.Link) { l.ConnectionID = id })
+}
+
+// startLink runs Connect for a link of c1, edited by edit.
+func (f *fixture) startLink(edit func(*signing.Link)) (broker.ConnectResult, error) {
+	l := signing.Link{Provider: "acme", ConnectionID: "c1", ReturnTo: returnTo, Expires: f.Clock.Now().Add(time.Hour)}
+	edit(&l)
+	q, err := signing.SignLink(f.Keys, l)
+	if err != nil {
+		return broker.ConnectResult{}, err
+	}
+	qv, _ := url.ParseQuery(q)
+	return f.Connect("acme", qv)
+}
+
+// consent starts a flow for c1 and takes it through the provider's
+// consent: the connect result and the query the provider sends back.
+func (f *fixture) consent(t *testing.T) (broker.ConnectResult, url.Values) {
+	t.Helper()
+	res, err := f.start("c1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	loc, _ := url.Parse(res.Location)
-	if !strings.HasPrefix(res.Location, base+"/callback/") {
-		loc = f.prov.Authorize(t, res.Location)
-	}
-	cb, err := f.finish(res, loc.Query())
-	if err != nil || cb.Connection == nil || cb.Connection.ConnectionID != id {
-		t.Fatalf("callback: %+v %v", cb, err)
-	}
-	return f.get(t, id)
-}
-
-// start signs a connect link for id with f.keys and runs Connect.
-func (f *fixture) start(id string) (broker.ConnectResult, error) {
-	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)})
-	return f.connectQuery(q)
-}
-
-// connectQuery runs Connect for a signed link query and registers the
-// link's signature and the state and binding cookie handed out with
-// logcheck (S22).
-func (f *fixture) connectQuery(q string) (broker.ConnectResult, error) {
-	qv, _ := url.ParseQuery(q)
-	logcheck.Register(qv.Get("sig"))
-	res, err := f.b.Connect(context.Background(), "acme", qv)
-	if loc, perr := url.Parse(res.Location); perr == nil {
-		logcheck.Register(loc.Query().Get("state"))
-	}
-	if res.Binding != nil {
-		logcheck.Register(res.Binding.Secret)
-	}
-	return res, err
+	return res, f.prov.Authorize(t, res.Location).Query()
 }
 
 // finish delivers the callback query in the browser that holds res's binding.
 func (f *fixture) finish(res broker.ConnectResult, q url.Values) (broker.CallbackResult, error) {
-	return f.b.Callback(context.Background(), broker.CallbackRequest{
-		Provider: "acme",
-		Query:    q,
-		Binding: func(flow string) (string, bool) {
-			if res.Binding == nil {
-				return "", false
-			}
-			return res.Binding.Secret, flow == res.Binding.Flow
-		},
-	})
+	return f.Callback("acme", res, q)
 }
 
 func (f *fixture) get(t *testing.T, id string) store.Connection {
 	t.Helper()
-	c, err := f.st.GetConnection(context.Background(), "acme", id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return f.Get(t, "acme", id)
 }
 
 // sweepAt runs the refresh schedule with the clock at now+d.
 func (f *fixture) sweepAt(t *testing.T, d time.Duration) broker.RefreshSummary {
 	t.Helper()
-	f.now.Add(d)
-	sum, err := f.b.RefreshDue(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sum
+	f.Clock.Add(d)
+	return f.Sweep(t)
 }
 
-const codeEntry = "    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code, refresh_token]\n"
+const codeEntry = brokertest.CodeEntry
 
 // RFC 6749 §6: a refresh response without refresh_token keeps the old one.
 func TestRefreshKeepsRefreshTokenWhenOmitted(t *testing.T) {
@@ -184,8 +122,8 @@ func TestRefreshFailureClasses(t *testing.T) {
 	}
 	c2 := f.get(t, "c1")
 	if c2.RefreshToken != c.RefreshToken || c2.AccessToken != c.AccessToken || c2.FailureCount != 1 ||
-		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.now.Now()) < 59*time.Minute {
-		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.now.Now()))
+		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.Clock.Now()) < 59*time.Minute {
+		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.Clock.Now()))
 	}
 	for i := 2; i <= broker.DefaultFailingAfter; i++ {
 		f.prov.FailNext(1, 502, "text/html", "<html>bad gateway</html>", nil)
@@ -241,14 +179,14 @@ func TestConcurrentSweepsRefreshEachConnectionOnce(t *testing.T) {
 		f.connect(t, "c"+strconv.Itoa(i))
 	}
 	before := f.prov.TokenRequests()
-	f.now.Add(56 * time.Minute)
+	f.Clock.Add(56 * time.Minute)
 	var wg sync.WaitGroup
 	var refreshed atomic.Int32
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sum, err := f.b.RefreshDue(context.Background())
+			sum, err := f.Broker.RefreshDue(context.Background())
 			if err != nil {
 				t.Error(err)
 			}
@@ -273,18 +211,18 @@ func TestLeaseHeldBlocksOtherSweeps(t *testing.T) {
 	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, codeEntry)
 	f.connect(t, "slow")
 	before := f.prov.TokenRequests()
-	f.now.Add(56 * time.Minute)
+	f.Clock.Add(56 * time.Minute)
 	f.prov.Delay(time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // the Lambda's deadline
 	defer cancel()
 	done := make(chan broker.RefreshSummary)
 	go func() {
-		sum, _ := f.b.RefreshDue(ctx)
+		sum, _ := f.Broker.RefreshDue(ctx)
 		done <- sum
 	}()
 	time.Sleep(300 * time.Millisecond) // the first sweep is inside its provider call
-	f.now.Add(broker.DefaultLeasePeriod - time.Second)
-	second, err := f.b.RefreshDue(context.Background())
+	f.Clock.Add(broker.DefaultLeasePeriod - time.Second)
+	second, err := f.Broker.RefreshDue(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,16 +251,12 @@ func TestIssuerMixUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, providertest.Config{RequirePKCE: true, Issuer: tt.iss}, entry)
-			res, err := f.start("c1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			back := f.prov.Authorize(t, res.Location)
-			if tt.iss == "" && back.Query().Has("iss") {
+			res, back := f.consent(t)
+			if tt.iss == "" && back.Has("iss") {
 				t.Fatal("provider sent iss")
 			}
 			before := f.prov.TokenRequests()
-			_, err = f.finish(res, back.Query())
+			_, err := f.finish(res, back)
 			var e *broker.Error
 			if tt.ok != (err == nil) || !tt.ok && (!errors.As(err, &e) || e.Kind != broker.KindForbidden) {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
@@ -338,21 +272,25 @@ func TestIssuerMixUp(t *testing.T) {
 // the warm instance's cached keyset does not know yet forces one re-read.
 func TestKeyRotationReachesWarmInstances(t *testing.T) {
 	f := newFixture(t, providertest.Config{RequirePKCE: true}, codeEntry)
-	counting := &countingSource{src: secrets.NewFile(f.secretsFile)}
-	f.b.Secrets = secrets.NewCache(counting, 5*time.Minute)
+	counting := &countingSource{src: secrets.NewFile(f.SecretsFile)}
+	f.Broker.Secrets = secrets.NewCache(counting, 5*time.Minute)
 	f.connect(t, "before-rotation")
 
 	k2 := "second-key-0123456789abcdef0123456789abcdef"
 	logcheck.Register(k2)
-	os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k2","k1":"`+keyMat+`","k2":"`+k2+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600)
-	f.keys, _ = testkeys.Keyset("k2", map[string][]byte{"k2": []byte(k2)})
+	rotated, _ := json.Marshal(map[string]any{
+		"oauthbroker/keys":          map[string]string{"current_kid": "k2", "k1": brokertest.SigningKey, "k2": k2},
+		"oauthbroker/provider/acme": f.Secrets.Clients["acme"],
+	})
+	os.WriteFile(f.SecretsFile, rotated, 0o600)
+	f.Keys, _ = testkeys.Keyset("k2", map[string][]byte{"k2": []byte(k2)})
 	reads := counting.n.Load()
 	f.connect(t, "after-rotation")
 	if got := counting.n.Load() - reads; got != 1 {
 		t.Fatalf("%d keyset reads after rotation, want 1", got)
 	}
 	// Unknown key ids do not turn into a flood of Secrets Manager reads.
-	f.keys, _ = testkeys.Keyset("k9", map[string][]byte{"k9": []byte(k2)})
+	f.Keys, _ = testkeys.Keyset("k9", map[string][]byte{"k9": []byte(k2)})
 	reads = counting.n.Load()
 	for range 5 {
 		if _, err := f.start("forged"); err == nil {
@@ -374,17 +312,6 @@ func (c *countingSource) Secret(ctx context.Context, name string) ([]byte, error
 		c.n.Add(1)
 	}
 	return c.src.Secret(ctx, name)
-}
-
-// startLink runs Connect for a link with the given edits.
-func (f *fixture) startLink(edit func(*signing.Link)) (broker.ConnectResult, error) {
-	l := signing.Link{Provider: "acme", ConnectionID: "c1", ReturnTo: returnTo, Expires: f.now.Now().Add(time.Hour)}
-	edit(&l)
-	q, err := signing.SignLink(f.keys, l)
-	if err != nil {
-		return broker.ConnectResult{}, err
-	}
-	return f.connectQuery(q)
 }
 
 // A client_credentials connect without a return address is for a program:
@@ -492,23 +419,33 @@ func TestConnectRejectsGrantAndParams(t *testing.T) {
 	}
 }
 
-// S3: a code-flow callback without its cookie is refused, and the state
-// survives for the browser that holds the cookie.
-func TestMissingCookieLeavesStateForItsBrowser(t *testing.T) {
-	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
-	res, err := f.start("c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back := f.prov.Authorize(t, res.Location)
-	_, err = f.b.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
-		Binding: func(string) (string, bool) { return "", false }})
-	var be *broker.Error
-	if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
-		t.Fatalf("without cookie: %v, %d token requests", err, f.prov.TokenRequests())
-	}
-	if cb, err := f.finish(res, back.Query()); err != nil || cb.Connection == nil {
-		t.Fatalf("with cookie: %v", err)
+// S3, S2: a code-flow callback without its cookie, or with an empty one,
+// is refused before any token request; the state survives for the
+// browser that holds the cookie.
+func TestCallbackWithoutItsCookie(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		binding func(res broker.ConnectResult) func(flow string) (string, bool)
+	}{
+		{"missing cookie", func(broker.ConnectResult) func(string) (string, bool) {
+			return func(string) (string, bool) { return "", false }
+		}},
+		{"empty cookie", func(res broker.ConnectResult) func(string) (string, bool) {
+			return func(flow string) (string, bool) { return "", flow == res.Binding.Flow }
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
+			res, back := f.consent(t)
+			_, err := f.Broker.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back, Binding: tt.binding(res)})
+			var be *broker.Error
+			if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
+				t.Fatalf("%s: %v, %d token requests", tt.name, err, f.prov.TokenRequests())
+			}
+			if cb, err := f.finish(res, back); err != nil || cb.Connection == nil {
+				t.Fatalf("with cookie: %v", err)
+			}
+		})
 	}
 }
 
@@ -589,7 +526,7 @@ func TestRefreshWithStaleParamsKeepsConnection(t *testing.T) {
 	}
 	c := f.get(t, "c1")
 	c.Params = map[string]string{"tenant": "x"} // no longer matches
-	if c, err = f.st.SaveConnection(context.Background(), c); err != nil {
+	if c, err = f.Store.SaveConnection(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	if sum := f.sweepAt(t, 56*time.Minute); sum.Failed != 1 {
@@ -598,21 +535,5 @@ func TestRefreshWithStaleParamsKeepsConnection(t *testing.T) {
 	got := f.get(t, "c1")
 	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.RefreshDue.IsZero() || got.FailureCount != 1 || got.FailureClass != string(broker.ClassCatalog) {
 		t.Fatalf("after stale params: %+v", got)
-	}
-}
-
-// S2: an empty binding cookie counts as no cookie.
-func TestEmptyCookieIsNoCookie(t *testing.T) {
-	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
-	res, err := f.start("c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	back := f.prov.Authorize(t, res.Location)
-	_, err = f.b.Callback(context.Background(), broker.CallbackRequest{Provider: "acme", Query: back.Query(),
-		Binding: func(flow string) (string, bool) { return "", flow == res.Binding.Flow }})
-	var be *broker.Error
-	if !errors.As(err, &be) || be.Kind != broker.KindForbidden || f.prov.TokenRequests() != 0 {
-		t.Fatalf("empty cookie: %v", err)
 	}
 }

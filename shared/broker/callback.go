@@ -65,12 +65,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		return CallbackResult{}, Unavailable(err)
 	}
 	now := b.now()
-	id, err := signing.VerifyState(ks, p.Name, stateValue, now)
-	if errors.Is(err, signing.ErrUnknownKey) {
-		if fresh, ok := b.reloadKeyset(ctx); ok {
-			id, err = signing.VerifyState(fresh, p.Name, stateValue, now)
-		}
-	}
+	var id string
+	_, err = b.verifySigned(ctx, ks, func(ks *signing.Keyset) (err error) {
+		id, err = signing.VerifyState(ks, p.Name, stateValue, now)
+		return err
+	})
 	if errors.Is(err, signing.ErrExpired) {
 		return CallbackResult{}, fail(KindForbidden, CodeForbidden, CauseStateExpired, "This sign-in took too long and has expired. Please start again from the application.", err)
 	} else if err != nil {

@@ -114,28 +114,28 @@ const (
 
 // linkCause names why signing.VerifyLink refused a connect link.
 func linkCause(err error) Cause {
-	switch {
-	case errors.Is(err, signing.ErrUnknownKey):
-		return CauseUnknownKey
-	case errors.Is(err, signing.ErrBadSignature):
-		return CauseBadSignature
-	case errors.Is(err, signing.ErrExpired):
-		return CauseLinkExpired
-	case errors.Is(err, signing.ErrTooFarAhead):
-		return CauseExpTooFar
+	other := CauseLinkMalformed
+	if errors.Is(err, signing.ErrTooFarAhead) {
+		other = CauseExpTooFar
 	}
-	return CauseLinkMalformed
+	return verifyCause(err, CauseLinkExpired, other)
 }
 
 // stateCause names why signing.VerifyState refused a state.
 func stateCause(err error) Cause {
+	return verifyCause(err, CauseStateExpired, CauseStateMalformed)
+}
+
+// verifyCause names why signing refused a link or a state: its key, its
+// signature, its expiry (expired), or else other.
+func verifyCause(err error, expired, other Cause) Cause {
 	switch {
 	case errors.Is(err, signing.ErrUnknownKey):
 		return CauseUnknownKey
 	case errors.Is(err, signing.ErrBadSignature):
 		return CauseBadSignature
 	case errors.Is(err, signing.ErrExpired):
-		return CauseStateExpired
+		return expired
 	}
-	return CauseStateMalformed
+	return other
 }

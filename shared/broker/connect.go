@@ -60,13 +60,11 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 		return ConnectResult{}, Unavailable(err)
 	}
 	now := b.now()
-	link, err := signing.VerifyLink(ks, p.Name, q, now)
-	if errors.Is(err, signing.ErrUnknownKey) {
-		if fresh, ok := b.reloadKeyset(ctx); ok {
-			ks = fresh
-			link, err = signing.VerifyLink(ks, p.Name, q, now)
-		}
-	}
+	var link signing.Link
+	ks, err = b.verifySigned(ctx, ks, func(ks *signing.Keyset) (err error) {
+		link, err = signing.VerifyLink(ks, p.Name, q, now)
+		return err
+	})
 	if err != nil {
 		return ConnectResult{}, fail(KindForbidden, CodeForbidden, linkCause(err), "This connect link is not valid or has expired. Please start again from the application.", err)
 	}

@@ -28,8 +28,8 @@ func (s *openCounting) GetConnection(ctx context.Context, provider, id string) (
 func TestReconnectDoesNotOpenCredentials(t *testing.T) {
 	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
 	first := f.connect(t, "c1")
-	st := &openCounting{Store: f.st}
-	f.b.Store = st
+	st := &openCounting{Store: f.Store}
+	f.Broker.Store = st
 	second := f.connect(t, "c1")
 	if n := st.opens.Load(); n != 0 {
 		t.Errorf("reconnect opened the stored credentials %d times, want never", n)

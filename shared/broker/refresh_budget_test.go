@@ -3,10 +3,10 @@ package broker_test
 import (
 	"context"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -24,20 +24,16 @@ import (
 func TestRetryAfterHoldsQueuedRequests(t *testing.T) {
 	const n = 6
 	e := newFaultEnv(t, faultOptions{
-		providers: []faultProvider{{
-			name:  "metered",
-			cfg:   providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true, RateLimit: 1, RateWindow: 30 * time.Second},
-			entry: codeEntry + "    rate_limit: {requests: 1, period_seconds: 1}\n",
+		providers: []brokertest.Provider{{
+			Name:   "metered",
+			Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true, RateLimit: 1, RateWindow: 30 * time.Second},
+			Entry:  codeEntry + "    rate_limit: {requests: 1, period_seconds: 1}\n",
 		}},
 		realClock: true,
 		refresh:   broker.RefreshOptions{Workers: 8},
 	})
-	prov := e.prov["metered"]
-	seeded := map[string]store.Connection{}
-	for i := range n {
-		id := "m" + strconv.Itoa(i)
-		seeded[id] = e.seed(t, "metered", id)
-	}
+	prov := e.Servers["metered"]
+	seeded := e.seedN(t, "metered", "m", n)
 	sum, elapsed := e.sweep(t)
 	starts, _ := e.net.of(prov)
 	t.Logf("sweep %+v in %v; %d token requests", sum, elapsed, len(starts))
@@ -96,25 +92,21 @@ func TestQueuedRequestLeavesOnlyWithTimeToFinish(t *testing.T) {
 		callEnd  = 20 * time.Second
 	)
 	e := newFaultEnv(t, faultOptions{
-		providers: []faultProvider{{
-			name:  "metered",
-			cfg:   providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
-			entry: codeEntry + "    rate_limit: {requests: 1, period_seconds: 2}\n",
+		providers: []brokertest.Provider{{
+			Name:   "metered",
+			Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
+			Entry:  codeEntry + "    rate_limit: {requests: 1, period_seconds: 2}\n",
 		}},
 		httpTimeout: httpTimeout,
 		realClock:   true,
 		refresh:     broker.RefreshOptions{Workers: 8},
 	})
-	prov := e.prov["metered"]
-	seeded := map[string]store.Connection{}
-	for i := range n {
-		id := "m" + strconv.Itoa(i)
-		seeded[id] = e.seed(t, "metered", id)
-	}
+	prov := e.Servers["metered"]
+	seeded := e.seedN(t, "metered", "m", n)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
-	sum, err := e.b.RefreshDue(ctx)
+	sum, err := e.Broker.RefreshDue(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,9 @@ package broker_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -17,17 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/eventrecorder"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
 // These tests drive the refresh sweep (Broker.RefreshDue) against providers
@@ -40,17 +33,8 @@ import (
 // many consecutive unavailable answers (5xx, timeouts) pause a provider.
 const tripAfter = 3
 
-// faultProvider describes one catalog entry and its providertest server.
-type faultProvider struct {
-	name string
-	cfg  providertest.Config // ClientID, ClientSecret and RedirectURI are filled in
-	// entry is the catalog entry's body (4-space indented), with AUTH_URL
-	// and TOKEN_URL placeholders; codeEntry when empty.
-	entry string
-}
-
 type faultOptions struct {
-	providers []faultProvider // one "acme" provider when empty
+	providers []brokertest.Provider // one "acme" provider when empty
 	// httpTimeout is the provider HTTP client's overall timeout (5 s when 0).
 	httpTimeout time.Duration
 	// realClock runs the broker on time.Now instead of a settable clock.
@@ -59,128 +43,76 @@ type faultOptions struct {
 }
 
 // faultEnv is a broker on a fresh DynamoDB table with its own providers,
-// secrets file (read through a secrets.Cache as in setup.go and cmd/dev),
-// logger and a recording HTTP transport.
+// secrets file (read through a secrets.Cache as in setup.go and cmd/dev)
+// and a recording HTTP transport.
 type faultEnv struct {
-	b           *broker.Broker
-	st          *dynamo.Store
-	clk         *clock // nil with realClock
-	prov        map[string]*providertest.Server
-	secret      map[string]string // client secret by provider
-	secretsFile string
-	reads       *countingSecrets // reads below the cache
-	net         *netRecorder
-	logs        *syncbuf.Buffer // the broker's JSON log
+	*brokertest.World
+	reads *countingSecrets // reads below the cache
+	net   *netRecorder
 }
 
 func newFaultEnv(t *testing.T, o faultOptions) *faultEnv {
 	t.Helper()
-	if len(o.providers) == 0 {
-		o.providers = []faultProvider{{name: "acme", cfg: providertest.Config{AccessTokenTTL: time.Hour}}}
-	}
 	if o.httpTimeout == 0 {
 		o.httpTimeout = 5 * time.Second
 	}
-	client := dynalite.Shared(t).Client
-	e := &faultEnv{
-		st:     dynalite.NewStore(t, client),
-		prov:   map[string]*providertest.Server{},
-		secret: map[string]string{},
-		logs:   &syncbuf.Buffer{},
-	}
-	var yml strings.Builder
-	yml.WriteString("providers:\n")
-	secretsDoc := map[string]any{"oauthbroker/keys": map[string]string{"current_kid": "k1", "k1": keyMat}}
-	for _, fp := range o.providers {
-		secret := "cs-" + fp.name + "-" + rand.Text()
-		cfg := fp.cfg
-		cfg.ClientID, cfg.ClientSecret, cfg.RedirectURI = "cid-"+fp.name, secret, base+"/callback/"+fp.name
-		p := providertest.New(t, cfg)
-		e.prov[fp.name], e.secret[fp.name] = p, secret
-		entry := fp.entry
-		if entry == "" {
-			entry = codeEntry
-		}
-		yml.WriteString("  " + fp.name + ":\n")
-		yml.WriteString(strings.NewReplacer("AUTH_URL", p.AuthorizeURL(), "TOKEN_URL", p.TokenURL()).Replace(entry))
-		secretsDoc["oauthbroker/provider/"+fp.name] = map[string]string{"client_id": cfg.ClientID, "client_secret": secret}
-	}
-	cat, err := testcatalog.Load(t, []byte(yml.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.secretsFile = filepath.Join(t.TempDir(), "secrets.json")
-	writeJSONFile(t, e.secretsFile, secretsDoc)
-	e.reads = &countingSecrets{src: secrets.NewFile(e.secretsFile)}
-
+	e := &faultEnv{}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 16
 	t.Cleanup(tr.CloseIdleConnections)
 	e.net = &netRecorder{next: tr}
-	hc := &http.Client{
-		Timeout:       o.httpTimeout,
-		Transport:     e.net,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	now := time.Now
-	if !o.realClock {
-		e.clk = &clock{}
-		e.clk.Set(time.Now().Truncate(time.Second)) // whole seconds: the store keeps seconds
-		now = e.clk.Now
-	}
-	e.b = &broker.Broker{
-		Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/"},
-		Catalog: cat,
-		Store:   e.st,
-		Secrets: secrets.NewCache(e.reads, time.Minute),
-		Wire:    &provider.Client{HTTP: hc, Now: now},
-		Log:     slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:     now,
+	bo := brokertest.Options{
+		Providers: o.providers,
+		Store:     dynalite.NewStore(t, dynalite.Shared(t).Client),
+		HTTP: &http.Client{
+			Timeout:       o.httpTimeout,
+			Transport:     e.net,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Secrets: func(file secrets.Source) secrets.Source {
+			e.reads = &countingSecrets{src: file}
+			return secrets.NewCache(e.reads, time.Minute)
+		},
 		Refresh: o.refresh,
 	}
-	t.Cleanup(func() {
-		logcheck.Feed("broker log in "+t.Name(), e.logs.String())
-		if t.Failed() {
-			t.Logf("broker log:\n%s", e.logs.String())
-		}
-	})
+	if o.realClock {
+		bo.Now = time.Now
+	}
+	e.World = brokertest.New(t, bo)
 	return e
 }
 
-func (e *faultEnv) now() time.Time { return e.b.Now() }
+func (e *faultEnv) now() time.Time { return e.Broker.Now() }
 
 // seed stores a connected connection whose refresh is due, with a grant
 // the provider knows.
 func (e *faultEnv) seed(t *testing.T, prov, id string) store.Connection {
 	t.Helper()
-	access, refresh := e.prov[prov].IssueGrant("read")
-	now := e.now()
-	c, err := e.st.SaveConnection(context.Background(), store.Connection{
-		Provider: prov, ConnectionID: id, Status: store.StatusConnected,
-		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
-		ExpiresAt: now.Add(time.Hour), Scope: "read", Metadata: map[string]string{"user_id": "u1"},
-		Grant: provider.GrantAuthorizationCode, RefreshDue: now.Add(-time.Minute),
-	})
-	if err != nil {
-		t.Fatal(err)
+	return e.Seed(t, prov, id, -time.Minute)
+}
+
+// seedN seeds n connections of prov as seed does, with ids prefix0,
+// prefix1, …, and returns them by id.
+func (e *faultEnv) seedN(t *testing.T, prov, prefix string, n int) map[string]store.Connection {
+	t.Helper()
+	out := make(map[string]store.Connection, n)
+	for i := range n {
+		id := prefix + strconv.Itoa(i)
+		out[id] = e.seed(t, prov, id)
 	}
-	return c
+	return out
 }
 
 func (e *faultEnv) get(t *testing.T, prov, id string) store.Connection {
 	t.Helper()
-	c, err := e.st.GetConnection(context.Background(), prov, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return e.Get(t, prov, id)
 }
 
 // sweep runs one RefreshDue and reports how long it took.
 func (e *faultEnv) sweep(t *testing.T) (broker.RefreshSummary, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	sum, err := e.b.RefreshDue(t.Context())
+	sum, err := e.Broker.RefreshDue(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,8 +123,8 @@ func (e *faultEnv) sweep(t *testing.T) (broker.RefreshSummary, time.Duration) {
 // logged: every client secret, code and token the providers know of.
 func (e *faultEnv) credentials() []string {
 	var out []string
-	for name, p := range e.prov {
-		out = append(out, e.secret[name])
+	for name, p := range e.Servers {
+		out = append(out, e.Secrets.Clients[name].Secret)
 		out = append(out, p.Credentials()...)
 	}
 	return out
@@ -201,7 +133,7 @@ func (e *faultEnv) credentials() []string {
 // assertNoCredentialLogged fails if the broker's log holds a credential.
 func (e *faultEnv) assertNoCredentialLogged(t *testing.T) {
 	t.Helper()
-	logs := e.logs.String()
+	logs := e.Logs.String()
 	for _, s := range e.credentials() {
 		if strings.Contains(logs, s) {
 			t.Errorf("broker log contains a credential (%.8s…)", s)
@@ -269,17 +201,6 @@ func (r *netRecorder) of(p *providertest.Server) ([]time.Time, int) {
 	return slices.Clone(r.starts[host]), r.peak[host]
 }
 
-func writeJSONFile(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // changedFields names the fields in which got differs from want, apart
 // from those a refresh outcome may change: Status, FailureCount,
 // FailureClass, LastError, RefreshDue, Version, UpdatedAt and Lease.
@@ -300,7 +221,9 @@ func changedFields(got, want store.Connection) []string {
 }
 
 func jsonAnswer(status int, body string, header http.Header) func(*testing.T, *faultEnv) {
-	return func(_ *testing.T, e *faultEnv) { e.prov["acme"].FailNext(1, status, "application/json", body, header) }
+	return func(_ *testing.T, e *faultEnv) {
+		e.Servers["acme"].FailNext(1, status, "application/json", body, header)
+	}
 }
 
 // TestRefreshFaults runs one sweep over one due connection for each kind of
@@ -346,7 +269,7 @@ func TestRefreshFaults(t *testing.T) {
 		{
 			name: "503 HTML page",
 			arrange: func(_ *testing.T, e *faultEnv) {
-				e.prov["acme"].FailNext(1, 503, "text/html", "<html><body><h1>"+marker+" Service Unavailable</h1></body></html>", nil)
+				e.Servers["acme"].FailNext(1, 503, "text/html", "<html><body><h1>"+marker+" Service Unavailable</h1></body></html>", nil)
 			},
 			leak:    "<html>",
 			outcome: "failed", class: broker.ClassUnavailable, requests: 1, secretReads: 1,
@@ -354,7 +277,7 @@ func TestRefreshFaults(t *testing.T) {
 		{
 			name: "200 HTML page",
 			arrange: func(_ *testing.T, e *faultEnv) {
-				e.prov["acme"].FailNext(1, 200, "text/html", "<html><body>"+marker+" Please log in</body></html>", nil)
+				e.Servers["acme"].FailNext(1, 200, "text/html", "<html><body>"+marker+" Please log in</body></html>", nil)
 			},
 			leak:    "<html>",
 			outcome: "failed", class: broker.ClassBadResponse, requests: 1, secretReads: 1,
@@ -368,7 +291,7 @@ func TestRefreshFaults(t *testing.T) {
 		{
 			name: "302 redirect (not followed)",
 			arrange: func(_ *testing.T, e *faultEnv) {
-				e.prov["acme"].FailNext(1, 302, "text/html", marker, http.Header{"Location": {"https://evil.example/" + marker}})
+				e.Servers["acme"].FailNext(1, 302, "text/html", marker, http.Header{"Location": {"https://evil.example/" + marker}})
 			},
 			outcome: "failed", class: broker.ClassBadResponse, requests: 1, secretReads: 1,
 		},
@@ -377,7 +300,7 @@ func TestRefreshFaults(t *testing.T) {
 			// timeout: provider.transportError calls it a "timeout" and
 			// failureClass gives ClassTimeout, a transient failure.
 			name:    "hang past the HTTP timeout",
-			arrange: func(_ *testing.T, e *faultEnv) { e.prov["acme"].Delay(10 * hangTimeout) },
+			arrange: func(_ *testing.T, e *faultEnv) { e.Servers["acme"].Delay(10 * hangTimeout) },
 			outcome: "failed", class: broker.ClassTimeout, requests: 1, secretReads: 1,
 		},
 		{
@@ -394,7 +317,7 @@ func TestRefreshFaults(t *testing.T) {
 			// Refused twice, with a forced re-read of the secret between.
 			name: "401 invalid_client twice",
 			arrange: func(_ *testing.T, e *faultEnv) {
-				e.prov["acme"].FailNext(2, 401, "application/json", `{"error":"invalid_client","error_description":"`+marker+`"}`,
+				e.Servers["acme"].FailNext(2, 401, "application/json", `{"error":"invalid_client","error_description":"`+marker+`"}`,
 					http.Header{"Www-Authenticate": {`Basic realm="x"`}})
 			},
 			outcome: "needs_reauth", class: broker.ClassInvalidClient, requests: 2, secretReads: 2,
@@ -403,7 +326,7 @@ func TestRefreshFaults(t *testing.T) {
 			// The retry after the re-read is answered: the connection lives.
 			name: "401 invalid_client once",
 			arrange: func(_ *testing.T, e *faultEnv) {
-				e.prov["acme"].FailNext(1, 401, "application/json", `{"error":"invalid_client","error_description":"`+marker+`"}`, nil)
+				e.Servers["acme"].FailNext(1, 401, "application/json", `{"error":"invalid_client","error_description":"`+marker+`"}`, nil)
 			},
 			outcome: "refreshed", requests: 2, secretReads: 2,
 		},
@@ -413,13 +336,14 @@ func TestRefreshFaults(t *testing.T) {
 			// the secret, and the retry succeeds.
 			name: "stale cached client secret",
 			arrange: func(t *testing.T, e *faultEnv) {
-				doc := map[string]any{"oauthbroker/provider/acme": map[string]string{"client_id": "cid-acme", "client_secret": "old-" + e.secret["acme"]}}
-				writeJSONFile(t, e.secretsFile, doc)
-				if _, err := e.b.Secrets.Secret(context.Background(), "oauthbroker/provider/acme"); err != nil { // now cached
+				current := e.Secrets.Clients["acme"]
+				e.Rewrite(t, func(s *testsecrets.Set) {
+					s.Clients["acme"] = testsecrets.Client{ID: current.ID, Secret: "old-" + current.Secret}
+				})
+				if _, err := e.Broker.Secrets.Secret(context.Background(), "oauthbroker/provider/acme"); err != nil { // now cached
 					t.Fatal(err)
 				}
-				doc["oauthbroker/provider/acme"] = map[string]string{"client_id": "cid-acme", "client_secret": e.secret["acme"]}
-				writeJSONFile(t, e.secretsFile, doc) // a different size: secrets.File re-reads it
+				e.Rewrite(t, func(s *testsecrets.Set) { s.Clients["acme"] = current }) // a different size: secrets.File re-reads it
 			},
 			outcome: "refreshed", requests: 2, secretReads: 1,
 		},
@@ -428,7 +352,7 @@ func TestRefreshFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newFaultEnv(t, faultOptions{httpTimeout: hangTimeout})
-			prov := e.prov["acme"]
+			prov := e.Servers["acme"]
 			seeded := e.seed(t, "acme", "c1")
 			tt.arrange(t, e)
 			const secretName = "oauthbroker/provider/acme"
@@ -497,7 +421,7 @@ func TestRefreshFaults(t *testing.T) {
 					t.Errorf("status %s next attempt %v, want needs_reauth and never", got.Status, got.RefreshDue)
 				}
 				// No more attempts: a much later sweep lists nothing.
-				e.clk.Add(24 * time.Hour)
+				e.Clock.Add(24 * time.Hour)
 				before := prov.TokenRequests()
 				if sum, _ := e.sweep(t); sum.Due != 0 || prov.TokenRequests() != before {
 					t.Errorf("later sweep %+v sent %d requests", sum, prov.TokenRequests()-before)
@@ -515,7 +439,7 @@ func TestRefreshFaults(t *testing.T) {
 				}
 			}
 			e.assertNoCredentialLogged(t)
-			if strings.Contains(e.logs.String(), marker) {
+			if strings.Contains(e.Logs.String(), marker) {
 				t.Error("broker log contains response body text")
 			}
 		})
@@ -530,8 +454,8 @@ func TestRefreshFaults(t *testing.T) {
 func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 	e := newFaultEnv(t, faultOptions{refresh: broker.RefreshOptions{FailingAfter: 3}})
 	events := &eventrecorder.Recorder{}
-	e.b.Events = events
-	prov := e.prov["acme"]
+	e.Broker.Events = events
+	prov := e.Servers["acme"]
 	seeded := e.seed(t, "acme", "c1")
 	prov.FailNext(3, 502, "text/html", "<html>502 Bad Gateway</html>", nil)
 	bounds := []struct{ lo, hi time.Duration }{ // backoff(n): half to all of 1, 2, 4 min
@@ -542,7 +466,7 @@ func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 	var delays []time.Duration
 	for attempt := 1; attempt <= 3; attempt++ {
 		if attempt > 1 {
-			e.clk.Add(2 * time.Hour)
+			e.Clock.Add(2 * time.Hour)
 		}
 		before := prov.TokenRequests()
 		if sum, _ := e.sweep(t); sum.Failed != 1 || sum.Deferred != 0 || prov.TokenRequests()-before != 1 {
@@ -571,7 +495,7 @@ func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 		t.Errorf("backoff did not grow: %v", delays)
 	}
 
-	e.clk.Add(2 * time.Hour)
+	e.Clock.Add(2 * time.Hour)
 	before := prov.TokenRequests()
 	if sum, _ := e.sweep(t); sum.Refreshed != 1 || sum.Deferred != 0 || prov.TokenRequests()-before != 1 {
 		t.Fatalf("recovery sweep %+v, %d requests (a throttle pause still in force?)", sum, prov.TokenRequests()-before)
@@ -656,24 +580,16 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newFaultEnv(t, faultOptions{
-				providers: []faultProvider{
-					{name: "fast", cfg: providertest.Config{AccessTokenTTL: time.Hour}},
-					{name: "slow", cfg: providertest.Config{AccessTokenTTL: time.Hour}},
+				providers: []brokertest.Provider{
+					{Name: "fast", Config: providertest.Config{AccessTokenTTL: time.Hour}},
+					{Name: "slow", Config: providertest.Config{AccessTokenTTL: time.Hour}},
 				},
 				httpTimeout: tt.httpTimeout,
 				refresh:     broker.RefreshOptions{Workers: workers},
 			})
-			slow, fast := e.prov["slow"], e.prov["fast"]
-			seededSlow := map[string]store.Connection{}
-			seededFast := map[string]store.Connection{}
-			for i := range nSlow {
-				id := "s" + strconv.Itoa(i)
-				seededSlow[id] = e.seed(t, "slow", id)
-			}
-			for i := range nFast {
-				id := "f" + strconv.Itoa(i)
-				seededFast[id] = e.seed(t, "fast", id)
-			}
+			slow, fast := e.Servers["slow"], e.Servers["fast"]
+			seededSlow := e.seedN(t, "slow", "s", nSlow)
+			seededFast := e.seedN(t, "fast", "f", nFast)
 			tt.arrange(slow)
 			fast.Delay(20 * time.Millisecond)
 			now := e.now()
@@ -763,18 +679,16 @@ func TestRateBudget(t *testing.T) {
 			const n = 12
 			const every = 200 * time.Millisecond // 1 s / 5
 			e := newFaultEnv(t, faultOptions{
-				providers: []faultProvider{{
-					name:  "metered",
-					cfg:   providertest.Config{AccessTokenTTL: time.Hour},
-					entry: codeEntry + "    rate_limit: {requests: 5, period_seconds: 1}\n",
+				providers: []brokertest.Provider{{
+					Name:   "metered",
+					Config: providertest.Config{AccessTokenTTL: time.Hour},
+					Entry:  codeEntry + "    rate_limit: {requests: 5, period_seconds: 1}\n",
 				}},
 				realClock: true,
 				refresh:   broker.RefreshOptions{Workers: workers},
 			})
-			prov := e.prov["metered"]
-			for i := range n {
-				e.seed(t, "metered", "m"+strconv.Itoa(i))
-			}
+			prov := e.Servers["metered"]
+			e.seedN(t, "metered", "m", n)
 			sum, elapsed := e.sweep(t)
 			starts, peak := e.net.of(prov)
 			t.Logf("sweep %+v in %v, peak concurrency %d", sum, elapsed, peak)
@@ -815,7 +729,7 @@ func TestRateBudget(t *testing.T) {
 // connection, and no credential anywhere.
 func TestRefreshMetricsEMF(t *testing.T) {
 	e := newFaultEnv(t, faultOptions{refresh: broker.RefreshOptions{Workers: 1}})
-	prov := e.prov["acme"]
+	prov := e.Servers["acme"]
 	ids := []string{"c1", "c2", "c3"}
 	for _, id := range ids {
 		e.seed(t, "acme", id)
@@ -828,7 +742,7 @@ func TestRefreshMetricsEMF(t *testing.T) {
 	type record = map[string]any
 	var metrics, lines []record
 	var summaries int
-	for raw := range strings.Lines(e.logs.String()) {
+	for raw := range strings.Lines(e.Logs.String()) {
 		var r record
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			t.Fatalf("log line is not JSON: %v: %q", err, raw)
@@ -918,7 +832,7 @@ func TestRefreshMetricsEMF(t *testing.T) {
 	if outcomes["refreshed"] != 2 || outcomes["failed"] != 1 {
 		t.Errorf("refresh line outcomes %v", outcomes)
 	}
-	for i, raw := range strings.Split(e.logs.String(), "\n") {
+	for i, raw := range strings.Split(e.Logs.String(), "\n") {
 		for _, s := range e.credentials() {
 			if strings.Contains(raw, s) {
 				t.Errorf("log line %d contains a credential (%.8s…)", i+1, s)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,17 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/schedule"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 )
 
 // The tests in this file run several brokers — one per simulated Lambda
@@ -34,43 +31,25 @@ import (
 // (S21, RFC 9700 §4.14.2): with rotation, a replayed refresh token revokes
 // the customer's whole grant.
 
-// raceEnv is what the simulated instances share.
+// raceEnv is what the simulated instances share: a brokertest World on
+// dynalite whose acme rotates refresh tokens, and the instances' log.
 type raceEnv struct {
-	st          *dynamo.Store
-	prov        *providertest.Server
-	cat         *provider.Catalog
-	secretsFile string
-	clk         *clock
-	log         *outcomeLog
+	*brokertest.World
+	st   store.Store
+	prov *providertest.Server
+	clk  *brokertest.Clock
+	log  *outcomeLog
 }
 
 func newRaceEnv(t *testing.T) *raceEnv {
 	t.Helper()
-	prov := providertest.New(t, providertest.Config{
-		ClientID: "cid", ClientSecret: "csecret", RedirectURI: base + "/callback/acme",
-		AccessTokenTTL: time.Hour, RotateRefreshTokens: true,
+	w := brokertest.New(t, brokertest.Options{
+		Providers: []brokertest.Provider{{Name: "acme", Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true}}},
+		Store:     dynalite.NewStore(t, dynalite.Shared(t).Client),
 	})
-	entry := strings.NewReplacer("AUTH_URL", prov.AuthorizeURL(), "TOKEN_URL", prov.TokenURL()).Replace(codeEntry)
-	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+entry))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sf := filepath.Join(t.TempDir(), "secrets.json")
-	if err := os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"csecret"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	client := dynalite.Shared(t).Client
-	e := &raceEnv{
-		st:          dynalite.NewStore(t, client),
-		prov:        prov,
-		cat:         cat,
-		secretsFile: sf,
-		clk:         &clock{},
-		log:         &outcomeLog{},
-	}
-	// Whole seconds: the store keeps times in unix seconds, and lease
-	// boundaries below are computed exactly.
-	e.clk.Set(time.Now().Truncate(time.Second))
+	// The World's clock keeps whole seconds: the store keeps times in
+	// unix seconds, and lease boundaries below are computed exactly.
+	e := &raceEnv{World: w, st: w.Store, prov: w.Servers["acme"], clk: w.Clock, log: &outcomeLog{}}
 	t.Cleanup(func() {
 		e.log.mu.Lock()
 		defer e.log.mu.Unlock()
@@ -82,12 +61,12 @@ func newRaceEnv(t *testing.T) *raceEnv {
 // instance returns a broker as one Lambda instance would run it: its own
 // HTTP client, secrets cache and throttles, on the shared catalog and
 // provider, over st (the shared table, or a wrapper of it), reading clk.
-func (e *raceEnv) instance(st store.Store, clk *clock) *broker.Broker {
+func (e *raceEnv) instance(st store.Store, clk *brokertest.Clock) *broker.Broker {
 	return &broker.Broker{
-		Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/"},
-		Catalog: e.cat,
+		Config:  e.Broker.Config,
+		Catalog: e.Broker.Catalog,
 		Store:   st,
-		Secrets: secrets.NewCache(secrets.NewFile(e.secretsFile), 5*time.Minute),
+		Secrets: secrets.NewCache(secrets.NewFile(e.SecretsFile), 5*time.Minute),
 		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: clk.Now},
 		Log:     slog.New(e.log),
 		Now:     clk.Now,
@@ -134,11 +113,7 @@ func (e *raceEnv) seed(t *testing.T, prefix string, n int) ([]string, map[string
 
 func (e *raceEnv) get(t *testing.T, id string) store.Connection {
 	t.Helper()
-	c, err := e.st.GetConnection(context.Background(), "acme", id)
-	if err != nil {
-		t.Fatalf("%s: %v", id, err)
-	}
-	return c
+	return e.Get(t, "acme", id)
 }
 
 // refreshRequests returns the refresh_token-grant requests among reqs.
@@ -632,7 +607,7 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 				answers := make([]answer, len(readers))
 				var wg sync.WaitGroup
 				for i, r := range readers {
-					clk := &clock{}
+					clk := &brokertest.Clock{}
 					clk.Set(expires.Add(-r.at))
 					b := e.instance(e.st, clk)
 					wg.Go(func() {
@@ -718,11 +693,7 @@ func waitInFlight(t *testing.T, prov *providertest.Server) {
 // connection once.
 func TestDuplicateScheduleDeliveryIsHarmless(t *testing.T) {
 	const conns = 50
-	root, err := modroot.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	event, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	event, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		t.Fatal(err)
 	}

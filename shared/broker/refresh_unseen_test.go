@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -56,10 +57,10 @@ func TestInvalidGrantAfterNoAnswer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newFaultEnv(t, faultOptions{providers: []faultProvider{{
-				name: "acme", cfg: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
+			e := newFaultEnv(t, faultOptions{providers: []brokertest.Provider{{
+				Name: "acme", Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
 			}}})
-			prov := e.prov["acme"]
+			prov := e.Servers["acme"]
 			seeded := e.seed(t, "acme", "c1")
 			real := e.net.next
 			e.net.next = &answerLost{next: real, err: tt.err}
@@ -74,7 +75,7 @@ func TestInvalidGrantAfterNoAnswer(t *testing.T) {
 			if prov.ValidRefresh(seeded.RefreshToken) {
 				t.Fatal("test setup: the provider did not rotate the refresh token")
 			}
-			e.clk.Add(2 * time.Hour) // past any backoff
+			e.Clock.Add(2 * time.Hour) // past any backoff
 			if sum, _ := e.sweep(t); sum.NeedsReauth != 1 {
 				t.Fatalf("replaying sweep: %+v", sum)
 			}
@@ -115,10 +116,10 @@ func (a *accessTokenBroken) RoundTrip(req *http.Request) (*http.Response, error)
 // token is kept, so the next attempt renews the connection instead of
 // replaying a retired token into needs_reauth.
 func TestMalformedAccessTokenKeepsRotatedRefreshToken(t *testing.T) {
-	e := newFaultEnv(t, faultOptions{providers: []faultProvider{{
-		name: "acme", cfg: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
+	e := newFaultEnv(t, faultOptions{providers: []brokertest.Provider{{
+		Name: "acme", Config: providertest.Config{AccessTokenTTL: time.Hour, RotateRefreshTokens: true},
 	}}})
-	prov := e.prov["acme"]
+	prov := e.Servers["acme"]
 	seeded := e.seed(t, "acme", "c1")
 	real := e.net.next
 	e.net.next = &accessTokenBroken{next: real}
@@ -133,7 +134,7 @@ func TestMalformedAccessTokenKeepsRotatedRefreshToken(t *testing.T) {
 	if prov.ValidRefresh(seeded.RefreshToken) || !prov.ValidRefresh(c.RefreshToken) {
 		t.Fatalf("the rotated refresh token was not kept (old still valid %v, stored valid %v)", prov.ValidRefresh(seeded.RefreshToken), prov.ValidRefresh(c.RefreshToken))
 	}
-	e.clk.Add(2 * time.Hour)
+	e.Clock.Add(2 * time.Hour)
 	if sum, _ := e.sweep(t); sum.Refreshed != 1 {
 		t.Fatalf("next sweep: %+v, want the connection renewed", sum)
 	}

@@ -40,7 +40,7 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 			}
 			sent := f.prov.TokenRequests()
 
-			got, err := f.b.Token(context.Background(), "acme", "c1", true)
+			got, err := f.Broker.Token(context.Background(), "acme", "c1", true)
 			if !errors.Is(err, broker.ErrReauthRequired) {
 				t.Fatalf("forced refresh: %v, want ErrReauthRequired", err)
 			}
@@ -56,7 +56,7 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 			if sum := f.sweepAt(t, 2*time.Hour); sum.Due != 0 {
 				t.Errorf("sweep after the forced refresh: %+v, want nothing due", sum)
 			}
-			if _, err := f.b.Token(context.Background(), "acme", "c1", false); !errors.Is(err, broker.ErrReauthRequired) {
+			if _, err := f.Broker.Token(context.Background(), "acme", "c1", false); !errors.Is(err, broker.ErrReauthRequired) {
 				t.Errorf("read after: %v, want ErrReauthRequired", err)
 			}
 			if n := f.prov.TokenRequests() - sent; n != 0 {
@@ -76,13 +76,13 @@ func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
 	if c.RefreshDue.IsZero() {
 		t.Fatal("test setup: connection not scheduled")
 	}
-	withRefresh := f.b.Catalog
+	withRefresh := f.Broker.Catalog
 	codeOnly := "    authorization_url: " + f.prov.AuthorizeURL() + "\n    token_url: " + f.prov.TokenURL() + "\n    grant_types: [authorization_code]\n"
 	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+codeOnly))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.b.Catalog = cat
+	f.Broker.Catalog = cat
 	if sum := f.sweepAt(t, 56*time.Minute); sum.Failed != 1 {
 		t.Fatalf("sweep under the changed entry: %+v", sum)
 	}
@@ -90,7 +90,7 @@ func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
 	if got.Status != store.StatusConnected || got.FailureClass != string(broker.ClassCatalog) || got.RefreshDue.IsZero() || got.RefreshToken != c.RefreshToken {
 		t.Fatalf("after the entry lost refresh_token: status %s class %q due %v", got.Status, got.FailureClass, got.RefreshDue)
 	}
-	f.b.Catalog = withRefresh
+	f.Broker.Catalog = withRefresh
 	if sum := f.sweepAt(t, 2*time.Hour); sum.Refreshed != 1 {
 		t.Fatalf("sweep after restoring the entry: %+v", sum)
 	}

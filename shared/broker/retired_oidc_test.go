@@ -2,90 +2,57 @@ package broker_test
 
 import (
 	"context"
-	"net/url"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/oidcprovider"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
-	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
 )
 
 // oidcFixture is a broker whose "acme" entry is a real, independent
 // authorization server (panva's oidc-provider): refresh tokens rotate,
 // reuse revokes the grant, and one browser session keeps one grant.
 type oidcFixture struct {
-	b    *broker.Broker
-	srv  *oidcprovider.Server
-	keys *signing.Keyset
+	*brokertest.World
+	srv *oidcprovider.Server
 }
 
 func newOIDCFixture(t *testing.T, extra string) *oidcFixture {
 	t.Helper()
 	srv := oidcprovider.Start(t, oidcprovider.Options{RedirectURIs: []string{base + "/callback/acme"}, Scopes: []string{"read"}, AccessTokenTTL: time.Hour})
-	entry := "    authorization_url: " + srv.AuthorizationEndpoint + "\n    token_url: " + srv.TokenEndpoint +
-		"\n    revocation_url: " + srv.RevocationEndpoint + "\n    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n" + extra
-	cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+entry))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sf := filepath.Join(t.TempDir(), "secrets.json")
-	if err := os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"`+srv.ClientID+`","client_secret":"`+srv.ClientSecret+`"}}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	st, _ := embedded.Open("", nil)
-	allow, _ := returnto.ParseOrigins("https://app.example.com")
-	keys, _ := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(keyMat)})
-	return &oidcFixture{
-		b: &broker.Broker{
-			Config:  broker.Config{BaseURL: base, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
-			Catalog: cat,
-			Store:   st,
-			Secrets: secrets.NewFile(sf),
-			Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
-		},
-		srv: srv, keys: keys,
-	}
+	w := brokertest.New(t, brokertest.Options{
+		Catalog: "  acme:\n    authorization_url: " + srv.AuthorizationEndpoint + "\n    token_url: " + srv.TokenEndpoint +
+			"\n    revocation_url: " + srv.RevocationEndpoint + "\n    grant_types: [authorization_code, refresh_token]\n    default_scopes: [read]\n" + extra,
+		Clients: map[string]testsecrets.Client{"acme": {ID: srv.ClientID, Secret: srv.ClientSecret}},
+		Now:     time.Now, // the server's clock
+	})
+	return &oidcFixture{World: w, srv: srv}
 }
 
 // connect runs a whole flow for id in browser and returns the connection.
 func (f *oidcFixture) connect(t *testing.T, browser *oidcprovider.Browser, id string) store.Connection {
 	t.Helper()
-	q, _ := signing.SignLink(f.keys, signing.Link{Provider: "acme", ConnectionID: id, ReturnTo: returnTo, Expires: time.Now().Add(time.Hour)})
-	qv, _ := url.ParseQuery(q)
-	res, err := f.b.Connect(context.Background(), "acme", qv)
+	res, err := f.Connect("acme", f.Link(t, "acme", id, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	redirect := browser.Authorize(t, res.Location)
-	cb, err := f.b.Callback(context.Background(), broker.CallbackRequest{
-		Provider: "acme", Query: redirect.Query(),
-		Binding: func(flow string) (string, bool) { return res.Binding.Secret, flow == res.Binding.Flow },
-	})
-	if err != nil || cb.Connection == nil {
+	if cb, err := f.Callback("acme", res, redirect.Query()); err != nil || cb.Connection == nil {
 		t.Fatalf("callback: %v", err)
 	}
-	c, err := f.b.Store.GetConnection(context.Background(), "acme", id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return f.Get(t, "acme", id)
 }
 
 // renews reports whether the stored connection id still renews at the
 // server: a forced refresh through the broker.
 func (f *oidcFixture) renews(t *testing.T, id string) bool {
 	t.Helper()
-	c, err := f.b.Token(context.Background(), "acme", id, true)
+	c, err := f.Broker.Token(context.Background(), "acme", id, true)
 	if err != nil {
 		t.Logf("forced refresh of %s: %v", id, err)
 	}
@@ -114,7 +81,7 @@ func TestReconnectOnARealServer(t *testing.T) {
 		if len(browser.Prompts) != 0 {
 			t.Fatalf("the second authorization went through %v: the server did not reuse the session's grant", browser.Prompts)
 		}
-		if sum, err := f.b.RefreshDue(context.Background()); err != nil || sum != (broker.RefreshSummary{}) {
+		if sum, err := f.Broker.RefreshDue(context.Background()); err != nil || sum != (broker.RefreshSummary{}) {
 			t.Errorf("sweep = %+v, %v; want nothing to do", sum, err)
 		}
 		if !f.renews(t, "c1") || !f.renews(t, "c1") {
@@ -125,13 +92,13 @@ func TestReconnectOnARealServer(t *testing.T) {
 		f := newOIDCFixture(t, "    revoke_on_reconnect: true\n")
 		first := f.connect(t, f.srv.NewBrowser(), "c1")
 		f.connect(t, f.srv.NewBrowser(), "c1")
-		sum, err := f.b.RefreshDue(context.Background())
+		sum, err := f.Broker.RefreshDue(context.Background())
 		if err != nil || sum != (broker.RefreshSummary{Due: 1, Revoked: 1}) {
 			t.Errorf("sweep = %+v, %v; want the replaced grant revoked", sum, err)
 		}
 		// The replaced refresh token is dead at the server: a client
 		// presenting it is refused.
-		old, err := f.b.Wire.Refresh(context.Background(), mustResolve(t, f.b.Catalog), secrets.ClientCredentials{ClientID: f.srv.ClientID, ClientSecret: f.srv.ClientSecret}, first.RefreshToken)
+		old, err := f.Broker.Wire.Refresh(context.Background(), mustResolve(t, f.Broker.Catalog), secrets.ClientCredentials{ClientID: f.srv.ClientID, ClientSecret: f.srv.ClientSecret}, first.RefreshToken)
 		if err == nil || old != nil {
 			t.Errorf("the replaced refresh token still works at the server")
 		}
@@ -146,13 +113,13 @@ func TestReconnectOnARealServerSharedGrantHazard(t *testing.T) {
 	browser := f.srv.NewBrowser()
 	f.connect(t, browser, "c1")
 	f.connect(t, browser, "c1")
-	if sum, err := f.b.RefreshDue(context.Background()); err != nil || sum.Revoked != 1 {
+	if sum, err := f.Broker.RefreshDue(context.Background()); err != nil || sum.Revoked != 1 {
 		t.Fatalf("sweep = %+v, %v; want the replaced grant revoked", sum, err)
 	}
 	if f.renews(t, "c1") {
 		t.Fatal("the new connection survived revoking a token of the grant it shares: docs/providers.md's warning is wrong")
 	}
-	c, err := f.b.Store.GetConnection(context.Background(), "acme", "c1")
+	c, err := f.Broker.Store.GetConnection(context.Background(), "acme", "c1")
 	if err != nil || c.Status != store.StatusNeedsReauth || c.FailureClass != string(broker.ClassInvalidGrant) {
 		t.Errorf("connection = %s/%s, %v; want needs_reauth, invalid_grant", c.Status, c.FailureClass, err)
 	}

@@ -2,13 +2,13 @@ package broker_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -23,13 +23,28 @@ func newRevokingFixture(t *testing.T, cfg providertest.Config, extra string) *fi
 	return newFixture(t, cfg, revokingEntry+extra)
 }
 
+// revokeOnReconnect is the catalog line that has a reconnect's replaced
+// grant revoked.
+const revokeOnReconnect = "    revoke_on_reconnect: true\n"
+
+// reconnected is a revoking fixture (PKCE, day-long tokens, revokingEntry
+// + extra) where c1 connected twice: it returns the connection the second
+// connect replaced and the one it stored.
+func reconnected(t *testing.T, extra string) (f *fixture, replaced, current store.Connection) {
+	t.Helper()
+	f = newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, extra)
+	replaced = f.connect(t, "c1")
+	current = f.connect(t, "c1")
+	return f, replaced, current
+}
+
 // sweepNow runs the refresh schedule with the clock set to the wall
 // clock: a store dates a retired grant by the wall clock (the reconnect's
 // time), which the fixture's clock, set when it was made, trails by as long
 // as the connects took.
 func (f *fixture) sweepNow(t *testing.T) broker.RefreshSummary {
 	t.Helper()
-	f.now.Set(time.Now())
+	f.Clock.Set(time.Now())
 	return f.sweepAt(t, 0)
 }
 
@@ -55,13 +70,11 @@ func TestReconnectRevokesReplacedGrant(t *testing.T) {
 		extra  string
 		revoke bool
 	}{
-		{"revoke_on_reconnect", "    revoke_on_reconnect: true\n", true},
+		{"revoke_on_reconnect", revokeOnReconnect, true},
 		{"default", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, tc.extra)
-			first := f.connect(t, "c1")
-			second := f.connect(t, "c1")
+			f, first, second := reconnected(t, tc.extra)
 			if !f.prov.ValidRefresh(first.RefreshToken) {
 				t.Fatal("the replaced grant was revoked before any sweep: the callback must not wait for it")
 			}
@@ -109,9 +122,7 @@ func TestReconnectRevokesReplacedGrant(t *testing.T) {
 // and is given up after 8 attempts, never blocking the sweep.
 func TestRetiredGrantRetriedThenGivenUp(t *testing.T) {
 	t.Run("retried", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
-		first := f.connect(t, "c1")
-		f.connect(t, "c1")
+		f, first, _ := reconnected(t, revokeOnReconnect)
 		f.prov.FailRevocations(true)
 		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
 			t.Errorf("sweep with the provider down = %+v", sum)
@@ -128,9 +139,7 @@ func TestRetiredGrantRetriedThenGivenUp(t *testing.T) {
 		}
 	})
 	t.Run("given up", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
-		f.connect(t, "c1")
-		second := f.connect(t, "c1")
+		f, _, second := reconnected(t, revokeOnReconnect)
 		f.prov.FailRevocations(true)
 		for i := range 8 {
 			if sum := f.sweepAt(t, 15*time.Minute+time.Second); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
@@ -181,9 +190,9 @@ func (s *lostAnswerStore) SaveLeased(ctx context.Context, c store.Connection, ow
 // new tokens, nor a refresh whose save is reported superseded.
 func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
 	t.Run("reconnect", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, revokeOnReconnect)
 		f.connect(t, "c1")
-		f.b.Store = &lostAnswerStore{Store: f.st, replace: true}
+		f.Broker.Store = &lostAnswerStore{Store: f.Store, replace: true}
 		f.connect(t, "c1")
 		live := f.get(t, "c1")
 		f.sweepNow(t)
@@ -192,9 +201,9 @@ func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
 		}
 	})
 	t.Run("refresh", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, "    revoke_on_reconnect: true\n")
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, revokeOnReconnect)
 		f.connect(t, "c1")
-		f.b.Store = &lostAnswerStore{Store: f.st, leased: true}
+		f.Broker.Store = &lostAnswerStore{Store: f.Store, leased: true}
 		f.sweepAt(t, time.Hour)
 		if live := f.get(t, "c1"); !f.prov.ValidRefresh(live.RefreshToken) {
 			t.Error("a refresh reported superseded revoked the live connection's refresh token")
@@ -210,14 +219,12 @@ func TestAmbiguousWritesNeverRevokeTheLiveGrant(t *testing.T) {
 // budget (shared with refreshes), and a refusal that will not change.
 func TestRetiredGrantRules(t *testing.T) {
 	t.Run("entry no longer revokes", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
-		first := f.connect(t, "c1")
-		f.connect(t, "c1")
+		f, first, _ := reconnected(t, revokeOnReconnect)
 		cat, err := testcatalog.Load(t, []byte("providers:\n  acme:\n"+strings.NewReplacer("AUTH_URL", f.prov.AuthorizeURL(), "TOKEN_URL", f.prov.TokenURL(), "REVOKE_URL", f.prov.RevokeURL()).Replace(revokingEntry)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.b.Catalog = cat
+		f.Broker.Catalog = cat
 		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, Skipped: 1}) {
 			t.Errorf("sweep = %+v, want the retired grant dropped", sum)
 		}
@@ -229,28 +236,26 @@ func TestRetiredGrantRules(t *testing.T) {
 		}
 	})
 	t.Run("within the rate budget", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n    rate_limit: {requests: 1, period_seconds: 3600}\n")
+		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, revokeOnReconnect+"    rate_limit: {requests: 1, period_seconds: 3600}\n")
 		for _, id := range []string{"c1", "c2"} {
 			f.connect(t, id)
 			f.connect(t, id)
 		}
 		// The sweep stops starting work startReserve (26 s) before its
 		// deadline: give it two seconds of work.
-		f.now.Set(time.Now()) // as sweepNow
+		f.Clock.Set(time.Now()) // as sweepNow
 		ctx, cancel := context.WithTimeout(context.Background(), 28*time.Second)
 		defer cancel()
-		sum, err := f.b.RefreshDue(ctx)
+		sum, err := f.Broker.RefreshDue(ctx)
 		if err != nil || sum.Revoked != 1 || sum.Deferred != 1 || len(revocations(f.prov)) != 1 {
 			t.Errorf("sweep = %+v, %v with %d revocation requests; want one revoked and one deferred within a budget of one request", sum, err, len(revocations(f.prov)))
 		}
 	})
 	t.Run("refused for good", func(t *testing.T) {
-		f := newRevokingFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: 24 * time.Hour}, "    revoke_on_reconnect: true\n")
-		f.connect(t, "c1")
-		f.connect(t, "c1")
+		f, _, _ := reconnected(t, revokeOnReconnect)
 		// The client secret no longer matches: 401 invalid_client, which
 		// another attempt would not change.
-		os.WriteFile(f.secretsFile, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+keyMat+`"},"oauthbroker/provider/acme":{"client_id":"cid","client_secret":"wrong"}}`), 0o600)
+		f.Rewrite(t, func(s *testsecrets.Set) { s.Clients["acme"] = testsecrets.Client{ID: "cid", Secret: "wrong"} })
 		if sum := f.sweepNow(t); sum != (broker.RefreshSummary{Due: 1, RevokeFailed: 1}) {
 			t.Errorf("sweep = %+v", sum)
 		}

@@ -65,7 +65,7 @@ func TestCallbackRefusesMalformedToken(t *testing.T) {
 					if !errors.As(err, &be) || be.Code != broker.CodeProviderError || be.Kind != broker.KindProviderRefused || !strings.Contains(be.ReturnURL, "error="+string(broker.CodeProviderError)) {
 						t.Fatalf("err = %v, want a provider_error redirect", err)
 					}
-					got, err := f.st.GetConnection(context.Background(), "acme", "c1")
+					got, err := f.Store.GetConnection(context.Background(), "acme", "c1")
 					switch {
 					case !tt.reconnect && !errors.Is(err, store.ErrNotFound):
 						t.Fatalf("a connection was stored: version %d, err %v", got.Version, err)

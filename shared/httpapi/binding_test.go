@@ -18,7 +18,7 @@ import (
 // lifetime (10 minutes by default), or 0 to delete it.
 func TestBindingCookie(t *testing.T) {
 	f := newRefusals(t)
-	resp, err := Authorize(f.b)(context.Background(), events.APIGatewayV2HTTPRequest{
+	resp, err := Authorize(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{
 		PathParameters: map[string]string{"provider": "acme"}, RawQueryString: f.link(t, nil, nil)})
 	if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
 		t.Fatalf("connect answered %d %v, %v", resp.StatusCode, resp.Cookies, err)
@@ -39,7 +39,7 @@ func TestBindingCookie(t *testing.T) {
 
 	back := f.acme.Authorize(t, resp.Headers["Location"]).Query()
 	f.secret(back.Get("state"), back.Get("code"))
-	resp, err = Callback(f.b)(context.Background(), events.APIGatewayV2HTTPRequest{
+	resp, err = Callback(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{
 		PathParameters: map[string]string{"provider": "acme"}, RawQueryString: back.Encode(), Cookies: []string{set.Name + "=" + set.Value}})
 	if err != nil || resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Headers["Location"], refusalReturnTo+"?") {
 		t.Fatalf("callback answered %d %v, %v", resp.StatusCode, resp.Headers, err)

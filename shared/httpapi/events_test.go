@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,16 +17,15 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/sampleevent"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/returnto"
-	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
@@ -80,58 +80,31 @@ type extraProvider struct {
 
 func newFixtureWorld(t *testing.T, extra ...extraProvider) *fixtureWorld {
 	t.Helper()
-	acme := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: fixtureClientSecret,
-		RedirectURI: fixtureBase + "/callback/acme", RequirePKCE: true, Scopes: []string{"read", "write"}, AccessTokenTTL: time.Hour,
-		RotateRefreshTokens: true})
-	catalog := "providers:\n  acme:\n    authorization_url: " + acme.AuthorizeURL() +
-		"\n    token_url: " + acme.TokenURL() + "\n    revocation_url: " + acme.RevokeURL() +
-		"\n    grant_types: [authorization_code, refresh_token]\n" +
-		"  other:\n    authorization_url: " + acme.AuthorizeURL() + "\n    token_url: " + acme.TokenURL() + "\n    grant_types: [authorization_code]\n"
-	creds := map[string]any{
-		"oauthbroker/keys":           map[string]string{"current_kid": "k1", "k1": fixtureKey},
-		"oauthbroker/provider/acme":  map[string]string{"client_id": "cid", "client_secret": fixtureClientSecret},
-		"oauthbroker/provider/other": map[string]string{"client_id": "cid", "client_secret": fixtureClientSecret},
-	}
+	var catalog string
+	clients := map[string]testsecrets.Client{}
 	for _, e := range extra {
 		catalog += e.entry
-		creds["oauthbroker/provider/"+e.name] = map[string]string{"client_id": e.cfg.ClientID, "client_secret": e.cfg.ClientSecret}
+		clients[e.name] = testsecrets.Client{ID: e.cfg.ClientID, Secret: e.cfg.ClientSecret}
 	}
-	cat, err := testcatalog.Load(t, []byte(catalog))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sf := filepath.Join(dir, "secrets.json")
-	b, err := json.Marshal(creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(sf, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logcheck.Register(fixtureKey)
-	storeFile := filepath.Join(dir, "store.json")
+	storeFile := filepath.Join(t.TempDir(), "store.json")
 	st, err := embedded.Open(storeFile, testkeys.Sealer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	allow, err := returnto.ParseOrigins("https://app.example.com")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(fixtureKey)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := func() time.Time { return fixtureNow }
-	return &fixtureWorld{st: st, storeFile: storeFile, acme: acme, keys: keys, extra: extra, b: &broker.Broker{
-		Config:  broker.Config{BaseURL: fixtureBase, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
-		Catalog: cat,
-		Store:   st,
-		Secrets: secrets.NewFile(sf),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: now},
-		Now:     now,
-	}}
+	w := brokertest.New(t, brokertest.Options{
+		BaseURL: fixtureBase,
+		Providers: []brokertest.Provider{
+			{Name: "acme", Config: providertest.Config{ClientSecret: fixtureClientSecret, RequirePKCE: true, Scopes: []string{"read", "write"},
+				AccessTokenTTL: time.Hour, RotateRefreshTokens: true}, Entry: brokertest.CodeEntry + "    revocation_url: REVOKE_URL\n"},
+			{Name: "other", SharedWith: "acme", Entry: "    authorization_url: AUTH_URL\n    token_url: TOKEN_URL\n    grant_types: [authorization_code]\n"},
+		},
+		Catalog:    catalog,
+		Clients:    clients,
+		SigningKey: fixtureKey,
+		Store:      st,
+		Now:        func() time.Time { return fixtureNow },
+	})
+	return &fixtureWorld{b: w.Broker, st: st, storeFile: storeFile, acme: w.Servers["acme"], keys: w.Keys, extra: extra}
 }
 
 // server is the test server behind provider name.
@@ -149,15 +122,11 @@ func (w *fixtureWorld) server(name string) *providertest.Server {
 // an error, so a misspelt fixture cannot pass for a real event.
 func fixture(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
 	t.Helper()
-	path := filepath.Join("testdata", "events", name)
+	read := func() ([]byte, error) { return os.ReadFile(filepath.Join("testdata", "events", name)) }
 	if strings.HasPrefix(name, "events/") {
-		root, err := modroot.Dir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path = filepath.Join(root, name)
+		read = func() ([]byte, error) { return modroot.ReadFile(name) }
 	}
-	b, err := os.ReadFile(path)
+	b, err := read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +246,13 @@ func (w *fixtureWorld) connected(t *testing.T, connectionID string) store.Connec
 const securityHeadersJSON = `"Cache-Control": "no-store", "Pragma": "no-cache", "Referrer-Policy": "no-referrer",
 	"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
 	"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"`
+
+// refusedAnswer is the answer a program gets for a refusal: status, the
+// security headers and {"error": code}.
+func refusedAnswer(status int, code string) string {
+	return fmt.Sprintf(`{"statusCode": %d, "headers": {`+securityHeadersJSON+`, "Content-Type": "application/json"},
+		"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"%s\"}"}`, status, code)
+}
 
 // page is the body of a plain error page, spelt out.
 func page(title, message string) string {
@@ -442,8 +418,7 @@ func TestEvents(t *testing.T) {
 		},
 		{
 			name: "token of no connection", fixture: "events/token.json", handler: Tokens,
-			want: `{"statusCode": 404, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"not_found\"}"}`,
+			want: refusedAnswer(404, "not_found"),
 		},
 		{
 			name: "token forced to refresh", fixture: "token-force-refresh.json", handler: Tokens,
@@ -468,32 +443,27 @@ func TestEvents(t *testing.T) {
 		},
 		{
 			name: "token without an IAM identity", fixture: "token-no-iam.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "delete without an IAM identity", fixture: "delete-no-iam.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "token under a JWT authorizer", fixture: "token-jwt-authorizer.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "token with an IAM identity without its ARN", fixture: "token-iam-incomplete.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 403, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"forbidden\"}"}`,
+			want:  refusedAnswer(403, "forbidden"),
 			after: unchanged("customer-42"),
 		},
 		{
 			name: "connection route with an unknown method", fixture: "connection-put.json", handler: Tokens, setup: connectedAs("customer-42"),
-			want: `{"statusCode": 400, "headers": {` + securityHeadersJSON + `, "Content-Type": "application/json"},
-				"multiValueHeaders": null, "cookies": null, "body": "{\"error\":\"invalid_request\"}"}`,
+			want:  refusedAnswer(400, "invalid_request"),
 			after: unchanged("customer-42"),
 		},
 	}

@@ -7,45 +7,36 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/testcatalog"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
-	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/testsecrets"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
-	"github.com/oauthbroker/oauthbroker/shared/returnto"
-	"github.com/oauthbroker/oauthbroker/shared/secrets"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
-	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
 )
 
 const (
-	refusalBase     = "https://broker.example.test"
-	refusalReturnTo = "https://app.example.com/done"
-	refusalKey      = "refusal-test-key-0123456789abcdef0123456789"
+	refusalReturnTo = brokertest.ReturnTo
 	acmeIssuer      = "https://acme.example"
 )
 
 // refusals is a broker on the embedded store with four providers: acme (a
 // code flow whose callback must carry iss), tenant (a code flow with a
 // connection parameter), svc (client_credentials) and nocreds (a code
-// flow whose client credentials are missing). Everything the broker logs
-// goes to logs as JSON lines.
+// flow whose client credentials are missing). Everything the refusal
+// tests have the broker log goes to logs as JSON lines.
 type refusals struct {
-	b    *broker.Broker
-	st   *embedded.Store
+	*brokertest.World
 	acme *providertest.Server
-	keys *signing.Keyset
 	now  time.Time
 	logs *syncbuf.Buffer
 	// secrets are the link signatures, states, cookies and codes handed
@@ -55,43 +46,21 @@ type refusals struct {
 
 func newRefusals(t *testing.T) *refusals {
 	t.Helper()
-	acme := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: "csecret", RedirectURI: refusalBase + "/callback/acme",
-		RequirePKCE: true, Issuer: acmeIssuer, AccessTokenTTL: time.Hour})
-	svc := providertest.New(t, providertest.Config{ClientID: "cid", ClientSecret: "csecret", RedirectURI: refusalBase + "/callback/svc",
-		ClientAuth: "body", AccessTokenTTL: time.Hour})
-	cat, err := testcatalog.Load(t, []byte("providers:\n"+
-		"  acme:\n    authorization_url: "+acme.AuthorizeURL()+"\n    token_url: "+acme.TokenURL()+
-		"\n    grant_types: [authorization_code, refresh_token]\n    issuer: "+acmeIssuer+"\n    require_issuer: true\n"+
-		"  tenant:\n    authorization_url: https://tenant.example/authorize?tenant={tenant}\n    token_url: https://tenant.example/token\n"+
-		"    grant_types: [authorization_code]\n    connection_params: {tenant: {pattern: '[a-z]{2,10}'}}\n"+
-		"  svc:\n    token_url: "+svc.TokenURL()+"\n    grant_types: [client_credentials]\n    client_auth: body\n"+
-		"  nocreds:\n    authorization_url: https://nocreds.example/authorize\n    token_url: https://nocreds.example/token\n    grant_types: [authorization_code]\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sf := filepath.Join(t.TempDir(), "secrets.json")
-	creds := `{"client_id":"cid","client_secret":"csecret"}`
-	if err := os.WriteFile(sf, []byte(`{"oauthbroker/keys":{"current_kid":"k1","k1":"`+refusalKey+`"},`+
-		`"oauthbroker/provider/acme":`+creds+`,"oauthbroker/provider/tenant":`+creds+`,"oauthbroker/provider/svc":`+creds+`}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allow, _ := returnto.ParseOrigins("https://app.example.com")
-	keys, _ := testkeys.Keyset("k1", map[string][]byte{"k1": []byte(refusalKey)})
-	logcheck.Register(refusalKey)
-	f := &refusals{st: st, acme: acme, keys: keys, now: time.Now(), logs: &syncbuf.Buffer{}}
-	f.b = &broker.Broker{
-		Config:  broker.Config{BaseURL: refusalBase, SecretsPrefix: "oauthbroker/", ReturnTo: allow},
-		Catalog: cat,
-		Store:   st,
-		Secrets: secrets.NewFile(sf),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
-		Now:     func() time.Time { return f.now },
-	}
-	return f
+	now := time.Now()
+	w := brokertest.New(t, brokertest.Options{
+		Providers: []brokertest.Provider{
+			{Name: "acme", Config: providertest.Config{RequirePKCE: true, Issuer: acmeIssuer, AccessTokenTTL: time.Hour},
+				Entry: brokertest.CodeEntry + "    issuer: " + acmeIssuer + "\n    require_issuer: true\n"},
+			{Name: "svc", Config: providertest.Config{ClientAuth: "body", AccessTokenTTL: time.Hour},
+				Entry: "    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n"},
+		},
+		Catalog: "  tenant:\n    authorization_url: https://tenant.example/authorize?tenant={tenant}\n    token_url: https://tenant.example/token\n" +
+			"    grant_types: [authorization_code]\n    connection_params: {tenant: {pattern: '[a-z]{2,10}'}}\n" +
+			"  nocreds:\n    authorization_url: https://nocreds.example/authorize\n    token_url: https://nocreds.example/token\n    grant_types: [authorization_code]\n",
+		Clients: map[string]testsecrets.Client{"tenant": {ID: "cid", Secret: "csecret-tenant-0123"}},
+		Now:     func() time.Time { return now },
+	})
+	return &refusals{World: w, acme: w.Servers["acme"], now: now, logs: &syncbuf.Buffer{}}
 }
 
 // secret records values that must never be logged.
@@ -104,15 +73,12 @@ func (f *refusals) secret(vs ...string) {
 // query, edited by q.
 func (f *refusals) link(t *testing.T, edit func(*signing.Link), qedit func(url.Values)) string {
 	t.Helper()
-	l := signing.Link{Provider: "acme", ConnectionID: "c1", ReturnTo: refusalReturnTo, Expires: f.now.Add(30 * time.Minute)}
-	if edit != nil {
-		edit(&l)
-	}
-	raw, err := signing.SignLink(f.keys, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, _ := url.ParseQuery(raw)
+	q := f.Link(t, "acme", "c1", func(l *signing.Link) {
+		l.Expires = f.now.Add(30 * time.Minute)
+		if edit != nil {
+			edit(l)
+		}
+	})
 	f.secret(q.Get("sig"))
 	if qedit != nil {
 		qedit(q)
@@ -135,7 +101,7 @@ func (f *refusals) state(t *testing.T, ks *signing.Keyset, providerName string, 
 // returns the state value and the binding cookie ("" for an unbound one).
 func (f *refusals) plant(t *testing.T, providerName string, edit func(*store.StateRecord)) (state, cookie string) {
 	t.Helper()
-	st := f.state(t, f.keys, providerName, f.now.Add(10*time.Minute))
+	st := f.state(t, f.Keys, providerName, f.now.Add(10*time.Minute))
 	cookie, _ = signing.RandomString(32)
 	f.secret(cookie)
 	rec := store.StateRecord{ID: st.ID, Provider: providerName, ConnectionID: "c1", ReturnTo: refusalReturnTo,
@@ -146,7 +112,7 @@ func (f *refusals) plant(t *testing.T, providerName string, edit func(*store.Sta
 	if rec.BindingHash == store.Unbound {
 		cookie = ""
 	}
-	if err := f.st.PutState(context.Background(), rec); err != nil {
+	if err := f.Store.PutState(context.Background(), rec); err != nil {
 		t.Fatal(err)
 	}
 	return st.Value, cookie
@@ -157,7 +123,7 @@ func (f *refusals) plant(t *testing.T, providerName string, edit func(*store.Sta
 // state, iss) and the binding cookie.
 func (f *refusals) browser(t *testing.T) (url.Values, string) {
 	t.Helper()
-	resp, _ := Authorize(f.b)(context.Background(), events.APIGatewayV2HTTPRequest{
+	resp, _ := Authorize(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{
 		PathParameters: map[string]string{"provider": "acme"}, RawQueryString: f.link(t, nil, nil)})
 	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
 		t.Fatalf("connect answered %d", resp.StatusCode)
@@ -247,14 +213,14 @@ func TestRefusalCauses(t *testing.T) {
 		{"no state", "callback", func(t *testing.T, f *refusals) request { return request{"acme", "code=x", nil} }, 400, "state_missing"},
 		{"garbage state", "callback", func(t *testing.T, f *refusals) request { return request{"acme", "state=garbage", nil} }, 403, "state_malformed"},
 		{"state under an unknown key", "callback", func(t *testing.T, f *refusals) request {
-			k9, _ := testkeys.Keyset("k9", map[string][]byte{"k9": []byte(refusalKey)})
+			k9, _ := testkeys.Keyset("k9", map[string][]byte{"k9": []byte(brokertest.SigningKey)})
 			return request{"acme", url.Values{"state": {f.state(t, k9, "acme", f.now.Add(time.Minute)).Value}}.Encode(), nil}
 		}, 403, "unknown_key"},
 		{"state for another provider", "callback", func(t *testing.T, f *refusals) request {
-			return request{"acme", url.Values{"state": {f.state(t, f.keys, "svc", f.now.Add(time.Minute)).Value}}.Encode(), nil}
+			return request{"acme", url.Values{"state": {f.state(t, f.Keys, "svc", f.now.Add(time.Minute)).Value}}.Encode(), nil}
 		}, 403, "bad_signature"},
 		{"expired state", "callback", func(t *testing.T, f *refusals) request {
-			return request{"acme", url.Values{"state": {f.state(t, f.keys, "acme", f.now).Value}}.Encode(), nil}
+			return request{"acme", url.Values{"state": {f.state(t, f.Keys, "acme", f.now).Value}}.Encode(), nil}
 		}, 403, "state_expired"},
 		{"no cookie", "callback", func(t *testing.T, f *refusals) request {
 			q, _ := f.browser(t)
@@ -269,7 +235,7 @@ func TestRefusalCauses(t *testing.T) {
 		{"replayed state", "callback", func(t *testing.T, f *refusals) request {
 			state, cookie := f.plant(t, "acme", nil)
 			q := url.Values{"state": {state}, "error": {"access_denied"}, "iss": {acmeIssuer}}.Encode()
-			if resp, _ := Callback(f.b)(context.Background(), events.APIGatewayV2HTTPRequest{PathParameters: map[string]string{"provider": "acme"},
+			if resp, _ := Callback(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{PathParameters: map[string]string{"provider": "acme"},
 				RawQueryString: q, Cookies: cookieFor(state, cookie)}); resp.StatusCode != http.StatusFound {
 				t.Fatalf("first use answered %d", resp.StatusCode)
 			}
@@ -341,7 +307,7 @@ func TestRefusalCauses(t *testing.T) {
 			return request{"svc", url.Values{"state": {state}, "error": {"access_denied"}}.Encode(), nil}
 		}, 400, "authorization_error"},
 		{"connection held by another grant", "callback", func(t *testing.T, f *refusals) request {
-			if _, err := f.st.SaveConnection(context.Background(), store.Connection{Provider: "svc", ConnectionID: "c1",
+			if _, err := f.Store.SaveConnection(context.Background(), store.Connection{Provider: "svc", ConnectionID: "c1",
 				Grant: provider.GrantAuthorizationCode, Status: store.StatusConnected, AccessToken: "at-held-0123456789"}); err != nil {
 				t.Fatal(err)
 			}
@@ -356,10 +322,10 @@ func TestRefusalCauses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newRefusals(t)
 			req := tt.req(t, f)
-			f.b.Log = slog.New(slog.NewJSONHandler(f.logs, nil)) // only the refusal itself is logged here
-			h := Authorize(f.b)
+			f.Broker.Log = slog.New(slog.NewJSONHandler(f.logs, nil)) // only the refusal itself is logged here
+			h := Authorize(f.Broker)
 			if tt.flow == "callback" {
-				h = Callback(f.b)
+				h = Callback(f.Broker)
 			}
 			resp, err := h(context.Background(), events.APIGatewayV2HTTPRequest{PathParameters: map[string]string{"provider": req.provider},
 				RawQueryString: req.query, Cookies: req.cookies})

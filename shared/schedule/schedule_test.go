@@ -3,15 +3,13 @@ package schedule_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
-	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/schedule"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 	"github.com/oauthbroker/oauthbroker/shared/store/embedded"
@@ -32,11 +30,7 @@ func (l *listings) ListDue(ctx context.Context, now time.Time, limit int, skip .
 // schedule sends) runs one sweep; anything else is refused before the store
 // is read.
 func TestHandler(t *testing.T) {
-	root, err := modroot.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	scheduled, err := os.ReadFile(filepath.Join(root, "events", "refresh.json"))
+	scheduled, err := modroot.ReadFile("events", "refresh.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +55,7 @@ func TestHandler(t *testing.T) {
 				t.Fatal(err)
 			}
 			l := &listings{Store: st}
-			b := &broker.Broker{Store: l, Wire: &provider.Client{}}
+			b := brokertest.New(t, brokertest.Options{Store: l}).Broker
 			sum, err := schedule.Handler(b)(context.Background(), json.RawMessage(tt.event))
 			if tt.sweep != (err == nil) {
 				t.Fatalf("err = %v, want a sweep: %v", err, tt.sweep)
