@@ -23,7 +23,6 @@
 package dynamo
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,7 +30,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -645,11 +643,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	if limit <= 0 {
 		return nil, nil
 	}
-	type due struct {
-		key store.Key
-		at  int64
-	}
-	var all []due
+	var all []store.DueKey
 	for n := range DueShards {
 		in := &dynamodb.QueryInput{
 			TableName:                aws.String(s.table),
@@ -689,7 +683,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 				if id, ok := strings.CutPrefix(it.SK, retiredPrefix); ok {
 					k.Retired = id
 				}
-				all = append(all, due{k, it.RefreshDue})
+				all = append(all, store.DueKey{Key: k, At: time.Unix(it.RefreshDue, 0)})
 				got++
 			}
 			if out.LastEvaluatedKey == nil {
@@ -698,19 +692,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 			in.ExclusiveStartKey = out.LastEvaluatedKey
 		}
 	}
-	slices.SortFunc(all, func(a, b due) int {
-		return cmp.Or(
-			cmp.Compare(a.at, b.at),
-			strings.Compare(a.key.Provider, b.key.Provider),
-			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
-			strings.Compare(a.key.Retired, b.key.Retired),
-		)
-	})
-	keys := make([]store.Key, 0, min(limit, len(all)))
-	for _, d := range all[:min(limit, len(all))] {
-		keys = append(keys, d.key)
-	}
-	return keys, nil
+	return store.FirstDue(all, limit), nil
 }
 
 func statePK(id string) string { return store.StateRecordKey(id) }

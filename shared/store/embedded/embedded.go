@@ -417,39 +417,23 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	if limit <= 0 {
 		return nil, nil
 	}
-	type entry struct {
-		key store.Key
-		at  time.Time
-	}
 	isDue := func(at time.Time, provider string) bool {
 		return !at.IsZero() && at.Unix() <= now.Unix() && !slices.Contains(skip, provider)
 	}
 	s.mu.Lock()
-	var due []entry
+	var due []store.DueKey
 	for k, c := range s.conns {
 		if isDue(c.RefreshDue, c.Provider) {
-			due = append(due, entry{k, c.RefreshDue})
+			due = append(due, store.DueKey{Key: k, At: c.RefreshDue})
 		}
 	}
 	for k, r := range s.retired {
 		if isDue(r.Due, k.Provider) {
-			due = append(due, entry{k, r.Due})
+			due = append(due, store.DueKey{Key: k, At: r.Due})
 		}
 	}
 	s.mu.Unlock()
-	slices.SortFunc(due, func(a, b entry) int {
-		return cmp.Or(
-			a.at.Compare(b.at),
-			strings.Compare(a.key.Provider, b.key.Provider),
-			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
-			strings.Compare(a.key.Retired, b.key.Retired),
-		)
-	})
-	keys := make([]store.Key, 0, min(limit, len(due)))
-	for _, d := range due[:min(limit, len(due))] {
-		keys = append(keys, d.key)
-	}
-	return keys, nil
+	return store.FirstDue(due, limit), nil
 }
 
 // save writes the whole store to s.path atomically. s.mu must be held.
