@@ -127,7 +127,7 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 			}
 		}
 		r.PKCEVerifier = creds.PKCEVerifier
-		s.states[r.ID] = canonState(r)
+		s.states[r.ID] = r.Stored()
 	}
 	for _, fc := range f.Connections {
 		c := fc.Connection
@@ -138,7 +138,7 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 			}
 		}
 		c.AccessToken, c.RefreshToken = creds.AccessToken, creds.RefreshToken
-		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = canonConn(c)
+		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = c.Stored()
 	}
 	for _, fr := range f.Retired {
 		r := fr.retired
@@ -166,7 +166,7 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 	if _, ok := s.states[r.ID]; ok {
 		return store.ErrConflict
 	}
-	s.states[r.ID] = canonState(r)
+	s.states[r.ID] = r.Stored()
 	if err := s.save(); err != nil {
 		delete(s.states, r.ID)
 		return err
@@ -190,7 +190,7 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 		s.states[id] = r
 		return store.StateRecord{}, err
 	}
-	return canonState(r), nil
+	return r.Stored(), nil
 }
 
 // DeleteConnection implements store.Store.
@@ -213,7 +213,7 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 		s.conns[k] = c
 		return store.Connection{}, err
 	}
-	return canonConn(c), nil
+	return c.Stored(), nil
 }
 
 // GetConnection implements store.Store.
@@ -230,7 +230,7 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	if !ok {
 		return store.Connection{}, store.ErrNotFound
 	}
-	return canonConn(c), nil
+	return c.Stored(), nil
 }
 
 // PeekConnection implements store.Store.
@@ -263,9 +263,9 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 		RetiredGrant: store.RetiredGrant{
 			Key: k, Params: maps.Clone(old.Params),
 			AccessToken: old.AccessToken, RefreshToken: old.RefreshToken,
-			RetiredAt: canonTime(now),
+			RetiredAt: store.StoredTime(now),
 		},
-		Due:       canonTime(now),
+		Due:       store.StoredTime(now),
 		Successor: store.Successor(c.AccessToken, c.RefreshToken),
 	}
 	if err := s.save(); err != nil {
@@ -290,7 +290,7 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 		return store.RetiredGrant{}, store.ErrConflict
 	}
 	old := r
-	r.Due, r.Attempts = canonTime(until), r.Attempts+1
+	r.Due, r.Attempts = store.StoredTime(until), r.Attempts+1
 	s.retired[k] = r
 	if err := s.save(); err != nil {
 		s.retired[k] = old
@@ -383,7 +383,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 		req.Version != 0 && old.Version != req.Version {
 		return store.Connection{}, store.ErrConflict
 	}
-	c := canonConn(old)
+	c := old.Stored()
 	c.Lease = store.Lease{Owner: req.Owner, Until: req.Until}
 	if req.Due {
 		c.RefreshDue = req.Until
@@ -396,7 +396,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 // put stores c under k, restoring old (or nothing) if the file write fails.
 // s.mu must be held.
 func (s *Store) put(k store.Key, c, old store.Connection, existed bool) (store.Connection, error) {
-	c = canonConn(c)
+	c = c.Stored()
 	s.conns[k] = c
 	if err := s.save(); err != nil {
 		if existed {
@@ -406,7 +406,7 @@ func (s *Store) put(k store.Key, c, old store.Connection, existed bool) (store.C
 		}
 		return store.Connection{}, err
 	}
-	return canonConn(c), nil
+	return c.Stored(), nil
 }
 
 // ListDue implements store.Store.
@@ -508,43 +508,4 @@ func (s *Store) save() error {
 		return fmt.Errorf("embedded: save: %w", err)
 	}
 	return nil
-}
-
-// canonState and canonConn return deep copies in the stored form: whole
-// seconds in UTC, nil for empty slices and maps.
-func canonState(r store.StateRecord) store.StateRecord {
-	r.Scopes = slices.Clone(r.Scopes)
-	if len(r.Scopes) == 0 {
-		r.Scopes = nil
-	}
-	r.Params = maps.Clone(r.Params)
-	if len(r.Params) == 0 {
-		r.Params = nil
-	}
-	r.ExpiresAt = canonTime(r.ExpiresAt)
-	return r
-}
-
-func canonConn(c store.Connection) store.Connection {
-	c.Metadata = maps.Clone(c.Metadata)
-	if len(c.Metadata) == 0 {
-		c.Metadata = nil
-	}
-	c.Params = maps.Clone(c.Params)
-	if len(c.Params) == 0 {
-		c.Params = nil
-	}
-	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt, &c.Lease.Until} {
-		*t = canonTime(*t)
-	}
-	return c
-}
-
-// canonTime truncates t to the second in UTC; zero, and the unix epoch, give
-// the zero time, as in store/dynamo.
-func canonTime(t time.Time) time.Time {
-	if t.IsZero() || t.Unix() == 0 {
-		return time.Time{}
-	}
-	return time.Unix(t.Unix(), 0).UTC()
 }
