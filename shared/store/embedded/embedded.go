@@ -166,12 +166,7 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 	if _, ok := s.states[r.ID]; ok {
 		return store.ErrConflict
 	}
-	s.states[r.ID] = r.Stored()
-	if err := s.save(); err != nil {
-		delete(s.states, r.ID)
-		return err
-	}
-	return nil
+	return setSaved(s, s.states, r.ID, r.Stored())
 }
 
 // TakeState implements store.Store.
@@ -185,9 +180,7 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 	if !ok || r.BindingHash != bindingHash {
 		return store.StateRecord{}, store.ErrNotFound
 	}
-	delete(s.states, id)
-	if err := s.save(); err != nil {
-		s.states[id] = r
+	if err := deleteSaved(s, s.states, id); err != nil {
 		return store.StateRecord{}, err
 	}
 	return r.Stored(), nil
@@ -208,9 +201,7 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 	if !ok {
 		return store.Connection{}, store.ErrNotFound
 	}
-	delete(s.conns, k)
-	if err := s.save(); err != nil {
-		s.conns[k] = c
+	if err := deleteSaved(s, s.conns, k); err != nil {
 		return store.Connection{}, err
 	}
 	return c.Stored(), nil
@@ -259,7 +250,7 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 	}
 	now := s.now()
 	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID, Retired: rand.Text()}
-	s.retired[k] = retired{
+	r := retired{
 		RetiredGrant: store.RetiredGrant{
 			Key: k, Params: maps.Clone(old.Params),
 			AccessToken: old.AccessToken, RefreshToken: old.RefreshToken,
@@ -268,8 +259,7 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 		Due:       store.StoredTime(now),
 		Successor: store.Successor(c.AccessToken, c.RefreshToken),
 	}
-	if err := s.save(); err != nil {
-		delete(s.retired, k)
+	if err := setSaved(s, s.retired, k, r); err != nil {
 		return saved, fmt.Errorf("embedded: replace connection: %w: %v", store.ErrNotRetired, err)
 	}
 	return saved, nil
@@ -289,11 +279,8 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	if !ok || r.Due.Unix() > now.Unix() {
 		return store.RetiredGrant{}, store.ErrConflict
 	}
-	old := r
 	r.Due, r.Attempts = store.StoredTime(until), r.Attempts+1
-	s.retired[k] = r
-	if err := s.save(); err != nil {
-		s.retired[k] = old
+	if err := setSaved(s, s.retired, k, r); err != nil {
 		return store.RetiredGrant{}, err
 	}
 	g := r.RetiredGrant
@@ -312,16 +299,10 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.retired[k]
-	if !ok {
+	if _, ok := s.retired[k]; !ok {
 		return nil
 	}
-	delete(s.retired, k)
-	if err := s.save(); err != nil {
-		s.retired[k] = r
-		return err
-	}
-	return nil
+	return deleteSaved(s, s.retired, k)
 }
 
 // SaveLeased implements store.Store.
@@ -361,7 +342,7 @@ func (s *Store) saveConnLocked(ctx context.Context, c store.Connection, owner st
 	c.UpdatedAt = now
 	c.Version++
 	c.Lease = store.Lease{}
-	return s.put(k, c, old, exists)
+	return s.put(k, c)
 }
 
 // Lease implements store.Store.
@@ -390,23 +371,41 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	}
 	c.Version++
 	c.UpdatedAt = s.now()
-	return s.put(k, c, old, true)
+	return s.put(k, c)
 }
 
-// put stores c under k, restoring old (or nothing) if the file write fails.
-// s.mu must be held.
-func (s *Store) put(k store.Key, c, old store.Connection, existed bool) (store.Connection, error) {
+// put stores c under k and returns it as stored. s.mu must be held.
+func (s *Store) put(k store.Key, c store.Connection) (store.Connection, error) {
 	c = c.Stored()
-	s.conns[k] = c
-	if err := s.save(); err != nil {
-		if existed {
-			s.conns[k] = old
-		} else {
-			delete(s.conns, k)
-		}
+	if err := setSaved(s, s.conns, k, c); err != nil {
 		return store.Connection{}, err
 	}
 	return c.Stored(), nil
+}
+
+// setSaved sets m[k] to v and saves the store; deleteSaved deletes m[k]
+// and saves it. When the save fails, m[k] is put back as it was, so that
+// memory never holds what the file does not. s.mu must be held.
+func setSaved[K comparable, V any](s *Store, m map[K]V, k K, v V) error {
+	return saveOrUndo(s, m, k, func() { m[k] = v })
+}
+
+func deleteSaved[K comparable, V any](s *Store, m map[K]V, k K) error {
+	return saveOrUndo(s, m, k, func() { delete(m, k) })
+}
+
+func saveOrUndo[K comparable, V any](s *Store, m map[K]V, k K, change func()) error {
+	old, had := m[k]
+	change()
+	err := s.save()
+	if err != nil {
+		if had {
+			m[k] = old
+		} else {
+			delete(m, k)
+		}
+	}
+	return err
 }
 
 // ListDue implements store.Store.
