@@ -189,11 +189,8 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
 	})
-	if isConditionFailed(err) {
-		return store.ErrConflict
-	}
 	if err != nil {
-		return fmt.Errorf("dynamo: put state: %w", err)
+		return writeFailed("put state", err, store.ErrConflict)
 	}
 	return nil
 }
@@ -208,11 +205,8 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 		ExpressionAttributeValues: map[string]types.AttributeValue{":h": &types.AttributeValueMemberS{Value: bindingHash}},
 		ReturnValues:              types.ReturnValueAllOld,
 	})
-	if isConditionFailed(err) {
-		return store.StateRecord{}, store.ErrNotFound
-	}
 	if err != nil {
-		return store.StateRecord{}, fmt.Errorf("dynamo: take state: %w", err)
+		return store.StateRecord{}, writeFailed("take state", err, store.ErrNotFound)
 	}
 	var it stateItem
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
@@ -475,11 +469,8 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string, retu
 		in.ReturnValues = types.ReturnValueAllOld
 	}
 	out, err := s.client.PutItem(ctx, in)
-	if isConditionFailed(err) {
-		return store.Connection{}, nil, store.ErrConflict
-	}
 	if err != nil {
-		return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
+		return store.Connection{}, nil, writeFailed("save connection", err, store.ErrConflict)
 	}
 	c.Metadata = nilIfEmptyMap(maps.Clone(c.Metadata))
 	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
@@ -503,11 +494,8 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
 		ReturnValues:             types.ReturnValueAllOld,
 	})
-	if isConditionFailed(err) {
-		return store.Connection{}, store.ErrNotFound
-	}
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: delete connection: %w", err)
+		return store.Connection{}, writeFailed("delete connection", err, store.ErrNotFound)
 	}
 	c, err := s.decodeConn(ctx, pk, out.Attributes)
 	if err != nil {
@@ -554,11 +542,8 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 		ExpressionAttributeValues: values,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
-	if isConditionFailed(err) {
-		return store.Connection{}, store.ErrConflict
-	}
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
+		return store.Connection{}, writeFailed("lease", err, store.ErrConflict)
 	}
 	c, err := s.decodeConn(ctx, connPK(k.Provider, k.ConnectionID), out.Attributes)
 	if err != nil {
@@ -586,11 +571,8 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 		ExpressionAttributeValues: map[string]types.AttributeValue{":u": num(until.Unix()), ":now": num(now.Unix()), ":one": num(1)},
 		ReturnValues:              types.ReturnValueAllNew,
 	})
-	if isConditionFailed(err) {
-		return store.RetiredGrant{}, store.ErrConflict
-	}
 	if err != nil {
-		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: %w", err)
+		return store.RetiredGrant{}, writeFailed("lease retired", err, store.ErrConflict)
 	}
 	var it retiredItem
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
@@ -714,6 +696,16 @@ func key(pk, sk string) map[string]types.AttributeValue {
 		"pk": &types.AttributeValueMemberS{Value: pk},
 		"sk": &types.AttributeValueMemberS{Value: sk},
 	}
+}
+
+// writeFailed is the error of a conditional write that failed: lost (the
+// ErrNotFound or ErrConflict the Store contract gives the operation) when
+// its condition failed, else err wrapped with op.
+func writeFailed(op string, err, lost error) error {
+	if isConditionFailed(err) {
+		return lost
+	}
+	return fmt.Errorf("dynamo: %s: %w", op, err)
 }
 
 func isConditionFailed(err error) bool {
