@@ -40,6 +40,15 @@ func (u *upstream) calls(name string) int {
 	return u.proxy.Calls("GetSecretValue", moto.Input("SecretId", name))
 }
 
+// wantCalls ends the test unless name was read upstream n times by now;
+// what says when.
+func (u *upstream) wantCalls(t *testing.T, name string, n int, what string) {
+	t.Helper()
+	if got := u.calls(name); got != n {
+		t.Fatalf("%s: upstream calls = %d, want %d", what, got, n)
+	}
+}
+
 // fail answers the next n reads of name with an AWS error.
 func (u *upstream) fail(name string, n, status int, errorType, message string) {
 	u.proxy.Inject("GetSecretValue", moto.Input("SecretId", name), n, moto.AWSError(status, errorType, message))
@@ -86,26 +95,18 @@ func TestCacheTTL(t *testing.T) {
 	srv.put(t, "k", "v1")
 
 	mustSecret(t, c, "k", "v1")
-	if got := srv.calls("k"); got != 1 {
-		t.Fatalf("first read: calls = %d, want 1", got)
-	}
+	srv.wantCalls(t, "k", 1, "first read")
 
 	srv.put(t, "k", "v2")
 	clock.Advance(59 * time.Second)
 	mustSecret(t, c, "k", "v1") // still cached
-	if got := srv.calls("k"); got != 1 {
-		t.Fatalf("read within TTL: calls = %d, want 1", got)
-	}
+	srv.wantCalls(t, "k", 1, "read within TTL")
 
 	clock.Advance(time.Second)
 	mustSecret(t, c, "k", "v2")
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("read after TTL: calls = %d, want 2", got)
-	}
+	srv.wantCalls(t, "k", 2, "read after TTL")
 	mustSecret(t, c, "k", "v2")
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("read within new TTL: calls = %d, want 2", got)
-	}
+	srv.wantCalls(t, "k", 2, "read within new TTL")
 }
 
 // TestCacheForgetsExpired: expired values do not stay in memory until
@@ -149,9 +150,7 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 			t.Fatalf("read %d: err = %v, want ErrNotFound", i, err)
 		}
 	}
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("not found twice: calls = %d, want 2 (not cached)", got)
-	}
+	srv.wantCalls(t, "k", 2, "not found twice (not cached)")
 
 	srv.put(t, "k", "v")
 	srv.fail("k", 1, 400, "ThrottlingException", "Rate exceeded")
@@ -159,9 +158,7 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 		t.Fatalf("throttled: err = %v", err)
 	}
 	mustSecret(t, c, "k", "v")
-	if got := srv.calls("k"); got != 4 {
-		t.Fatalf("calls = %d, want 4", got)
-	}
+	srv.wantCalls(t, "k", 4, "after the throttled read")
 }
 
 func TestCacheInvalidate(t *testing.T) {
@@ -173,9 +170,7 @@ func TestCacheInvalidate(t *testing.T) {
 	c.Invalidate("k")
 	mustSecret(t, c, "k", "v2")
 	mustSecret(t, c, "k", "v2")
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("calls = %d, want 2", got)
-	}
+	srv.wantCalls(t, "k", 2, "after Invalidate")
 	c.Invalidate("never-read") // no-op
 }
 
