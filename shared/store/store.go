@@ -230,6 +230,19 @@ type LeaseRequest struct {
 	Version int64
 }
 
+// Check rejects a lease request that no Store takes: k must name a
+// connection (not a retired grant) and the request an owner and an Until
+// after Now.
+func (r LeaseRequest) Check(k Key) error {
+	if err := CheckKey(k.Provider, k.ConnectionID); err != nil {
+		return err
+	}
+	if r.Owner == "" || !r.Until.After(r.Now) || k.Retired != "" {
+		return errors.New("want a connection's key, an owner and Until after Now")
+	}
+	return nil
+}
+
 // CheckKey rejects connection keys a store cannot hold unambiguously: an
 // empty part, or a "#" in the provider name (DynamoDB's partition key is
 // conn#<provider>#<connection_id>). Provider names in the catalog and

@@ -680,9 +680,20 @@ func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("BadRequest", func(t *testing.T) {
 		s := newStore(t)
 		mustSave(t, s, newConn("github", "c1"))
-		for _, r := range []store.LeaseRequest{{Now: base, Until: until}, {Owner: "a", Now: base, Until: base}} {
-			if _, err := s.Lease(t.Context(), k, r); err == nil || errors.Is(err, store.ErrConflict) {
-				t.Errorf("Lease(%+v): err = %v, want a request error", r, err)
+		good := store.LeaseRequest{Owner: "a", Now: base, Until: until}
+		for _, tt := range []struct {
+			name string
+			k    store.Key
+			r    store.LeaseRequest
+		}{
+			{"no owner", k, store.LeaseRequest{Now: base, Until: until}},
+			{"Until not after Now", k, store.LeaseRequest{Owner: "a", Now: base, Until: base}},
+			{"a retired grant's key", store.Key{Provider: "github", ConnectionID: "c1", Retired: "r1"}, good},
+			{"no provider", store.Key{ConnectionID: "c1"}, good},
+			{"# in the provider", store.Key{Provider: "git#hub", ConnectionID: "c1"}, good},
+		} {
+			if _, err := s.Lease(t.Context(), tt.k, tt.r); err == nil || errors.Is(err, store.ErrConflict) {
+				t.Errorf("Lease, %s: err = %v, want a request error", tt.name, err)
 			}
 		}
 		if _, err := s.SaveLeased(t.Context(), mustGet(t, s, "github", "c1"), ""); err == nil || errors.Is(err, store.ErrConflict) {

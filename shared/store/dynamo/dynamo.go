@@ -508,11 +508,8 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 // Lease implements store.Store with one conditional UpdateItem that
 // returns the item as updated, so taking the lease is also the read.
 func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) (store.Connection, error) {
-	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+	if err := req.Check(k); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
-	}
-	if req.Owner == "" || !req.Until.After(req.Now) || k.Retired != "" {
-		return store.Connection{}, errors.New("dynamo: lease: want a connection's key, an owner and Until after Now")
 	}
 	num := func(n int64) types.AttributeValue {
 		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}

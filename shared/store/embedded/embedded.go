@@ -350,11 +350,8 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, err
 	}
-	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+	if err := req.Check(k); err != nil {
 		return store.Connection{}, fmt.Errorf("embedded: lease: %w", err)
-	}
-	if req.Owner == "" || !req.Until.After(req.Now) || k.Retired != "" {
-		return store.Connection{}, errors.New("embedded: lease: want a connection's key, an owner and Until after Now")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
