@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/clock"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -48,12 +49,7 @@ type Store struct {
 	Now func() time.Time
 }
 
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
+func (s *Store) now() time.Time { return clock.Clock{Record: s.Now}.Now() }
 
 // retired is a retired grant and when it is next due.
 type retired struct {
