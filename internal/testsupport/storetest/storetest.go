@@ -3,10 +3,12 @@
 package storetest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -359,6 +361,25 @@ func testListDue(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		return keys
 	}
+
+	// Keys due at the same second come in key order, however the store
+	// gathered them (dynamo: from different shards).
+	t.Run("TiesByKey", func(t *testing.T) {
+		s := newStore(t)
+		var want []store.Key
+		for _, k := range []store.Key{{Provider: "gitlab", ConnectionID: "b"}, {Provider: "github", ConnectionID: "z"}, {Provider: "gitlab", ConnectionID: "a"}, {Provider: "github", ConnectionID: "y"}} {
+			c := newConn(k.Provider, k.ConnectionID)
+			c.RefreshDue = base
+			mustSave(t, s, c)
+			want = append(want, k)
+		}
+		slices.SortFunc(want, func(a, b store.Key) int {
+			return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID))
+		})
+		if got := mustListDue(t, s, base, 10); !slices.Equal(got, want) {
+			t.Errorf("ListDue = %v, want %v", got, want)
+		}
+	})
 
 	t.Run("OnlyDue", func(t *testing.T) {
 		s := newStore(t)
