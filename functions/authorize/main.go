@@ -4,15 +4,8 @@
 package main
 
 import (
-	"context"
-
-	"github.com/aws/aws-lambda-go/lambda"
-
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 )
 
-func main() {
-	b := setup.Must(setup.FromEnv(context.Background()))
-	lambda.Start(httpapi.Authorize(b))
-}
+func main() { setup.Start(httpapi.Authorize) }

@@ -3,15 +3,8 @@
 package main
 
 import (
-	"context"
-
-	"github.com/aws/aws-lambda-go/lambda"
-
 	"github.com/oauthbroker/oauthbroker/shared/schedule"
 	"github.com/oauthbroker/oauthbroker/shared/setup"
 )
 
-func main() {
-	b := setup.Must(setup.FromEnv(context.Background()))
-	lambda.Start(schedule.Handler(b))
-}
+func main() { setup.Start(schedule.Handler) }

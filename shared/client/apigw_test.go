@@ -314,6 +314,17 @@ func newFakeAPI(t *testing.T, clock *fakeClock, answer func(routeRequest) answer
 	return a
 }
 
+// newRoutesAPI is a fakeAPI whose token route always hands out tok and
+// whose delete route always deletes: for tests of what reaches the routes.
+func newRoutesAPI(t *testing.T, clock *fakeClock, tok string) *fakeAPI {
+	return newFakeAPI(t, clock, func(r routeRequest) answer {
+		if r.Method == http.MethodDelete {
+			return answer{status: http.StatusNoContent}
+		}
+		return tokenAnswer(tok, time.Time{}, "", nil)
+	})
+}
+
 func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	if msg := a.verifier.verify(r, body); msg != "" {

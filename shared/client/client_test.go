@@ -201,13 +201,7 @@ func TestErrors(t *testing.T) {
 func TestPathEscaping(t *testing.T) {
 	t.Parallel()
 	clock := newClock()
-	tok := secretToken("at-path")
-	api := newFakeAPI(t, clock, func(r routeRequest) answer {
-		if r.Method == http.MethodDelete {
-			return answer{status: http.StatusNoContent}
-		}
-		return tokenAnswer(tok, time.Time{}, "", nil)
-	})
+	api := newRoutesAPI(t, clock, secretToken("at-path"))
 	c := newTestClient(t, api, clock)
 	for _, tt := range []struct{ provider, id string }{
 		{"acme", "cust-42"},
@@ -254,13 +248,7 @@ func TestPathEscaping(t *testing.T) {
 func TestMethodsQueryAndStagePath(t *testing.T) {
 	t.Parallel()
 	clock := newClock()
-	tok := secretToken("at-query")
-	api := newFakeAPI(t, clock, func(r routeRequest) answer {
-		if r.Method == http.MethodDelete {
-			return answer{status: http.StatusNoContent}
-		}
-		return tokenAnswer(tok, time.Time{}, "", nil)
-	})
+	api := newRoutesAPI(t, clock, secretToken("at-query"))
 	// The path of a stage, with a trailing slash.
 	api.prefix = "/prod"
 	c, err := New(context.Background(), api.srv.URL+"/prod/", WithCredentials(staticCreds(testCreds)),

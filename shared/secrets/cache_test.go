@@ -40,6 +40,15 @@ func (u *upstream) calls(name string) int {
 	return u.proxy.Calls("GetSecretValue", moto.Input("SecretId", name))
 }
 
+// wantCalls ends the test unless name was read upstream n times by now;
+// what says when.
+func (u *upstream) wantCalls(t *testing.T, name string, n int, what string) {
+	t.Helper()
+	if got := u.calls(name); got != n {
+		t.Fatalf("%s: upstream calls = %d, want %d", what, got, n)
+	}
+}
+
 // fail answers the next n reads of name with an AWS error.
 func (u *upstream) fail(name string, n, status int, errorType, message string) {
 	u.proxy.Inject("GetSecretValue", moto.Input("SecretId", name), n, moto.AWSError(status, errorType, message))
@@ -86,26 +95,18 @@ func TestCacheTTL(t *testing.T) {
 	srv.put(t, "k", "v1")
 
 	mustSecret(t, c, "k", "v1")
-	if got := srv.calls("k"); got != 1 {
-		t.Fatalf("first read: calls = %d, want 1", got)
-	}
+	srv.wantCalls(t, "k", 1, "first read")
 
 	srv.put(t, "k", "v2")
 	clock.Advance(59 * time.Second)
 	mustSecret(t, c, "k", "v1") // still cached
-	if got := srv.calls("k"); got != 1 {
-		t.Fatalf("read within TTL: calls = %d, want 1", got)
-	}
+	srv.wantCalls(t, "k", 1, "read within TTL")
 
 	clock.Advance(time.Second)
 	mustSecret(t, c, "k", "v2")
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("read after TTL: calls = %d, want 2", got)
-	}
+	srv.wantCalls(t, "k", 2, "read after TTL")
 	mustSecret(t, c, "k", "v2")
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("read within new TTL: calls = %d, want 2", got)
-	}
+	srv.wantCalls(t, "k", 2, "read within new TTL")
 }
 
 // TestCacheForgetsExpired: expired values do not stay in memory until
@@ -149,9 +150,7 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 			t.Fatalf("read %d: err = %v, want ErrNotFound", i, err)
 		}
 	}
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("not found twice: calls = %d, want 2 (not cached)", got)
-	}
+	srv.wantCalls(t, "k", 2, "not found twice (not cached)")
 
 	srv.put(t, "k", "v")
 	srv.fail("k", 1, 400, "ThrottlingException", "Rate exceeded")
@@ -159,9 +158,7 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 		t.Fatalf("throttled: err = %v", err)
 	}
 	mustSecret(t, c, "k", "v")
-	if got := srv.calls("k"); got != 4 {
-		t.Fatalf("calls = %d, want 4", got)
-	}
+	srv.wantCalls(t, "k", 4, "after the throttled read")
 }
 
 func TestCacheInvalidate(t *testing.T) {
@@ -173,9 +170,7 @@ func TestCacheInvalidate(t *testing.T) {
 	c.Invalidate("k")
 	mustSecret(t, c, "k", "v2")
 	mustSecret(t, c, "k", "v2")
-	if got := srv.calls("k"); got != 2 {
-		t.Fatalf("calls = %d, want 2", got)
-	}
+	srv.wantCalls(t, "k", 2, "after Invalidate")
 	c.Invalidate("never-read") // no-op
 }
 
@@ -202,6 +197,40 @@ func newGate(src secrets.Source) *gate {
 	return &gate{src: src, entered: make(chan struct{}, 100), release: make(chan struct{})}
 }
 
+// gatedCache puts value upstream under "k" and returns a Cache reading it
+// through a gate.
+func gatedCache(t *testing.T, value string) (*upstream, *gate, *secrets.Cache) {
+	srv := newUpstream(t)
+	srv.put(t, "k", value)
+	g := newGate(srv.manager())
+	return srv, g, secrets.NewCache(g, time.Minute)
+}
+
+// read is what a Secret call returned.
+type read struct {
+	value string
+	err   error
+}
+
+// readLater calls c.Secret(ctx, "k") in a goroutine; its answer comes on
+// the channel.
+func readLater(ctx context.Context, c *secrets.Cache) <-chan read {
+	ch := make(chan read, 1)
+	go func() {
+		got, err := c.Secret(ctx, "k")
+		ch <- read{string(got), err}
+	}()
+	return ch
+}
+
+// wantSourceReads checks how many reads reached the gate.
+func wantSourceReads(t *testing.T, g *gate, n int32) {
+	t.Helper()
+	if got := g.calls.Load(); got != n {
+		t.Errorf("source reads = %d, want %d", got, n)
+	}
+}
+
 func (g *gate) Secret(ctx context.Context, name string) ([]byte, error) {
 	g.calls.Add(1)
 	var value []byte
@@ -222,10 +251,7 @@ func (g *gate) Secret(ctx context.Context, name string) ([]byte, error) {
 }
 
 func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
-	srv := newUpstream(t)
-	srv.put(t, "k", "v")
-	g := newGate(srv.manager())
-	c := secrets.NewCache(g, time.Minute)
+	srv, g, c := gatedCache(t, "v")
 
 	const readers = 20
 	var started, done sync.WaitGroup
@@ -257,102 +283,64 @@ func TestCacheConcurrentReadersShareOneCall(t *testing.T) {
 	if got := srv.calls("k"); got != 1 {
 		t.Errorf("upstream calls = %d, want 1", got)
 	}
-	if got := g.calls.Load(); got != 1 {
-		t.Errorf("source reads = %d, want 1", got)
-	}
+	wantSourceReads(t, g, 1)
 }
 
 // A read in flight when Invalidate is called is not joined by later reads.
 func TestCacheInvalidateInFlight(t *testing.T) {
-	srv := newUpstream(t)
-	srv.put(t, "k", "old")
-	g := newGate(srv.manager())
-	c := secrets.NewCache(g, time.Minute)
+	srv, g, c := gatedCache(t, "old")
 
-	first := make(chan string)
-	go func() {
-		got, _ := c.Secret(context.Background(), "k")
-		first <- string(got)
-	}()
+	first := readLater(context.Background(), c)
 	<-g.entered // first read in flight
 
 	srv.put(t, "k", "new")
 	c.Invalidate("k")
-	second := make(chan string)
-	go func() {
-		got, _ := c.Secret(context.Background(), "k")
-		second <- string(got)
-	}()
+	second := readLater(context.Background(), c)
 	<-g.entered // a second upstream read started: not joined to the stale one
 	close(g.release)
 	<-first
-	if got := <-second; got != "new" {
+	if got := (<-second).value; got != "new" {
 		t.Errorf("read after Invalidate = %q, want new", got)
 	}
 	mustSecret(t, c, "k", "new")
-	if got := g.calls.Load(); got != 2 {
-		t.Errorf("source reads = %d, want 2", got)
-	}
+	wantSourceReads(t, g, 2)
 }
 
 // The value of a read in flight when Invalidate is called, read before the
 // change upstream, goes to its readers but is not kept.
 func TestCacheInvalidatedReadNotKept(t *testing.T) {
-	srv := newUpstream(t)
-	srv.put(t, "k", "old")
-	g := newGate(srv.manager())
+	srv, g, c := gatedCache(t, "old")
 	g.readFirst = true
-	c := secrets.NewCache(g, time.Minute)
 
-	first := make(chan string)
-	go func() {
-		got, _ := c.Secret(context.Background(), "k")
-		first <- string(got)
-	}()
+	first := readLater(context.Background(), c)
 	<-g.entered // "old" read, not yet answered
 	srv.put(t, "k", "new")
 	c.Invalidate("k")
 	close(g.release)
-	if got := <-first; got != "old" {
+	if got := (<-first).value; got != "old" {
 		t.Errorf("read begun before Invalidate = %q, want old", got)
 	}
 	mustSecret(t, c, "k", "new")
-	if got := g.calls.Load(); got != 2 {
-		t.Errorf("source reads = %d, want 2", got)
-	}
+	wantSourceReads(t, g, 2)
 }
 
 func TestCacheLeaderCanceled(t *testing.T) {
-	srv := newUpstream(t)
-	srv.put(t, "k", "v")
-	g := newGate(srv.manager())
-	c := secrets.NewCache(g, time.Minute)
+	srv, g, c := gatedCache(t, "v")
 
 	leaderCtx, cancel := context.WithCancel(context.Background())
-	leaderErr := make(chan error)
-	go func() {
-		_, err := c.Secret(leaderCtx, "k")
-		leaderErr <- err
-	}()
+	leader := readLater(leaderCtx, c)
 	<-g.entered
 
-	joiner := make(chan string)
-	go func() {
-		got, err := c.Secret(context.Background(), "k")
-		if err != nil {
-			got = []byte("error: " + err.Error())
-		}
-		joiner <- string(got)
-	}()
+	joiner := readLater(context.Background(), c)
 	time.Sleep(20 * time.Millisecond) // let the joiner join
 	cancel()
-	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+	if err := (<-leader).err; !errors.Is(err, context.Canceled) {
 		t.Fatalf("leader err = %v, want context.Canceled", err)
 	}
 	<-g.entered // the joiner retried as leader
 	close(g.release)
-	if got := <-joiner; got != "v" {
-		t.Errorf("joiner got %q, want v", got)
+	if got := <-joiner; got.value != "v" || got.err != nil {
+		t.Errorf("joiner got %q, %v; want v", got.value, got.err)
 	}
 
 	// A joiner whose own context ends stops waiting.
@@ -400,17 +388,13 @@ func TestCacheSourcePanics(t *testing.T) {
 		_, _ = c.Secret(context.Background(), "k")
 	}()
 	<-p.entered
-	joiner := make(chan error)
-	go func() {
-		_, err := c.Secret(context.Background(), "k")
-		joiner <- err
-	}()
+	joiner := readLater(context.Background(), c)
 	time.Sleep(20 * time.Millisecond) // let the joiner join
 	close(p.release)
 	if v := <-leader; v != "source bug" {
 		t.Errorf("leader recovered %v, want the source's panic", v)
 	}
-	if err := <-joiner; err == nil || err.Error() != "secrets: source panicked" {
+	if err := (<-joiner).err; err == nil || err.Error() != "secrets: source panicked" {
 		t.Errorf("joiner err = %v, want secrets: source panicked", err)
 	}
 	mustSecret(t, c, "k", "v")

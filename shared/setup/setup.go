@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -196,11 +197,15 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stdout, nil))
 }
 
-// Must ends the process with a logged error if err is not nil; for main.
-func Must(b *broker.Broker, err error) *broker.Broker {
+// Start is a function's main: it builds the broker from the environment
+// (FromEnv), once per execution environment, and serves the handler that
+// handlerFor makes of it until Lambda stops the process. A configuration
+// error is logged and ends the process before the first invoke.
+func Start[H any](handlerFor func(*broker.Broker) H) {
+	b, err := FromEnv(context.Background())
 	if err != nil {
 		Logger().Error("configuration error", "cause", err.Error())
 		os.Exit(1)
 	}
-	return b
+	lambda.Start(handlerFor(b))
 }

@@ -3,8 +3,11 @@ package setup
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
 	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -159,4 +163,35 @@ func TestNewUsesTheConfigsClients(t *testing.T) {
 	if _, err := New(env, cfg); err == nil || !strings.Contains(err.Error(), "provider catalog") {
 		t.Errorf("New with a missing catalog: err = %v", err)
 	}
+}
+
+// TestStart: a function whose configuration is wrong ends before it makes
+// its handler, with status 1 and a logged configuration error that names
+// what is wrong.
+func TestStart(t *testing.T) {
+	if os.Getenv("SETUP_START_HELPER") != "" {
+		t.Skip("in the helper process")
+	}
+	out, err := logcheck.HelperCommand("TestStartHelperProcess", "SETUP_START_HELPER=1", "TABLE_NAME=", "TOKEN_KEY_ID=").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("helper exited with %v, want status 1; output:\n%s", err, out)
+	}
+	for _, want := range []string{`"msg":"configuration error"`, "TABLE_NAME is required", "TOKEN_KEY_ID is required"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("helper output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "handler made") {
+		t.Errorf("the handler was made on a wrong configuration:\n%s", out)
+	}
+}
+
+func TestStartHelperProcess(t *testing.T) {
+	if os.Getenv("SETUP_START_HELPER") == "" {
+		t.Skip("helper process for TestStart")
+	}
+	Start(func(*broker.Broker) func() {
+		fmt.Println("handler made")
+		return func() {}
+	})
 }

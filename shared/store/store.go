@@ -10,8 +10,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 )
@@ -228,6 +230,19 @@ type LeaseRequest struct {
 	Version int64
 }
 
+// Check rejects a lease request that no Store takes: k must name a
+// connection (not a retired grant) and the request an owner and an Until
+// after Now.
+func (r LeaseRequest) Check(k Key) error {
+	if err := CheckKey(k.Provider, k.ConnectionID); err != nil {
+		return err
+	}
+	if r.Owner == "" || !r.Until.After(r.Now) || k.Retired != "" {
+		return errors.New("want a connection's key, an owner and Until after Now")
+	}
+	return nil
+}
+
 // CheckKey rejects connection keys a store cannot hold unambiguously: an
 // empty part, or a "#" in the provider name (DynamoDB's partition key is
 // conn#<provider>#<connection_id>). Provider names in the catalog and
@@ -249,4 +264,30 @@ type Key struct {
 	// Retired, when set, identifies a retired grant of the connection (see
 	// RetiredGrant) rather than the connection itself.
 	Retired string
+}
+
+// DueKey is a key that ListDue may return, with the time it fell due.
+type DueKey struct {
+	Key Key
+	At  time.Time
+}
+
+// FirstDue is ListDue's order, one definition for every Store: the keys of
+// up to limit entries, earliest due first, ties by provider, connection and
+// retired grant, so that a sweep's page is the same however the store
+// gathered it. It sorts due in place.
+func FirstDue(due []DueKey, limit int) []Key {
+	slices.SortFunc(due, func(a, b DueKey) int {
+		return cmp.Or(
+			a.At.Compare(b.At),
+			strings.Compare(a.Key.Provider, b.Key.Provider),
+			strings.Compare(a.Key.ConnectionID, b.Key.ConnectionID),
+			strings.Compare(a.Key.Retired, b.Key.Retired),
+		)
+	})
+	keys := make([]Key, 0, min(limit, len(due)))
+	for _, d := range due[:min(limit, len(due))] {
+		keys = append(keys, d.Key)
+	}
+	return keys
 }

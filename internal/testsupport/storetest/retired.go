@@ -37,6 +37,15 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 		}
 		return out
 	}
+	// oneRetired returns a store whose github/c1 was replaced once, the key
+	// of the grant that replace retired, and a time at which it is due.
+	oneRetired := func(t *testing.T) (store.Store, store.Key, time.Time) {
+		t.Helper()
+		s := newStore(t)
+		replace(t, s, newConn("github", "c1"))
+		now := time.Now().Add(time.Second)
+		return s, retiredKeys(t, s, now)[0], now
+	}
 
 	t.Run("ReplaceRetiresWhatItReplaced", func(t *testing.T) {
 		s := newStore(t)
@@ -71,10 +80,7 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 
 	t.Run("LeaseHoldsUntilThenCountsAgain", func(t *testing.T) {
-		s := newStore(t)
-		replace(t, s, newConn("github", "c1"))
-		now := time.Now().Add(time.Second)
-		k := retiredKeys(t, s, now)[0]
+		s, k, now := oneRetired(t)
 		if _, err := s.LeaseRetired(t.Context(), k, now, now.Add(time.Hour)); err != nil {
 			t.Fatalf("LeaseRetired: %v", err)
 		}
@@ -94,10 +100,7 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 
 	t.Run("DropTakesItOff", func(t *testing.T) {
-		s := newStore(t)
-		replace(t, s, newConn("github", "c1"))
-		now := time.Now().Add(time.Second)
-		k := retiredKeys(t, s, now)[0]
+		s, k, now := oneRetired(t)
 		for range 2 { // dropping twice is no error
 			if err := s.DropRetired(t.Context(), k); err != nil {
 				t.Fatalf("DropRetired: %v", err)

@@ -23,7 +23,6 @@
 package dynamo
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,7 +30,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +39,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/oauthbroker/oauthbroker/shared/clock"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -70,12 +69,7 @@ type Store struct {
 	Now func() time.Time
 }
 
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
+func (s *Store) now() time.Time { return clock.Clock{Record: s.Now}.Now() }
 
 var _ store.Store = (*Store)(nil)
 
@@ -191,11 +185,8 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
 	})
-	if isConditionFailed(err) {
-		return store.ErrConflict
-	}
 	if err != nil {
-		return fmt.Errorf("dynamo: put state: %w", err)
+		return writeFailed("put state", err, store.ErrConflict)
 	}
 	return nil
 }
@@ -210,11 +201,8 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 		ExpressionAttributeValues: map[string]types.AttributeValue{":h": &types.AttributeValueMemberS{Value: bindingHash}},
 		ReturnValues:              types.ReturnValueAllOld,
 	})
-	if isConditionFailed(err) {
-		return store.StateRecord{}, store.ErrNotFound
-	}
 	if err != nil {
-		return store.StateRecord{}, fmt.Errorf("dynamo: take state: %w", err)
+		return store.StateRecord{}, writeFailed("take state", err, store.ErrNotFound)
 	}
 	var it stateItem
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
@@ -477,11 +465,8 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string, retu
 		in.ReturnValues = types.ReturnValueAllOld
 	}
 	out, err := s.client.PutItem(ctx, in)
-	if isConditionFailed(err) {
-		return store.Connection{}, nil, store.ErrConflict
-	}
 	if err != nil {
-		return store.Connection{}, nil, fmt.Errorf("dynamo: save connection: %w", err)
+		return store.Connection{}, nil, writeFailed("save connection", err, store.ErrConflict)
 	}
 	c.Metadata = nilIfEmptyMap(maps.Clone(c.Metadata))
 	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
@@ -505,11 +490,8 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
 		ReturnValues:             types.ReturnValueAllOld,
 	})
-	if isConditionFailed(err) {
-		return store.Connection{}, store.ErrNotFound
-	}
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: delete connection: %w", err)
+		return store.Connection{}, writeFailed("delete connection", err, store.ErrNotFound)
 	}
 	c, err := s.decodeConn(ctx, pk, out.Attributes)
 	if err != nil {
@@ -522,11 +504,8 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 // Lease implements store.Store with one conditional UpdateItem that
 // returns the item as updated, so taking the lease is also the read.
 func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) (store.Connection, error) {
-	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+	if err := req.Check(k); err != nil {
 		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
-	}
-	if req.Owner == "" || !req.Until.After(req.Now) || k.Retired != "" {
-		return store.Connection{}, errors.New("dynamo: lease: want a connection's key, an owner and Until after Now")
 	}
 	num := func(n int64) types.AttributeValue {
 		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
@@ -556,11 +535,8 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 		ExpressionAttributeValues: values,
 		ReturnValues:              types.ReturnValueAllNew,
 	})
-	if isConditionFailed(err) {
-		return store.Connection{}, store.ErrConflict
-	}
 	if err != nil {
-		return store.Connection{}, fmt.Errorf("dynamo: lease: %w", err)
+		return store.Connection{}, writeFailed("lease", err, store.ErrConflict)
 	}
 	c, err := s.decodeConn(ctx, connPK(k.Provider, k.ConnectionID), out.Attributes)
 	if err != nil {
@@ -588,11 +564,8 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 		ExpressionAttributeValues: map[string]types.AttributeValue{":u": num(until.Unix()), ":now": num(now.Unix()), ":one": num(1)},
 		ReturnValues:              types.ReturnValueAllNew,
 	})
-	if isConditionFailed(err) {
-		return store.RetiredGrant{}, store.ErrConflict
-	}
 	if err != nil {
-		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: %w", err)
+		return store.RetiredGrant{}, writeFailed("lease retired", err, store.ErrConflict)
 	}
 	var it retiredItem
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
@@ -645,11 +618,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	if limit <= 0 {
 		return nil, nil
 	}
-	type due struct {
-		key store.Key
-		at  int64
-	}
-	var all []due
+	var all []store.DueKey
 	for n := range DueShards {
 		in := &dynamodb.QueryInput{
 			TableName:                aws.String(s.table),
@@ -689,7 +658,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 				if id, ok := strings.CutPrefix(it.SK, retiredPrefix); ok {
 					k.Retired = id
 				}
-				all = append(all, due{k, it.RefreshDue})
+				all = append(all, store.DueKey{Key: k, At: time.Unix(it.RefreshDue, 0)})
 				got++
 			}
 			if out.LastEvaluatedKey == nil {
@@ -698,19 +667,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 			in.ExclusiveStartKey = out.LastEvaluatedKey
 		}
 	}
-	slices.SortFunc(all, func(a, b due) int {
-		return cmp.Or(
-			cmp.Compare(a.at, b.at),
-			strings.Compare(a.key.Provider, b.key.Provider),
-			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
-			strings.Compare(a.key.Retired, b.key.Retired),
-		)
-	})
-	keys := make([]store.Key, 0, min(limit, len(all)))
-	for _, d := range all[:min(limit, len(all))] {
-		keys = append(keys, d.key)
-	}
-	return keys, nil
+	return store.FirstDue(all, limit), nil
 }
 
 func statePK(id string) string { return store.StateRecordKey(id) }
@@ -732,6 +689,16 @@ func key(pk, sk string) map[string]types.AttributeValue {
 		"pk": &types.AttributeValueMemberS{Value: pk},
 		"sk": &types.AttributeValueMemberS{Value: sk},
 	}
+}
+
+// writeFailed is the error of a conditional write that failed: lost (the
+// ErrNotFound or ErrConflict the Store contract gives the operation) when
+// its condition failed, else err wrapped with op.
+func writeFailed(op string, err, lost error) error {
+	if isConditionFailed(err) {
+		return lost
+	}
+	return fmt.Errorf("dynamo: %s: %w", op, err)
 }
 
 func isConditionFailed(err error) bool {

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/clock"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -48,12 +49,7 @@ type Store struct {
 	Now func() time.Time
 }
 
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
+func (s *Store) now() time.Time { return clock.Clock{Record: s.Now}.Now() }
 
 // retired is a retired grant and when it is next due.
 type retired struct {
@@ -127,7 +123,7 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 			}
 		}
 		r.PKCEVerifier = creds.PKCEVerifier
-		s.states[r.ID] = canonState(r)
+		s.states[r.ID] = r.Stored()
 	}
 	for _, fc := range f.Connections {
 		c := fc.Connection
@@ -138,7 +134,7 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 			}
 		}
 		c.AccessToken, c.RefreshToken = creds.AccessToken, creds.RefreshToken
-		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = canonConn(c)
+		s.conns[store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID}] = c.Stored()
 	}
 	for _, fr := range f.Retired {
 		r := fr.retired
@@ -166,12 +162,7 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 	if _, ok := s.states[r.ID]; ok {
 		return store.ErrConflict
 	}
-	s.states[r.ID] = canonState(r)
-	if err := s.save(); err != nil {
-		delete(s.states, r.ID)
-		return err
-	}
-	return nil
+	return setSaved(s, s.states, r.ID, r.Stored())
 }
 
 // TakeState implements store.Store.
@@ -185,12 +176,10 @@ func (s *Store) TakeState(ctx context.Context, id, bindingHash string) (store.St
 	if !ok || r.BindingHash != bindingHash {
 		return store.StateRecord{}, store.ErrNotFound
 	}
-	delete(s.states, id)
-	if err := s.save(); err != nil {
-		s.states[id] = r
+	if err := deleteSaved(s, s.states, id); err != nil {
 		return store.StateRecord{}, err
 	}
-	return canonState(r), nil
+	return r.Stored(), nil
 }
 
 // DeleteConnection implements store.Store.
@@ -208,12 +197,10 @@ func (s *Store) DeleteConnection(ctx context.Context, provider, connectionID str
 	if !ok {
 		return store.Connection{}, store.ErrNotFound
 	}
-	delete(s.conns, k)
-	if err := s.save(); err != nil {
-		s.conns[k] = c
+	if err := deleteSaved(s, s.conns, k); err != nil {
 		return store.Connection{}, err
 	}
-	return canonConn(c), nil
+	return c.Stored(), nil
 }
 
 // GetConnection implements store.Store.
@@ -230,7 +217,7 @@ func (s *Store) GetConnection(ctx context.Context, provider, connectionID string
 	if !ok {
 		return store.Connection{}, store.ErrNotFound
 	}
-	return canonConn(c), nil
+	return c.Stored(), nil
 }
 
 // PeekConnection implements store.Store.
@@ -259,17 +246,16 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 	}
 	now := s.now()
 	k := store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID, Retired: rand.Text()}
-	s.retired[k] = retired{
+	r := retired{
 		RetiredGrant: store.RetiredGrant{
 			Key: k, Params: maps.Clone(old.Params),
 			AccessToken: old.AccessToken, RefreshToken: old.RefreshToken,
-			RetiredAt: canonTime(now),
+			RetiredAt: store.StoredTime(now),
 		},
-		Due:       canonTime(now),
+		Due:       store.StoredTime(now),
 		Successor: store.Successor(c.AccessToken, c.RefreshToken),
 	}
-	if err := s.save(); err != nil {
-		delete(s.retired, k)
+	if err := setSaved(s, s.retired, k, r); err != nil {
 		return saved, fmt.Errorf("embedded: replace connection: %w: %v", store.ErrNotRetired, err)
 	}
 	return saved, nil
@@ -289,11 +275,8 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	if !ok || r.Due.Unix() > now.Unix() {
 		return store.RetiredGrant{}, store.ErrConflict
 	}
-	old := r
-	r.Due, r.Attempts = canonTime(until), r.Attempts+1
-	s.retired[k] = r
-	if err := s.save(); err != nil {
-		s.retired[k] = old
+	r.Due, r.Attempts = store.StoredTime(until), r.Attempts+1
+	if err := setSaved(s, s.retired, k, r); err != nil {
 		return store.RetiredGrant{}, err
 	}
 	g := r.RetiredGrant
@@ -312,16 +295,10 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.retired[k]
-	if !ok {
+	if _, ok := s.retired[k]; !ok {
 		return nil
 	}
-	delete(s.retired, k)
-	if err := s.save(); err != nil {
-		s.retired[k] = r
-		return err
-	}
-	return nil
+	return deleteSaved(s, s.retired, k)
 }
 
 // SaveLeased implements store.Store.
@@ -361,7 +338,7 @@ func (s *Store) saveConnLocked(ctx context.Context, c store.Connection, owner st
 	c.UpdatedAt = now
 	c.Version++
 	c.Lease = store.Lease{}
-	return s.put(k, c, old, exists)
+	return s.put(k, c)
 }
 
 // Lease implements store.Store.
@@ -369,11 +346,8 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	if err := ctx.Err(); err != nil {
 		return store.Connection{}, err
 	}
-	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
+	if err := req.Check(k); err != nil {
 		return store.Connection{}, fmt.Errorf("embedded: lease: %w", err)
-	}
-	if req.Owner == "" || !req.Until.After(req.Now) || k.Retired != "" {
-		return store.Connection{}, errors.New("embedded: lease: want a connection's key, an owner and Until after Now")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -383,30 +357,48 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 		req.Version != 0 && old.Version != req.Version {
 		return store.Connection{}, store.ErrConflict
 	}
-	c := canonConn(old)
+	c := old.Stored()
 	c.Lease = store.Lease{Owner: req.Owner, Until: req.Until}
 	if req.Due {
 		c.RefreshDue = req.Until
 	}
 	c.Version++
 	c.UpdatedAt = s.now()
-	return s.put(k, c, old, true)
+	return s.put(k, c)
 }
 
-// put stores c under k, restoring old (or nothing) if the file write fails.
-// s.mu must be held.
-func (s *Store) put(k store.Key, c, old store.Connection, existed bool) (store.Connection, error) {
-	c = canonConn(c)
-	s.conns[k] = c
-	if err := s.save(); err != nil {
-		if existed {
-			s.conns[k] = old
-		} else {
-			delete(s.conns, k)
-		}
+// put stores c under k and returns it as stored. s.mu must be held.
+func (s *Store) put(k store.Key, c store.Connection) (store.Connection, error) {
+	c = c.Stored()
+	if err := setSaved(s, s.conns, k, c); err != nil {
 		return store.Connection{}, err
 	}
-	return canonConn(c), nil
+	return c.Stored(), nil
+}
+
+// setSaved sets m[k] to v and saves the store; deleteSaved deletes m[k]
+// and saves it. When the save fails, m[k] is put back as it was, so that
+// memory never holds what the file does not. s.mu must be held.
+func setSaved[K comparable, V any](s *Store, m map[K]V, k K, v V) error {
+	return saveOrUndo(s, m, k, func() { m[k] = v })
+}
+
+func deleteSaved[K comparable, V any](s *Store, m map[K]V, k K) error {
+	return saveOrUndo(s, m, k, func() { delete(m, k) })
+}
+
+func saveOrUndo[K comparable, V any](s *Store, m map[K]V, k K, change func()) error {
+	old, had := m[k]
+	change()
+	err := s.save()
+	if err != nil {
+		if had {
+			m[k] = old
+		} else {
+			delete(m, k)
+		}
+	}
+	return err
 }
 
 // ListDue implements store.Store.
@@ -417,39 +409,23 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	if limit <= 0 {
 		return nil, nil
 	}
-	type entry struct {
-		key store.Key
-		at  time.Time
-	}
 	isDue := func(at time.Time, provider string) bool {
 		return !at.IsZero() && at.Unix() <= now.Unix() && !slices.Contains(skip, provider)
 	}
 	s.mu.Lock()
-	var due []entry
+	var due []store.DueKey
 	for k, c := range s.conns {
 		if isDue(c.RefreshDue, c.Provider) {
-			due = append(due, entry{k, c.RefreshDue})
+			due = append(due, store.DueKey{Key: k, At: c.RefreshDue})
 		}
 	}
 	for k, r := range s.retired {
 		if isDue(r.Due, k.Provider) {
-			due = append(due, entry{k, r.Due})
+			due = append(due, store.DueKey{Key: k, At: r.Due})
 		}
 	}
 	s.mu.Unlock()
-	slices.SortFunc(due, func(a, b entry) int {
-		return cmp.Or(
-			a.at.Compare(b.at),
-			strings.Compare(a.key.Provider, b.key.Provider),
-			strings.Compare(a.key.ConnectionID, b.key.ConnectionID),
-			strings.Compare(a.key.Retired, b.key.Retired),
-		)
-	})
-	keys := make([]store.Key, 0, min(limit, len(due)))
-	for _, d := range due[:min(limit, len(due))] {
-		keys = append(keys, d.key)
-	}
-	return keys, nil
+	return store.FirstDue(due, limit), nil
 }
 
 // save writes the whole store to s.path atomically. s.mu must be held.
@@ -524,43 +500,4 @@ func (s *Store) save() error {
 		return fmt.Errorf("embedded: save: %w", err)
 	}
 	return nil
-}
-
-// canonState and canonConn return deep copies in the stored form: whole
-// seconds in UTC, nil for empty slices and maps.
-func canonState(r store.StateRecord) store.StateRecord {
-	r.Scopes = slices.Clone(r.Scopes)
-	if len(r.Scopes) == 0 {
-		r.Scopes = nil
-	}
-	r.Params = maps.Clone(r.Params)
-	if len(r.Params) == 0 {
-		r.Params = nil
-	}
-	r.ExpiresAt = canonTime(r.ExpiresAt)
-	return r
-}
-
-func canonConn(c store.Connection) store.Connection {
-	c.Metadata = maps.Clone(c.Metadata)
-	if len(c.Metadata) == 0 {
-		c.Metadata = nil
-	}
-	c.Params = maps.Clone(c.Params)
-	if len(c.Params) == 0 {
-		c.Params = nil
-	}
-	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt, &c.Lease.Until} {
-		*t = canonTime(*t)
-	}
-	return c
-}
-
-// canonTime truncates t to the second in UTC; zero, and the unix epoch, give
-// the zero time, as in store/dynamo.
-func canonTime(t time.Time) time.Time {
-	if t.IsZero() || t.Unix() == 0 {
-		return time.Time{}
-	}
-	return time.Unix(t.Unix(), 0).UTC()
 }

@@ -172,3 +172,94 @@ func TestS20_FileSealed(t *testing.T) {
 		t.Error("Open of a file without a sealer succeeded")
 	}
 }
+
+// TestFailedWriteChangesNothing: when the file cannot be written, every
+// write fails and leaves the store as it was: memory never holds what the
+// file does not.
+func TestFailedWriteChangesNothing(t *testing.T) {
+	type fixture struct {
+		s       *embedded.Store
+		c1      store.Connection
+		retired store.Key
+		now     time.Time
+	}
+	for _, tt := range []struct {
+		name  string
+		write func(f fixture) error
+	}{
+		{"PutState", func(f fixture) error {
+			return f.s.PutState(t.Context(), store.StateRecord{ID: "s2", BindingHash: "b"})
+		}},
+		{"TakeState", func(f fixture) error { _, err := f.s.TakeState(t.Context(), "s1", "b"); return err }},
+		{"SaveConnection new", func(f fixture) error {
+			_, err := f.s.SaveConnection(t.Context(), store.Connection{Provider: "github", ConnectionID: "c2", AccessToken: "a2"})
+			return err
+		}},
+		{"ReplaceConnection", func(f fixture) error {
+			c := f.c1
+			c.AccessToken, c.RefreshToken = "a-next", "r-next"
+			_, err := f.s.ReplaceConnection(t.Context(), c)
+			return err
+		}},
+		{"DeleteConnection", func(f fixture) error { _, err := f.s.DeleteConnection(t.Context(), "github", "c1"); return err }},
+		{"Lease", func(f fixture) error {
+			_, err := f.s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "c1"}, store.LeaseRequest{Owner: "o", Now: f.now, Until: f.now.Add(time.Minute)})
+			return err
+		}},
+		{"LeaseRetired", func(f fixture) error {
+			_, err := f.s.LeaseRetired(t.Context(), f.retired, f.now, f.now.Add(time.Hour))
+			return err
+		}},
+		{"DropRetired", func(f fixture) error { return f.s.DropRetired(t.Context(), f.retired) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			dir := filepath.Join(t.TempDir(), "dev")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			f := fixture{s: open(t, filepath.Join(dir, "store.json")), now: time.Now().Add(time.Second)}
+			if err := f.s.PutState(ctx, store.StateRecord{ID: "s1", BindingHash: "b"}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := f.s.SaveConnection(ctx, store.Connection{Provider: "github", ConnectionID: "c1", AccessToken: "a", RefreshToken: "r"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.AccessToken, c.RefreshToken = "a-new", "r-new"
+			if f.c1, err = f.s.ReplaceConnection(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			due, err := f.s.ListDue(ctx, f.now, 10)
+			if err != nil || len(due) != 1 || due[0].Retired == "" {
+				t.Fatalf("ListDue = %v, %v; want the retired grant", due, err)
+			}
+			f.retired = due[0]
+
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.write(f); err == nil {
+				t.Fatal("the write succeeded without its file")
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := f.s.GetConnection(ctx, "github", "c1"); err != nil || !reflect.DeepEqual(got, f.c1) {
+				t.Errorf("c1 after the failed write = %+v, %v; want %+v", got, err, f.c1)
+			}
+			if _, err := f.s.GetConnection(ctx, "github", "c2"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("c2 after the failed write: %v, want ErrNotFound", err)
+			}
+			if got, err := f.s.ListDue(ctx, f.now, 10); err != nil || !reflect.DeepEqual(got, due) {
+				t.Errorf("ListDue after the failed write = %v, %v; want %v", got, err, due)
+			}
+			if _, err := f.s.TakeState(ctx, "s2", "b"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("TakeState(s2) after the failed write: %v, want ErrNotFound", err)
+			}
+			if _, err := f.s.TakeState(ctx, "s1", "b"); err != nil {
+				t.Errorf("TakeState(s1) after the failed write: %v", err)
+			}
+		})
+	}
+}
