@@ -293,7 +293,7 @@ func runSweepCase(b *testing.B, c sweepCase) *sweepResult {
 		// makes no progress would loop, so bound the count generously.
 		maxSweeps := 2*((n+sweepBatch-1)/sweepBatch) + 10
 		for sum.Refreshed < n && sweeps < maxSweeps {
-			s, err := br.RefreshDue(ctx)
+			s, err := br.Sweep(ctx)
 			if err != nil {
 				b.Fatalf("sweep %d: %v", sweeps+1, err)
 			}
@@ -432,7 +432,7 @@ func addSummary(dst *broker.RefreshSummary, s broker.RefreshSummary) {
 }
 
 // seed stores n connections of provider "acme", each with a live grant at
-// prov and a RefreshDue in the past (spread over ~17 minutes), through
+// prov and a NextRefresh in the past (spread over ~17 minutes), through
 // seedWorkers concurrent SaveConnection calls.
 func seed(ctx context.Context, st *dynamo.Store, prov *providertest.Server, n int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -454,7 +454,7 @@ func seed(ctx context.Context, st *dynamo.Store, prov *providertest.Server, n in
 					TokenType:    "Bearer",
 					ExpiresAt:    due.Add(10 * time.Minute),
 					Grant:        provider.GrantAuthorizationCode,
-					RefreshDue:   due,
+					NextRefresh:  due,
 				})
 				if err != nil {
 					cancel(fmt.Errorf("connection %d: %w", i, err))
@@ -488,9 +488,9 @@ func checkSample(ctx context.Context, st *dynamo.Store, prov *providertest.Serve
 		if err != nil {
 			return fmt.Errorf("reading %s back: %w", id, err)
 		}
-		if c.Status != store.StatusConnected || !c.RefreshDue.After(time.Now()) || !prov.ValidRefresh(c.RefreshToken) || c.Lease.Owner != "" {
+		if c.Status != store.StatusConnected || !c.NextRefresh.After(time.Now()) || !prov.ValidRefresh(c.RefreshToken) || c.Lease.Owner != "" {
 			return fmt.Errorf("%s after the sweep: status %s, due %v, valid refresh token %v, lease %q",
-				id, c.Status, c.RefreshDue, prov.ValidRefresh(c.RefreshToken), c.Lease.Owner)
+				id, c.Status, c.NextRefresh, prov.ValidRefresh(c.RefreshToken), c.Lease.Owner)
 		}
 	}
 	return nil

@@ -376,7 +376,7 @@ func seedDue(b *testing.B, st *dynamo.Store, prov *providertest.Server, prefix s
 			_, err := st.SaveConnection(b.Context(), store.Connection{
 				Provider: "acme", ConnectionID: fmt.Sprintf("%s-%04d", prefix, i), Status: store.StatusConnected,
 				AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", Scope: "read",
-				ExpiresAt: due.Add(10 * time.Minute), Grant: provider.GrantAuthorizationCode, RefreshDue: due,
+				ExpiresAt: due.Add(10 * time.Minute), Grant: provider.GrantAuthorizationCode, NextRefresh: due,
 			})
 			errs <- err
 		})

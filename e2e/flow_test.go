@@ -90,7 +90,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 		t.Fatalf("stored connection %+v", redact(c))
 	}
 	if !dueWithinMargin(c, provider.DefaultRefreshMargin) {
-		t.Errorf("refresh due %v for expiry %v: not %v (less up to a fifth of jitter) before it", c.RefreshDue, c.ExpiresAt, provider.DefaultRefreshMargin)
+		t.Errorf("refresh due %v for expiry %v: not %v (less up to a fifth of jitter) before it", c.NextRefresh, c.ExpiresAt, provider.DefaultRefreshMargin)
 	}
 
 	// Nothing is due yet: the sweep does nothing.
@@ -105,7 +105,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 		t.Fatalf("sweep: %v", sum)
 	}
 	c2, _ := s.Conn("cust-42")
-	if c2.AccessToken == c.AccessToken || c2.RefreshToken == c.RefreshToken || !s.prov.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
+	if c2.AccessToken == c.AccessToken || c2.RefreshToken == c.RefreshToken || !s.prov.Valid(c2.AccessToken) || c2.NextRefresh.Before(time.Now()) {
 		t.Fatalf("after refresh %+v", redact(c2))
 	}
 	// One structured line for the outcome, and an Embedded Metric Format
@@ -137,7 +137,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 	}
 	c4, _ := s.Conn("cust-42")
 	if c4.AccessToken != c3.AccessToken || c4.RefreshToken != c3.RefreshToken || c4.Status != store.StatusConnected ||
-		c4.FailureCount != 1 || c4.LastError == "" || time.Until(c4.RefreshDue) < 9*time.Minute {
+		c4.FailureCount != 1 || c4.LastError == "" || time.Until(c4.NextRefresh) < 9*time.Minute {
 		t.Fatalf("after outage %+v", redact(c4))
 	}
 
@@ -149,7 +149,7 @@ func TestConnectCallbackRefresh(t *testing.T) {
 		t.Fatalf("sweep after revocation: %v", sum)
 	}
 	c5, _ := s.Conn("cust-42")
-	if c5.Status != store.StatusNeedsReauth || !c5.RefreshDue.IsZero() || c5.RefreshToken != c4.RefreshToken {
+	if c5.Status != store.StatusNeedsReauth || !c5.NextRefresh.IsZero() || c5.RefreshToken != c4.RefreshToken {
 		t.Fatalf("after revocation %+v", redact(c5))
 	}
 	if sum := s.runRefresh(); sum["due"] != 0 {
@@ -215,6 +215,6 @@ func redact(c store.Connection) store.Connection {
 // dueWithinMargin reports whether c's refresh is due margin before its
 // expiry, less at most a fifth of jitter (stored times are whole seconds).
 func dueWithinMargin(c store.Connection, margin time.Duration) bool {
-	m := c.ExpiresAt.Sub(c.RefreshDue)
-	return !c.RefreshDue.IsZero() && m <= margin+time.Second && m >= margin-margin/5-time.Second
+	m := c.ExpiresAt.Sub(c.NextRefresh)
+	return !c.NextRefresh.IsZero() && m <= margin+time.Second && m >= margin-margin/5-time.Second
 }

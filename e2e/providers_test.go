@@ -129,7 +129,7 @@ func (s *stack) browserFlow(l signing.Link) (authURL *url.URL) {
 func (s *stack) dueNow(provider, id string) {
 	s.T.Helper()
 	c := s.ConnOf(provider, id)
-	c.RefreshDue = time.Now().Add(-time.Minute)
+	c.NextRefresh = time.Now().Add(-time.Minute)
 	if _, err := s.store.SaveConnection(context.Background(), c); err != nil {
 		s.T.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestSeedProviders(t *testing.T) {
 		// "expires_in": 9223372036 and "it will never expire": no expiry,
 		// never scheduled, refresh token kept.
 		c := s.ConnOf("omnisend", "om-1")
-		if !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() || c.RefreshToken == "" || !srv.Valid(c.AccessToken) || c.Scope != "contacts events" {
+		if !c.ExpiresAt.IsZero() || !c.NextRefresh.IsZero() || c.RefreshToken == "" || !srv.Valid(c.AccessToken) || c.Scope != "contacts events" {
 			t.Fatalf("connection %+v", redact(c))
 		}
 		if sum := s.runRefresh(); sum["due"] != 0 {
@@ -183,10 +183,10 @@ func TestSeedProviders(t *testing.T) {
 		before := len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))
 		wantError(t, s.tokenCall(http.MethodGet, "omnisend", "om-1", "force_refresh=true"), http.StatusConflict, "reauth_required")
 		got := s.ConnOf("omnisend", "om-1")
-		if got.Status != store.StatusNeedsReauth || got.FailureClass != string(broker.ClassCannotRenew) || !got.RefreshDue.IsZero() ||
+		if got.Status != store.StatusNeedsReauth || got.FailureClass != string(broker.ClassCannotRenew) || !got.NextRefresh.IsZero() ||
 			len(tokenRequests(srv, "/app.omnisend.com/oauth2/token")) != before {
 			t.Errorf("forced refresh of Omnisend: status %s class %q due %v, %d provider calls",
-				got.Status, got.FailureClass, got.RefreshDue, len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))-before)
+				got.Status, got.FailureClass, got.NextRefresh, len(tokenRequests(srv, "/app.omnisend.com/oauth2/token"))-before)
 		}
 		if sum := s.runRefresh(); sum["due"] != 0 {
 			t.Fatalf("Omnisend connection scheduled after the forced refresh: %v", sum)
@@ -213,7 +213,7 @@ func TestSeedProviders(t *testing.T) {
 		c := s.ConnOf("outstand", "os-1")
 		if c.ExpiresAt.Before(before.Add(7200*time.Second).Truncate(time.Second)) || c.ExpiresAt.After(time.Now().Add(7200*time.Second)) ||
 			!dueWithinMargin(c, provider.DefaultRefreshMargin) {
-			t.Fatalf("expiry %v due %v", c.ExpiresAt, c.RefreshDue)
+			t.Fatalf("expiry %v due %v", c.ExpiresAt, c.NextRefresh)
 		}
 
 		// "You'll receive a 200 OK with a new access_token and refresh_token":
@@ -241,8 +241,8 @@ func TestSeedProviders(t *testing.T) {
 		}
 		c4 := s.ConnOf("outstand", "os-1")
 		if c4.Status != store.StatusConnected || c4.FailureCount != 1 || c4.AccessToken != c3.AccessToken || c4.RefreshToken != c3.RefreshToken ||
-			c4.RefreshDue.Before(start.Add(239*time.Second)) || c4.RefreshDue.After(time.Now().Add(241*time.Second)) {
-			t.Fatalf("after 429: status %s failures %d due in %v", c4.Status, c4.FailureCount, time.Until(c4.RefreshDue))
+			c4.NextRefresh.Before(start.Add(239*time.Second)) || c4.NextRefresh.After(time.Now().Add(241*time.Second)) {
+			t.Fatalf("after 429: status %s failures %d due in %v", c4.Status, c4.FailureCount, time.Until(c4.NextRefresh))
 		}
 		if sum := s.runRefresh(); sum["due"] != 0 {
 			t.Fatalf("retried before Retry-After: %v", sum)
@@ -282,7 +282,7 @@ func TestSeedProviders(t *testing.T) {
 		}
 		// "the response also includes the VR userid"; "Currently access tokens do not expire".
 		c := s.ConnOf("verticalresponse", "vr-1")
-		if c.Metadata["user_id"] == "" || !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() || c.RefreshToken != "" || !srv.Valid(c.AccessToken) {
+		if c.Metadata["user_id"] == "" || !c.ExpiresAt.IsZero() || !c.NextRefresh.IsZero() || c.RefreshToken != "" || !srv.Valid(c.AccessToken) {
 			t.Fatalf("connection %+v", redact(c))
 		}
 		if sum := s.runRefresh(); sum["due"] != 0 {
@@ -354,7 +354,7 @@ func TestSeedProviders(t *testing.T) {
 		// before that by the schedule.
 		if c.ExpiresAt.Before(start.Add(299*time.Second).Truncate(time.Second)) || c.ExpiresAt.After(time.Now().Add(301*time.Second)) ||
 			!dueWithinMargin(c, 120*time.Second) || c.RefreshToken != "" || c.Grant != provider.GrantClientCredentials {
-			t.Fatalf("connection expires %v due %v grant %q", c.ExpiresAt, c.RefreshDue, c.Grant)
+			t.Fatalf("connection expires %v due %v grant %q", c.ExpiresAt, c.NextRefresh, c.Grant)
 		}
 		if replay := s.Deliver("kaisa", next.RawQuery); replay.StatusCode != http.StatusForbidden {
 			t.Fatalf("replayed client_credentials state: %d", replay.StatusCode)
@@ -363,7 +363,7 @@ func TestSeedProviders(t *testing.T) {
 		if sum := s.runRefresh(); sum["refreshed"] != 1 {
 			t.Fatalf("sweep %v", sum)
 		}
-		if c2 := s.ConnOf("kaisa", "ks-1"); c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || c2.RefreshDue.Before(time.Now()) {
+		if c2 := s.ConnOf("kaisa", "ks-1"); c2.AccessToken == c.AccessToken || !srv.Valid(c2.AccessToken) || c2.NextRefresh.Before(time.Now()) {
 			t.Fatalf("not re-minted: %+v", redact(c2))
 		}
 		// With a return address the caller is sent there instead.

@@ -544,7 +544,7 @@ func TestS21_OneWriterPerConnection(t *testing.T) {
 		t.Fatalf("%d token requests for invalid_grant, want 1 (no retries)", n)
 	}
 	c2 := s.ConnOf("acme", "s21")
-	if c2.Status != store.StatusNeedsReauth || !c2.RefreshDue.IsZero() || c2.RefreshToken != c1.RefreshToken {
+	if c2.Status != store.StatusNeedsReauth || !c2.NextRefresh.IsZero() || c2.RefreshToken != c1.RefreshToken {
 		t.Fatalf("after invalid_grant %+v", redact(c2))
 	}
 	for _, fn := range []*lambdarie.Function{s.refresh, second} {

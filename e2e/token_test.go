@@ -143,7 +143,7 @@ func TestTokenFunction(t *testing.T) {
 			t.Fatalf("due token: %d requests, new token %v", prov.TokenRequests()-before, b.AccessToken != c.AccessToken)
 		}
 		stored, _ := s.Conn("tok-1")
-		if stored.AccessToken != b.AccessToken || !stored.Lease.Free(time.Now()) || stored.RefreshDue.Before(time.Now()) {
+		if stored.AccessToken != b.AccessToken || !stored.Lease.Free(time.Now()) || stored.NextRefresh.Before(time.Now()) {
 			t.Errorf("after an on-demand renewal the store holds another token, a lease or a due refresh")
 		}
 		c = stored

@@ -411,10 +411,10 @@ func TestBrowserConnectFlow(t *testing.T) {
 		errorf(step4, "the access token lives %s, want two minutes", life)
 	}
 	// The broker takes up to a fifth off the margin as jitter.
-	if margin := stored.ExpiresAt.Sub(stored.RefreshDue); margin < 48*time.Second || margin > time.Minute {
+	if margin := stored.ExpiresAt.Sub(stored.NextRefresh); margin < 48*time.Second || margin > time.Minute {
 		errorf(step4, "the refresh is due %s before expiry, want about a minute", margin)
 	}
-	clk.Add(stored.RefreshDue.Sub(clk.Now()) + time.Second)
+	clk.Add(stored.NextRefresh.Sub(clk.Now()) + time.Second)
 	var refreshLine map[string]any
 	for deadline := time.Now().Add(10 * time.Second); refreshLine == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		refreshLine = findLogLine(logs.String(), map[string]string{

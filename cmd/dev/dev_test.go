@@ -239,8 +239,8 @@ func TestDevServerFlow(t *testing.T) {
 	if c1.Status != store.StatusConnected || c1.AccessToken == "" || c1.RefreshToken == "" || c1.Scope != "profile" || c1.Version != 1 {
 		t.Fatalf("connection %+v", redact(c1))
 	}
-	if c1.RefreshDue.IsZero() || !c1.RefreshDue.Before(c1.ExpiresAt) || c1.ExpiresAt.Sub(clk.Now()) > 2*time.Minute+time.Second {
-		t.Fatalf("refresh due %v, expires %v", c1.RefreshDue, c1.ExpiresAt)
+	if c1.NextRefresh.IsZero() || !c1.NextRefresh.Before(c1.ExpiresAt) || c1.ExpiresAt.Sub(clk.Now()) > 2*time.Minute+time.Second {
+		t.Fatalf("refresh due %v, expires %v", c1.NextRefresh, c1.ExpiresAt)
 	}
 
 	// The return page prints the curl line that fetches this connection's
@@ -270,12 +270,12 @@ func TestDevServerFlow(t *testing.T) {
 		t.Errorf("a replay changed the connection: version %d → %d", c1.Version, c.Version)
 	}
 
-	// Nothing is due yet; once the clock passes RefreshDue, one sweep
+	// Nothing is due yet; once the clock passes NextRefresh, one sweep
 	// renews the token and the sandbox rotates the refresh token.
 	if sum, err := s.refreshOnce(ctx); err != nil || sum.Due != 0 {
 		t.Fatalf("early sweep: %+v %v", sum, err)
 	}
-	clk.Add(c1.RefreshDue.Sub(clk.Now()) + time.Second)
+	clk.Add(c1.NextRefresh.Sub(clk.Now()) + time.Second)
 	if sum, err := s.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
 		t.Fatalf("sweep: %+v %v", sum, err)
 	}
@@ -284,7 +284,7 @@ func TestDevServerFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c2.AccessToken == c1.AccessToken || c2.RefreshToken == c1.RefreshToken || c2.Version <= c1.Version ||
-		!c2.RefreshDue.After(c1.RefreshDue) || c2.Status != store.StatusConnected {
+		!c2.NextRefresh.After(c1.NextRefresh) || c2.Status != store.StatusConnected {
 		t.Fatalf("after refresh: %+v (before %+v)", redact(c2), redact(c1))
 	}
 	_, body = br.get(returnURL)
@@ -509,7 +509,7 @@ func TestConnectionsSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	logcheck.Register(c.AccessToken, c.RefreshToken)
-	clk.Add(c.RefreshDue.Sub(clk.Now()) + time.Second)
+	clk.Add(c.NextRefresh.Sub(clk.Now()) + time.Second)
 	if sum, err := s2.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
 		t.Fatalf("scheduled refresh after the restart: %+v %v", sum, err)
 	}

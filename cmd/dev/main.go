@@ -12,7 +12,7 @@
 // demo app at / signs connect links and shows connections when the
 // browser comes back (with a Reconnect button for one that needs
 // re-authorization);
-// and a ticker calls RefreshDue in place of the EventBridge schedule.
+// and a ticker calls Sweep in place of the EventBridge schedule.
 // Connections go to an embedded store, secrets to a local file and the
 // sandbox's grants to another, all under the data directory (default
 // .dev, created 0700), so connections survive a restart. The server

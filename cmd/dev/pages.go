@@ -70,7 +70,7 @@ var returnTmpl = template.Must(template.New("return").Parse(pageHead + `
 <tr><th>Status</th><td>{{.Status}}</td></tr>
 <tr><th>Scope</th><td>{{.Scope}}</td></tr>
 <tr><th>Access token expires</th><td>{{.Expires}}</td></tr>
-<tr><th>Refresh due</th><td>{{.RefreshDue}}</td></tr>
+<tr><th>Refresh due</th><td>{{.NextRefresh}}</td></tr>
 <tr><th>Version</th><td>{{.Version}}</td></tr>
 <tr><th>Updated</th><td>{{.Updated}}</td></tr>
 {{- if .LastError}}
@@ -114,8 +114,8 @@ type pageData struct {
 
 // connView is what the return page may show of a connection: no token.
 type connView struct {
-	Status, Scope, Expires, RefreshDue, Updated, LastError string
-	Version                                                int64
+	Status, Scope, Expires, NextRefresh, Updated, LastError string
+	Version                                                 int64
 }
 
 func (s *devServer) home(w http.ResponseWriter, r *http.Request) {
@@ -192,13 +192,13 @@ func (s *devServer) view(c store.Connection) *connView {
 		}
 	}
 	return &connView{
-		Status:     string(c.Status),
-		Scope:      c.Scope,
-		Expires:    when(c.ExpiresAt, "never"),
-		RefreshDue: when(c.RefreshDue, "not scheduled"),
-		Updated:    when(c.UpdatedAt, "—"),
-		LastError:  c.LastError,
-		Version:    c.Version,
+		Status:      string(c.Status),
+		Scope:       c.Scope,
+		Expires:     when(c.ExpiresAt, "never"),
+		NextRefresh: when(c.NextRefresh, "not scheduled"),
+		Updated:     when(c.UpdatedAt, "—"),
+		LastError:   c.LastError,
+		Version:     c.Version,
 	}
 }
 

@@ -168,13 +168,13 @@ func newServer(opts options) (*devServer, error) {
 			SecretsPrefix: secretsPrefix,
 			ReturnTo:      allow,
 		},
-		Catalog: cat,
-		Store:   st,
-		Secrets: secrets.NewCache(src, time.Minute),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: opts.Now},
-		Log:     opts.Log,
-		Now:     opts.Now,
-		Events:  lifecycle.NewLog(opts.Log), // EventBridge in AWS
+		Catalog:        cat,
+		Store:          st,
+		Secrets:        secrets.NewCache(src, time.Minute),
+		ProviderClient: &provider.Client{HTTP: provider.NewHTTPClient(), Now: opts.Now},
+		Log:            opts.Log,
+		Now:            opts.Now,
+		Events:         lifecycle.NewLog(opts.Log), // EventBridge in AWS
 	}
 	// The sandbox is the repository's strict OAuth test server with its
 	// consent page, under /sandbox/, keeping its grants in the data
@@ -335,7 +335,7 @@ func (s *devServer) Run(ctx context.Context) error {
 func (s *devServer) refreshOnce(ctx context.Context) (broker.RefreshSummary, error) {
 	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	defer cancel()
-	sum, err := s.broker.RefreshDue(ctx)
+	sum, err := s.broker.Sweep(ctx)
 	if err != nil {
 		s.log.ErrorContext(ctx, "refresh sweep failed", "cause", err.Error())
 	}

@@ -447,7 +447,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.RefreshDue = time.Now().Add(-time.Minute)
+	c.NextRefresh = time.Now().Add(-time.Minute)
 	if _, err := p.store.SaveConnection(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 		t.Fatal(err)
 	}
 	p.prov.RevokeRefresh(c.RefreshToken)
-	c.RefreshDue = time.Now().Add(-time.Minute)
+	c.NextRefresh = time.Now().Add(-time.Minute)
 	if _, err := p.store.SaveConnection(t.Context(), c); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@
 //   - Callback completes it and stores the connection;
 //   - Token hands out a usable access token, renewing it first if needed;
 //   - Delete deletes a connection and revokes its grant;
-//   - the refresh sweep (RefreshDue) renews what is due, with leases and
+//   - the refresh sweep (Sweep) renews what is due, with leases and
 //     the dispatcher of package dispatch (dispatch.go: one lane per
 //     provider, its rate budget and pauses), and revokes the grants
 //     reconnects replaced (retired.go);
@@ -62,9 +62,9 @@ type Broker struct {
 	Store   store.Store
 	// Secrets reads client credentials and the signing keyset; wrap it in
 	// a secrets.Cache.
-	Secrets secrets.Source
-	Wire    *provider.Client
-	Log     *slog.Logger
+	Secrets        secrets.Source
+	ProviderClient *provider.Client
+	Log            *slog.Logger
 	// Now is the record clock: due times, expiries and lease times are
 	// taken from it (package clock); nil means time.Now.
 	Now func() time.Time

@@ -122,8 +122,8 @@ func TestRefreshFailureClasses(t *testing.T) {
 	}
 	c2 := f.get(t, "c1")
 	if c2.RefreshToken != c.RefreshToken || c2.AccessToken != c.AccessToken || c2.FailureCount != 1 ||
-		c2.Status != store.StatusConnected || c2.RefreshDue.Sub(f.Clock.Now()) < 59*time.Minute {
-		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.RefreshDue.Sub(f.Clock.Now()))
+		c2.Status != store.StatusConnected || c2.NextRefresh.Sub(f.Clock.Now()) < 59*time.Minute {
+		t.Fatalf("after 429: count %d status %s due in %v", c2.FailureCount, c2.Status, c2.NextRefresh.Sub(f.Clock.Now()))
 	}
 	for i := 2; i <= broker.DefaultFailingAfter; i++ {
 		f.prov.FailNext(1, 502, "text/html", "<html>bad gateway</html>", nil)
@@ -146,8 +146,8 @@ func TestClientCredentialsProvider(t *testing.T) {
 	f := newFixture(t, providertest.Config{AccessTokenTTL: 300 * time.Second, ClientAuth: "body", TokenRequest: "json"},
 		"    token_url: TOKEN_URL\n    grant_types: [client_credentials]\n    client_auth: body\n    token_request: json\n")
 	c := f.connect(t, "svc")
-	if margin := c.ExpiresAt.Sub(c.RefreshDue); c.RefreshToken != "" || c.ExpiresAt.IsZero() || margin > 150*time.Second || margin < 120*time.Second {
-		t.Fatalf("connection: refresh token %v, expires %v, due %v", c.RefreshToken != "", c.ExpiresAt, c.RefreshDue)
+	if margin := c.ExpiresAt.Sub(c.NextRefresh); c.RefreshToken != "" || c.ExpiresAt.IsZero() || margin > 150*time.Second || margin < 120*time.Second {
+		t.Fatalf("connection: refresh token %v, expires %v, due %v", c.RefreshToken != "", c.ExpiresAt, c.NextRefresh)
 	}
 	if sum := f.sweepAt(t, 181*time.Second); sum.Refreshed != 1 {
 		t.Fatalf("sweep %+v", sum)
@@ -161,8 +161,8 @@ func TestClientCredentialsProvider(t *testing.T) {
 func TestNonExpiringTokenNeverScheduled(t *testing.T) {
 	f := newFixture(t, providertest.Config{RequirePKCE: true}, codeEntry)
 	c := f.connect(t, "forever")
-	if !c.ExpiresAt.IsZero() || !c.RefreshDue.IsZero() {
-		t.Fatalf("expires %v due %v", c.ExpiresAt, c.RefreshDue)
+	if !c.ExpiresAt.IsZero() || !c.NextRefresh.IsZero() {
+		t.Fatalf("expires %v due %v", c.ExpiresAt, c.NextRefresh)
 	}
 	if sum := f.sweepAt(t, 365*24*time.Hour); sum.Due != 0 {
 		t.Fatalf("sweep %+v", sum)
@@ -186,7 +186,7 @@ func TestConcurrentSweepsRefreshEachConnectionOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sum, err := f.Broker.RefreshDue(context.Background())
+			sum, err := f.Broker.Sweep(context.Background())
 			if err != nil {
 				t.Error(err)
 			}
@@ -217,12 +217,12 @@ func TestLeaseHeldBlocksOtherSweeps(t *testing.T) {
 	defer cancel()
 	done := make(chan broker.RefreshSummary)
 	go func() {
-		sum, _ := f.Broker.RefreshDue(ctx)
+		sum, _ := f.Broker.Sweep(ctx)
 		done <- sum
 	}()
 	time.Sleep(300 * time.Millisecond) // the first sweep is inside its provider call
 	f.Clock.Add(broker.DefaultLeasePeriod - time.Second)
-	second, err := f.Broker.RefreshDue(context.Background())
+	second, err := f.Broker.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +533,7 @@ func TestRefreshWithStaleParamsKeepsConnection(t *testing.T) {
 		t.Fatalf("sweep %+v", sum)
 	}
 	got := f.get(t, "c1")
-	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.RefreshDue.IsZero() || got.FailureCount != 1 || got.FailureClass != string(broker.ClassCatalog) {
+	if got.Status != store.StatusConnected || got.AccessToken != c.AccessToken || got.RefreshToken != c.RefreshToken || got.NextRefresh.IsZero() || got.FailureCount != 1 || got.FailureClass != string(broker.ClassCatalog) {
 		t.Fatalf("after stale params: %+v", got)
 	}
 }

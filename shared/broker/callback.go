@@ -151,11 +151,11 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 	switch {
 	case rec.Grant == provider.GrantClientCredentials && code == "" && p.Supports(rec.Grant):
 		// client_credentials: authorize sent the caller here directly.
-		tok, err = b.Wire.ClientCredentials(xctx, ep, creds, rec.Scopes)
+		tok, err = b.ProviderClient.ClientCredentials(xctx, ep, creds, rec.Scopes)
 	case rec.Grant != provider.GrantAuthorizationCode || code == "" || !p.Supports(rec.Grant):
 		return redirectErr(KindMalformed, CodeProviderError, CauseGrantMismatch, errors.New("callback does not fit the flow's grant"))
 	default:
-		tok, err = b.Wire.Exchange(xctx, ep, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
+		tok, err = b.ProviderClient.Exchange(xctx, ep, creds, code, b.RedirectURI(p.Name), rec.PKCEVerifier)
 	}
 	if err != nil {
 		kind, code, cause := tokenFailure(err)
@@ -244,7 +244,7 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 		c.Metadata = tok.Metadata
 		c.Grant, c.Params = rec.Grant, rec.Params
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
-		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
+		c.NextRefresh = nextRefresh(p, &c, tok.Lifetime)
 		var saved store.Connection
 		if c.Version != 0 && p.RevokeOnReconnect && attempt == 0 {
 			// A reconnect: the replaced grant is revoked by the refresh
@@ -271,9 +271,9 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 	return store.Connection{}, err
 }
 
-// refreshDue is when the schedule should renew c's token: a margin before
+// nextRefresh is when the schedule should renew c's token: a margin before
 // expiry, or never when the token does not expire or cannot be renewed.
-func refreshDue(p *provider.Provider, c *store.Connection, lifetime time.Duration) time.Time {
+func nextRefresh(p *provider.Provider, c *store.Connection, lifetime time.Duration) time.Time {
 	if c.ExpiresAt.IsZero() || renewGrant(p, c) == "" {
 		return time.Time{}
 	}

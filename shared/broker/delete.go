@@ -84,5 +84,5 @@ func (b *Broker) revokeAt(ctx context.Context, p *provider.Provider, c store.Con
 	if err != nil {
 		return internalFailure("client credentials unreadable: " + err.Error())
 	}
-	return b.Wire.Revoke(ctx, ep, creds, token, hint)
+	return b.ProviderClient.Revoke(ctx, ep, creds, token, hint)
 }

@@ -46,7 +46,7 @@ func (b *Broker) observe(name string, pe *provider.Error) {
 func (b *Broker) dispatchConfig(opt RefreshOptions) dispatch.Config {
 	return dispatch.Config{
 		Workers:      opt.Workers,
-		Call:         b.Wire.Timeout(),
+		Call:         b.ProviderClient.Timeout(),
 		StartReserve: startReserve,
 		Gate:         b.gate,
 		Clock:        b.clock(),

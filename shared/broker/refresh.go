@@ -141,7 +141,7 @@ func (s *RefreshSummary) count(o outcome) {
 	}
 }
 
-// maxListings bounds the listings of one sweep (see RefreshDue).
+// maxListings bounds the listings of one sweep (see Sweep).
 const maxListings = 4
 
 // nearDeadline reports whether ctx's deadline leaves less than startReserve.
@@ -150,14 +150,14 @@ func (b *Broker) nearDeadline(ctx context.Context) bool {
 	return ok && left < startReserve
 }
 
-// RefreshDue renews the connections whose refresh is due: up to Batch of
+// Sweep renews the connections whose refresh is due: up to Batch of
 // them, earliest first, with at most Workers provider calls at once, each
 // provider within its rate budget and Retry-After. It stops starting work
 // when the context's deadline comes near; what is left stays due for the
 // next tick. Every connection is leased before its provider is called, so
 // running sweeps twice at once, or again after a partial run (a duplicated
 // EventBridge delivery, a Lambda retry), is harmless.
-func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
+func (b *Broker) Sweep(ctx context.Context) (RefreshSummary, error) {
 	opt := b.refreshOptions()
 	var (
 		sum  RefreshSummary
@@ -179,7 +179,7 @@ func (b *Broker) RefreshDue(ctx context.Context) (RefreshSummary, error) {
 		}
 		sum.Due += len(keys)
 		rep := dispatch.Run(ctx, b.dispatchConfig(opt), keys, keyProvider, func(ctx context.Context, k store.Key, call *dispatch.Permit) dispatch.Outcome {
-			r := b.refreshDueKey(ctx, k, call)
+			r := b.sweepOne(ctx, k, call)
 			if r.outcome == outcomeHeldBack {
 				return dispatch.HeldBack
 			}
@@ -306,10 +306,10 @@ type result struct {
 	err        error
 }
 
-// refreshDueKey is the sweep's work on one due connection: take its lease
+// sweepOne is the sweep's work on one due connection: take its lease
 // (which is also the read), then renew it. call is released unused when
 // the provider is not called.
-func (b *Broker) refreshDueKey(ctx context.Context, k store.Key, call *dispatch.Permit) result {
+func (b *Broker) sweepOne(ctx context.Context, k store.Key, call *dispatch.Permit) result {
 	if k.Retired != "" {
 		return b.revokeRetired(ctx, k, call)
 	}
@@ -394,7 +394,7 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 			c.Metadata[k] = v
 		}
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
-		c.RefreshDue = refreshDue(p, &c, tok.Lifetime)
+		c.NextRefresh = nextRefresh(p, &c, tok.Lifetime)
 		r.outcome = outcomeRefreshed
 	case errors.As(err, &be) && be.class == ClassCannotRenew, errors.As(err, &pe) && (pe.Failure == provider.FailureGrant || pe.Failure == provider.FailureClient):
 		switch {
@@ -408,14 +408,14 @@ func (b *Broker) renewLeased(ctx context.Context, p *provider.Provider, c store.
 		default:
 			r.class = ClassInvalidGrant
 		}
-		c.Status, c.RefreshDue = store.StatusNeedsReauth, time.Time{}
+		c.Status, c.NextRefresh = store.StatusNeedsReauth, time.Time{}
 		markFailed(&c, r.class, err)
 		r.outcome = outcomeNeedsReauth
 	case ctx.Err() != nil, errors.Is(err, dispatch.ErrNotSent):
 		// The invocation itself ended, or the request never went out (not
 		// the provider's doing): release the connection, due again at
 		// once, without counting a failure.
-		c.RefreshDue = now
+		c.NextRefresh = now
 		r.outcome = outcomeInterrupted
 	default:
 		if tok != nil && tok.RefreshToken != "" {
@@ -453,7 +453,7 @@ func (b *Broker) recordFailure(c *store.Connection, r *result, now time.Time) {
 	if c.FailureCount >= b.refreshOptions().FailingAfter {
 		c.Status = store.StatusFailing
 	}
-	c.RefreshDue = now.Add(max(r.retryAfter, backoff(c.FailureCount)))
+	c.NextRefresh = now.Add(max(r.retryAfter, backoff(c.FailureCount)))
 	r.outcome = outcomeFailed
 }
 
@@ -501,7 +501,7 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	if err := call.Acquire(ctx); err != nil {
 		return nil, err
 	}
-	if call == nil && !b.clock().Fits(ctx, 0, b.Wire.Timeout()) {
+	if call == nil && !b.clock().Fits(ctx, 0, b.ProviderClient.Timeout()) {
 		// On demand, or the retry after invalid_client: the same rule as
 		// Acquire's, a call that could be cut off by the deadline is not
 		// sent.
@@ -510,9 +510,9 @@ func (b *Broker) renew(ctx context.Context, p *provider.Provider, c *store.Conne
 	defer call.Done()
 	var tok *provider.Token
 	if grant == provider.GrantClientCredentials {
-		tok, err = b.Wire.ClientCredentials(ctx, ep, creds, strings.Fields(c.Scope))
+		tok, err = b.ProviderClient.ClientCredentials(ctx, ep, creds, strings.Fields(c.Scope))
 	} else {
-		tok, err = b.Wire.Refresh(ctx, ep, creds, c.RefreshToken)
+		tok, err = b.ProviderClient.Refresh(ctx, ep, creds, c.RefreshToken)
 	}
 	var pe *provider.Error
 	if errors.As(err, &pe) || err == nil {
@@ -556,7 +556,7 @@ func cannotRenew(p *provider.Provider, c *store.Connection) error {
 // lost that since is an operator's change, retried (ClassCatalog) so
 // restoring the entry recovers it; one that never could is final.
 func renewError(p *provider.Provider, c *store.Connection) error {
-	if !c.RefreshDue.IsZero() && c.RefreshToken != "" {
+	if !c.NextRefresh.IsZero() && c.RefreshToken != "" {
 		return catalogFailure("provider entry no longer allows renewing this connection")
 	}
 	return cannotRenew(p, c)
@@ -632,7 +632,7 @@ func (b *Broker) logOutcome(ctx context.Context, c store.Connection, trigger str
 		attrs = append(attrs, slog.String("class", string(r.class)), slog.Int("attempt", c.FailureCount))
 	}
 	if r.outcome == outcomeFailed {
-		attrs = append(attrs, slog.Time("next_attempt", c.RefreshDue))
+		attrs = append(attrs, slog.Time("next_attempt", c.NextRefresh))
 	}
 	if r.err != nil {
 		attrs = append(attrs, slog.String("cause", r.err.Error())) // provider and store errors carry no credential

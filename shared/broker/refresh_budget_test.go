@@ -106,7 +106,7 @@ func TestQueuedRequestLeavesOnlyWithTimeToFinish(t *testing.T) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
-	sum, err := e.Broker.RefreshDue(ctx)
+	sum, err := e.Broker.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,9 +131,9 @@ func TestQueuedRequestLeavesOnlyWithTimeToFinish(t *testing.T) {
 		if c.AccessToken != s.AccessToken {
 			continue
 		}
-		if c.FailureCount != 0 || c.FailureClass != "" || c.Status != store.StatusConnected || len(changedFields(c, s)) > 0 || !prov.ValidRefresh(c.RefreshToken) || c.RefreshDue.After(time.Now()) {
+		if c.FailureCount != 0 || c.FailureClass != "" || c.Status != store.StatusConnected || len(changedFields(c, s)) > 0 || !prov.ValidRefresh(c.RefreshToken) || c.NextRefresh.After(time.Now()) {
 			t.Errorf("deferred %s: status %s class %q count %d due %v, refresh token valid %v",
-				id, c.Status, c.FailureClass, c.FailureCount, c.RefreshDue, prov.ValidRefresh(c.RefreshToken))
+				id, c.Status, c.FailureClass, c.FailureCount, c.NextRefresh, prov.ValidRefresh(c.RefreshToken))
 		}
 		deferred++
 	}

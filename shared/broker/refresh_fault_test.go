@@ -23,7 +23,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
-// These tests drive the refresh sweep (Broker.RefreshDue) against providers
+// These tests drive the refresh sweep (Broker.Sweep) against providers
 // that misbehave — error statuses, HTML, truncated JSON, hangs, 429s — on the
 // DynamoDB store (dynalite), and check what is stored on the connection,
 // what the sweep counts, how the throttle spreads the workers, and what is
@@ -108,11 +108,11 @@ func (e *faultEnv) get(t *testing.T, prov, id string) store.Connection {
 	return e.Get(t, prov, id)
 }
 
-// sweep runs one RefreshDue and reports how long it took.
+// sweep runs one Sweep and reports how long it took.
 func (e *faultEnv) sweep(t *testing.T) (broker.RefreshSummary, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	sum, err := e.Broker.RefreshDue(t.Context())
+	sum, err := e.Broker.Sweep(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +203,11 @@ func (r *netRecorder) of(p *providertest.Server) ([]time.Time, int) {
 
 // changedFields names the fields in which got differs from want, apart
 // from those a refresh outcome may change: Status, FailureCount,
-// FailureClass, LastError, RefreshDue, Version, UpdatedAt and Lease.
+// FailureClass, LastError, NextRefresh, Version, UpdatedAt and Lease.
 func changedFields(got, want store.Connection) []string {
 	norm := func(c store.Connection) store.Connection {
 		c.Status, c.FailureCount, c.FailureClass, c.LastError = "", 0, "", ""
-		c.RefreshDue, c.UpdatedAt, c.Version, c.Lease = time.Time{}, time.Time{}, 0, store.Lease{}
+		c.NextRefresh, c.UpdatedAt, c.Version, c.Lease = time.Time{}, time.Time{}, 0, store.Lease{}
 		return c
 	}
 	g, w := reflect.ValueOf(norm(got)), reflect.ValueOf(norm(want))
@@ -395,8 +395,8 @@ func TestRefreshFaults(t *testing.T) {
 					t.Errorf("tokens not renewed: new access %v valid %v, refresh kept %v",
 						got.AccessToken != seeded.AccessToken, prov.Valid(got.AccessToken), got.RefreshToken == seeded.RefreshToken)
 				}
-				if !got.RefreshDue.After(now) || !got.RefreshDue.Before(got.ExpiresAt) {
-					t.Errorf("next refresh %v, want between now %v and expiry %v", got.RefreshDue, now, got.ExpiresAt)
+				if !got.NextRefresh.After(now) || !got.NextRefresh.Before(got.ExpiresAt) {
+					t.Errorf("next refresh %v, want between now %v and expiry %v", got.NextRefresh, now, got.ExpiresAt)
 				}
 				e.assertNoCredentialLogged(t)
 				return
@@ -417,8 +417,8 @@ func TestRefreshFaults(t *testing.T) {
 				t.Errorf("fields changed by a failed refresh: %v", ch)
 			}
 			if tt.outcome == "needs_reauth" {
-				if got.Status != store.StatusNeedsReauth || !got.RefreshDue.IsZero() {
-					t.Errorf("status %s next attempt %v, want needs_reauth and never", got.Status, got.RefreshDue)
+				if got.Status != store.StatusNeedsReauth || !got.NextRefresh.IsZero() {
+					t.Errorf("status %s next attempt %v, want needs_reauth and never", got.Status, got.NextRefresh)
 				}
 				// No more attempts: a much later sweep lists nothing.
 				e.Clock.Add(24 * time.Hour)
@@ -430,7 +430,7 @@ func TestRefreshFaults(t *testing.T) {
 				if got.Status != store.StatusConnected {
 					t.Errorf("status %s, want connected", got.Status)
 				}
-				delay := got.RefreshDue.Sub(now)
+				delay := got.NextRefresh.Sub(now)
 				if tt.retryAfter != 0 && delay != tt.retryAfter {
 					t.Errorf("next attempt in %v, want exactly Retry-After %v", delay, tt.retryAfter)
 				}
@@ -477,7 +477,7 @@ func TestRefreshFailingAfterConsecutiveFailures(t *testing.T) {
 		if attempt == 3 {
 			wantStatus = store.StatusFailing
 		}
-		d := c.RefreshDue.Sub(e.now())
+		d := c.NextRefresh.Sub(e.now())
 		delays = append(delays, d)
 		if c.Status != wantStatus || c.FailureCount != attempt || c.FailureClass != string(broker.ClassUnavailable) ||
 			c.LastError == "" || strings.Contains(c.LastError, "<html>") {
@@ -615,8 +615,8 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 			}
 			for id, s := range seededFast {
 				c := e.get(t, "fast", id)
-				if c.Status != store.StatusConnected || c.FailureCount != 0 || c.AccessToken == s.AccessToken || !fast.Valid(c.AccessToken) || !c.RefreshDue.After(now) {
-					t.Errorf("fast %s not refreshed: status %s count %d due %v", id, c.Status, c.FailureCount, c.RefreshDue)
+				if c.Status != store.StatusConnected || c.FailureCount != 0 || c.AccessToken == s.AccessToken || !fast.Valid(c.AccessToken) || !c.NextRefresh.After(now) {
+					t.Errorf("fast %s not refreshed: status %s count %d due %v", id, c.Status, c.FailureCount, c.NextRefresh)
 				}
 			}
 			failed, deferred := 0, 0
@@ -634,15 +634,15 @@ func TestThrottledProviderDoesNotSlowOthers(t *testing.T) {
 					// leased just before the pause was seen, released again
 					// without a request, due at once (version +2).
 					deferred++
-					untouched := c.Version == s.Version && c.RefreshDue.Equal(s.RefreshDue)
-					released := c.Version == s.Version+2 && c.RefreshDue.Equal(now)
+					untouched := c.Version == s.Version && c.NextRefresh.Equal(s.NextRefresh)
+					released := c.Version == s.Version+2 && c.NextRefresh.Equal(now)
 					if !untouched && !released || c.FailureClass != "" || c.Status != store.StatusConnected {
 						t.Errorf("deferred slow %s changed: version %d→%d due %v→%v class %q",
-							id, s.Version, c.Version, s.RefreshDue, c.RefreshDue, c.FailureClass)
+							id, s.Version, c.Version, s.NextRefresh, c.NextRefresh, c.FailureClass)
 					}
 				case 1:
 					failed++
-					d := c.RefreshDue.Sub(now)
+					d := c.NextRefresh.Sub(now)
 					if c.FailureClass != string(tt.class) || c.Status != store.StatusConnected ||
 						tt.retryAfter != 0 && d != tt.retryAfter || tt.retryAfter == 0 && (d < 30*time.Second || d > time.Minute) {
 						t.Errorf("failed slow %s: class %q status %s next attempt in %v", id, c.FailureClass, c.Status, d)

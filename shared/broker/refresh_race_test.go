@@ -63,13 +63,13 @@ func newRaceEnv(t *testing.T) *raceEnv {
 // provider, over st (the shared table, or a wrapper of it), reading clk.
 func (e *raceEnv) instance(st store.Store, clk *brokertest.Clock) *broker.Broker {
 	return &broker.Broker{
-		Config:  e.Broker.Config,
-		Catalog: e.Broker.Catalog,
-		Store:   st,
-		Secrets: secrets.NewCache(secrets.NewFile(e.SecretsFile), 5*time.Minute),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient(), Now: clk.Now},
-		Log:     slog.New(e.log),
-		Now:     clk.Now,
+		Config:         e.Broker.Config,
+		Catalog:        e.Broker.Catalog,
+		Store:          st,
+		Secrets:        secrets.NewCache(secrets.NewFile(e.SecretsFile), 5*time.Minute),
+		ProviderClient: &provider.Client{HTTP: provider.NewHTTPClient(), Now: clk.Now},
+		Log:            slog.New(e.log),
+		Now:            clk.Now,
 	}
 }
 
@@ -95,7 +95,7 @@ func (e *raceEnv) seed(t *testing.T, prefix string, n int) ([]string, map[string
 					Provider: "acme", ConnectionID: ids[i], Status: store.StatusConnected,
 					AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
 					ExpiresAt: exp, Scope: "read", Grant: provider.GrantAuthorizationCode,
-					RefreshDue: exp.Add(-10 * time.Minute),
+					NextRefresh: exp.Add(-10 * time.Minute),
 				})
 			}
 		})
@@ -262,12 +262,12 @@ func (l *outcomeLog) take() (map[string]int, []string) {
 }
 
 // sweepUntilIdle is one scheduled sweep instance at work: it runs
-// RefreshDue until a run lists nothing or refreshes nothing (whatever it
+// Sweep until a run lists nothing or refreshes nothing (whatever it
 // still lists is then held by another refresher, which finishes it).
 func sweepUntilIdle(ctx context.Context, b *broker.Broker) ([]broker.RefreshSummary, error) {
 	var sums []broker.RefreshSummary
 	for range 50 {
-		sum, err := b.RefreshDue(ctx)
+		sum, err := b.Sweep(ctx)
 		if err != nil {
 			return sums, err
 		}
@@ -313,9 +313,9 @@ func TestRefreshRace(t *testing.T) {
 		sent := make(map[string]string, conns)   // refresh token → connection id
 		preRound := make(map[string]bool, conns) // the access tokens before the round
 		for id, c := range stored {
-			if c.RefreshDue.After(now) || !c.ExpiresAt.After(now.Add(broker.ExpirySlack)) {
+			if c.NextRefresh.After(now) || !c.ExpiresAt.After(now.Add(broker.ExpirySlack)) {
 				t.Fatalf("round %d: connection %s not due with a usable token: due %v, expires %v, now %v",
-					round, id, c.RefreshDue, c.ExpiresAt, now)
+					round, id, c.NextRefresh, c.ExpiresAt, now)
 			}
 			sent[c.RefreshToken] = id
 			preRound[c.AccessToken] = true
@@ -507,7 +507,7 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 			defer cancel()
 			done := make(chan broker.RefreshSummary, 1)
 			go func() {
-				sum, err := crasher.RefreshDue(ctx)
+				sum, err := crasher.Sweep(ctx)
 				if err != nil {
 					t.Error(err)
 				}
@@ -535,8 +535,8 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 			if tt.killed {
 				// The lease stays held, and the connection is out of the
 				// due index until the lease ends.
-				if c.Lease.Owner == "" || !c.Lease.Until.Equal(leaseUntil) || !c.RefreshDue.Equal(leaseUntil) || c.FailureCount != 0 {
-					t.Fatalf("after the kill: lease %+v, due %v (want both until %v), failures %d", c.Lease, c.RefreshDue, leaseUntil, c.FailureCount)
+				if c.Lease.Owner == "" || !c.Lease.Until.Equal(leaseUntil) || !c.NextRefresh.Equal(leaseUntil) || c.FailureCount != 0 {
+					t.Fatalf("after the kill: lease %+v, due %v (want both until %v), failures %d", c.Lease, c.NextRefresh, leaseUntil, c.FailureCount)
 				}
 			} else {
 				// The provider did not fail, the invocation ended: the
@@ -544,9 +544,9 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 				// cancellation, left the connection due at once and counted
 				// no failure (the sweep reports it deferred).
 				if c.Lease != (store.Lease{}) || c.FailureCount != 0 || c.FailureClass != "" || c.LastError != "" ||
-					!c.RefreshDue.Equal(crashAt) || crashed.Deferred != 1 {
+					!c.NextRefresh.Equal(crashAt) || crashed.Deferred != 1 {
 					t.Fatalf("after the cancellation: lease %+v, failures %d (%s), due in %v; sweep %+v",
-						c.Lease, c.FailureCount, c.FailureClass, c.RefreshDue.Sub(crashAt), crashed)
+						c.Lease, c.FailureCount, c.FailureClass, c.NextRefresh.Sub(crashAt), crashed)
 				}
 			}
 			tokenAfterCrash := e.prov.TokenRequests()
@@ -571,7 +571,7 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 					break // released and due again: the renewal below
 				}
 				e.clk.Set(crashAt.Add(l.at))
-				sum, err := healthy.RefreshDue(context.Background())
+				sum, err := healthy.Sweep(context.Background())
 				want := broker.RefreshSummary{}
 				if l.listed {
 					want = broker.RefreshSummary{Due: 1, Skipped: 1}
@@ -647,7 +647,7 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 			// Past the lease (and the backoff), the next sweep renews it.
 			e.clk.Set(crashAt.Add(broker.DefaultLeasePeriod + time.Second))
 			reqsBefore := len(e.prov.Requests())
-			sum, err := healthy.RefreshDue(context.Background())
+			sum, err := healthy.Sweep(context.Background())
 			if err != nil || sum.Due != 1 || sum.Refreshed != 1 {
 				t.Fatalf("sweep after the lease: %+v, %v", sum, err)
 			}

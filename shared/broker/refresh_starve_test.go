@@ -29,7 +29,7 @@ func TestBackloggedProviderDoesNotStarveOthers(t *testing.T) {
 	// holds only slow connections.
 	for i := range 10 {
 		c := e.seed(t, "slow", fmt.Sprint("s", i))
-		c.RefreshDue = e.now().Add(-time.Hour)
+		c.NextRefresh = e.now().Add(-time.Hour)
 		if _, err := e.Store.SaveConnection(context.Background(), c); err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func TestBackloggedProviderDoesNotStarveOthers(t *testing.T) {
 		t.Fatalf("sweep %+v in %v: want the 3 fast connections refreshed at once", sum, took)
 	}
 	for i := range 3 {
-		if c := e.get(t, "fast", fmt.Sprint("f", i)); c.Status != store.StatusConnected || !e.Servers["fast"].Valid(c.AccessToken) || c.RefreshDue.Before(e.now()) {
+		if c := e.get(t, "fast", fmt.Sprint("f", i)); c.Status != store.StatusConnected || !e.Servers["fast"].Valid(c.AccessToken) || c.NextRefresh.Before(e.now()) {
 			t.Errorf("fast connection f%d not refreshed: %+v", i, c.Status)
 		}
 	}

@@ -35,8 +35,8 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 			tt.cfg.RequirePKCE = true
 			f := newFixture(t, tt.cfg, tt.entry)
 			c := f.connect(t, "c1")
-			if !c.RefreshDue.IsZero() {
-				t.Fatalf("a connection that cannot renew is due at %v", c.RefreshDue)
+			if !c.NextRefresh.IsZero() {
+				t.Fatalf("a connection that cannot renew is due at %v", c.NextRefresh)
 			}
 			sent := f.prov.TokenRequests()
 
@@ -49,9 +49,9 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 			}
 			stored := f.get(t, "c1")
 			if got.Status != store.StatusNeedsReauth || stored.Status != store.StatusNeedsReauth || stored.FailureClass != string(broker.ClassCannotRenew) ||
-				stored.LastError != tt.lastError || !stored.RefreshDue.IsZero() || stored.AccessToken != c.AccessToken || stored.RefreshToken != c.RefreshToken {
+				stored.LastError != tt.lastError || !stored.NextRefresh.IsZero() || stored.AccessToken != c.AccessToken || stored.RefreshToken != c.RefreshToken {
 				t.Errorf("after forced refresh: status %s class %q cause %q due %v, tokens kept %v",
-					stored.Status, stored.FailureClass, stored.LastError, stored.RefreshDue, stored.AccessToken == c.AccessToken && stored.RefreshToken == c.RefreshToken)
+					stored.Status, stored.FailureClass, stored.LastError, stored.NextRefresh, stored.AccessToken == c.AccessToken && stored.RefreshToken == c.RefreshToken)
 			}
 			if sum := f.sweepAt(t, 2*time.Hour); sum.Due != 0 {
 				t.Errorf("sweep after the forced refresh: %+v, want nothing due", sum)
@@ -73,7 +73,7 @@ func TestForcedRefreshWithoutRenewal(t *testing.T) {
 func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
 	f := newFixture(t, providertest.Config{RequirePKCE: true, AccessTokenTTL: time.Hour}, codeEntry)
 	c := f.connect(t, "c1")
-	if c.RefreshDue.IsZero() {
+	if c.NextRefresh.IsZero() {
 		t.Fatal("test setup: connection not scheduled")
 	}
 	withRefresh := f.Broker.Catalog
@@ -87,8 +87,8 @@ func TestEntryLosingRefreshGrantIsRetried(t *testing.T) {
 		t.Fatalf("sweep under the changed entry: %+v", sum)
 	}
 	got := f.get(t, "c1")
-	if got.Status != store.StatusConnected || got.FailureClass != string(broker.ClassCatalog) || got.RefreshDue.IsZero() || got.RefreshToken != c.RefreshToken {
-		t.Fatalf("after the entry lost refresh_token: status %s class %q due %v", got.Status, got.FailureClass, got.RefreshDue)
+	if got.Status != store.StatusConnected || got.FailureClass != string(broker.ClassCatalog) || got.NextRefresh.IsZero() || got.RefreshToken != c.RefreshToken {
+		t.Fatalf("after the entry lost refresh_token: status %s class %q due %v", got.Status, got.FailureClass, got.NextRefresh)
 	}
 	f.Broker.Catalog = withRefresh
 	if sum := f.sweepAt(t, 2*time.Hour); sum.Refreshed != 1 {

@@ -81,7 +81,7 @@ func TestReconnectOnARealServer(t *testing.T) {
 		if len(browser.Prompts) != 0 {
 			t.Fatalf("the second authorization went through %v: the server did not reuse the session's grant", browser.Prompts)
 		}
-		if sum, err := f.Broker.RefreshDue(context.Background()); err != nil || sum != (broker.RefreshSummary{}) {
+		if sum, err := f.Broker.Sweep(context.Background()); err != nil || sum != (broker.RefreshSummary{}) {
 			t.Errorf("sweep = %+v, %v; want nothing to do", sum, err)
 		}
 		if !f.renews(t, "c1") || !f.renews(t, "c1") {
@@ -92,13 +92,13 @@ func TestReconnectOnARealServer(t *testing.T) {
 		f := newOIDCFixture(t, "    revoke_on_reconnect: true\n")
 		first := f.connect(t, f.srv.NewBrowser(), "c1")
 		f.connect(t, f.srv.NewBrowser(), "c1")
-		sum, err := f.Broker.RefreshDue(context.Background())
+		sum, err := f.Broker.Sweep(context.Background())
 		if err != nil || sum != (broker.RefreshSummary{Due: 1, Revoked: 1}) {
 			t.Errorf("sweep = %+v, %v; want the replaced grant revoked", sum, err)
 		}
 		// The replaced refresh token is dead at the server: a client
 		// presenting it is refused.
-		old, err := f.Broker.Wire.Refresh(context.Background(), mustResolve(t, f.Broker.Catalog), secrets.ClientCredentials{ClientID: f.srv.ClientID, ClientSecret: f.srv.ClientSecret}, first.RefreshToken)
+		old, err := f.Broker.ProviderClient.Refresh(context.Background(), mustResolve(t, f.Broker.Catalog), secrets.ClientCredentials{ClientID: f.srv.ClientID, ClientSecret: f.srv.ClientSecret}, first.RefreshToken)
 		if err == nil || old != nil {
 			t.Errorf("the replaced refresh token still works at the server")
 		}
@@ -113,7 +113,7 @@ func TestReconnectOnARealServerSharedGrantHazard(t *testing.T) {
 	browser := f.srv.NewBrowser()
 	f.connect(t, browser, "c1")
 	f.connect(t, browser, "c1")
-	if sum, err := f.Broker.RefreshDue(context.Background()); err != nil || sum.Revoked != 1 {
+	if sum, err := f.Broker.Sweep(context.Background()); err != nil || sum.Revoked != 1 {
 		t.Fatalf("sweep = %+v, %v; want the replaced grant revoked", sum, err)
 	}
 	if f.renews(t, "c1") {

@@ -246,7 +246,7 @@ func TestRetiredGrantRules(t *testing.T) {
 		f.Clock.Set(time.Now()) // as sweepNow
 		ctx, cancel := context.WithTimeout(context.Background(), 28*time.Second)
 		defer cancel()
-		sum, err := f.Broker.RefreshDue(ctx)
+		sum, err := f.Broker.Sweep(ctx)
 		if err != nil || sum.Revoked != 1 || sum.Deferred != 1 || len(revocations(f.prov)) != 1 {
 			t.Errorf("sweep = %+v, %v with %d revocation requests; want one revoked and one deferred within a budget of one request", sum, err, len(revocations(f.prov)))
 		}

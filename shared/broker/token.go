@@ -90,7 +90,7 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 		if !(force && c.AccessToken == seen) && !needsRenewal(&c, now) {
 			return c, nil
 		}
-		if left, ok := clk.Left(ctx); ok && left < invocationReserve+b.Wire.Timeout()+time.Second {
+		if left, ok := clk.Left(ctx); ok && left < invocationReserve+b.ProviderClient.Timeout()+time.Second {
 			// Too little of the invocation left to call the provider and
 			// save what it answers: say so rather than be cut off mid-way.
 			if !force && usable(&c, now) {
@@ -119,7 +119,7 @@ func (b *Broker) usableConnection(ctx context.Context, providerName, connectionI
 					}
 					// Ask again when the connection's own next attempt is due
 					// (backoff or the provider's Retry-After, whichever is later).
-					wait := max(r.retryAfter, r.conn.RefreshDue.Sub(clk.Now()), time.Second)
+					wait := max(r.retryAfter, r.conn.NextRefresh.Sub(clk.Now()), time.Second)
 					return r.conn, &RefreshError{Class: r.class, RetryAfter: wait, Err: r.err}
 				case outcomeSuperseded:
 					continue // reconnected meanwhile: read the new tokens
@@ -155,7 +155,7 @@ func needsRenewal(c *store.Connection, now time.Time) bool {
 	if c.ExpiresAt.IsZero() {
 		return false
 	}
-	return !c.RefreshDue.IsZero() && !c.RefreshDue.After(now) || c.ExpiresAt.Sub(now) < ExpirySlack
+	return !c.NextRefresh.IsZero() && !c.NextRefresh.After(now) || c.ExpiresAt.Sub(now) < ExpirySlack
 }
 
 // usable reports whether c's token can still be handed out.

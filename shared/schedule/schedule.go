@@ -26,13 +26,13 @@ type Event struct {
 var errNotSchedule = errors.New(`refresh: want the schedule event {"action":"refresh-due"}`)
 
 // Handler is the refresh function's Lambda handler: one sweep
-// (broker.RefreshDue) per schedule event.
+// (broker.Sweep) per schedule event.
 func Handler(b *broker.Broker) func(context.Context, json.RawMessage) (broker.RefreshSummary, error) {
 	return func(ctx context.Context, raw json.RawMessage) (broker.RefreshSummary, error) {
 		var ev Event
 		if err := json.Unmarshal(raw, &ev); err != nil || ev.Action != ActionRefreshDue {
 			return broker.RefreshSummary{}, errNotSchedule
 		}
-		return b.RefreshDue(ctx)
+		return b.Sweep(ctx)
 	}
 }

@@ -142,14 +142,14 @@ func New(env Env, cfg aws.Config) (*broker.Broker, error) {
 		events = lifecycle.NewEventBridge(eb, env.EventBusName)
 	}
 	return &broker.Broker{
-		Config:  env.Broker,
-		Catalog: cat,
-		Store:   Store(dynamodb.NewFromConfig(cfg), kms.NewFromConfig(cfg), env),
-		Secrets: secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), SecretsTTL),
-		Wire:    &provider.Client{HTTP: provider.NewHTTPClient()},
-		Log:     Logger(),
-		Refresh: env.Refresh,
-		Events:  events,
+		Config:         env.Broker,
+		Catalog:        cat,
+		Store:          Store(dynamodb.NewFromConfig(cfg), kms.NewFromConfig(cfg), env),
+		Secrets:        secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), SecretsTTL),
+		ProviderClient: &provider.Client{HTTP: provider.NewHTTPClient()},
+		Log:            Logger(),
+		Refresh:        env.Refresh,
+		Events:         events,
 	}, nil
 }
 

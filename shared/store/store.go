@@ -95,11 +95,11 @@ type Connection struct {
 	// (GetResponse 360's customer domain), used for every token request.
 	Params map[string]string
 
-	// RefreshDue is when the refresh schedule should next renew the tokens
+	// NextRefresh is when the refresh schedule should next renew the tokens
 	// (after a failure: the next attempt); zero means never (no expiry, or
 	// the connection needs re-authorization). Only connections with a
-	// RefreshDue appear in ListDue.
-	RefreshDue time.Time
+	// NextRefresh appear in ListDue.
+	NextRefresh time.Time
 	// FailureCount counts consecutive failed refreshes; FailureClass is the
 	// class of the last one (such as "rate_limited" or "invalid_grant") and
 	// LastError a short credential-free description of it. A success
@@ -187,7 +187,7 @@ type Store interface {
 	// ListDue: its revocation is done or given up. Dropping a grant
 	// already dropped or gone is not an error.
 	DropRetired(ctx context.Context, k Key) error
-	// ListDue returns the keys of up to limit connections whose RefreshDue
+	// ListDue returns the keys of up to limit connections whose NextRefresh
 	// is at or before now, and of retired grants due at now (Key.Retired
 	// set), earliest due first. It reads an index, so the caller re-reads
 	// each connection before acting on it.
@@ -221,7 +221,7 @@ type LeaseRequest struct {
 	Now   time.Time
 	Until time.Time
 	// Due, for the refresh schedule, takes the lease only if the
-	// connection's RefreshDue is set and not after Now, and moves RefreshDue
+	// connection's NextRefresh is set and not after Now, and moves NextRefresh
 	// to Until: the connection leaves the due index while leased and comes
 	// back to it by itself if the holder dies.
 	Due bool

@@ -25,7 +25,7 @@ func (r StateRecord) Stored() StateRecord {
 func (c Connection) Stored() Connection {
 	c.Metadata = nilIfEmpty(maps.Clone(c.Metadata))
 	c.Params = nilIfEmpty(maps.Clone(c.Params))
-	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt, &c.Lease.Until} {
+	for _, t := range []*time.Time{&c.ExpiresAt, &c.NextRefresh, &c.CreatedAt, &c.UpdatedAt, &c.Lease.Until} {
 		*t = StoredTime(*t)
 	}
 	return c

@@ -192,14 +192,14 @@ func New(t testing.TB, o Options) *World {
 		t.Fatal(err)
 	}
 	w.Broker = &broker.Broker{
-		Config:  broker.Config{BaseURL: o.BaseURL, SecretsPrefix: testsecrets.Prefix, ReturnTo: allow},
-		Catalog: cat,
-		Store:   w.Store,
-		Secrets: src,
-		Wire:    &provider.Client{HTTP: hc, Now: now},
-		Log:     slog.New(slog.NewJSONHandler(w.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:     now,
-		Refresh: o.Refresh,
+		Config:         broker.Config{BaseURL: o.BaseURL, SecretsPrefix: testsecrets.Prefix, ReturnTo: allow},
+		Catalog:        cat,
+		Store:          w.Store,
+		Secrets:        src,
+		ProviderClient: &provider.Client{HTTP: hc, Now: now},
+		Log:            slog.New(slog.NewJSONHandler(w.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:            now,
+		Refresh:        o.Refresh,
 	}
 	t.Cleanup(func() {
 		logcheck.Feed("broker log in "+t.Name(), w.Logs.String())
@@ -339,7 +339,7 @@ func (w *World) Seed(t testing.TB, name, id string, due time.Duration) store.Con
 		Provider: name, ConnectionID: id, Status: store.StatusConnected,
 		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
 		ExpiresAt: now.Add(time.Hour), Scope: "read", Metadata: map[string]string{"user_id": "u1"},
-		Grant: provider.GrantAuthorizationCode, RefreshDue: now.Add(due),
+		Grant: provider.GrantAuthorizationCode, NextRefresh: now.Add(due),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func (w *World) Seed(t testing.TB, name, id string, due time.Duration) store.Con
 // Sweep runs one refresh sweep.
 func (w *World) Sweep(t testing.TB) broker.RefreshSummary {
 	t.Helper()
-	sum, err := w.Broker.RefreshDue(context.Background())
+	sum, err := w.Broker.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

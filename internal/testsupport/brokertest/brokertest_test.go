@@ -40,7 +40,9 @@ func TestWorld(t *testing.T) {
 		t.Fatal("seeded connection not refreshed")
 	}
 
-	w.Rewrite(t, func(s *testsecrets.Set) { s.Clients["acme"] = testsecrets.Client{ID: "cid", Secret: "rotated-secret-brokertest-0123"} })
+	w.Rewrite(t, func(s *testsecrets.Set) {
+		s.Clients["acme"] = testsecrets.Client{ID: "cid", Secret: "rotated-secret-brokertest-0123"}
+	})
 	raw, err := w.Broker.Secrets.Secret(context.Background(), testsecrets.Prefix+"provider/acme")
 	if err != nil || string(raw) != `{"client_id":"cid","client_secret":"rotated-secret-brokertest-0123"}` {
 		t.Fatalf("after Rewrite the broker reads %s, %v", raw, err)

@@ -61,8 +61,8 @@ func RunClock(t *testing.T, newStore func(t *testing.T, now func() time.Time) st
 		clk.set(base.Add(2 * time.Hour))
 		// The request's own time, not the store's, decides whether the
 		// connection is due: it is, at the request's time only.
-		reqNow := c.RefreshDue.Add(time.Minute)
-		if _, err := s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "c1"}, store.LeaseRequest{Owner: "o1", Now: c.RefreshDue.Add(-time.Minute), Until: c.RefreshDue.Add(time.Minute), Due: true}); !errors.Is(err, store.ErrConflict) {
+		reqNow := c.NextRefresh.Add(time.Minute)
+		if _, err := s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "c1"}, store.LeaseRequest{Owner: "o1", Now: c.NextRefresh.Add(-time.Minute), Until: c.NextRefresh.Add(time.Minute), Due: true}); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("Lease before due by the request's time = %v, want ErrConflict", err)
 		}
 		leased, err := s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "c1"}, store.LeaseRequest{Owner: "o1", Now: reqNow, Until: reqNow.Add(time.Minute), Due: true})

@@ -50,7 +50,7 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ReplaceRetiresWhatItReplaced", func(t *testing.T) {
 		s := newStore(t)
 		c := newConn("github", "c1")
-		c.RefreshDue = time.Time{}
+		c.NextRefresh = time.Time{}
 		saved := replace(t, s, c)
 		if saved.Version != 2 || saved.RefreshToken != "refresh-new" {
 			t.Fatalf("replaced connection = version %d, refresh %q; want 2, refresh-new", saved.Version, saved.RefreshToken)
@@ -174,11 +174,11 @@ func testRetired(t *testing.T, newStore func(t *testing.T) store.Store) {
 		s := newStore(t)
 		now := time.Now()
 		early := newConn("gitlab", "early")
-		early.RefreshDue = now.Add(-time.Hour)
+		early.NextRefresh = now.Add(-time.Hour)
 		mustSave(t, s, early)
 		replace(t, s, newConn("github", "c1")) // retired at about now; c1 never due
 		late := newConn("google", "late")
-		late.RefreshDue = now.Add(time.Hour)
+		late.NextRefresh = now.Add(time.Hour)
 		mustSave(t, s, late)
 		at := now.Add(2 * time.Hour)
 		got := mustListDue(t, s, at, 10)

@@ -147,7 +147,7 @@ func newConn(provider, id string) store.Connection {
 		Metadata:     map[string]string{"user_id": "42", "login": "octo"},
 		Grant:        "authorization_code",
 		Params:       map[string]string{"domain": "mail.example.com"},
-		RefreshDue:   base.Add(50*time.Minute + sub),
+		NextRefresh:  base.Add(50*time.Minute + sub),
 	}
 }
 
@@ -355,7 +355,7 @@ func testListDue(t *testing.T, newStore func(t *testing.T) store.Store) {
 		var keys []store.Key
 		for i, at := range due {
 			c := newConn([]string{"github", "gitlab", "google"}[i%3], fmt.Sprint("c", i))
-			c.RefreshDue = at
+			c.NextRefresh = at
 			mustSave(t, s, c)
 			keys = append(keys, store.Key{Provider: c.Provider, ConnectionID: c.ConnectionID})
 		}
@@ -369,7 +369,7 @@ func testListDue(t *testing.T, newStore func(t *testing.T) store.Store) {
 		var want []store.Key
 		for _, k := range []store.Key{{Provider: "gitlab", ConnectionID: "b"}, {Provider: "github", ConnectionID: "z"}, {Provider: "gitlab", ConnectionID: "a"}, {Provider: "github", ConnectionID: "y"}} {
 			c := newConn(k.Provider, k.ConnectionID)
-			c.RefreshDue = base
+			c.NextRefresh = base
 			mustSave(t, s, c)
 			want = append(want, k)
 		}
@@ -439,7 +439,7 @@ func testListDue(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Rescheduled", func(t *testing.T) {
 		s := newStore(t)
 		c := newConn("github", "c")
-		c.RefreshDue = base.Add(-time.Minute)
+		c.NextRefresh = base.Add(-time.Minute)
 		c = mustSave(t, s, c)
 		key := []store.Key{{Provider: "github", ConnectionID: "c"}}
 		for _, step := range []struct {
@@ -452,7 +452,7 @@ func testListDue(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"moved later", base.Add(time.Hour), nil},
 			{"moved earlier", base, key},
 		} {
-			c.RefreshDue = step.due
+			c.NextRefresh = step.due
 			c = mustSave(t, s, c)
 			if got := mustListDue(t, s, base, 10); !slices.Equal(got, step.want) {
 				t.Errorf("%s: ListDue = %v, want %v", step.name, got, step.want)
@@ -528,12 +528,12 @@ func mustListDue(t *testing.T, s store.Store, now time.Time, limit int) []store.
 
 func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
 	// sameExceptLease compares two views of one connection, ignoring what a
-	// lease write changes (Version, UpdatedAt, Lease, RefreshDue).
+	// lease write changes (Version, UpdatedAt, Lease, NextRefresh).
 	sameExceptLease := func(t *testing.T, got, want store.Connection) {
 		t.Helper()
 		got, want = got.Stored(), want.Stored()
 		for _, c := range []*store.Connection{&got, &want} {
-			c.Version, c.UpdatedAt, c.Lease, c.RefreshDue = 0, time.Time{}, store.Lease{}, time.Time{}
+			c.Version, c.UpdatedAt, c.Lease, c.NextRefresh = 0, time.Time{}, store.Lease{}, time.Time{}
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("lease changed the connection:\n got %+v\nwant %+v", got, want)
@@ -555,8 +555,8 @@ func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
 		if got.Lease.Owner != "owner-a" || !got.Lease.Until.Equal(until) || got.Version != saved.Version+1 {
 			t.Errorf("Lease returned lease %+v version %d, want owner-a until %v version %d", got.Lease, got.Version, until, saved.Version+1)
 		}
-		if !got.RefreshDue.Equal(saved.RefreshDue) {
-			t.Errorf("a lease without Due moved RefreshDue to %v", got.RefreshDue)
+		if !got.NextRefresh.Equal(saved.NextRefresh) {
+			t.Errorf("a lease without Due moved NextRefresh to %v", got.NextRefresh)
 		}
 		sameExceptLease(t, got, saved)
 		if stored := mustGet(t, s, "github", "c1"); !reflect.DeepEqual(stored.Stored(), got.Stored()) {
@@ -634,7 +634,7 @@ func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
 		c := newConn("github", "c1") // due at base+50m
 		mustSave(t, s, c)
 		never := newConn("github", "never")
-		never.RefreshDue = time.Time{}
+		never.NextRefresh = time.Time{}
 		mustSave(t, s, never)
 		due := func(owner string, now time.Time) store.LeaseRequest {
 			r := req(owner, now)
@@ -642,18 +642,18 @@ func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
 			return r
 		}
 		if _, err := s.Lease(t.Context(), k, due("a", base)); !errors.Is(err, store.ErrConflict) {
-			t.Errorf("Due lease before RefreshDue: err = %v, want ErrConflict", err)
+			t.Errorf("Due lease before NextRefresh: err = %v, want ErrConflict", err)
 		}
 		if _, err := s.Lease(t.Context(), store.Key{Provider: "github", ConnectionID: "never"}, due("a", base.Add(time.Hour))); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("Due lease of a connection never due: err = %v, want ErrConflict", err)
 		}
-		now := base.Add(50*time.Minute + sub) // RefreshDue, to the second
+		now := base.Add(50*time.Minute + sub) // NextRefresh, to the second
 		got, err := s.Lease(t.Context(), k, due("a", now))
 		if err != nil {
-			t.Fatalf("Due lease at RefreshDue: %v", err)
+			t.Fatalf("Due lease at NextRefresh: %v", err)
 		}
-		if want := store.StoredTime(now.Add(time.Minute)); !got.RefreshDue.Equal(want) {
-			t.Errorf("RefreshDue = %v, want moved to the lease's end %v", got.RefreshDue, want)
+		if want := store.StoredTime(now.Add(time.Minute)); !got.NextRefresh.Equal(want) {
+			t.Errorf("NextRefresh = %v, want moved to the lease's end %v", got.NextRefresh, want)
 		}
 		if keys := mustListDue(t, s, now, 10); len(keys) != 0 {
 			t.Errorf("ListDue while leased = %v, want none", keys)
@@ -725,7 +725,7 @@ func testLease(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("Race", func(t *testing.T) {
 		s := newStore(t)
 		c := newConn("github", "c1")
-		c.RefreshDue = base
+		c.NextRefresh = base
 		mustSave(t, s, c)
 		errs := race(func(i int) error {
 			_, err := s.Lease(t.Context(), k, store.LeaseRequest{Owner: fmt.Sprint("owner-", i), Now: base, Until: until, Due: i%2 == 0})

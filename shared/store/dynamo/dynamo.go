@@ -7,7 +7,7 @@
 //	state#<id>                       state          a StateRecord
 //
 // A sparse global secondary index named "due" (HASH due_shard, RANGE
-// refresh_due) holds the connections that have a RefreshDue, spread over
+// refresh_due) holds the connections that have a NextRefresh, spread over
 // DueShards shards; it projects only provider and connection_id, never
 // tokens. States carry a ttl attribute for the table's TTL cleanup.
 //
@@ -114,7 +114,7 @@ type connItem struct {
 	Metadata     map[string]string `dynamodbav:"metadata,omitempty"`
 	Grant        string            `dynamodbav:"grant,omitempty"`
 	Params       map[string]string `dynamodbav:"params,omitempty"`
-	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
+	NextRefresh  int64             `dynamodbav:"refresh_due,omitempty"`
 	DueShard     string            `dynamodbav:"due_shard,omitempty"`
 	FailureCount int               `dynamodbav:"failure_count"`
 	FailureClass string            `dynamodbav:"failure_class,omitempty"`
@@ -135,7 +135,7 @@ type retiredItem struct {
 	ConnectionID string            `dynamodbav:"connection_id"`
 	Params       map[string]string `dynamodbav:"params,omitempty"`
 	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
-	RefreshDue   int64             `dynamodbav:"refresh_due,omitempty"`
+	NextRefresh  int64             `dynamodbav:"refresh_due,omitempty"`
 	DueShard     string            `dynamodbav:"due_shard,omitempty"`
 	Attempts     int               `dynamodbav:"attempts"`
 	Successor    []string          `dynamodbav:"successor,omitempty"` // store.Successor of the replacing tokens
@@ -323,7 +323,7 @@ func toConnection(it connItem, creds store.Credentials) store.Connection {
 		Metadata:     nilIfEmptyMap(it.Metadata),
 		Grant:        it.Grant,
 		Params:       nilIfEmptyMap(it.Params),
-		RefreshDue:   fromUnix(it.RefreshDue),
+		NextRefresh:  fromUnix(it.NextRefresh),
 		FailureCount: it.FailureCount,
 		FailureClass: it.FailureClass,
 		LastError:    it.LastError,
@@ -375,8 +375,8 @@ func (s *Store) ReplaceConnection(ctx context.Context, c store.Connection) (stor
 	r := retiredItem{
 		PK: pk, SK: retiredPrefix + newRetiredID(), Provider: c.Provider, ConnectionID: c.ConnectionID,
 		Params: nilIfEmptyMap(it.Params), Sealed: it.Sealed,
-		Successor:  store.Successor(c.AccessToken, c.RefreshToken),
-		RefreshDue: now.Unix(), DueShard: dueShard(pk),
+		Successor:   store.Successor(c.AccessToken, c.RefreshToken),
+		NextRefresh: now.Unix(), DueShard: dueShard(pk),
 		RetiredAt: now.Unix(), TTL: now.Add(store.RetiredTTL).Unix(),
 	}
 	item, err := attributevalue.MarshalMap(r)
@@ -418,7 +418,7 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string, retu
 		Metadata:     nilIfEmptyMap(c.Metadata),
 		Grant:        c.Grant,
 		Params:       nilIfEmptyMap(c.Params),
-		RefreshDue:   unix(c.RefreshDue),
+		NextRefresh:  unix(c.NextRefresh),
 		FailureCount: c.FailureCount,
 		FailureClass: c.FailureClass,
 		LastError:    c.LastError,
@@ -426,7 +426,7 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string, retu
 		CreatedAt:    unix(c.CreatedAt),
 		UpdatedAt:    unix(c.UpdatedAt),
 	}
-	if it.RefreshDue != 0 {
+	if it.NextRefresh != 0 {
 		it.DueShard = dueShard(pk)
 	}
 	if creds := (store.Credentials{AccessToken: c.AccessToken, RefreshToken: c.RefreshToken}); !creds.IsZero() {
@@ -470,7 +470,7 @@ func (s *Store) save(ctx context.Context, c store.Connection, owner string, retu
 	}
 	c.Metadata = nilIfEmptyMap(maps.Clone(c.Metadata))
 	c.Params = nilIfEmptyMap(maps.Clone(c.Params))
-	for _, t := range []*time.Time{&c.ExpiresAt, &c.RefreshDue, &c.CreatedAt, &c.UpdatedAt} {
+	for _, t := range []*time.Time{&c.ExpiresAt, &c.NextRefresh, &c.CreatedAt, &c.UpdatedAt} {
 		*t = fromUnix(unix(*t))
 	}
 	return c, out.Attributes, nil
@@ -658,7 +658,7 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 				if id, ok := strings.CutPrefix(it.SK, retiredPrefix); ok {
 					k.Retired = id
 				}
-				all = append(all, store.DueKey{Key: k, At: time.Unix(it.RefreshDue, 0)})
+				all = append(all, store.DueKey{Key: k, At: time.Unix(it.NextRefresh, 0)})
 				got++
 			}
 			if out.LastEvaluatedKey == nil {

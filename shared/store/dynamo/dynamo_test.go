@@ -99,7 +99,7 @@ func TestItemLayout(t *testing.T) {
 	full := store.Connection{
 		Provider: "github", ConnectionID: "c1", Status: store.StatusConnected,
 		AccessToken: "at", RefreshToken: "rt", TokenType: "Bearer", ExpiresAt: at.Add(time.Hour),
-		Scope: "repo", Metadata: map[string]string{"user_id": "42"}, RefreshDue: at,
+		Scope: "repo", Metadata: map[string]string{"user_id": "42"}, NextRefresh: at,
 		FailureCount: 2, LastError: "boom", CreatedAt: at.Add(-time.Hour),
 	}
 	if _, err := s.SaveConnection(ctx, full); err != nil {

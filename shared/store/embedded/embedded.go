@@ -353,14 +353,14 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 	defer s.mu.Unlock()
 	old, exists := s.conns[k]
 	if !exists || !old.Lease.Free(req.Now) ||
-		req.Due && (old.RefreshDue.IsZero() || old.RefreshDue.Unix() > req.Now.Unix()) ||
+		req.Due && (old.NextRefresh.IsZero() || old.NextRefresh.Unix() > req.Now.Unix()) ||
 		req.Version != 0 && old.Version != req.Version {
 		return store.Connection{}, store.ErrConflict
 	}
 	c := old.Stored()
 	c.Lease = store.Lease{Owner: req.Owner, Until: req.Until}
 	if req.Due {
-		c.RefreshDue = req.Until
+		c.NextRefresh = req.Until
 	}
 	c.Version++
 	c.UpdatedAt = s.now()
@@ -415,8 +415,8 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 	s.mu.Lock()
 	var due []store.DueKey
 	for k, c := range s.conns {
-		if isDue(c.RefreshDue, c.Provider) {
-			due = append(due, store.DueKey{Key: k, At: c.RefreshDue})
+		if isDue(c.NextRefresh, c.Provider) {
+			due = append(due, store.DueKey{Key: k, At: c.NextRefresh})
 		}
 	}
 	for k, r := range s.retired {

@@ -44,7 +44,7 @@ func TestPersistence(t *testing.T) {
 	c, err := s.SaveConnection(ctx, store.Connection{
 		Provider: "github", ConnectionID: "c1", Status: store.StatusConnected,
 		AccessToken: "a", RefreshToken: "r", Metadata: map[string]string{"user": "1"},
-		RefreshDue: at,
+		NextRefresh: at,
 	})
 	if err != nil {
 		t.Fatal(err)
