@@ -62,7 +62,9 @@ type Broker struct {
 	Store   store.Store
 	// Secrets reads client credentials and the signing keyset; wrap it in
 	// a secrets.Cache.
-	Secrets        secrets.Source
+	Secrets secrets.Source
+	// ProviderClient speaks the providers' token and revocation endpoints
+	// (package provider's wire client).
 	ProviderClient *provider.Client
 	Log            *slog.Logger
 	// Now is the record clock: due times, expiries and lease times are
