@@ -44,6 +44,35 @@ func (c *testClock) Add(d time.Duration) {
 	c.offset += d
 }
 
+// connection reads id's stored sandbox connection and registers its
+// tokens with logcheck, so that a test printing it by mistake fails.
+func (s *devServer) connection(t *testing.T, id string) store.Connection {
+	t.Helper()
+	c, err := s.store.GetConnection(context.Background(), providerName, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logcheck.Register(c.AccessToken, c.RefreshToken)
+	return c
+}
+
+// connectedThenStopped is where the restart tests start: make dev on a
+// fresh data directory, one sandbox connection made through the browser,
+// then the server stopped. It returns the directory, the browser, the
+// connection's id and the connection as stored before the stop.
+func connectedThenStopped(t *testing.T, clk *testClock) (dataDir string, br *browser, id string, before store.Connection) {
+	t.Helper()
+	dataDir = filepath.Join(t.TempDir(), "dev")
+	s, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
+	logcheck.Register(s.devKey)
+	br = newBrowser(t)
+	link, id := homeLink(t, br, s.baseURL)
+	connect(t, br, s.baseURL, link)
+	before = s.connection(t, id)
+	stop()
+	return dataDir, br, id, before
+}
+
 // startServer runs a dev server on a free port in dataDir until the test
 // ends. Its refresh schedule ticks every hour: the tests run sweeps
 // themselves.
@@ -473,19 +502,8 @@ func getToken(t *testing.T, s *devServer, id, query string) (int, tokenAnswer) {
 // make dev on the same data directory still reads and refreshes its
 // token after it — the sandbox kept its grant.
 func TestConnectionsSurviveRestart(t *testing.T) {
-	dataDir := filepath.Join(t.TempDir(), "dev")
 	clk := &testClock{}
-	s1, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
-	logcheck.Register(s1.devKey)
-	br := newBrowser(t)
-	link, id := homeLink(t, br, s1.baseURL)
-	connect(t, br, s1.baseURL, link)
-	before, err := s1.store.GetConnection(context.Background(), providerName, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logcheck.Register(before.AccessToken, before.RefreshToken)
-	stop()
+	dataDir, br, id, before := connectedThenStopped(t, clk)
 
 	s2 := startServer(t, dataDir, clk, &syncbuf.Buffer{})
 	ctx := context.Background()
@@ -504,20 +522,12 @@ func TestConnectionsSurviveRestart(t *testing.T) {
 	if status != http.StatusOK || tok.AccessToken == "" || tok.AccessToken == before.AccessToken {
 		t.Fatalf("force_refresh after the restart: %d, renewed %v", status, tok.AccessToken != before.AccessToken)
 	}
-	c, err := s2.store.GetConnection(ctx, providerName, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logcheck.Register(c.AccessToken, c.RefreshToken)
+	c := s2.connection(t, id)
 	clk.Add(c.NextRefresh.Sub(clk.Now()) + time.Second)
 	if sum, err := s2.refreshOnce(ctx); err != nil || sum.Refreshed != 1 {
 		t.Fatalf("scheduled refresh after the restart: %+v %v", sum, err)
 	}
-	after, err := s2.store.GetConnection(ctx, providerName, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logcheck.Register(after.AccessToken, after.RefreshToken)
+	after := s2.connection(t, id)
 	if after.Status != store.StatusConnected || after.Version <= c.Version {
 		t.Errorf("after the scheduled refresh: status %q, version %d → %d", after.Status, c.Version, after.Version)
 	}
@@ -528,28 +538,20 @@ func TestConnectionsSurviveRestart(t *testing.T) {
 // needs_reauth, and its return page offers a button that connects the
 // same connection id afresh.
 func TestNeedsReauthReturnPageReconnects(t *testing.T) {
-	dataDir := filepath.Join(t.TempDir(), "dev")
 	clk := &testClock{}
-	s1, stop := runServer(t, dataDir, clk, &syncbuf.Buffer{}, time.Hour)
-	logcheck.Register(s1.devKey)
-	br := newBrowser(t)
-	link, id := homeLink(t, br, s1.baseURL)
-	connect(t, br, s1.baseURL, link)
-	stop()
+	dataDir, br, id, _ := connectedThenStopped(t, clk)
 	if err := os.Remove(filepath.Join(dataDir, "sandbox.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 
 	s := startServer(t, dataDir, clk, &syncbuf.Buffer{})
-	ctx := context.Background()
 	if status, _ := getToken(t, s, id, "?force_refresh=true"); status != http.StatusConflict {
 		t.Fatalf("force_refresh of a forgotten grant: %d, want 409 reauth_required", status)
 	}
-	c, err := s.store.GetConnection(ctx, providerName, id)
-	if err != nil || c.Status != store.StatusNeedsReauth {
-		t.Fatalf("status %q %v, want needs_reauth", c.Status, err)
+	c := s.connection(t, id)
+	if c.Status != store.StatusNeedsReauth {
+		t.Fatalf("status %q, want needs_reauth", c.Status)
 	}
-	logcheck.Register(c.AccessToken, c.RefreshToken)
 
 	// The return page shows the status and a Reconnect button, a connect
 	// link signed for the same connection id.
@@ -574,11 +576,7 @@ func TestNeedsReauthReturnPageReconnects(t *testing.T) {
 	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id {
 		t.Fatalf("return URL after reconnecting %q", returnURL)
 	}
-	again, err := s.store.GetConnection(ctx, providerName, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logcheck.Register(again.AccessToken, again.RefreshToken)
+	again := s.connection(t, id)
 	if again.Status != store.StatusConnected || again.AccessToken == c.AccessToken {
 		t.Errorf("after reconnecting: status %q, new token %v", again.Status, again.AccessToken != c.AccessToken)
 	}
