@@ -155,6 +155,8 @@ func TestErrors(t *testing.T) {
 		{"no route: not ErrNotFound", answer{404, nil, `{"message":"Not Found"}`}, 404, CodeUnexpected, 0, nil},
 		{"garbage", answer{502, nil, `<html>bad gateway</html>`}, 502, CodeUnexpected, 0, nil},
 		{"code with odd characters", answer{500, nil, `{"error":"Bad Thing <script>"}`}, 500, CodeUnexpected, 0, nil},
+		{"code too long to be one", answer{500, nil, `{"error":"` + strings.Repeat("a", 65) + `"}`}, 500, CodeUnexpected, 0, nil},
+		{"a newer broker's code is kept", errorAnswer(409, "some_new_code"), 409, Code("some_new_code"), 0, nil},
 		{"unexpected success", answer{201, nil, `{}`}, 201, CodeUnexpected, 0, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +185,7 @@ func TestErrors(t *testing.T) {
 				if e.StatusCode != tt.wantStatus || e.Code != tt.wantCode || e.RetryAfter != tt.wantRetry {
 					t.Errorf("%s: got %+v, want %d %s %s", call.name, *e, tt.wantStatus, tt.wantCode, tt.wantRetry)
 				}
-				for _, sentinel := range []error{ErrNotFound, ErrReauthRequired} {
+				for _, sentinel := range []error{ErrNotFound, ErrReauthRequired, context.Canceled} {
 					if got, want := errors.Is(err, sentinel), sentinel == tt.wantIs; got != want {
 						t.Errorf("%s: errors.Is(err, %v) = %v", call.name, sentinel, got)
 					}
@@ -536,5 +538,51 @@ func TestDevKey(t *testing.T) {
 		t.Error("WithDevKey accepted a non-loopback host")
 	} else {
 		assertClean(t, "error", err.Error(), key)
+	}
+}
+
+// API Gateway's message becomes the error's message only as its first
+// line, at most 200 bytes: the rest of a signature error can show the
+// canonical request, which holds the session token.
+func TestGatewayMessageCut(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 300)
+	for _, tt := range []struct{ name, message, want string }{
+		{"first line", "The request signature does not match.\\nX-Amz-Security-Token:" + testCreds.SessionToken, "The request signature does not match."},
+		{"200 bytes", long + testCreds.SessionToken, long[:200]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			clock := newClock()
+			api := newFakeAPI(t, clock, func(routeRequest) answer { return answer{403, nil, `{"message":"` + tt.message + `"}`} })
+			_, err := newTestClient(t, api, clock).Token(context.Background(), "acme", "c1")
+			var e *Error
+			if !errors.As(err, &e) || e.Code != CodeForbidden {
+				t.Fatalf("error %v, want forbidden", err)
+			}
+			if e.Message != tt.want {
+				t.Errorf("message %q, want %q", e.Message, tt.want)
+			}
+			assertClean(t, "error", err.Error())
+		})
+	}
+}
+
+// Credentials that cannot be had fail the call before any request is sent,
+// with an error that says so.
+func TestCredentialsUnavailable(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	api := newFakeAPI(t, clock, func(routeRequest) answer { return tokenAnswer(secretToken("at-nocreds"), time.Time{}, "", nil) })
+	failing := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{}, errors.New("no credentials here")
+	})
+	c := newTestClient(t, api, clock, WithCredentials(failing))
+	_, err := c.Token(context.Background(), "acme", "c1")
+	if err == nil || !strings.Contains(err.Error(), "AWS credentials") || !strings.Contains(err.Error(), "no credentials here") {
+		t.Errorf("error %v, want one naming the AWS credentials", err)
+	}
+	if n := api.count(func(routeRequest) bool { return true }); n != 0 || len(api.forbiddenMessages()) != 0 {
+		t.Errorf("%d requests reached the route, %d were refused; want none sent", n, len(api.forbiddenMessages()))
 	}
 }
