@@ -217,11 +217,16 @@ func TestRunSharesWorkers(t *testing.T) {
 			stop := func() { once.Do(func() { seen.Store(peakA.Load()); close(release) }) }
 			Run(t.Context(), cfg, append(jobs("a", 8), jobs("b", nb)...), jobLane, func(ctx context.Context, j job, p *Permit) Outcome {
 				if j.lane == "b" { // quick
-					if doneB.Add(1) == look { // b has jobs left, so it can use its share
+					switch n := doneB.Add(1); {
+					case n == look: // b has jobs left, so it can use its share
 						for deadline := time.Now().Add(time.Second); inA.Load() < workers && time.Now().Before(deadline); {
 							time.Sleep(time.Millisecond) // let a's picked jobs get going
 						}
 						stop()
+					case n > look:
+						// Held until a is looked at: b must not run out of
+						// jobs meanwhile, which would leave a every goroutine.
+						<-release
 					}
 					return Done
 				}
