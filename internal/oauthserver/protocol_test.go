@@ -85,19 +85,8 @@ func authURL(s *providertest.Server, cfg providertest.Config, challenge string, 
 	return s.AuthorizeURL() + "?" + q.Encode()
 }
 
-type tokenReply struct {
-	status int
-	header http.Header
-	raw    []byte
-	body   map[string]any
-}
-
-func (r tokenReply) str(k string) string { s, _ := r.body[k].(string); return s }
-
-func (r tokenReply) String() string { return fmt.Sprintf("%d %s", r.status, r.raw) }
-
 // tokenRequest sends params the way cfg says, adding client authentication.
-func tokenRequest(t *testing.T, s *providertest.Server, cfg providertest.Config, params url.Values) tokenReply {
+func tokenRequest(t *testing.T, s *providertest.Server, cfg providertest.Config, params url.Values) providertest.Reply {
 	t.Helper()
 	params = cloneValues(params)
 	if cfg.ClientAuth == providertest.AuthBody {
@@ -127,23 +116,7 @@ func tokenRequest(t *testing.T, s *providertest.Server, cfg providertest.Config,
 	if cfg.ClientAuth == providertest.AuthBasic {
 		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
 	}
-	return do(t, req)
-}
-
-func do(t *testing.T, req *http.Request) tokenReply {
-	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := tokenReply{status: resp.StatusCode, header: resp.Header, raw: raw}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return providertest.Do(t, req)
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -175,16 +148,16 @@ func codeParams(code, verifier string) url.Values {
 	}
 }
 
-func wantError(t *testing.T, r tokenReply, status int, code string) {
+func wantError(t *testing.T, r providertest.Reply, status int, code string) {
 	t.Helper()
-	if r.status != status || r.str("error") != code {
+	if r.Status != status || r.Str("error") != code {
 		t.Fatalf("got %s, want %d %s", r, status, code)
 	}
-	if r.header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
-		t.Fatalf("error response headers %v", r.header)
+	if r.Header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("error response headers %v", r.Header)
 	}
-	if strings.Contains(string(r.raw), clientSecret) || strings.Contains(string(r.raw), url.QueryEscape(clientSecret)) {
-		t.Fatalf("the error echoes the client secret: %s", r.raw)
+	if strings.Contains(string(r.Raw), clientSecret) || strings.Contains(string(r.Raw), url.QueryEscape(clientSecret)) {
+		t.Fatalf("the error echoes the client secret: %s", r.Raw)
 	}
 }
 
@@ -209,16 +182,16 @@ func TestCodeFlowEveryClientAuthAndEncoding(t *testing.T) {
 
 				// Code redemption.
 				r := tokenRequest(t, s, cfg, codeParams(q.Get("code"), verifier))
-				if r.status != 200 {
+				if r.Status != 200 {
 					t.Fatalf("token: %s", r)
 				}
-				if r.header.Get("Cache-Control") != "no-store" || r.header.Get("Pragma") != "no-cache" {
-					t.Errorf("token response headers %v", r.header)
+				if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("Pragma") != "no-cache" {
+					t.Errorf("token response headers %v", r.Header)
 				}
-				at, rt := r.str("access_token"), r.str("refresh_token")
-				if at == "" || rt == "" || r.str("token_type") != "Bearer" || r.body["expires_in"] != float64(3600) ||
-					r.str("scope") != "read write" || r.str("user_id") != "U123" {
-					t.Fatalf("token response %s", r.raw)
+				at, rt := r.Str("access_token"), r.Str("refresh_token")
+				if at == "" || rt == "" || r.Str("token_type") != "Bearer" || r.Body["expires_in"] != float64(3600) ||
+					r.Str("scope") != "read write" || r.Str("user_id") != "U123" {
+					t.Fatalf("token response %s", r.Raw)
 				}
 				if !s.Issued(at) || !s.Valid(at) || !s.ValidRefresh(rt) {
 					t.Fatal("issued token not known as valid")
@@ -238,13 +211,13 @@ func TestCodeFlowEveryClientAuthAndEncoding(t *testing.T) {
 				// The token works at the resource.
 				req, _ := http.NewRequest(http.MethodGet, s.ResourceURL(), nil)
 				req.Header.Set("Authorization", "Bearer "+at)
-				if res := do(t, req); res.status != 200 || res.str("scope") != "read write" {
+				if res := providertest.Do(t, req); res.Status != 200 || res.Str("scope") != "read write" {
 					t.Fatalf("resource: %s", res)
 				}
 
 				// Refresh without rotation: new access token, no new refresh token.
 				r2 := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read"}})
-				if r2.status != 200 || r2.str("access_token") == "" || r2.str("access_token") == at || r2.body["refresh_token"] != nil || r2.str("scope") != "read" {
+				if r2.Status != 200 || r2.Str("access_token") == "" || r2.Str("access_token") == at || r2.Body["refresh_token"] != nil || r2.Str("scope") != "read" {
 					t.Fatalf("refresh: %s", r2)
 				}
 				if !s.ValidRefresh(rt) {
@@ -253,14 +226,14 @@ func TestCodeFlowEveryClientAuthAndEncoding(t *testing.T) {
 
 				// Client credentials: no refresh token (RFC 6749 §4.4.3).
 				r3 := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}})
-				if r3.status != 200 || r3.str("access_token") == "" || r3.body["refresh_token"] != nil || r3.str("scope") != "admin" {
+				if r3.Status != 200 || r3.Str("access_token") == "" || r3.Body["refresh_token"] != nil || r3.Str("scope") != "admin" {
 					t.Fatalf("client_credentials: %s", r3)
 				}
 				if s.TokenRequests() != 3 {
 					t.Fatalf("TokenRequests = %d", s.TokenRequests())
 				}
 				creds := s.Credentials()
-				for _, c := range []string{clientSecret, q.Get("code"), at, rt, r2.str("access_token"), r3.str("access_token")} {
+				for _, c := range []string{clientSecret, q.Get("code"), at, rt, r2.Str("access_token"), r3.Str("access_token")} {
 					if !slices.Contains(creds, c) {
 						t.Errorf("Credentials lacks %q", c)
 					}
@@ -276,7 +249,7 @@ func TestTokenRejections(t *testing.T) {
 	s := providertest.New(t, basicForm)
 	sb := providertest.New(t, bodyForm)
 
-	post := func(srv *providertest.Server, contentType, body string, mutate func(*http.Request)) tokenReply {
+	post := func(srv *providertest.Server, contentType, body string, mutate func(*http.Request)) providertest.Reply {
 		req, _ := http.NewRequest(http.MethodPost, srv.TokenURL(), strings.NewReader(body))
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
@@ -284,7 +257,7 @@ func TestTokenRejections(t *testing.T) {
 		if mutate != nil {
 			mutate(req)
 		}
-		return do(t, req)
+		return providertest.Do(t, req)
 	}
 	basic := func(req *http.Request) { req.SetBasicAuth("client-1", url.QueryEscape(clientSecret)) }
 	code, verifier := obtainCode(t, s, basicForm)
@@ -293,7 +266,7 @@ func TestTokenRejections(t *testing.T) {
 	t.Run("wrong method", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, s.TokenURL()+"?"+good, nil)
 		basic(req)
-		wantError(t, do(t, req), 405, "invalid_request")
+		wantError(t, providertest.Do(t, req), 405, "invalid_request")
 	})
 	t.Run("wrong content type", func(t *testing.T) {
 		b, _ := json.Marshal(map[string]string{"grant_type": "authorization_code", "code": code})
@@ -304,7 +277,7 @@ func TestTokenRejections(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, s.TokenURL()+"?code="+code, strings.NewReader(good))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		basic(req)
-		wantError(t, do(t, req), 400, "invalid_request")
+		wantError(t, providertest.Do(t, req), 400, "invalid_request")
 	})
 	t.Run("secret in the body with basic", func(t *testing.T) {
 		wantError(t, post(s, "application/x-www-form-urlencoded", good+"&client_secret="+url.QueryEscape(clientSecret), basic), 400, "invalid_request")
@@ -312,8 +285,8 @@ func TestTokenRejections(t *testing.T) {
 	t.Run("no client authentication", func(t *testing.T) {
 		r := post(s, "application/x-www-form-urlencoded", good+"&client_id=client-1", nil)
 		wantError(t, r, 401, "invalid_client")
-		if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
-			t.Fatalf("WWW-Authenticate %q", r.header.Get("WWW-Authenticate"))
+		if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic") {
+			t.Fatalf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
 		}
 	})
 	t.Run("secret not form-encoded in basic", func(t *testing.T) {
@@ -383,10 +356,10 @@ func TestTokenRejections(t *testing.T) {
 	t.Run("reused code revokes its tokens", func(t *testing.T) {
 		c, v := obtainCode(t, s, basicForm)
 		first := tokenRequest(t, s, basicForm, codeParams(c, v))
-		if first.status != 200 {
+		if first.Status != 200 {
 			t.Fatalf("first redemption: %s", first)
 		}
-		at, rt := first.str("access_token"), first.str("refresh_token")
+		at, rt := first.Str("access_token"), first.Str("refresh_token")
 		wantError(t, tokenRequest(t, s, basicForm, codeParams(c, v)), 400, "invalid_grant")
 		if s.Valid(at) || s.ValidRefresh(rt) || !s.Issued(at) {
 			t.Fatal("tokens from a reused code still valid")
@@ -395,13 +368,13 @@ func TestTokenRejections(t *testing.T) {
 	})
 	t.Run("revoked refresh token", func(t *testing.T) {
 		c, v := obtainCode(t, s, basicForm)
-		rt := tokenRequest(t, s, basicForm, codeParams(c, v)).str("refresh_token")
+		rt := tokenRequest(t, s, basicForm, codeParams(c, v)).Str("refresh_token")
 		s.RevokeRefresh(rt)
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}), 400, "invalid_grant")
 	})
 	t.Run("refresh beyond the granted scope", func(t *testing.T) {
 		c, v := obtainCode(t, s, basicForm)
-		rt := tokenRequest(t, s, basicForm, codeParams(c, v)).str("refresh_token")
+		rt := tokenRequest(t, s, basicForm, codeParams(c, v)).Str("refresh_token")
 		wantError(t, tokenRequest(t, s, basicForm, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "scope": {"read admin"}}), 400, "invalid_scope")
 	})
 }
@@ -498,18 +471,18 @@ func TestRefreshRotationAndReplay(t *testing.T) {
 	s := providertest.New(t, cfg)
 	code, verifier := obtainCode(t, s, cfg)
 	first := tokenRequest(t, s, cfg, codeParams(code, verifier))
-	if _, ok := first.body["expires_in"]; ok || first.status != 200 {
+	if _, ok := first.Body["expires_in"]; ok || first.Status != 200 {
 		t.Fatalf("with AccessTokenTTL 0: %s", first)
 	}
-	rt1 := first.str("refresh_token")
+	rt1 := first.Str("refresh_token")
 	second := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}})
-	rt2 := second.str("refresh_token")
-	if second.status != 200 || rt2 == "" || rt2 == rt1 || s.ValidRefresh(rt1) || !s.ValidRefresh(rt2) {
+	rt2 := second.Str("refresh_token")
+	if second.Status != 200 || rt2 == "" || rt2 == rt1 || s.ValidRefresh(rt1) || !s.ValidRefresh(rt2) {
 		t.Fatalf("rotation: %s", second)
 	}
 	// Replaying the old token revokes the grant (RFC 9700 §4.14.2).
 	wantError(t, tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}}), 400, "invalid_grant")
-	if s.ValidRefresh(rt2) || s.Valid(second.str("access_token")) {
+	if s.ValidRefresh(rt2) || s.Valid(second.Str("access_token")) {
 		t.Fatal("grant not revoked after a refresh token replay")
 	}
 }
@@ -522,7 +495,7 @@ func TestScopeParamSeparatorAndNarrowing(t *testing.T) {
 	v, c := newPKCE(t)
 	loc := s.Authorize(t, authURL(s, cfg, c, map[string]string{"scope": "", "scopes": "read,write"}))
 	r := tokenRequest(t, s, cfg, codeParams(loc.Query().Get("code"), v))
-	if r.status != 200 || r.str("scope") != "read" {
+	if r.Status != 200 || r.Str("scope") != "read" {
 		t.Fatalf("narrowed grant: %s", r)
 	}
 	loc = s.Authorize(t, authURL(s, cfg, c, map[string]string{"scope": "", "scopes": "read write"}))
@@ -539,11 +512,11 @@ func TestFailNextAndDelay(t *testing.T) {
 	s.FailNext(2, 429, "text/html", "<html>slow down</html>", http.Header{"Retry-After": {"7"}})
 	for range 2 {
 		r := tokenRequest(t, s, cfg, cc)
-		if r.status != 429 || r.header.Get("Retry-After") != "7" || r.header.Get("Content-Type") != "text/html" || string(r.raw) != "<html>slow down</html>" {
-			t.Fatalf("injected failure: %s %v", r, r.header)
+		if r.Status != 429 || r.Header.Get("Retry-After") != "7" || r.Header.Get("Content-Type") != "text/html" || string(r.Raw) != "<html>slow down</html>" {
+			t.Fatalf("injected failure: %s %v", r, r.Header)
 		}
 	}
-	if r := tokenRequest(t, s, cfg, cc); r.status != 200 {
+	if r := tokenRequest(t, s, cfg, cc); r.Status != 200 {
 		t.Fatalf("after injected failures: %s", r)
 	}
 	if n := s.TokenRequests(); n != 3 {
@@ -604,7 +577,7 @@ func TestConcurrentRedemptionsOfOneCode(t *testing.T) {
 			defer wg.Done()
 			r := tokenRequest(t, s, cfg, codeParams(code, verifier))
 			mu.Lock()
-			statuses = append(statuses, r.status)
+			statuses = append(statuses, r.Status)
 			mu.Unlock()
 			_ = s.Requests()
 		}()
@@ -626,24 +599,24 @@ func TestRevokeAndResource(t *testing.T) {
 	s := providertest.New(t, cfg)
 	code, verifier := obtainCode(t, s, cfg)
 	first := tokenRequest(t, s, cfg, codeParams(code, verifier))
-	at, rt := first.str("access_token"), first.str("refresh_token")
+	at, rt := first.Str("access_token"), first.Str("refresh_token")
 
-	resource := func(h string) tokenReply {
+	resource := func(h string) providertest.Reply {
 		req, _ := http.NewRequest(http.MethodGet, s.ResourceURL(), nil)
 		if h != "" {
 			req.Header.Set("Authorization", h)
 		}
-		return do(t, req)
+		return providertest.Do(t, req)
 	}
-	if r := resource("bearer " + at); r.status != 200 { // the scheme is case-insensitive
+	if r := resource("bearer " + at); r.Status != 200 { // the scheme is case-insensitive
 		t.Fatalf("resource: %s", r)
 	}
-	if r := resource(""); r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
-		t.Fatalf("no token: %s %v", r, r.header)
+	if r := resource(""); r.Status != 401 || !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("no token: %s %v", r, r.Header)
 	}
 	s.RevokeAccess(at)
-	if r := resource("Bearer " + at); r.status != 401 || !strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
-		t.Fatalf("revoked token: %s %v", r, r.header)
+	if r := resource("Bearer " + at); r.Status != 401 || !strings.Contains(r.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("revoked token: %s %v", r, r.Header)
 	}
 
 	revoke := func(token string, withAuth bool) int {
@@ -652,7 +625,7 @@ func TestRevokeAndResource(t *testing.T) {
 		if withAuth {
 			req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
 		}
-		return do(t, req).status
+		return providertest.Do(t, req).Status
 	}
 	if st := revoke(rt, false); st != 401 {
 		t.Fatalf("unauthenticated revoke: %d", st)
@@ -763,12 +736,12 @@ func TestPaths(t *testing.T) {
 			}
 			code, verifier := obtainCode(t, s, cfg)
 			r := tokenRequest(t, s, cfg, codeParams(code, verifier))
-			if r.status != 200 {
+			if r.Status != 200 {
 				t.Fatalf("token at %s: %s", s.TokenURL(), r)
 			}
 			req, _ := http.NewRequest(http.MethodGet, s.ResourceURL(), nil)
-			req.Header.Set("Authorization", "Bearer "+r.str("access_token"))
-			if res := do(t, req); res.status != 200 {
+			req.Header.Set("Authorization", "Bearer "+r.Str("access_token"))
+			if res := providertest.Do(t, req); res.Status != 200 {
 				t.Fatalf("resource at %s: %s", s.ResourceURL(), res)
 			}
 			if rec := s.Requests(); rec[len(rec)-1].Path != or(tc.resource, "/resource") {
@@ -779,7 +752,7 @@ func TestPaths(t *testing.T) {
 				req, _ := http.NewRequest(http.MethodPost, s.URL+"/token", strings.NewReader("grant_type=client_credentials"))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
-				if res := do(t, req); res.status != 404 {
+				if res := providertest.Do(t, req); res.Status != 404 {
 					t.Fatalf("default /token still served: %s", res)
 				}
 			}
@@ -835,7 +808,7 @@ func TestRedirectURIOptional(t *testing.T) {
 			}
 			r := tokenRequest(t, s, cfg, p)
 			if tc.want == "" {
-				if r.status != 200 {
+				if r.Status != 200 {
 					t.Fatalf("token: %s", r)
 				}
 				return
@@ -846,29 +819,20 @@ func TestRedirectURIOptional(t *testing.T) {
 }
 
 // rawToken sends a token request with the given method, content type and
-// body, authenticated with HTTP Basic.
-func rawToken(t *testing.T, s *providertest.Server, method, contentType, query, body string, header http.Header) tokenReply {
+// body, authenticated with HTTP Basic (which replaces any Authorization in
+// header).
+func rawToken(t *testing.T, s *providertest.Server, method, contentType, query, body string, header http.Header) providertest.Reply {
 	t.Helper()
 	u := s.TokenURL()
 	if query != "" {
 		u += "?" + query
 	}
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
+	h := header.Clone()
+	if h == nil {
+		h = http.Header{}
 	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
-	req.SetBasicAuth("client-1", url.QueryEscape(clientSecret))
-	return do(t, req)
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("client-1:"+url.QueryEscape(clientSecret))))
+	return providertest.Send(t, method, u, contentType, body, h)
 }
 
 func TestAlsoAccept(t *testing.T) {
@@ -902,7 +866,7 @@ func TestAlsoAccept(t *testing.T) {
 			s := providertest.New(t, cfg)
 			r := rawToken(t, s, tc.method, tc.ct, tc.query, tc.body, nil)
 			if tc.want == "" {
-				if r.status != tc.status || r.str("access_token") == "" {
+				if r.Status != tc.status || r.Str("access_token") == "" {
 					t.Fatalf("got %s, want %d with a token", r, tc.status)
 				}
 				return
@@ -922,14 +886,14 @@ func TestCreatedAt(t *testing.T) {
 			before := time.Now().Unix()
 			code, verifier := obtainCode(t, s, cfg)
 			first := tokenRequest(t, s, cfg, codeParams(code, verifier))
-			second := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.str("refresh_token")}})
+			second := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.Str("refresh_token")}})
 			third := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}})
 			after := time.Now().Unix()
-			for _, r := range []tokenReply{first, second, third} {
-				if r.status != 200 {
+			for _, r := range []providertest.Reply{first, second, third} {
+				if r.Status != 200 {
 					t.Fatalf("token: %s", r)
 				}
-				v, has := r.body["created_at"]
+				v, has := r.Body["created_at"]
 				if has != on {
 					t.Fatalf("created_at present %v, want %v: %s", has, on, r)
 				}
@@ -960,23 +924,23 @@ func TestEchoRefreshToken(t *testing.T) {
 			cfg.EchoRefreshToken, cfg.RotateRefreshTokens = tc.echo, tc.rotate
 			s := providertest.New(t, cfg)
 			code, verifier := obtainCode(t, s, cfg)
-			rt := tokenRequest(t, s, cfg, codeParams(code, verifier)).str("refresh_token")
+			rt := tokenRequest(t, s, cfg, codeParams(code, verifier)).Str("refresh_token")
 			for i := range 2 { // the echoed token keeps working
 				r := tokenRequest(t, s, cfg, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
-				if r.status != 200 {
+				if r.Status != 200 {
 					t.Fatalf("refresh %d: %s", i, r)
 				}
-				got, has := r.body["refresh_token"]
+				got, has := r.Body["refresh_token"]
 				switch {
 				case tc.echo && got != rt:
 					t.Fatalf("refresh %d: refresh_token %v, want the presented %q", i, got, rt)
-				case tc.rotate && (r.str("refresh_token") == "" || got == rt):
+				case tc.rotate && (r.Str("refresh_token") == "" || got == rt):
 					t.Fatalf("refresh %d: refresh_token %v, want a new one", i, got)
 				case !tc.echo && !tc.rotate && has:
 					t.Fatalf("refresh %d: refresh_token %v without rotation or echo", i, got)
 				}
 				if tc.rotate {
-					rt = r.str("refresh_token")
+					rt = r.Str("refresh_token")
 				}
 			}
 			if !s.ValidRefresh(rt) {
@@ -1006,7 +970,7 @@ func TestRequireHeaders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rawToken(t, s, "POST", "application/x-www-form-urlencoded", "", "grant_type=client_credentials", tc.header)
 			if tc.want == "" {
-				if r.status != tc.status || r.str("access_token") == "" {
+				if r.Status != tc.status || r.Str("access_token") == "" {
 					t.Fatalf("got %s", r)
 				}
 				return
@@ -1033,19 +997,19 @@ func TestRateLimit(t *testing.T) {
 			s := providertest.New(t, cfg)
 			code, verifier := obtainCode(t, s, cfg)
 			for i := range tc.limit {
-				if r := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}}); r.status != 200 {
+				if r := tokenRequest(t, s, cfg, url.Values{"grant_type": {"client_credentials"}}); r.Status != 200 {
 					t.Fatalf("request %d within the limit: %s", i, r)
 				}
 			}
 			// Over the limit: 429, and the code it carried is not used up.
 			s.FailNext(1, 500, "", "", nil)
 			r := tokenRequest(t, s, cfg, codeParams(code, verifier))
-			if r.status != 429 || r.str("error") == "" || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
-				t.Fatalf("over the limit: %s %v", r, r.header)
+			if r.Status != 429 || r.Str("error") == "" || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("over the limit: %s %v", r, r.Header)
 			}
-			ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+			ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
 			if err != nil || ra < tc.minRA || ra > tc.maxRA {
-				t.Fatalf("Retry-After %q, want %d..%d", r.header.Get("Retry-After"), tc.minRA, tc.maxRA)
+				t.Fatalf("Retry-After %q, want %d..%d", r.Header.Get("Retry-After"), tc.minRA, tc.maxRA)
 			}
 			if n := s.TokenRequests(); n != tc.limit+1 {
 				t.Fatalf("TokenRequests = %d, want %d", n, tc.limit+1)
@@ -1059,10 +1023,10 @@ func TestRateLimit(t *testing.T) {
 			time.Sleep(tc.window + 50*time.Millisecond)
 			// A new window: the FailNext armed while limited still applies once,
 			// then the code the limited request carried redeems.
-			if r := tokenRequest(t, s, cfg, codeParams(code, verifier)); r.status != 500 {
+			if r := tokenRequest(t, s, cfg, codeParams(code, verifier)); r.Status != 500 {
 				t.Fatalf("FailNext after the window: %s", r)
 			}
-			if r := tokenRequest(t, s, cfg, codeParams(code, verifier)); r.status != 200 {
+			if r := tokenRequest(t, s, cfg, codeParams(code, verifier)); r.Status != 200 {
 				t.Fatalf("code after the window: %s", r)
 			}
 		})
@@ -1111,7 +1075,7 @@ func TestGrantTypes(t *testing.T) {
 			}
 			r := tokenRequest(t, s, cfg, p)
 			if tc.want == "" {
-				if r.status != 200 || r.str("access_token") == "" {
+				if r.Status != 200 || r.Str("access_token") == "" {
 					t.Fatalf("got %s", r)
 				}
 				return
@@ -1141,17 +1105,17 @@ func TestExtraResponseNullAndOverride(t *testing.T) {
 	s := providertest.New(t, cfg)
 	code, verifier := obtainCode(t, s, cfg)
 	r := tokenRequest(t, s, cfg, codeParams(code, verifier))
-	if r.status != 200 {
+	if r.Status != 200 {
 		t.Fatalf("token: %s", r)
 	}
 	// ...yet says 9223372036 seconds, and scope is JSON null, not absent.
-	if !strings.Contains(string(r.raw), `"scope":null`) || !strings.Contains(string(r.raw), `"expires_in":9223372036`) || r.str("token_type") != "bearer" {
-		t.Fatalf("token response %s", r.raw)
+	if !strings.Contains(string(r.Raw), `"scope":null`) || !strings.Contains(string(r.Raw), `"expires_in":9223372036`) || r.Str("token_type") != "bearer" {
+		t.Fatalf("token response %s", r.Raw)
 	}
-	if v, has := r.body["scope"]; !has || v != nil {
+	if v, has := r.Body["scope"]; !has || v != nil {
 		t.Fatalf("scope %v present %v", v, has)
 	}
-	if !s.Valid(r.str("access_token")) {
+	if !s.Valid(r.Str("access_token")) {
 		t.Fatal("token not valid")
 	}
 }

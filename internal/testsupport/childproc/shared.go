@@ -1,6 +1,7 @@
 package childproc
 
 import (
+	"os"
 	"sync"
 	"testing"
 
@@ -13,8 +14,10 @@ import (
 //
 //	var servers = childproc.NewServers("dynalite", start, (*Server).stop)
 //
-// and its TestMain runs the tests through servers.Wrap and logcheck.Run,
-// so the shared server stops before logcheck checks its output.
+// and offers its methods as its own (var Start, Shared, Wrap, Main =
+// servers.Start, …); its TestMain runs the tests through Main, or through
+// Wrap and logcheck.Run, so the shared server stops before logcheck checks
+// its output.
 type Servers[S any] struct {
 	pkg   string // the package offering them, for the message when TestMain lacks Wrap
 	start func() (S, error)
@@ -72,6 +75,10 @@ func (s *Servers[S]) Wrap(m logcheck.M) logcheck.M {
 	s.mu.Unlock()
 	return withShared[S]{m, s}
 }
+
+// Main runs the tests of a package that uses Shared through Wrap and
+// logcheck.Run, stops the shared server and exits. Call it from TestMain.
+func (s *Servers[S]) Main(m *testing.M) { os.Exit(logcheck.Run(s.Wrap(m))) }
 
 type withShared[S any] struct {
 	logcheck.M

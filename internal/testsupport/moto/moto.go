@@ -44,7 +44,6 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
-	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
 )
 
@@ -64,26 +63,17 @@ var servers = childproc.NewServers("moto", func() (*Server, error) { return star
 //go:embed launcher.py
 var launcher string
 
-// Start starts a server for t and stops it when t's cleanup runs.
-func Start(t testing.TB) *Server {
-	t.Helper()
-	return servers.Start(t)
-}
-
-// Main runs the tests of a package that uses Shared through logcheck.Run,
-// stops the shared server and exits. Call it from TestMain.
-func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
-
-// Wrap returns m with the shared server stopped after its tests, for a
-// TestMain that combines it with another wrapper and calls logcheck.Main.
-func Wrap(m logcheck.M) logcheck.M { return servers.Wrap(m) }
-
-// Shared returns the server shared by the package's tests, starting it on
-// first use. The package's TestMain must call Main or Wrap.
-func Shared(t testing.TB) *Server {
-	t.Helper()
-	return servers.Shared(t)
-}
+// The servers, as childproc.Servers has them: Start starts one for a test
+// and stops it when the test's cleanup runs; Shared returns the one the
+// package's tests share, started on first use; TestMain calls Main, or Wrap
+// to combine it with another package's wrapper and then
+// logcheck.Main.
+var (
+	Start  = servers.Start
+	Shared = servers.Shared
+	Wrap   = servers.Wrap
+	Main   = servers.Main
+)
 
 // StartEnforcing is Start for a test that switches moto's IAM enforcement
 // on (EnforceIAM): its server runs with INITIAL_NO_AUTH_ACTION_COUNT, which

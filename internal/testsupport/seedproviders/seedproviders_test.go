@@ -3,7 +3,6 @@ package seedproviders_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,47 +29,8 @@ const (
 	jsonType = "application/json"
 )
 
-type reply struct {
-	status int
-	header http.Header
-	raw    []byte
-	body   map[string]any
-}
-
-func (r reply) str(k string) string { s, _ := r.body[k].(string); return s }
-
-func (r reply) String() string { return fmt.Sprintf("%d %s", r.status, r.raw) }
-
 // send makes one request; contentType "" sends none.
-func send(t *testing.T, method, u, contentType, body string, header http.Header) reply {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, vs := range header {
-		req.Header[http.CanonicalHeaderKey(k)] = vs
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := reply{status: resp.StatusCode, header: resp.Header, raw: raw}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
-}
+var send = providertest.Send
 
 // basic is curl -u id:secret.
 func basic(id, secret string, more ...string) http.Header {
@@ -83,17 +43,38 @@ func basic(id, secret string, more ...string) http.Header {
 	return h
 }
 
-func wantOK(t *testing.T, r reply) {
+func wantOK(t *testing.T, r providertest.Reply) {
 	t.Helper()
-	if r.status != 200 || r.str("access_token") == "" {
+	if r.Status != 200 || r.Str("access_token") == "" {
 		t.Fatalf("got %s, want 200 with an access_token", r)
 	}
 }
 
-func wantError(t *testing.T, r reply, status int, code string) {
+func wantError(t *testing.T, r providertest.Reply, status int, code string) {
 	t.Helper()
-	if r.status != status || r.str("error") != code {
+	if r.Status != status || r.Str("error") != code {
 		t.Fatalf("got %s, want %d %s", r, status, code)
+	}
+}
+
+// refusal is a request that the provider's documents rule out, made with a
+// fresh code, and the error the server must answer it with.
+type refusal struct {
+	name   string
+	do     func(t *testing.T, s *providertest.Server, code string) providertest.Reply
+	status int
+	want   string
+}
+
+// wantRefused runs each case on its own server from start, with a code
+// obtained through authorizeURL.
+func wantRefused(t *testing.T, start func(*testing.T) *providertest.Server, authorizeURL func(*providertest.Server) string, cases []refusal) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t)
+			wantError(t, tc.do(t, s, code(t, s, authorizeURL(s))), tc.status, tc.want)
+		})
 	}
 }
 
@@ -138,11 +119,11 @@ func jsonObject(kv ...string) string {
 }
 
 // wantCreatedAt checks a created_at integer between from and now.
-func wantCreatedAt(t *testing.T, r reply, from time.Time) {
+func wantCreatedAt(t *testing.T, r providertest.Reply, from time.Time) {
 	t.Helper()
-	v, ok := r.body["created_at"].(float64)
+	v, ok := r.Body["created_at"].(float64)
 	if !ok || v != float64(int64(v)) || int64(v) < from.Unix() || int64(v) > time.Now().Unix() {
-		t.Fatalf("created_at %v: %s", r.body["created_at"], r)
+		t.Fatalf("created_at %v: %s", r.Body["created_at"], r)
 	}
 }
 
@@ -201,7 +182,7 @@ func TestPaths(t *testing.T) {
 				}
 			}
 			for _, p := range []string{"/authorize", "/token"} {
-				if r := send(t, "GET", tc.s.URL+p, "", "", nil); r.status != 404 {
+				if r := send(t, "GET", tc.s.URL+p, "", "", nil); r.Status != 404 {
 					t.Errorf("GET %s: %s", p, r)
 				}
 			}
@@ -242,11 +223,11 @@ func TestOmnisend(t *testing.T) {
 		wantOK(t, r)
 		// {"access_token": "...", "expires_in": 9223372036, "refresh_token": "...",
 		//  "scope": "RESOURCEX RESOURCEY", "token_type": "Bearer"}
-		if r.body["expires_in"] != float64(9223372036) || !strings.Contains(string(r.raw), `"expires_in":9223372036`) ||
-			r.str("refresh_token") == "" || r.str("scope") != "contacts events" || r.str("token_type") != "Bearer" {
+		if r.Body["expires_in"] != float64(9223372036) || !strings.Contains(string(r.Raw), `"expires_in":9223372036`) ||
+			r.Str("refresh_token") == "" || r.Str("scope") != "contacts events" || r.Str("token_type") != "Bearer" {
 			t.Fatalf("token response %s", r)
 		}
-		if !s.Valid(r.str("access_token")) {
+		if !s.Valid(r.Str("access_token")) {
 			t.Fatal("access token not valid")
 		}
 	})
@@ -258,7 +239,7 @@ func TestOmnisend(t *testing.T) {
 		u := strings.Replace(authorizeURL(s), "&scope=", "&scopes=", 1)
 		r := send(t, "POST", tokenURL(s), formType, exchange(code(t, s, u), redirectURI), nil)
 		wantOK(t, r)
-		if _, has := r.body["scope"]; has {
+		if _, has := r.Body["scope"]; has {
 			t.Fatalf("scope granted from scopes: %s", r)
 		}
 	})
@@ -271,52 +252,42 @@ func TestOmnisend(t *testing.T) {
 		}
 	})
 
-	for _, tc := range []struct {
-		name   string
-		do     func(t *testing.T, s *providertest.Server, code string) reply
-		status int
-		want   string
-	}{
-		{"token request as GET", func(t *testing.T, s *providertest.Server, code string) reply {
+	wantRefused(t, func(t *testing.T) *providertest.Server { return seedproviders.Omnisend(t, client, scopes) }, authorizeURL, []refusal{
+		{"token request as GET", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "GET", tokenURL(s)+"?"+exchange(code, redirectURI), "", "", nil)
 		}, 405, "invalid_request"},
-		{"JSON body", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"JSON body", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			body := jsonObject("client_id", clientID, "client_secret", clientSecret, "grant_type", "authorization_code", "code", code, "redirect_uri", redirectURI)
 			return send(t, "POST", tokenURL(s), jsonType, body, nil)
 		}, 400, "invalid_request"},
-		{"no Content-Type", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"no Content-Type", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "POST", tokenURL(s), "", exchange(code, redirectURI), nil)
 		}, 400, "invalid_request"},
-		{"secret in HTTP Basic instead of the body", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"secret in HTTP Basic instead of the body", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			body := "client_id=" + esc(clientID) + "&grant_type=authorization_code&code=" + esc(code) + "&redirect_uri=" + esc(redirectURI)
 			return send(t, "POST", tokenURL(s), formType, body, basic(clientID, clientSecret))
 		}, 400, "invalid_request"},
-		{"wrong secret", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"wrong secret", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "POST", tokenURL(s), formType, strings.Replace(exchange(code, redirectURI), clientSecret, "nope", 1), nil)
 		}, 401, "invalid_client"},
-		{"mismatched redirect_uri", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"mismatched redirect_uri", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			// "redirect_uri | Same redirect URI used in the step 2"
 			return send(t, "POST", tokenURL(s), formType, exchange(code, otherURI), nil)
 		}, 400, "invalid_grant"},
-		{"reused code", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"reused code", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			wantOK(t, send(t, "POST", tokenURL(s), formType, exchange(code, redirectURI), nil))
 			return send(t, "POST", tokenURL(s), formType, exchange(code, redirectURI), nil)
 		}, 400, "invalid_grant"},
-		{"refresh grant is not documented", func(t *testing.T, s *providertest.Server, code string) reply {
-			rt := send(t, "POST", tokenURL(s), formType, exchange(code, redirectURI), nil).str("refresh_token")
+		{"refresh grant is not documented", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
+			rt := send(t, "POST", tokenURL(s), formType, exchange(code, redirectURI), nil).Str("refresh_token")
 			body := "client_id=" + esc(clientID) + "&client_secret=" + esc(clientSecret) + "&grant_type=refresh_token&refresh_token=" + esc(rt)
 			return send(t, "POST", tokenURL(s), formType, body, nil)
 		}, 400, "unsupported_grant_type"},
-		{"client_credentials is not documented", func(t *testing.T, s *providertest.Server, _ string) reply {
+		{"client_credentials is not documented", func(t *testing.T, s *providertest.Server, _ string) providertest.Reply {
 			body := "client_id=" + esc(clientID) + "&client_secret=" + esc(clientSecret) + "&grant_type=client_credentials"
 			return send(t, "POST", tokenURL(s), formType, body, nil)
 		}, 400, "unsupported_grant_type"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := seedproviders.Omnisend(t, client, scopes)
-			wantError(t, tc.do(t, s, code(t, s, authorizeURL(s))), tc.status, tc.want)
-		})
-	}
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -340,7 +311,7 @@ func TestOutstand(t *testing.T) {
 	refresh := func(rt string) string {
 		return jsonObject("client_id", clientID, "client_secret", clientSecret, "refresh_token", rt, "grant_type", "refresh_token")
 	}
-	info := func(s *providertest.Server, at string) reply {
+	info := func(s *providertest.Server, at string) providertest.Reply {
 		// "Try making an authorized request to https://app.outstand.com/oauth/token/info"
 		// with "Authorization: Bearer ACCESS_TOKEN".
 		return send(t, "GET", seedproviders.Mount(s.URL, seedproviders.OutstandTokenInfoURL), "", "", http.Header{"Authorization": {"Bearer " + at}})
@@ -353,83 +324,73 @@ func TestOutstand(t *testing.T) {
 		wantOK(t, r)
 		// {"access_token": "...", "token_type": "bearer", "expires_in": 7200,
 		//  "refresh_token": "...", "created_at": 1447820578}
-		if r.str("token_type") != "bearer" || r.body["expires_in"] != float64(7200) || r.str("refresh_token") == "" {
+		if r.Str("token_type") != "bearer" || r.Body["expires_in"] != float64(7200) || r.Str("refresh_token") == "" {
 			t.Fatalf("token response %s", r)
 		}
 		wantCreatedAt(t, r, start)
-		if ir := info(s, r.str("access_token")); ir.status != 200 {
+		if ir := info(s, r.Str("access_token")); ir.Status != 200 {
 			t.Fatalf("token info: %s", ir)
 		}
 		// "You'll receive a 200 OK with a new access_token and refresh_token"
-		r2 := send(t, "POST", tokenURL(s), jsonType, refresh(r.str("refresh_token")), nil)
+		r2 := send(t, "POST", tokenURL(s), jsonType, refresh(r.Str("refresh_token")), nil)
 		wantOK(t, r2)
-		if r2.str("access_token") == r.str("access_token") || r2.str("refresh_token") == "" || r2.str("refresh_token") == r.str("refresh_token") ||
-			r2.str("token_type") != "bearer" || r2.body["expires_in"] != float64(7200) {
+		if r2.Str("access_token") == r.Str("access_token") || r2.Str("refresh_token") == "" || r2.Str("refresh_token") == r.Str("refresh_token") ||
+			r2.Str("token_type") != "bearer" || r2.Body["expires_in"] != float64(7200) {
 			t.Fatalf("refresh response %s", r2)
 		}
 		wantCreatedAt(t, r2, start)
-		if s.ValidRefresh(r.str("refresh_token")) || !s.ValidRefresh(r2.str("refresh_token")) {
+		if s.ValidRefresh(r.Str("refresh_token")) || !s.ValidRefresh(r2.Str("refresh_token")) {
 			t.Fatal("refresh token not rotated")
 		}
-		if ir := info(s, r2.str("access_token")); ir.status != 200 {
+		if ir := info(s, r2.Str("access_token")); ir.Status != 200 {
 			t.Fatalf("token info: %s", ir)
 		}
-		if ir := info(s, "made-up"); ir.status != 401 {
+		if ir := info(s, "made-up"); ir.Status != 401 {
 			t.Fatalf("token info with an unknown token: %s", ir)
 		}
 	})
 
-	for _, tc := range []struct {
-		name   string
-		do     func(t *testing.T, s *providertest.Server, code string) reply
-		status int
-		want   string
-	}{
-		{"token request as GET", func(t *testing.T, s *providertest.Server, code string) reply {
+	wantRefused(t, func(t *testing.T) *providertest.Server { return seedproviders.Outstand(t, client) }, authorizeURL, []refusal{
+		{"token request as GET", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			q := url.Values{"client_id": {clientID}, "client_secret": {clientSecret}, "code": {code}, "grant_type": {"authorization_code"}, "redirect_uri": {redirectURI}}
 			return send(t, "GET", tokenURL(s)+"?"+q.Encode(), "", "", nil)
 		}, 405, "invalid_request"},
-		{"form body instead of JSON", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"form body instead of JSON", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			q := url.Values{"client_id": {clientID}, "client_secret": {clientSecret}, "code": {code}, "grant_type": {"authorization_code"}, "redirect_uri": {redirectURI}}
 			return send(t, "POST", tokenURL(s), formType, q.Encode(), nil)
 		}, 400, "invalid_request"},
-		{"JSON without Content-Type", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"JSON without Content-Type", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "POST", tokenURL(s), "", exchange(code, redirectURI), nil)
 		}, 400, "invalid_request"},
-		{"secret in HTTP Basic instead of the body", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"secret in HTTP Basic instead of the body", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			body := jsonObject("client_id", clientID, "code", code, "grant_type", "authorization_code", "redirect_uri", redirectURI)
 			return send(t, "POST", tokenURL(s), jsonType, body, basic(clientID, clientSecret))
 		}, 400, "invalid_request"},
-		{"mismatched redirect_uri", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"mismatched redirect_uri", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "POST", tokenURL(s), jsonType, exchange(code, otherURI), nil)
 		}, 400, "invalid_grant"},
-		{"reused code", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"reused code", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			wantOK(t, send(t, "POST", tokenURL(s), jsonType, exchange(code, redirectURI), nil))
 			return send(t, "POST", tokenURL(s), jsonType, exchange(code, redirectURI), nil)
 		}, 400, "invalid_grant"},
-		{"unknown refresh token", func(t *testing.T, s *providertest.Server, _ string) reply {
+		{"unknown refresh token", func(t *testing.T, s *providertest.Server, _ string) providertest.Reply {
 			return send(t, "POST", tokenURL(s), jsonType, refresh("made-up"), nil)
 		}, 400, "invalid_grant"},
-		{"old refresh token after rotation", func(t *testing.T, s *providertest.Server, code string) reply {
-			rt1 := send(t, "POST", tokenURL(s), jsonType, exchange(code, redirectURI), nil).str("refresh_token")
+		{"old refresh token after rotation", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
+			rt1 := send(t, "POST", tokenURL(s), jsonType, exchange(code, redirectURI), nil).Str("refresh_token")
 			r2 := send(t, "POST", tokenURL(s), jsonType, refresh(rt1), nil)
 			wantOK(t, r2)
 			r := send(t, "POST", tokenURL(s), jsonType, refresh(rt1), nil)
 			// The replay also ends the grant (RFC 9700 §4.14.2).
-			if s.ValidRefresh(r2.str("refresh_token")) || s.Valid(r2.str("access_token")) {
+			if s.ValidRefresh(r2.Str("refresh_token")) || s.Valid(r2.Str("access_token")) {
 				t.Error("grant still valid after a refresh token replay")
 			}
 			return r
 		}, 400, "invalid_grant"},
-		{"client_credentials is not documented", func(t *testing.T, s *providertest.Server, _ string) reply {
+		{"client_credentials is not documented", func(t *testing.T, s *providertest.Server, _ string) providertest.Reply {
 			return send(t, "POST", tokenURL(s), jsonType, jsonObject("client_id", clientID, "client_secret", clientSecret, "grant_type", "client_credentials"), nil)
 		}, 400, "unsupported_grant_type"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := seedproviders.Outstand(t, client)
-			wantError(t, tc.do(t, s, code(t, s, authorizeURL(s))), tc.status, tc.want)
-		})
-	}
+	})
 
 	// "Our API has a default rate limit of 300 requests per 5 minute window.
 	//  You'll receive a 429 Too Many Requests response if you send more
@@ -439,18 +400,18 @@ func TestOutstand(t *testing.T) {
 		s := seedproviders.Outstand(t, client)
 		first := send(t, "POST", tokenURL(s), jsonType, exchange(code(t, s, authorizeURL(s)), redirectURI), nil)
 		wantOK(t, first)
-		rt := first.str("refresh_token")
+		rt := first.Str("refresh_token")
 		for i := 2; i <= 300; i++ {
-			if r := send(t, "POST", tokenURL(s), jsonType, refresh("made-up"), nil); r.status != 400 {
+			if r := send(t, "POST", tokenURL(s), jsonType, refresh("made-up"), nil); r.Status != 400 {
 				t.Fatalf("request %d: %s", i, r)
 			}
 		}
 		r := send(t, "POST", tokenURL(s), jsonType, refresh(rt), nil)
-		if r.status != 429 || r.body == nil {
+		if r.Status != 429 || r.Body == nil {
 			t.Fatalf("request 301: %s", r)
 		}
-		if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 300 {
-			t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 300 {
+			t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
 		}
 		// The refused refresh changed nothing: its token was not rotated out.
 		if !s.ValidRefresh(rt) || s.TokenRequests() != 301 {
@@ -487,9 +448,9 @@ func TestVerticalResponse(t *testing.T) {
 			// "containing the access token type and the access token itself. In
 			//  addition the response also includes the VR userid"; "Currently
 			//  access tokens do not expire."
-			_, hasExpiry := r.body["expires_in"]
-			_, hasRefresh := r.body["refresh_token"]
-			if r.str("token_type") != "bearer" || r.body["user_id"] != float64(seedproviders.VerticalResponseUserID) || hasExpiry || hasRefresh {
+			_, hasExpiry := r.Body["expires_in"]
+			_, hasRefresh := r.Body["refresh_token"]
+			if r.Str("token_type") != "bearer" || r.Body["user_id"] != float64(seedproviders.VerticalResponseUserID) || hasExpiry || hasRefresh {
 				t.Fatalf("token response %s", r)
 			}
 		})
@@ -503,60 +464,50 @@ func TestVerticalResponse(t *testing.T) {
 		}
 	})
 
-	for _, tc := range []struct {
-		name   string
-		do     func(t *testing.T, s *providertest.Server, code string) reply
-		status int
-		want   string
-	}{
-		{"token request as a form POST", func(t *testing.T, s *providertest.Server, code string) reply {
+	wantRefused(t, func(t *testing.T) *providertest.Server { return seedproviders.VerticalResponse(t, client) }, authorizeURL, []refusal{
+		{"token request as a form POST", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			u, _ := url.Parse(tokenURL(s, code, redirectURI, ""))
 			body := u.RawQuery
 			u.RawQuery = ""
 			return send(t, "POST", u.String(), formType, body, nil)
 		}, 405, "invalid_request"},
-		{"GET with a form body", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"GET with a form body", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			u, _ := url.Parse(tokenURL(s, code, redirectURI, ""))
 			body := u.RawQuery
 			u.RawQuery = ""
 			return send(t, "GET", u.String(), formType, body, nil)
 		}, 400, "invalid_request"},
-		{"secret in HTTP Basic instead of the query", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"secret in HTTP Basic instead of the query", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			u := strings.Replace(tokenURL(s, code, redirectURI, ""), "&client_secret="+esc(clientSecret), "", 1)
 			return send(t, "GET", u, "", "", basic(clientID, clientSecret))
 		}, 400, "invalid_request"},
-		{"wrong secret", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"wrong secret", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "GET", strings.Replace(tokenURL(s, code, redirectURI, ""), clientSecret, "nope", 1), "", "", nil)
 		}, 401, "invalid_client"},
 		// "The redirect_uri value used in the auth code and the access token
 		//  call should be the same. If not the access token call will result
 		//  in an invalid token result."
-		{"mismatched redirect_uri", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"mismatched redirect_uri", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "GET", tokenURL(s, code, otherURI, ""), "", "", nil)
 		}, 400, "invalid_grant"},
-		{"missing redirect_uri", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"missing redirect_uri", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			return send(t, "GET", strings.Replace(tokenURL(s, code, redirectURI, ""), "&redirect_uri="+esc(redirectURI), "", 1), "", "", nil)
 		}, 400, "invalid_grant"},
-		{"reused code", func(t *testing.T, s *providertest.Server, code string) reply {
+		{"reused code", func(t *testing.T, s *providertest.Server, code string) providertest.Reply {
 			wantOK(t, send(t, "GET", tokenURL(s, code, redirectURI, ""), "", "", nil))
 			return send(t, "GET", tokenURL(s, code, redirectURI, ""), "", "", nil)
 		}, 400, "invalid_grant"},
-		{"refresh grant is not documented", func(t *testing.T, s *providertest.Server, _ string) reply {
+		{"refresh grant is not documented", func(t *testing.T, s *providertest.Server, _ string) providertest.Reply {
 			u := seedproviders.Mount(s.URL, seedproviders.VerticalResponseTokenURL) + "?client_id=" + esc(clientID) +
 				"&client_secret=" + esc(clientSecret) + "&grant_type=refresh_token&refresh_token=made-up"
 			return send(t, "GET", u, "", "", nil)
 		}, 400, "unsupported_grant_type"},
-		{"client_credentials is not documented", func(t *testing.T, s *providertest.Server, _ string) reply {
+		{"client_credentials is not documented", func(t *testing.T, s *providertest.Server, _ string) providertest.Reply {
 			u := seedproviders.Mount(s.URL, seedproviders.VerticalResponseTokenURL) + "?client_id=" + esc(clientID) +
 				"&client_secret=" + esc(clientSecret) + "&grant_type=client_credentials"
 			return send(t, "GET", u, "", "", nil)
 		}, 400, "unsupported_grant_type"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := seedproviders.VerticalResponse(t, client)
-			wantError(t, tc.do(t, s, code(t, s, authorizeURL(s))), tc.status, tc.want)
-		})
-	}
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -579,11 +530,11 @@ func TestKaisa(t *testing.T) {
 			r := send(t, "POST", tokenURL(s), tc.contentType, tc.body, nil)
 			wantOK(t, r)
 			// "The token will expire in 5 minutes (300 seconds)."
-			if _, hasRefresh := r.body["refresh_token"]; r.body["expires_in"] != float64(300) || hasRefresh {
+			if _, hasRefresh := r.Body["refresh_token"]; r.Body["expires_in"] != float64(300) || hasRefresh {
 				t.Fatalf("token response %s", r)
 			}
 			// "add it as a Authorization header in your request ... with a bearer token"
-			if res := send(t, "GET", s.ResourceURL(), "", "", http.Header{"Authorization": {"Bearer " + r.str("access_token")}}); res.status != 200 {
+			if res := send(t, "GET", s.ResourceURL(), "", "", http.Header{"Authorization": {"Bearer " + r.Str("access_token")}}); res.Status != 200 {
 				t.Fatalf("resource: %s", res)
 			}
 		})
@@ -619,7 +570,7 @@ func TestKaisa(t *testing.T) {
 	t.Run("no authorization endpoint", func(t *testing.T) {
 		s := seedproviders.Kaisa(t, seedproviders.Client{ID: clientID, Secret: clientSecret})
 		u := s.AuthorizeURL() + "?response_type=code&client_id=" + esc(clientID) + "&state=x"
-		if r := send(t, "GET", u, "", "", nil); r.status != 404 {
+		if r := send(t, "GET", u, "", "", nil); r.Status != 404 {
 			t.Fatalf("authorize: %s", r)
 		}
 	})
@@ -698,24 +649,24 @@ func TestGetResponse(t *testing.T) {
 				wantOK(t, r)
 				// {"access_token":"...", "expires_in":3600, "token_type":"bearer",
 				//  "scope":null, "refresh_token": "170d9f..."}
-				if v, has := r.body["scope"]; !has || v != nil || r.body["expires_in"] != float64(3600) ||
-					!strings.EqualFold(r.str("token_type"), "bearer") || r.str("refresh_token") == "" {
+				if v, has := r.Body["scope"]; !has || v != nil || r.Body["expires_in"] != float64(3600) ||
+					!strings.EqualFold(r.Str("token_type"), "bearer") || r.Str("refresh_token") == "" {
 					t.Fatalf("token response %s", r)
 				}
 				// "-d 'grant_type=refresh_token&refresh_token=170d9f..." answers
 				// "refresh_token": "170d9f..." — the same token.
-				rt := r.str("refresh_token")
+				rt := r.Str("refresh_token")
 				for i := range 2 {
 					r2 := send(t, "POST", e.token, formType, "grant_type=refresh_token&refresh_token="+esc(rt), auth(e))
 					wantOK(t, r2)
-					if r2.str("refresh_token") != rt || r2.str("access_token") == r.str("access_token") || !strings.Contains(string(r2.raw), `"scope":null`) {
+					if r2.Str("refresh_token") != rt || r2.Str("access_token") == r.Str("access_token") || !strings.Contains(string(r2.Raw), `"scope":null`) {
 						t.Fatalf("refresh %d: %s", i, r2)
 					}
 				}
 				// "curl -u client_id:client_secret https://api.getresponse.com/v3/token -d 'grant_type=client_credentials'"
 				r3 := send(t, "POST", e.token, formType, "grant_type=client_credentials", auth(e))
 				wantOK(t, r3)
-				if _, hasRefresh := r3.body["refresh_token"]; hasRefresh || !strings.Contains(string(r3.raw), `"scope":null`) {
+				if _, hasRefresh := r3.Body["refresh_token"]; hasRefresh || !strings.Contains(string(r3.Raw), `"scope":null`) {
 					t.Fatalf("client_credentials: %s", r3)
 				}
 			})
@@ -737,50 +688,50 @@ func TestGetResponse(t *testing.T) {
 
 			t.Run("unregistered redirect_uri", func(t *testing.T) {
 				_, e := setup(t)
-				if r := send(t, "GET", docAuthorize(e)+"&redirect_uri="+esc(otherURI), "", "", nil); r.status != 400 {
+				if r := send(t, "GET", docAuthorize(e)+"&redirect_uri="+esc(otherURI), "", "", nil); r.Status != 400 {
 					t.Fatalf("authorize: %s", r)
 				}
 			})
 
 			for _, tc := range []struct {
 				name   string
-				do     func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply
+				do     func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply
 				status int
 				want   string
 			}{
-				{"token request as GET", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"token request as GET", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					return send(t, "GET", e.token+"?grant_type=authorization_code&code="+esc(code), "", "", auth(e))
 				}, 405, "invalid_request"},
-				{"JSON body", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"JSON body", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					return send(t, "POST", e.token, jsonType, jsonObject("grant_type", "authorization_code", "code", code), auth(e))
 				}, 400, "invalid_request"},
-				{"secret in the body instead of HTTP Basic", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"secret in the body instead of HTTP Basic", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					body := "grant_type=authorization_code&code=" + esc(code) + "&client_id=" + esc(clientID) + "&client_secret=" + esc(clientSecret)
 					return send(t, "POST", e.token, formType, body, e.header)
 				}, 400, "invalid_request"},
-				{"no client authentication", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"no client authentication", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					return send(t, "POST", e.token, formType, "grant_type=authorization_code&code="+esc(code)+"&client_id="+esc(clientID), e.header)
 				}, 401, "invalid_client"},
-				{"wrong secret", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"wrong secret", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					h := with(e.header)
 					h["Authorization"] = basic(clientID, "nope")["Authorization"]
 					return send(t, "POST", e.token, formType, "grant_type=authorization_code&code="+esc(code), h)
 				}, 401, "invalid_client"},
-				{"redirect_uri other than the registered one", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"redirect_uri other than the registered one", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					return send(t, "POST", e.token, formType, "grant_type=authorization_code&code="+esc(code)+"&redirect_uri="+esc(otherURI), auth(e))
 				}, 400, "invalid_grant"},
-				{"redirect_uri sent at authorization, omitted at token", func(t *testing.T, s *providertest.Server, e grEndpoints, _ string) reply {
+				{"redirect_uri sent at authorization, omitted at token", func(t *testing.T, s *providertest.Server, e grEndpoints, _ string) providertest.Reply {
 					c := code(t, s, docAuthorize(e)+"&redirect_uri="+esc(redirectURI))
 					return send(t, "POST", e.token, formType, "grant_type=authorization_code&code="+esc(c), auth(e))
 				}, 400, "invalid_grant"},
-				{"reused code", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) reply {
+				{"reused code", func(t *testing.T, s *providertest.Server, e grEndpoints, code string) providertest.Reply {
 					wantOK(t, send(t, "POST", e.token, formType, "grant_type=authorization_code&code="+esc(code), auth(e)))
 					return send(t, "POST", e.token, formType, "grant_type=authorization_code&code="+esc(code), auth(e))
 				}, 400, "invalid_grant"},
-				{"unknown refresh token", func(t *testing.T, s *providertest.Server, e grEndpoints, _ string) reply {
+				{"unknown refresh token", func(t *testing.T, s *providertest.Server, e grEndpoints, _ string) providertest.Reply {
 					return send(t, "POST", e.token, formType, "grant_type=refresh_token&refresh_token=170d9f64e781aaa6b3ba036083faba71b2fc4e6c", auth(e))
 				}, 400, "invalid_grant"},
-				{"password grant is not documented", func(t *testing.T, s *providertest.Server, e grEndpoints, _ string) reply {
+				{"password grant is not documented", func(t *testing.T, s *providertest.Server, e grEndpoints, _ string) providertest.Reply {
 					return send(t, "POST", e.token, formType, "grant_type=password&username=u&password=p", auth(e))
 				}, 400, "unsupported_grant_type"},
 			} {
@@ -815,7 +766,7 @@ func TestGetResponse360(t *testing.T) {
 			case tc.status == 200:
 				wantOK(t, r)
 			case tc.want == "":
-				if r.status != tc.status {
+				if r.Status != tc.status {
 					t.Fatalf("got %s, want %d", r, tc.status)
 				}
 			default:
@@ -825,7 +776,7 @@ func TestGetResponse360(t *testing.T) {
 	}
 	t.Run("authorization endpoint is the customer's domain", func(t *testing.T) {
 		for _, u := range []string{seedproviders.GetResponseAuthorizeURL, "https://other.example.com/oauth2_authorize.html"} {
-			if r := send(t, "GET", seedproviders.Mount(s.URL, u)+"?response_type=code&client_id="+esc(clientID)+"&state=xyz", "", "", nil); r.status != 404 {
+			if r := send(t, "GET", seedproviders.Mount(s.URL, u)+"?response_type=code&client_id="+esc(clientID)+"&state=xyz", "", "", nil); r.Status != 404 {
 				t.Errorf("%s: %s", u, r)
 			}
 		}
