@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oauthbroker/oauthbroker/internal/oauthserver"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/fakeclock"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 )
 
@@ -41,26 +41,14 @@ const (
 // styleRE finds the page's one style element.
 var styleRE = regexp.MustCompile(`(?s)<style>(.*?)</style>`)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeclock.Clock { return fakeclock.At(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 type fixture struct {
 	t       *testing.T
 	cfg     oauthserver.Config
 	handler atomic.Pointer[http.Handler] // the running server; restart replaces it
 	srv     *httptest.Server
-	clock   *clock
+	clock   *fakeclock.Clock
 	hc      *http.Client // does not follow redirects
 	conf    *oauth2.Config
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/brokertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/dynalite"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/fakeclock"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
@@ -37,7 +38,7 @@ type raceEnv struct {
 	*brokertest.World
 	st   store.Store
 	prov *providertest.Server
-	clk  *brokertest.Clock
+	clk  *fakeclock.Clock
 	log  *outcomeLog
 }
 
@@ -61,7 +62,7 @@ func newRaceEnv(t *testing.T) *raceEnv {
 // instance returns a broker as one Lambda instance would run it: its own
 // HTTP client, secrets cache and throttles, on the shared catalog and
 // provider, over st (the shared table, or a wrapper of it), reading clk.
-func (e *raceEnv) instance(st store.Store, clk *brokertest.Clock) *broker.Broker {
+func (e *raceEnv) instance(st store.Store, clk *fakeclock.Clock) *broker.Broker {
 	return &broker.Broker{
 		Config:         e.Broker.Config,
 		Catalog:        e.Broker.Catalog,
@@ -607,7 +608,7 @@ func TestRefreshCrashLeavesConnectionRefreshable(t *testing.T) {
 				answers := make([]answer, len(readers))
 				var wg sync.WaitGroup
 				for i, r := range readers {
-					clk := &brokertest.Clock{}
+					clk := new(fakeclock.Clock)
 					clk.Set(expires.Add(-r.at))
 					b := e.instance(e.st, clk)
 					wg.Go(func() {

@@ -44,7 +44,7 @@ func TestAcquireTimeToFinish(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newFakeClock()
-			p := permitFor(every, need, clk.clock())
+			p := permitFor(every, need, recordClock(clk))
 			if tt.spent {
 				p.gate.reserve(clk.Now())
 			}

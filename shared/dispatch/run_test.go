@@ -123,7 +123,7 @@ func TestRunDefers(t *testing.T) {
 			if tt.cancelled {
 				cancel()
 			}
-			cfg := Config{Workers: 2, Call: time.Second, StartReserve: tt.startReserve, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
+			cfg := Config{Workers: 2, Call: time.Second, StartReserve: tt.startReserve, Gate: func(l string) *Gate { return gates[l] }, Clock: recordClock(clk)}
 			var mu sync.Mutex
 			var ran []string
 			start := time.Now()
@@ -156,7 +156,7 @@ func TestRunBoundsCalls(t *testing.T) {
 	const workers = 3
 	clk := newFakeClock()
 	var gs Gates
-	cfg := Config{Workers: workers, Call: time.Second, Gate: func(l string) *Gate { return gs.Get(l, func() time.Duration { return 0 }) }, Clock: clk.clock()}
+	cfg := Config{Workers: workers, Call: time.Second, Gate: func(l string) *Gate { return gs.Get(l, func() time.Duration { return 0 }) }, Clock: recordClock(clk)}
 	var running, calling, maxRunning, maxCalling atomic.Int32
 	bump := func(n *atomic.Int32, peak *atomic.Int32) {
 		v := n.Add(1)
@@ -209,7 +209,7 @@ func TestRunSharesWorkers(t *testing.T) {
 			if tt.pausedB {
 				gates["b"].Pause(clk.Now().Add(time.Hour))
 			}
-			cfg := Config{Workers: workers, Call: time.Second, Gate: func(l string) *Gate { return gates[l] }, Clock: clk.clock()}
+			cfg := Config{Workers: workers, Call: time.Second, Gate: func(l string) *Gate { return gates[l] }, Clock: recordClock(clk)}
 			const nb, look = 200, 50 // b's jobs, and how many of them are done when a is looked at
 			var inA, peakA, doneB, seen atomic.Int32
 			release := make(chan struct{})

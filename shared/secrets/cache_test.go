@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/fakeclock"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/moto"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
 )
@@ -54,29 +55,10 @@ func (u *upstream) fail(name string, n, status int, errorType, message string) {
 	u.proxy.Inject("GetSecretValue", moto.Input("SecretId", name), n, moto.AWSError(status, errorType, message))
 }
 
-// fakeClock is a settable clock for Cache.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// newCache returns a Cache over a Manager reading a fresh account.
-func newCache(t *testing.T, ttl time.Duration) (*secrets.Cache, *upstream, *fakeClock) {
+func newCache(t *testing.T, ttl time.Duration) (*secrets.Cache, *upstream, *fakeclock.Clock) {
 	t.Helper()
 	srv := newUpstream(t)
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.At(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := secrets.NewCache(srv.manager(), ttl)
 	secrets.SetClock(c, clock.Now)
 	return c, srv, clock
@@ -98,11 +80,11 @@ func TestCacheTTL(t *testing.T) {
 	srv.wantCalls(t, "k", 1, "first read")
 
 	srv.put(t, "k", "v2")
-	clock.Advance(59 * time.Second)
+	clock.Add(59 * time.Second)
 	mustSecret(t, c, "k", "v1") // still cached
 	srv.wantCalls(t, "k", 1, "read within TTL")
 
-	clock.Advance(time.Second)
+	clock.Add(time.Second)
 	mustSecret(t, c, "k", "v2")
 	srv.wantCalls(t, "k", 2, "read after TTL")
 	mustSecret(t, c, "k", "v2")
@@ -120,7 +102,7 @@ func TestCacheForgetsExpired(t *testing.T) {
 	if n := secrets.Cached(c); n != 3 {
 		t.Fatalf("%d cached, want 3", n)
 	}
-	clock.Advance(time.Minute)
+	clock.Add(time.Minute)
 	srv.put(t, "d", "v-d")
 	mustSecret(t, c, "d", "v-d")
 	if n := secrets.Cached(c); n != 1 {

@@ -14,10 +14,10 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/fakeclock"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/syncbuf"
@@ -99,7 +99,7 @@ type World struct {
 	Keys    *signing.Keyset
 	Servers map[string]*providertest.Server
 	// Clock is the broker's clock unless Options.Now was set (then nil).
-	Clock *Clock
+	Clock *fakeclock.Clock
 	// Logs holds the broker's JSON log (debug level); it is fed to
 	// logcheck and printed when the test fails.
 	Logs *syncbuf.Buffer
@@ -175,8 +175,7 @@ func New(t testing.TB, o Options) *World {
 	}
 	now := o.Now
 	if now == nil {
-		w.Clock = &Clock{}
-		w.Clock.Set(time.Now().Truncate(time.Second))
+		w.Clock = fakeclock.At(time.Now().Truncate(time.Second))
 		now = w.Clock.Now
 	}
 	hc := o.HTTP
@@ -356,10 +355,3 @@ func (w *World) Sweep(t testing.TB) broker.RefreshSummary {
 	}
 	return sum
 }
-
-// Clock is a settable clock safe for concurrent use.
-type Clock struct{ unixNano atomic.Int64 }
-
-func (c *Clock) Now() time.Time      { return time.Unix(0, c.unixNano.Load()) }
-func (c *Clock) Set(t time.Time)     { c.unixNano.Store(t.UnixNano()) }
-func (c *Clock) Add(d time.Duration) { c.unixNano.Add(int64(d)) }

@@ -1,7 +1,6 @@
 package childproc
 
 import (
-	"os"
 	"sync"
 	"testing"
 
@@ -14,10 +13,10 @@ import (
 //
 //	var servers = childproc.NewServers("dynalite", start, (*Server).stop)
 //
-// and offers its methods as its own (var Start, Shared, Wrap, Main =
-// servers.Start, …); its TestMain runs the tests through Main, or through
-// Wrap and logcheck.Run, so the shared server stops before logcheck checks
-// its output.
+// and offers its methods as its own (var Start, Shared, Wrap =
+// servers.Start, …); its TestMain runs the tests through Wrap and
+// logcheck.Run, so the shared server stops before logcheck checks its
+// output.
 type Servers[S any] struct {
 	pkg   string // the package offering them, for the message when TestMain lacks Wrap
 	start func() (S, error)
@@ -75,10 +74,6 @@ func (s *Servers[S]) Wrap(m logcheck.M) logcheck.M {
 	s.mu.Unlock()
 	return withShared[S]{m, s}
 }
-
-// Main runs the tests of a package that uses Shared through Wrap and
-// logcheck.Run, stops the shared server and exits. Call it from TestMain.
-func (s *Servers[S]) Main(m *testing.M) { os.Exit(logcheck.Run(s.Wrap(m))) }
 
 type withShared[S any] struct {
 	logcheck.M

@@ -34,6 +34,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/store/dynamo"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/modroot"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/testkeys"
 )
@@ -52,15 +53,18 @@ var servers = childproc.NewServers("dynalite", start, (*Server).stop)
 
 // The servers, as childproc.Servers has them: Start starts one for a test
 // and stops it when the test's cleanup runs; Shared returns the one the
-// package's tests share, started on first use; TestMain calls Main, or Wrap
-// to combine it with another package's wrapper and then
+// package's tests share, started on first use, for which TestMain calls
+// Main, or Wrap to combine it with another package's wrapper and then
 // logcheck.Main.
 var (
 	Start  = servers.Start
 	Shared = servers.Shared
 	Wrap   = servers.Wrap
-	Main   = servers.Main
 )
+
+// Main runs the tests of a package that uses Shared through logcheck.Run,
+// stops the shared server and exits. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
 
 // NewTable creates a table with a fresh name and the schema of
 // template.yaml's ConnectionsTable (see tableSchema), waits until it is

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/childproc"
+	"github.com/oauthbroker/oauthbroker/internal/testsupport/logcheck"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/pytools"
 )
 
@@ -65,15 +66,18 @@ var launcher string
 
 // The servers, as childproc.Servers has them: Start starts one for a test
 // and stops it when the test's cleanup runs; Shared returns the one the
-// package's tests share, started on first use; TestMain calls Main, or Wrap
-// to combine it with another package's wrapper and then
+// package's tests share, started on first use, for which TestMain calls
+// Main, or Wrap to combine it with another package's wrapper and then
 // logcheck.Main.
 var (
 	Start  = servers.Start
 	Shared = servers.Shared
 	Wrap   = servers.Wrap
-	Main   = servers.Main
 )
+
+// Main runs the tests of a package that uses Shared through logcheck.Run,
+// stops the shared server and exits. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(logcheck.Run(Wrap(m))) }
 
 // StartEnforcing is Start for a test that switches moto's IAM enforcement
 // on (EnforceIAM): its server runs with INITIAL_NO_AUTH_ACTION_COUNT, which
