@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"context"
+	"testing"
 	"time"
 
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/fakeclock"
@@ -13,3 +15,18 @@ func newFakeClock() *fakeclock.Clock {
 
 // recordClock is the dispatcher's clock on c: c's record time, real deadlines.
 func recordClock(c *fakeclock.Clock) clock.Clock { return clock.Clock{Record: c.Now} }
+
+// caseContext is a test case's context: it times out after deadline when
+// deadline is positive, is cancelled from the start when cancelled is set,
+// and is cancelled when the test ends.
+func caseContext(t *testing.T, deadline time.Duration, cancelled bool) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	if deadline > 0 {
+		ctx, cancel = context.WithTimeout(t.Context(), deadline)
+	}
+	t.Cleanup(cancel)
+	if cancelled {
+		cancel()
+	}
+	return ctx
+}

@@ -51,14 +51,7 @@ func TestAcquireTimeToFinish(t *testing.T) {
 			if tt.paused {
 				p.gate.Pause(clk.Now().Add(time.Hour))
 			}
-			ctx, cancel := context.WithCancel(t.Context())
-			if tt.deadline > 0 {
-				ctx, cancel = context.WithTimeout(t.Context(), tt.deadline)
-			}
-			defer cancel()
-			if tt.cancel {
-				cancel()
-			}
+			ctx := caseContext(t, tt.deadline, tt.cancel)
 			start := time.Now()
 			err := p.Acquire(ctx)
 			if !errors.Is(err, tt.want) {

@@ -115,14 +115,7 @@ func TestRunDefers(t *testing.T) {
 				}
 				gates[name] = g
 			}
-			ctx, cancel := context.WithCancel(t.Context())
-			if tt.deadline > 0 {
-				ctx, cancel = context.WithTimeout(t.Context(), tt.deadline)
-			}
-			defer cancel()
-			if tt.cancelled {
-				cancel()
-			}
+			ctx := caseContext(t, tt.deadline, tt.cancelled)
 			cfg := Config{Workers: 2, Call: time.Second, StartReserve: tt.startReserve, Gate: func(l string) *Gate { return gates[l] }, Clock: recordClock(clk)}
 			var mu sync.Mutex
 			var ran []string

@@ -55,6 +55,17 @@ func GetResponse360TokenURL(region string) string {
 // Client is the registration the broker holds at a provider.
 type Client struct{ ID, Secret, RedirectURI string }
 
+// serve runs cfg with c registered: its id and secret, and its redirect URI
+// where cfg has an authorization endpoint.
+func (c Client) serve(t testing.TB, cfg providertest.Config) *providertest.Server {
+	t.Helper()
+	cfg.ClientID, cfg.ClientSecret = c.ID, c.Secret
+	if cfg.AuthorizePath != "" {
+		cfg.RedirectURI = c.RedirectURI
+	}
+	return providertest.New(t, cfg)
+}
+
 // Mount returns where a test server serves a real provider URL: real
 // "https://HOST/PATH" → serverURL + "/HOST/PATH" (the host becomes the first path
 // segment, so one catalog URL rewrite rule works for every provider). Query kept.
@@ -78,10 +89,7 @@ func mountPath(realURL string) string { return Mount("", realURL) }
 // scopes are the scope values it knows (the document's RESOURCEX RESOURCEY).
 func Omnisend(t testing.TB, c Client, scopes []string) *providertest.Server {
 	t.Helper()
-	return providertest.New(t, providertest.Config{
-		ClientID:      c.ID,
-		ClientSecret:  c.Secret,
-		RedirectURI:   c.RedirectURI,
+	return c.serve(t, providertest.Config{
 		AuthorizePath: mountPath(OmnisendAuthorizeURL),
 		TokenPath:     mountPath(OmnisendTokenURL),
 		// "your app must implement Authorization Code Grant flow"; no
@@ -113,10 +121,7 @@ func Omnisend(t testing.TB, c Client, scopes []string) *providertest.Server {
 // info endpoint and its rate limit (outstand-api-docs.txt).
 func Outstand(t testing.TB, c Client) *providertest.Server {
 	t.Helper()
-	return providertest.New(t, providertest.Config{
-		ClientID:      c.ID,
-		ClientSecret:  c.Secret,
-		RedirectURI:   c.RedirectURI,
+	return c.serve(t, providertest.Config{
 		AuthorizePath: mountPath(OutstandAuthorizeURL),
 		TokenPath:     mountPath(OutstandTokenURL),
 		// "Try making an authorized request to https://app.outstand.com/oauth/token/info"
@@ -147,10 +152,7 @@ func Outstand(t testing.TB, c Client) *providertest.Server {
 // GET token exchange (verticalresponse-oauth.txt).
 func VerticalResponse(t testing.TB, c Client) *providertest.Server {
 	t.Helper()
-	return providertest.New(t, providertest.Config{
-		ClientID:      c.ID,
-		ClientSecret:  c.Secret,
-		RedirectURI:   c.RedirectURI,
+	return c.serve(t, providertest.Config{
 		AuthorizePath: mountPath(VerticalResponseAuthorizeURL),
 		TokenPath:     mountPath(VerticalResponseTokenURL),
 		GrantTypes:    []string{providertest.GrantAuthorizationCode},
@@ -181,10 +183,8 @@ func VerticalResponse(t testing.TB, c Client) *providertest.Server {
 // c.RedirectURI is not used.
 func Kaisa(t testing.TB, c Client) *providertest.Server {
 	t.Helper()
-	return providertest.New(t, providertest.Config{
-		ClientID:     c.ID,
-		ClientSecret: c.Secret,
-		TokenPath:    mountPath(KaisaTokenURL),
+	return c.serve(t, providertest.Config{
+		TokenPath: mountPath(KaisaTokenURL),
 		// "grant_type (sent as "client_credentials") client_id client_secret"
 		GrantTypes: []string{providertest.GrantClientCredentials},
 		ClientAuth: providertest.AuthBody,
@@ -203,7 +203,7 @@ func Kaisa(t testing.TB, c Client) *providertest.Server {
 // credentials flows (getresponse-oauth.txt).
 func GetResponse(t testing.TB, c Client) *providertest.Server {
 	t.Helper()
-	return providertest.New(t, getResponseConfig(c, mountPath(GetResponseAuthorizeURL), mountPath(GetResponseTokenURL)))
+	return c.serve(t, getResponseConfig(mountPath(GetResponseAuthorizeURL), mountPath(GetResponseTokenURL)))
 }
 
 // GetResponse360 serves one customer's domain; region is "com" or "pl"
@@ -220,18 +220,15 @@ func GetResponse360(t testing.TB, c Client, domain, region string) *providertest
 	// The seed document stops at "There are some differences when
 	// authenticating GetResponse 360 users:"; the URLs and X-Domain header
 	// are those of the catalog entry (shared/provider/providers.yaml).
-	cfg := getResponseConfig(c, mountPath(GetResponse360AuthorizeURL(domain)), mountPath(GetResponse360TokenURL(region)))
+	cfg := getResponseConfig(mountPath(GetResponse360AuthorizeURL(domain)), mountPath(GetResponse360TokenURL(region)))
 	cfg.RequireHeaders = map[string]string{"X-Domain": domain}
-	return providertest.New(t, cfg)
+	return c.serve(t, cfg)
 }
 
 var hostName = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
 
-func getResponseConfig(c Client, authorizePath, tokenPath string) providertest.Config {
+func getResponseConfig(authorizePath, tokenPath string) providertest.Config {
 	return providertest.Config{
-		ClientID:      c.ID,
-		ClientSecret:  c.Secret,
-		RedirectURI:   c.RedirectURI,
 		AuthorizePath: authorizePath,
 		TokenPath:     tokenPath,
 		// The document also shows the implicit flow; providertest refuses
