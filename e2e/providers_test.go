@@ -15,6 +15,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/providertest"
 	"github.com/oauthbroker/oauthbroker/internal/testsupport/seedproviders"
 	"github.com/oauthbroker/oauthbroker/shared/broker"
+	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
@@ -325,9 +326,11 @@ func TestSeedProviders(t *testing.T) {
 		srv := s.server("kaisa")
 		const tokenPath = "/auth.freespee.com/oauth2/token"
 		// No consent step and no return address: authorize sends the caller
-		// to the callback (no cookie), which mints, stores and answers 201.
+		// to the callback (no binding cookie: only the link's), which
+		// mints, stores and answers 201.
 		resp := s.Connect("kaisa", s.Sign(signing.Link{Provider: "kaisa", ConnectionID: "ks-1"}))
-		if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 0 || !strings.HasPrefix(resp.Headers["Location"], baseURL+"/callback/kaisa?state=") {
+		if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 || !strings.HasPrefix(resp.Cookies[0], httpapi.LinkCookiePrefix) ||
+			!strings.HasPrefix(resp.Headers["Location"], baseURL+"/callback/kaisa?state=") {
 			t.Fatalf("authorize: %d %v %v", resp.StatusCode, resp.Cookies, resp.Headers)
 		}
 		next, _ := url.Parse(resp.Headers["Location"])

@@ -735,7 +735,14 @@ func (s *stack) deliverAtOnce(provider, query string, cookies ...string) []event
 // attributes only), or nil.
 func (s *stack) stateItem(id string) map[string]string {
 	s.T.Helper()
-	item := s.aws.Item(s.T, store.StateRecordKey(id), "state")
+	return s.item(store.StateRecordKey(id), "state")
+}
+
+// item returns the table's item pk/sk as strings (its S and N attributes),
+// nil if there is none.
+func (s *stack) item(pk, sk string) map[string]string {
+	s.T.Helper()
+	item := s.aws.Item(s.T, pk, sk)
 	if item == nil {
 		return nil
 	}
@@ -825,4 +832,65 @@ func hasCookieAttr(setCookie, attr string) bool {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// TestS23_LinkUsedOnce — S23: a connect link works from the first browser
+// that opens it, and from no other. Its signed nonce (≥ 128 bits) is
+// recorded by the first authorize with a conditional write bound to that
+// browser's link cookie and expiring with the link; the same link from a
+// second browser (a leaked or forwarded link) gets a plain page and writes
+// nothing; the first browser going back and clicking again still connects.
+func TestS23_LinkUsedOnce(t *testing.T) {
+	s := newStack(t)
+	l := signing.Link{Provider: "acme", ConnectionID: "s23", ReturnTo: returnTo, Expires: time.Now().Add(20 * time.Minute)}
+	link := s.Sign(l)
+	q, _ := url.ParseQuery(link)
+	nonce, err := base64.RawURLEncoding.DecodeString(q.Get("nonce"))
+	if err != nil || len(nonce)*8 < 128 {
+		t.Fatalf("link nonce has %d bits (%v), want ≥ 128", len(nonce)*8, err)
+	}
+
+	first := s.StartQuery("acme", link)
+	raw := first.Resp.Cookies[1]
+	name, value, _ := strings.Cut(first.LinkCookie, "=")
+	if !strings.HasPrefix(name, "__Host-") || cookieAttr(raw, "Domain") != "" {
+		t.Errorf("link cookie %q: want the __Host- prefix and no Domain", raw)
+	}
+	for _, attr := range []string{"Secure", "HttpOnly", "SameSite=Lax", "Path=/"} {
+		if !hasCookieAttr(raw, attr) {
+			t.Errorf("link cookie %q lacks %s", raw, attr)
+		}
+	}
+	if ma := atoi(cookieAttr(raw, "Max-Age")); ma <= 0 || ma > 20*60 {
+		t.Errorf("link cookie Max-Age %d, want 1..1200 (the link's remaining life)", ma)
+	}
+	rec := s.item(store.LinkRecordKey(signing.Hash(q.Get("nonce"))), "link")
+	if rec == nil || rec["binding_hash"] != signing.Hash(value) || rec["ttl"] != q.Get("exp") {
+		t.Fatalf("link record %v: want the hash of the link cookie and the link's expiry as ttl", rec)
+	}
+
+	refused := func(t *testing.T, cookies ...string) {
+		s.Within(t)
+		snap := s.Snapshot()
+		resp := s.Connect("acme", link, func(ev *events.APIGatewayV2HTTPRequest) { ev.Cookies = cookies })
+		if resp.StatusCode != http.StatusForbidden || resp.Headers["Location"] != "" || len(resp.Cookies) != 0 ||
+			!strings.Contains(resp.Body, "already used") {
+			t.Fatalf("second browser: %d %v %v %q, want a 403 page saying the link was used", resp.StatusCode, resp.Headers, resp.Cookies, resp.Body)
+		}
+		s.AssertUnchanged(snap)
+	}
+	t.Run("another browser", func(t *testing.T) { refused(t) })
+	t.Run("another browser with its own link cookie", func(t *testing.T) { refused(t, name+"="+strings.Repeat("A", len(value))) })
+	t.Run("another browser with the first one's binding cookie", func(t *testing.T) { refused(t, first.Cookie) })
+
+	// The first browser goes back and clicks again: a new flow, which
+	// completes; the first flow's state is still its own.
+	again := s.StartQuery("acme", link, func(ev *events.APIGatewayV2HTTPRequest) { ev.Cookies = []string{first.LinkCookie} })
+	if again.State == first.State {
+		t.Fatal("the retry reused the first flow's state")
+	}
+	back := s.Consent(again.AuthURL)
+	if resp := s.Deliver("acme", back.RawQuery, again.Cookie); !strings.Contains(resp.Headers["Location"], "connection_id=s23") {
+		t.Fatalf("the retry's callback: %d %v", resp.StatusCode, resp.Headers)
+	}
 }

@@ -96,11 +96,29 @@ func (s *stack) note(values ...string) {
 	s.seen = append(s.seen, values...)
 }
 
+// newStack is a stack with the acme and other providers.
+//
+// Its functions run with CONFIRM_CONNECTIONS=off, so that a grant is the
+// connection's as soon as the callback stores it: the rows below prove
+// what holds either way, and confirm_test.go proves confirmation on a
+// stack with the default (newConfirmingStack).
 func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
 
 // newStackWith is newStack with more providers; extras is called with the
 // stack's BASE_URL-derived redirect URI rule before the functions start.
 func newStackWith(t *testing.T, extras func(redirectURI func(provider string) string) []extraProvider) *stack {
+	t.Helper()
+	return newStackConfirming(t, extras, "off")
+}
+
+// newConfirmingStack is newStack with CONFIRM_CONNECTIONS unset: the
+// template's default, required.
+func newConfirmingStack(t *testing.T) *stack {
+	t.Helper()
+	return newStackConfirming(t, nil, "")
+}
+
+func newStackConfirming(t *testing.T, extras func(redirectURI func(provider string) string) []extraProvider, confirm string) *stack {
 	t.Helper()
 	prov := providertest.New(t, providertest.Config{
 		ClientID:            clientID,
@@ -132,6 +150,9 @@ func newStackWith(t *testing.T, extras func(redirectURI func(provider string) st
 		secretSet.Clients[e.name] = testsecrets.Client{ID: e.id, Secret: e.secret}
 	}
 	aws := awsstack.New(t, awsstack.Config{Bus: eventBus, Secrets: secretSet, Catalog: catalog, BaseURL: baseURL, ReturnOrigins: appOrigin})
+	if confirm != "" {
+		aws.Env["CONFIRM_CONNECTIONS"] = confirm
+	}
 	// The callback's provider call must end before a 3 s Lambda timeout;
 	// the refresh function gets a minute, as a sweep only starts a
 	// connection with 20 s to spare (production: 300 s).

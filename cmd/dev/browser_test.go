@@ -294,7 +294,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 	}
 	var binding *network.Cookie
 	for _, c := range cookies.Cookies {
-		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) {
+		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) && !strings.HasPrefix(c.Name, httpapi.LinkCookiePrefix) {
 			binding = c
 			logcheck.Register(c.Value)
 		}
@@ -375,7 +375,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 		fatalf(step3, "reading cookies: %v", err)
 	}
 	for _, c := range cookies.Cookies {
-		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) {
+		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) && !strings.HasPrefix(c.Name, httpapi.LinkCookiePrefix) {
 			errorf(step3, "the binding cookie %s was not cleared by the callback", c.Name)
 		}
 	}

@@ -208,7 +208,7 @@ func TestDevServerFlow(t *testing.T) {
 	authURL := redirect(t, "connect", resp, body, base+"/sandbox/authorize?")
 	var binding *http.Cookie
 	for _, c := range resp.Cookies() {
-		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) {
+		if strings.HasPrefix(c.Name, httpapi.BindingCookiePrefix) && !strings.HasPrefix(c.Name, httpapi.LinkCookiePrefix) {
 			binding = c
 		}
 	}

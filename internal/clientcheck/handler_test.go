@@ -9,10 +9,14 @@
 package clientcheck
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -34,6 +38,7 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 	"github.com/oauthbroker/oauthbroker/shared/httpapi"
 	"github.com/oauthbroker/oauthbroker/shared/secrets"
+	"github.com/oauthbroker/oauthbroker/shared/signing"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
@@ -72,7 +77,7 @@ type gateway struct {
 func newGateway(t *testing.T, tokens httpapi.Handler) *gateway {
 	g := &gateway{signer: v4.NewSigner(), tokens: tokens}
 	mux := http.NewServeMux()
-	for _, route := range []string{tokenapi.RouteToken, tokenapi.RouteDelete} {
+	for _, route := range []string{tokenapi.RouteToken, tokenapi.RouteDelete, tokenapi.RouteConfirm} {
 		mux.HandleFunc(route, func(w http.ResponseWriter, r *http.Request) { g.invoke(w, r, route) })
 	}
 	g.srv = httptest.NewServer(g.signed(mux))
@@ -108,6 +113,13 @@ func (g *gateway) verify(r *http.Request) string {
 		return "Missing Authentication Token"
 	}
 	signedList, _, _ = strings.Cut(signedList, ",")
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	payloadHash := emptyPayloadHash
+	if len(body) > 0 {
+		sum := sha256.Sum256(body)
+		payloadHash = hex.EncodeToString(sum[:])
+	}
 	req := r.Clone(r.Context())
 	req.URL.Scheme, req.URL.Host = "https", r.Host
 	req.Header = http.Header{}
@@ -116,7 +128,7 @@ func (g *gateway) verify(r *http.Request) string {
 			req.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
 		}
 	}
-	if err := g.signer.SignHTTP(r.Context(), testCreds, req, emptyPayloadHash, "execute-api", testRegion, stamp); err != nil {
+	if err := g.signer.SignHTTP(r.Context(), testCreds, req, payloadHash, "execute-api", testRegion, stamp); err != nil {
 		return err.Error()
 	}
 	if req.Header.Get("Authorization") != auth {
@@ -219,6 +231,22 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 			t.Errorf("a forced refresh did not hand out a new token the provider accepts")
 		}
 	})
+	t.Run("200 confirm", func(t *testing.T) {
+		code := "confirmation-code-for-c-pending-0123456789abc"
+		logcheck.Register(code)
+		g := store.PendingGrant{Key: store.Key{Provider: "acme", ConnectionID: "c-pending", Pending: signing.Hash(code)}, ExpiresAt: time.Now().Add(time.Minute),
+			Connection: store.Connection{AccessToken: ok.AccessToken, RefreshToken: ok.RefreshToken, Grant: "authorization_code", Scope: "read", ExpiresAt: ok.ExpiresAt}}
+		if err := fn.Store.PutPending(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.Confirm(ctx, "acme", "c-pending", code)
+		if err != nil || st.Status != "connected" || st.ConnectionID != "c-pending" || st.Scope != "read" || !st.ExpiresAt.Equal(ok.ExpiresAt) {
+			t.Fatalf("Confirm = %+v, %v", st, err)
+		}
+		if got, err := fn.Store.GetConnection(ctx, "acme", "c-pending"); err != nil || got.AccessToken != ok.AccessToken {
+			t.Errorf("after Confirm the connection is %+v, %v", got.Status, err)
+		}
+	})
 	t.Run("204", func(t *testing.T) {
 		fn.Seed(t, "acme", "c-delete", 50*time.Minute)
 		if err := c.Delete(ctx, "acme", "c-delete"); err != nil {
@@ -236,6 +264,13 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 	fn.Seed(t, "acme", "c-limited", 50*time.Minute)
 	fn.Seed(t, "acme", "c-down", 50*time.Minute)
 	fn.Seed(t, "retired", "c-retired", 50*time.Minute) // a provider no longer in the catalog
+	// A pending client_credentials grant for a customer's authorization.
+	const conflictCode = "confirmation-code-for-a-conflicting-grant-0123"
+	logcheck.Register(conflictCode)
+	if err := fn.Store.PutPending(ctx, store.PendingGrant{Key: store.Key{Provider: "acme", ConnectionID: "c-ok", Pending: signing.Hash(conflictCode)},
+		ExpiresAt: time.Now().Add(time.Minute), Connection: store.Connection{AccessToken: "at-conflict", Grant: "client_credentials"}}); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name       string
@@ -271,6 +306,14 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 			setup:      func() { fn.Servers["acme"].FailNext(1, 500, "text/html", "<html>oops</html>", nil) },
 			call:       func() error { _, err := c.ForceRefresh(ctx, "acme", "c-down"); return err },
 			wantStatus: 503, wantCode: client.CodeProviderUnavailable},
+		{name: "410 confirmation code unknown", call: func() error {
+			_, err := c.Confirm(ctx, "acme", "c-ok", "an-unknown-confirmation-code-0123456789abcdef")
+			return err
+		}, wantStatus: 410, wantCode: client.CodeConfirmationInvalid, wantIs: client.ErrConfirmationInvalid},
+		{name: "422 confirmation for a connection of another grant", call: func() error {
+			_, err := c.Confirm(ctx, "acme", "c-ok", conflictCode)
+			return err
+		}, wantStatus: 422, wantCode: client.CodeConnectionConflict},
 		{name: "500 provider gone from the catalog", call: func() error { _, err := c.Token(ctx, "retired", "c-retired"); return err },
 			wantStatus: 500, wantCode: client.CodeInternal},
 		{name: "403 no IAM identity",
@@ -299,7 +342,7 @@ func TestClientAgainstTokenHandler(t *testing.T) {
 			if e.StatusCode != tt.wantStatus || e.Code != tt.wantCode || e.StatusCode != e.Code.Status() {
 				t.Errorf("got %d %s, want %d %s", e.StatusCode, e.Code, tt.wantStatus, tt.wantCode)
 			}
-			for _, sentinel := range []error{client.ErrNotFound, client.ErrReauthRequired} {
+			for _, sentinel := range []error{client.ErrNotFound, client.ErrReauthRequired, client.ErrConfirmationInvalid} {
 				if got, want := errors.Is(err, sentinel), sentinel == tt.wantIs; got != want {
 					t.Errorf("errors.Is(err, %v) = %v", sentinel, got)
 				}

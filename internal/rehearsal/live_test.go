@@ -68,6 +68,8 @@ var unusedGrants = map[string]map[string]string{
 	"CallbackFunction": {
 		"logs:CreateLogStream": "Lambda's platform writes the function's logs, not the code",
 		"logs:PutLogEvents":    "as logs:CreateLogStream",
+		"events:PutEvents": "the callback publishes created only when it stores a grant at once (ConnectionConfirmation=off, " +
+			"or a client_credentials connect); with the stack's default the confirm route does",
 	},
 	"RefreshFunction": {
 		"logs:CreateLogStream": "Lambda's platform writes the function's logs, not the code",
@@ -247,8 +249,9 @@ func TestLiveRehearsal(t *testing.T) {
 }
 
 // seedMissingGrant writes a copy of template.yaml without the authorize
-// role's PutPendingStates statement (dynamodb:PutItem on state#… keys) and
-// returns its path.
+// role's dynamodb:PutItem statements (PutPendingStates on state#… keys and
+// RecordLinkUses on link#… keys: moto does not evaluate LeadingKeys, so
+// either alone grants both) and returns its path.
 func seedMissingGrant(t *testing.T, dir string) string {
 	t.Helper()
 	src, err := os.ReadFile(templatePath(t))
@@ -419,23 +422,42 @@ func runFlow(t *testing.T, p flowParts) bool {
 	resp := invoke(t, p.fns["AuthorizeFunction"], sampleevent.Load(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		sampleevent.SetQuery(ev, "acme", "connect", q)
 	}))
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		t.Fatalf("connect: %d, %d cookies, %s", resp.StatusCode, len(resp.Cookies), resp.Body)
+	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 2 {
+		t.Fatalf("connect: %d, %d cookies (want the flow's binding and the link's), %s", resp.StatusCode, len(resp.Cookies), resp.Body)
 	}
 	authURL, err := url.Parse(resp.Headers["Location"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	cookie, _, _ := strings.Cut(resp.Cookies[0], ";")
-	logcheck.Register(authURL.Query().Get("state"), cookie[strings.IndexByte(cookie, '=')+1:])
+	linkCookie, _, _ := strings.Cut(resp.Cookies[1], ";")
+	logcheck.Register(authURL.Query().Get("state"), cookie[strings.IndexByte(cookie, '=')+1:], linkCookie[strings.IndexByte(linkCookie, '=')+1:])
 	back := consent(t, authURL)
 	logcheck.Register(back.Query().Get("code"))
 	resp = invoke(t, p.fns["CallbackFunction"], sampleevent.Load(t, "callback.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		sampleevent.SetQuery(ev, "acme", "callback", back.RawQuery)
 		ev.Cookies = []string{cookie}
 	}))
-	if loc := resp.Headers["Location"]; resp.StatusCode != http.StatusFound || !strings.Contains(loc, "status=connected") {
-		t.Fatalf("callback: %d %v %s", resp.StatusCode, resp.Headers, resp.Body)
+	// The stack's default, ConnectionConfirmation=required: the grant
+	// waits for the app's confirmation, and no token is served until then.
+	ret, err := url.Parse(resp.Headers["Location"])
+	if err != nil || resp.StatusCode != http.StatusFound || ret.Query().Get("status") != "pending" || ret.Query().Get("confirmation") == "" {
+		t.Fatalf("callback: %d %v %s, want a return with status=pending and a confirmation code", resp.StatusCode, resp.Headers, resp.Body)
+	}
+	code := ret.Query().Get("confirmation")
+	logcheck.Register(code)
+	resp = invoke(t, p.fns["TokenFunction"], sampleevent.Load(t, "token.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		tokenPath(ev, id, "/connections/acme/"+id+"/token")
+	}))
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("token read before the confirmation: %d %s, want 404", resp.StatusCode, resp.Body)
+	}
+	resp = invoke(t, p.fns["TokenFunction"], sampleevent.Load(t, "confirm.json", func(ev *events.APIGatewayV2HTTPRequest) {
+		tokenPath(ev, id, "/connections/acme/"+id+"/confirm")
+		ev.Body = `{"confirmation":"` + code + `"}`
+	}))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Body, `"status":"connected"`) {
+		t.Fatalf("confirm: %d %s, want 200 connected", resp.StatusCode, resp.Body)
 	}
 	wantEvents(t, p.events, "oauthbroker.connection.created")
 
@@ -497,10 +519,29 @@ func runFlow(t *testing.T, p flowParts) bool {
 	if _, err := p.store.GetConnection(t.Context(), "acme", id); err != store.ErrNotFound {
 		t.Errorf("connection after delete: %v, want store.ErrNotFound", err)
 	}
+	// A grant never confirmed: once it expires, the refresh function
+	// revokes it at the provider, drops it and publishes abandoned.
+	access, refresh := p.prov.IssueGrant("read")
+	logcheck.Register(access, refresh)
+	abandoned := store.Key{Provider: "acme", ConnectionID: "customer-never-confirmed", Pending: signing.Hash("rehearsal-code")}
+	if err := p.store.PutPending(t.Context(), store.PendingGrant{Key: abandoned, ExpiresAt: time.Now().Add(-time.Minute),
+		Connection: store.Connection{AccessToken: access, RefreshToken: refresh, Grant: "authorization_code", Scope: "read"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = p.fns["RefreshFunction"].fn.Invoke(t.Context(), p.schedule); err != nil {
+		t.Fatalf("refresh: %v %s", err, out)
+	}
+	if err := json.Unmarshal(out, &sum); err != nil || sum["due"] != 1 || sum["revoked"] != 1 {
+		t.Fatalf("refresh summary %s (%v), want one due and revoked", out, err)
+	}
+	if p.prov.ValidRefresh(refresh) {
+		t.Errorf("the unconfirmed grant's refresh token is still valid at the provider")
+	}
+	wantEvents(t, p.events, "oauthbroker.connection.abandoned")
 	logcheck.Register(p.prov.Credentials()...)
 
-	// The seeded stack's authorize, whose role lacks PutPendingStates:
-	// the same connect fails, refused by moto's IAM.
+	// The seeded stack's authorize, whose role lacks dynamodb:PutItem:
+	// the same connect fails, refused by moto's IAM at the link's use.
 	resp = invoke(t, p.fns["seeded"], sampleevent.Load(t, "connect.json", func(ev *events.APIGatewayV2HTTPRequest) {
 		sampleevent.SetQuery(ev, "acme", "connect", q)
 	}))
@@ -513,7 +554,7 @@ func runFlow(t *testing.T, p flowParts) bool {
 	if resp.StatusCode < 500 || refused != 1 {
 		t.Errorf("connect on the stack whose authorize role lacks dynamodb:PutItem: %d, %d PutItem refused; want a 5xx and one refused", resp.StatusCode, refused)
 	} else {
-		t.Logf("without the PutPendingStates grant, connect answers %d: moto refused dynamodb:PutItem to the role", resp.StatusCode)
+		t.Logf("without the PutItem grants, connect answers %d: moto refused dynamodb:PutItem to the role", resp.StatusCode)
 	}
 	for _, f := range p.fns {
 		t.Logf("%s ran with the stack's %d variables plus %v", f.id, len(f.env), f.added)

@@ -48,6 +48,7 @@ var capabilities = []struct {
 }{
 	{"write pending states (`state#*`)", grant{"dynamodb:PutItem", tableRes, stateKeys}},
 	{"consume pending states (`state#*`)", grant{"dynamodb:DeleteItem", tableRes, stateKeys}},
+	{"record a connect link's first use (`link#*`)", grant{"dynamodb:PutItem", tableRes, linkKeys}},
 	{"read connections (`conn#*`)", grant{"dynamodb:GetItem", tableRes, connKeys}},
 	{"write connections (`conn#*`)", grant{"dynamodb:PutItem", tableRes, connKeys}},
 	{"lease connections (`conn#*`)", grant{"dynamodb:UpdateItem", tableRes, connKeys}},

@@ -46,16 +46,18 @@ var wantFunctions = []struct {
 
 // The HTTP routes and the function each must reach.
 var wantRoutes = map[string]string{
-	"GET /connect/{provider}":                           "AuthorizeFunction",
-	"GET /callback/{provider}":                          "CallbackFunction",
-	"GET /connections/{provider}/{connection_id}/token": "TokenFunction",
-	"DELETE /connections/{provider}/{connection_id}":    "TokenFunction",
+	"GET /connect/{provider}":                              "AuthorizeFunction",
+	"GET /callback/{provider}":                             "CallbackFunction",
+	"GET /connections/{provider}/{connection_id}/token":    "TokenFunction",
+	"DELETE /connections/{provider}/{connection_id}":       "TokenFunction",
+	"POST /connections/{provider}/{connection_id}/confirm": "TokenFunction",
 }
 
 // The routes only the app's backend calls: IAM (SigV4) authorization.
 var iamRoutes = []string{
 	"GET /connections/{provider}/{connection_id}/token",
 	"DELETE /connections/{provider}/{connection_id}",
+	"POST /connections/{provider}/{connection_id}/confirm",
 }
 
 const (
@@ -64,6 +66,7 @@ const (
 	keysRes   = "Ref:SigningKeysSecret"
 	providers = "Sub:arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsPrefix}provider/*"
 	stateKeys = "ForAllValues:StringLike dynamodb:LeadingKeys=[state#*]"
+	linkKeys  = "ForAllValues:StringLike dynamodb:LeadingKeys=[link#*]"
 	connKeys  = "ForAllValues:StringLike dynamodb:LeadingKeys=[conn#*]"
 	tokenKey  = "GetAtt:TokenKey.Arn"
 	tableCtx  = `StringEquals kms:EncryptionContext:oauthbroker:table=[{"Ref":"ConnectionsTable"}]`
@@ -88,6 +91,7 @@ const ownLogGroup = "GetAtt:<its own log group>.Arn"
 var wantGrants = map[string][]grant{
 	"AuthorizeFunction": {
 		{"dynamodb:PutItem", tableRes, stateKeys},
+		{"dynamodb:PutItem", tableRes, linkKeys},
 		{"kms:GenerateDataKey", tokenKey, stateCtx},
 		{"secretsmanager:GetSecretValue", keysRes, noCond},
 		{"secretsmanager:GetSecretValue", providers, noCond},
@@ -108,6 +112,7 @@ var wantGrants = map[string][]grant{
 	},
 	"RefreshFunction": {
 		{"dynamodb:Query", dueIndex, noCond},
+		{"dynamodb:GetItem", tableRes, connKeys},
 		{"dynamodb:UpdateItem", tableRes, connKeys},
 		{"dynamodb:PutItem", tableRes, connKeys},
 		{"kms:GenerateDataKey", tokenKey, connCtx},
@@ -1215,15 +1220,18 @@ func TestSampleHTTPEvents(t *testing.T) {
 		method                  string
 		pathParams              map[string]string
 		iam                     bool // the route is IAM-authorized: the event carries the caller
+		body                    string
 	}{
 		{"events/connect.json", "GET /connect/{provider}", "/connect/acme",
-			[]string{"connection_id", "return_to", "exp", "kid", "sig"}, []string{"sig"}, false, "GET", acme, false},
+			[]string{"connection_id", "return_to", "exp", "kid", "sig", "nonce"}, []string{"sig"}, false, "GET", acme, false, ""},
 		{"events/callback.json", "GET /callback/{provider}", "/callback/acme",
-			[]string{"code", "state"}, []string{"code", "state"}, true, "GET", acme, false},
+			[]string{"code", "state"}, []string{"code", "state"}, true, "GET", acme, false, ""},
 		{"events/token.json", "GET /connections/{provider}/{connection_id}/token", "/connections/acme/customer-42/token",
-			nil, nil, false, "GET", conn, true},
+			nil, nil, false, "GET", conn, true, ""},
 		{"events/delete.json", "DELETE /connections/{provider}/{connection_id}", "/connections/acme/customer-42",
-			nil, nil, false, "DELETE", conn, true},
+			nil, nil, false, "DELETE", conn, true, ""},
+		{"events/confirm.json", "POST /connections/{provider}/{connection_id}/confirm", "/connections/acme/customer-42/confirm",
+			nil, nil, false, "POST", conn, true, `{"confirmation":"REPLACE_ME_WITH_THE_CODE_FROM_THE_RETURN_URL"}`},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {
@@ -1266,7 +1274,7 @@ func TestSampleHTTPEvents(t *testing.T) {
 				t.Errorf("requestContext.authorizer.iam lacks userArn or accountId")
 			}
 			check("isBase64Encoded", ev.IsBase64Encoded, false)
-			check("body", ev.Body, "")
+			check("body", ev.Body, c.body)
 			if rc.RequestID == "" || rc.TimeEpoch <= 0 || rc.DomainName == "" {
 				t.Errorf("requestContext needs requestId, timeEpoch and domainName; got %q, %d, %q", rc.RequestID, rc.TimeEpoch, rc.DomainName)
 			}

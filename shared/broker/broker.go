@@ -52,6 +52,11 @@ type Config struct {
 	ReturnTo returnto.Allowlist
 	// StateTTL is the lifetime of a connect flow; DefaultStateTTL if zero.
 	StateTTL time.Duration
+	// Confirm makes every authorization_code connect wait for the app's
+	// confirmation (confirm.go, S24): the callback keeps the new grant
+	// pending and Confirm makes it the connection's. Off, the callback
+	// stores it at once (CONFIRM_CONNECTIONS=off).
+	Confirm bool
 }
 
 // Broker runs the flows. All fields are required except Log, Now and

@@ -161,7 +161,27 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		kind, code, cause := tokenFailure(err)
 		return redirectErr(kind, code, cause, err)
 	}
-	conn, err := b.storeToken(ctx, p, rec, tok)
+	fresh := grantOf(p, rec, tok)
+	if b.Config.Confirm && rec.Grant == provider.GrantAuthorizationCode {
+		// S24: the grant waits apart until the app confirms that the
+		// signed-in user owns this connection id; the connection goes on
+		// serving whatever it held.
+		code, err := b.holdPending(ctx, p, fresh)
+		if errors.Is(err, errGrantConflict) {
+			return redirectErr(KindConflict, CodeConnectionConflict, CauseConnectionConflict, err)
+		} else if err != nil {
+			return redirectErr(KindUnavailable, CodeServerError, CauseInternal, err)
+		}
+		b.Logger().InfoContext(ctx, "connected, pending confirmation", "provider", p.Name, "connection_id", fresh.ConnectionID, "expires", !fresh.ExpiresAt.IsZero())
+		view := viewOf(fresh)
+		view.Status, view.AccessToken = StatusPending, ""
+		res.Connection = &view
+		// A browser flow always has a return address (Connect refuses one
+		// without).
+		res.Location = returnto.With(back, url.Values{"connection_id": {fresh.ConnectionID}, "status": {string(StatusPending)}, ParamConfirmation: {code}})
+		return res, nil
+	}
+	conn, err := b.promote(ctx, p, fresh)
 	if errors.Is(err, errGrantConflict) {
 		return redirectErr(KindConflict, CodeConnectionConflict, CauseConnectionConflict, err)
 	} else if err != nil {
@@ -212,13 +232,30 @@ func tokenFailure(err error) (Kind, Code, Cause) {
 // another grant.
 var errGrantConflict = errors.New("connection exists with another grant")
 
-// storeToken saves a freshly granted token as the connection's current
-// one (reconnecting replaces whatever the connection held), retrying a
-// lost optimistic-concurrency race with a re-read. It refuses to turn a
-// connection into one of another grant: a client_credentials token (the
-// app's own account) must never silently replace a customer's
-// authorization, nor the reverse.
-func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store.StateRecord, tok *provider.Token) (store.Connection, error) {
+// grantOf is the connection a fresh token makes for the flow rec: its
+// tokens, scope (as granted, or as asked when the provider did not say),
+// grant, parameters and first NextRefresh; its key and nothing else.
+func grantOf(p *provider.Provider, rec store.StateRecord, tok *provider.Token) store.Connection {
+	c := store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID, Status: store.StatusConnected}
+	c.AccessToken, c.RefreshToken, c.TokenType = tok.AccessToken, tok.RefreshToken, tok.TokenType
+	c.ExpiresAt = tok.ExpiresAt
+	c.Scope = tok.Scope
+	if c.Scope == "" {
+		c.Scope = strings.Join(rec.Scopes, " ")
+	}
+	c.Metadata = tok.Metadata
+	c.Grant, c.Params = rec.Grant, rec.Params
+	c.NextRefresh = nextRefresh(p, &c, tok.Lifetime)
+	return c
+}
+
+// promote saves fresh, a grant just obtained (grantOf), as the
+// connection's current one (reconnecting replaces whatever the connection
+// held), retrying a lost optimistic-concurrency race with a re-read, and
+// publishes created. It refuses to turn a connection into one of another
+// grant: a client_credentials token (the app's own account) must never
+// silently replace a customer's authorization, nor the reverse.
+func (b *Broker) promote(ctx context.Context, p *provider.Provider, fresh store.Connection) (store.Connection, error) {
 	var err error
 	for attempt := range 3 {
 		// Only the version, grant and creation time of a connection being
@@ -227,39 +264,32 @@ func (b *Broker) storeToken(ctx context.Context, p *provider.Provider, rec store
 		// would not open (damaged, or sealed under a key that is gone) are
 		// replaced by the fresh grant, the only repair there is.
 		var c store.Connection
-		c, err = b.Store.PeekConnection(ctx, p.Name, rec.ConnectionID)
+		c, err = b.Store.PeekConnection(ctx, p.Name, fresh.ConnectionID)
 		if errors.Is(err, store.ErrNotFound) {
-			c = store.Connection{Provider: p.Name, ConnectionID: rec.ConnectionID}
+			c = store.Connection{}
 		} else if err != nil {
 			return store.Connection{}, err
-		} else if c.Grant != rec.Grant {
+		} else if c.Grant != fresh.Grant {
 			return store.Connection{}, errGrantConflict
 		}
-		c.AccessToken, c.RefreshToken, c.TokenType = tok.AccessToken, tok.RefreshToken, tok.TokenType
-		c.ExpiresAt = tok.ExpiresAt
-		c.Scope = tok.Scope
-		if c.Scope == "" {
-			c.Scope = strings.Join(rec.Scopes, " ")
-		}
-		c.Metadata = tok.Metadata
-		c.Grant, c.Params = rec.Grant, rec.Params
-		c.Status, c.FailureCount, c.FailureClass, c.LastError = store.StatusConnected, 0, "", ""
-		c.NextRefresh = nextRefresh(p, &c, tok.Lifetime)
+		next := fresh
+		next.Status, next.FailureCount, next.FailureClass, next.LastError = store.StatusConnected, 0, "", ""
+		next.Version, next.CreatedAt = c.Version, c.CreatedAt
 		var saved store.Connection
-		if c.Version != 0 && p.RevokeOnReconnect && attempt == 0 {
+		if next.Version != 0 && p.RevokeOnReconnect && attempt == 0 {
 			// A reconnect: the replaced grant is revoked by the refresh
 			// schedule (retired.go), which may open its credentials. Only
 			// on the first attempt: after a conflict, what is stored may
 			// be this very write (a retried PutItem whose answer was lost
 			// fails its own condition), and retiring it would revoke the
 			// new grant. A grant replaced in a lost race stays alive.
-			saved, err = b.Store.ReplaceConnection(ctx, c)
+			saved, err = b.Store.ReplaceConnection(ctx, next)
 			if errors.Is(err, store.ErrNotRetired) {
-				b.Logger().WarnContext(ctx, "reconnected; the replaced grant stays alive at the provider", "provider", p.Name, "connection_id", c.ConnectionID, "cause", err.Error())
+				b.Logger().WarnContext(ctx, "reconnected; the replaced grant stays alive at the provider", "provider", p.Name, "connection_id", next.ConnectionID, "cause", err.Error())
 				err = nil
 			}
 		} else {
-			saved, err = b.Store.SaveConnection(ctx, c)
+			saved, err = b.Store.SaveConnection(ctx, next)
 		}
 		if err == nil {
 			b.publish(ctx, lifecycle.Created, saved) // a first connect or a reconnect

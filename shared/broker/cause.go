@@ -61,6 +61,9 @@ const (
 	CauseReturnToMissing Cause = "return_to_missing"
 	// CauseScopeInvalid: a scope has characters RFC 6749 §3.3 excludes.
 	CauseScopeInvalid Cause = "scope_invalid"
+	// CauseLinkUsed: the link was already used from another browser
+	// (S23): leaked, or forwarded.
+	CauseLinkUsed Cause = "link_used"
 )
 
 // Causes of a callback refusal before the code is redeemed (S4).

@@ -14,6 +14,16 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
 
+// ConnectRequest is a connect link as the browser brought it.
+type ConnectRequest struct {
+	Provider string
+	// Query holds the link's parameters, one value each.
+	Query url.Values
+	// LinkSecret returns the secret the browser keeps for the link whose
+	// use is recorded under id (ConnectResult.Link's Flow), if any.
+	LinkSecret func(id string) (string, bool)
+}
+
 // ConnectResult tells the browser where to go next.
 type ConnectResult struct {
 	// Location is the provider's authorization URL, or for the
@@ -22,6 +32,10 @@ type ConnectResult struct {
 	// Binding is what the browser must keep for the callback; nil for
 	// client_credentials, where there is no user at the provider to bind.
 	Binding *Binding
+	// Link is what the browser must keep to use the link again (S23):
+	// Flow names the link's use record, Secret is the value whose hash it
+	// holds, Lifetime runs to the link's expiry.
+	Link *Binding
 }
 
 // Binding ties a flow to the browser that started it (S2): the browser
@@ -39,9 +53,10 @@ type Binding struct {
 }
 
 // Connect starts a flow for a connect link the app signed: it verifies
-// the link, records a single-use state bound to the browser, and returns
-// the authorization URL (S1, S2, S6, S17, S18). Only a client_credentials
-// state is recorded unbound (below).
+// the link, records its use by this browser (a link works from the first
+// browser that uses it only, S23), records a single-use state bound to
+// the browser, and returns the authorization URL (S1, S2, S6, S17, S18).
+// Only a client_credentials state is recorded unbound (below).
 //
 // A client_credentials connect has no consent step: the signed link is the
 // consent. Connect then records an unbound single-use state and sends the
@@ -50,8 +65,9 @@ type Binding struct {
 // write tokens; keeping it to "PutItem state#*" is worth the hop. A caller
 // that follows redirects (a browser, curl -L, Go's http.Client) lands on
 // the link's return_to, or on a 201 JSON answer when the link has none.
-func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values) (ConnectResult, error) {
-	p, ok := b.Catalog.Get(providerName)
+func (b *Broker) Connect(ctx context.Context, req ConnectRequest) (ConnectResult, error) {
+	q := req.Query
+	p, ok := b.Catalog.Get(req.Provider)
 	if !ok {
 		return ConnectResult{}, fail(KindNotFound, CodeNotFound, CauseUnknownProvider, "Unknown provider.", nil)
 	}
@@ -93,6 +109,10 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 			return ConnectResult{}, fail(KindForbidden, CodeForbidden, CauseScopeInvalid, "This connect link asks for an invalid scope.", nil)
 		}
 	}
+	use, err := b.useLink(ctx, link, req.LinkSecret, now)
+	if err != nil {
+		return ConnectResult{}, err
+	}
 	st, err := signing.NewState(ks, p.Name, now, b.stateTTL())
 	if err != nil {
 		return ConnectResult{}, Unavailable(err)
@@ -113,7 +133,7 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 			return ConnectResult{}, Unavailable(err)
 		}
 		b.Logger().InfoContext(ctx, "connect started", "provider", p.Name, "connection_id", link.ConnectionID, "grant", grant)
-		return ConnectResult{Location: b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode()}, nil
+		return ConnectResult{Location: b.RedirectURI(p.Name) + "?" + url.Values{"state": {st.Value}}.Encode(), Link: use}, nil
 	}
 
 	creds, err := b.credentials(ctx, p)
@@ -148,7 +168,35 @@ func (b *Broker) Connect(ctx context.Context, providerName string, q url.Values)
 	return ConnectResult{
 		Location: cfg.AuthCodeURL(st.Value, opts...),
 		Binding:  &Binding{Flow: st.ID, Secret: binding, Lifetime: b.stateTTL()},
+		Link:     use,
 	}, nil
+}
+
+// useLink records the use of link by this browser, before anything else
+// is written (S23): the first use claims the link for the browser, which
+// keeps the returned secret until the link expires; a later use from the
+// same browser (it brings the secret back) is let through, so a customer
+// who went back and clicked again is not stopped; any other is refused.
+func (b *Broker) useLink(ctx context.Context, link signing.Link, secretOf func(string) (string, bool), now time.Time) (*Binding, error) {
+	id := signing.Hash(link.Nonce)
+	secret, ok := "", false
+	if secretOf != nil {
+		secret, ok = secretOf(id)
+	}
+	if !ok || secret == "" {
+		var err error
+		if secret, err = signing.RandomString(32); err != nil {
+			return nil, Unavailable(err)
+		}
+	}
+	err := b.Store.UseLink(ctx, store.LinkUse{ID: id, BindingHash: signing.Hash(secret), ExpiresAt: link.Expires})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, fail(KindForbidden, CodeForbidden, CauseLinkUsed, "This link was already used. Please start again from the application.", nil)
+	case err != nil:
+		return nil, Unavailable(err)
+	}
+	return &Binding{Flow: id, Secret: secret, Lifetime: link.Expires.Sub(now)}, nil
 }
 
 // connectGrant picks the grant for a connect: the link's, which the

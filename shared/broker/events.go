@@ -20,8 +20,11 @@ func (b *Broker) publish(ctx context.Context, t lifecycle.Type, c store.Connecti
 		return
 	}
 	e := lifecycle.Event{Type: t, Provider: c.Provider, ConnectionID: c.ConnectionID, Status: string(c.Status), Time: b.now(), FailureClass: c.FailureClass}
-	if t == lifecycle.Deleted {
+	switch t {
+	case lifecycle.Deleted:
 		e.Status = "deleted"
+	case lifecycle.Abandoned:
+		e.Status = "abandoned"
 	}
 	// Bounded, and not by the caller's cancellation: an event is not worth
 	// a browser's answer or a refresh result.

@@ -310,7 +310,7 @@ type result struct {
 // (which is also the read), then renew it. call is released unused when
 // the provider is not called.
 func (b *Broker) sweepOne(ctx context.Context, k store.Key, call *dispatch.Permit) result {
-	if k.Retired != "" {
+	if k.Apart() {
 		return b.revokeRetired(ctx, k, call)
 	}
 	clk := b.clock()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/oauthbroker/oauthbroker/shared/dispatch"
 	"github.com/oauthbroker/oauthbroker/shared/envelope"
+	"github.com/oauthbroker/oauthbroker/shared/lifecycle"
 	"github.com/oauthbroker/oauthbroker/shared/provider"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -32,17 +33,29 @@ const (
 	retiredAttempts = 8
 )
 
-// revokeRetired is the sweep's work on a retired grant: lease it, revoke
-// it at the provider, drop it. call is released unused when the provider
-// is not called.
+// revokeRetired is the sweep's work on a retired grant, or on a pending
+// grant that expired unconfirmed (confirm.go: it is revoked wherever the
+// entry has a revocation endpoint): lease it, revoke it at the provider,
+// drop it. call is released unused when the provider is not called.
 func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *dispatch.Permit) result {
 	clk := b.clock()
 	now := clk.Now()
 	log := b.Logger().With("provider", k.Provider, "connection_id", k.ConnectionID)
+	what := "replaced grant"
+	if k.Pending != "" {
+		what = "unconfirmed grant"
+	}
 	p, ok := b.Catalog.Get(k.Provider)
-	if !ok || !p.RevokeOnReconnect {
-		// The entry left the catalog or stopped asking for revocation.
-		log.InfoContext(ctx, "replaced grant dropped unrevoked", "reason", "the catalog entry does not revoke on reconnect")
+	switch {
+	case !ok:
+		log.InfoContext(ctx, what+" dropped unrevoked", "reason", "the provider left the catalog")
+		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
+	case k.Pending != "" && p.RevocationURL == "":
+		log.InfoContext(ctx, what+" dropped unrevoked", "reason", "the catalog entry has no revocation_url")
+		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
+	case k.Pending == "" && !p.RevokeOnReconnect:
+		// The entry stopped asking for revocation.
+		log.InfoContext(ctx, what+" dropped unrevoked", "reason", "the catalog entry does not revoke on reconnect")
 		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
 	}
 	if b.gate(k.Provider).Paused(now) {
@@ -53,16 +66,30 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *dispatch.
 	case errors.Is(err, store.ErrConflict):
 		return result{outcome: outcomeSkipped} // another sweep has it, or it is done
 	case errors.Is(err, envelope.ErrOpen):
-		log.WarnContext(ctx, "replaced grant not revoked", "reason", "credentials do not open")
+		log.WarnContext(ctx, what+" not revoked", "reason", "credentials do not open")
 		return b.dropRetired(ctx, k, result{outcome: outcomeRevokeFailed, err: err})
 	case err != nil:
-		log.WarnContext(ctx, "replaced grant not leased", "cause", err.Error())
+		log.WarnContext(ctx, what+" not leased", "cause", err.Error())
 		return result{outcome: outcomeSkipped}
+	}
+	if k.Pending != "" && !g.InUse {
+		// A provider may hand a re-authorization the refresh token the
+		// connection already holds: then the unconfirmed grant is the
+		// connection's own, and revoking it would end the connection.
+		cur, err := b.Store.GetConnection(ctx, k.Provider, k.ConnectionID)
+		switch {
+		case err == nil:
+			g.MarkInUse(store.Successor(cur.AccessToken, cur.RefreshToken))
+		case !errors.Is(err, store.ErrNotFound):
+			// Not knowing is not revoking: the lease brings it back.
+			log.WarnContext(ctx, what+" not revoked; retrying later", "reason", "the connection could not be read", "cause", err.Error())
+			return result{outcome: outcomeSkipped}
+		}
 	}
 	if g.InUse {
 		// The connection holds the same token again (see
 		// store.RetiredGrant.InUse): revoking it would end the connection.
-		log.InfoContext(ctx, "replaced grant dropped unrevoked", "reason", "the connection holds the same token")
+		log.InfoContext(ctx, what+" dropped unrevoked", "reason", "the connection holds the same token")
 		return b.dropRetired(ctx, k, result{outcome: outcomeSkipped})
 	}
 	token, hint := g.RefreshToken, "refresh_token"
@@ -89,27 +116,33 @@ func (b *Broker) revokeRetired(ctx context.Context, k store.Key, call *dispatch.
 	}
 	switch {
 	case err == nil:
-		log.InfoContext(ctx, "replaced grant revoked at the provider", "token_type_hint", hint, "attempt", g.Attempts)
+		log.InfoContext(ctx, what+" revoked at the provider", "token_type_hint", hint, "attempt", g.Attempts)
 		r.outcome = outcomeRevoked
 		return b.dropRetired(ctx, k, r)
 	case g.Attempts >= retiredAttempts || pe != nil && !pe.Temporary():
-		log.WarnContext(ctx, "replaced grant not revoked; giving up", "attempt", g.Attempts, "cause", causeString(err))
+		log.WarnContext(ctx, what+" not revoked; giving up", "attempt", g.Attempts, "cause", causeString(err))
 		r.outcome = outcomeRevokeFailed
 		return b.dropRetired(ctx, k, r)
 	default:
-		log.WarnContext(ctx, "replaced grant not revoked; retrying later", "attempt", g.Attempts, "next_attempt", now.Add(retiredRetry), "cause", causeString(err))
+		log.WarnContext(ctx, what+" not revoked; retrying later", "attempt", g.Attempts, "next_attempt", now.Add(retiredRetry), "cause", causeString(err))
 		r.outcome = outcomeRevokeFailed
 		return r
 	}
 }
 
 // dropRetired drops the retired grant k, keeping r's outcome; a drop that
-// fails leaves it to come due again when its lease ends.
+// fails leaves it to come due again when its lease ends. Dropping an
+// unconfirmed grant publishes abandoned, once: a failed drop publishes
+// nothing and is tried again.
 func (b *Broker) dropRetired(ctx context.Context, k store.Key, r result) result {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
 	defer cancel()
 	if err := b.Store.DropRetired(dctx, k); err != nil {
 		b.Logger().WarnContext(ctx, "retired grant not dropped", "provider", k.Provider, "connection_id", k.ConnectionID, "cause", err.Error())
+		return r
+	}
+	if k.Pending != "" {
+		b.publish(ctx, lifecycle.Abandoned, store.Connection{Provider: k.Provider, ConnectionID: k.ConnectionID})
 	}
 	return r
 }

@@ -300,6 +300,7 @@ type fakeAPI struct {
 	mu        sync.Mutex
 	answer    func(routeRequest) answer
 	requests  []routeRequest
+	bodies    []string // the verified requests' bodies
 	forbidden []string // the 403 messages
 }
 
@@ -346,12 +347,13 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ans answer
-	if force, ok := forceParam(r); !ok || rr.Method == http.MethodDelete && r.URL.RawQuery != "" {
+	if force, ok := forceParam(r); !ok || rr.Method != http.MethodGet && r.URL.RawQuery != "" {
 		ans = errorAnswer(http.StatusBadRequest, "invalid_request")
 	} else {
 		rr.Force = force
 		a.mu.Lock()
 		a.requests = append(a.requests, rr)
+		a.bodies = append(a.bodies, string(body))
 		f := a.answer
 		a.mu.Unlock()
 		ans = f(rr)
@@ -368,9 +370,10 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, ans.body)
 }
 
-// route matches GET /connections/{provider}/{connection_id}/token and
-// DELETE /connections/{provider}/{connection_id} on the path as sent,
-// unescaping each segment.
+// route matches GET /connections/{provider}/{connection_id}/token,
+// POST /connections/{provider}/{connection_id}/confirm and DELETE
+// /connections/{provider}/{connection_id} on the path as sent, unescaping
+// each segment.
 func route(r *http.Request, prefix string) (routeRequest, bool) {
 	rawPath, _, _ := strings.Cut(r.RequestURI, "?")
 	rawPath, ok := strings.CutPrefix(rawPath, prefix)
@@ -387,6 +390,7 @@ func route(r *http.Request, prefix string) (routeRequest, bool) {
 	}
 	switch {
 	case r.Method == http.MethodGet && len(segs) == 4 && segs[0] == "connections" && segs[3] == "token",
+		r.Method == http.MethodPost && len(segs) == 4 && segs[0] == "connections" && segs[3] == "confirm",
 		r.Method == http.MethodDelete && len(segs) == 3 && segs[0] == "connections":
 		if segs[1] == "" || segs[2] == "" {
 			return routeRequest{}, false

@@ -1,7 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -228,6 +231,54 @@ func (c *Client) Delete(ctx context.Context, provider, connectionID string) erro
 	return nil
 }
 
+// Confirm makes the pending grant whose confirmation code the customer's
+// browser brought back (the return URL's confirmation parameter, with
+// status=pending) the connection's: call it only after checking, in your
+// own session, that the signed-in user owns connectionID. The return URL's
+// query is an unsigned hint; the Status Confirm returns is the truth.
+//
+// Errors: ErrConfirmationInvalid when the code is wrong, used or expired
+// (the customer must connect again), ErrNotFound for an unknown provider,
+// an *Error otherwise (CodeConnectionConflict: the connection holds a
+// grant of another kind).
+func (c *Client) Confirm(ctx context.Context, provider, connectionID, confirmation string) (*Status, error) {
+	body, err := json.Marshal(tokenapi.Confirm{Confirmation: confirmation})
+	if err != nil {
+		return nil, fmt.Errorf("oauthbroker client: %w", err)
+	}
+	resp, err := c.send(ctx, http.MethodPost, provider, connectionID, "", body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, c.apiError(resp)
+	}
+	var st tokenapi.Status
+	dec := json.NewDecoder(io.LimitReader(resp.Body, maxBody))
+	if err := dec.Decode(&st); err != nil || st.Status == "" {
+		return nil, &Error{StatusCode: resp.StatusCode, Code: CodeUnexpected}
+	}
+	out := &Status{Provider: st.Provider, ConnectionID: st.ConnectionID, Status: st.Status, Scope: st.Scope}
+	if st.ExpiresAt != "" {
+		if out.ExpiresAt, err = time.Parse(time.RFC3339, st.ExpiresAt); err != nil {
+			return nil, &Error{StatusCode: resp.StatusCode, Code: CodeUnexpected}
+		}
+	}
+	return out, nil
+}
+
+// Status is a connection as Confirm reports it: never a token.
+type Status struct {
+	Provider     string
+	ConnectionID string
+	// Status is "connected" after a confirmation.
+	Status string
+	// ExpiresAt is zero when the token does not expire.
+	ExpiresAt time.Time
+	Scope     string
+}
+
 func (c *Client) token(ctx context.Context, provider, connectionID string, force bool) (*Token, error) {
 	query := ""
 	if force {
@@ -248,21 +299,34 @@ func (c *Client) token(ctx context.Context, provider, connectionID string, force
 	return decodeToken(body)
 }
 
-// do sends a signed request to the route of the connection.
+// do sends a signed request without a body to the route of the connection.
 func (c *Client) do(ctx context.Context, method, provider, connectionID, query string) (*http.Response, error) {
+	return c.send(ctx, method, provider, connectionID, query, nil)
+}
+
+// send sends a signed request to the route of the connection, with body
+// as JSON when it is not nil.
+func (c *Client) send(ctx context.Context, method, provider, connectionID, query string, body []byte) (*http.Response, error) {
 	u, err := c.routeURL(method, provider, connectionID)
 	if err != nil {
 		return nil, err
 	}
 	u.RawQuery = query
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return nil, fmt.Errorf("oauthbroker client: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if c.devKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.devKey)
-	} else if err := c.sign(ctx, req); err != nil {
+	} else if err := c.sign(ctx, req, body); err != nil {
 		return nil, err
 	}
 	resp, err := c.http.Do(req)
@@ -272,19 +336,24 @@ func (c *Client) do(ctx context.Context, method, provider, connectionID, query s
 	return resp, nil
 }
 
-// sign adds the SigV4 headers to req.
-func (c *Client) sign(ctx context.Context, req *http.Request) error {
+// sign adds the SigV4 headers to req, whose payload is body.
+func (c *Client) sign(ctx context.Context, req *http.Request, body []byte) error {
 	creds, err := c.creds.Retrieve(ctx)
 	if err != nil {
 		return fmt.Errorf("oauthbroker client: AWS credentials: %w", err)
 	}
-	if err := c.signer.SignHTTP(ctx, creds, req, emptyPayloadHash, signingService, c.region, c.now()); err != nil {
+	payloadHash := emptyPayloadHash
+	if body != nil {
+		sum := sha256.Sum256(body)
+		payloadHash = hex.EncodeToString(sum[:])
+	}
+	if err := c.signer.SignHTTP(ctx, creds, req, payloadHash, signingService, c.region, c.now()); err != nil {
 		return fmt.Errorf("oauthbroker client: signing the request: %w", err)
 	}
 	return nil
 }
 
-// routeURL is the URL of /connections/{provider}/{connection_id}[/token],
+// routeURL is the URL of /connections/{provider}/{connection_id}[/token|/confirm],
 // each segment path-escaped.
 func (c *Client) routeURL(method, provider, connectionID string) (*url.URL, error) {
 	for _, s := range []struct{ name, v string }{{"provider", provider}, {"connection id", connectionID}} {
@@ -293,8 +362,11 @@ func (c *Client) routeURL(method, provider, connectionID string) (*url.URL, erro
 		}
 	}
 	raw := c.base.EscapedPath() + "/connections/" + url.PathEscape(provider) + "/" + url.PathEscape(connectionID)
-	if method == http.MethodGet {
+	switch method {
+	case http.MethodGet:
 		raw += "/token"
+	case http.MethodPost:
+		raw += "/confirm"
 	}
 	u := *c.base
 	u.RawPath = raw

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -278,6 +279,50 @@ func TestMethodsQueryAndStagePath(t *testing.T) {
 	api.mu.Unlock()
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("requests %+v, want %+v", got, want)
+	}
+}
+
+// TestConfirm: Confirm posts the code as the contract's JSON, signed with
+// its payload's hash, and reads the connection's status; a refused code is
+// ErrConfirmationInvalid, a conflict CodeConnectionConflict.
+func TestConfirm(t *testing.T) {
+	t.Parallel()
+	clock := newClock()
+	code := secretToken("confirmation")
+	api := newFakeAPI(t, clock, func(r routeRequest) answer {
+		switch r.ConnectionID {
+		case "c1":
+			return answer{status: http.StatusOK, body: `{"provider":"acme","connection_id":"c1","status":"connected","expires_at":"2026-11-24T21:00:00Z","scope":"read"}`}
+		case "used":
+			return errorAnswer(http.StatusGone, "confirmation_invalid")
+		}
+		return errorAnswer(http.StatusUnprocessableEntity, "connection_conflict")
+	})
+	c, err := New(context.Background(), api.srv.URL, WithCredentials(staticCreds(testCreds)),
+		WithRegion(testRegion), WithClock(clock.Now), WithHTTPClient(api.srv.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Confirm(t.Context(), "acme", "c1", code)
+	want := &Status{Provider: "acme", ConnectionID: "c1", Status: "connected", ExpiresAt: time.Date(2026, 11, 24, 21, 0, 0, 0, time.UTC), Scope: "read"}
+	if err != nil || !reflect.DeepEqual(st, want) {
+		t.Fatalf("Confirm = %+v, %v; want %+v", st, err, want)
+	}
+	api.mu.Lock()
+	req, body := api.requests[0], api.bodies[0]
+	api.mu.Unlock()
+	if req != (routeRequest{Method: http.MethodPost, Provider: "acme", ConnectionID: "c1"}) || body != `{"confirmation":"`+code+`"}` {
+		t.Errorf("request %+v with body %q, want POST …/acme/c1/confirm with the code as JSON", req, body)
+	}
+	if _, err := c.Confirm(t.Context(), "acme", "used", code); !errors.Is(err, ErrConfirmationInvalid) || errors.Is(err, ErrNotFound) {
+		t.Errorf("a refused code: %v, want ErrConfirmationInvalid", err)
+	}
+	var e *Error
+	if _, err := c.Confirm(t.Context(), "acme", "other", code); !errors.As(err, &e) || e.Code != CodeConnectionConflict || e.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("a conflict: %v, want CodeConnectionConflict", err)
+	}
+	if strings.Contains(fmt.Sprint(err), code) {
+		t.Error("an error names the confirmation code")
 	}
 }
 

@@ -20,6 +20,8 @@ const (
 	CodeForbidden           = tokenapi.CodeForbidden           // 403: also API Gateway's: unsigned, wrongly signed or not allowed by IAM
 	CodeNotFound            = tokenapi.CodeNotFound            // 404: unknown connection (ErrNotFound)
 	CodeReauthRequired      = tokenapi.CodeReauthRequired      // 409: the customer must connect again (ErrReauthRequired)
+	CodeConfirmationInvalid = tokenapi.CodeConfirmationInvalid // 410: Confirm's code is wrong, used or expired (ErrConfirmationInvalid)
+	CodeConnectionConflict  = tokenapi.CodeConnectionConflict  // 422: Confirm: the connection holds a grant of another kind
 	CodeInternal            = tokenapi.CodeInternal            // 500
 	CodeProviderError       = tokenapi.CodeProviderError       // 502: the provider refused the refresh; RetryAfter set
 	CodeProviderUnavailable = tokenapi.CodeProviderUnavailable // 503: try again after RetryAfter
@@ -39,6 +41,11 @@ var ErrNotFound = errors.New("oauthbroker client: connection not found")
 // customer has to connect again: the provider refused its refresh token,
 // or a forced refresh was asked of a connection that cannot refresh.
 var ErrReauthRequired = errors.New("oauthbroker client: the customer must reconnect")
+
+// ErrConfirmationInvalid matches (errors.Is) an *Error for a confirmation
+// code that is wrong, was used already or has expired: the customer must
+// connect again.
+var ErrConfirmationInvalid = errors.New("oauthbroker client: confirmation code invalid, used or expired")
 
 // Error is an answer of the token route other than success. It never holds
 // a token or a credential.
@@ -78,6 +85,8 @@ func (e *Error) Is(target error) bool {
 		return e.Code == CodeNotFound
 	case ErrReauthRequired:
 		return e.Code == CodeReauthRequired
+	case ErrConfirmationInvalid:
+		return e.Code == CodeConfirmationInvalid
 	}
 	return false
 }

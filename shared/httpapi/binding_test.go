@@ -20,7 +20,7 @@ func TestBindingCookie(t *testing.T) {
 	f := newRefusals(t)
 	resp, err := Authorize(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{
 		PathParameters: map[string]string{"provider": "acme"}, RawQueryString: f.link(t, nil, nil)})
-	if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+	if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 2 {
 		t.Fatalf("connect answered %d %v, %v", resp.StatusCode, resp.Cookies, err)
 	}
 	set, err := http.ParseSetCookie(resp.Cookies[0])

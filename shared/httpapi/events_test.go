@@ -195,7 +195,7 @@ func (w *fixtureWorld) consentFor(t *testing.T, connectionID string) consented {
 		sampleevent.SetQuery(&ev, "acme", "connect", raw)
 	}
 	resp, err := Authorize(w.b)(context.Background(), ev)
-	if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+	if err != nil || resp.StatusCode != http.StatusFound || len(resp.Cookies) != 2 {
 		t.Fatalf("connect answered %d %v, %v", resp.StatusCode, resp.Cookies, err)
 	}
 	c, err := http.ParseSetCookie(resp.Cookies[0])
@@ -211,7 +211,7 @@ func (w *fixtureWorld) consentFor(t *testing.T, connectionID string) consented {
 func (w *fixtureWorld) sign(t *testing.T, provider string, q map[string]string) string {
 	t.Helper()
 	raw, err := signing.SignLink(w.keys, signing.Link{Provider: provider, ConnectionID: q["connection_id"], ReturnTo: q["return_to"],
-		Grant: q["grant"], Expires: time.Unix(fixtureExp, 0)})
+		Grant: q["grant"], Expires: time.Unix(fixtureExp, 0), Nonce: q["nonce"]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,8 @@ func TestEvents(t *testing.T) {
 			want: `{"statusCode": 302, "headers": {` + securityHeadersJSON + `,
 				"Location": "{acme}/authorize?client_id=cid&code_challenge={code_challenge}&code_challenge_method=S256&redirect_uri=https%3A%2F%2Fabcdef1234.execute-api.us-east-1.amazonaws.com%2Fcallback%2Facme&response_type=code&state={state}"},
 				"multiValueHeaders": null, "body": "",
-				"cookies": ["{binding_cookie}={binding}; Path=/; Max-Age=600; HttpOnly; Secure; SameSite=Lax"]}`,
+				"cookies": ["{binding_cookie}={binding}; Path=/; Max-Age=600; HttpOnly; Secure; SameSite=Lax",
+					"{link_cookie}={link_secret}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax"]}`,
 			after: stored("cust-42", nil),
 		},
 		{
@@ -378,7 +379,8 @@ func TestEvents(t *testing.T) {
 			},
 			want: `{"statusCode": 302, "headers": {` + securityHeadersJSON + `,
 				"Location": "https://abcdef1234.execute-api.us-east-1.amazonaws.com/callback/machine?state={state}"},
-				"multiValueHeaders": null, "cookies": null, "body": ""}`,
+				"multiValueHeaders": null, "body": "",
+				"cookies": ["{link_cookie}={link_secret}; Path=/; Max-Age=1800; HttpOnly; Secure; SameSite=Lax"]}`,
 			after: func(t *testing.T, w *fixtureWorld, _ prepared) {
 				if _, err := w.st.GetConnection(context.Background(), "machine", "svc-1"); !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("connection svc-1 before its callback: %v", err)
@@ -516,7 +518,11 @@ func answer(t *testing.T, w *fixtureWorld, resp events.APIGatewayV2HTTPResponse,
 		}
 	}
 	for _, raw := range resp.Cookies {
-		if c, err := http.ParseSetCookie(raw); err == nil && c.Value != "" {
+		switch c, err := http.ParseSetCookie(raw); {
+		case err != nil || c.Value == "":
+		case strings.HasPrefix(c.Name, LinkCookiePrefix):
+			pairs = append(pairs, c.Name, "{link_cookie}", c.Value, "{link_secret}")
+		default:
 			pairs = append(pairs, c.Name, "{binding_cookie}", c.Value, "{binding}")
 		}
 	}

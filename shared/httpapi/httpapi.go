@@ -34,13 +34,21 @@ func Authorize(b *broker.Broker) Handler {
 		if err != nil {
 			return failure(ctx, b, "connect", malformed("This connect link is malformed.", err)), nil
 		}
-		res, err := b.Connect(ctx, req.PathParameters["provider"], q)
+		res, err := b.Connect(ctx, broker.ConnectRequest{
+			Provider:   req.PathParameters["provider"],
+			Query:      q,
+			LinkSecret: func(id string) (string, bool) { return Cookie(req.Cookies, LinkCookieName(id)) },
+		})
 		if err != nil {
 			return failure(ctx, b, "connect", err), nil
 		}
 		resp := Redirect(res.Location)
+		// The flow's binding first, then the link's.
 		if res.Binding != nil {
-			resp.Cookies = []string{bindingCookie(res.Binding.Flow, res.Binding.Secret, res.Binding.Lifetime).String()}
+			resp.Cookies = append(resp.Cookies, bindingCookie(res.Binding.Flow, res.Binding.Secret, res.Binding.Lifetime).String())
+		}
+		if res.Link != nil {
+			resp.Cookies = append(resp.Cookies, linkCookie(res.Link.Flow, res.Link.Secret, res.Link.Lifetime).String())
 		}
 		return resp, nil
 	}

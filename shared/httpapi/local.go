@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ var localIdentity = events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescriptio
 // Event builds the API Gateway HTTP API (payload 2.0) event that API
 // Gateway would send for r on the route routeKey ("GET /callback/{provider}")
 // — what the local development server feeds the same handlers. On the
-// token routes (tokenapi.RouteToken, tokenapi.RouteDelete), which API
+// app's routes (tokenapi.RouteToken, RouteDelete, RouteConfirm), which API
 // Gateway admits only with IAM authorization and then describes the
 // caller in requestContext.authorizer.iam, the event carries
 // localIdentity: the server must have checked its stand-in for IAM (make
@@ -45,7 +46,11 @@ func Event(r *http.Request, routeKey string, pathParameters map[string]string) e
 		query[k] = strings.Join(v, ",") // as API Gateway does; handlers use the raw string
 	}
 	var authorizer *events.APIGatewayV2HTTPRequestContextAuthorizerDescription
-	if routeKey == tokenapi.RouteToken || routeKey == tokenapi.RouteDelete {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	}
+	if routeKey == tokenapi.RouteToken || routeKey == tokenapi.RouteDelete || routeKey == tokenapi.RouteConfirm {
 		id := localIdentity
 		authorizer = &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{IAM: &id}
 	}
@@ -58,6 +63,7 @@ func Event(r *http.Request, routeKey string, pathParameters map[string]string) e
 		Headers:               headers,
 		QueryStringParameters: query,
 		PathParameters:        pathParameters,
+		Body:                  string(body),
 		RequestContext: events.APIGatewayV2HTTPRequestContext{
 			RouteKey:   routeKey,
 			Authorizer: authorizer,

@@ -125,7 +125,7 @@ func (f *refusals) browser(t *testing.T) (url.Values, string) {
 	t.Helper()
 	resp, _ := Authorize(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{
 		PathParameters: map[string]string{"provider": "acme"}, RawQueryString: f.link(t, nil, nil)})
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 2 {
 		t.Fatalf("connect answered %d", resp.StatusCode)
 	}
 	c, err := http.ParseSetCookie(resp.Cookies[0])

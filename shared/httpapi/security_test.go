@@ -525,7 +525,7 @@ func TestS15_ReturnToValidatedTwice(t *testing.T) {
 		}
 		for _, c := range controls {
 			resp := s.Connect("acme", s.RawLink(signing.Link{Provider: "acme", ConnectionID: "s15", ReturnTo: c, Expires: exp}))
-			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
+			if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 2 {
 				t.Errorf("control %q: %d %s", c, resp.StatusCode, resp.Body)
 				continue
 			}

@@ -2,8 +2,11 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -12,11 +15,13 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/client/tokenapi"
 )
 
-// Tokens handles the app's routes (tokenapi.RouteToken, tokenapi.RouteDelete),
-// which API Gateway admits only with IAM (SigV4) authorization:
+// Tokens handles the app's routes (tokenapi.RouteToken, tokenapi.RouteDelete,
+// tokenapi.RouteConfirm), which API Gateway admits only with IAM (SigV4)
+// authorization:
 //
 //	GET    /connections/{provider}/{connection_id}/token[?force_refresh=true]
 //	DELETE /connections/{provider}/{connection_id}
+//	POST   /connections/{provider}/{connection_id}/confirm  {"confirmation": "…"}
 //
 // As defence in depth it refuses a request that carries no IAM identity
 // (iamCaller) with 403 tokenapi.CodeForbidden and an error log line, before
@@ -41,6 +46,11 @@ func Tokens(b *broker.Broker) Handler {
 				return jsonError(tokenapi.CodeInvalidRequest, 0), nil
 			}
 			return deleteConnection(ctx, b, prov, id), nil
+		case http.MethodPost:
+			if req.RawQueryString != "" {
+				return jsonError(tokenapi.CodeInvalidRequest, 0), nil
+			}
+			return confirm(ctx, b, req, prov, id), nil
 		}
 		// No route sends another method here.
 		return jsonError(tokenapi.CodeInvalidRequest, 0), nil
@@ -98,6 +108,50 @@ func deleteConnection(ctx context.Context, b *broker.Broker, prov, id string) ev
 		log.ErrorContext(ctx, "delete failed", "cause", err.Error())
 		return jsonError(tokenapi.CodeInternal, 0)
 	}
+}
+
+// maxConfirmBody bounds the confirm route's body: a code and its JSON.
+const maxConfirmBody = 1024
+
+// confirm makes a pending grant the connection's (broker.Confirm, S24).
+// The body is {"confirmation": code}, exactly: anything else is
+// invalid_request. The code is never logged.
+func confirm(ctx context.Context, b *broker.Broker, req events.APIGatewayV2HTTPRequest, prov, id string) events.APIGatewayV2HTTPResponse {
+	body := req.Body
+	if req.IsBase64Encoded {
+		raw, err := base64.StdEncoding.DecodeString(body)
+		if err != nil {
+			return jsonError(tokenapi.CodeInvalidRequest, 0)
+		}
+		body = string(raw)
+	}
+	var in tokenapi.Confirm
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if len(body) > maxConfirmBody || dec.Decode(&in) != nil || dec.More() || in.Confirmation == "" {
+		return jsonError(tokenapi.CodeInvalidRequest, 0)
+	}
+	log := b.Logger().With("provider", prov, "connection_id", id)
+	c, err := b.Confirm(ctx, prov, id, in.Confirmation)
+	switch {
+	case err == nil:
+		log.InfoContext(ctx, "confirmation accepted")
+		out := tokenapi.Status{Provider: c.Provider, ConnectionID: c.ConnectionID, Status: string(c.Status), Scope: c.Scope}
+		if !c.ExpiresAt.IsZero() {
+			out.ExpiresAt = c.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		return JSON(http.StatusOK, out)
+	case errors.Is(err, broker.ErrNotFound):
+		return jsonError(tokenapi.CodeNotFound, 0)
+	case errors.Is(err, broker.ErrConfirmationInvalid):
+		log.InfoContext(ctx, "confirmation refused", "status", http.StatusGone)
+		return jsonError(tokenapi.CodeConfirmationInvalid, 0)
+	case errors.Is(err, broker.ErrConnectionConflict):
+		log.WarnContext(ctx, "confirmation refused", "status", http.StatusUnprocessableEntity, "cause", err.Error())
+		return jsonError(tokenapi.CodeConnectionConflict, 0)
+	}
+	log.ErrorContext(ctx, "confirmation failed", "cause", err.Error())
+	return jsonError(tokenapi.CodeInternal, 0)
 }
 
 // jsonError answers code with its contract status and body

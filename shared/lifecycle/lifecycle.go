@@ -1,5 +1,5 @@
 // Package lifecycle announces changes in the life of a connection: created,
-// recovered, needs_reauth, failing and deleted.
+// recovered, needs_reauth, failing, deleted and abandoned.
 //
 // An Event names the connection and its new status, never a token: it has
 // no field that could hold one. A Publisher delivers events; EventBridge
@@ -43,15 +43,20 @@ const (
 	Failing Type = "failing"
 	// Deleted means the connection was deleted.
 	Deleted Type = "deleted"
+	// Abandoned means a grant that waited for the app's confirmation was
+	// not confirmed in time: it was revoked at the provider (where the
+	// entry can) and dropped. The connection, if there is one, is as it
+	// was; the event's status is "abandoned".
+	Abandoned Type = "abandoned"
 )
 
 // Types lists every Type.
-var Types = []Type{Created, Recovered, NeedsReauth, Failing, Deleted}
+var Types = []Type{Created, Recovered, NeedsReauth, Failing, Deleted, Abandoned}
 
 // Valid reports whether t is one of the Types.
 func (t Type) Valid() bool {
 	switch t {
-	case Created, Recovered, NeedsReauth, Failing, Deleted:
+	case Created, Recovered, NeedsReauth, Failing, Deleted, Abandoned:
 		return true
 	}
 	return false
@@ -63,7 +68,7 @@ type Event struct {
 	Provider     string
 	ConnectionID string
 	// Status is the connection's status after the change ("connected",
-	// "needs_reauth", "failing", "deleted").
+	// "needs_reauth", "failing", "deleted"), or "abandoned".
 	Status string
 	// Time is when the change happened. Publishers use the current time if
 	// it is zero.

@@ -83,7 +83,7 @@ func TestDetail(t *testing.T) {
 }
 
 func TestTypes(t *testing.T) {
-	want := []string{"created", "recovered", "needs_reauth", "failing", "deleted"}
+	want := []string{"created", "recovered", "needs_reauth", "failing", "deleted", "abandoned"}
 	var got []string
 	for _, ty := range lifecycle.Types {
 		if !ty.Valid() {

@@ -44,7 +44,8 @@ type Env struct {
 	// TokenKeyID is the KMS key that wraps the data keys sealing stored
 	// credentials (TOKEN_KEY_ID: a key ARN, key id or alias ARN).
 	TokenKeyID string
-	// Broker holds BASE_URL, SECRETS_PREFIX and RETURN_ORIGINS.
+	// Broker holds BASE_URL, SECRETS_PREFIX, RETURN_ORIGINS and
+	// CONFIRM_CONNECTIONS (required, the default, or off).
 	Broker broker.Config
 	// ProvidersFile is the operator's catalog file (PROVIDERS_FILE).
 	ProvidersFile string
@@ -75,6 +76,13 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 	}
 	if e.Broker.ReturnTo, err = returnto.ParseOrigins(getenv("RETURN_ORIGINS")); err != nil {
 		errs = append(errs, err)
+	}
+	switch v := getenv("CONFIRM_CONNECTIONS"); v {
+	case "", "required":
+		e.Broker.Confirm = true
+	case "off":
+	default:
+		errs = append(errs, fmt.Errorf("CONFIRM_CONNECTIONS %q must be required (the default) or off", v))
 	}
 	intVar := func(name string, lo, hi int) int {
 		raw := getenv(name)

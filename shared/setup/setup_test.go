@@ -42,8 +42,13 @@ func TestReadEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Broker.BaseURL != "https://connect.example.com" || e.Broker.SecretsPrefix != "oauthbroker/" || e.TableName != "oauthbroker" {
+	if e.Broker.BaseURL != "https://connect.example.com" || e.Broker.SecretsPrefix != "oauthbroker/" || e.TableName != "oauthbroker" || !e.Broker.Confirm {
 		t.Fatalf("env %+v", e)
+	}
+	for v, want := range map[string]bool{"required": true, "off": false} {
+		if e, err := ReadEnv(env(map[string]string{"CONFIRM_CONNECTIONS": v})); err != nil || e.Broker.Confirm != want {
+			t.Errorf("CONFIRM_CONNECTIONS=%s: Confirm = %v, %v; want %v", v, e.Broker.Confirm, err, want)
+		}
 	}
 	tests := []struct {
 		name string
@@ -62,6 +67,7 @@ func TestReadEnv(t *testing.T) {
 		{"lease too short", map[string]string{"REFRESH_LEASE_SECONDS": "10"}, "REFRESH_LEASE_SECONDS"},
 		{"batch too large", map[string]string{"REFRESH_BATCH": "1000000"}, "REFRESH_BATCH"},
 		{"failing after zero", map[string]string{"REFRESH_FAILING_AFTER": "0"}, "REFRESH_FAILING_AFTER"},
+		{"confirmation neither required nor off", map[string]string{"CONFIRM_CONNECTIONS": "optional"}, "CONFIRM_CONNECTIONS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

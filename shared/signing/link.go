@@ -14,8 +14,13 @@ import (
 const MaxLinkLifetime = time.Hour
 
 // linkTag starts every connect link's canonical string. v2 added the grant
-// and connection parameters; a v1 signature never verifies as v2.
-const linkTag = "oauthbroker-connect-v2"
+// and connection parameters, v3 the nonce that makes a link single-use; a
+// signature of one version never verifies as another.
+const linkTag = "oauthbroker-connect-v3"
+
+// NonceBytes is how many random bytes SignLink puts in a link's nonce:
+// 128 bits, so that no two links an app mints share one.
+const NonceBytes = 16
 
 // ParamPrefix starts the query name of each connection parameter in a
 // connect link: param.domain=mail.example.com.
@@ -49,6 +54,9 @@ var (
 	grantField        = field{"[a-z_]{1,32}", 1, 32, "", lower + "_"}
 	paramNameField    = field{"[a-z][a-z0-9_]{0,31}", 1, 32, lower, lowerDigits + "_"}
 	paramValueField   = field{"[A-Za-z0-9._-]{1,253}", 1, 253, "", alnum + "._-"}
+	// A nonce is base64url (RFC 4648 §5, unpadded) of at least NonceBytes
+	// bytes: 22 characters carry 132 bits.
+	nonceField = field{"[A-Za-z0-9_-]{22,64}", 22, 64, "", alnum + "_-"}
 )
 
 const (
@@ -117,12 +125,17 @@ type Link struct {
 	// URLs and headers.
 	Params  map[string]string
 	Expires time.Time
+	// Nonce makes the link single-use: authorize records the first use
+	// of each nonce and refuses the link from any other browser. SignLink
+	// draws a random one (NonceBytes) when it is empty; an app signing in
+	// another language draws its own, at least 128 random bits.
+	Nonce string
 }
 
 // Canonical returns the string a connect link's signature covers: these
-// nine lines joined by "\n", no trailing newline —
+// ten lines joined by "\n", no trailing newline —
 //
-//	oauthbroker-connect-v2
+//	oauthbroker-connect-v3
 //	<kid>
 //	<provider>
 //	<connection_id>
@@ -131,13 +144,14 @@ type Link struct {
 //	<grant>                (empty line if none)
 //	<params>               (name=value pairs sorted by name, joined by "&"; empty line if none)
 //	<exp>                  (expiry, decimal Unix seconds: no sign, no leading zero)
+//	<nonce>                (22 to 64 base64url characters, at least 128 random bits)
 //
 // The signature is HMAC-SHA256 under the key named by kid, encoded as
 // unpadded base64url (RFC 4648 §5). No field may contain a newline;
 // parameter names and values use only characters that need no escaping.
 func (l Link) Canonical(kid string) string {
 	return strings.Join([]string{linkTag, kid, l.Provider, l.ConnectionID, l.ReturnTo,
-		strings.Join(l.Scopes, " "), l.Grant, canonicalParams(l.Params), strconv.FormatInt(l.Expires.Unix(), 10)}, "\n")
+		strings.Join(l.Scopes, " "), l.Grant, canonicalParams(l.Params), strconv.FormatInt(l.Expires.Unix(), 10), l.Nonce}, "\n")
 }
 
 func canonicalParams(p map[string]string) string {
@@ -171,6 +185,8 @@ func (l Link) check() error {
 		return errors.New("grant is invalid")
 	case len(l.Params) > MaxParams:
 		return fmt.Errorf("at most %d connection parameters", MaxParams)
+	case !nonceField.match(l.Nonce):
+		return fmt.Errorf("nonce must match %s", nonceField)
 	}
 	for _, s := range l.Scopes {
 		if s == "" || strings.ContainsAny(s, " \r\n\t") {
@@ -186,8 +202,16 @@ func (l Link) check() error {
 }
 
 // SignLink returns the query string of a connect link for l; the link is
-// BASE_URL + "/connect/" + l.Provider + "?" + the result.
+// BASE_URL + "/connect/" + l.Provider + "?" + the result. An empty
+// l.Nonce is drawn at random, so every link SignLink mints is new.
 func SignLink(ks *Keyset, l Link) (string, error) {
+	if l.Nonce == "" {
+		n, err := RandomString(NonceBytes)
+		if err != nil {
+			return "", err
+		}
+		l.Nonce = n
+	}
 	if err := l.check(); err != nil {
 		return "", err
 	}
@@ -198,6 +222,7 @@ func SignLink(ks *Keyset, l Link) (string, error) {
 		"exp":           {strconv.FormatInt(l.Expires.Unix(), 10)},
 		"kid":           {kid},
 		"sig":           {sig},
+		"nonce":         {l.Nonce},
 	}
 	if l.ReturnTo == "" {
 		delete(q, "return_to")
@@ -229,6 +254,7 @@ func VerifyLink(ks *Keyset, provider string, q url.Values, now time.Time) (Link,
 		ConnectionID: q.Get("connection_id"),
 		ReturnTo:     q.Get("return_to"),
 		Expires:      time.Unix(exp, 0),
+		Nonce:        q.Get("nonce"),
 	}
 	if s := q.Get("scope"); s != "" {
 		l.Scopes = strings.Split(s, " ")

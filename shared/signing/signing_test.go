@@ -54,6 +54,40 @@ func TestParseKeyset(t *testing.T) {
 	}
 }
 
+// TestSignLinkDrawsANonce: every link SignLink mints carries its own
+// 128-bit nonce, in the query and under the signature, unless the caller
+// gave one.
+func TestSignLinkDrawsANonce(t *testing.T) {
+	ks := keyset(t, "k1")
+	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/", Expires: t0.Add(time.Hour)}
+	seen := map[string]bool{}
+	for range 50 {
+		raw, err := SignLink(ks, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := url.ParseQuery(raw)
+		n := q.Get("nonce")
+		if len(n) != 22 || seen[n] {
+			t.Fatalf("nonce %q: want 22 base64url characters (16 bytes), new each time", n)
+		}
+		seen[n] = true
+		got, err := VerifyLink(ks, "acme", q, t0)
+		if err != nil || got.Nonce != n {
+			t.Fatalf("VerifyLink: %+v, %v", got, err)
+		}
+	}
+	l.Nonce = "given-nonce-0123456789_"
+	raw, _ := SignLink(ks, l)
+	if q, _ := url.ParseQuery(raw); q.Get("nonce") != l.Nonce {
+		t.Fatalf("a given nonce was replaced: %s", raw)
+	}
+	l.Nonce = "short"
+	if _, err := SignLink(ks, l); err == nil || !strings.Contains(err.Error(), "nonce") {
+		t.Fatalf("a short nonce was signed: %v", err)
+	}
+}
+
 func TestLinkRoundTripAndRotation(t *testing.T) {
 	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done?x=1", Scopes: []string{"read", "write"}, Expires: t0.Add(time.Hour)}
 	raw, err := SignLink(keyset(t, "k1"), l)
@@ -80,14 +114,15 @@ func TestLinkRoundTripAndRotation(t *testing.T) {
 // languages can sign links: a change here breaks every app's signer.
 func TestLinkCanonical(t *testing.T) {
 	l := Link{Provider: "getresponse360", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done", Scopes: []string{"read", "write"},
-		Grant: "authorization_code", Params: map[string]string{"region": "pl", "domain": "mail.acme.com"}, Expires: time.Unix(1800003600, 0)}
-	want := "oauthbroker-connect-v2\nk1\ngetresponse360\ncust-42\nhttps://app.example.com/done\nread write\nauthorization_code\ndomain=mail.acme.com&region=pl\n1800003600"
+		Grant: "authorization_code", Params: map[string]string{"region": "pl", "domain": "mail.acme.com"}, Expires: time.Unix(1800003600, 0),
+		Nonce: "AAECAwQFBgcICQoLDA0ODw"}
+	want := "oauthbroker-connect-v3\nk1\ngetresponse360\ncust-42\nhttps://app.example.com/done\nread write\nauthorization_code\ndomain=mail.acme.com&region=pl\n1800003600\nAAECAwQFBgcICQoLDA0ODw"
 	if got := l.Canonical("k1"); got != want {
 		t.Fatalf("canonical = %q, want %q", got, want)
 	}
 	// HMAC-SHA256(key="aaaa…" (32 × "a"), canonical), base64url without
 	// padding; cross-checked with Python: hmac.new(b"a"*32, m, sha256).
-	if got := mac(key1, want); got != "6Qh-_3G0CfewbV-q8D7gwMF4rr1XkrPJv2iQJl4tTDo" {
+	if got := mac(key1, want); got != "42YEWQJLTdt0_HUsWWSWU7IykbsLLJSOAXI6knhiVFY" {
 		t.Fatalf("signature = %s", got)
 	}
 }
@@ -129,6 +164,10 @@ func TestVerifyLinkRejects(t *testing.T) {
 		{"garbage sig", "acme", mod(func(q url.Values) { q.Set("sig", "!!") }), t0, ErrMalformed},
 		{"expired", "acme", good, t0.Add(time.Hour), ErrExpired},
 		{"newline in id", "acme", mod(func(q url.Values) { q.Set("connection_id", "a\nb") }), t0, ErrMalformed},
+		{"changed nonce", "acme", mod(func(q url.Values) { q.Set("nonce", strings.Repeat("A", 22)) }), t0, ErrBadSignature},
+		{"no nonce", "acme", mod(func(q url.Values) { q.Del("nonce") }), t0, ErrMalformed},
+		{"short nonce", "acme", mod(func(q url.Values) { q.Set("nonce", strings.Repeat("A", 21)) }), t0, ErrMalformed},
+		{"nonce not base64url", "acme", mod(func(q url.Values) { q.Set("nonce", strings.Repeat("A", 21)+"=") }), t0, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

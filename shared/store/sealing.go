@@ -29,6 +29,10 @@ func ConnectionRecordKey(provider, connectionID string) string {
 // StateRecordKey names a pending state's record, like ConnectionRecordKey.
 func StateRecordKey(id string) string { return "state#" + id }
 
+// LinkRecordKey names a connect link's use record (LinkUse), like
+// ConnectionRecordKey; it holds nothing sealed.
+func LinkRecordKey(id string) string { return "link#" + id }
+
 // IsZero reports whether c holds no credential.
 func (c Credentials) IsZero() bool { return c == Credentials{} }
 

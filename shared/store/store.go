@@ -40,6 +40,9 @@ const (
 	StatusNeedsReauth Status = "needs_reauth"
 	// StatusFailing means refreshes failed repeatedly for transient reasons.
 	StatusFailing Status = "failing"
+	// StatusPending is the status of a grant that waits for the app's
+	// confirmation (PendingGrant); no stored connection has it.
+	StatusPending Status = "pending"
 )
 
 // StateRecord is the server-side half of a pending authorization: created by
@@ -65,6 +68,38 @@ type StateRecord struct {
 	// or Unbound for a flow without a browser to bind (client_credentials).
 	BindingHash string
 	ExpiresAt   time.Time
+}
+
+// LinkUse is the first use of a signed connect link, recorded by its
+// nonce so that the link works from one browser only: the one that used
+// it first may use it again (the customer went back and clicked again)
+// until it expires; any other is refused.
+type LinkUse struct {
+	// ID is the hex SHA-256 of the link's nonce.
+	ID string
+	// BindingHash is the hex SHA-256 of the secret the first browser keeps
+	// for the link.
+	BindingHash string
+	// ExpiresAt is the link's expiry; the record is not needed after it.
+	ExpiresAt time.Time
+}
+
+// PendingGrant is a grant a callback obtained that the app has not yet
+// confirmed: its tokens are kept apart from the connection, which goes on
+// serving whatever it held, until the app confirms the grant (TakePending)
+// or it expires and the refresh schedule revokes it (LeaseRetired,
+// DropRetired: an unconfirmed grant is retired as a replaced one is).
+type PendingGrant struct {
+	// Key names the connection it is for; Key.Pending is the hex SHA-256
+	// of its confirmation code, the only form in which a store keeps it.
+	Key Key
+	// Connection is what confirming stores as the connection's current
+	// grant: tokens, grant, scope, metadata, parameters, NextRefresh.
+	// Its Version, lease and failure fields are not kept.
+	Connection Connection
+	// ExpiresAt is when the confirmation code stops working; the grant is
+	// then due for revocation.
+	ExpiresAt time.Time
 }
 
 // Unbound is the BindingHash of a state not bound to a browser cookie. A
@@ -130,6 +165,21 @@ type Store interface {
 	// leaves the store unchanged. Two concurrent takes of one ID: exactly one
 	// succeeds. Expiry is checked by the caller.
 	TakeState(ctx context.Context, id, bindingHash string) (StateRecord, error)
+	// UseLink records u, a use of a connect link: if the link was never
+	// used, or was used by the same browser (the same BindingHash), it
+	// succeeds; a use by another browser returns ErrConflict and changes
+	// nothing. Two concurrent first uses from different browsers: exactly
+	// one succeeds. Expiry is checked by the caller.
+	UseLink(ctx context.Context, u LinkUse) error
+
+	// PutPending records a pending grant, listed by ListDue (Key.Pending
+	// set) once it expires. ErrConflict if one with its key exists.
+	PutPending(ctx context.Context, g PendingGrant) error
+	// TakePending atomically deletes and returns the pending grant k names,
+	// its credentials opened, if it exists and has not expired at now (nor
+	// been leased for revocation). Anything else returns ErrNotFound and
+	// changes nothing; of two concurrent takes, exactly one succeeds.
+	TakePending(ctx context.Context, k Key, now time.Time) (PendingGrant, error)
 
 	// GetConnection returns a connection or ErrNotFound. A connection whose
 	// sealed credentials do not open comes back without them, with an error
@@ -176,20 +226,22 @@ type Store interface {
 	// kept, it returns the saved connection and an error wrapping
 	// ErrNotRetired.
 	ReplaceConnection(ctx context.Context, c Connection) (Connection, error)
-	// LeaseRetired takes the retired grant k names (a key from ListDue)
-	// for its revocation: if it is due at now, it moves its due time to
+	// LeaseRetired takes the retired grant k names (a key from ListDue),
+	// or the expired pending grant (Key.Pending set), for its revocation: if it is due at now, it moves its due time to
 	// until (when it comes due again unless dropped), counts the attempt
 	// and returns the grant with its credentials opened and InUse set. ErrConflict if
 	// it is not due, already dropped or gone. Credentials that do not open
 	// come back empty with an error wrapping envelope.ErrOpen.
 	LeaseRetired(ctx context.Context, k Key, now, until time.Time) (RetiredGrant, error)
-	// DropRetired erases a retired grant's credentials and takes it off
-	// ListDue: its revocation is done or given up. Dropping a grant
+	// DropRetired erases a retired (or expired pending) grant's
+	// credentials and takes it off ListDue: its revocation is done or
+	// given up. Dropping a grant
 	// already dropped or gone is not an error.
 	DropRetired(ctx context.Context, k Key) error
 	// ListDue returns the keys of up to limit connections whose NextRefresh
-	// is at or before now, and of retired grants due at now (Key.Retired
-	// set), earliest due first. It reads an index, so the caller re-reads
+	// is at or before now, of retired grants due at now (Key.Retired set)
+	// and of pending grants expired at now (Key.Pending set), earliest due
+	// first. It reads an index, so the caller re-reads
 	// each connection before acting on it.
 	// Connections of the providers named in skip are left out (a sweep
 	// lists past providers it cannot call now).
@@ -237,7 +289,7 @@ func (r LeaseRequest) Check(k Key) error {
 	if err := CheckKey(k.Provider, k.ConnectionID); err != nil {
 		return err
 	}
-	if r.Owner == "" || !r.Until.After(r.Now) || k.Retired != "" {
+	if r.Owner == "" || !r.Until.After(r.Now) || k.Retired != "" || k.Pending != "" {
 		return errors.New("want a connection's key, an owner and Until after Now")
 	}
 	return nil
@@ -257,14 +309,22 @@ func CheckKey(provider, connectionID string) error {
 	return nil
 }
 
-// Key names one connection, or with Retired one retired grant of it.
+// Key names one connection, or with Retired one retired grant of it, or
+// with Pending one pending grant for it.
 type Key struct {
 	Provider     string
 	ConnectionID string
 	// Retired, when set, identifies a retired grant of the connection (see
 	// RetiredGrant) rather than the connection itself.
 	Retired string
+	// Pending, when set, identifies a pending grant for the connection
+	// (see PendingGrant): the hex SHA-256 of its confirmation code.
+	Pending string
 }
+
+// Apart reports whether k names a grant kept apart from its connection
+// (retired or pending) rather than the connection itself.
+func (k Key) Apart() bool { return k.Retired != "" || k.Pending != "" }
 
 // DueKey is a key that ListDue may return, with the time it fell due.
 type DueKey struct {
@@ -283,6 +343,7 @@ func FirstDue(due []DueKey, limit int) []Key {
 			strings.Compare(a.Key.Provider, b.Key.Provider),
 			strings.Compare(a.Key.ConnectionID, b.Key.ConnectionID),
 			strings.Compare(a.Key.Retired, b.Key.Retired),
+			strings.Compare(a.Key.Pending, b.Key.Pending),
 		)
 	})
 	keys := make([]Key, 0, min(limit, len(due)))

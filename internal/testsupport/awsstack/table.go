@@ -14,7 +14,7 @@ import (
 // put on the bus: the README's pattern with every detail-type, for
 // Account.Subscribe.
 const AllEvents = `{"source":["oauthbroker"],"detail-type":["oauthbroker.connection.created","oauthbroker.connection.recovered",` +
-	`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted"]}`
+	`"oauthbroker.connection.needs_reauth","oauthbroker.connection.failing","oauthbroker.connection.deleted","oauthbroker.connection.abandoned"]}`
 
 // Items returns every item of the stack's table (read consistently),
 // rendered as JSON and keyed by "pk|sk": a snapshot to show that a refused

@@ -260,11 +260,30 @@ func (w *World) Link(t testing.TB, name, id string, edit func(*signing.Link)) ur
 	return q
 }
 
-// Connect runs Connect for a link query and registers the state and
-// binding cookie it hands out with logcheck.
+// Connect runs Connect for a link query in a browser that has not used
+// the link before, and registers the state, binding and link secrets it
+// hands out with logcheck.
 func (w *World) Connect(name string, q url.Values) (broker.ConnectResult, error) {
+	return w.ConnectAgain(name, q, broker.ConnectResult{})
+}
+
+// ConnectAgain is Connect in the browser that got earlier: it brings back
+// earlier's link secret, as a browser that used the link before does.
+func (w *World) ConnectAgain(name string, q url.Values, earlier broker.ConnectResult) (broker.ConnectResult, error) {
 	logcheck.Register(q.Get("sig"))
-	res, err := w.Broker.Connect(context.Background(), name, q)
+	res, err := w.Broker.Connect(context.Background(), broker.ConnectRequest{
+		Provider: name,
+		Query:    q,
+		LinkSecret: func(id string) (string, bool) {
+			if earlier.Link == nil || earlier.Link.Flow != id {
+				return "", false
+			}
+			return earlier.Link.Secret, true
+		},
+	})
+	if res.Link != nil {
+		logcheck.Register(res.Link.Secret)
+	}
 	if loc, perr := url.Parse(res.Location); perr == nil {
 		logcheck.Register(loc.Query().Get("state"))
 	}

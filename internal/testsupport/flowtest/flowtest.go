@@ -130,11 +130,14 @@ func (b *Browser) Link(connectionID, ret string, scopes []string, exp time.Time)
 // without the signing library's own checks, so that values it refuses
 // reach authorize in a correctly signed link.
 func (b *Browser) RawLink(l signing.Link) string {
+	if l.Nonce == "" {
+		l.Nonce, _ = signing.RandomString(signing.NonceBytes)
+	}
 	mac := hmac.New(sha256.New, []byte(b.SigningKey))
 	mac.Write([]byte(l.Canonical(testsecrets.KeyID)))
 	sig := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 	b.secret(sig)
-	q := url.Values{"connection_id": {l.ConnectionID}, "exp": {strconv.FormatInt(l.Expires.Unix(), 10)}, "kid": {testsecrets.KeyID}, "sig": {sig}}
+	q := url.Values{"connection_id": {l.ConnectionID}, "exp": {strconv.FormatInt(l.Expires.Unix(), 10)}, "kid": {testsecrets.KeyID}, "sig": {sig}, "nonce": {l.Nonce}}
 	if l.ReturnTo != "" {
 		q.Set("return_to", l.ReturnTo)
 	}
@@ -196,26 +199,37 @@ type Started struct {
 	AuthURL *url.URL
 	State   string
 	Cookie  string // name=value of the binding cookie
+	// LinkCookie is name=value of the cookie by which this browser may
+	// use the link again.
+	LinkCookie string
 }
 
 // StateID is the id of the state's record.
 func (st Started) StateID() string { return stateID(st.State) }
 
 // Start runs authorize for a browser link (the request edited by edits)
-// and checks it answered a redirect to the provider with a binding cookie.
+// and checks it answered a redirect to the provider with a binding cookie
+// and a link cookie.
 func (b *Browser) Start(l signing.Link, edits ...func(*events.APIGatewayV2HTTPRequest)) Started {
 	b.T.Helper()
-	resp := b.Connect(l.Provider, b.Sign(l), edits...)
-	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 1 {
-		b.T.Fatalf("authorize %s: %d %v %s", l.Provider, resp.StatusCode, resp.Cookies, resp.Body)
+	return b.StartQuery(l.Provider, b.Sign(l), edits...)
+}
+
+// StartQuery is Start for a link already signed (rawQuery).
+func (b *Browser) StartQuery(provider, rawQuery string, edits ...func(*events.APIGatewayV2HTTPRequest)) Started {
+	b.T.Helper()
+	resp := b.Connect(provider, rawQuery, edits...)
+	if resp.StatusCode != http.StatusFound || len(resp.Cookies) != 2 {
+		b.T.Fatalf("authorize %s: %d %v %s", provider, resp.StatusCode, resp.Cookies, resp.Body)
 	}
 	authURL, err := url.Parse(resp.Headers["Location"])
 	if err != nil {
 		b.T.Fatal(err)
 	}
 	cookie := strings.SplitN(resp.Cookies[0], ";", 2)[0]
-	st := Started{Resp: resp, AuthURL: authURL, State: authURL.Query().Get("state"), Cookie: cookie}
-	b.secret(st.State, strings.SplitN(cookie, "=", 2)[1])
+	linkCookie := strings.SplitN(resp.Cookies[1], ";", 2)[0]
+	st := Started{Resp: resp, AuthURL: authURL, State: authURL.Query().Get("state"), Cookie: cookie, LinkCookie: linkCookie}
+	b.secret(st.State, strings.SplitN(cookie, "=", 2)[1], strings.SplitN(linkCookie, "=", 2)[1])
 	return st
 }
 

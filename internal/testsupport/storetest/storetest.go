@@ -24,6 +24,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Run("ListDue", func(t *testing.T) { testListDue(t, newStore) })
 	t.Run("Lease", func(t *testing.T) { testLease(t, newStore) })
 	t.Run("Retired", func(t *testing.T) { testRetired(t, newStore) })
+	t.Run("Links", func(t *testing.T) { testLinks(t, newStore) })
+	t.Run("Pending", func(t *testing.T) { testPending(t, newStore) })
 }
 
 // base is an arbitrary fixed instant; sub is a sub-second offset that every

@@ -27,6 +27,14 @@ const (
 	// provider refused the refresh token, or a forced refresh was asked of
 	// a connection that cannot refresh.
 	CodeReauthRequired Code = "reauth_required"
+	// CodeConfirmationInvalid (410): no pending grant of this connection
+	// has this confirmation code: it is wrong, was used already, or has
+	// expired (the grant is then revoked). The customer must connect
+	// again.
+	CodeConfirmationInvalid Code = "confirmation_invalid"
+	// CodeConnectionConflict (422): the connection id holds a connection
+	// made with another grant, which a confirmation does not replace.
+	CodeConnectionConflict Code = "connection_conflict"
 	// CodeInternal (500): the broker failed on its side.
 	CodeInternal Code = "internal"
 	// CodeProviderError (502, Retry-After): the provider refused the
@@ -56,6 +64,8 @@ var codes = []struct {
 	{CodeForbidden, http.StatusForbidden, false},
 	{CodeNotFound, http.StatusNotFound, false},
 	{CodeReauthRequired, http.StatusConflict, false},
+	{CodeConfirmationInvalid, http.StatusGone, false},
+	{CodeConnectionConflict, http.StatusUnprocessableEntity, false},
 	{CodeInternal, http.StatusInternalServerError, false},
 	{CodeProviderError, http.StatusBadGateway, true},
 	{CodeProviderUnavailable, http.StatusServiceUnavailable, true},

@@ -17,6 +17,8 @@ func TestCodes(t *testing.T) {
 		{CodeForbidden, 403, false},
 		{CodeNotFound, 404, false},
 		{CodeReauthRequired, 409, false},
+		{CodeConfirmationInvalid, 410, false},
+		{CodeConnectionConflict, 422, false},
 		{CodeInternal, 500, false},
 		{CodeProviderError, 502, true},
 		{CodeProviderUnavailable, 503, true},
@@ -32,8 +34,8 @@ func TestCodes(t *testing.T) {
 		}
 	}
 	all := Codes()
-	if len(all) != 7 {
-		t.Errorf("Codes() = %q, want the 7 codes above", all)
+	if len(all) != 9 {
+		t.Errorf("Codes() = %q, want the 9 codes above", all)
 	}
 	statuses := map[int]Code{}
 	for _, c := range all {

@@ -16,7 +16,33 @@ const (
 	RouteToken = "GET /connections/{provider}/{connection_id}/token"
 	// RouteDelete deletes the connection; it answers 204 with no body.
 	RouteDelete = "DELETE /connections/{provider}/{connection_id}"
+	// RouteConfirm makes a pending grant the connection's (its body is a
+	// Confirm); it answers 200 with the connection's Status.
+	RouteConfirm = "POST /connections/{provider}/{connection_id}/confirm"
 )
+
+// ParamConfirmation is the return URL's query parameter that carries a
+// pending grant's one-time confirmation code (with status=pending and
+// connection_id), and Confirm's field for it.
+const ParamConfirmation = "confirmation"
+
+// Confirm is the body of RouteConfirm.
+type Confirm struct {
+	// Confirmation is the code the browser brought back in the return URL.
+	Confirmation string `json:"confirmation"`
+}
+
+// Status is the 200 answer of RouteConfirm: the connection as it now
+// stands, never a token.
+type Status struct {
+	Provider     string `json:"provider"`
+	ConnectionID string `json:"connection_id"`
+	// Status is "connected" after a confirmation.
+	Status string `json:"status"`
+	// ExpiresAt is RFC 3339 in UTC, omitted when the token does not expire.
+	ExpiresAt string `json:"expires_at,omitempty"`
+	Scope     string `json:"scope,omitempty"`
+}
 
 // ParamForceRefresh is RouteToken's only query parameter: "true" renews
 // the token at the provider now (the app's call was refused with it),

@@ -4,7 +4,9 @@
 //
 //	conn#<provider>#<connection_id>  conn           a Connection
 //	conn#<provider>#<connection_id>  retired#<id>   a retired grant of it
+//	conn#<provider>#<connection_id>  pending#<id>   a pending grant for it
 //	state#<id>                       state          a StateRecord
+//	link#<id>                        link           a connect link's LinkUse
 //
 // A sparse global secondary index named "due" (HASH due_shard, RANGE
 // refresh_due) holds the connections that have a NextRefresh, spread over
@@ -53,6 +55,8 @@ const (
 	connSK        = "conn"
 	stateSK       = "state"
 	retiredPrefix = "retired#"
+	pendingPrefix = "pending#"
+	linkSK        = "link"
 )
 
 // Store is a store.Store on one DynamoDB table.
@@ -141,6 +145,139 @@ type retiredItem struct {
 	Successor    []string          `dynamodbav:"successor,omitempty"` // store.Successor of the replacing tokens
 	RetiredAt    int64             `dynamodbav:"retired_at"`
 	TTL          int64             `dynamodbav:"ttl"`
+}
+
+// pendingItem is a pending grant's item: the connection it would become,
+// its tokens sealed under the connection's pk, due (refresh_due) when it
+// expires (pending_until) unconfirmed.
+type pendingItem struct {
+	PK           string            `dynamodbav:"pk"`
+	SK           string            `dynamodbav:"sk"`
+	Provider     string            `dynamodbav:"provider"`
+	ConnectionID string            `dynamodbav:"connection_id"`
+	Sealed       []byte            `dynamodbav:"sealed,omitempty"`
+	TokenType    string            `dynamodbav:"token_type,omitempty"`
+	ExpiresAt    int64             `dynamodbav:"expires_at,omitempty"`
+	Scope        string            `dynamodbav:"scope,omitempty"`
+	Metadata     map[string]string `dynamodbav:"metadata,omitempty"`
+	Grant        string            `dynamodbav:"grant,omitempty"`
+	Params       map[string]string `dynamodbav:"params,omitempty"`
+	NextRefresh  int64             `dynamodbav:"next_refresh,omitempty"`
+	Due          int64             `dynamodbav:"refresh_due,omitempty"`
+	DueShard     string            `dynamodbav:"due_shard,omitempty"`
+	Attempts     int               `dynamodbav:"attempts"`
+	PendingUntil int64             `dynamodbav:"pending_until"`
+	CreatedAt    int64             `dynamodbav:"created_at"`
+	TTL          int64             `dynamodbav:"ttl"`
+}
+
+// linkItem is a connect link's use: which browser used it first.
+type linkItem struct {
+	PK          string `dynamodbav:"pk"`
+	SK          string `dynamodbav:"sk"`
+	BindingHash string `dynamodbav:"binding_hash"`
+	ExpiresAt   int64  `dynamodbav:"expires_at"`
+	TTL         int64  `dynamodbav:"ttl"`
+}
+
+// UseLink implements store.Store with one PutItem, conditional on the
+// link never having been used or having been used by the same browser.
+func (s *Store) UseLink(ctx context.Context, u store.LinkUse) error {
+	if u.ID == "" || u.BindingHash == "" {
+		return errors.New("dynamo: use link: empty ID or binding")
+	}
+	item, err := attributevalue.MarshalMap(linkItem{
+		PK: store.LinkRecordKey(u.ID), SK: linkSK, BindingHash: u.BindingHash,
+		ExpiresAt: unix(u.ExpiresAt), TTL: unix(u.ExpiresAt),
+	})
+	if err != nil {
+		return fmt.Errorf("dynamo: use link: %w", err)
+	}
+	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 aws.String(s.table),
+		Item:                      item,
+		ConditionExpression:       aws.String("attribute_not_exists(#pk) OR #bh = :h"),
+		ExpressionAttributeNames:  map[string]string{"#pk": "pk", "#bh": "binding_hash"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":h": &types.AttributeValueMemberS{Value: u.BindingHash}},
+	})
+	if err != nil {
+		return writeFailed("use link", err, store.ErrConflict)
+	}
+	return nil
+}
+
+// PutPending implements store.Store.
+func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
+	k, c := g.Key, g.Connection
+	if err := checkApart(k); err != nil || k.Pending == "" {
+		return fmt.Errorf("dynamo: put pending: key names no pending grant")
+	}
+	pk := connPK(k.Provider, k.ConnectionID)
+	it := pendingItem{
+		PK: pk, SK: pendingPrefix + k.Pending, Provider: k.Provider, ConnectionID: k.ConnectionID,
+		TokenType: c.TokenType, ExpiresAt: unix(c.ExpiresAt), Scope: c.Scope, Metadata: nilIfEmptyMap(c.Metadata),
+		Grant: c.Grant, Params: nilIfEmptyMap(c.Params), NextRefresh: unix(c.NextRefresh),
+		Due: g.ExpiresAt.Unix(), DueShard: dueShard(pk), PendingUntil: g.ExpiresAt.Unix(),
+		CreatedAt: s.now().Unix(), TTL: g.ExpiresAt.Add(store.RetiredTTL).Unix(),
+	}
+	sealed, err := store.SealCredentials(ctx, s.sealer, pk, store.Credentials{AccessToken: c.AccessToken, RefreshToken: c.RefreshToken})
+	if err != nil {
+		return fmt.Errorf("dynamo: put pending: %w", err)
+	}
+	it.Sealed = sealed
+	item, err := attributevalue.MarshalMap(it)
+	if err != nil {
+		return fmt.Errorf("dynamo: put pending: %w", err)
+	}
+	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                aws.String(s.table),
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
+		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
+	})
+	if err != nil {
+		return writeFailed("put pending", err, store.ErrConflict)
+	}
+	return nil
+}
+
+// TakePending implements store.Store with one conditional DeleteItem that
+// returns the deleted item: it must still hold its credentials, never
+// have been leased for revocation, and not have expired.
+func (s *Store) TakePending(ctx context.Context, k store.Key, now time.Time) (store.PendingGrant, error) {
+	if err := checkApart(k); err != nil || k.Pending == "" {
+		return store.PendingGrant{}, fmt.Errorf("dynamo: take pending: key names no pending grant")
+	}
+	num := func(n int64) types.AttributeValue {
+		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+	}
+	pk := connPK(k.Provider, k.ConnectionID)
+	out, err := s.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       key(pk, pendingPrefix+k.Pending),
+		ConditionExpression:       aws.String("attribute_exists(#s) AND #a = :zero AND #pu > :now"),
+		ExpressionAttributeNames:  map[string]string{"#s": "sealed", "#a": "attempts", "#pu": "pending_until"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":zero": num(0), ":now": num(now.Unix())},
+		ReturnValues:              types.ReturnValueAllOld,
+	})
+	if err != nil {
+		return store.PendingGrant{}, writeFailed("take pending", err, store.ErrNotFound)
+	}
+	var it pendingItem
+	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
+		return store.PendingGrant{}, fmt.Errorf("dynamo: take pending: decode: %w", err)
+	}
+	g := store.PendingGrant{Key: k, ExpiresAt: fromUnix(it.PendingUntil), Connection: store.Connection{
+		Provider: k.Provider, ConnectionID: k.ConnectionID, TokenType: it.TokenType, ExpiresAt: fromUnix(it.ExpiresAt),
+		Scope: it.Scope, Metadata: nilIfEmptyMap(it.Metadata), Grant: it.Grant, Params: nilIfEmptyMap(it.Params),
+		NextRefresh: fromUnix(it.NextRefresh),
+	}}
+	creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
+	if err != nil {
+		return g, fmt.Errorf("dynamo: take pending: %w", err)
+	}
+	g.Connection.AccessToken, g.Connection.RefreshToken = creds.AccessToken, creds.RefreshToken
+	return g, nil
 }
 
 // newRetiredID returns a random retired-grant id.
@@ -548,7 +685,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 // LeaseRetired implements store.Store with one conditional UpdateItem that
 // returns the item as updated.
 func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.Time) (store.RetiredGrant, error) {
-	if err := checkRetired(k); err != nil {
+	if err := checkApart(k); err != nil {
 		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: %w", err)
 	}
 	num := func(n int64) types.AttributeValue {
@@ -557,7 +694,7 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	pk := connPK(k.Provider, k.ConnectionID)
 	out, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
-		Key:                       key(pk, retiredPrefix+k.Retired),
+		Key:                       key(pk, apartSK(k)),
 		UpdateExpression:          aws.String("SET #d = :u, #a = #a + :one"),
 		ConditionExpression:       aws.String("attribute_exists(#s) AND #d <= :now"),
 		ExpressionAttributeNames:  map[string]string{"#d": "refresh_due", "#a": "attempts", "#s": "sealed"},
@@ -567,11 +704,17 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	if err != nil {
 		return store.RetiredGrant{}, writeFailed("lease retired", err, store.ErrConflict)
 	}
-	var it retiredItem
+	var it struct {
+		retiredItem
+		PendingUntil int64 `dynamodbav:"pending_until"`
+	}
 	if err := attributevalue.UnmarshalMap(out.Attributes, &it); err != nil {
 		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: decode: %w", err)
 	}
 	g := store.RetiredGrant{Key: k, Params: nilIfEmptyMap(it.Params), Attempts: it.Attempts, RetiredAt: fromUnix(it.RetiredAt)}
+	if k.Pending != "" {
+		g.RetiredAt = fromUnix(it.PendingUntil) // retired when it expired unconfirmed
+	}
 	creds, err := store.OpenCredentials(ctx, s.sealer, pk, it.Sealed)
 	if err != nil {
 		return g, fmt.Errorf("dynamo: lease retired: %w", err)
@@ -585,12 +728,12 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 // sealed credentials and the index keys: the item itself goes with its
 // TTL, so the refresh function needs no right to delete items.
 func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
-	if err := checkRetired(k); err != nil {
+	if err := checkApart(k); err != nil {
 		return fmt.Errorf("dynamo: drop retired: %w", err)
 	}
 	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.table),
-		Key:                      key(connPK(k.Provider, k.ConnectionID), retiredPrefix+k.Retired),
+		Key:                      key(connPK(k.Provider, k.ConnectionID), apartSK(k)),
 		UpdateExpression:         aws.String("REMOVE #s, #d, #ds, #p, #su"),
 		ConditionExpression:      aws.String("attribute_exists(#pk)"),
 		ExpressionAttributeNames: map[string]string{"#s": "sealed", "#d": "refresh_due", "#ds": "due_shard", "#p": "params", "#su": "successor", "#pk": "pk"},
@@ -601,15 +744,23 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	return nil
 }
 
-// checkRetired rejects a key that names no retired grant.
-func checkRetired(k store.Key) error {
+// checkApart rejects a key that names no retired or pending grant.
+func checkApart(k store.Key) error {
 	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
 		return err
 	}
-	if k.Retired == "" {
-		return errors.New("key names no retired grant")
+	if k.Retired == "" == (k.Pending == "") {
+		return errors.New("key names no retired or pending grant")
 	}
 	return nil
+}
+
+// apartSK is the sort key of the retired or pending grant k names.
+func apartSK(k store.Key) string {
+	if k.Pending != "" {
+		return pendingPrefix + k.Pending
+	}
+	return retiredPrefix + k.Retired
 }
 
 // ListDue implements store.Store. It queries every shard of the "due" index
@@ -657,6 +808,8 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 				k := store.Key{Provider: it.Provider, ConnectionID: it.ConnectionID}
 				if id, ok := strings.CutPrefix(it.SK, retiredPrefix); ok {
 					k.Retired = id
+				} else if id, ok := strings.CutPrefix(it.SK, pendingPrefix); ok {
+					k.Pending = id
 				}
 				all = append(all, store.DueKey{Key: k, At: time.Unix(it.NextRefresh, 0)})
 				got++

@@ -40,7 +40,9 @@ type Store struct {
 	mu      sync.Mutex
 	states  map[string]store.StateRecord
 	conns   map[store.Key]store.Connection
-	retired map[store.Key]retired // keyed with Key.Retired set
+	retired map[store.Key]retired // keyed with Key.Retired or Key.Pending set
+	pending map[store.Key]pending // keyed with Key.Pending set
+	links   map[string]store.LinkUse
 
 	// Now is the record clock of the times the store stamps itself:
 	// CreatedAt, UpdatedAt, and a retired grant's RetiredAt and due time
@@ -58,13 +60,22 @@ type retired struct {
 	Successor []string  `json:"successor,omitempty"` // store.Successor of the replacing tokens
 }
 
+// pending is a pending grant, until it is taken or expires; once leased
+// for revocation it moves to retired.
+type pending struct {
+	store.PendingGrant
+	CreatedAt time.Time `json:"created_at"`
+}
+
 var _ store.Store = (*Store)(nil)
 
 // file is the JSON layout of a store file.
 type file struct {
-	States      []fileState   `json:"states"`
-	Connections []fileConn    `json:"connections"`
-	Retired     []fileRetired `json:"retired,omitempty"`
+	States      []fileState     `json:"states"`
+	Connections []fileConn      `json:"connections"`
+	Retired     []fileRetired   `json:"retired,omitempty"`
+	Pending     []filePending   `json:"pending,omitempty"`
+	Links       []store.LinkUse `json:"links,omitempty"`
 }
 
 // fileState and fileConn are records as the file holds them: their
@@ -85,6 +96,11 @@ type fileRetired struct {
 	Sealed []byte `json:"sealed,omitempty"`
 }
 
+type filePending struct {
+	pending
+	Sealed []byte `json:"sealed,omitempty"`
+}
+
 // Open returns a Store persisted at path, loading the file if it exists,
 // that seals credentials in the file with sealer. An empty path gives a
 // memory-only Store, which needs no sealer.
@@ -95,6 +111,8 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 		states:  make(map[string]store.StateRecord),
 		conns:   make(map[store.Key]store.Connection),
 		retired: make(map[store.Key]retired),
+		pending: make(map[store.Key]pending),
+		links:   make(map[string]store.LinkUse),
 	}
 	if path == "" {
 		return s, nil
@@ -146,7 +164,92 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 		r.AccessToken, r.RefreshToken = creds.AccessToken, creds.RefreshToken
 		s.retired[k] = r
 	}
+	for _, fp := range f.Pending {
+		p := fp.pending
+		k := p.Key
+		creds, err := store.OpenCredentials(ctx, sealer, store.ConnectionRecordKey(k.Provider, k.ConnectionID), fp.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("embedded: %s: pending grant for %s/%s: %w", path, k.Provider, k.ConnectionID, err)
+		}
+		p.Connection.AccessToken, p.Connection.RefreshToken = creds.AccessToken, creds.RefreshToken
+		s.pending[k] = p
+	}
+	for _, u := range f.Links {
+		s.links[u.ID] = u
+	}
 	return s, nil
+}
+
+// UseLink implements store.Store.
+func (s *Store) UseLink(ctx context.Context, u store.LinkUse) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if u.ID == "" || u.BindingHash == "" {
+		return errors.New("embedded: use link: empty ID or binding")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.links[u.ID]; ok && old.BindingHash != u.BindingHash {
+		return store.ErrConflict
+	}
+	u.ExpiresAt = store.StoredTime(u.ExpiresAt)
+	return setSaved(s, s.links, u.ID, u)
+}
+
+// PutPending implements store.Store.
+func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k := g.Key
+	if store.CheckKey(k.Provider, k.ConnectionID) != nil || k.Pending == "" || k.Retired != "" {
+		return errors.New("embedded: put pending: key names no pending grant")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.pending[k]; ok {
+		return store.ErrConflict
+	}
+	if _, ok := s.retired[k]; ok {
+		return store.ErrConflict
+	}
+	g.Connection = pendingConnection(k, g.Connection)
+	g.ExpiresAt = store.StoredTime(g.ExpiresAt)
+	return setSaved(s, s.pending, k, pending{PendingGrant: g, CreatedAt: store.StoredTime(s.now())})
+}
+
+// pendingConnection is what a store keeps of a pending grant's
+// connection: its key, grant and tokens, none of its version, lease or
+// failure fields.
+func pendingConnection(k store.Key, c store.Connection) store.Connection {
+	return store.Connection{
+		Provider: k.Provider, ConnectionID: k.ConnectionID,
+		AccessToken: c.AccessToken, RefreshToken: c.RefreshToken, TokenType: c.TokenType, ExpiresAt: c.ExpiresAt,
+		Scope: c.Scope, Metadata: c.Metadata, Grant: c.Grant, Params: c.Params, NextRefresh: c.NextRefresh,
+	}.Stored()
+}
+
+// TakePending implements store.Store.
+func (s *Store) TakePending(ctx context.Context, k store.Key, now time.Time) (store.PendingGrant, error) {
+	if err := ctx.Err(); err != nil {
+		return store.PendingGrant{}, err
+	}
+	if k.Pending == "" || k.Retired != "" {
+		return store.PendingGrant{}, errors.New("embedded: take pending: key names no pending grant")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pending[k]
+	if !ok || p.ExpiresAt.Unix() <= now.Unix() {
+		return store.PendingGrant{}, store.ErrNotFound
+	}
+	if err := deleteSaved(s, s.pending, k); err != nil {
+		return store.PendingGrant{}, err
+	}
+	g := p.PendingGrant
+	g.Connection = g.Connection.Stored()
+	return g, nil
 }
 
 // PutState implements store.Store.
@@ -266,11 +369,25 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	if err := ctx.Err(); err != nil {
 		return store.RetiredGrant{}, err
 	}
-	if k.Retired == "" {
-		return store.RetiredGrant{}, errors.New("embedded: lease retired: key names no retired grant")
+	if k.Retired == "" == (k.Pending == "") {
+		return store.RetiredGrant{}, errors.New("embedded: lease retired: key names no retired or pending grant")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p, ok := s.pending[k]; ok && p.ExpiresAt.Unix() <= now.Unix() {
+		// An expired pending grant is retired by its first lease, in one
+		// save: from now on only the refresh schedule has it.
+		c := p.Connection
+		r := retired{RetiredGrant: store.RetiredGrant{Key: k, Params: maps.Clone(c.Params),
+			AccessToken: c.AccessToken, RefreshToken: c.RefreshToken, RetiredAt: p.ExpiresAt}, Due: p.ExpiresAt}
+		old := s.pending
+		s.pending = maps.Clone(old)
+		delete(s.pending, k)
+		if err := setSaved(s, s.retired, k, r); err != nil {
+			s.pending = old
+			return store.RetiredGrant{}, err
+		}
+	}
 	r, ok := s.retired[k]
 	if !ok || r.Due.Unix() > now.Unix() {
 		return store.RetiredGrant{}, store.ErrConflict
@@ -290,11 +407,14 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if k.Retired == "" {
-		return errors.New("embedded: drop retired: key names no retired grant")
+	if k.Retired == "" == (k.Pending == "") {
+		return errors.New("embedded: drop retired: key names no retired or pending grant")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.pending[k]; ok {
+		return deleteSaved(s, s.pending, k)
+	}
 	if _, ok := s.retired[k]; !ok {
 		return nil
 	}
@@ -424,6 +544,11 @@ func (s *Store) ListDue(ctx context.Context, now time.Time, limit int, skip ...s
 			due = append(due, store.DueKey{Key: k, At: r.Due})
 		}
 	}
+	for k, p := range s.pending {
+		if isDue(p.ExpiresAt, k.Provider) {
+			due = append(due, store.DueKey{Key: k, At: p.ExpiresAt})
+		}
+	}
 	s.mu.Unlock()
 	return store.FirstDue(due, limit), nil
 }
@@ -467,7 +592,27 @@ func (s *Store) save() error {
 		fr.AccessToken, fr.RefreshToken, fr.Sealed = "", "", sealed
 		f.Retired = append(f.Retired, fr)
 	}
-	slices.SortFunc(f.Retired, func(a, b fileRetired) int { return strings.Compare(a.Key.Retired, b.Key.Retired) })
+	for _, p := range s.pending {
+		fp := filePending{pending: p}
+		k := p.Key
+		sealed, err := store.SealCredentials(ctx, s.sealer, store.ConnectionRecordKey(k.Provider, k.ConnectionID), store.Credentials{AccessToken: p.Connection.AccessToken, RefreshToken: p.Connection.RefreshToken})
+		if err != nil {
+			return fmt.Errorf("embedded: save: %w", err)
+		}
+		fp.Connection.AccessToken, fp.Connection.RefreshToken, fp.Sealed = "", "", sealed
+		f.Pending = append(f.Pending, fp)
+	}
+	now := s.now()
+	for _, u := range s.links {
+		if u.ExpiresAt.After(now) { // a used link past its expiry verifies no more
+			f.Links = append(f.Links, u)
+		}
+	}
+	slices.SortFunc(f.Links, func(a, b store.LinkUse) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(f.Pending, func(a, b filePending) int { return strings.Compare(a.Key.Pending, b.Key.Pending) })
+	slices.SortFunc(f.Retired, func(a, b fileRetired) int {
+		return strings.Compare(a.Key.Retired+a.Key.Pending, b.Key.Retired+b.Key.Pending)
+	})
 	slices.SortFunc(f.States, func(a, b fileState) int { return strings.Compare(a.ID, b.ID) })
 	slices.SortFunc(f.Connections, func(a, b fileConn) int {
 		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.ConnectionID, b.ConnectionID))
