@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -341,12 +344,26 @@ func TestBrowserConnectFlow(t *testing.T) {
 	if err != nil || lu.Path != "/app/return" {
 		fatalf(step3, "location %s, want %s/app/return", describeURL(loc), base)
 	}
-	if q := lu.Query(); q.Get("status") != "connected" || q.Get("connection_id") != connectionID || len(q) != 2 {
-		fatalf(step3, "return URL %s (status %q, connection_id %q), want exactly status=connected and connection_id=%s",
-			describeURL(loc), q.Get("status"), q.Get("connection_id"), connectionID)
+	// The callback sent the browser back pending, with a confirmation
+	// code; the app's return page confirmed it (this browser's session
+	// minted the link) and moved on without the code.
+	var pendingURL string
+	for _, u := range navs.all() {
+		if strings.HasPrefix(u, base+"/app/return?") && strings.Contains(u, "status=pending") {
+			pendingURL = u
+		}
+	}
+	if pu, err := url.Parse(pendingURL); err != nil || pu.Query().Get("confirmation") == "" || pu.Query().Get("connection_id") != connectionID {
+		fatalf(step3, "the browser was not sent back with status=pending and a confirmation code for %s (%s)", connectionID, describeURL(pendingURL))
+	} else {
+		logcheck.Register(pu.Query().Get("confirmation"))
+	}
+	if q := lu.Query(); q.Get("confirmed") != "true" || q.Get("connection_id") != connectionID || len(q) != 2 {
+		fatalf(step3, "return URL %s (connection_id %q), want exactly confirmed=true and connection_id=%s",
+			describeURL(loc), q.Get("connection_id"), connectionID)
 	}
 	returnText := text(step3)
-	for _, want := range []string{"back in the app", "status connected", "Connection " + connectionID, "Tokens are kept server-side"} {
+	for _, want := range []string{"back in the app", "Confirmed:", "answered connected", "Connection " + connectionID, "Tokens are kept server-side"} {
 		if !strings.Contains(returnText, want) {
 			errorf(step3, "the return page does not show %q:\n%s", want, returnText)
 		}
@@ -538,6 +555,53 @@ func TestBrowserConnectFlow(t *testing.T) {
 	}
 	if after.Version != now.Version || after.AccessToken != now.AccessToken {
 		errorf(step6, "the replay changed the stored connection: version %d → %d", now.Version, after.Version)
+	}
+
+	// Step 7: a forwarded link (S24). Another user of the app opens the
+	// home page, whose link is minted for their own connection, and sends
+	// it to this browser's user, who follows it and approves: the grant
+	// comes back pending, and the app refuses to confirm it (this session
+	// does not own the connection), so nothing is stored.
+	const step7 = "step 7 (a forwarded link is not confirmed)"
+	theirs, err := s.app.client.Confirm(ctx, providerName, "no-such", strings.Repeat("A", 43))
+	if err == nil || theirs != nil {
+		fatalf(step7, "a made-up confirmation code was accepted")
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+	other := &http.Client{Jar: nil}
+	res, err := other.Do(req) // the other user's browser: its own session
+	if err != nil {
+		fatalf(step7, "the other user's home page: %v", err)
+	}
+	otherHome, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	lm := regexp.MustCompile(`href="(http://localhost:\d+/connect/sandbox\?[^"]+)"`).FindSubmatch(otherHome)
+	if lm == nil {
+		fatalf(step7, "no connect link on the other user's home page")
+	}
+	forwarded := html.UnescapeString(string(lm[1]))
+	fu, _ := url.Parse(forwarded)
+	logcheck.Register(forwarded, fu.Query().Get("sig"))
+	theirID := fu.Query().Get("connection_id")
+	if resp, err = chromedp.RunResponse(tab, chromedp.Navigate(forwarded)); err != nil || !strings.HasPrefix(resp.URL, base+"/sandbox/authorize?") {
+		fatalf(step7, "opening the forwarded link: %v", err)
+	}
+	if err := chromedp.Do(tab, chromedp.WaitVisible(chromedp.CSS(`button[name="decision"][value="approve"]`))); err != nil {
+		fatalf(step7, "no visible Approve button: %v", err)
+	}
+	resp, err = chromedp.RunResponse(tab, chromedp.Click(chromedp.CSS(`button[name="decision"][value="approve"]`)))
+	snap(step7)
+	if err != nil || resp.Status != http.StatusOK || !strings.HasPrefix(resp.URL, base+"/app/return?") {
+		fatalf(step7, "after Approve: %v, want the app's return page", err)
+	}
+	if ru, err := url.Parse(resp.URL); err == nil {
+		logcheck.Register(ru.Query().Get("confirmation"))
+	}
+	if refusedText := text(step7); !strings.Contains(refusedText, "Not confirmed") || !strings.Contains(refusedText, "No such connection") {
+		errorf(step7, "the return page does not say the grant was not confirmed:\n%s", refusedText)
+	}
+	if _, err := s.store.GetConnection(ctx, providerName, theirID); !errors.Is(err, store.ErrNotFound) {
+		errorf(step7, "the forwarded link's connection %s is stored: %v", theirID, err)
 	}
 }
 

@@ -239,18 +239,23 @@ func TestDevServerFlow(t *testing.T) {
 
 	// Broker: callback → app's return URL, binding cookie cleared.
 	resp, body = br.get(callbackURL)
-	returnURL := redirect(t, "callback", resp, body, base+"/app/return?")
-	ru, _ := url.Parse(returnURL)
-	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id || q.Has("code") || q.Has("state") {
-		t.Fatalf("return URL %q", returnURL)
+	pendingURL := redirect(t, "callback", resp, body, base+"/app/return?")
+	if q, _ := url.ParseQuery(strings.SplitN(pendingURL, "?", 2)[1]); q.Get("connection_id") != id {
+		t.Fatalf("return URL %q names another connection", pendingURL)
 	}
 	if hasCookie(br.c.Jar.Cookies(baseURL), binding.Name) {
 		t.Error("the binding cookie was not cleared")
 	}
+	// Nothing is served before the app confirms.
+	if status, _ := getToken(t, s, id, ""); status != http.StatusNotFound {
+		t.Fatalf("token before the confirmation: %d, want 404", status)
+	}
 
-	// App: the return page shows the connection, never its tokens.
+	// App: its return page confirms (this browser's session minted the
+	// link), then shows the connection, never its tokens.
+	returnURL := confirmed(t, br, base, pendingURL)
 	resp, body = br.get(returnURL)
-	for _, want := range []string{"<code>connected</code>", "<code>" + id + "</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
+	for _, want := range []string{"Confirmed:", "<code>connected</code>", "<code>" + id + "</code>", "<td>profile</td>", "Version", "Tokens are kept server-side"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("return page lacks %q:\n%s", want, body)
 		}
@@ -332,7 +337,8 @@ func TestDevServerFlow(t *testing.T) {
 	logcheck.Register(secretsList...)
 	logcheck.Register(connectLink, link.Query().Get("sig"), s.devKey)
 	logText := logs.String()
-	if !strings.Contains(logText, `"msg":"connected"`) || !strings.Contains(logText, `"outcome":"refreshed"`) {
+	if !strings.Contains(logText, `"msg":"connected, pending confirmation"`) || !strings.Contains(logText, `"msg":"connection confirmed"`) ||
+		!strings.Contains(logText, `"outcome":"refreshed"`) {
 		t.Errorf("expected log lines missing:\n%s", logText)
 	}
 	for _, v := range secretsList {
@@ -461,7 +467,28 @@ func connect(t *testing.T, br *browser, base, link string) string {
 		logcheck.Register(cb.Query().Get("code"), cb.Query().Get("state"))
 	}
 	resp, body = br.get(callbackURL)
-	return redirect(t, "callback", resp, body, base+"/app/return?")
+	return confirmed(t, br, base, redirect(t, "callback", resp, body, base+"/app/return?"))
+}
+
+// confirmed opens the return URL the callback sent the browser to (status
+// pending, with a confirmation code), where the demo app confirms the
+// grant of a connection its session owns and sends the browser on to the
+// return page without the used code; it returns that page's URL.
+func confirmed(t *testing.T, br *browser, base, returnURL string) string {
+	t.Helper()
+	ru, _ := url.Parse(returnURL)
+	q := ru.Query()
+	logcheck.Register(q.Get("confirmation"))
+	if q.Get("status") != "pending" || len(q.Get("confirmation")) < 43 || q.Has("code") || q.Has("state") {
+		t.Fatalf("return URL %q: want status=pending with a confirmation code, and no code or state", returnURL)
+	}
+	resp, body := br.get(returnURL)
+	loc := resp.Header.Get("Location")
+	want := "/app/return?" + url.Values{"connection_id": {q.Get("connection_id")}, "confirmed": {"true"}}.Encode()
+	if resp.StatusCode != http.StatusSeeOther || loc != want {
+		t.Fatalf("the app's return page: %d Location %q, want 303 to %s (it confirms, then drops the code)\n%s", resp.StatusCode, loc, want, body)
+	}
+	return base + loc
 }
 
 // homeLink opens the demo app's page and returns its connect link and the
@@ -573,7 +600,7 @@ func TestNeedsReauthReturnPageReconnects(t *testing.T) {
 	// Following it connects the same id again.
 	returnURL := connect(t, br, s.baseURL, reconnect)
 	ru, _ := url.Parse(returnURL)
-	if q := ru.Query(); q.Get("status") != "connected" || q.Get("connection_id") != id {
+	if q := ru.Query(); q.Get("confirmed") != "true" || q.Get("connection_id") != id {
 		t.Fatalf("return URL after reconnecting %q", returnURL)
 	}
 	again := s.connection(t, id)

@@ -10,11 +10,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/oauthbroker/oauthbroker/shared/client"
 	"github.com/oauthbroker/oauthbroker/shared/returnto"
 	"github.com/oauthbroker/oauthbroker/shared/store"
 )
@@ -60,6 +62,15 @@ here (EventBridge in AWS) and renews each token before it expires.</p>
 var returnTmpl = template.Must(template.New("return").Parse(pageHead + `
 {{- if .Error}}
 <p>The connection failed: <code>{{.Error}}</code>.</p>
+{{- else if .Confirmed}}
+<p>Confirmed: the app checked that your session owns this connection (its page minted the link), and
+its backend confirmed the grant with the confirmation code the broker sent back
+(<code>POST /connections/sandbox/{{.ConnectionID}}/confirm</code>, the Go client's <code>Confirm</code>), which answered
+<code>connected</code>.</p>
+{{- else if .NotConfirmed}}
+<p>Not confirmed: your session does not own connection <code>{{.ConnectionID}}</code> (its link was minted for
+another user of the app), so the app did not confirm the grant. It serves no token, and the broker revokes it at the
+provider once its confirmation code expires.</p>
 {{- else if .Status}}
 <p>The broker sent the browser back with status <code>{{.Status}}</code>.</p>
 {{- end}}
@@ -106,10 +117,11 @@ type pageData struct {
 	// Home.
 	Link, ConnectionID, LinkTTL, TokenTTL, RefreshEvery, DataDir string
 	// Return.
-	Status, Error string
-	Conn          *connView
-	Curl          string // fetches the connection's token
-	Reconnect     string // a connect link for the same connection, when it needs_reauth
+	Status, Error           string
+	Confirmed, NotConfirmed bool
+	Conn                    *connView
+	Curl                    string // fetches the connection's token
+	Reconnect               string // a connect link for the same connection, when it needs_reauth
 }
 
 // connView is what the return page may show of a connection: no token.
@@ -120,6 +132,11 @@ type connView struct {
 
 func (s *devServer) home(w http.ResponseWriter, r *http.Request) {
 	id := newConnectionID()
+	if err := s.app.own(s.app.session(w, r), id); err != nil {
+		s.log.ErrorContext(r.Context(), "the demo app could not record its session", "cause", err.Error())
+		http.Error(w, "Cannot record the session; see the server log.", http.StatusServiceUnavailable)
+		return
+	}
 	link, err := s.connectLink(r.Context(), id, pageLinkTTL)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "signing a connect link failed", "cause", err.Error())
@@ -137,12 +154,33 @@ func (s *devServer) home(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// appReturn is the app's return URL: it shows what the broker reported
-// and the stored connection's state.
+// appReturn is the app's return URL: it confirms a pending grant of a
+// connection the browser's session owns (S24), and shows what the broker
+// reported and the stored connection's state. The query is an unsigned
+// hint; the confirm answer and the store are the truth.
 func (s *devServer) appReturn(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d := pageData{Title: "oauthbroker — back in the app"}
-	if v := q.Get("status"); codeRE.MatchString(v) {
+	if id := q.Get("connection_id"); q.Get("status") == "pending" && q.Has("confirmation") && connectionIDRE.MatchString(id) {
+		if !s.app.owns(r, id) {
+			d.NotConfirmed = true
+		} else {
+			_, err := s.app.client.Confirm(r.Context(), providerName, id, q.Get("confirmation"))
+			switch {
+			case err == nil:
+				// Off the address bar with the used code, as an app would.
+				http.Redirect(w, r, "/app/return?"+url.Values{"connection_id": {id}, "confirmed": {"true"}}.Encode(), http.StatusSeeOther)
+				return
+			case errors.Is(err, client.ErrConfirmationInvalid):
+				d.Error = "confirmation_invalid"
+			default:
+				s.log.ErrorContext(r.Context(), "confirming a connection failed", "cause", err.Error())
+				http.Error(w, "Cannot confirm the connection; see the server log.", http.StatusServiceUnavailable)
+				return
+			}
+		}
+	}
+	if v := q.Get("status"); codeRE.MatchString(v) && !d.NotConfirmed {
 		d.Status = v
 	}
 	if v := q.Get("error"); codeRE.MatchString(v) {
@@ -156,8 +194,9 @@ func (s *devServer) appReturn(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err == nil:
 			d.Conn = s.view(c)
+			d.Confirmed = q.Get("confirmed") == "true" && c.Status == store.StatusConnected
 			d.Curl = s.curlLine(id)
-			if c.Status == store.StatusNeedsReauth {
+			if c.Status == store.StatusNeedsReauth && s.app.owns(r, id) {
 				// As the app would: ask the customer to connect again, with
 				// a fresh link for the same connection.
 				if d.Reconnect, err = s.connectLink(r.Context(), id, pageLinkTTL); err != nil {

@@ -56,7 +56,8 @@ type options struct {
 	// DataDir holds secrets.json, providers.yaml, store.json, store.key
 	// (the local key sealing the tokens in store.json), sandbox.json (what
 	// the sandbox provider has issued, so that connections survive a
-	// restart) and dev-api-key.
+	// restart), app.json (which demo-app session owns which connection)
+	// and dev-api-key.
 	DataDir string
 	// RefreshEvery is the refresh schedule's period (EventBridge in AWS).
 	RefreshEvery time.Duration
@@ -84,6 +85,9 @@ type devServer struct {
 	// devKey stands in for IAM on the app's token routes: requests must
 	// carry "Authorization: Bearer <devKey>". Development only.
 	devKey string
+	// app is the demo app's backend: its sessions and the client it
+	// confirms connections with.
+	app *demoApp
 }
 
 // newServer prepares the data directory, listens on opts.Addr and
@@ -167,6 +171,7 @@ func newServer(opts options) (*devServer, error) {
 			BaseURL:       base,
 			SecretsPrefix: secretsPrefix,
 			ReturnTo:      allow,
+			Confirm:       true, // CONFIRM_CONNECTIONS=required, the default in AWS
 		},
 		Catalog:        cat,
 		Store:          st,
@@ -216,12 +221,16 @@ func newServer(opts options) (*devServer, error) {
 		store:        st,
 		devKey:       devKey,
 	}
+	if s.app, err = newDemoApp(base, devKey, filepath.Join(opts.DataDir, "app.json")); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /connect/{provider}", s.lambda(httpapi.Authorize(b), "GET /connect/{provider}"))
 	mux.HandleFunc("GET /callback/{provider}", s.lambda(httpapi.Callback(b), "GET /callback/{provider}"))
 	tokens := httpapi.Tokens(b)
 	mux.HandleFunc("GET /connections/{provider}/{connection_id}/token", s.devKeyOnly(s.lambda(tokens, "GET /connections/{provider}/{connection_id}/token")))
 	mux.HandleFunc("DELETE /connections/{provider}/{connection_id}", s.devKeyOnly(s.lambda(tokens, "DELETE /connections/{provider}/{connection_id}")))
+	mux.HandleFunc("POST /connections/{provider}/{connection_id}/confirm", s.devKeyOnly(s.lambda(tokens, "POST /connections/{provider}/{connection_id}/confirm")))
 	mux.Handle("/sandbox/", sb.Handler())
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /app/return", s.appReturn)
