@@ -1,6 +1,6 @@
 package e2e
 
-// The security checklist (docs/security.md, rows S1–S22), row by row:
+// The security checklist (docs/security.md, rows S1–S24; S24 in confirm_test.go), row by row:
 // one TestS<n>_… per row whose proof needs the built functions under the
 // Lambda Runtime Interface Emulator — DynamoDB's conditional writes, the
 // state and tokens sealed under KMS, a function's deadline, a catalog

@@ -6,7 +6,7 @@
 //	connectlink -base-url https://api.example.com -provider acme \
 //	    -connection-id cust-42 -return-to https://app.example.com/done \
 //	    [-scope "a b"] [-grant client_credentials] [-param domain=mail.example.com]... \
-//	    [-ttl 15m] (-keys-file keys.json | -keys-secret oauthbroker/keys)
+//	    [-ttl 5m] (-keys-file keys.json | -keys-secret oauthbroker/keys)
 //
 // -return-to may be left out only for a client_credentials connect; the
 // broker then answers 201 JSON instead of redirecting.
@@ -37,8 +37,10 @@ import (
 	"github.com/oauthbroker/oauthbroker/shared/signing"
 )
 
-// DefaultTTL is how long a link stays valid unless -ttl says otherwise.
-const DefaultTTL = 15 * time.Minute
+// DefaultTTL is how long a link stays valid unless -ttl says otherwise:
+// signing.ClickLinkLifetime, as for a link minted when the customer
+// clicks. Each link works from the first browser that opens it only.
+const DefaultTTL = signing.ClickLinkLifetime
 
 // awsSecrets returns the Secrets Manager source; tests replace it.
 var awsSecrets = func(ctx context.Context) (secrets.Source, error) {

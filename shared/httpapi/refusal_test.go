@@ -181,6 +181,19 @@ func TestRefusalCauses(t *testing.T) {
 		{"expired link", "connect", func(t *testing.T, f *refusals) request {
 			return request{"acme", f.link(t, func(l *signing.Link) { l.Expires = f.now.Add(-time.Second) }, nil), nil}
 		}, 403, "link_expired"},
+		{"link used from another browser", "connect", func(t *testing.T, f *refusals) request {
+			raw := f.link(t, nil, nil)
+			resp, _ := Authorize(f.Broker)(context.Background(), events.APIGatewayV2HTTPRequest{PathParameters: map[string]string{"provider": "acme"}, RawQueryString: raw})
+			if resp.StatusCode != http.StatusFound {
+				t.Fatalf("first use answered %d", resp.StatusCode)
+			}
+			for _, c := range resp.Cookies {
+				if set, err := http.ParseSetCookie(c); err == nil {
+					f.secret(set.Value)
+				}
+			}
+			return request{"acme", raw, nil}
+		}, 403, "link_used"},
 		{"exp too far ahead", "connect", func(t *testing.T, f *refusals) request {
 			return request{"acme", f.link(t, func(l *signing.Link) { l.Expires = f.now.Add(signing.MaxLinkLifetime + time.Minute) }, nil), nil}
 		}, 403, "exp_too_far"},

@@ -283,9 +283,21 @@ func VerifyLink(ks *Keyset, provider string, q url.Values, now time.Time) (Link,
 	return l, nil
 }
 
+// ClickLinkLifetime is the life of a link ConnectURL mints without an
+// expiry: long enough for a redirect and a slow consent page, short
+// enough that a leaked link is soon worthless.
+const ClickLinkLifetime = 5 * time.Minute
+
 // ConnectURL returns the full connect link for l under baseURL (the
-// broker's BASE_URL): the URL an app puts behind its "Connect" button.
+// broker's BASE_URL). The easy and safe path is to call it when the
+// customer clicks "Connect" — in a backend route of the app that checks
+// its own session, signs and redirects — rather than when a page renders:
+// a zero l.Expires then gives ClickLinkLifetime, and every link is used
+// once (its nonce is new).
 func ConnectURL(ks *Keyset, baseURL string, l Link) (string, error) {
+	if l.Expires.IsZero() {
+		l.Expires = time.Now().Add(ClickLinkLifetime)
+	}
 	q, err := SignLink(ks, l)
 	if err != nil {
 		return "", err

@@ -88,6 +88,25 @@ func TestSignLinkDrawsANonce(t *testing.T) {
 	}
 }
 
+// TestConnectURLDefaultsToAClickLink: without an expiry, ConnectURL mints
+// a link for the click that asks for it, valid ClickLinkLifetime.
+func TestConnectURLDefaultsToAClickLink(t *testing.T) {
+	ks := keyset(t, "k1")
+	before := time.Now()
+	raw, err := ConnectURL(ks, "https://connect.example.com/", Link{Provider: "acme", ConnectionID: "c1", ReturnTo: "https://app.example.com/"})
+	if err != nil || !strings.HasPrefix(raw, "https://connect.example.com/connect/acme?") {
+		t.Fatalf("ConnectURL = %q, %v", raw, err)
+	}
+	u, _ := url.Parse(raw)
+	exp, _ := strconv.ParseInt(u.Query().Get("exp"), 10, 64)
+	if life := time.Unix(exp, 0).Sub(before); life < ClickLinkLifetime-time.Second || life > ClickLinkLifetime+time.Second {
+		t.Errorf("the link lives %v, want %v", life, ClickLinkLifetime)
+	}
+	if _, err := VerifyLink(ks, "acme", u.Query(), time.Now()); err != nil {
+		t.Errorf("VerifyLink: %v", err)
+	}
+}
+
 func TestLinkRoundTripAndRotation(t *testing.T) {
 	l := Link{Provider: "acme", ConnectionID: "cust-42", ReturnTo: "https://app.example.com/done?x=1", Scopes: []string{"read", "write"}, Expires: t0.Add(time.Hour)}
 	raw, err := SignLink(keyset(t, "k1"), l)
