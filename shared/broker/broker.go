@@ -2,7 +2,8 @@
 // catalog, the store and the secrets:
 //
 //   - Connect (authorize) verifies the app's signed link and starts a flow;
-//   - Callback completes it and stores the connection;
+//   - Callback completes it and stores the connection — or, with
+//     Config.Confirm, keeps the grant pending until Confirm (confirm.go);
 //   - Token hands out a usable access token, renewing it first if needed;
 //   - Delete deletes a connection and revokes its grant;
 //   - the refresh sweep (Sweep) renews what is due, with leases and
