@@ -162,7 +162,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		return redirectErr(kind, code, cause, err)
 	}
 	fresh := grantOf(p, rec, tok)
-	if b.Config.Confirm && rec.Grant == provider.GrantAuthorizationCode {
+	if b.Config.Confirm && rec.Grant == provider.GrantAuthorizationCode && back != nil {
 		// S24: the grant waits apart until the app confirms that the
 		// signed-in user owns this connection id; the connection goes on
 		// serving whatever it held.
@@ -177,7 +177,7 @@ func (b *Broker) Callback(ctx context.Context, req CallbackRequest) (CallbackRes
 		view.Status, view.AccessToken = StatusPending, ""
 		res.Connection = &view
 		// A browser flow always has a return address (Connect refuses one
-		// without).
+		// without; the condition above only keeps a nil one from panicking).
 		res.Location = returnto.With(back, url.Values{"connection_id": {fresh.ConnectionID}, "status": {string(StatusPending)}, ParamConfirmation: {code}})
 		return res, nil
 	}

@@ -225,9 +225,15 @@ func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
 		return fmt.Errorf("dynamo: put pending: %w", err)
 	}
 	it.Sealed = sealed
+	return s.putNew(ctx, "put pending", it)
+}
+
+// putNew puts it, an item layout, if no item with its key exists
+// (ErrConflict otherwise); op names the operation in errors.
+func (s *Store) putNew(ctx context.Context, op string, it any) error {
 	item, err := attributevalue.MarshalMap(it)
 	if err != nil {
-		return fmt.Errorf("dynamo: put pending: %w", err)
+		return fmt.Errorf("dynamo: %s: %w", op, err)
 	}
 	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                aws.String(s.table),
@@ -236,7 +242,7 @@ func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
 		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
 	})
 	if err != nil {
-		return writeFailed("put pending", err, store.ErrConflict)
+		return writeFailed(op, err, store.ErrConflict)
 	}
 	return nil
 }
@@ -312,20 +318,7 @@ func (s *Store) PutState(ctx context.Context, r store.StateRecord) error {
 		}
 		it.Sealed = sealed
 	}
-	item, err := attributevalue.MarshalMap(it)
-	if err != nil {
-		return fmt.Errorf("dynamo: put state: %w", err)
-	}
-	_, err = s.client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                aws.String(s.table),
-		Item:                     item,
-		ConditionExpression:      aws.String("attribute_not_exists(#pk)"),
-		ExpressionAttributeNames: map[string]string{"#pk": "pk"},
-	})
-	if err != nil {
-		return writeFailed("put state", err, store.ErrConflict)
-	}
-	return nil
+	return s.putNew(ctx, "put state", it)
 }
 
 // TakeState implements store.Store.
