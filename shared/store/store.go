@@ -326,6 +326,26 @@ type Key struct {
 // (retired or pending) rather than the connection itself.
 func (k Key) Apart() bool { return k.Retired != "" || k.Pending != "" }
 
+// CheckApart rejects a key that names no retired or pending grant (or
+// both at once), one definition for every Store.
+func (k Key) CheckApart() error {
+	if err := CheckKey(k.Provider, k.ConnectionID); err != nil {
+		return err
+	}
+	if k.Retired == "" == (k.Pending == "") {
+		return errors.New("store: key names no retired or pending grant")
+	}
+	return nil
+}
+
+// CheckPending rejects a key that names no pending grant.
+func (k Key) CheckPending() error {
+	if err := k.CheckApart(); err != nil || k.Pending == "" {
+		return errors.New("store: key names no pending grant")
+	}
+	return nil
+}
+
 // DueKey is a key that ListDue may return, with the time it fell due.
 type DueKey struct {
 	Key Key

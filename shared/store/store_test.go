@@ -211,3 +211,27 @@ func TestSealCredentials(t *testing.T) {
 		t.Error("IsZero is wrong")
 	}
 }
+
+// TestCheckApart: only a key naming exactly one retired or pending grant
+// of a well-formed connection passes; CheckPending wants the pending one.
+func TestCheckApart(t *testing.T) {
+	tests := []struct {
+		k              Key
+		apart, pending bool
+	}{
+		{Key{Provider: "p", ConnectionID: "c", Retired: "r"}, true, false},
+		{Key{Provider: "p", ConnectionID: "c", Pending: "h"}, true, true},
+		{Key{Provider: "p", ConnectionID: "c"}, false, false},
+		{Key{Provider: "p", ConnectionID: "c", Retired: "r", Pending: "h"}, false, false},
+		{Key{Provider: "p#x", ConnectionID: "c", Pending: "h"}, false, false},
+		{Key{ConnectionID: "c", Pending: "h"}, false, false},
+	}
+	for _, tt := range tests {
+		if err := tt.k.CheckApart(); (err == nil) != tt.apart {
+			t.Errorf("%+v.CheckApart() = %v, want ok %v", tt.k, err, tt.apart)
+		}
+		if err := tt.k.CheckPending(); (err == nil) != tt.pending {
+			t.Errorf("%+v.CheckPending() = %v, want ok %v", tt.k, err, tt.pending)
+		}
+	}
+}

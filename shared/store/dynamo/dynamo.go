@@ -209,8 +209,8 @@ func (s *Store) UseLink(ctx context.Context, u store.LinkUse) error {
 // PutPending implements store.Store.
 func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
 	k, c := g.Key, g.Connection
-	if err := checkApart(k); err != nil || k.Pending == "" {
-		return fmt.Errorf("dynamo: put pending: key names no pending grant")
+	if err := k.CheckPending(); err != nil {
+		return fmt.Errorf("dynamo: put pending: %w", err)
 	}
 	pk := connPK(k.Provider, k.ConnectionID)
 	it := pendingItem{
@@ -251,8 +251,8 @@ func (s *Store) putNew(ctx context.Context, op string, it any) error {
 // returns the deleted item: it must still hold its credentials, never
 // have been leased for revocation, and not have expired.
 func (s *Store) TakePending(ctx context.Context, k store.Key, now time.Time) (store.PendingGrant, error) {
-	if err := checkApart(k); err != nil || k.Pending == "" {
-		return store.PendingGrant{}, fmt.Errorf("dynamo: take pending: key names no pending grant")
+	if err := k.CheckPending(); err != nil {
+		return store.PendingGrant{}, fmt.Errorf("dynamo: take pending: %w", err)
 	}
 	num := func(n int64) types.AttributeValue {
 		return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
@@ -678,7 +678,7 @@ func (s *Store) Lease(ctx context.Context, k store.Key, req store.LeaseRequest) 
 // LeaseRetired implements store.Store with one conditional UpdateItem that
 // returns the item as updated.
 func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.Time) (store.RetiredGrant, error) {
-	if err := checkApart(k); err != nil {
+	if err := k.CheckApart(); err != nil {
 		return store.RetiredGrant{}, fmt.Errorf("dynamo: lease retired: %w", err)
 	}
 	num := func(n int64) types.AttributeValue {
@@ -721,7 +721,7 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 // sealed credentials and the index keys: the item itself goes with its
 // TTL, so the refresh function needs no right to delete items.
 func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
-	if err := checkApart(k); err != nil {
+	if err := k.CheckApart(); err != nil {
 		return fmt.Errorf("dynamo: drop retired: %w", err)
 	}
 	_, err := s.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -733,17 +733,6 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	})
 	if err != nil && !isConditionFailed(err) {
 		return fmt.Errorf("dynamo: drop retired: %w", err)
-	}
-	return nil
-}
-
-// checkApart rejects a key that names no retired or pending grant.
-func checkApart(k store.Key) error {
-	if err := store.CheckKey(k.Provider, k.ConnectionID); err != nil {
-		return err
-	}
-	if k.Retired == "" == (k.Pending == "") {
-		return errors.New("key names no retired or pending grant")
 	}
 	return nil
 }

@@ -40,8 +40,8 @@ type Store struct {
 	mu      sync.Mutex
 	states  map[string]store.StateRecord
 	conns   map[store.Key]store.Connection
-	retired map[store.Key]retired // keyed with Key.Retired or Key.Pending set
-	pending map[store.Key]pending // keyed with Key.Pending set
+	retired map[store.Key]retired            // keyed with Key.Retired or Key.Pending set
+	pending map[store.Key]store.PendingGrant // keyed with Key.Pending set
 	links   map[string]store.LinkUse
 
 	// Now is the record clock of the times the store stamps itself:
@@ -58,13 +58,6 @@ type retired struct {
 	store.RetiredGrant
 	Due       time.Time `json:"due"`
 	Successor []string  `json:"successor,omitempty"` // store.Successor of the replacing tokens
-}
-
-// pending is a pending grant, until it is taken or expires; once leased
-// for revocation it moves to retired.
-type pending struct {
-	store.PendingGrant
-	CreatedAt time.Time `json:"created_at"`
 }
 
 var _ store.Store = (*Store)(nil)
@@ -96,8 +89,10 @@ type fileRetired struct {
 	Sealed []byte `json:"sealed,omitempty"`
 }
 
+// filePending is a pending grant until it is taken or first leased for
+// revocation, when it moves to retired.
 type filePending struct {
-	pending
+	store.PendingGrant
 	Sealed []byte `json:"sealed,omitempty"`
 }
 
@@ -111,7 +106,7 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 		states:  make(map[string]store.StateRecord),
 		conns:   make(map[store.Key]store.Connection),
 		retired: make(map[store.Key]retired),
-		pending: make(map[store.Key]pending),
+		pending: make(map[store.Key]store.PendingGrant),
 		links:   make(map[string]store.LinkUse),
 	}
 	if path == "" {
@@ -165,7 +160,7 @@ func Open(path string, sealer *envelope.Sealer) (*Store, error) {
 		s.retired[k] = r
 	}
 	for _, fp := range f.Pending {
-		p := fp.pending
+		p := fp.PendingGrant
 		k := p.Key
 		creds, err := store.OpenCredentials(ctx, sealer, store.ConnectionRecordKey(k.Provider, k.ConnectionID), fp.Sealed)
 		if err != nil {
@@ -203,8 +198,8 @@ func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
 		return err
 	}
 	k := g.Key
-	if store.CheckKey(k.Provider, k.ConnectionID) != nil || k.Pending == "" || k.Retired != "" {
-		return errors.New("embedded: put pending: key names no pending grant")
+	if err := k.CheckPending(); err != nil {
+		return fmt.Errorf("embedded: put pending: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -216,7 +211,7 @@ func (s *Store) PutPending(ctx context.Context, g store.PendingGrant) error {
 	}
 	g.Connection = pendingConnection(k, g.Connection)
 	g.ExpiresAt = store.StoredTime(g.ExpiresAt)
-	return setSaved(s, s.pending, k, pending{PendingGrant: g, CreatedAt: store.StoredTime(s.now())})
+	return setSaved(s, s.pending, k, g)
 }
 
 // pendingConnection is what a store keeps of a pending grant's
@@ -235,8 +230,8 @@ func (s *Store) TakePending(ctx context.Context, k store.Key, now time.Time) (st
 	if err := ctx.Err(); err != nil {
 		return store.PendingGrant{}, err
 	}
-	if k.Pending == "" || k.Retired != "" {
-		return store.PendingGrant{}, errors.New("embedded: take pending: key names no pending grant")
+	if err := k.CheckPending(); err != nil {
+		return store.PendingGrant{}, fmt.Errorf("embedded: take pending: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,9 +242,8 @@ func (s *Store) TakePending(ctx context.Context, k store.Key, now time.Time) (st
 	if err := deleteSaved(s, s.pending, k); err != nil {
 		return store.PendingGrant{}, err
 	}
-	g := p.PendingGrant
-	g.Connection = g.Connection.Stored()
-	return g, nil
+	p.Connection = p.Connection.Stored()
+	return p, nil
 }
 
 // PutState implements store.Store.
@@ -369,8 +363,8 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 	if err := ctx.Err(); err != nil {
 		return store.RetiredGrant{}, err
 	}
-	if k.Retired == "" == (k.Pending == "") {
-		return store.RetiredGrant{}, errors.New("embedded: lease retired: key names no retired or pending grant")
+	if err := k.CheckApart(); err != nil {
+		return store.RetiredGrant{}, fmt.Errorf("embedded: lease retired: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -380,11 +374,11 @@ func (s *Store) LeaseRetired(ctx context.Context, k store.Key, now, until time.T
 		c := p.Connection
 		r := retired{RetiredGrant: store.RetiredGrant{Key: k, Params: maps.Clone(c.Params),
 			AccessToken: c.AccessToken, RefreshToken: c.RefreshToken, RetiredAt: p.ExpiresAt}, Due: p.ExpiresAt}
-		old := s.pending
-		s.pending = maps.Clone(old)
 		delete(s.pending, k)
-		if err := setSaved(s, s.retired, k, r); err != nil {
-			s.pending = old
+		s.retired[k] = r
+		if err := s.save(); err != nil {
+			s.pending[k] = p
+			delete(s.retired, k)
 			return store.RetiredGrant{}, err
 		}
 	}
@@ -407,8 +401,8 @@ func (s *Store) DropRetired(ctx context.Context, k store.Key) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if k.Retired == "" == (k.Pending == "") {
-		return errors.New("embedded: drop retired: key names no retired or pending grant")
+	if err := k.CheckApart(); err != nil {
+		return fmt.Errorf("embedded: drop retired: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -593,7 +587,7 @@ func (s *Store) save() error {
 		f.Retired = append(f.Retired, fr)
 	}
 	for _, p := range s.pending {
-		fp := filePending{pending: p}
+		fp := filePending{PendingGrant: p}
 		k := p.Key
 		sealed, err := store.SealCredentials(ctx, s.sealer, store.ConnectionRecordKey(k.Provider, k.ConnectionID), store.Credentials{AccessToken: p.Connection.AccessToken, RefreshToken: p.Connection.RefreshToken})
 		if err != nil {
