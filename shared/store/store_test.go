@@ -216,15 +216,15 @@ func TestSealCredentials(t *testing.T) {
 // of a well-formed connection passes; CheckPending wants the pending one.
 func TestCheckApart(t *testing.T) {
 	tests := []struct {
-		k              Key
+		k              store.Key
 		apart, pending bool
 	}{
-		{Key{Provider: "p", ConnectionID: "c", Retired: "r"}, true, false},
-		{Key{Provider: "p", ConnectionID: "c", Pending: "h"}, true, true},
-		{Key{Provider: "p", ConnectionID: "c"}, false, false},
-		{Key{Provider: "p", ConnectionID: "c", Retired: "r", Pending: "h"}, false, false},
-		{Key{Provider: "p#x", ConnectionID: "c", Pending: "h"}, false, false},
-		{Key{ConnectionID: "c", Pending: "h"}, false, false},
+		{store.Key{Provider: "p", ConnectionID: "c", Retired: "r"}, true, false},
+		{store.Key{Provider: "p", ConnectionID: "c", Pending: "h"}, true, true},
+		{store.Key{Provider: "p", ConnectionID: "c"}, false, false},
+		{store.Key{Provider: "p", ConnectionID: "c", Retired: "r", Pending: "h"}, false, false},
+		{store.Key{Provider: "p#x", ConnectionID: "c", Pending: "h"}, false, false},
+		{store.Key{ConnectionID: "c", Pending: "h"}, false, false},
 	}
 	for _, tt := range tests {
 		if err := tt.k.CheckApart(); (err == nil) != tt.apart {
