@@ -69,8 +69,10 @@ func TestCallbackForgedState(t *testing.T) {
 	if len(parts) != 4 {
 		t.Fatalf("state %d parts, want 4", len(parts))
 	}
+	// Another letter of the base64url alphabet (XOR 1 turned a "-" or "_"
+	// into a character outside it, about one run in thirty: malformed).
 	otherSig := []byte(parts[3])
-	otherSig[0] ^= 1 // another letter of the alphabet
+	otherSig[0] = map[bool]byte{true: 'B', false: 'A'}[otherSig[0] == 'A']
 	for _, tc := range []struct {
 		name, state string
 		want        broker.Cause
